@@ -1,0 +1,57 @@
+"""softflow: differentiable control flow for JAX.
+
+Soft comparisons turn conditions into truth values in [0, 1]; ``soft_if`` / ``soft_where`` /
+``soft_switch`` blend branches by them; ``soft_while`` / ``soft_fori_loop`` turn loops into a
+mixture over the step at which they stop. At softness -> 0 every primitive is the exact program.
+"""
+
+import importlib.metadata
+
+from ._branch import soft_if as soft_if, soft_switch as soft_switch, soft_where as soft_where
+from ._compare import (
+    MODES as MODES,
+    between as between,
+    equal as equal,
+    greater as greater,
+    greater_equal as greater_equal,
+    less as less,
+    less_equal as less_equal,
+    not_equal as not_equal,
+)
+from ._kinds import KINDS as KINDS, sigmoid as sigmoid
+from ._logic import (
+    TNORMS as TNORMS,
+    all as all,
+    any as any,
+    logical_and as logical_and,
+    logical_not as logical_not,
+    logical_or as logical_or,
+    logical_xor as logical_xor,
+)
+from ._relax import Relaxation as Relaxation
+
+__version__ = importlib.metadata.version("softflow")
+
+__all__ = [
+    "KINDS",
+    "MODES",
+    "TNORMS",
+    "Relaxation",
+    "all",
+    "any",
+    "between",
+    "equal",
+    "greater",
+    "greater_equal",
+    "less",
+    "less_equal",
+    "logical_and",
+    "logical_not",
+    "logical_or",
+    "logical_xor",
+    "not_equal",
+    "sigmoid",
+    "soft_if",
+    "soft_switch",
+    "soft_where",
+]

@@ -1,0 +1,250 @@
+"""Relaxed comparisons: soft truth values in [0, 1] for x > y, x == y and their relatives."""
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+from ._checks import check_choice, check_softness, float_dtype
+from ._kinds import KINDS, sigmoid
+
+MODES = ("soft", "hard", "straight_through")
+
+
+def _relaxed(
+    soft_fn: Callable,
+    hard_fn: Callable,
+    args: tuple,
+    softness,
+    kind: str,
+    mode: str,
+):
+    """Evaluate a comparison in the requested mode.
+
+    ``soft_fn(*args, softness)`` is the relaxation and ``hard_fn(*args)`` the exact boolean. The
+    straight-through value is ``hard + (soft - stop_gradient(soft))``: the bracket is exactly zero
+    for finite ``soft``, so the forward value is bit-for-bit the hard one, while every derivative
+    (of any order) is that of the soft relaxation.
+    """
+    check_choice("kind", kind, KINDS)
+    check_choice("mode", mode, MODES)
+    check_softness(softness)
+    dtype = float_dtype(*args)
+    args = tuple(jnp.asarray(a, dtype) for a in args)
+    if mode == "hard":
+        return hard_fn(*args).astype(dtype)
+    # The softness is cast to the dtype of the compared values, so that a float32 softness does
+    # not silently promote a bfloat16 program (its gradient still flows back in its own dtype).
+    soft = soft_fn(*args, jnp.asarray(softness).astype(dtype))
+    if mode == "soft":
+        return soft
+    return hard_fn(*args).astype(dtype) + (soft - jax.lax.stop_gradient(soft))
+
+
+def _step(kind):
+    return lambda x, y, softness: sigmoid((x - y) / softness, kind=kind)
+
+
+def greater(x, y, *, softness=1.0, kind: str = "logistic", mode: str = "soft"):
+    r"""Soft truth value of :math:`x > y`.
+
+    .. math:: \mathrm{greater}(x, y) = s\!\left(\frac{x - y}{\tau}\right)
+
+    with :math:`s` the soft step of ``kind`` (see :func:`softflow.sigmoid`) and :math:`\tau` the
+    softness. As :math:`\tau \to 0` it tends to the indicator of :math:`x > y` (1/2 at ties).
+
+    Arguments:
+        x, y: real arrays, broadcast against each other.
+        softness: :math:`\tau > 0`, a float or a (traced) array broadcasting against ``x - y``;
+            the width of the transition in the units of ``x``.
+        kind: the soft step family, one of :data:`softflow.KINDS`.
+        mode: ``"soft"`` (the relaxation), ``"hard"`` (the exact indicator :math:`x > y` as a
+            float, with zero gradient) or ``"straight_through"`` (forward value exactly the hard
+            one, gradient the soft one).
+
+    Returns:
+        An array in [0, 1] with the broadcast shape of ``x`` and ``y`` and their floating dtype
+        (the default float dtype for integer inputs).
+
+    Example:
+        >>> import softflow as sf
+        >>> round(float(sf.greater(1.0, 0.0, softness=0.5)), 4)
+        0.8808
+        >>> float(sf.greater(1.0, 0.0, mode="hard"))
+        1.0
+    """
+    return _relaxed(_step(kind), jnp.greater, (x, y), softness, kind, mode)
+
+
+def greater_equal(x, y, *, softness=1.0, kind: str = "logistic", mode: str = "soft"):
+    r"""Soft truth value of :math:`x \ge y`.
+
+    Identical to :func:`greater` in soft mode, :math:`s((x - y)/\tau)`; in hard and
+    straight-through modes the forward value is the indicator of :math:`x \ge y`, so the two differ
+    exactly at ties.
+
+    Arguments:
+        x, y: real arrays, broadcast against each other.
+        softness: :math:`\tau > 0`, float or array.
+        kind: one of :data:`softflow.KINDS`.
+        mode: ``"soft"``, ``"hard"`` or ``"straight_through"``.
+
+    Returns:
+        An array in [0, 1] with the broadcast shape and floating dtype of ``x`` and ``y``.
+
+    Example:
+        >>> import softflow as sf
+        >>> float(sf.greater_equal(2.0, 2.0, mode="hard")), float(sf.greater(2.0, 2.0, mode="hard"))
+        (1.0, 0.0)
+    """
+    return _relaxed(_step(kind), jnp.greater_equal, (x, y), softness, kind, mode)
+
+
+def less(x, y, *, softness=1.0, kind: str = "logistic", mode: str = "soft"):
+    r"""Soft truth value of :math:`x < y`.
+
+    .. math:: \mathrm{less}(x, y) = s\!\left(\frac{y - x}{\tau}\right)
+
+    In soft mode :math:`\mathrm{less}(x, y) + \mathrm{greater\_equal}(x, y) = 1`.
+
+    Arguments:
+        x, y: real arrays, broadcast against each other.
+        softness: :math:`\tau > 0`, float or array.
+        kind: one of :data:`softflow.KINDS`.
+        mode: ``"soft"``, ``"hard"`` or ``"straight_through"``.
+
+    Returns:
+        An array in [0, 1] with the broadcast shape and floating dtype of ``x`` and ``y``.
+
+    Example:
+        >>> import softflow as sf
+        >>> round(float(sf.less(0.0, 1.0, softness=0.5)), 4)
+        0.8808
+    """
+    return _relaxed(
+        lambda a, b, t: sigmoid((b - a) / t, kind=kind), jnp.less, (x, y), softness, kind, mode
+    )
+
+
+def less_equal(x, y, *, softness=1.0, kind: str = "logistic", mode: str = "soft"):
+    r"""Soft truth value of :math:`x \le y`.
+
+    Identical to :func:`less` in soft mode, :math:`s((y - x)/\tau)`; the hard value is the
+    indicator of :math:`x \le y`.
+
+    Arguments:
+        x, y: real arrays, broadcast against each other.
+        softness: :math:`\tau > 0`, float or array.
+        kind: one of :data:`softflow.KINDS`.
+        mode: ``"soft"``, ``"hard"`` or ``"straight_through"``.
+
+    Returns:
+        An array in [0, 1] with the broadcast shape and floating dtype of ``x`` and ``y``.
+
+    Example:
+        >>> import softflow as sf
+        >>> float(sf.less_equal(1.0, 1.0, mode="hard"))
+        1.0
+    """
+    return _relaxed(
+        lambda a, b, t: sigmoid((b - a) / t, kind=kind),
+        jnp.less_equal,
+        (x, y),
+        softness,
+        kind,
+        mode,
+    )
+
+
+def _bump(kind):
+    # 4 s(z) s(-z): equals 1 at z = 0, even, decreasing in |z|, and -> 0 as tau -> 0 for z != 0.
+    # Both factors are evaluated directly (not as 1 - s) so that the tails keep their precision.
+    def bump(a, b, t):
+        z = (a - b) / t
+        return 4 * sigmoid(z, kind=kind) * sigmoid(-z, kind=kind)
+
+    return bump
+
+
+def equal(x, y, *, softness=1.0, kind: str = "logistic", mode: str = "soft"):
+    r"""Soft truth value of :math:`x = y`: a bump that is 1 at :math:`x = y`.
+
+    .. math:: \mathrm{equal}(x, y) = 4\, s(z)\, s(-z), \qquad z = \frac{x - y}{\tau}
+
+    It is symmetric in :math:`x - y`, decreases with :math:`|x - y|` and tends to 0 for
+    :math:`x \ne y` as :math:`\tau \to 0`. For the logistic kind it is
+    :math:`\operatorname{sech}^2(z/2)`; the compact-support kinds give exactly 0 beyond their
+    support. The hard value is the indicator of :math:`x = y`.
+
+    Arguments:
+        x, y: real arrays, broadcast against each other.
+        softness: :math:`\tau > 0`, float or array.
+        kind: one of :data:`softflow.KINDS`.
+        mode: ``"soft"``, ``"hard"`` or ``"straight_through"``.
+
+    Returns:
+        An array in [0, 1] with the broadcast shape and floating dtype of ``x`` and ``y``.
+
+    Example:
+        >>> import softflow as sf
+        >>> float(sf.equal(3.0, 3.0)), round(float(sf.equal(3.0, 4.0, softness=0.5)), 4)
+        (1.0, 0.42)
+    """
+    return _relaxed(_bump(kind), jnp.equal, (x, y), softness, kind, mode)
+
+
+def not_equal(x, y, *, softness=1.0, kind: str = "logistic", mode: str = "soft"):
+    r"""Soft truth value of :math:`x \ne y`: :math:`1 - \mathrm{equal}(x, y)`.
+
+    Arguments:
+        x, y: real arrays, broadcast against each other.
+        softness: :math:`\tau > 0`, float or array.
+        kind: one of :data:`softflow.KINDS`.
+        mode: ``"soft"``, ``"hard"`` or ``"straight_through"``.
+
+    Returns:
+        An array in [0, 1] with the broadcast shape and floating dtype of ``x`` and ``y``.
+
+    Example:
+        >>> import softflow as sf
+        >>> float(sf.not_equal(3.0, 3.0))
+        0.0
+    """
+    bump = _bump(kind)
+    return _relaxed(lambda a, b, t: 1 - bump(a, b, t), jnp.not_equal, (x, y), softness, kind, mode)
+
+
+def between(x, lo, hi, *, softness=1.0, kind: str = "logistic", mode: str = "soft"):
+    r"""Soft truth value of :math:`lo \le x \le hi`.
+
+    .. math::
+        \mathrm{between}(x, lo, hi) = s\!\left(\frac{x - lo}{\tau}\right)
+        \, s\!\left(\frac{hi - x}{\tau}\right)
+
+    the product (probabilistic AND) of the two one-sided tests, so it stays in [0, 1] even when
+    ``lo > hi``. The hard value is the indicator of :math:`lo \le x \le hi`.
+
+    Arguments:
+        x, lo, hi: real arrays, broadcast against each other.
+        softness: :math:`\tau > 0`, float or array.
+        kind: one of :data:`softflow.KINDS`.
+        mode: ``"soft"``, ``"hard"`` or ``"straight_through"``.
+
+    Returns:
+        An array in [0, 1] with the broadcast shape and floating dtype of the inputs.
+
+    Example:
+        >>> import softflow as sf
+        >>> float(sf.between(0.5, 0.0, 1.0, mode="hard"))
+        1.0
+        >>> float(sf.between(2.0, 0.0, 1.0, mode="hard"))
+        0.0
+    """
+
+    def soft(a, low, high, t):
+        return sigmoid((a - low) / t, kind=kind) * sigmoid((high - a) / t, kind=kind)
+
+    def hard(a, low, high):
+        return (low <= a) & (a <= high)
+
+    return _relaxed(soft, hard, (x, lo, hi), softness, kind, mode)

@@ -1,0 +1,110 @@
+"""Soft step families ("kinds"): monotone maps of the real line onto [0, 1].
+
+Every kind satisfies s(0) = 1/2, s(-z) = 1 - s(z) and s'(0) = 1/4, the slope of the logistic
+function, so that switching kinds keeps the effective softness. Each is written so that its value
+and its derivative stay finite for any finite z, including |z| ~ 1e12 in float32.
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+from ._checks import check_choice
+
+KINDS = ("logistic", "gaussian", "cauchy", "reciprocal", "optimal", "smoothstep", "smootherstep")
+
+# Scale factors that give every kind the logistic slope 1/4 at z = 0.
+_GAUSSIAN_SCALE = math.sqrt(2 * math.pi) / 4  # Phi'(0) = 1/sqrt(2 pi)
+_CAUCHY_SCALE = math.pi / 4  # d/dz arctan(z)/pi = 1/pi at 0
+_RECIPROCAL_SCALE = 0.5  # d/dz z/(2(1+|z|)) = 1/2 at 0
+_OPTIMAL_SCALE = 0.25  # the optimal sigmoid has slope 1 at 0
+_SMOOTHSTEP_HALF_WIDTH = 3.0  # 3t^2 - 2t^3 has slope 3/2 in t, t = (z + w) / 2w
+_SMOOTHERSTEP_HALF_WIDTH = 3.75  # 6t^5 - 15t^4 + 10t^3 has slope 15/8 in t
+
+
+def _logistic(z):
+    return jax.nn.sigmoid(z)
+
+
+def _gaussian(z):
+    return jax.scipy.special.ndtr(_GAUSSIAN_SCALE * z)
+
+
+def _cauchy(z):
+    return 0.5 + jnp.arctan(_CAUCHY_SCALE * z) / math.pi
+
+
+def _reciprocal(z):
+    u = _RECIPROCAL_SCALE * z
+    return 0.5 + 0.5 * u / (1 + jnp.abs(u))
+
+
+def _optimal(z):
+    # Petersen et al. (ICLR 2022), "Monotonic Differentiable Sorting Networks": linear in the
+    # middle, tails 1/(16u) that decay as slowly as monotonicity of a sorting network allows.
+    u = _OPTIMAL_SCALE * z
+    tail = jnp.abs(u) > 0.25
+    u_tail = jnp.where(tail, u, 1.0)  # keeps 1/u and its derivative finite where unused
+    tail_value = jnp.where(u_tail > 0, 1 - 1 / (16 * u_tail), -1 / (16 * u_tail))
+    return jnp.where(tail, tail_value, u + 0.5)
+
+
+def _smoothstep(z):
+    t = jnp.clip((z + _SMOOTHSTEP_HALF_WIDTH) / (2 * _SMOOTHSTEP_HALF_WIDTH), 0, 1)
+    return t * t * (3 - 2 * t)
+
+
+def _smootherstep(z):
+    t = jnp.clip((z + _SMOOTHERSTEP_HALF_WIDTH) / (2 * _SMOOTHERSTEP_HALF_WIDTH), 0, 1)
+    return t * t * t * (t * (6 * t - 15) + 10)
+
+
+_STEPS = {
+    "logistic": _logistic,
+    "gaussian": _gaussian,
+    "cauchy": _cauchy,
+    "reciprocal": _reciprocal,
+    "optimal": _optimal,
+    "smoothstep": _smoothstep,
+    "smootherstep": _smootherstep,
+}
+
+
+def sigmoid(z, *, kind: str = "logistic"):
+    r"""The soft step :math:`s(z)` of a kind: a monotone map of the real line onto [0, 1].
+
+    All kinds share :math:`s(0) = 1/2`, :math:`s(-z) = 1 - s(z)` and :math:`s'(0) = 1/4`:
+
+    ============== ================================================================
+    kind           :math:`s(z)`
+    ============== ================================================================
+    logistic       :math:`1 / (1 + e^{-z})`
+    gaussian       :math:`\Phi(\sqrt{2\pi}\, z / 4)`, the normal CDF
+    cauchy         :math:`1/2 + \arctan(\pi z / 4) / \pi`
+    reciprocal     :math:`1/2 + u / (2 (1 + |u|))`, :math:`u = z/2`
+    optimal        :math:`u + 1/2` for :math:`|u| \le 1/4`, else :math:`1 - 1/(16u)`
+                   or :math:`-1/(16u)`, :math:`u = z/4` (Petersen et al., 2022)
+    smoothstep     :math:`3t^2 - 2t^3`, :math:`t = \mathrm{clip}((z + 3)/6, 0, 1)`
+    smootherstep   :math:`6t^5 - 15t^4 + 10t^3`, :math:`t = \mathrm{clip}((z + 3.75)/7.5, 0, 1)`
+    ============== ================================================================
+
+    The comparisons evaluate :math:`s` at the difference of their arguments divided by the softness.
+
+    Arguments:
+        z: real array (integers are converted to the default float dtype).
+        kind: one of :data:`softflow.KINDS`.
+
+    Returns:
+        :math:`s(z)`, with the dtype of ``z`` (or the default float dtype for integer ``z``).
+
+    Example:
+        >>> import softflow as sf
+        >>> float(sf.sigmoid(0.0, kind="cauchy"))
+        0.5
+    """
+    check_choice("kind", kind, KINDS)
+    z = jnp.asarray(z)
+    if not jnp.issubdtype(z.dtype, jnp.floating):
+        z = z.astype(jnp.result_type(float))
+    return _STEPS[kind](z)

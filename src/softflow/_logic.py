@@ -1,0 +1,205 @@
+"""Soft logic: negation, conjunction, disjunction and exclusive or of soft truth values.
+
+Each binary connective is a t-norm (AND) with its dual t-conorm (OR). All three t-norms agree with
+Boolean logic on {0, 1} and satisfy De Morgan's laws with ``logical_not(p) = 1 - p``.
+"""
+
+import jax.numpy as jnp
+
+from ._checks import check_choice
+
+TNORMS = ("product", "godel", "lukasiewicz")
+
+
+def _as_float(p):
+    p = jnp.asarray(p)
+    if not jnp.issubdtype(p.dtype, jnp.floating):
+        p = p.astype(jnp.result_type(float))
+    return p
+
+
+def _operands(p, q):
+    p, q = _as_float(p), _as_float(q)
+    dtype = jnp.result_type(p, q)
+    return p.astype(dtype), q.astype(dtype)
+
+
+def logical_not(p):
+    r"""Soft NOT: :math:`1 - p`.
+
+    Arguments:
+        p: soft truth values in [0, 1] (booleans are converted to 0.0 / 1.0).
+
+    Returns:
+        :math:`1 - p`, with the floating dtype of ``p``.
+
+    Example:
+        >>> import softflow as sf
+        >>> float(sf.logical_not(0.25))
+        0.75
+    """
+    return 1 - _as_float(p)
+
+
+def logical_and(p, q, *, tnorm: str = "product"):
+    r"""Soft AND of two truth values, by a t-norm.
+
+    ============ ==========================
+    tnorm        :math:`p \wedge q`
+    ============ ==========================
+    product      :math:`p q`
+    godel        :math:`\min(p, q)`
+    lukasiewicz  :math:`\max(0, p + q - 1)`
+    ============ ==========================
+
+    Arguments:
+        p, q: soft truth values in [0, 1], broadcast against each other.
+        tnorm: one of :data:`softflow.TNORMS`.
+
+    Returns:
+        The soft conjunction, in [0, 1].
+
+    Example:
+        >>> import softflow as sf
+        >>> float(sf.logical_and(0.5, 0.5)), float(sf.logical_and(0.5, 0.5, tnorm="godel"))
+        (0.25, 0.5)
+    """
+    check_choice("tnorm", tnorm, TNORMS)
+    p, q = _operands(p, q)
+    if tnorm == "product":
+        return p * q
+    if tnorm == "godel":
+        return jnp.minimum(p, q)
+    return jnp.maximum(0, p + q - 1)
+
+
+def logical_or(p, q, *, tnorm: str = "product"):
+    r"""Soft OR of two truth values, by the t-conorm dual to ``tnorm``.
+
+    ============ ==========================
+    tnorm        :math:`p \vee q`
+    ============ ==========================
+    product      :math:`p + q - p q`
+    godel        :math:`\max(p, q)`
+    lukasiewicz  :math:`\min(1, p + q)`
+    ============ ==========================
+
+    Arguments:
+        p, q: soft truth values in [0, 1], broadcast against each other.
+        tnorm: one of :data:`softflow.TNORMS`.
+
+    Returns:
+        The soft disjunction, in [0, 1].
+
+    Example:
+        >>> import softflow as sf
+        >>> float(sf.logical_or(0.5, 0.5))
+        0.75
+    """
+    check_choice("tnorm", tnorm, TNORMS)
+    p, q = _operands(p, q)
+    if tnorm == "product":
+        return p + q - p * q
+    if tnorm == "godel":
+        return jnp.maximum(p, q)
+    return jnp.minimum(1, p + q)
+
+
+def logical_xor(p, q, *, tnorm: str = "product"):
+    r"""Soft exclusive OR: "exactly one of p, q".
+
+    ============ =====================================================
+    tnorm        :math:`p \oplus q`
+    ============ =====================================================
+    product      :math:`p + q - 2 p q` (probability that exactly one of two
+                 independent events holds)
+    godel        :math:`\max(\min(p, 1 - q), \min(1 - p, q))`
+    lukasiewicz  :math:`|p - q|`
+    ============ =====================================================
+
+    Each is :math:`(p \wedge \neg q) \vee (\neg p \wedge q)`, where for the product t-norm the two
+    disjoint events add.
+
+    Arguments:
+        p, q: soft truth values in [0, 1], broadcast against each other.
+        tnorm: one of :data:`softflow.TNORMS`.
+
+    Returns:
+        The soft exclusive or, in [0, 1].
+
+    Example:
+        >>> import softflow as sf
+        >>> float(sf.logical_xor(1.0, 0.0)), float(sf.logical_xor(0.5, 0.5))
+        (1.0, 0.5)
+    """
+    check_choice("tnorm", tnorm, TNORMS)
+    p, q = _operands(p, q)
+    if tnorm == "product":
+        return p + q - 2 * p * q
+    if tnorm == "godel":
+        return jnp.maximum(jnp.minimum(p, 1 - q), jnp.minimum(1 - p, q))
+    return jnp.abs(p - q)
+
+
+def all(p, axis=None, *, keepdims: bool = False, tnorm: str = "product"):
+    r"""Soft AND over an axis: the t-norm folded over the values.
+
+    ============ ===================================================
+    tnorm        :math:`\bigwedge_i p_i`
+    ============ ===================================================
+    product      :math:`\prod_i p_i`
+    godel        :math:`\min_i p_i`
+    lukasiewicz  :math:`\max(0, \sum_i p_i - (n - 1))`
+    ============ ===================================================
+
+    Arguments:
+        p: soft truth values in [0, 1].
+        axis: axis or axes to reduce (all by default), as in :func:`jax.numpy.all`.
+        keepdims: keep the reduced axes with length 1.
+        tnorm: one of :data:`softflow.TNORMS`.
+
+    Returns:
+        The soft conjunction over ``axis``; 1 for an empty reduction.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import softflow as sf
+        >>> float(sf.all(jnp.array([1.0, 0.5, 0.5])))
+        0.25
+    """
+    check_choice("tnorm", tnorm, TNORMS)
+    p = _as_float(p)
+    if tnorm == "product":
+        return jnp.prod(p, axis=axis, keepdims=keepdims)
+    if tnorm == "godel":
+        return jnp.min(p, axis=axis, keepdims=keepdims, initial=1)
+    return jnp.maximum(0, 1 + jnp.sum(p - 1, axis=axis, keepdims=keepdims))
+
+
+def any(p, axis=None, *, keepdims: bool = False, tnorm: str = "product"):
+    r"""Soft OR over an axis: the t-conorm folded over the values.
+
+    ============ ===================================================
+    tnorm        :math:`\bigvee_i p_i`
+    ============ ===================================================
+    product      :math:`1 - \prod_i (1 - p_i)`
+    godel        :math:`\max_i p_i`
+    lukasiewicz  :math:`\min(1, \sum_i p_i)`
+    ============ ===================================================
+
+    Arguments:
+        p: soft truth values in [0, 1].
+        axis: axis or axes to reduce (all by default), as in :func:`jax.numpy.any`.
+        keepdims: keep the reduced axes with length 1.
+        tnorm: one of :data:`softflow.TNORMS`.
+
+    Returns:
+        The soft disjunction over ``axis``; 0 for an empty reduction.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import softflow as sf
+        >>> float(sf.any(jnp.array([0.0, 0.5, 0.5])))
+        0.75
+    """
+    return 1 - all(1 - _as_float(p), axis, keepdims=keepdims, tnorm=tnorm)
