@@ -28,6 +28,12 @@ from ._logic import (
     logical_or as logical_or,
     logical_xor as logical_xor,
 )
+from ._loop import (
+    SEMANTICS as SEMANTICS,
+    SoftWhileInfo as SoftWhileInfo,
+    soft_fori_loop as soft_fori_loop,
+    soft_while as soft_while,
+)
 from ._relax import Relaxation as Relaxation
 
 __version__ = importlib.metadata.version("softflow")
@@ -35,8 +41,10 @@ __version__ = importlib.metadata.version("softflow")
 __all__ = [
     "KINDS",
     "MODES",
+    "SEMANTICS",
     "TNORMS",
     "Relaxation",
+    "SoftWhileInfo",
     "all",
     "any",
     "between",
@@ -51,7 +59,9 @@ __all__ = [
     "logical_xor",
     "not_equal",
     "sigmoid",
+    "soft_fori_loop",
     "soft_if",
     "soft_switch",
     "soft_where",
+    "soft_while",
 ]

@@ -157,11 +157,17 @@ def less_equal(x, y, *, softness=1.0, kind: str = "logistic", mode: str = "soft"
 
 
 def _bump(kind):
-    # 4 s(z) s(-z): equals 1 at z = 0, even, decreasing in |z|, and -> 0 as tau -> 0 for z != 0.
-    # Both factors are evaluated directly (not as 1 - s) so that the tails keep their precision.
+    # 4 s(z) s(-z), written as 4 s(-|z|) (1 - s(-|z|)): it equals 1 at z = 0, is even, decreases
+    # in |z| and -> 0 as tau -> 0 for z != 0. The small factor s(-|z|) is evaluated directly so
+    # that the tails keep their precision, and |z| is taken with where (not abs, whose derivative
+    # at 0 is 0) so that derivatives of every order at the tie are those of the bump.
     def bump(a, b, t):
         z = (a - b) / t
-        return 4 * sigmoid(z, kind=kind) * sigmoid(-z, kind=kind)
+        low = sigmoid(jnp.where(z > 0, -z, z), kind=kind)
+        value = 4 * low * (1 - low)
+        # Rounding of 1 - low can push the product an ulp above 1 next to z = 0; clip with
+        # where, not minimum, which would halve the derivatives at the tie.
+        return jnp.where(value > 1, jnp.ones((), value.dtype), value)
 
     return bump
 

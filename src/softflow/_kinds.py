@@ -28,6 +28,9 @@ def _logistic(z):
 
 
 def _gaussian(z):
+    if jnp.finfo(z.dtype).bits < 32:
+        # ndtr supports only float32/float64: evaluate half precision in float32, return as given.
+        return _gaussian(z.astype(jnp.float32)).astype(z.dtype)
     return jax.scipy.special.ndtr(_GAUSSIAN_SCALE * z)
 
 
@@ -35,9 +38,26 @@ def _cauchy(z):
     return 0.5 + jnp.arctan(_CAUCHY_SCALE * z) / math.pi
 
 
+def _mirrored(lower_half):
+    """The step built from its lower half (z <= 0) by the symmetry s(z) = 1 - s(-z).
+
+    On the lower half the value lies in [0, 1/2] and is computed without cancellation, so the
+    result stays inside [0, 1] and keeps its relative precision in the lower tail; the mirror
+    is taken with ``where`` (not ``abs``) so that the derivative at z = 0 is not lost.
+    """
+
+    def step(z):
+        upper = z > 0
+        low = lower_half(jnp.where(upper, -z, z))
+        return jnp.where(upper, 1 - low, low)
+
+    return step
+
+
+@_mirrored
 def _reciprocal(z):
-    u = _RECIPROCAL_SCALE * z
-    return 0.5 + 0.5 * u / (1 + jnp.abs(u))
+    # 1/2 + u / (2 (1 + |u|)) written for u <= 0, where it equals 1 / (2 (1 - u)).
+    return 0.5 / (1 - _RECIPROCAL_SCALE * z)
 
 
 def _optimal(z):
@@ -50,11 +70,15 @@ def _optimal(z):
     return jnp.where(tail, tail_value, u + 0.5)
 
 
+# The polynomials are evaluated on t <= 1/2 only: near t = 1 they cancel (6 - 15 + 10 = 1) and
+# in float32 overshoot 1 and lose monotonicity by several ulps.
+@_mirrored
 def _smoothstep(z):
     t = jnp.clip((z + _SMOOTHSTEP_HALF_WIDTH) / (2 * _SMOOTHSTEP_HALF_WIDTH), 0, 1)
     return t * t * (3 - 2 * t)
 
 
+@_mirrored
 def _smootherstep(z):
     t = jnp.clip((z + _SMOOTHERSTEP_HALF_WIDTH) / (2 * _SMOOTHERSTEP_HALF_WIDTH), 0, 1)
     return t * t * t * (t * (6 * t - 15) + 10)
