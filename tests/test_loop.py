@@ -1,0 +1,389 @@
+"""soft_while / soft_fori_loop against a literal implementation of their formulas."""
+
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+from jax import enable_x64
+
+import softflow as sf
+
+
+def literal_while(cond_fn, body_fn, init_val, max_steps):
+    """The cumulative-halting formula written out step by step, with no early exit."""
+    state, mass = init_val, 1.0
+    result = jax.tree_util.tree_map(jnp.zeros_like, init_val)
+    for _ in range(max_steps):
+        condition = cond_fn(state)
+        weight = mass * (1 - condition)
+        result = jax.tree_util.tree_map(lambda acc, r, w=weight: acc + w * r, result, state)
+        mass = mass * condition
+        state = body_fn(state)
+    return jax.tree_util.tree_map(lambda acc, r: acc + mass * r, result, state), mass
+
+
+def literal_blend(cond_fn, body_fn, init_val, max_steps):
+    state = init_val
+    for _ in range(max_steps):
+        condition = cond_fn(state)
+        state = jax.tree_util.tree_map(
+            lambda new, old, c=condition: c * new + (1 - c) * old, body_fn(state), state
+        )
+    return state
+
+
+def close(a, b, rtol, atol=0.0):
+    return all(
+        np.allclose(x, y, rtol=rtol, atol=atol)
+        for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True)
+    )
+
+
+# Programs: (cond_fn(state, threshold, softness), body_fn(state), init_val, max_steps)
+def _halving(x, threshold, softness):
+    return sf.greater(x, threshold, softness=softness)
+
+
+def _vector_norm(x, threshold, softness):
+    return sf.less(jnp.sum(x**2), threshold, softness=softness)
+
+
+def _pytree_cond(s, threshold, softness):
+    return sf.logical_and(
+        sf.less(s["t"], threshold, softness=softness),
+        sf.greater(s["v"][0], -5.0, softness=softness),
+    )
+
+
+PROGRAMS = {
+    "scalar": (_halving, lambda x: 0.5 * x + 0.1, 40.0, 12),
+    "vector": (
+        _vector_norm,
+        lambda x: 1.3 * x + 0.05 * jnp.sin(x),
+        jnp.array([0.3, -0.2, 0.1]),
+        15,
+    ),
+    "pytree": (
+        _pytree_cond,
+        lambda s: {"t": s["t"] + 1.0, "v": s["v"] * 0.9 - 0.2},
+        {"t": jnp.array(0.0), "v": jnp.array([1.0, 2.0])},
+        9,
+    ),
+}
+THRESHOLDS = {"scalar": 1.0, "vector": 4.0, "pytree": 4.5}
+
+
+@pytest.mark.parametrize("name", sorted(PROGRAMS))
+@pytest.mark.parametrize("semantics", ["halting", "blend"])
+def test_matches_literal_formula(name, semantics):
+    cond, body, init, max_steps = PROGRAMS[name]
+    threshold = THRESHOLDS[name]
+    with enable_x64(True):
+        init = jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.float64), init)
+
+        @jax.jit
+        def run(softness):
+            return sf.soft_while(
+                lambda s: cond(s, threshold, softness),
+                body,
+                init,
+                max_steps=max_steps,
+                tol=0.0,
+                semantics=semantics,
+            )
+
+        # From sharp to very soft; the small max_steps makes the soft cases truncate.
+        for softness in [1e-3, 0.1, 1.0, 10.0]:
+
+            def reference_cond(s, softness=softness):
+                return cond(s, threshold, softness)
+
+            if semantics == "halting":
+                expected, _ = literal_while(reference_cond, body, init, max_steps)
+            else:
+                expected = literal_blend(reference_cond, body, init, max_steps)
+            assert close(run(softness), expected, rtol=1e-12, atol=1e-12), (name, softness)
+
+
+def test_info_and_truncation():
+    with enable_x64(True):
+        cond = lambda x: sf.greater(x, 1.0, softness=2.0)  # noqa: E731
+        body = lambda x: 0.5 * x + 0.1  # noqa: E731
+        value, info = sf.soft_while(cond, body, 40.0, max_steps=6, tol=0.0, return_info=True)
+        expected, mass = literal_while(cond, body, jnp.float64(40.0), 6)
+        assert np.allclose(value, expected, rtol=1e-12)
+        assert np.allclose(info.remaining_mass, mass, rtol=1e-12)
+        assert mass > 0.1  # the loop was truncated with a lot of mass left
+        # expected number of body evaluations = sum_{t=1..T} a_t
+        masses, state, a = [], jnp.float64(40.0), 1.0
+        for _ in range(6):
+            a = a * cond(state)
+            masses.append(a)
+            state = body(state)
+        assert np.allclose(info.expected_steps, sum(masses), rtol=1e-12)
+        assert int(info.steps) == 6
+
+
+def test_tolerance_stops_early_and_stays_close():
+    cond = lambda x: sf.greater(x, 1.0, softness=0.05)  # noqa: E731
+    body = lambda x: 0.5 * x + 0.1  # noqa: E731
+    exact = sf.soft_while(cond, body, 40.0, max_steps=200, tol=0.0)
+    early, info = sf.soft_while(cond, body, 40.0, max_steps=200, tol=1e-6, return_info=True)
+    assert int(info.steps) < 20
+    assert abs(float(early) - float(exact)) <= 1e-5 * abs(float(exact))
+
+
+def _counting_body(counter):
+    def body(x):
+        jax.debug.callback(lambda: counter.append(1))
+        return 2.0 * x
+
+    return body
+
+
+def test_no_body_evaluations_after_stop():
+    counter = []
+    cond = lambda x: sf.less_equal(x, 10.0, mode="hard")  # noqa: E731
+    value, info = sf.soft_while(
+        cond, _counting_body(counter), 1.0, max_steps=1000, return_info=True
+    )
+    jax.effects_barrier()
+    assert float(value) == 16.0
+    assert int(info.steps) == 4
+    assert len(counter) == 4
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    start=st.floats(-50, 50),
+    scale=st.floats(0.3, 2.5),
+    shift=st.floats(-3, 3),
+    threshold=st.floats(-60, 60),
+    strict=st.booleans(),
+)
+def test_hard_conditions_equal_lax_while_loop(start, scale, shift, threshold, strict):
+    compare = sf.less if strict else sf.less_equal
+    hard_compare = jnp.less if strict else jnp.less_equal
+    max_steps = 64
+    expected, steps = jax.lax.while_loop(
+        lambda c: hard_compare(c[0], threshold) & (c[1] < max_steps),
+        lambda c: (scale * c[0] + shift, c[1] + 1),
+        (jnp.float32(start), 0),
+    )
+    result = _hard_loop(jnp.float32(start), scale, shift, threshold, compare)
+    if int(steps) < max_steps:  # the contract holds when the hard loop ends within max_steps
+        assert np.asarray(result) == np.asarray(expected)  # bit for bit
+
+
+@jax.jit(static_argnums=4)
+def _hard_loop(start, scale, shift, threshold, compare):
+    return sf.soft_while(
+        lambda x: compare(x, threshold, mode="hard"),
+        lambda x: scale * x + shift,
+        start,
+        max_steps=64,
+    )
+
+
+def _threshold_loop(threshold, init, rate, softness=0.7, semantics="halting"):
+    return sf.soft_while(
+        lambda x: sf.greater(jnp.sum(x), threshold, softness=softness),
+        lambda x: rate * x - 0.1,
+        init,
+        max_steps=30,
+        tol=0.0,
+        semantics=semantics,
+    )
+
+
+@pytest.mark.parametrize("semantics", ["halting", "blend"])
+def test_gradient_matches_finite_differences(semantics):
+    with enable_x64(True):
+        args = (jnp.float64(0.8), jnp.array([3.0, 2.0]), jnp.float64(0.85))
+
+        @jax.jit
+        def loss(*args):
+            return jnp.sum(_threshold_loop(*args, semantics=semantics) ** 2)
+
+        grads = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))(*args)
+        eps = 1e-6
+        for i, arg in enumerate(args):
+            flat = np.asarray(arg, np.float64).reshape(-1)
+            numeric = []
+            for j in range(flat.size):
+                step = np.zeros_like(flat)
+                step[j] = eps
+                shift = [jnp.asarray(a) for a in args]
+                shift[i] = jnp.asarray((flat + step).reshape(np.shape(arg)))
+                up = loss(*shift)
+                shift[i] = jnp.asarray((flat - step).reshape(np.shape(arg)))
+                numeric.append((up - loss(*shift)) / (2 * eps))
+            assert np.allclose(np.reshape(grads[i], -1), numeric, rtol=1e-6, atol=1e-9), i
+
+
+def test_vmap_and_vmap_of_grad_match_single_runs():
+    thresholds = jnp.array([0.5, 1.5, 2.5, 4.0])
+    init = jnp.array([3.0, 2.0])
+
+    def loss(threshold):
+        return jnp.sum(_threshold_loop(threshold, init, 0.85))
+
+    batched = jax.jit(jax.vmap(loss))(thresholds)
+    batched_grads = jax.jit(jax.vmap(jax.grad(loss)))(thresholds)
+    single = jax.jit(loss)
+    single_grad = jax.jit(jax.grad(loss))
+    for k, threshold in enumerate(thresholds):
+        assert np.allclose(batched[k], single(threshold), rtol=1e-6)
+        assert np.allclose(batched_grads[k], single_grad(threshold), rtol=1e-5, atol=1e-7)
+
+
+def test_forward_mode_and_hessian_agree_with_reverse_mode():
+    with enable_x64(True):
+        init = jnp.array([3.0, 2.0])
+
+        def loss(threshold):
+            return jnp.sum(_threshold_loop(threshold, init, 0.85) ** 2)
+
+        gradient = jax.jit(jax.grad(loss))
+        assert np.allclose(gradient(0.8), jax.jit(jax.jacfwd(loss))(0.8), rtol=1e-10)
+        hessian = jax.jit(jax.hessian(loss))(0.8)
+        eps = 1e-5
+        numeric = (gradient(0.8 + eps) - gradient(0.8 - eps)) / (2 * eps)
+        assert np.allclose(hessian, numeric, rtol=1e-5)
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_overflow_after_stop_stays_finite(batched):
+    # exp(exp(...)) overflows two steps after the (sharp) stop at x > 1.
+    def loss(threshold):
+        out = sf.soft_while(
+            lambda x: sf.less(x, threshold, softness=0.01),
+            lambda x: jnp.exp(x) + 0.5,
+            jnp.float32(-3.0),
+            max_steps=50,
+            tol=0.0,
+        )
+        return out**2
+
+    if batched:
+        thresholds = jnp.array([1.0, 1.2, 2.0])
+        values = jax.vmap(loss)(thresholds)
+        grads = jax.vmap(jax.grad(loss))(thresholds)
+    else:
+        values = loss(1.0)
+        grads = jax.grad(loss)(1.0)
+    assert np.all(np.isfinite(values)) and np.all(np.isfinite(grads))
+
+
+def test_trace_does_not_grow_with_max_steps():
+    def jaxpr_size(max_steps):
+        def f(threshold):
+            return sf.soft_while(
+                lambda x: sf.greater(x, threshold), lambda x: 0.9 * x, 5.0, max_steps=max_steps
+            )
+
+        # The program text with numbers and line wrapping blanked out: only its shape counts.
+        text = re.sub(r"\d+", "0", str(jax.make_jaxpr(jax.grad(f))(1.0)))
+        return re.sub(r"\s+", " ", text)
+
+    assert jaxpr_size(10) == jaxpr_size(100_000)
+
+
+def test_gradient_memory_is_sublinear():
+    size, max_steps = 100_000, 10_000
+
+    def loss(init, threshold):
+        out = sf.soft_while(
+            lambda x: sf.less(jnp.mean(x), threshold, softness=0.5),
+            lambda x: 1.001 * x + 0.01 * jnp.sin(x),
+            init,
+            max_steps=max_steps,
+        )
+        return jnp.sum(out)
+
+    compiled = jax.jit(jax.grad(loss, argnums=(0, 1))).lower(jnp.ones(size), 5.0).compile()
+    stats = compiled.memory_analysis()
+    used = stats.temp_size_in_bytes + stats.argument_size_in_bytes + stats.output_size_in_bytes
+    every_step = max_steps * size * 4
+    assert used <= 0.05 * every_step
+
+
+def test_fori_loop_without_break_is_lax_fori_loop():
+    def body(i, val):
+        return val * 1.5 + jnp.sin(i * val[0]), val
+
+    init = jnp.array([0.1, 0.2])
+    ours = sf.soft_fori_loop(2, 9, lambda i, v: body(i, v)[0], init)
+    theirs = jax.lax.fori_loop(2, 9, lambda i, v: body(i, v)[0], init)
+    assert np.array_equal(ours, theirs)
+    counts = sf.soft_fori_loop(0, 5, lambda i, c: c + i, 0)  # integer state is fine here
+    assert int(counts) == 10
+
+
+def test_fori_loop_with_break_matches_literal_and_python():
+    with enable_x64(True):
+
+        def body(i, s):
+            return s + i
+
+        def soft_break(softness):
+            return lambda i, s: sf.greater(s + i, 10.0, softness=softness)
+
+        value = sf.soft_fori_loop(1, 8, body, jnp.float64(0.0), break_fn=soft_break(2.0), tol=0.0)
+        # literal: soft_while on (i, s) with condition [i < upper] (1 - break)
+        expected, _ = literal_while(
+            lambda c: jnp.where(c[0] < 8, 1 - soft_break(2.0)(c[0], c[1]), 0.0),
+            lambda c: (c[0] + 1.0, body(c[0], c[1])),
+            (jnp.float64(1.0), jnp.float64(0.0)),
+            7,
+        )
+        assert np.allclose(value, expected[1], rtol=1e-12)
+
+        hard = sf.soft_fori_loop(
+            1, 100, body, 0.0, break_fn=lambda i, s: sf.greater(s + i, 10.0, mode="hard")
+        )
+        total = 0.0
+        for i in range(1, 100):
+            if total + i > 10.0:
+                break
+            total += i
+        assert float(hard) == total
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_state_dtype_is_preserved(dtype):
+    out, info = sf.soft_while(
+        lambda x: sf.greater(jnp.sum(x).astype(jnp.float32), 1.0),
+        lambda x: x * jnp.asarray(0.5, dtype),
+        jnp.ones(3, dtype) * 4,
+        max_steps=10,
+        return_info=True,
+    )
+    assert out.dtype == dtype
+    assert info.expected_steps.dtype == jnp.float32
+
+
+def test_bad_arguments_are_rejected():
+    cond = lambda x: sf.greater(x, 0.0)  # noqa: E731
+    for bad in [0, -3, 2.0, True, None]:
+        with pytest.raises(ValueError, match="max_steps must be a positive Python int"):
+            sf.soft_while(cond, lambda x: x, 1.0, max_steps=bad)
+    with pytest.raises(TypeError, match=r"cond_fn must return a scalar float.*float32\[2\]"):
+        sf.soft_while(lambda x: sf.greater(x, 0.0), lambda x: x, jnp.ones(2), max_steps=3)
+    with pytest.raises(TypeError, match=r"cond_fn must return.*bool"):
+        sf.soft_while(lambda x: x > 0, lambda x: x, 1.0, max_steps=3)
+    with pytest.raises(TypeError, match=r"same structure, shapes and dtypes[\s\S]*float32\[1\]"):
+        sf.soft_while(lambda x: cond(jnp.sum(x)), lambda x: x[:1], jnp.ones(2), max_steps=3)
+    with pytest.raises(TypeError, match=r"same structure[\s\S]*PyTreeDef\(\(\*, \*\)\)"):
+        sf.soft_while(cond, lambda x: (x, x), 1.0, max_steps=3)
+    with pytest.raises(TypeError, match=r"same structure[\s\S]*float16"):
+        sf.soft_while(cond, lambda x: x.astype(jnp.float16), jnp.float32(1.0), max_steps=3)
+    with pytest.raises(TypeError, match=r"leaf .* int32"):
+        sf.soft_while(cond, lambda x: x, jnp.int32(1), max_steps=3)
+    with pytest.raises(ValueError, match="semantics must be one of 'halting', 'blend'"):
+        sf.soft_while(cond, lambda x: x, 1.0, max_steps=3, semantics="average")
+    with pytest.raises(TypeError, match="upper must be a Python int"):
+        sf.soft_fori_loop(0, jnp.int32(3), lambda i, v: v, 1.0, break_fn=lambda i, v: 0.0)
