@@ -33,7 +33,8 @@ def main() -> int:
         if result.returncode:
             failed.append(script.name)
     figures = sorted(p.name for p in out.iterdir() if p.suffix in (".png", ".gif"))
-    print(f"{len(scripts) - len(failed)}/{len(scripts)} examples ran; {len(figures)} figures in {out}")
+    ran = len(scripts) - len(failed)
+    print(f"{ran}/{len(scripts)} examples ran; {len(figures)} figures in {out}")
     return 1 if failed else 0
 
 
