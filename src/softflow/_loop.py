@@ -111,13 +111,13 @@ def _run_chunked(step: Callable, carry: _Carry, total, n_steps: int, chunk_size:
     n_chunks = -(-n_steps // chunk_size)
     no_increment = jax.tree_util.tree_map(jnp.zeros_like, total)
 
-    def guarded_step(inner, _):
+    def step_and_sum(inner, _):
         c, partial = inner
-        c, increment = jax.lax.cond(c.done, lambda c: (c, no_increment), step, c)
+        c, increment = step(c)
         return (c, _add(partial, increment)), None
 
     def chunk(c):
-        return jax.lax.scan(guarded_step, (c, no_increment), None, length=chunk_size)[0]
+        return jax.lax.scan(step_and_sum, (c, no_increment), None, length=chunk_size)[0]
 
     @jax.checkpoint
     def guarded_chunk(c):
@@ -156,45 +156,51 @@ def _soft_while(
     tol = jnp.asarray(tol, dtype)
     zero, one = jnp.zeros((), dtype), jnp.ones((), dtype)
 
-    def advance(t, state, stop):
-        # Under vmap the cond below becomes a select and the body runs for stopped lanes too; it
-        # is fed init_val there, so a state that would overflow after stopping is never used and
-        # cannot send NaN through the (zero) cotangent of the discarded branch.
-        safe = jax.tree_util.tree_map(lambda x, x0: jnp.where(stop, x0, x), state, init_val)
-        return jax.lax.cond(stop, lambda: state, lambda: body_fn(t, safe))
+    def advance(t, state, stop, update=lambda new, old: new):
+        # Under vmap the cond becomes a select and the body runs for stopped lanes too; it is fed
+        # init_val there, so a state that would overflow after stopping is never used and cannot
+        # send NaN through the (zero) cotangent of the discarded branch.
+        def run_body():
+            safe = jax.tree_util.tree_map(lambda x, x0: jnp.where(stop, x0, x), state, init_val)
+            return jax.tree_util.tree_map(update, body_fn(t, safe), state)
 
-    def halting_step(c: _Carry) -> _Carry:
+        return jax.lax.cond(stop, lambda: state, run_body)
+
+    # Both steps are idempotent once done (no mass left, the state and t frozen), so the scan
+    # needs no per-step guard: a finished loop only re-evaluates cond_fn on its final state
+    # until the end of its chunk, and later chunks are skipped whole.
+    def halting_step(c: _Carry):
         truncated = c.t >= max_steps
         condition = jnp.where(truncated, zero, cond_fn(c.t, c.state).astype(dtype))
         weight = c.mass * (1 - condition)  # a_t (1 - c_t): stop right after t steps
         mass = c.mass * condition  # a_{t+1}
-        stop = truncated | (mass <= tol)
+        stop = c.done | truncated | (mass <= tol)
         weight = jnp.where(stop, weight + mass, weight)  # the leftover mass stops here too
         next_carry = _Carry(
-            t=c.t + 1,
+            t=jnp.where(stop, c.t, c.t + 1),
             state=advance(c.t, c.state, stop),
             mass=jnp.where(stop, zero, mass),
             expected_steps=c.expected_steps + weight * c.t.astype(dtype),
-            remaining_mass=jnp.where(truncated, c.mass, c.remaining_mass),
+            remaining_mass=jnp.where(truncated & ~c.done, c.mass, c.remaining_mass),
             done=stop,
         )
         return next_carry, _scale(weight, c.state)
 
-    def blend_step(c: _Carry) -> _Carry:
+    def blend_step(c: _Carry):
         truncated = c.t >= max_steps
         condition = jnp.where(truncated, zero, cond_fn(c.t, c.state).astype(dtype))
-        stop = truncated | (condition <= tol)
-        moved = jax.tree_util.tree_map(
-            lambda new, old: (p := condition.astype(new.dtype)) * new + (1 - p) * old,
-            advance(c.t, c.state, stop),
-            c.state,
-        )
+        stop = c.done | truncated | (condition <= tol)
+
+        def blend(new, old):
+            p = condition.astype(new.dtype)
+            return p * new + (1 - p) * old
+
         next_carry = _Carry(
-            t=c.t + 1,
-            state=jax.tree_util.tree_map(lambda m, s: jnp.where(stop, s, m), moved, c.state),
+            t=jnp.where(stop, c.t, c.t + 1),
+            state=advance(c.t, c.state, stop, blend),
             mass=condition,
-            expected_steps=jnp.where(stop, c.t.astype(dtype), c.expected_steps),
-            remaining_mass=jnp.where(truncated, c.mass, c.remaining_mass),
+            expected_steps=jnp.where(stop, c.expected_steps, c.t.astype(dtype) + 1),
+            remaining_mass=jnp.where(truncated & ~c.done, c.mass, c.remaining_mass),
             done=stop,
         )
         return next_carry, None
@@ -215,7 +221,7 @@ def _soft_while(
     value = total if halting else final.state
     if not return_info:
         return value
-    return value, SoftWhileInfo(final.expected_steps, final.remaining_mass, final.t - 1)
+    return value, SoftWhileInfo(final.expected_steps, final.remaining_mass, final.t)
 
 
 def soft_while(
