@@ -5,12 +5,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export MPLBACKEND := Agg
 
-.PHONY: help install test lint format gallery docs docs-check bench bench-full clean
+.PHONY: help install test lint format gallery docs docs-check bench bench-full bench-env clean
 
 help:
 	@echo "make test      run the test suite"
 	@echo "make gallery   run every example in quick mode; figures go to gallery-out/"
 	@echo "make docs      build the documentation site into docs/_build/html"
+	@echo "make docs-check open the built site in headless Chromium and check it"
 	@echo "make bench     quick benchmarks, rewrites BENCHMARKS.md"
 	@echo "make lint      ruff check + format check"
 
@@ -35,6 +36,48 @@ format: $(STAMP)
 
 gallery: $(STAMP)
 	SOFTFLOW_QUICK=1 $(BIN)/python examples/run_gallery.py --out gallery-out
+
+# The docs run every example in quick mode; graphviz (Debian) draws the jaxpr graph and MathJax
+# (npm) is served from the site itself, so the site works offline. Warnings are errors.
+docs: $(STAMP)
+	docs/_tools/ensure_apt.sh dot graphviz
+	docs/_tools/fetch_mathjax.sh docs/_build/vendor/mathjax
+	SOFTFLOW_QUICK=1 SOFTFLOW_GALLERY_OUT="$(CURDIR)/docs/_build/gallery-out" \
+		$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
+
+# Opens the built site in headless Chromium (Debian's chromium + chromium-driver); run after docs.
+docs-check: $(STAMP)
+	docs/_tools/ensure_apt.sh chromium chromium
+	docs/_tools/ensure_apt.sh chromedriver chromium-driver
+	SOFTFLOW_DOCS_CHECK_REQUIRED=1 $(BIN)/python -m pytest tests/test_docs.py
+
+# Benchmarks: the peers are optional. The bench extra brings AlgoVision + PyTorch (CPU) into .venv;
+# softjax needs Python >= 3.12, so it gets .venv-softjax (same JAX version as .venv) when a
+# python3.12 runs here. Whatever cannot be installed, the harness skips with a note.
+SOFTJAX_VENV := .venv-softjax
+BENCH_STAMP := $(VENV)/.bench-installed
+PYTHON312 = $(firstword $(foreach p,python3.12 $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12),$(shell $(p) -c "" >/dev/null 2>&1 && echo $(p))))
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[bench]" && touch $(BENCH_STAMP) \
+		|| echo "bench extra not installed: the AlgoVision comparison will be skipped"
+
+$(SOFTJAX_VENV)/.installed:
+	@if [ -z "$(PYTHON312)" ]; then echo "no python3.12: the softjax comparison will be skipped"; \
+	else set -e; jax=$$($(BIN)/python -c "import jax; print(jax.__version__)"); \
+		$(PYTHON312) -m venv $(SOFTJAX_VENV); \
+		$(SOFTJAX_VENV)/bin/python -m pip install --quiet softjax "jax==$$jax" "jaxlib==$$jax" \
+			|| $(SOFTJAX_VENV)/bin/python -m pip install --quiet softjax; \
+		touch $@; fi
+
+bench-env: $(STAMP) $(BENCH_STAMP)
+	-@$(MAKE) --no-print-directory $(SOFTJAX_VENV)/.installed
+
+bench: bench-env
+	$(BIN)/python benchmarks/run.py
+
+bench-full: bench-env
+	$(BIN)/python benchmarks/run.py --full
 
 clean:
 	rm -rf gallery-out docs/_build docs/auto_examples .pytest_cache
