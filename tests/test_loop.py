@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import tree_allclose
 from hypothesis import given, settings, strategies as st
 from jax import enable_x64
 
@@ -33,13 +34,6 @@ def literal_blend(cond_fn, body_fn, init_val, max_steps):
             lambda new, old, c=condition: c * new + (1 - c) * old, body_fn(state), state
         )
     return state
-
-
-def close(a, b, rtol, atol=0.0):
-    return all(
-        np.allclose(x, y, rtol=rtol, atol=atol)
-        for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True)
-    )
 
 
 # Programs: (cond_fn(state, threshold, softness), body_fn(state), init_val, max_steps)
@@ -105,7 +99,7 @@ def test_matches_literal_formula(name, semantics):
                 expected, _ = literal_while(reference_cond, body, init, max_steps)
             else:
                 expected = literal_blend(reference_cond, body, init, max_steps)
-            assert close(run(softness), expected, rtol=1e-12, atol=1e-12), (name, softness)
+            assert tree_allclose(run(softness), expected, rtol=1e-12, atol=1e-12), (name, softness)
 
 
 def test_info_and_truncation():

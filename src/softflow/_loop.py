@@ -33,6 +33,14 @@ class SoftWhileInfo(NamedTuple):
             ``max_steps``. Far from 0 means ``max_steps`` is too small for these conditions.
             Under the blend semantics, the condition value at ``max_steps`` (0 if it stopped).
         steps: number of body evaluations actually performed (the early exit point), an int32.
+
+    Example:
+        >>> import softflow as sf
+        >>> _, info = sf.soft_while(
+        ...     lambda x: sf.less_equal(x, 10.0, mode="hard"), lambda x: 2 * x, 1.0,
+        ...     max_steps=50, return_info=True)
+        >>> float(info.expected_steps), float(info.remaining_mass), int(info.steps)
+        (4.0, 0.0, 4)
     """
 
     expected_steps: jax.Array
