@@ -36,7 +36,10 @@ from ._loop import (
 )
 from ._relax import Relaxation as Relaxation
 
-__version__ = importlib.metadata.version("softflow")
+try:
+    __version__ = importlib.metadata.version("softflow")
+except importlib.metadata.PackageNotFoundError:  # a source checkout on PYTHONPATH, not installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "KINDS",

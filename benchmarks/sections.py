@@ -1,0 +1,584 @@
+"""The measurements of BENCHMARKS.md, one function per section, each returning a result section.
+
+Every function takes :class:`harness.Settings` and returns the dictionary made by
+:func:`harness.section` (or :func:`harness.skipped`), with its table rows, goals and notes.
+"""
+
+import importlib.util
+import json
+import os
+import pathlib
+import subprocess
+import time
+import warnings
+
+import harness
+import jax
+import jax.numpy as jnp
+import numpy as np
+import programs
+
+import softflow as sf
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def _ms(seconds: float) -> float:
+    return seconds * 1e3
+
+
+def _ratio(a, b):
+    return None if a is None or b is None or b == 0 else a / b
+
+
+# ----------------------------------------------------------------------------------- 1. soft_if
+
+
+def soft_if_cost(settings: harness.Settings) -> dict:
+    """Jitted ``soft_if(p, f, g, x)`` against ``f(x) + g(x)`` and a blend written by hand."""
+    sec = harness.section(
+        "soft_if: the cost of running both branches and blending",
+        "`sf.soft_if(p, f, g, x)` (p an array of soft truth values, one per element) against "
+        "`f(x) + g(x)` (both branches, nothing else) and `p * f(x) + (1 - p) * g(x)` written by "
+        "hand. f = sin(3x)·x + 1 and g = tanh(x)·x² − cos(x). float32, jitted.",
+        [
+            "elements",
+            "soft_if ms",
+            "f+g ms",
+            "by hand ms",
+            "soft_if / (f+g)",
+            "soft_if / by hand",
+            "XLA flops soft_if / (f+g)",
+            "XLA bytes soft_if / (f+g)",
+        ],
+    )
+    if settings.tiny:
+        sizes = [10**3, 10**4]
+    elif settings.quick:
+        sizes = [10**3, 10**5, 10**7]
+    else:
+        sizes = [10**3, 10**4, 10**5, 10**6, 10**7]
+    ratios = {}
+    for size in sizes:
+        key_p, key_x = jax.random.split(jax.random.key(size))
+        p = jax.random.uniform(key_p, (size,))
+        x = jax.random.normal(key_x, (size,))
+        compiled = {
+            "soft_if": harness.compile_jitted(programs.soft_if_softflow, p, x),
+            "f+g": harness.compile_jitted(programs.both_branches, p, x),
+            "by hand": harness.compile_jitted(programs.soft_if_plain, p, x),
+        }
+        samples = harness.paired_times({k: c.call for k, c in compiled.items()}, settings)
+        ratio = ratios[size] = harness.paired_ratio(samples, "soft_if", "f+g")
+        sec["rows"].append(
+            [
+                size,
+                _ms(harness.median(samples["soft_if"])),
+                _ms(harness.median(samples["f+g"])),
+                _ms(harness.median(samples["by hand"])),
+                ratio,
+                harness.paired_ratio(samples, "soft_if", "by hand"),
+                _ratio(compiled["soft_if"].flops, compiled["f+g"].flops),
+                _ratio(compiled["soft_if"].bytes_accessed, compiled["f+g"].bytes_accessed),
+            ]
+        )
+    judged = [r for size, r in ratios.items() if size >= 10**5] or list(ratios.values())
+    harness.goal(
+        sec,
+        "soft_if ≤ 1.1 × (f+g), arrays of 10^5 elements and more (the worst size)",
+        max(judged),
+        1.1,
+        "soft_if reads one more array than f+g (the condition p) and does a multiply-add and the "
+        "masking of non-finite branch values (a compare and a select per branch) per element; "
+        "the XLA columns show how much more work the compiled program does.",
+    )
+    sec["notes"].append(
+        "At 10^3 elements all three cost the dispatch of one jitted call (~10 µs), so the ratio "
+        "there says nothing about the blend; the goal is judged from 10^5 elements on."
+    )
+    sec["notes"].append(
+        "XLA's flop count leaves out transcendental functions (the sin, tanh and cos that "
+        "dominate these branches), so the blend's few extra multiplies, compares and selects "
+        "look large in the flops column while they cost little time."
+    )
+    return sec
+
+
+# ------------------------------------------------------------------------------- 2. comparisons
+
+
+def comparison_cost(settings: harness.Settings) -> dict:
+    """Forward and gradient cost per element of every kind, against ``jax.nn.sigmoid``."""
+    size = 10**3 if settings.tiny else 10**6
+    sec = harness.section(
+        "Comparisons: cost per element of each kind",
+        f"`sf.greater(x, y, softness=0.5, kind=k)` on {size:.0e} float32 elements, forward and "
+        "gradient (of the sum, with respect to x), against `jax.nn.sigmoid((x - y) / 0.5)`. All "
+        "candidates are timed in the same interleaved rounds.",
+        ["comparison", "forward ns/elem", "forward / sigmoid", "grad ns/elem", "grad / sigmoid"],
+    )
+    key_x, key_y = jax.random.split(jax.random.key(0))
+    x = jax.random.normal(key_x, (size,))
+    y = jax.random.normal(key_y, (size,))
+    functions = {"jax.nn.sigmoid": lambda a, b: jax.nn.sigmoid((a - b) / 0.5)}
+    for kind in sf.KINDS:
+        functions[f"greater, {kind}"] = lambda a, b, kind=kind: sf.greater(
+            a, b, softness=0.5, kind=kind
+        )
+    functions["equal, logistic"] = lambda a, b: sf.equal(a, b, softness=0.5)
+    functions["between(x, y, y + 1), logistic"] = lambda a, b: sf.between(a, b, b + 1, softness=0.5)
+
+    def gradient(fn):
+        return jax.grad(lambda a, b: jnp.sum(fn(a, b)))
+
+    forward = {k: harness.compile_jitted(f, x, y).call for k, f in functions.items()}
+    backward = {k: harness.compile_jitted(gradient(f), x, y).call for k, f in functions.items()}
+    forward_samples = harness.paired_times(forward, settings)
+    backward_samples = harness.paired_times(backward, settings)
+    for name in functions:
+        sec["rows"].append(
+            [
+                name,
+                harness.median(forward_samples[name]) / size * 1e9,
+                harness.paired_ratio(forward_samples, name, "jax.nn.sigmoid"),
+                harness.median(backward_samples[name]) / size * 1e9,
+                harness.paired_ratio(backward_samples, name, "jax.nn.sigmoid"),
+            ]
+        )
+    sec["notes"].append(
+        "Each kind's cost is that of the function it evaluates: logistic an exp, gaussian the "
+        "normal CDF (erf), cauchy an arctan (slow on XLA:CPU, while its derivative is rational "
+        "and cheap), reciprocal and optimal a division, smoothstep and smootherstep a clipped "
+        "polynomial."
+    )
+    sec["notes"].append(
+        "`equal` evaluates two soft steps (4·s(z)·s(−z), which keeps its tails precise) and "
+        "`between` two as well, so about twice the sigmoid's cost is expected of them."
+    )
+    return sec
+
+
+# ------------------------------------------------------------------------ 6a. Life: plain JAX
+
+
+def life_against_plain(settings: harness.Settings) -> dict:
+    """The relaxed Life step with softflow against the same step written in plain JAX."""
+    boards, targets = programs.life_boards(tiny=settings.tiny, quick=settings.quick)
+    softness = jnp.float32(0.5)
+    sec = harness.section(
+        "Relaxed Game of Life step: softflow against plain JAX",
+        f"One relaxed B3/S23 step on a torus (neighbour count by eight rolls, soft `count == 3` "
+        f"and `count == 2`, soft OR, `soft_where` on the cell) for {boards.shape[0]} boards of "
+        f"{boards.shape[1]}×{boards.shape[2]}, float32; forward alone and forward + backward "
+        "(value and gradient of the squared error against a target board).",
+        ["pass", "softflow ms", "plain JAX ms", "softflow / plain", "XLA flops ratio"],
+    )
+    forward = {
+        "softflow": harness.compile_jitted(programs.life_softflow, boards, softness),
+        "plain": harness.compile_jitted(programs.life_plain, boards, softness),
+    }
+    both = {
+        "softflow": harness.compile_jitted(
+            programs.life_loss(programs.life_softflow), boards, targets, softness
+        ),
+        "plain": harness.compile_jitted(
+            programs.life_loss(programs.life_plain), boards, targets, softness
+        ),
+    }
+    difference = float(
+        jnp.max(
+            jnp.abs(
+                programs.life_softflow(boards, softness) - programs.life_plain(boards, softness)
+            )
+        )
+    )
+    ratios = []
+    for label, compiled in (("forward", forward), ("forward + backward", both)):
+        samples = harness.paired_times({k: c.call for k, c in compiled.items()}, settings)
+        ratio = harness.paired_ratio(samples, "softflow", "plain")
+        ratios.append(ratio)
+        sec["rows"].append(
+            [
+                label,
+                _ms(harness.median(samples["softflow"])),
+                _ms(harness.median(samples["plain"])),
+                ratio,
+                _ratio(compiled["softflow"].flops, compiled["plain"].flops),
+            ]
+        )
+    harness.goal(
+        sec,
+        "softflow ≤ 1.1 × plain JAX (Life step, forward + backward)",
+        ratios[-1],
+        1.1,
+        "soft_where masks non-finite branch values (a compare and a select per leaf and branch) "
+        "and softflow casts and checks its arguments; see the flops column.",
+    )
+    sec["notes"].append(f"Largest difference between the two outputs: {difference:.1e}.")
+    return sec
+
+
+# ------------------------------------------------------------------------------ 5. softjax
+
+
+def softjax_python() -> pathlib.Path | None:
+    """The interpreter of the softjax environment, if it has been made."""
+    path = ROOT / ".venv-softjax" / "bin" / "python"
+    return path if path.exists() else None
+
+
+def _softjax_in_subprocess(settings: harness.Settings, timeout: float) -> dict | str:
+    """Run peer_softjax.py in .venv-softjax; its JSON result, or why it could not run."""
+    python = softjax_python()
+    if python is None:
+        return (
+            "softjax is not installed here and there is no .venv-softjax (softjax needs Python "
+            ">= 3.12; `make bench` makes that environment when a python3.12 is on the PATH or in "
+            "pyenv)."
+        )
+    mode = "tiny" if settings.tiny else "quick" if settings.quick else "full"
+    environment = dict(os.environ, PYTHONPATH=f"{ROOT / 'src'}{os.pathsep}{ROOT / 'benchmarks'}")
+    try:
+        result = subprocess.run(
+            [str(python), str(ROOT / "benchmarks" / "peer_softjax.py"), "--settings", mode],
+            capture_output=True,
+            text=True,
+            env=environment,
+            timeout=timeout,
+            check=True,
+        )
+    except (subprocess.SubprocessError, OSError) as error:
+        detail = getattr(error, "stderr", "") or ""
+        return f"the softjax run failed: {error} {detail[-400:]}"
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def life_against_softjax(settings: harness.Settings, timeout: float) -> dict:
+    """The relaxed Life step with softjax against softflow (in softjax's own environment)."""
+    title = "Relaxed Game of Life step: softflow against softjax"
+    if importlib.util.find_spec("softjax") is not None:
+        import peer_softjax
+
+        data = peer_softjax.measure(settings)
+    else:
+        data = _softjax_in_subprocess(settings, timeout)
+        if isinstance(data, str):
+            return harness.skipped(title, data)
+    sec = harness.section(
+        title,
+        f"The step of the previous section with softjax {data['softjax_version']} "
+        f"(`sj.equal`, `sj.logical_or`, `sj.where`) against softflow's, forward + backward on "
+        f"{data['boards'][0]} boards of {data['boards'][1]}×{data['boards'][2]}, both in one "
+        f"process under Python {data['python']} and JAX {data['jax_version']}.",
+        ["library", "forward + backward ms", "XLA flops", "XLA bytes accessed"],
+    )
+    for name in ("softflow", "softjax"):
+        sec["rows"].append(
+            [
+                name,
+                _ms(data["seconds"][name]),
+                data["flops"][name],
+                data["bytes_accessed"][name],
+            ]
+        )
+    sec["rows"].append(["softflow / softjax", data["ratio_softflow_over_softjax"], None, None])
+    sec["notes"].append(
+        "softjax relaxes `x == y` as 2·sigmoid(−softabs(x − y)/τ) and softflow as 4·s(z)·s(−z); "
+        "the values differ, so this compares costs only."
+    )
+    return sec
+
+
+# ------------------------------------------------------------------------------ 4. AlgoVision
+
+
+def sort_against_algovision(settings: harness.Settings, budget: harness.Budget) -> dict:
+    """Relaxed bubble sort: softflow and plain JAX against AlgoVision (PyTorch)."""
+    import peer_algovision
+
+    title = "Relaxed bubble sort: softflow against AlgoVision"
+    reason = peer_algovision.available()
+    if reason is not None:
+        return harness.skipped(title, reason)
+    warnings.filterwarnings("ignore", category=UserWarning, module="algovision")
+    batch, beta, epsilon = 256, 5.0, 1e-5
+    if settings.tiny:
+        sizes = [4]
+    elif settings.quick:
+        sizes = [4, 16, 32]
+    else:
+        sizes = [4, 8, 16, 32]
+    sec = harness.section(
+        title,
+        f"The same program in both: bubble sort with a soft `a[i] > a[i+1]` (logistic, β = "
+        f"{beta:g}, i.e. softness 1/β), a soft `if` that swaps, and a soft `while swapped` with "
+        f"cumulative halting (tol = ε = {epsilon:g}); batch {batch}, float32, forward + backward "
+        f"of sum(w · sorted). AlgoVision runs on PyTorch "
+        f"({peer_algovision.torch_threads()} threads), softflow and the plain-JAX version (the "
+        "loop written by hand with `lax.scan`) under `jax.jit`.",
+        [
+            "n",
+            "AlgoVision ms",
+            "softflow ms",
+            "plain JAX ms",
+            "AlgoVision / softflow",
+            "softflow / plain JAX",
+            "XLA flops softflow / plain",
+            "max |Δ sorted|",
+            "max |Δ grad| / max |grad|",
+        ],
+    )
+    rng = np.random.default_rng(0)
+    for n in sizes:
+        if budget.left() < 30:
+            sec["notes"].append(f"n = {n} and larger skipped: out of time.")
+            break
+        values = rng.normal(size=(batch, n)).astype(np.float32)
+        weights = rng.normal(size=(batch, n)).astype(np.float32)
+        sort = peer_algovision.make_sort(beta, epsilon)
+        torch_call, torch_sorted, torch_grad = peer_algovision.forward_backward(
+            sort, values, weights
+        )
+
+        def loss_softflow(v, w):
+            rows = jax.vmap(lambda row: programs.bubble_sort_softflow(row, beta, epsilon))(v)
+            return jnp.sum(rows * w), rows
+
+        def loss_plain(v, w):
+            rows = programs.bubble_sort_plain(v, beta)
+            return jnp.sum(rows * w), rows
+
+        compiled = {
+            name: harness.compile_jitted(jax.value_and_grad(fn, has_aux=True), values, weights)
+            for name, fn in (("softflow", loss_softflow), ("plain", loss_plain))
+        }
+        (_, sorted_softflow), grad_softflow = compiled["softflow"].call()
+        peer_algovision.warm(torch_call)
+        samples = harness.paired_times(
+            {"AlgoVision": torch_call, **{k: c.call for k, c in compiled.items()}}, settings
+        )
+        sec["rows"].append(
+            [
+                n,
+                _ms(harness.median(samples["AlgoVision"])),
+                _ms(harness.median(samples["softflow"])),
+                _ms(harness.median(samples["plain"])),
+                harness.paired_ratio(samples, "AlgoVision", "softflow"),
+                harness.paired_ratio(samples, "softflow", "plain"),
+                _ratio(compiled["softflow"].flops, compiled["plain"].flops),
+                float(np.max(np.abs(np.asarray(sorted_softflow) - torch_sorted))),
+                float(np.max(np.abs(np.asarray(grad_softflow) - torch_grad)))
+                / float(np.max(np.abs(torch_grad))),
+            ]
+        )
+    sec["notes"].append(
+        "Outputs agree up to float32 rounding and AlgoVision's ε shortcuts (it skips a branch "
+        "when no batch element takes it with probability > ε, and stops the loop when every "
+        "element's probability of going on is ≤ ε; softflow stops each element on its own)."
+    )
+    sec["notes"].append(
+        "softflow against plain JAX: the batch is a `vmap` of `soft_while`, under which the "
+        "early-exit `cond`s become selects, so every lane runs all max_steps + 1 steps, each "
+        "step computing both the body and the kept state; the gradient also recomputes each "
+        "checkpointed chunk. The plain version is a `lax.scan` over n passes that stores every "
+        "pass. See the flops column."
+    )
+    if jax.default_backend() != "cpu":
+        sec["notes"].append(
+            f"AlgoVision runs on the CPU here (PyTorch CPU tensors), JAX on the "
+            f"{jax.default_backend()}: its ratio compares machines as well as libraries."
+        )
+    return sec
+
+
+# ------------------------------------------------------------------------------ 3. soft_while
+
+
+def _loop_problem(settings: harness.Settings):
+    size = 10**3 if settings.tiny else 10**4 if settings.quick else 10**5
+    x = jax.random.normal(jax.random.key(1), (size,))
+    threshold = jnp.float32(1e-4)
+    needed = int(programs.loop_hard_steps(x, threshold))
+    return x, threshold, needed
+
+
+def soft_while_cost(settings: harness.Settings) -> dict:
+    """soft_while against lax.while_loop, its gradient, memory and compile time."""
+    title = "soft_while: a loop with a sharp condition"
+    if not hasattr(sf, "soft_while"):
+        return harness.skipped(title, "this softflow has no soft_while yet.")
+    x, threshold, needed = _loop_problem(settings)
+    max_steps = 10 * needed
+    softness, tol = jnp.float32(0.01), 1e-6
+    sec = harness.section(
+        title,
+        f"`while mean(x²) > {float(threshold):g}: x = x − 0.1·(x + 0.3·sin x)` on {x.size} "
+        f"float32 elements: {needed} steps needed, max_steps = {max_steps} (10×). The soft "
+        f"condition is `sf.greater(log mean(x²), log threshold, softness={float(softness):g})`, "
+        f"sharp: it flips within about one step, so the loop stops early (tol = {tol:g}).",
+        ["measurement", "value", "reference", "ratio", "goal"],
+    )
+
+    def soft(v, t):
+        return programs.loop_softflow(v, t, softness, max_steps, tol)
+
+    def plain_while(v, t):
+        return programs.loop_plain_while(v, t, softness, max_steps, tol)
+
+    def plain_scan(v, t):
+        return programs.loop_plain_scan(v, t, softness, max_steps)
+
+    def loss(fn):
+        return jax.value_and_grad(lambda v, t: jnp.sum(fn(v, t)), argnums=(0, 1))
+
+    compiled = {
+        "soft_while": harness.compile_jitted(soft, x, threshold),
+        "lax.while_loop": harness.compile_jitted(programs.loop_hard, x, threshold),
+        "plain while": harness.compile_jitted(plain_while, x, threshold),
+        "soft_while grad": harness.compile_jitted(loss(soft), x, threshold),
+        "plain scan": harness.compile_jitted(plain_scan, x, threshold),
+        "plain scan grad": harness.compile_jitted(loss(plain_scan), x, threshold),
+    }
+    difference = float(jnp.max(jnp.abs(soft(x, threshold) - programs.loop_hard(x, threshold))))
+    samples = harness.paired_times({k: c.call for k, c in compiled.items()}, settings)
+    forward_ratio = harness.paired_ratio(samples, "soft_while", "lax.while_loop")
+    grad_ratio = harness.paired_ratio(samples, "soft_while grad", "soft_while")
+    rows = sec["rows"]
+    rows.append(
+        [
+            "forward ms: soft_while vs lax.while_loop",
+            _ms(harness.median(samples["soft_while"])),
+            _ms(harness.median(samples["lax.while_loop"])),
+            forward_ratio,
+            "≤ 2",
+        ]
+    )
+    rows.append(
+        [
+            "forward ms: soft_while vs cumulative halting by hand (while_loop)",
+            _ms(harness.median(samples["soft_while"])),
+            _ms(harness.median(samples["plain while"])),
+            harness.paired_ratio(samples, "soft_while", "plain while"),
+            "≤ 1.1",
+        ]
+    )
+    rows.append(
+        [
+            "forward + gradient ms vs soft_while forward",
+            _ms(harness.median(samples["soft_while grad"])),
+            _ms(harness.median(samples["soft_while"])),
+            grad_ratio,
+            "≤ 4",
+        ]
+    )
+    rows.append(
+        [
+            "forward + gradient ms: soft_while vs a plain scan over max_steps",
+            _ms(harness.median(samples["soft_while grad"])),
+            _ms(harness.median(samples["plain scan grad"])),
+            harness.paired_ratio(samples, "soft_while grad", "plain scan grad"),
+            "",
+        ]
+    )
+
+    def shape_of(name):
+        ops = compiled[name].ops
+        return (
+            f"{sum(ops.values())} instructions: {ops['fusion']} fusions, {ops['copy']} copies, "
+            f"{ops['while']} while, {ops['conditional']} conditional"
+        )
+
+    rows.append(
+        [
+            "compiled forward (HLO): soft_while vs by hand",
+            shape_of("soft_while"),
+            shape_of("plain while"),
+            None,
+            "",
+        ]
+    )
+    scan_grad_ratio = harness.paired_ratio(samples, "plain scan grad", "plain scan")
+    rows.append(
+        [
+            "for scale: the plain scan's forward + gradient ms vs its forward",
+            _ms(harness.median(samples["plain scan grad"])),
+            _ms(harness.median(samples["plain scan"])),
+            scan_grad_ratio,
+            "",
+        ]
+    )
+    soft_memory = compiled["soft_while grad"].temp_bytes
+    scan_memory = compiled["plain scan grad"].temp_bytes
+    rows.append(
+        [
+            "gradient temp memory MB: soft_while vs plain scan (stores every step)",
+            None if soft_memory is None else soft_memory / 1e6,
+            None if scan_memory is None else scan_memory / 1e6,
+            _ratio(soft_memory, scan_memory),
+            "< 1",
+        ]
+    )
+    harness.goal(
+        sec,
+        "soft_while forward ≤ 2 × lax.while_loop",
+        forward_ratio,
+        2.0,
+        "soft_while evaluates the soft condition (a log and a sigmoid) and accumulates the "
+        "weighted state every step, on top of the body.",
+    )
+    harness.goal(
+        sec,
+        "forward + gradient ≤ 4 × forward",
+        grad_ratio,
+        4.0,
+        f"without checkpointing (the plain scan, which stores every step) the gradient already "
+        f"costs {scan_grad_ratio:.1f}× the forward pass; soft_while's checkpointed chunks run "
+        f"their forward steps a second time in the backward pass (about one forward more), which "
+        f"buys the memory measured below.",
+    )
+    harness.goal(
+        sec,
+        "soft_while forward ≤ 1.1 × the same loop by hand (while_loop)",
+        harness.paired_ratio(samples, "soft_while", "plain while"),
+        1.1,
+        "soft_while runs its steps in checkpointed chunks (a scan of scans with a cond per step "
+        "and per chunk) instead of one while_loop, and masks non-finite values in the sum: "
+        "its compiled program has more kernels and copies of the loop state per step (see the "
+        "HLO row).",
+    )
+    harness.goal(
+        sec,
+        "soft_while forward + gradient ≤ 1.1 × the same loop by hand (scan over max_steps)",
+        harness.paired_ratio(samples, "soft_while grad", "plain scan grad"),
+        1.1,
+        "the checkpointed chunks are recomputed in the backward pass.",
+    )
+    if soft_memory is not None and scan_memory:
+        harness.goal(sec, "gradient memory below the plain scan's", soft_memory / scan_memory, 1.0)
+    sec["notes"].append(
+        f"Largest difference between soft_while and lax.while_loop: {difference:.1e}."
+    )
+
+    # Compile time against max_steps: a new function object for every compilation, so that
+    # nothing is cached; one untimed compilation first (the first one in a process also pays
+    # for warming JAX's own caches), then the best of two per max_steps, against load bursts.
+    steps_list = [10, 100] if settings.tiny else [10, 100, 1000, 10000]
+
+    def compile_seconds_for(steps):
+        def fresh(v, t):
+            return jnp.sum(programs.loop_softflow(v, t, softness, steps, tol))
+
+        tick = time.perf_counter()
+        jax.jit(jax.grad(fresh)).lower(x, threshold).compile()
+        return time.perf_counter() - tick
+
+    compile_seconds_for(steps_list[0])
+    compile_seconds = []
+    for steps in steps_list:
+        compile_seconds.append(min(compile_seconds_for(steps) for _ in range(2)))
+        rows.append(
+            [f"compile s of the gradient, max_steps = {steps}", compile_seconds[-1], None, None, ""]
+        )
+    spread = max(compile_seconds) / min(compile_seconds)
+    harness.goal(sec, "compile time flat in max_steps (largest / smallest)", spread, 1.5)
+    return sec
