@@ -17,6 +17,7 @@ local search, and for the all-dead baseline; the iteration counts, the throughpu
 
 import argparse
 import json
+import os
 import pathlib
 import sys
 import time
@@ -78,11 +79,23 @@ def run(
     }
 
 
-def main() -> None:
+def main(
+    *,
+    boards: int = 50_000,
+    seconds: float = 420.0,
+    batch_size: int | None = 16_384,
+    out: str = "life_gpu.json",
+) -> None:
+    """Command line; the keywords are the defaults (``life_cpu.py`` passes CPU-sized ones).
+
+    ``batch_size=None`` reverses all boards in one batch.
+    """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--boards", type=int, default=50_000)
-    parser.add_argument("--seconds", type=float, default=420.0)
-    parser.add_argument("--batch-size", type=int, default=16_384, help="boards per jitted call")
+    parser.add_argument("--boards", type=int, default=boards)
+    parser.add_argument("--seconds", type=float, default=seconds)
+    parser.add_argument(
+        "--batch-size", type=int, default=batch_size, help="boards per jitted call (default: all)"
+    )
     parser.add_argument("--restarts", type=int, default=SolverOptions().restarts)
     parser.add_argument(
         "--search-share",
@@ -91,11 +104,17 @@ def main() -> None:
         help="fraction of the budget reserved for the local search",
     )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("life_gpu.json"))
+    parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path(out))
     args = parser.parse_args()
     report = run(
-        args.boards, args.seconds, args.batch_size, args.seed, args.restarts, args.search_share
+        args.boards,
+        args.seconds,
+        args.batch_size or args.boards,
+        args.seed,
+        args.restarts,
+        args.search_share,
     )
+    report["cpu_count"] = os.cpu_count()
     args.out.write_text(json.dumps(report, indent=2))
     print(f"{args.boards} boards in {report['seconds_wall']:.1f} s on {report['device']}")
     print("result:")
