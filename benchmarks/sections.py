@@ -444,41 +444,31 @@ def soft_while_cost(settings: harness.Settings) -> dict:
     forward_ratio = harness.paired_ratio(samples, "soft_while", "lax.while_loop")
     grad_ratio = harness.paired_ratio(samples, "soft_while grad", "soft_while")
     rows = sec["rows"]
-    rows.append(
-        [
-            "forward ms: soft_while vs lax.while_loop",
-            _ms(harness.median(samples["soft_while"])),
-            _ms(harness.median(samples["lax.while_loop"])),
-            forward_ratio,
-            "≤ 2",
-        ]
+
+    def compare(label, name, reference, goal=""):
+        ratio = harness.paired_ratio(samples, name, reference)
+        rows.append(
+            [
+                label,
+                _ms(harness.median(samples[name])),
+                _ms(harness.median(samples[reference])),
+                ratio,
+                goal,
+            ]
+        )
+
+    compare("forward ms: soft_while vs lax.while_loop", "soft_while", "lax.while_loop", "≤ 2")
+    compare(
+        "forward ms: soft_while vs cumulative halting by hand (while_loop)",
+        "soft_while",
+        "plain while",
+        "≤ 1.1",
     )
-    rows.append(
-        [
-            "forward ms: soft_while vs cumulative halting by hand (while_loop)",
-            _ms(harness.median(samples["soft_while"])),
-            _ms(harness.median(samples["plain while"])),
-            harness.paired_ratio(samples, "soft_while", "plain while"),
-            "≤ 1.1",
-        ]
-    )
-    rows.append(
-        [
-            "forward + gradient ms vs soft_while forward",
-            _ms(harness.median(samples["soft_while grad"])),
-            _ms(harness.median(samples["soft_while"])),
-            grad_ratio,
-            "≤ 4",
-        ]
-    )
-    rows.append(
-        [
-            "forward + gradient ms: soft_while vs a plain scan over max_steps",
-            _ms(harness.median(samples["soft_while grad"])),
-            _ms(harness.median(samples["plain scan grad"])),
-            harness.paired_ratio(samples, "soft_while grad", "plain scan grad"),
-            "",
-        ]
+    compare("forward + gradient ms vs soft_while forward", "soft_while grad", "soft_while", "≤ 4")
+    compare(
+        "forward + gradient ms: soft_while vs a plain scan over max_steps",
+        "soft_while grad",
+        "plain scan grad",
     )
 
     def shape_of(name):
