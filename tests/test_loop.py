@@ -381,3 +381,11 @@ def test_bad_arguments_are_rejected():
         sf.soft_while(cond, lambda x: x, 1.0, max_steps=3, semantics="average")
     with pytest.raises(TypeError, match="upper must be a Python int"):
         sf.soft_fori_loop(0, jnp.int32(3), lambda i, v: v, 1.0, break_fn=lambda i, v: 0.0)
+
+
+def test_fori_loop_with_break_over_an_empty_range_returns_init():
+    never = lambda i, v: 0.0  # noqa: E731
+    value, info = sf.soft_fori_loop(3, 3, lambda i, v: v + 1, 2.5, break_fn=never, return_info=True)
+    assert float(value) == 2.5
+    assert int(info.steps) == 0 and float(info.expected_steps) == 0.0
+    assert float(sf.soft_fori_loop(5, 1, lambda i, v: v + 1, 2.5, break_fn=never)) == 2.5

@@ -374,12 +374,11 @@ def soft_fori_loop(
                 f"{name} must be a Python int when break_fn is given (the soft loop needs a "
                 f"static trip count); got {bound!r}."
             )
-    if upper <= lower:
-        return (
-            (init_val, SoftWhileInfo(*([jnp.zeros(())] * 2), jnp.int32(0)))
-            if (return_info)
-            else init_val
-        )
+    if upper <= lower:  # an empty loop: nothing runs, nothing stops
+        if not return_info:
+            return init_val
+        no_steps = jnp.zeros(())
+        return init_val, SoftWhileInfo(no_steps, no_steps, jnp.int32(0))
     return _soft_while(
         lambda t, val: 1 - break_fn(lower + t, val),
         lambda t, val: body_fn(lower + t, val),
