@@ -66,7 +66,7 @@ def improve_routes(deviations, radius, softness):
     def total_time(deviations):
         return jnp.sum(all_times(deviations, lanes, radius, relaxation))
 
-    return terrain._lbfgs_minimise(total_time, deviations, max_iterations=300, tolerance=1e-8)
+    return terrain.lbfgs_minimise(total_time, deviations, max_iterations=300, tolerance=1e-8)
 
 
 # %%

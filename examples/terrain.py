@@ -177,7 +177,7 @@ def _lbfgs_step(objective: Callable):
     return optimiser, step
 
 
-def _lbfgs_minimise(objective: Callable, params, max_iterations: int, tolerance: float):
+def lbfgs_minimise(objective: Callable, params, max_iterations: int, tolerance: float):
     """Minimise ``objective`` by L-BFGS until the gradient norm is below ``tolerance``."""
     optimiser, step = _lbfgs_step(objective)
 
@@ -214,7 +214,7 @@ def _strip_solution(thicknesses, speeds, offset, initial):
         x = _with_total(free, absorbing, h)
         return jnp.sum(jnp.sqrt(x**2 + d**2) * s)
 
-    free = _lbfgs_minimise(objective, initial / scale, max_iterations=1000, tolerance=1e-13)
+    free = lbfgs_minimise(objective, initial / scale, max_iterations=1000, tolerance=1e-13)
     return _with_total(free, absorbing, h) * scale
 
 

@@ -33,6 +33,13 @@ def _blend_leaf(p, x, y):
     return p * _masked(p, x) + q * _masked(q, y)
 
 
+def _blend(p, name_x, x, name_y, y):
+    check_same_structure(name_x, x, name_y, y)
+    check_float_leaves(name_x, x)
+    check_float_leaves(name_y, y)
+    return jax.tree_util.tree_map(lambda a, b: _blend_leaf(p, a, b), x, y)
+
+
 def soft_where(p, x, y):
     r"""Blend two pytrees by a soft condition: :math:`p \cdot x + (1 - p) \cdot y`.
 
@@ -62,10 +69,7 @@ def soft_where(p, x, y):
         >>> sf.soft_where(jnp.array([0.0, 0.25, 1.0]), jnp.ones(3), jnp.zeros(3))
         Array([0.  , 0.25, 1.  ], dtype=float32)
     """
-    check_same_structure("x", x, "y", y)
-    check_float_leaves("soft_where x", x)
-    check_float_leaves("soft_where y", y)
-    return jax.tree_util.tree_map(lambda a, b: _blend_leaf(p, a, b), x, y)
+    return _blend(p, "soft_where x", x, "soft_where y", y)
 
 
 def soft_if(p, true_fn: Callable, false_fn: Callable, *operands):
@@ -100,10 +104,7 @@ def soft_if(p, true_fn: Callable, false_fn: Callable, *operands):
     """
     true_value = true_fn(*operands)
     false_value = false_fn(*operands)
-    check_same_structure("true_fn output", true_value, "false_fn output", false_value)
-    check_float_leaves("soft_if true_fn output", true_value)
-    check_float_leaves("soft_if false_fn output", false_value)
-    return jax.tree_util.tree_map(lambda a, b: _blend_leaf(p, a, b), true_value, false_value)
+    return _blend(p, "true_fn output", true_value, "false_fn output", false_value)
 
 
 def soft_switch(weights, branches: Sequence[Callable], *operands):

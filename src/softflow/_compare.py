@@ -45,6 +45,10 @@ def _step(kind):
     return lambda x, y, softness: sigmoid((x - y) / softness, kind=kind)
 
 
+def _step_below(kind):
+    return lambda x, y, softness: sigmoid((y - x) / softness, kind=kind)
+
+
 def greater(x, y, *, softness=1.0, kind: str = "logistic", mode: str = "soft"):
     r"""Soft truth value of :math:`x > y`.
 
@@ -121,9 +125,7 @@ def less(x, y, *, softness=1.0, kind: str = "logistic", mode: str = "soft"):
         >>> round(float(sf.less(0.0, 1.0, softness=0.5)), 4)
         0.8808
     """
-    return _relaxed(
-        lambda a, b, t: sigmoid((b - a) / t, kind=kind), jnp.less, (x, y), softness, kind, mode
-    )
+    return _relaxed(_step_below(kind), jnp.less, (x, y), softness, kind, mode)
 
 
 def less_equal(x, y, *, softness=1.0, kind: str = "logistic", mode: str = "soft"):
@@ -147,7 +149,7 @@ def less_equal(x, y, *, softness=1.0, kind: str = "logistic", mode: str = "soft"
         1.0
     """
     return _relaxed(
-        lambda a, b, t: sigmoid((b - a) / t, kind=kind),
+        _step_below(kind),
         jnp.less_equal,
         (x, y),
         softness,

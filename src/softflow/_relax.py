@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 
 from . import _compare
-from ._checks import check_choice, check_softness, is_concrete
+from ._checks import check_choice, check_softness
 from ._compare import MODES
 from ._kinds import KINDS
 
@@ -38,7 +38,7 @@ class Relaxation(eqx.Module):
 
     def __init__(self, softness=1.0, kind: str = "logistic", mode: str = "soft"):
         check_softness(softness)
-        self.softness = jnp.asarray(softness) if is_concrete(softness) else softness
+        self.softness = jnp.asarray(softness)
         self.kind = check_choice("kind", kind, KINDS)
         self.mode = check_choice("mode", mode, MODES)
 
