@@ -7,9 +7,13 @@ mixture over the step at which they stop. At softness -> 0 every primitive is th
 
 import importlib.metadata
 
-from ._branch import soft_if as soft_if, soft_switch as soft_switch, soft_where as soft_where
+from ._branch import (
+    soft_if as soft_if,
+    soft_select as soft_select,
+    soft_switch as soft_switch,
+    soft_where as soft_where,
+)
 from ._compare import (
-    MODES as MODES,
     between as between,
     equal as equal,
     greater as greater,
@@ -34,6 +38,7 @@ from ._loop import (
     soft_fori_loop as soft_fori_loop,
     soft_while as soft_while,
 )
+from ._modes import MODES as MODES
 from ._relax import Relaxation as Relaxation
 
 try:
@@ -64,6 +69,7 @@ __all__ = [
     "sigmoid",
     "soft_fori_loop",
     "soft_if",
+    "soft_select",
     "soft_switch",
     "soft_where",
     "soft_while",

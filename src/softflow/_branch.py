@@ -1,46 +1,69 @@
 """Soft branching: blend the results of every branch by soft truth values."""
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax.typing import ArrayLike
 
-from ._checks import check_float_leaves, check_same_structure
+from ._blend import blend
+from ._checks import as_real_array, check_float_leaves, check_same_structure
 
-
-def _weight(p, dtype):
-    p = jnp.asarray(p)
-    if not (jnp.issubdtype(p.dtype, jnp.floating) or p.dtype == jnp.bool_):
-        raise TypeError(f"the condition must be a float (or bool) array; got dtype {p.dtype}.")
-    return p.astype(dtype)
+PyTree = Any
 
 
-def _masked(weight, value):
-    """``value`` with its non-finite entries replaced by 0 wherever ``weight`` is exactly 0.
-
-    Finite entries are left untouched, so the blend and its gradient with respect to the weight
-    (which straight-through conditions rely on) stay exactly those of the plain formula.
-    """
-    return jnp.where((weight == 0) & ~jnp.isfinite(value), jnp.zeros((), value.dtype), value)
-
-
-def _blend_leaf(p, x, y):
-    dtype = jnp.result_type(x, y)
-    x, y = jnp.asarray(x, dtype), jnp.asarray(y, dtype)
-    p = _weight(p, dtype)
-    q = 1 - p
-    # p*x + (1-p)*y rather than y + p*(x - y): at p in {0, 1} it returns x or y bit for bit.
-    return p * _masked(p, x) + q * _masked(q, y)
+def _weights(name: str, weights: ArrayLike) -> jax.Array:
+    """Soft truth values or branch weights as an array; a TypeError unless float or bool."""
+    weights = as_real_array(name, weights)
+    if not (jnp.issubdtype(weights.dtype, jnp.floating) or weights.dtype == jnp.bool_):
+        raise TypeError(
+            f"{name} must be soft truth values: a float (or bool) array; got dtype "
+            f"{weights.dtype}. Integer weights are not probabilities: compute them with a "
+            "comparison or cast them explicitly."
+        )
+    return weights
 
 
-def _blend(p, name_x, x, name_y, y):
-    check_same_structure(name_x, x, name_y, y)
-    check_float_leaves(name_x, x)
-    check_float_leaves(name_y, y)
-    return jax.tree_util.tree_map(lambda a, b: _blend_leaf(p, a, b), x, y)
+def _check_broadcast(name: str, shape: tuple[int, ...], leaf_name: str, leaf: jax.Array) -> None:
+    try:
+        jnp.broadcast_shapes(shape, leaf.shape)
+    except ValueError:
+        raise ValueError(
+            f"{name} of shape {shape} does not broadcast against {leaf_name} of shape {leaf.shape}."
+        ) from None
 
 
-def soft_where(p, x, y):
+def _blend_trees(name: str, weights: jax.Array, names: Sequence[str], trees: Sequence[PyTree]):
+    """Blend pytrees leaf by leaf by ``weights[..., k]`` (one weight array per tree)."""
+    for tree_name, tree in zip(names, trees, strict=True):
+        check_same_structure(names[0], trees[0], tree_name, tree)
+        check_float_leaves(tree_name, tree)
+    leaves_by_tree = [jax.tree_util.tree_leaves(tree) for tree in trees]
+    treedef = jax.tree_util.tree_structure(trees[0])
+    blended = []
+    for leaves in zip(*leaves_by_tree, strict=True):
+        leaves = [jnp.asarray(leaf) for leaf in leaves]
+        for tree_name, leaf in zip(names, leaves, strict=True):
+            _check_broadcast(name, weights.shape[:-1], tree_name, leaf)
+        dtype = jnp.result_type(*leaves)
+        blended.append(
+            blend(
+                [weights[..., k].astype(dtype) for k in range(len(leaves))],
+                [leaf.astype(dtype) for leaf in leaves],
+            )
+        )
+    return jax.tree_util.tree_unflatten(treedef, blended)
+
+
+def _blend_two(p: ArrayLike, name_x: str, x: PyTree, name_y: str, y: PyTree) -> PyTree:
+    p = _weights("p", p)
+    p = p.astype(jnp.result_type(float)) if p.dtype == jnp.bool_ else p
+    return _blend_trees("p", jnp.stack([p, 1 - p], axis=-1), (name_x, name_y), (x, y))
+
+
+def soft_where(p: ArrayLike, x: PyTree, y: PyTree) -> PyTree:
     r"""Blend two pytrees by a soft condition: :math:`p \cdot x + (1 - p) \cdot y`.
 
     The soft counterpart of :func:`jax.numpy.where`, applied to every leaf. ``p`` broadcasts
@@ -69,10 +92,10 @@ def soft_where(p, x, y):
         >>> sf.soft_where(jnp.array([0.0, 0.25, 1.0]), jnp.ones(3), jnp.zeros(3))
         Array([0.  , 0.25, 1.  ], dtype=float32)
     """
-    return _blend(p, "soft_where x", x, "soft_where y", y)
+    return _blend_two(p, "soft_where x", x, "soft_where y", y)
 
 
-def soft_if(p, true_fn: Callable, false_fn: Callable, *operands):
+def soft_if(p: ArrayLike, true_fn: Callable, false_fn: Callable, *operands: Any) -> PyTree:
     r"""Soft ``if``: run both branches and blend their results by the soft condition ``p``.
 
     .. math:: \mathrm{soft\_if}(p, f, g, x) = p \cdot f(x) + (1 - p) \cdot g(x)
@@ -104,10 +127,10 @@ def soft_if(p, true_fn: Callable, false_fn: Callable, *operands):
     """
     true_value = true_fn(*operands)
     false_value = false_fn(*operands)
-    return _blend(p, "true_fn output", true_value, "false_fn output", false_value)
+    return _blend_two(p, "true_fn output", true_value, "false_fn output", false_value)
 
 
-def soft_switch(weights, branches: Sequence[Callable], *operands):
+def soft_switch(weights: ArrayLike, branches: Sequence[Callable], *operands: Any) -> PyTree:
     r"""Soft ``switch``: blend the results of all branches by a weight for each.
 
     .. math:: \mathrm{soft\_switch}(w, (f_0, \ldots, f_{K-1}), x) = \sum_k w_{\ldots, k}\, f_k(x)
@@ -140,26 +163,63 @@ def soft_switch(weights, branches: Sequence[Callable], *operands):
         3.5
     """
     branches = tuple(branches)
-    weights = jnp.asarray(weights)
     if not branches:
         raise ValueError("branches must be a non-empty sequence of callables.")
-    if weights.ndim == 0 or weights.shape[-1] != len(branches):
-        raise ValueError(
-            f"weights must have one entry per branch on its last axis: got weights of shape "
-            f"{weights.shape} for {len(branches)} branches."
-        )
+    weights = _check_weights(weights, len(branches), "branches")
     values = [branch(*operands) for branch in branches]
-    for k, value in enumerate(values):
-        check_same_structure("branches[0] output", values[0], f"branches[{k}] output", value)
-        check_float_leaves(f"soft_switch branches[{k}] output", value)
+    names = [f"soft_switch branches[{k}] output" for k in range(len(branches))]
+    return _blend_trees("weights", weights, names, values)
 
-    def blend(*leaves):
-        dtype = jnp.result_type(*leaves)
-        total = None
-        for k, leaf in enumerate(leaves):
-            w = _weight(weights[..., k], dtype)
-            term = w * _masked(w, jnp.asarray(leaf, dtype))
-            total = term if total is None else total + term
-        return total
 
-    return jax.tree_util.tree_map(blend, *values)
+def _check_weights(weights: ArrayLike, count: int, what: str) -> jax.Array:
+    weights = _weights("weights", weights)
+    if weights.ndim == 0 or weights.shape[-1] != count:
+        raise ValueError(
+            f"weights must have one entry per element of {what} on its last axis: got weights "
+            f"of shape {weights.shape} for {count} {what}."
+        )
+    return weights
+
+
+def soft_select(weights: ArrayLike, values: Sequence[PyTree] | jax.Array) -> PyTree:
+    r"""Soft K-way choice among values: :math:`\sum_k w_{\ldots, k}\, v_k`.
+
+    The K-way :func:`soft_where`, and :func:`soft_switch` for values that need no function around
+    them. With exactly one-hot weights the result is exactly the chosen value, and non-finite
+    values whose weight is exactly 0 do not reach it.
+
+    Arguments:
+        weights: array whose last axis has one entry per value, non-negative and summing to 1
+            (for example a soft index from :func:`softflow.argmax` or differences of soft
+            comparisons); ``weights[..., k]`` broadcasts against every leaf of ``values[k]``.
+        values: a non-empty sequence of pytrees of one structure, with floating leaves; an array
+            is read as the sequence of its slices along axis 0.
+
+    Returns:
+        The blended pytree, with the structure of ``values[0]``.
+
+    Raises:
+        ValueError: if ``weights.shape[-1]`` is not the number of values, or shapes do not
+            broadcast.
+        TypeError: if the weights are not floating, or the values differ in structure or have
+            non-floating leaves.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import softflow as sf
+        >>> speeds = [1.0, 0.5, 2.0]
+        >>> float(sf.soft_select(jnp.array([0.0, 0.25, 0.75]), speeds))
+        1.625
+    """
+    if isinstance(values, jax.Array | np.ndarray):
+        values = list(jnp.asarray(values))
+    elif not isinstance(values, Sequence) or isinstance(values, str):
+        raise TypeError(
+            f"values must be a sequence of pytrees (or an array of them along axis 0); got "
+            f"{type(values).__name__}."
+        )
+    if not values:
+        raise ValueError("values must be a non-empty sequence.")
+    weights = _check_weights(weights, len(values), "values")
+    names = [f"soft_select values[{k}]" for k in range(len(values))]
+    return _blend_trees("weights", weights, names, values)

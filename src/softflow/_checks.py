@@ -1,14 +1,18 @@
 """Argument validation shared by the public functions.
 
-Every check raises at trace time with a message that names the argument and what was expected, so
-that a mistake surfaces where it was made instead of as a NaN far downstream.
+Every check names the argument and what was expected, so that a mistake surfaces where it was made
+instead of as a NaN far downstream. Checks of values run at trace time when the value is known
+then, and at run time (through :func:`equinox.error_if`) when it is traced.
 """
 
 from collections.abc import Iterable
+from typing import Any
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import DTypeLike
 
 
 def is_concrete(x) -> bool:
@@ -16,7 +20,7 @@ def is_concrete(x) -> bool:
     return not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(x))
 
 
-def check_choice(name: str, value, choices: Iterable[str]) -> str:
+def check_choice(name: str, value: Any, choices: Iterable[str]) -> Any:
     """Return ``value`` if it is one of ``choices``; otherwise raise a ValueError listing them."""
     choices = tuple(choices)
     if not isinstance(value, str) or value not in choices:
@@ -25,45 +29,104 @@ def check_choice(name: str, value, choices: Iterable[str]) -> str:
     return value
 
 
-def check_softness(softness):
-    """Check that a concrete softness is a positive, finite real; traced values pass unchecked."""
-    if isinstance(softness, bool) or not _is_real(softness):
+def check_int(name: str, value: Any, *, minimum: int, maximum: int = 2**31 - 1) -> int:
+    """Return ``value`` if it is a Python int in [minimum, maximum]; otherwise raise naming it."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
         raise TypeError(
-            f"softness must be a positive real number or a float array; got {softness!r} "
-            f"of type {type(softness).__name__}."
+            f"{name} must be a Python int; got {value!r} of type {type(value).__name__}."
         )
+    if not minimum <= value <= maximum:
+        raise ValueError(f"{name} must be an int in [{minimum}, {maximum}]; got {value}.")
+    return int(value)
+
+
+def as_real_array(name: str, x: Any, *, allow_bool: bool = True) -> jax.Array:
+    """``x`` as a JAX array, or a TypeError naming ``name`` if it is not a real number or array.
+
+    Accepts Python numbers, NumPy and JAX arrays (and tracers) of integer, floating or (when
+    ``allow_bool``) boolean dtype. Rejects complex values, strings, None, lists and other objects,
+    rather than dropping an imaginary part or guessing what a list means.
+    """
+    if isinstance(x, jax.Array | np.ndarray | np.generic | int | float | bool):
+        dtype = jnp.result_type(x)
+        if dtype == jnp.bool_ and allow_bool:
+            return jnp.asarray(x)
+        if jnp.issubdtype(dtype, jnp.floating) or (
+            jnp.issubdtype(dtype, jnp.integer) and dtype != jnp.bool_
+        ):
+            return jnp.asarray(x)
+        what = f"an array of dtype {dtype}"
+    else:
+        what = f"{x!r} of type {type(x).__name__}"
+    accepted = "integer, floating or boolean" if allow_bool else "integer or floating"
+    raise TypeError(f"{name} must be a real number or an array of {accepted} dtype; got {what}.")
+
+
+def float_dtype(*dtypes: DTypeLike) -> np.dtype:
+    """The floating dtype that values of ``dtypes`` are relaxed in.
+
+    Floating dtypes keep their (promoted) dtype; integer or boolean ones, such as a count of
+    neighbours, give the default float dtype (float32, or float64 under x64).
+    """
+    dtype = jnp.result_type(*dtypes)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        dtype = jnp.result_type(float)
+    return np.dtype(dtype)
+
+
+def softness_array(softness: Any, dtype: DTypeLike, shape: tuple[int, ...]) -> jax.Array:
+    """Validate ``softness`` and return it as an array of ``dtype``.
+
+    ``softness`` must be a real scalar or array that broadcasts against ``shape`` (the shape of the
+    relaxed values) and, once cast to ``dtype``, is positive and finite: 1e-50 is 0 in float32 and
+    is rejected like 0. A concrete softness is checked here; a traced one (under jit, vmap or grad,
+    or learned) is checked at run time by :func:`check_traced_softness` on the result.
+    """
+    if isinstance(softness, bool):
+        raise TypeError(
+            f"softness must be a positive real number or a float array; got {softness!r}."
+        )
+    # The value as given (a Python float is float64 here), before JAX rounds it to float32.
+    given = None if isinstance(softness, jax.core.Tracer) else np.asarray(softness)
+    softness = as_real_array("softness", softness, allow_bool=False)
+    try:
+        jnp.broadcast_shapes(softness.shape, shape)
+    except ValueError:
+        raise ValueError(
+            f"softness of shape {softness.shape} does not broadcast against the shape {shape} of "
+            "the values it relaxes; give a scalar or an array that broadcasts against them."
+        ) from None
+    if given is None:
+        return softness.astype(dtype)
+    with np.errstate(over="ignore", under="ignore"):
+        cast = given.astype(dtype)
+    if cast.size == 0 or not np.all(np.isfinite(cast)) or not np.all(cast > 0):
+        valid = given.size > 0 and np.all(given > 0) and np.all(np.isfinite(given))
+        name = np.dtype(dtype).name
+        raise ValueError(
+            f"softness must be positive and finite in {name}; got {given.tolist()!r}"
+            + (f" (it rounds to 0 or inf in {name})." if valid else ".")
+        )
+    return jnp.asarray(cast)
+
+
+def check_traced_softness(result: Any, softness: jax.Array) -> Any:
+    """``result``, raising at run time if the traced ``softness`` is <= 0, NaN or inf.
+
+    The check is attached to the result (not to the softness) so that it runs in every mode, also
+    where the value does not use the softness (hard mode). A concrete softness was checked already.
+    """
     if is_concrete(softness):
-        values = np.asarray(softness)
-        if values.size == 0 or not np.all(np.isfinite(values)) or not np.all(values > 0):
-            raise ValueError(f"softness must be positive and finite; got {softness!r}.")
-    return softness
-
-
-def _is_real(x) -> bool:
-    if isinstance(x, int | float):
-        return True
-    dtype = getattr(x, "dtype", None)
-    return dtype is not None and (
-        jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)
+        return result
+    return eqx.error_if(
+        result,
+        ~(jnp.isfinite(softness) & (softness > 0)),
+        f"softness must be positive and finite in {softness.dtype}; a traced softness was <= 0, "
+        "NaN or inf, or underflowed to 0 in that dtype.",
     )
 
 
-def float_dtype(*args):
-    """The floating dtype that a comparison of ``args`` computes and returns in.
-
-    Floating inputs keep their (promoted) dtype; integer or boolean inputs, such as a count of
-    neighbours, give the default float dtype (float32, or float64 under x64). Complex inputs are
-    rejected because "greater than" has no meaning for them.
-    """
-    dtype = jnp.result_type(*args)
-    if jnp.issubdtype(dtype, jnp.complexfloating):
-        raise TypeError(f"comparisons need real inputs; got dtype {dtype}.")
-    if not jnp.issubdtype(dtype, jnp.floating):
-        dtype = jnp.result_type(float)
-    return dtype
-
-
-def check_float_leaves(name: str, tree) -> None:
+def check_float_leaves(name: str, tree: Any) -> None:
     """Raise a TypeError naming the first leaf of ``tree`` that is not a floating array."""
     for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
         dtype = getattr(leaf, "dtype", None)
@@ -78,7 +141,7 @@ def check_float_leaves(name: str, tree) -> None:
             )
 
 
-def check_same_structure(name_a: str, a, name_b: str, b) -> None:
+def check_same_structure(name_a: str, a: Any, name_b: str, b: Any) -> None:
     """Raise a TypeError showing both tree structures when ``a`` and ``b`` differ in structure."""
     tree_a = jax.tree_util.tree_structure(a)
     tree_b = jax.tree_util.tree_structure(b)

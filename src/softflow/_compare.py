@@ -4,52 +4,79 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
-from ._checks import check_choice, check_softness, float_dtype
-from ._kinds import KINDS, sigmoid
+from ._checks import (
+    as_real_array,
+    check_choice,
+    check_traced_softness,
+    float_dtype,
+    softness_array,
+)
+from ._kinds import KINDS, Kind, step
+from ._modes import MODES, Mode, straight_through
 
-MODES = ("soft", "hard", "straight_through")
 
-
-def _relaxed(
-    soft_fn: Callable,
-    hard_fn: Callable,
-    args: tuple,
-    softness,
+def relaxed(
+    soft_fn: Callable[..., jax.Array],
+    hard_fn: Callable[..., jax.Array],
+    named_args: dict[str, ArrayLike],
+    softness: ArrayLike,
     kind: str,
     mode: str,
-):
-    """Evaluate a comparison in the requested mode.
+) -> jax.Array:
+    """Evaluate a relaxed operation in the requested mode.
 
-    ``soft_fn(*args, softness)`` is the relaxation and ``hard_fn(*args)`` the exact boolean. The
-    straight-through value is ``hard + (soft - stop_gradient(soft))``: the bracket is exactly zero
-    for finite ``soft``, so the forward value is bit-for-bit the hard one, while every derivative
-    (of any order) is that of the soft relaxation.
+    ``soft_fn(*args, softness)`` is the relaxation, evaluated on the arguments cast to their common
+    floating dtype; ``hard_fn(*args)`` the exact result, evaluated on the arguments as given, so
+    that integers compare as integers (``2**24 + 1 > 2**24`` is true although both round to the
+    same float32). Every mode validates the softness and returns the same shape, the broadcast of
+    the arguments and the softness.
     """
     check_choice("kind", kind, KINDS)
     check_choice("mode", mode, MODES)
-    check_softness(softness)
-    dtype = float_dtype(*args)
-    args = tuple(jnp.asarray(a, dtype) for a in args)
+    names = tuple(named_args)
+    args = tuple(as_real_array(name, value) for name, value in named_args.items())
+    try:
+        shape = jnp.broadcast_shapes(*(a.shape for a in args))
+    except ValueError:
+        shapes = ", ".join(f"{n} {a.shape}" for n, a in zip(names, args, strict=True))
+        raise ValueError(f"the arguments do not broadcast against each other: {shapes}.") from None
+    dtype = float_dtype(jnp.result_type(*args))
+    tau = softness_array(softness, dtype, shape)
+    out_shape = jnp.broadcast_shapes(shape, tau.shape)
     if mode == "hard":
-        return hard_fn(*args).astype(dtype)
-    # The softness is cast to the dtype of the compared values, so that a float32 softness does
-    # not silently promote a bfloat16 program (its gradient still flows back in its own dtype).
-    soft = soft_fn(*args, jnp.asarray(softness).astype(dtype))
-    if mode == "soft":
-        return soft
-    return hard_fn(*args).astype(dtype) + (soft - jax.lax.stop_gradient(soft))
+        result = jnp.broadcast_to(hard_fn(*args).astype(dtype), out_shape)
+    else:
+        soft = soft_fn(*(a.astype(dtype) for a in args), tau)
+        result = soft if mode == "soft" else straight_through(hard_fn(*args).astype(dtype), soft)
+    return check_traced_softness(result, tau)
+
+
+def scaled(difference: jax.Array, softness: jax.Array) -> jax.Array:
+    """``difference / softness``, with a finite derivative in the softness where the difference
+    is infinite (the step is flat there, and ``inf / softness**2`` would give 0 * inf = NaN)."""
+    infinite = jnp.isinf(difference)
+    finite_part = jnp.where(infinite, jnp.zeros((), difference.dtype), difference) / softness
+    return jnp.where(infinite, difference, finite_part)
 
 
 def _step(kind):
-    return lambda x, y, softness: sigmoid((x - y) / softness, kind=kind)
+    return lambda x, y, softness: step(scaled(x - y, softness), kind)
 
 
 def _step_below(kind):
-    return lambda x, y, softness: sigmoid((y - x) / softness, kind=kind)
+    return lambda x, y, softness: step(scaled(y - x, softness), kind)
 
 
-def greater(x, y, *, softness=1.0, kind: str = "logistic", mode: str = "soft"):
+def greater(
+    x: ArrayLike,
+    y: ArrayLike,
+    *,
+    softness: ArrayLike = 1.0,
+    kind: Kind = "logistic",
+    mode: Mode = "soft",
+) -> jax.Array:
     r"""Soft truth value of :math:`x > y`.
 
     .. math:: \mathrm{greater}(x, y) = s\!\left(\frac{x - y}{\tau}\right)
@@ -77,10 +104,17 @@ def greater(x, y, *, softness=1.0, kind: str = "logistic", mode: str = "soft"):
         >>> float(sf.greater(1.0, 0.0, mode="hard"))
         1.0
     """
-    return _relaxed(_step(kind), jnp.greater, (x, y), softness, kind, mode)
+    return relaxed(_step(kind), jnp.greater, {"x": x, "y": y}, softness, kind, mode)
 
 
-def greater_equal(x, y, *, softness=1.0, kind: str = "logistic", mode: str = "soft"):
+def greater_equal(
+    x: ArrayLike,
+    y: ArrayLike,
+    *,
+    softness: ArrayLike = 1.0,
+    kind: Kind = "logistic",
+    mode: Mode = "soft",
+) -> jax.Array:
     r"""Soft truth value of :math:`x \ge y`.
 
     Identical to :func:`greater` in soft mode, :math:`s((x - y)/\tau)`; in hard and
@@ -101,10 +135,17 @@ def greater_equal(x, y, *, softness=1.0, kind: str = "logistic", mode: str = "so
         >>> float(sf.greater_equal(2.0, 2.0, mode="hard")), float(sf.greater(2.0, 2.0, mode="hard"))
         (1.0, 0.0)
     """
-    return _relaxed(_step(kind), jnp.greater_equal, (x, y), softness, kind, mode)
+    return relaxed(_step(kind), jnp.greater_equal, {"x": x, "y": y}, softness, kind, mode)
 
 
-def less(x, y, *, softness=1.0, kind: str = "logistic", mode: str = "soft"):
+def less(
+    x: ArrayLike,
+    y: ArrayLike,
+    *,
+    softness: ArrayLike = 1.0,
+    kind: Kind = "logistic",
+    mode: Mode = "soft",
+) -> jax.Array:
     r"""Soft truth value of :math:`x < y`.
 
     .. math:: \mathrm{less}(x, y) = s\!\left(\frac{y - x}{\tau}\right)
@@ -125,10 +166,17 @@ def less(x, y, *, softness=1.0, kind: str = "logistic", mode: str = "soft"):
         >>> round(float(sf.less(0.0, 1.0, softness=0.5)), 4)
         0.8808
     """
-    return _relaxed(_step_below(kind), jnp.less, (x, y), softness, kind, mode)
+    return relaxed(_step_below(kind), jnp.less, {"x": x, "y": y}, softness, kind, mode)
 
 
-def less_equal(x, y, *, softness=1.0, kind: str = "logistic", mode: str = "soft"):
+def less_equal(
+    x: ArrayLike,
+    y: ArrayLike,
+    *,
+    softness: ArrayLike = 1.0,
+    kind: Kind = "logistic",
+    mode: Mode = "soft",
+) -> jax.Array:
     r"""Soft truth value of :math:`x \le y`.
 
     Identical to :func:`less` in soft mode, :math:`s((y - x)/\tau)`; the hard value is the
@@ -148,14 +196,7 @@ def less_equal(x, y, *, softness=1.0, kind: str = "logistic", mode: str = "soft"
         >>> float(sf.less_equal(1.0, 1.0, mode="hard"))
         1.0
     """
-    return _relaxed(
-        _step_below(kind),
-        jnp.less_equal,
-        (x, y),
-        softness,
-        kind,
-        mode,
-    )
+    return relaxed(_step_below(kind), jnp.less_equal, {"x": x, "y": y}, softness, kind, mode)
 
 
 def _bump(kind):
@@ -164,8 +205,8 @@ def _bump(kind):
     # that the tails keep their precision, and |z| is taken with where (not abs, whose derivative
     # at 0 is 0) so that derivatives of every order at the tie are those of the bump.
     def bump(a, b, t):
-        z = (a - b) / t
-        low = sigmoid(jnp.where(z > 0, -z, z), kind=kind)
+        z = scaled(a - b, t)
+        low = step(jnp.where(z > 0, -z, z), kind)
         value = 4 * low * (1 - low)
         # Rounding of 1 - low can push the product an ulp above 1 next to z = 0; clip with
         # where, not minimum, which would halve the derivatives at the tie.
@@ -174,7 +215,14 @@ def _bump(kind):
     return bump
 
 
-def equal(x, y, *, softness=1.0, kind: str = "logistic", mode: str = "soft"):
+def equal(
+    x: ArrayLike,
+    y: ArrayLike,
+    *,
+    softness: ArrayLike = 1.0,
+    kind: Kind = "logistic",
+    mode: Mode = "soft",
+) -> jax.Array:
     r"""Soft truth value of :math:`x = y`: a bump that is 1 at :math:`x = y`.
 
     .. math:: \mathrm{equal}(x, y) = 4\, s(z)\, s(-z), \qquad z = \frac{x - y}{\tau}
@@ -198,10 +246,17 @@ def equal(x, y, *, softness=1.0, kind: str = "logistic", mode: str = "soft"):
         >>> float(sf.equal(3.0, 3.0)), round(float(sf.equal(3.0, 4.0, softness=0.5)), 4)
         (1.0, 0.42)
     """
-    return _relaxed(_bump(kind), jnp.equal, (x, y), softness, kind, mode)
+    return relaxed(_bump(kind), jnp.equal, {"x": x, "y": y}, softness, kind, mode)
 
 
-def not_equal(x, y, *, softness=1.0, kind: str = "logistic", mode: str = "soft"):
+def not_equal(
+    x: ArrayLike,
+    y: ArrayLike,
+    *,
+    softness: ArrayLike = 1.0,
+    kind: Kind = "logistic",
+    mode: Mode = "soft",
+) -> jax.Array:
     r"""Soft truth value of :math:`x \ne y`: :math:`1 - \mathrm{equal}(x, y)`.
 
     Arguments:
@@ -219,10 +274,20 @@ def not_equal(x, y, *, softness=1.0, kind: str = "logistic", mode: str = "soft")
         0.0
     """
     bump = _bump(kind)
-    return _relaxed(lambda a, b, t: 1 - bump(a, b, t), jnp.not_equal, (x, y), softness, kind, mode)
+    return relaxed(
+        lambda a, b, t: 1 - bump(a, b, t), jnp.not_equal, {"x": x, "y": y}, softness, kind, mode
+    )
 
 
-def between(x, lo, hi, *, softness=1.0, kind: str = "logistic", mode: str = "soft"):
+def between(
+    x: ArrayLike,
+    lo: ArrayLike,
+    hi: ArrayLike,
+    *,
+    softness: ArrayLike = 1.0,
+    kind: Kind = "logistic",
+    mode: Mode = "soft",
+) -> jax.Array:
     r"""Soft truth value of :math:`lo \le x \le hi`.
 
     .. math::
@@ -250,9 +315,9 @@ def between(x, lo, hi, *, softness=1.0, kind: str = "logistic", mode: str = "sof
     """
 
     def soft(a, low, high, t):
-        return sigmoid((a - low) / t, kind=kind) * sigmoid((high - a) / t, kind=kind)
+        return step(scaled(a - low, t), kind) * step(scaled(high - a, t), kind)
 
     def hard(a, low, high):
         return (low <= a) & (a <= high)
 
-    return _relaxed(soft, hard, (x, lo, hi), softness, kind, mode)
+    return relaxed(soft, hard, {"x": x, "lo": lo, "hi": hi}, softness, kind, mode)

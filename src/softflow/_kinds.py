@@ -6,13 +6,18 @@ and its derivative stay finite for any finite z, including |z| ~ 1e12 in float32
 """
 
 import math
+from typing import Literal, get_args
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
-from ._checks import check_choice
+from ._checks import as_real_array, check_choice, float_dtype
 
-KINDS = ("logistic", "gaussian", "cauchy", "reciprocal", "optimal", "smoothstep", "smootherstep")
+Kind = Literal[
+    "logistic", "gaussian", "cauchy", "reciprocal", "optimal", "smoothstep", "smootherstep"
+]
+KINDS: tuple[str, ...] = get_args(Kind)
 
 # Scale factors that give every kind the logistic slope 1/4 at z = 0.
 _GAUSSIAN_SCALE = math.sqrt(2 * math.pi) / 4  # Phi'(0) = 1/sqrt(2 pi)
@@ -98,7 +103,7 @@ _STEPS = {
 }
 
 
-def sigmoid(z, *, kind: str = "logistic"):
+def sigmoid(z: ArrayLike, *, kind: Kind = "logistic") -> jax.Array:
     r"""The soft step :math:`s(z)` of a kind: a monotone map of the real line onto [0, 1].
 
     All kinds share :math:`s(0) = 1/2`, :math:`s(-z) = 1 - s(z)` and :math:`s'(0) = 1/4`:
@@ -119,7 +124,8 @@ def sigmoid(z, *, kind: str = "logistic"):
     The comparisons evaluate :math:`s` at the difference of their arguments divided by the softness.
 
     Arguments:
-        z: real array (integers are converted to the default float dtype).
+        z: real array (integers and booleans are converted to the default float dtype;
+            complex values are rejected).
         kind: one of :data:`softflow.KINDS`.
 
     Returns:
@@ -131,7 +137,10 @@ def sigmoid(z, *, kind: str = "logistic"):
         0.5
     """
     check_choice("kind", kind, KINDS)
-    z = jnp.asarray(z)
-    if not jnp.issubdtype(z.dtype, jnp.floating):
-        z = z.astype(jnp.result_type(float))
+    z = as_real_array("z", z)
+    return step(z.astype(float_dtype(z.dtype)), kind)
+
+
+def step(z: jax.Array, kind: str) -> jax.Array:
+    """The soft step of ``kind`` at a floating array ``z``, unchecked (for internal callers)."""
     return _STEPS[kind](z)

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ._branch import _masked
+from ._blend import weighted
 from ._checks import check_choice, check_float_leaves
 
 SEMANTICS = ("halting", "blend")
@@ -98,7 +98,7 @@ def _check_functions(cond_fn, body_fn, init_val, *, cond_name, body_name):
 
 def _scale(weight, tree):
     """weight * tree, leaf by leaf in each leaf's dtype, ignoring non-finite zero-weight values."""
-    return jax.tree_util.tree_map(lambda x: (w := weight.astype(x.dtype)) * _masked(w, x), tree)
+    return jax.tree_util.tree_map(lambda x: weighted(weight, x), tree)
 
 
 def _add(a, b):

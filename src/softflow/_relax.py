@@ -3,23 +3,26 @@
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from . import _compare
-from ._checks import check_choice, check_softness
-from ._compare import MODES
-from ._kinds import KINDS
+from ._checks import as_real_array, check_choice, float_dtype, softness_array
+from ._kinds import KINDS, Kind
+from ._modes import MODES, Mode
 
 
 class Relaxation(eqx.Module):
     r"""Softness, kind and mode of the relaxed comparisons, bundled as an :class:`equinox.Module`.
 
-    ``softness`` is an array leaf: it is traced under :func:`equinox.filter_jit` (changing it does
-    not recompile), can be annealed with :func:`equinox.tree_at`, and can be learned by taking
-    gradients with respect to the module. ``kind`` and ``mode`` are static fields. The methods are
-    the comparisons of softflow with these settings filled in.
+    The softness is stored as its logarithm, :math:`\tau = e^{\ell}`, in a floating array leaf
+    ``log_softness``: it is traced under :func:`equinox.filter_jit` (changing it does not
+    recompile), and it can be learned: a gradient step on :math:`\ell` can never make the softness
+    zero or negative. ``kind`` and ``mode`` are static fields. The methods are the comparisons of
+    softflow with these settings filled in.
 
     Arguments:
-        softness: :math:`\tau > 0`, float or array (converted to a JAX array).
+        softness: :math:`\tau > 0`, a float or float array (an integer is converted to the
+            default float dtype; a float array keeps its dtype).
         kind: one of :data:`softflow.KINDS`.
         mode: one of :data:`softflow.MODES`.
 
@@ -32,15 +35,25 @@ class Relaxation(eqx.Module):
         1.0
     """
 
-    softness: jax.Array
-    kind: str = eqx.field(static=True, default="logistic")
-    mode: str = eqx.field(static=True, default="soft")
+    log_softness: jax.Array
+    kind: Kind = eqx.field(static=True)
+    mode: Mode = eqx.field(static=True)
 
-    def __init__(self, softness=1.0, kind: str = "logistic", mode: str = "soft"):
-        check_softness(softness)
-        self.softness = jnp.asarray(softness)
-        self.kind = check_choice("kind", kind, KINDS)
-        self.mode = check_choice("mode", mode, MODES)
+    def __init__(self, softness: ArrayLike = 1.0, kind: Kind = "logistic", mode: Mode = "soft"):
+        given = as_real_array("softness", softness, allow_bool=False)
+        dtype = float_dtype(given.dtype)
+        self.log_softness = jnp.log(softness_array(given, dtype, given.shape))
+        self.kind = kind
+        self.mode = mode
+
+    def __check_init__(self):
+        check_choice("kind", self.kind, KINDS)
+        check_choice("mode", self.mode, MODES)
+
+    @property
+    def softness(self) -> jax.Array:
+        """The softness :math:`\tau = e^{\\ell}` (always positive)."""
+        return jnp.exp(self.log_softness)
 
     def _options(self):
         return {"softness": self.softness, "kind": self.kind, "mode": self.mode}
