@@ -149,8 +149,10 @@ def test_integer_and_bool_leaves_are_rejected_by_name():
         sf.soft_where(0.5, jnp.array([True]), jnp.array([False]))
     with pytest.raises(TypeError, match=r"\[1\].*int"):
         sf.soft_switch(jnp.array([1.0, 0.0]), [lambda: (1.0, 2), lambda: (1.0, 3)])
-    with pytest.raises(TypeError, match="condition"):
+    with pytest.raises(TypeError, match=r"p must be soft truth values.*int32"):
         sf.soft_where(jnp.array([1, 0]), jnp.ones(2), jnp.zeros(2))
+    with pytest.raises(TypeError, match=r"weights must be soft truth values.*int32"):
+        sf.soft_switch(jnp.array([1, 0]), [jnp.sin, jnp.cos], 1.0)
 
 
 def test_soft_switch_wrong_number_of_branches():
@@ -216,3 +218,64 @@ def test_transformations(x64):
     hessian = jax.jit(jax.hessian(program, argnums=(0, 1)))(0.4, 0.3)
     nested = jax.jit(jax.jacfwd(jax.jacrev(program, argnums=(0, 1)), argnums=(0, 1)))(0.4, 0.3)
     assert tree_allclose(hessian, nested, rtol=1e-12)
+
+
+def test_signed_zero_survives_exact_weights():
+    """1 * -0.0 + 0 * y is +0.0; a blend at exact weights returns the chosen -0.0 itself."""
+    negative_zero = jnp.float32(-0.0)
+    picked = [
+        sf.soft_where(1.0, negative_zero, 1.0),
+        sf.soft_where(0.0, 1.0, negative_zero),
+        sf.soft_if(True, lambda: negative_zero, lambda: jnp.float32(2.0)),
+        sf.soft_switch(jnp.array([0.0, 1.0]), [lambda: jnp.float32(3.0), lambda: negative_zero]),
+        sf.soft_select(jnp.array([0.0, 0.0, 1.0]), [1.0, 2.0, negative_zero]),
+    ]
+    for value in picked:
+        assert value == 0 and np.signbit(value), value
+
+
+def test_weight_derivative_of_a_masked_non_finite_branch_is_honest():
+    """The value hides a branch of weight 0; d/dp is x - y all the same, inf or NaN included.
+
+    Counting the masked inf as 0 would give +2 below: a finite, wrong slope. A caller who needs a
+    finite slope makes the branch finite (``jnp.where`` on its input), as with ``jnp.where``.
+    """
+    assert float(sf.soft_where(1.0, 2.0, jnp.inf)) == 2.0
+    assert jax.grad(lambda p: sf.soft_where(p, 2.0, jnp.inf))(1.0) == -jnp.inf
+    assert np.isnan(jax.grad(lambda p: sf.soft_where(p, jnp.nan, 2.0))(0.0))
+    assert jax.grad(lambda p: sf.soft_where(p, 2.0, -3.0))(1.0) == 5.0
+    # The value's own derivative is its weight: 0 for the hidden branch, inf or not.
+    grads = jax.grad(lambda x, y: sf.soft_where(1.0, x, y), (0, 1))(2.0, jnp.inf)
+    assert grads == (1.0, 0.0)
+    # Straight-through conditions see the same slope as soft ones along the exact path.
+    st_grad = jax.grad(
+        lambda t: sf.soft_where(sf.greater(1.0, t, mode="straight_through"), 2.0, -3.0)
+    )
+    soft_grad = jax.grad(lambda t: sf.greater(1.0, t) * 5.0)
+    np.testing.assert_allclose(st_grad(0.0), soft_grad(0.0), rtol=1e-6)
+
+
+def test_soft_select_equals_soft_switch_on_constant_branches():
+    weights = jnp.array([[0.2, 0.3, 0.5], [0.0, 1.0, 0.0]])
+    values = [{"a": jnp.float32(1.0)}, {"a": jnp.float32(-2.0)}, {"a": jnp.float32(4.0)}]
+    selected = sf.soft_select(weights, values)
+    switched = sf.soft_switch(weights, [lambda v=v: v for v in values])
+    assert_exactly_equal(selected, switched)
+    # An array is the sequence of its slices along axis 0.
+    table = jnp.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
+    assert_exactly_equal(sf.soft_select(jnp.array([0.0, 1.0, 0.0]), table), table[1])
+    with pytest.raises(ValueError, match=r"one entry per value.*\(2,\) for 3 values"):
+        sf.soft_select(jnp.array([0.5, 0.5]), table)
+    with pytest.raises(TypeError, match="values must be a sequence"):
+        sf.soft_select(jnp.array([1.0]), {"a": 1.0})
+    with pytest.raises(
+        ValueError, match=r"weights of shape \(4, 2\) \(less its last axis\) does not broadcast"
+    ):
+        sf.soft_select(jnp.full((4, 2), 0.5), [jnp.ones(3), jnp.zeros(3)])
+
+
+def test_condition_of_the_wrong_shape_is_named():
+    with pytest.raises(ValueError, match=r"p of shape \(4,\) does not broadcast.*\(3,\)"):
+        sf.soft_where(jnp.full(4, 0.5), jnp.ones(3), jnp.zeros(3))
+    with pytest.raises(TypeError, match=r"^p must be a real"):
+        sf.soft_where(0.5 + 1j, 1.0, 2.0)

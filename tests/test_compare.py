@@ -6,6 +6,7 @@ is compiled once into :func:`evaluate` (per kind and dtype) and reused by all te
 
 import functools
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -399,3 +400,124 @@ def test_unknown_choice_lists_the_valid_ones(argument, choices):
 def test_complex_inputs_are_rejected():
     with pytest.raises(TypeError, match="real"):
         sf.greater(1j, 0.0)
+
+
+# --- Hostile inputs: each of these once gave a silent wrong answer or an unhelpful error. ---
+
+
+@pytest.mark.parametrize("mode", ["hard", "straight_through"])
+def test_integers_compare_exactly(mode):
+    """2**24 + 1 and 2**24 are the same float32: the exact modes must compare the integers."""
+    big, bigger = jnp.int32(2**24), jnp.int32(2**24 + 1)
+    for fn in BINARY_COMPARISONS:
+        value = fn(bigger, big, mode=mode)
+        assert value.dtype == jnp.float32
+        assert value == float(HARD[fn](np.int64(2**24 + 1), np.int64(2**24))), fn.__name__
+    assert sf.between(bigger, big, big, mode=mode) == 0.0
+    # Mixed integer and float arguments promote as jnp.greater does.
+    assert sf.greater(bigger, 16777216.0, mode=mode) == float(jnp.greater(bigger, 16777216.0))
+
+
+def test_int64_compare_exactly_under_x64(x64):
+    big = jnp.int64(2**53)
+    assert sf.greater(big + 1, big, mode="hard") == 1.0
+    assert sf.equal(big + 1, big, mode="straight_through") == 0.0
+
+
+BAD_SOFTNESS = (-1.0, 0.0, float("nan"), float("inf"))
+
+
+@pytest.mark.parametrize("mode", sf.MODES)
+def test_traced_bad_softness_raises_at_run_time(mode):
+    jitted = jax.jit(lambda s: sf.greater(1.0, 0.0, softness=s, mode=mode))
+    np.testing.assert_allclose(jitted(0.5), sf.greater(1.0, 0.0, softness=0.5, mode=mode))
+    for softness in BAD_SOFTNESS:
+        with pytest.raises(Exception, match="softness must be positive and finite"):
+            jax.block_until_ready(jitted(softness))
+
+
+def test_traced_bad_softness_raises_under_vmap_and_grad():
+    def f(s):
+        return sf.equal(0.0, 0.0, softness=s)  # a tie: softness 0 gave NaN here
+
+    with pytest.raises(Exception, match="softness must be positive"):
+        jax.block_until_ready(jax.vmap(f)(jnp.array([0.5, 0.0])))
+    with pytest.raises(Exception, match="softness must be positive"):
+        jax.block_until_ready(jax.jit(jax.grad(f))(-1.0))
+    with pytest.raises(Exception, match="softness must be positive"):
+        jax.block_until_ready(eqx.filter_jit(eqx.filter_grad(f))(jnp.float32(0.0)))
+
+
+@pytest.mark.parametrize(
+    ("softness", "dtype"), [(1e-50, jnp.float32), (1e-8, jnp.float16), (1e300, jnp.float32)]
+)
+def test_softness_that_rounds_to_zero_or_inf_in_the_input_dtype_is_rejected(softness, dtype):
+    zero = jnp.zeros((), dtype)
+    with pytest.raises(ValueError, match=r"softness.*rounds to 0 or inf"):
+        sf.greater(zero, zero, softness=softness)
+    if dtype == jnp.float16:  # a traced float32 softness that underflows in float16
+        traced = jax.jit(lambda s: sf.greater(zero, zero, softness=s))
+        with pytest.raises(Exception, match="softness must be positive"):
+            jax.block_until_ready(traced(jnp.float32(softness)))
+
+
+@ALL_KINDS
+def test_softness_gradient_is_finite_at_infinite_differences(kind):
+    def total(tau):
+        return (
+            sf.between(0.5, -jnp.inf, 1.0, softness=tau, kind=kind)
+            + sf.greater(jnp.inf, 1.0, softness=tau, kind=kind)
+            + sf.less(-jnp.inf, 1.0, softness=tau, kind=kind)
+            + sf.equal(jnp.inf, 1.0, softness=tau, kind=kind)
+        )
+
+    value, grad = jax.value_and_grad(total)(0.1)
+    expected_value = sf.between(0.5, -1e30, 1.0, softness=0.1, kind=kind) + 2.0
+    np.testing.assert_allclose(value, expected_value, rtol=1e-6)
+    assert np.isfinite(grad)
+    np.testing.assert_allclose(
+        grad, jax.grad(lambda t: sf.between(0.5, -1e30, 1.0, softness=t, kind=kind))(0.1), 1e-6
+    )
+
+
+@pytest.mark.parametrize("fn", ALL_COMPARISONS)
+def test_straight_through_forward_is_hard_even_where_soft_is_nan(fn):
+    inf, nan = jnp.inf, jnp.nan
+    x = jnp.array([inf, -inf, inf, nan, 1.0, nan])
+    y = jnp.array([inf, -inf, -inf, 1.0, nan, nan])
+    for kind in ("logistic", "smoothstep"):
+        forward = compare(fn, x, y, mode="straight_through", kind=kind)
+        assert_exactly_equal(forward, compare(fn, x, y, mode="hard"))
+
+
+def test_complex_and_non_array_inputs_are_rejected_by_name():
+    cases = [
+        (lambda: sf.sigmoid(1 + 5j), "z"),
+        (lambda: sf.logical_not(0.25 + 1j), "p"),
+        (lambda: sf.logical_and(0.5, jnp.array([1j])), "q"),
+        (lambda: sf.any(jnp.array([0.5 + 0j])), "p"),
+        (lambda: sf.greater(jnp.array([1 + 1j]), 0.0), "x"),
+        (lambda: sf.between(0.0, "a", 1.0), "lo"),
+        (lambda: sf.equal(0.0, None), "y"),
+        (lambda: sf.less([1.0, 2.0], 0.0), "x"),
+        (lambda: sf.greater(1.0, 0.0, softness="0.5"), "softness"),
+        (lambda: sf.greater(1.0, 0.0, softness=1j), "softness"),
+    ]
+    for call, name in cases:
+        with pytest.raises(TypeError, match=f"^{name} must be a real"):
+            call()
+
+
+@pytest.mark.parametrize("mode", sf.MODES)
+def test_softness_is_validated_the_same_way_in_every_mode(mode):
+    with pytest.raises(ValueError, match=r"softness of shape \(3,\).*shape \(2,\)"):
+        sf.greater(jnp.ones(2), 0.0, softness=jnp.ones(3), mode=mode)
+    with pytest.raises(ValueError, match="softness must be positive"):
+        sf.greater(1.0, 0.0, softness=-1.0, mode=mode)
+    # A softness with more dimensions broadcasts the result the same way in every mode.
+    assert sf.greater(jnp.ones(2), 0.0, softness=jnp.ones((3, 1)), mode=mode).shape == (3, 2)
+
+
+def test_arguments_that_do_not_broadcast_are_named():
+    with pytest.raises(ValueError, match=r"x \(2,\), y \(3,\)"):
+        sf.greater(jnp.ones(2), jnp.ones(3))

@@ -4,6 +4,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import softflow as sf
@@ -13,11 +14,12 @@ X = jnp.array([-1.5, -0.2, 0.0, 0.4, 2.0])
 Y = jnp.array([0.3, -0.2, 0.5, 0.4, -1.0])
 
 
-def test_is_a_module_with_softness_as_its_only_leaf():
+def test_is_a_module_with_log_softness_as_its_only_leaf():
     relax = sf.Relaxation(0.5, kind="gaussian", mode="straight_through")
     assert isinstance(relax, eqx.Module)
     leaves, treedef = jax.tree_util.tree_flatten(relax)
-    assert len(leaves) == 1 and float(leaves[0]) == 0.5
+    assert len(leaves) == 1 and leaves[0] == jnp.log(jnp.float32(0.5))
+    np.testing.assert_allclose(relax.softness, 0.5, rtol=1e-7)
     assert jax.tree_util.tree_unflatten(treedef, [jnp.float32(2.0)]).kind == "gaussian"
     assert (relax.kind, relax.mode) == ("gaussian", "straight_through")
 
@@ -37,11 +39,12 @@ def test_methods_agree_with_the_functions(kind, mode):
 def test_hard_and_with_softness_copies():
     relax = sf.Relaxation(0.7, kind="cauchy")
     hard = relax.hard()
-    assert (hard.kind, hard.mode) == ("cauchy", "hard") and hard.softness == relax.softness
+    assert (hard.kind, hard.mode) == ("cauchy", "hard")
+    np.testing.assert_allclose(hard.softness, relax.softness, rtol=1e-6)
     np.testing.assert_array_equal(hard.greater(X, Y), (X > Y).astype(jnp.float32))
     annealed = relax.with_softness(0.1)
     assert (annealed.kind, annealed.mode) == ("cauchy", "soft")
-    assert annealed.softness == np.float32(0.1) and relax.softness == np.float32(0.7)
+    np.testing.assert_allclose([annealed.softness, relax.softness], [0.1, 0.7], rtol=1e-6)
 
 
 def test_gradient_with_respect_to_the_module_matches_finite_differences(x64):
@@ -51,11 +54,12 @@ def test_gradient_with_respect_to_the_module_matches_finite_differences(x64):
         return jnp.sum(relax.greater(x, y) * relax.equal(x, 0.1) + relax.between(x, -1.0, 1.0))
 
     relax = sf.Relaxation(jnp.float64(0.6), kind="reciprocal")
-    by_equinox = eqx.filter_jit(eqx.filter_grad(loss))(relax).softness
-    by_jax = jax.jit(jax.grad(loss))(relax).softness
+    by_equinox = eqx.filter_jit(eqx.filter_grad(loss))(relax).log_softness
+    by_jax = jax.jit(jax.grad(loss))(relax).log_softness
     step, loss_jit = 1e-6, eqx.filter_jit(loss)
     up, down = relax.with_softness(0.6 + step), relax.with_softness(0.6 - step)
-    expected = (loss_jit(up) - loss_jit(down)) / (2 * step)
+    # The leaf is log(softness): d/dlog(tau) = tau d/dtau.
+    expected = 0.6 * (loss_jit(up) - loss_jit(down)) / (2 * step)
     np.testing.assert_allclose(by_equinox, expected, rtol=1e-7)
     np.testing.assert_allclose(by_jax, expected, rtol=1e-7)
 
@@ -101,3 +105,45 @@ def test_bad_settings_are_rejected():
             sf.Relaxation(softness)
     with pytest.raises(ValueError, match="softness"):
         sf.Relaxation(1.0).with_softness(-1.0)
+
+
+def test_integer_softness_is_stored_as_a_float_leaf_with_a_gradient():
+    relax = sf.Relaxation(1)
+    assert relax.log_softness.dtype == jnp.float32 and relax.softness == 1.0
+    grad = eqx.filter_grad(lambda r: r.greater(0.5, 0.0))(relax)
+    assert grad.log_softness is not None and grad.log_softness < 0  # softer -> closer to 1/2
+
+
+def test_training_the_softness_with_optax_keeps_it_positive_and_compiles_once():
+    """sgd(10) drove a raw softness leaf to -3.3; the log parametrisation cannot leave (0, inf).
+
+    A weakly typed leaf would also change type after the first update and recompile the step.
+    """
+    optimiser = optax.sgd(10.0)
+    traces = []
+
+    @eqx.filter_jit
+    def train_step(relax, state):
+        traces.append(None)
+        # Minimised by a hard step at the data: pushes the softness down, hard.
+        grads = eqx.filter_grad(lambda r: -jnp.sum(r.greater(X, 0.0) * (X > 0)))(relax)
+        updates, state = optimiser.update(grads, state)
+        return eqx.apply_updates(relax, updates), state
+
+    relax = sf.Relaxation(0.5)
+    state = optimiser.init(eqx.filter(relax, eqx.is_array))
+    for _ in range(5):
+        relax, state = train_step(relax, state)
+        assert relax.softness > 0
+    assert relax.softness < 0.5 and len(traces) == 1
+    assert not relax.log_softness.weak_type
+
+
+def test_traced_bad_softness_in_the_constructor_raises_where_it_is_used():
+    @jax.jit
+    def f(tau):
+        return sf.Relaxation(tau).greater(1.0, 0.0)
+
+    np.testing.assert_allclose(f(0.5), sf.greater(1.0, 0.0, softness=0.5), rtol=1e-6)
+    with pytest.raises(Exception, match="softness must be positive"):
+        jax.block_until_ready(f(-1.0))

@@ -35,7 +35,9 @@ def fit(schedule):
 schedules = {
     "fixed 0.01": optax.constant_schedule(0.01),
     "fixed 1.0": optax.constant_schedule(1.0),
-    "annealed 1.0 → 0.01": optax.exponential_decay(1.0, transition_steps=steps, decay_rate=0.01),
+    "annealed 1.0 → 0.01": optax.exponential_decay(
+        1.0, transition_steps=steps, decay_rate=0.01, end_value=0.01
+    ),
 }
 fig, (ax_schedule, ax_path) = plt.subplots(1, 2, figsize=(10, 3.6))
 for name, schedule in schedules.items():

@@ -26,12 +26,14 @@ def _weights(name: str, weights: ArrayLike) -> jax.Array:
     return weights
 
 
-def _check_broadcast(name: str, shape: tuple[int, ...], leaf_name: str, leaf: jax.Array) -> None:
+def _check_broadcast(name: str, weights: jax.Array, leaf_name: str, leaf: jax.Array) -> None:
     try:
-        jnp.broadcast_shapes(shape, leaf.shape)
+        jnp.broadcast_shapes(weights.shape[:-1], leaf.shape)
     except ValueError:
+        # p is shown as given; K-way weights with their last axis (one entry per branch).
+        shown = f"{weights.shape[:-1]}" if name == "p" else f"{weights.shape} (less its last axis)"
         raise ValueError(
-            f"{name} of shape {shape} does not broadcast against {leaf_name} of shape {leaf.shape}."
+            f"{name} of shape {shown} does not broadcast against {leaf_name} of shape {leaf.shape}."
         ) from None
 
 
@@ -46,7 +48,7 @@ def _blend_trees(name: str, weights: jax.Array, names: Sequence[str], trees: Seq
     for leaves in zip(*leaves_by_tree, strict=True):
         leaves = [jnp.asarray(leaf) for leaf in leaves]
         for tree_name, leaf in zip(names, leaves, strict=True):
-            _check_broadcast(name, weights.shape[:-1], tree_name, leaf)
+            _check_broadcast(name, weights, tree_name, leaf)
         dtype = jnp.result_type(*leaves)
         blended.append(
             blend(
@@ -165,18 +167,18 @@ def soft_switch(weights: ArrayLike, branches: Sequence[Callable], *operands: Any
     branches = tuple(branches)
     if not branches:
         raise ValueError("branches must be a non-empty sequence of callables.")
-    weights = _check_weights(weights, len(branches), "branches")
+    weights = _check_weights(weights, len(branches), "branch", "branches")
     values = [branch(*operands) for branch in branches]
     names = [f"soft_switch branches[{k}] output" for k in range(len(branches))]
     return _blend_trees("weights", weights, names, values)
 
 
-def _check_weights(weights: ArrayLike, count: int, what: str) -> jax.Array:
+def _check_weights(weights: ArrayLike, count: int, one: str, many: str) -> jax.Array:
     weights = _weights("weights", weights)
     if weights.ndim == 0 or weights.shape[-1] != count:
         raise ValueError(
-            f"weights must have one entry per element of {what} on its last axis: got weights "
-            f"of shape {weights.shape} for {count} {what}."
+            f"weights must have one entry per {one} on its last axis: got weights of shape "
+            f"{weights.shape} for {count} {many}."
         )
     return weights
 
@@ -220,6 +222,6 @@ def soft_select(weights: ArrayLike, values: Sequence[PyTree] | jax.Array) -> PyT
         )
     if not values:
         raise ValueError("values must be a non-empty sequence.")
-    weights = _check_weights(weights, len(values), "values")
+    weights = _check_weights(weights, len(values), "value", "values")
     names = [f"soft_select values[{k}]" for k in range(len(values))]
     return _blend_trees("weights", weights, names, values)

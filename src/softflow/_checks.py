@@ -80,7 +80,8 @@ def softness_array(softness: Any, dtype: DTypeLike, shape: tuple[int, ...]) -> j
     ``softness`` must be a real scalar or array that broadcasts against ``shape`` (the shape of the
     relaxed values) and, once cast to ``dtype``, is positive and finite: 1e-50 is 0 in float32 and
     is rejected like 0. A concrete softness is checked here; a traced one (under jit, vmap or grad,
-    or learned) is checked at run time by :func:`check_traced_softness` on the result.
+    or learned) is checked at run time by :func:`check_traced_softness`, attached to the returned
+    array so that the check runs wherever the softness is used.
     """
     if isinstance(softness, bool):
         raise TypeError(
@@ -97,14 +98,17 @@ def softness_array(softness: Any, dtype: DTypeLike, shape: tuple[int, ...]) -> j
             "the values it relaxes; give a scalar or an array that broadcasts against them."
         ) from None
     if given is None:
-        return softness.astype(dtype)
+        # Checked where it is used: a check on the result alone would be dead code under grad.
+        cast = softness.astype(dtype)
+        return check_traced_softness(cast, cast)
     with np.errstate(over="ignore", under="ignore"):
         cast = given.astype(dtype)
     if cast.size == 0 or not np.all(np.isfinite(cast)) or not np.all(cast > 0):
         valid = given.size > 0 and np.all(given > 0) and np.all(np.isfinite(given))
         name = np.dtype(dtype).name
+        shown = given.item() if given.ndim == 0 else given
         raise ValueError(
-            f"softness must be positive and finite in {name}; got {given.tolist()!r}"
+            f"softness must be positive and finite in {name}; got {shown!r}"
             + (f" (it rounds to 0 or inf in {name})." if valid else ".")
         )
     return jnp.asarray(cast)
@@ -113,8 +117,8 @@ def softness_array(softness: Any, dtype: DTypeLike, shape: tuple[int, ...]) -> j
 def check_traced_softness(result: Any, softness: jax.Array) -> Any:
     """``result``, raising at run time if the traced ``softness`` is <= 0, NaN or inf.
 
-    The check is attached to the result (not to the softness) so that it runs in every mode, also
-    where the value does not use the softness (hard mode). A concrete softness was checked already.
+    Attach it to what is computed: a result that does not use the softness (hard mode) carries the
+    check too. A concrete softness passes unchanged (it was checked at trace time).
     """
     if is_concrete(softness):
         return result

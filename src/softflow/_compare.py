@@ -45,12 +45,14 @@ def relaxed(
     dtype = float_dtype(jnp.result_type(*args))
     tau = softness_array(softness, dtype, shape)
     out_shape = jnp.broadcast_shapes(shape, tau.shape)
+    hard = jnp.broadcast_to(hard_fn(*args).astype(dtype), out_shape)
     if mode == "hard":
-        result = jnp.broadcast_to(hard_fn(*args).astype(dtype), out_shape)
-    else:
-        soft = soft_fn(*(a.astype(dtype) for a in args), tau)
-        result = soft if mode == "soft" else straight_through(hard_fn(*args).astype(dtype), soft)
-    return check_traced_softness(result, tau)
+        return check_traced_softness(hard, tau)  # the softness is unused, yet still checked
+    soft = soft_fn(*(a.astype(dtype) for a in args), tau)
+    if mode == "soft":
+        return soft
+    # The forward value does not compute ``soft``, so the softness is checked on the result.
+    return check_traced_softness(straight_through(hard, soft), tau)
 
 
 def scaled(difference: jax.Array, softness: jax.Array) -> jax.Array:

@@ -4,27 +4,32 @@ Each binary connective is a t-norm (AND) with its dual t-conorm (OR). All three 
 Boolean logic on {0, 1} and satisfy De Morgan's laws with ``logical_not(p) = 1 - p``.
 """
 
+from typing import Literal, get_args
+
+import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
-from ._checks import check_choice
+from ._checks import as_real_array, check_choice, float_dtype
 
-TNORMS = ("product", "godel", "lukasiewicz")
-
-
-def _as_float(p):
-    p = jnp.asarray(p)
-    if not jnp.issubdtype(p.dtype, jnp.floating):
-        p = p.astype(jnp.result_type(float))
-    return p
+TNorm = Literal["product", "godel", "lukasiewicz"]
+TNORMS: tuple[str, ...] = get_args(TNorm)
+Axis = int | tuple[int, ...] | None
 
 
-def _operands(p, q):
-    p, q = _as_float(p), _as_float(q)
+def _as_float(name: str, p: ArrayLike) -> jax.Array:
+    p = as_real_array(name, p)
+    # Floats keep their (possibly weak) type, so a Python 0.5 does not promote a bfloat16 value.
+    return p if jnp.issubdtype(p.dtype, jnp.floating) else p.astype(float_dtype(p.dtype))
+
+
+def _operands(p: ArrayLike, q: ArrayLike) -> tuple[jax.Array, jax.Array]:
+    p, q = _as_float("p", p), _as_float("q", q)
     dtype = jnp.result_type(p, q)
     return p.astype(dtype), q.astype(dtype)
 
 
-def logical_not(p):
+def logical_not(p: ArrayLike) -> jax.Array:
     r"""Soft NOT: :math:`1 - p`.
 
     Arguments:
@@ -38,10 +43,10 @@ def logical_not(p):
         >>> float(sf.logical_not(0.25))
         0.75
     """
-    return 1 - _as_float(p)
+    return 1 - _as_float("p", p)
 
 
-def logical_and(p, q, *, tnorm: str = "product"):
+def logical_and(p: ArrayLike, q: ArrayLike, *, tnorm: TNorm = "product") -> jax.Array:
     r"""Soft AND of two truth values, by a t-norm.
 
     ============ ==========================
@@ -73,7 +78,7 @@ def logical_and(p, q, *, tnorm: str = "product"):
     return jnp.maximum(0, p + q - 1)
 
 
-def logical_or(p, q, *, tnorm: str = "product"):
+def logical_or(p: ArrayLike, q: ArrayLike, *, tnorm: TNorm = "product") -> jax.Array:
     r"""Soft OR of two truth values, by the t-conorm dual to ``tnorm``.
 
     ============ ==========================
@@ -105,7 +110,7 @@ def logical_or(p, q, *, tnorm: str = "product"):
     return jnp.minimum(1, p + q)
 
 
-def logical_xor(p, q, *, tnorm: str = "product"):
+def logical_xor(p: ArrayLike, q: ArrayLike, *, tnorm: TNorm = "product") -> jax.Array:
     r"""Soft exclusive OR: "exactly one of p, q".
 
     ============ =====================================================
@@ -141,7 +146,9 @@ def logical_xor(p, q, *, tnorm: str = "product"):
     return jnp.abs(p - q)
 
 
-def all(p, axis=None, *, keepdims: bool = False, tnorm: str = "product"):
+def all(
+    p: ArrayLike, axis: Axis = None, *, keepdims: bool = False, tnorm: TNorm = "product"
+) -> jax.Array:
     r"""Soft AND over an axis: the t-norm folded over the values.
 
     ============ ===================================================
@@ -168,7 +175,7 @@ def all(p, axis=None, *, keepdims: bool = False, tnorm: str = "product"):
         0.25
     """
     check_choice("tnorm", tnorm, TNORMS)
-    p = _as_float(p)
+    p = _as_float("p", p)
     if tnorm == "product":
         return jnp.prod(p, axis=axis, keepdims=keepdims)
     if tnorm == "godel":
@@ -176,7 +183,9 @@ def all(p, axis=None, *, keepdims: bool = False, tnorm: str = "product"):
     return jnp.maximum(0, 1 + jnp.sum(p - 1, axis=axis, keepdims=keepdims))
 
 
-def any(p, axis=None, *, keepdims: bool = False, tnorm: str = "product"):
+def any(
+    p: ArrayLike, axis: Axis = None, *, keepdims: bool = False, tnorm: TNorm = "product"
+) -> jax.Array:
     r"""Soft OR over an axis: the t-conorm folded over the values.
 
     ============ ===================================================
@@ -202,4 +211,4 @@ def any(p, axis=None, *, keepdims: bool = False, tnorm: str = "product"):
         >>> float(sf.any(jnp.array([0.0, 0.5, 0.5])))
         0.75
     """
-    return 1 - all(1 - _as_float(p), axis, keepdims=keepdims, tnorm=tnorm)
+    return 1 - all(1 - _as_float("p", p), axis, keepdims=keepdims, tnorm=tnorm)
