@@ -13,7 +13,7 @@ help:
 	@echo "make docs      build the documentation site into docs/_build/html"
 	@echo "make docs-check open the built site in headless Chromium and check it"
 	@echo "make bench     quick benchmarks, rewrites BENCHMARKS.md"
-	@echo "make lint      ruff check + format check"
+	@echo "make lint      ruff check + format check + type check (basedpyright)"
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests examples benchmarks docs
 	$(BIN)/ruff format --check src tests examples benchmarks docs
+	$(BIN)/basedpyright
 
 format: $(STAMP)
 	$(BIN)/ruff format src tests examples benchmarks docs

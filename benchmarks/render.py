@@ -180,6 +180,11 @@ def render(cpu: dict) -> str:
         "CUDA machine (see How to run); the card is named in its machine table.",
     )
     lines += _optional(
+        "softness_check.json",
+        "The run-time softness check (CPU)",
+        "Written by `benchmarks/softness_check.py`.",
+    )
+    lines += _optional(
         "life_cpu.json",
         "Game of Life reversal (CPU)",
         "Written by the Game of Life benchmark scripts (`benchmarks/life_*.py`).",

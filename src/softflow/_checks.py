@@ -12,12 +12,13 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.core import Tracer
 from jax.typing import DTypeLike
 
 
 def is_concrete(x) -> bool:
     """Whether ``x`` has a value now (Python number or array), as opposed to a tracer under jit."""
-    return not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(x))
+    return not any(isinstance(leaf, Tracer) for leaf in jax.tree_util.tree_leaves(x))
 
 
 def check_choice(name: str, value: Any, choices: Iterable[str]) -> Any:
@@ -88,7 +89,7 @@ def softness_array(softness: Any, dtype: DTypeLike, shape: tuple[int, ...]) -> j
             f"softness must be a positive real number or a float array; got {softness!r}."
         )
     # The value as given (a Python float is float64 here), before JAX rounds it to float32.
-    given = None if isinstance(softness, jax.core.Tracer) else np.asarray(softness)
+    given = None if isinstance(softness, Tracer) else np.asarray(softness)
     softness = as_real_array("softness", softness, allow_bool=False)
     try:
         jnp.broadcast_shapes(softness.shape, shape)

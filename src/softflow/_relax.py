@@ -1,5 +1,7 @@
 """The Relaxation module: softness, kind and mode carried through user code as one object."""
 
+from typing import Any
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -55,38 +57,38 @@ class Relaxation(eqx.Module):
         """The softness :math:`\tau = e^{\\ell}` (always positive)."""
         return jnp.exp(self.log_softness)
 
-    def _options(self):
+    def _options(self) -> dict[str, Any]:
         return {"softness": self.softness, "kind": self.kind, "mode": self.mode}
 
-    def greater(self, x, y):
+    def greater(self, x: ArrayLike, y: ArrayLike) -> jax.Array:
         """:func:`softflow.greater` with this relaxation's settings."""
         return _compare.greater(x, y, **self._options())
 
-    def greater_equal(self, x, y):
+    def greater_equal(self, x: ArrayLike, y: ArrayLike) -> jax.Array:
         """:func:`softflow.greater_equal` with this relaxation's settings."""
         return _compare.greater_equal(x, y, **self._options())
 
-    def less(self, x, y):
+    def less(self, x: ArrayLike, y: ArrayLike) -> jax.Array:
         """:func:`softflow.less` with this relaxation's settings."""
         return _compare.less(x, y, **self._options())
 
-    def less_equal(self, x, y):
+    def less_equal(self, x: ArrayLike, y: ArrayLike) -> jax.Array:
         """:func:`softflow.less_equal` with this relaxation's settings."""
         return _compare.less_equal(x, y, **self._options())
 
-    def equal(self, x, y):
+    def equal(self, x: ArrayLike, y: ArrayLike) -> jax.Array:
         """:func:`softflow.equal` with this relaxation's settings."""
         return _compare.equal(x, y, **self._options())
 
-    def not_equal(self, x, y):
+    def not_equal(self, x: ArrayLike, y: ArrayLike) -> jax.Array:
         """:func:`softflow.not_equal` with this relaxation's settings."""
         return _compare.not_equal(x, y, **self._options())
 
-    def between(self, x, lo, hi):
+    def between(self, x: ArrayLike, lo: ArrayLike, hi: ArrayLike) -> jax.Array:
         """:func:`softflow.between` with this relaxation's settings."""
         return _compare.between(x, lo, hi, **self._options())
 
-    def with_softness(self, softness) -> "Relaxation":
+    def with_softness(self, softness: ArrayLike) -> "Relaxation":
         """A copy with another softness (for annealing), same kind and mode."""
         return Relaxation(softness, kind=self.kind, mode=self.mode)
 
