@@ -16,6 +16,7 @@ a fixed 2 * _REACH steps per element whatever the softness.
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
 
 from ._checks import (
@@ -43,21 +44,18 @@ def _staircase(x: jax.Array, exact: jax.Array, offset: float, tau: jax.Array, ki
 
     ``exact`` is the hard value at ``x``; the jumps at ``j <= 0`` are the ones passed at ``x``.
     Each correction is written as a lower tail of the step, s(-distance / tau), so nothing is
-    computed as 1 minus a number close to 1.
+    computed as 1 minus a number close to 1. The jumps form a trailing axis, summed at the end.
     """
     # x - exact is exact in floating point; at x = ±inf it is set to 0 so the result stays inf.
-    fraction = jnp.where(jnp.isfinite(x), x - exact, jnp.zeros((), x.dtype))
-    correction = jnp.zeros_like(fraction)
-    for j in range(-_REACH + 1, _REACH + 1):
-        jump = j + offset  # position of the jump relative to ``exact``
-        if j <= 0:  # passed: s((x - a) / tau) - 1 = -s((a - x) / tau)
-            distance = fraction - jump
-            term = -step(scaled(-distance, tau), kind)
-        else:
-            distance = jump - fraction
-            term = step(scaled(-distance, tau), kind)
-        correction = correction + _window(distance) * term
-    return exact + correction
+    fraction = jnp.where(jnp.isfinite(x), x - exact, jnp.zeros((), x.dtype))[..., None]
+    j = np.arange(-_REACH + 1, _REACH + 1)
+    passed = j <= 0
+    jumps = (j + offset).astype(x.dtype)  # positions of the jumps relative to ``exact``
+    distance = jnp.where(passed, fraction - jumps, jumps - fraction)
+    # Passed jumps contribute s((x - a) / tau) - 1 = -s((a - x) / tau); the others s((x - a) / tau).
+    tails = step(scaled(-distance, tau[..., None]), kind)
+    sign = np.where(passed, -1, 1).astype(x.dtype)
+    return exact + jnp.sum(sign * _window(distance) * tails, axis=-1)
 
 
 def _relaxed_step(name, x, softness, kind, mode, hard_fn, soft_fn):
