@@ -141,14 +141,17 @@ def test_soft_results_are_consistent_and_tend_to_the_hard_ones(method):
     interpolated = [np.interp(LEVELS * (N - 1), np.arange(N), row) for row in np.asarray(values)]
     np.testing.assert_allclose(results["quantile", "soft"], np.transpose(interpolated), 1e-5, 1e-6)
     # At a small softness the soft results reach the hard ones (distinct rows only).
-    sharp = evaluate(method)(X[:5], LEVELS, 1e-4)
-    for key in [("sort", False), ("rank", False), ("top_k",), ("quantile",), ("median",)]:
+    sharp = evaluate(method)(X, LEVELS, 1e-4)
+    distinct = slice(0, 5)
+    for key in [("sort", False), ("rank", False), ("top_k",), ("median",)]:
         for soft, hard in zip(
             jax.tree_util.tree_leaves(sharp[(*key, "soft")]),
             jax.tree_util.tree_leaves(sharp[(*key, "hard")]),
             strict=True,
         ):
-            np.testing.assert_allclose(soft, hard, atol=1e-4)
+            np.testing.assert_allclose(soft[distinct], hard[distinct], atol=1e-4)
+    quantiles = sharp["quantile", "soft"], sharp["quantile", "hard"]
+    np.testing.assert_allclose(quantiles[0][:, distinct], quantiles[1][:, distinct], atol=1e-4)
 
 
 def test_straight_through_gradient_is_the_soft_one():
@@ -255,23 +258,21 @@ def test_values_alone_never_build_the_permutation_matrix(method):
 
 
 def test_gradients_match_finite_differences(x64):
-    points = np.random.default_rng(3).normal(size=(4, 16))
+    points = np.random.default_rng(3).normal(size=(3, 16))
     levels = np.random.default_rng(4).uniform(0.05, 0.95, size=16)
 
-    def weighted_sort(a, b, c, d):
-        values = sf.sort(jnp.stack([a, b, c, d]), method="bitonic", softness=0.6, kind="gaussian")
-        return jnp.dot(values, jnp.arange(1.0, 5.0))
+    def sorted_and_ranked(a, b, c):
+        # Values of one network and ranks (through the permutation) of another, in one scalar.
+        x = jnp.stack([a, b, c])
+        values = sf.sort(x, method="bitonic", softness=0.6, kind="gaussian")
+        ranks = sf.rank(x, softness=0.6, kind="logistic")
+        return jnp.dot(values, jnp.arange(1.0, 4.0)) + jnp.dot(ranks, jnp.array([2.0, -1.0, 3.0]))
 
-    def weighted_rank(a, b, c, d):
-        ranks = sf.rank(jnp.stack([a, b, c, d]), softness=0.6, kind="logistic")
-        return jnp.dot(ranks, jnp.arange(1.0, 5.0) ** 2)
+    def soft_quantile(a, b, q):
+        return sf.quantile(jnp.stack([a, b, -a * b]), q, softness=0.6, kind="cauchy")
 
-    def soft_quantile(a, b, c, q):
-        return sf.quantile(jnp.stack([a, b, c]), q, softness=0.6, kind="cauchy")
-
-    assert_grad_matches_finite_differences(weighted_sort, points, rtol=1e-6, atol=1e-9)
-    assert_grad_matches_finite_differences(weighted_rank, points, rtol=1e-6, atol=1e-9)
-    assert_grad_matches_finite_differences(soft_quantile, (*points[:3], levels), rtol=1e-6)
+    assert_grad_matches_finite_differences(sorted_and_ranked, points, rtol=1e-6, atol=1e-9)
+    assert_grad_matches_finite_differences(soft_quantile, (*points[:2], levels), rtol=1e-6)
 
 
 def test_axis_vmap_and_softness_per_slice():
@@ -287,11 +288,14 @@ def test_axis_vmap_and_softness_per_slice():
 
 
 def test_dtypes_are_preserved():
-    for dtype in (jnp.bfloat16, jnp.float32):
-        x = jnp.asarray(X, dtype)
+    @jax.jit
+    def results(x):
         values, permutation = sf.sort(x, method="bitonic", return_permutation=True)
-        assert values.dtype == permutation.dtype == dtype
-        assert sf.median(x).dtype == sf.quantile(x, 0.3).dtype == dtype
+        return values, permutation, sf.median(x), sf.quantile(x, 0.3)
+
+    for dtype in (jnp.bfloat16, jnp.float32):
+        for value in results(jnp.asarray(X, dtype)):
+            assert value.dtype == dtype
     with jax.enable_x64(True):
         assert sf.sort(np.asarray(X, np.float64)).dtype == jnp.float64
     # Integers rank exactly in hard mode (2**24 + 1 and 2**24 are equal in float32).
@@ -342,4 +346,5 @@ def test_infinities_sort_with_the_gradient_of_the_limit(method):
     np.testing.assert_allclose(permutation.sum(-1), 1, rtol=1e-6)
     # Infinities behave like huge finite values, whose comparisons are saturated: same gradient.
     huge = jnp.where(jnp.isinf(x), jnp.sign(x) * 1e30, x)
-    np.testing.assert_allclose(jax.grad(loss)(x), jax.grad(loss)(huge), rtol=1e-6)
+    gradient = jax.jit(jax.grad(loss))
+    np.testing.assert_allclose(gradient(x), gradient(huge), rtol=1e-6)
