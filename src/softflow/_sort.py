@@ -400,6 +400,7 @@ def top_k(
 
     def soft():
         values, permutation = _sorted(a, kind, method, True, True)
+        assert permutation is not None  # asked for with_permutation=True
         return values[..., :k], permutation[..., :k, :]
 
     values, index = by_mode(mode, hard, soft, a.softness)
