@@ -538,3 +538,34 @@ def test_fori_loop_options_that_do_not_apply_are_rejected():
         sf.soft_fori_loop(0, 3, lambda i, v: v + 1, 0.0, chunk_size=2)
     with pytest.raises(TypeError, match="lower must be a Python int when checkpoint=True"):
         sf.soft_fori_loop(jnp.int32(0), 3, lambda i, v: v + 1, 0.0, checkpoint=True)
+
+
+def test_gradient_under_vmap_exits_early_too():
+    counter = []
+    starts = jnp.array([1.0, 3.0, 0.2])  # stop after 4, 2 and 6 doublings
+
+    def loss(x):
+        cond = lambda v: sf.less_equal(v, 10.0, softness=1e-3)  # noqa: E731
+        return sf.soft_while(cond, _counting_body(counter), x, max_steps=1000, tol=1e-6)
+
+    grads = jax.vmap(jax.grad(loss))(starts)
+    jax.effects_barrier()
+    assert np.allclose(grads, [16.0, 4.0, 64.0])  # d(2^k x)/dx
+    # The 6 steps of the longest loop, forward and once more when reverse mode recomputes its
+    # checkpointed chunk (without early exit, 1000 of each).
+    assert len(counter) == 2 * 6
+
+
+def test_value_and_gradient_paths_agree():
+    # The value comes from a while loop, derivatives from a checkpointed scan of the same steps.
+    cond = lambda x: sf.greater(jnp.sum(x), 0.5, softness=0.3)  # noqa: E731
+    body = lambda x: 0.8 * x - 0.05  # noqa: E731
+    init = jnp.array([2.0, 1.0])
+    for semantics in sf.SEMANTICS:
+        run = lambda x, s=semantics: sf.soft_while(  # noqa: E731
+            cond, body, x, max_steps=40, semantics=s, return_info=True
+        )
+        value, _ = jax.jvp(run, (init,), (jnp.ones(2),))
+        direct = run(init)
+        assert tree_allclose(value, direct, rtol=1e-6)
+        assert np.array_equal(value[1].steps, direct[1].steps)

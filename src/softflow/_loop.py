@@ -1,18 +1,22 @@
 """Soft loops: ``while`` and ``for``-with-``break`` as mixtures over the step at which they stop.
 
-The loop runs as a scan of ``n_chunks`` chunks of ``chunk_size`` steps. Each chunk is wrapped in
-:func:`jax.checkpoint`, so reverse mode stores one carry per chunk and recomputes a chunk's steps
-while it differentiates it: memory grows like sqrt(max_steps) instead of max_steps. Once the loop
-has stopped (its remaining mass fell to ``tol`` or it reached ``max_steps``), :func:`jax.lax.cond`
-skips whole chunks and single steps, forward and backward, so a loop that stops after k steps
-costs about k steps, not max_steps. The trace contains one chunk and one step, whatever
-max_steps is, and the user's functions are traced once each.
+One step function, two ways of running it. The value is computed by a :func:`jax.lax.while_loop`
+that ends once the loop has stopped (its remaining mass fell to ``tol`` or it reached
+``max_steps``): a loop that stops after k steps costs k steps, as the loop written by hand would.
+A while loop cannot be reverse-differentiated, so derivatives come from a custom JVP rule that runs
+the same steps as a scan of ``n_chunks`` chunks of ``chunk_size`` steps, each chunk wrapped in
+:func:`jax.checkpoint`: reverse mode stores one carry per chunk and recomputes a chunk's steps
+while it differentiates it, so memory grows like sqrt(max_steps) instead of max_steps. Once the
+loop has stopped, :func:`jax.lax.cond` skips whole chunks and single steps, forward and backward.
+The trace contains one chunk and one step, whatever max_steps is, and the user's functions are
+traced once each (their programs are replayed by both runners).
 
-Under :func:`jax.vmap` a ``cond`` whose predicate is batched becomes a ``select`` that runs both
-branches, which would make every loop of a batch run all max_steps. The predicates here are
-"every loop of the batch has stopped", reduced over the batch axes by ``unvmap_all`` (a primitive
-whose batching rule returns an unbatched value), so the conds stay conds; a loop that stops while
-others go on is frozen by a select until all have stopped.
+Under :func:`jax.vmap` a ``cond`` or ``while_loop`` whose predicate is batched runs both branches
+(or every lane) to the end, which would make every loop of a batch run all max_steps. The
+predicates here are "every loop of the batch has stopped", reduced over the batch axes by
+``unvmap_all`` (a primitive whose batching rule returns an unbatched value), so the conds stay
+conds and the while loop ends with the last loop of the batch; a loop that stops while others go
+on is frozen by a select.
 """
 
 import math
@@ -23,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from equinox.internal import unvmap_all
-from jax.extend.core import jaxpr_as_fun
+from jax.extend.core import ClosedJaxpr, jaxpr_as_fun
 from jax.typing import ArrayLike
 
 from ._blend import blend, weighted
@@ -118,20 +122,27 @@ def _first_difference(expected: Any, got: Any, got_name: str) -> str | None:
     return None
 
 
-def _trace(fn: Callable, *args: Any) -> tuple[Callable, Any]:
-    """Trace ``fn`` at ``args`` once: a function that replays the trace, and the output's shapes.
+class _Traced(NamedTuple):
+    """A user function traced once: its program, the values it closes over, its output's shapes.
 
-    The replay evaluates the recorded program (closed-over tracers included) instead of calling
-    ``fn`` again, so user code runs through Python once however often the loop uses it.
+    Replaying the program (:meth:`call`) instead of calling the function again runs user code
+    through Python once however often the loop uses it. The closed-over values (tracers of an
+    enclosing jit, grad or vmap included) are explicit, so that the loop can pass them as
+    arguments of its custom derivative rule.
     """
+
+    jaxpr: Any
+    consts: list
+    out_shape: Any
+
+    def call(self, consts: list, *args: Any) -> Any:
+        flat = jaxpr_as_fun(ClosedJaxpr(self.jaxpr, consts))(*jax.tree_util.tree_leaves(args))
+        return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(self.out_shape), flat)
+
+
+def _trace(fn: Callable, *args: Any) -> _Traced:
     closed, out_shape = jax.make_jaxpr(fn, return_shape=True)(*args)
-    replay = jaxpr_as_fun(closed)
-    treedef = jax.tree_util.tree_structure(out_shape)
-
-    def call(*args):
-        return jax.tree_util.tree_unflatten(treedef, replay(*jax.tree_util.tree_leaves(args)))
-
-    return call, out_shape
+    return _Traced(closed.jaxpr, list(closed.consts), out_shape)
 
 
 def _condition_dtype(shape: Any, name: str) -> np.dtype:
@@ -174,32 +185,49 @@ def _add(a, b):
     return jax.tree_util.tree_map(jnp.add, a, b)
 
 
-def _run_chunked(step: Callable, carry: Any, total: Any, n_steps: int, chunk_size: int | None):
-    """Apply ``step`` at least ``n_steps`` times or until ``carry.done``; sum its increments.
+def _all_stopped(inner) -> jax.Array:
+    """Whether every loop of the batch has stopped; unbatched under vmap, so conds stay conds."""
+    return unvmap_all(inner[0].done)
 
-    ``step(carry) -> (carry, increment)``; ``total`` is the sum's initial value (None for none).
-    Only ``carry`` enters the checkpointed chunks: the running sum is linear, its cotangent is the
-    same at every step, so it is kept outside and reverse mode stores one state per chunk rather
-    than two.
-    """
-    chunk_size = chunk_size or _default_chunk_size(n_steps)
-    n_chunks = -(-n_steps // chunk_size)
-    no_increment = jax.tree_util.tree_map(jnp.zeros_like, total)
+
+def _summing(step: Callable) -> Callable:
+    """``step(carry) -> (carry, increment)`` as a step on ``(carry, sum of increments)``."""
 
     def step_and_sum(inner):
         c, partial = inner
         c, increment = step(c)
         return c, _add(partial, increment)
 
+    return step_and_sum
+
+
+def _run_while(step: Callable, carry: Any, total: Any):
+    """Apply ``step`` until ``carry.done`` (in every loop of a batch): the forward pass."""
+    return jax.lax.while_loop(lambda inner: ~_all_stopped(inner), _summing(step), (carry, total))
+
+
+def _run_chunked(step: Callable, carry: Any, total: Any, n_steps: int, chunk_size: int | None):
+    """:func:`_run_while` as a reverse-differentiable scan of ``n_steps`` steps or more.
+
+    The scan runs checkpointed chunks of ``chunk_size`` steps; once ``carry.done``, conds skip
+    the rest, forward and backward. Only ``carry`` enters the checkpointed chunks: the running sum
+    is linear, its cotangent is the same at every step, so it is kept outside and reverse mode
+    stores one state per chunk rather than two.
+    """
+    chunk_size = chunk_size or _default_chunk_size(n_steps)
+    n_chunks = -(-n_steps // chunk_size)
+    no_increment = jax.tree_util.tree_map(jnp.zeros_like, total)
+    step_and_sum = _summing(step)
+
     def guarded_step(inner, _):
-        return jax.lax.cond(unvmap_all(inner[0].done), lambda x: x, step_and_sum, inner), None
+        return jax.lax.cond(_all_stopped(inner), lambda x: x, step_and_sum, inner), None
 
     def chunk(c):
         return jax.lax.scan(guarded_step, (c, no_increment), None, length=chunk_size)[0]
 
     @jax.checkpoint
     def guarded_chunk(c):
-        return jax.lax.cond(unvmap_all(c.done), lambda c: (c, no_increment), chunk, c)
+        return jax.lax.cond(_all_stopped((c,)), lambda c: (c, no_increment), chunk, c)
 
     def outer_step(outer, _):
         c, increment = guarded_chunk(outer[0])
@@ -225,6 +253,10 @@ def _soft_while(
 
     With ``breaks``, ``cond_fn`` gives the probability of stopping, not of going on. ``max_steps``
     is checked by the caller (0 is an empty loop).
+
+    The value is computed by one ``while_loop``, which stops as soon as the loop (every loop of a
+    batch) has stopped but cannot be reverse-differentiated. Derivatives come from a custom JVP
+    rule that runs the same steps as a checkpointed scan (:func:`_run_chunked`), which can.
     """
     check_choice("semantics", semantics, SEMANTICS)
     if chunk_size is not None:
@@ -232,85 +264,105 @@ def _soft_while(
     check_float_leaves("soft_while init_val", init_val)
     init_val = jax.tree_util.tree_map(_strong, init_val)
     t0 = jnp.int32(0)
-    condition_fn, condition_shape = _trace(cond_fn, t0, init_val)
-    dtype = _condition_dtype(condition_shape, cond_name)
-    body, body_shape = _trace(body_fn, t0, init_val)
-    difference = _first_difference(init_val, body_shape, "body_fn's output")
+    condition = _trace(cond_fn, t0, init_val)
+    dtype = _condition_dtype(condition.out_shape, cond_name)
+    body = _trace(body_fn, t0, init_val)
+    difference = _first_difference(init_val, body.out_shape, "body_fn's output")
     if difference is not None:
         raise TypeError(
             "body_fn must return a value of the same structure, shapes and dtypes as init_val; "
             f"{difference}.\n  init_val:    {_describe_tree(init_val)}\n"
-            f"  body_fn output: {_describe_tree(body_shape)}"
+            f"  body_fn output: {_describe_tree(body.out_shape)}"
         )
     tol = _check_tol(tol, dtype)
-    zero, one = jnp.zeros((), dtype), jnp.ones((), dtype)
+    halting = semantics == "halting"
 
-    def going_on(t, state, done):
-        """c_t, the probability of running the body once more; 0 past max_steps and once done."""
-        value = jnp.asarray(condition_fn(t, state), dtype)
-        value = 1 - value if breaks else value
-        return jnp.where(done | (t >= max_steps), zero, value)
+    def steps(inputs):
+        """The step function, initial carry and initial sum, as functions of the loop's inputs."""
+        init_val, tol, condition_consts, body_consts = inputs
+        # Made here, not closed over: the JVP rule is traced later, under another trace.
+        zero, one = jnp.zeros((), dtype), jnp.ones((), dtype)
 
-    def advance(t, state, stop, update):
-        # Under vmap the body runs while any loop of the batch goes on; those that stopped feed it
-        # init_val, so that a state that would overflow after stopping is never used and cannot
-        # send NaN through the (zero) cotangent of the discarded value, and keep their state.
-        def run_body(state):
-            safe = jax.tree_util.tree_map(lambda x, x0: jnp.where(stop, x0, x), state, init_val)
-            new = update(body(t, safe), state)
-            return jax.tree_util.tree_map(lambda n, x: jnp.where(stop, x, n), new, state)
+        def going_on(t, state, done):
+            """c_t, the probability of running the body once more; 0 past max_steps, once done."""
+            value = jnp.asarray(condition.call(condition_consts, t, state), dtype)
+            value = 1 - value if breaks else value
+            return jnp.where(done | (t >= max_steps), zero, value)
 
-        return jax.lax.cond(unvmap_all(stop), lambda state: state, run_body, state)
+        def advance(t, state, stop, update):
+            # Under vmap the body runs while any loop of the batch goes on; those that stopped
+            # feed it init_val, so that a state that would overflow after stopping is never used
+            # and cannot send NaN through the (zero) cotangent of the discarded value, and keep
+            # their state.
+            def run_body(state):
+                safe = jax.tree_util.tree_map(lambda x, x0: jnp.where(stop, x0, x), state, init_val)
+                new = update(body.call(body_consts, t, safe), state)
+                return jax.tree_util.tree_map(lambda n, x: jnp.where(stop, x, n), new, state)
 
-    def halting_step(c: _HaltingCarry):
-        truncated = c.t >= max_steps
-        condition = going_on(c.t, c.state, c.done)
-        weight = c.running * (1 - condition)  # a_t (1 - c_t): stop right after t steps
-        running = c.running * condition  # a_{t+1}
-        stop = c.done | truncated | (running <= tol)
-        weight = jnp.where(stop, weight + running, weight)  # the leftover mass stops here too
-        next_carry = _HaltingCarry(
-            t=jnp.where(stop, c.t, c.t + 1),
-            state=advance(c.t, c.state, stop, lambda new, old: new),
-            running=jnp.where(stop, zero, running),
-            expected_steps=c.expected_steps + weight * c.t.astype(dtype),
-            remaining_mass=jnp.where(truncated & ~c.done, c.running, c.remaining_mass),
-            done=stop,
-        )
-        return next_carry, jax.tree_util.tree_map(lambda x: weighted(weight, x), c.state)
+            return jax.lax.cond(unvmap_all(stop), lambda state: state, run_body, state)
 
-    def blend_step(c: _BlendCarry):
-        condition = going_on(c.t, c.state, c.done)
-        stop = c.done | (c.t >= max_steps) | (condition <= tol)
+        def halting_step(c: _HaltingCarry):
+            truncated = c.t >= max_steps
+            condition = going_on(c.t, c.state, c.done)
+            weight = c.running * (1 - condition)  # a_t (1 - c_t): stop right after t steps
+            running = c.running * condition  # a_{t+1}
+            stop = c.done | truncated | (running <= tol)
+            weight = jnp.where(stop, weight + running, weight)  # the leftover mass stops here too
+            next_carry = _HaltingCarry(
+                t=jnp.where(stop, c.t, c.t + 1),
+                state=advance(c.t, c.state, stop, lambda new, old: new),
+                running=jnp.where(stop, zero, running),
+                expected_steps=c.expected_steps + weight * c.t.astype(dtype),
+                remaining_mass=jnp.where(truncated & ~c.done, c.running, c.remaining_mass),
+                done=stop,
+            )
+            return next_carry, jax.tree_util.tree_map(lambda x: weighted(weight, x), c.state)
 
-        def mix(new, old):
-            def leaf(n, o):
-                p = condition.astype(n.dtype)
-                return blend((p, 1 - p), (n, o))
+        def blend_step(c: _BlendCarry):
+            condition = going_on(c.t, c.state, c.done)
+            stop = c.done | (c.t >= max_steps) | (condition <= tol)
 
-            return jax.tree_util.tree_map(leaf, new, old)
+            def mix(new, old):
+                def leaf(n, o):
+                    p = condition.astype(n.dtype)
+                    return blend((p, 1 - p), (n, o))
 
-        next_carry = _BlendCarry(
-            t=jnp.where(stop, c.t, c.t + 1),
-            state=advance(c.t, c.state, stop, mix),
-            condition=jnp.where(stop, c.condition, condition),
-            done=stop,
-        )
-        return next_carry, None
+                return jax.tree_util.tree_map(leaf, new, old)
 
-    start = dict(t=t0, state=init_val, done=jnp.bool_(False))
-    if semantics == "halting":
-        carry = _HaltingCarry(**start, running=one, expected_steps=zero, remaining_mass=zero)
-        total = jax.tree_util.tree_map(jnp.zeros_like, init_val)
-        final, value = _run_chunked(halting_step, carry, total, max_steps + 1, chunk_size)
+            next_carry = _BlendCarry(
+                t=jnp.where(stop, c.t, c.t + 1),
+                state=advance(c.t, c.state, stop, mix),
+                condition=jnp.where(stop, c.condition, condition),
+                done=stop,
+            )
+            return next_carry, None
+
+        start = dict(t=jnp.int32(0), state=init_val, done=jnp.bool_(False))
+        if halting:
+            carry = _HaltingCarry(**start, running=one, expected_steps=zero, remaining_mass=zero)
+            return halting_step, carry, jax.tree_util.tree_map(jnp.zeros_like, init_val)
+        return blend_step, _BlendCarry(**start, condition=one), None
+
+    @jax.custom_jvp
+    def run(inputs):
+        return _run_while(*steps(inputs))
+
+    @run.defjvp
+    def _run_jvp(primals, tangents):
+        def chunked(inputs):
+            return _run_chunked(*steps(inputs), max_steps + 1, chunk_size)
+
+        return jax.jvp(chunked, primals, tangents)
+
+    final, total = run((init_val, tol, condition.consts, body.consts))
+    if halting:
+        value = total
         info = SoftWhileInfo(final.expected_steps, final.remaining_mass, final.t)
     else:
-        carry = _BlendCarry(**start, condition=one)
-        final, _ = _run_chunked(blend_step, carry, None, max_steps + 1, chunk_size)
         value = final.state
         truncated = final.t >= max_steps
         info = SoftWhileInfo(
-            final.t.astype(dtype), jnp.where(truncated, final.condition, zero), final.t
+            final.t.astype(dtype), jnp.where(truncated, final.condition, 0), final.t
         )
     return (value, info) if return_info else value
 
