@@ -636,11 +636,14 @@ def loops_under_vmap(settings: harness.Settings) -> dict:
         1.5,
     )
     sec["notes"].append(
-        f"The gradient runs the checkpointed scan of ⌈(max_steps + 1) / chunk_size⌉ chunks; "
-        f"after the batch has stopped, each remaining chunk (and each remaining step of the last "
-        f"chunk it ran) is skipped by a `cond`, which on XLA:CPU still copies the loop state "
-        f"(about 2·√max_steps skips). That is why the gradient's cost grows with max_steps "
-        f"({ratios['gradient']:.1f}× here, for 140× the steps), far less than the steps it skips."
+        f"The gradient runs the checkpointed scan of about √(2·max_steps) chunks of about "
+        f"√(max_steps / 2) steps. Once the batch has stopped, a `cond` skips each remaining chunk "
+        f"and each remaining step of the last chunk, but reverse mode through a `cond` fills the "
+        f"residuals of the branch not taken with zeros: a skipped chunk still writes the carry "
+        f"that a chunk keeps for the backward pass, and a skipped step its step's residuals. So "
+        f"the gradient's cost grows with max_steps like its memory, √max_steps ("
+        f"{ratios['gradient']:.1f}× here for 200× the steps), not like max_steps; the forward "
+        f"pass, a `while_loop`, does not grow at all."
     )
 
     # The relaxed bubble sort of the AlgoVision section, without AlgoVision.

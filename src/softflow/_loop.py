@@ -473,11 +473,13 @@ def soft_while(
     that stay soft for many steps, at the price of a state the hard program never visits.
 
     Reverse-mode differentiable (unlike :func:`jax.lax.while_loop`), also in ``cond_fn``'s
-    parameters. Memory of the gradient grows like :math:`\sqrt{T}` (checkpointed chunks of
-    ``chunk_size`` steps); trace and compile time do not depend on ``max_steps``, and ``cond_fn``
-    and ``body_fn`` are traced once. A state that would overflow after the loop has stopped does
-    not poison the result or its gradient. Under :func:`jax.vmap` the batch exits early too: it
-    runs until its last loop stops (not ``max_steps``), the loops that stopped before being frozen.
+    parameters. The value is computed by one while loop that ends with the loop; derivatives run
+    the same steps as checkpointed chunks of ``chunk_size`` steps, so the gradient's memory grows
+    like :math:`\sqrt{T}` (and, for a loop that stops early, so does the small cost of skipping
+    the chunks left). Trace and compile time do not depend on ``max_steps``, and ``cond_fn`` and
+    ``body_fn`` are traced once. A state that would overflow after the loop has stopped does not
+    poison the result or its gradient. Under :func:`jax.vmap` the batch exits early too: it runs
+    until its last loop stops (not ``max_steps``), the loops that stopped before being frozen.
 
     Arguments:
         cond_fn: ``cond_fn(state)`` returns a scalar float soft truth value in [0, 1], e.g.
