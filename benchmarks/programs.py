@@ -212,7 +212,7 @@ def _bubble_pass(values, swapped, remaining, beta, compare, blend):
     return values, swapped, remaining - 1
 
 
-def bubble_sort_softflow(values, beta, tol, checkpoint=True):
+def bubble_sort_softflow(values, beta, tol):
     """AlgoVision's relaxed bubble sort with softflow, for one array of shape (n,).
 
     ``while swapped: swapped = 0; for i < remaining: if a[i] > a[i+1]: swap, swapped = 1;
@@ -229,7 +229,7 @@ def bubble_sort_softflow(values, beta, tol, checkpoint=True):
         return _bubble_pass(array, swapped, remaining, beta, compare, sf.soft_where)
 
     init = (values, jnp.ones((), values.dtype), jnp.asarray(n - 1, values.dtype))
-    return sf.soft_while(lambda s: s[1], body, init, max_steps=n, tol=tol, checkpoint=checkpoint)[0]
+    return sf.soft_while(lambda s: s[1], body, init, max_steps=n, tol=tol)[0]
 
 
 def bubble_sort_plain(values, beta):

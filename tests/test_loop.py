@@ -534,8 +534,8 @@ def test_fori_loop_options_that_do_not_apply_are_rejected():
     brk = lambda i, v: sf.greater(v, 3.0)  # noqa: E731
     with pytest.raises(TypeError, match="checkpoint must be True or False"):
         sf.soft_fori_loop(0, 3, lambda i, v: v + 1, 0.0, break_fn=brk, checkpoint="yes")
-    with pytest.raises(TypeError, match="checkpoint must be True or False"):
-        sf.soft_while(lambda v: brk(0, v), lambda v: v + 1, 0.0, max_steps=3, checkpoint=None)
+    with pytest.raises(ValueError, match="always runs checkpointed"):
+        sf.soft_fori_loop(0, 3, lambda i, v: v + 1, 0.0, break_fn=brk, checkpoint=False)
     with pytest.raises(ValueError, match="chunk_size is for a chunked loop"):
         sf.soft_fori_loop(0, 3, lambda i, v: v + 1, 0.0, chunk_size=2)
     with pytest.raises(TypeError, match="lower must be a Python int when checkpoint=True"):
@@ -571,24 +571,3 @@ def test_value_and_gradient_paths_agree():
         direct = run(init)
         assert tree_allclose(value, direct, rtol=1e-6)
         assert np.array_equal(value[1].steps, direct[1].steps)
-
-
-def test_without_checkpointing_same_gradient_and_linear_memory():
-    size, max_steps = 10_000, 1_000
-
-    def loss(init, threshold, checkpoint):
-        out = sf.soft_while(
-            lambda x: sf.less(jnp.mean(x), threshold, softness=0.5),
-            lambda x: 1.001 * x + 0.01 * jnp.sin(x),
-            init,
-            max_steps=max_steps,
-            checkpoint=checkpoint,
-        )
-        return jnp.sum(out)
-
-    small = (jnp.linspace(0.5, 1.5, 5), 1.2)
-    grads = [jax.grad(loss, argnums=(0, 1))(*small, c) for c in (True, False)]
-    assert tree_allclose(grads[0], grads[1], rtol=1e-6)
-    grad_fn = jax.jit(jax.grad(loss, argnums=(0, 1)), static_argnums=2)
-    compiled = grad_fn.lower(jnp.ones(size), 5.0, False).compile()
-    assert compiled.memory_analysis().temp_size_in_bytes >= 0.5 * max_steps * size * 4

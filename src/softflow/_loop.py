@@ -215,20 +215,13 @@ def _run_while(step: Callable, carry: Any, total: Any):
     return jax.lax.while_loop(lambda inner: ~_all_stopped(inner), _summing(step), (carry, total))
 
 
-def _run_chunked(
-    step: Callable,
-    carry: Any,
-    total: Any,
-    n_steps: int,
-    chunk_size: int | None,
-    checkpoint: bool,
-):
+def _run_chunked(step: Callable, carry: Any, total: Any, n_steps: int, chunk_size: int | None):
     """:func:`_run_while` as a reverse-differentiable scan of ``n_steps`` steps or more.
 
-    The scan runs chunks of ``chunk_size`` steps, checkpointed if ``checkpoint``; once
-    ``carry.done``, conds skip the rest, forward and backward. Only ``carry`` enters the
-    checkpointed chunks: the running sum is linear, its cotangent is the same at every step, so it
-    is kept outside and reverse mode stores one state per chunk rather than two.
+    The scan runs checkpointed chunks of ``chunk_size`` steps; once ``carry.done``, conds skip
+    the rest, forward and backward. Only ``carry`` enters the checkpointed chunks: the running sum
+    is linear, its cotangent is the same at every step, so it is kept outside and reverse mode
+    stores one state per chunk rather than two.
     """
     chunk_size = chunk_size or _default_chunk_size(n_steps)
     n_chunks = -(-n_steps // chunk_size)
@@ -244,7 +237,7 @@ def _run_chunked(
     # The checkpoint goes inside the cond: reverse mode then keeps, per chunk, the chunk's input
     # rather than the residuals of its steps, and a skipped chunk costs a copy of the carry
     # instead of zeros in place of all those residuals.
-    run_chunk = jax.checkpoint(chunk) if checkpoint else chunk
+    run_chunk = jax.checkpoint(chunk)
 
     def guarded_chunk(c):
         return jax.lax.cond(_all_stopped((c,)), lambda c: (c, no_increment), run_chunk, c)
@@ -265,7 +258,6 @@ def _soft_while(
     tol: ArrayLike,
     semantics: str,
     chunk_size: int | None,
-    checkpoint: bool,
     return_info: bool,
     cond_name: str = "cond_fn",
     breaks: bool = False,
@@ -282,7 +274,6 @@ def _soft_while(
     check_choice("semantics", semantics, SEMANTICS)
     if chunk_size is not None:
         chunk_size = check_int("chunk_size", chunk_size, minimum=1)
-    _check_bool("checkpoint", checkpoint)
     check_float_leaves("soft_while init_val", init_val)
     init_val = jax.tree_util.tree_map(_strong, init_val)
     t0 = jnp.int32(0)
@@ -372,7 +363,7 @@ def _soft_while(
     @run.defjvp
     def _run_jvp(primals, tangents):
         def chunked(inputs):
-            return _run_chunked(*steps(inputs), max_steps + 1, chunk_size, checkpoint)
+            return _run_chunked(*steps(inputs), max_steps + 1, chunk_size)
 
         return jax.jvp(chunked, primals, tangents)
 
@@ -399,7 +390,6 @@ def soft_while(
     tol: ArrayLike = 1e-6,
     semantics: Semantics = "halting",
     chunk_size: int | None = None,
-    checkpoint: bool = True,
     return_info: Literal[False] = False,
 ) -> PyTree: ...
 
@@ -414,7 +404,6 @@ def soft_while(
     tol: ArrayLike = 1e-6,
     semantics: Semantics = "halting",
     chunk_size: int | None = None,
-    checkpoint: bool = True,
     return_info: Literal[True],
 ) -> tuple[PyTree, SoftWhileInfo]: ...
 
@@ -429,7 +418,6 @@ def soft_while(
     tol: ArrayLike = 1e-6,
     semantics: Semantics = "halting",
     chunk_size: int | None = None,
-    checkpoint: bool = True,
     return_info: bool = False,
 ) -> PyTree | tuple[PyTree, SoftWhileInfo]: ...
 
@@ -443,7 +431,6 @@ def soft_while(
     tol: ArrayLike = 1e-6,
     semantics: Semantics = "halting",
     chunk_size: int | None = None,
-    checkpoint: bool = True,
     return_info: bool = False,
 ) -> PyTree | tuple[PyTree, SoftWhileInfo]:
     r"""Soft ``while`` loop: the expected final state when every condition check is a coin flip.
@@ -492,10 +479,6 @@ def soft_while(
             stops; a non-negative scalar.
         semantics: ``"halting"`` or ``"blend"``.
         chunk_size: steps per checkpointed chunk; default about :math:`\sqrt{T/2}`.
-        checkpoint: recompute each chunk's steps while differentiating it, so that reverse mode
-            stores about :math:`2\sqrt{T/2}` states (the default). ``False`` stores every step
-            instead: memory linear in the steps run, but no step is computed twice, which is
-            faster where the states are small.
         return_info: also return a :class:`SoftWhileInfo` with the expected number of steps and
             the mass left at ``max_steps``.
 
@@ -504,8 +487,7 @@ def soft_while(
         ``return_info=True``.
 
     Raises:
-        TypeError: if ``max_steps`` or ``chunk_size`` is not an int, ``checkpoint`` not a bool,
-            ``tol`` is not a real number,
+        TypeError: if ``max_steps`` or ``chunk_size`` is not an int, ``tol`` is not a real number,
             ``cond_fn`` does not return a scalar float, ``body_fn`` changes the state's
             structure, shapes or dtypes (the message names the first leaf that differs), or a
             leaf of ``init_val`` is not floating.
@@ -532,7 +514,6 @@ def soft_while(
         tol=tol,
         semantics=semantics,
         chunk_size=chunk_size,
-        checkpoint=checkpoint,
         return_info=return_info,
     )
 
@@ -645,7 +626,7 @@ def soft_fori_loop(
     stores about :math:`\sqrt{n}` states for :math:`n` = ``upper - lower`` iterations.
     :func:`jax.lax.fori_loop` stores all :math:`n`; ``checkpoint=True`` gives the loop without a
     ``break_fn`` the chunked path as well (same values; each chunk's steps run a second time in the
-    backward pass), and ``checkpoint=False`` gives the loop with one the store-every-step path.
+    backward pass).
 
     Arguments:
         lower, upper: the loop bounds; Python ints when ``break_fn`` is given or ``checkpoint``
@@ -655,9 +636,8 @@ def soft_fori_loop(
         break_fn: ``break_fn(i, val)`` returns a scalar float soft truth value of "break now".
         tol: remaining mass below which the loop stops (see :func:`soft_while`).
         chunk_size: steps per checkpointed chunk (see :func:`soft_while`).
-        checkpoint: run in checkpointed chunks. Default (None): with a ``break_fn`` yes (see
-            :func:`soft_while`), without one no (exactly :func:`jax.lax.fori_loop`, traced bounds
-            allowed).
+        checkpoint: run in checkpointed chunks. Default (None): with a ``break_fn`` (which always
+            is), not without one (exactly :func:`jax.lax.fori_loop`, traced bounds allowed).
         return_info: also return a :class:`SoftWhileInfo` (only with ``break_fn``).
 
     Returns:
@@ -667,8 +647,9 @@ def soft_fori_loop(
         TypeError: if the bounds are not Python ints where they must be, ``break_fn`` does not
             return a scalar float, ``body_fn`` changes the value's structure, shapes or dtypes, or
             (with ``break_fn``) a leaf of ``init_val`` is not floating.
-        ValueError: if ``return_info=True`` is given without a ``break_fn``, ``chunk_size`` for
-            a loop that is not chunked, or a negative ``tol``.
+        ValueError: if ``return_info=True`` is given without a ``break_fn``,
+            ``checkpoint=False`` with one, ``chunk_size`` for a loop that is not chunked, or a
+            negative ``tol``.
 
     Example:
         >>> import softflow as sf
@@ -696,6 +677,8 @@ def soft_fori_loop(
         if chunk_size is not None:
             chunk_size = check_int("chunk_size", chunk_size, minimum=1)
         return _checkpointed_fori_loop(lower, upper, body_fn, init_val, chunk_size)
+    if checkpoint is False:
+        raise ValueError("a soft_fori_loop with a break_fn always runs checkpointed.")
     lower, upper = _check_bounds(lower, upper, "when break_fn is given")
     return _soft_while(
         lambda t, val: break_fn(lower + t, val),
@@ -705,7 +688,6 @@ def soft_fori_loop(
         tol=tol,
         semantics="halting",
         chunk_size=chunk_size,
-        checkpoint=True if checkpoint is None else checkpoint,
         return_info=return_info,
         cond_name="break_fn",
         breaks=True,
