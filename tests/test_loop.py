@@ -550,7 +550,7 @@ def test_gradient_under_vmap_exits_early_too():
         cond = lambda v: sf.less_equal(v, 10.0, softness=1e-3)  # noqa: E731
         return sf.soft_while(cond, _counting_body(counter), x, max_steps=1000, tol=1e-6)
 
-    grads = jax.vmap(jax.grad(loss))(starts)
+    grads = jax.jit(jax.vmap(jax.grad(loss)))(starts)
     jax.effects_barrier()
     assert np.allclose(grads, [16.0, 4.0, 64.0])  # d(2^k x)/dx
     # The 6 steps of the longest loop, forward and once more when reverse mode recomputes its
@@ -567,7 +567,7 @@ def test_value_and_gradient_paths_agree():
         run = lambda x, s=semantics: sf.soft_while(  # noqa: E731
             cond, body, x, max_steps=40, semantics=s, return_info=True
         )
-        value, _ = jax.jvp(run, (init,), (jnp.ones(2),))
-        direct = run(init)
+        value, _ = jax.jit(lambda x, run=run: jax.jvp(run, (x,), (jnp.ones(2),)))(init)
+        direct = jax.jit(run)(init)
         assert tree_allclose(value, direct, rtol=1e-6)
         assert np.array_equal(value[1].steps, direct[1].steps)
