@@ -63,7 +63,7 @@ def merge(old: dict, new: dict, names: list[str]) -> dict:
     """``old`` results with the sections of ``new`` in place of those of the same title.
 
     New sections without a counterpart go at the end. The machine table stays the old run's,
-    with a line that says which sections this run replaced, when and under what load.
+    with a line that says which sections were replaced, when and under what load.
     """
     sections = list(old["sections"])
     titles = [sec["title"] for sec in sections]
@@ -75,11 +75,12 @@ def merge(old: dict, new: dict, names: list[str]) -> dict:
             titles.append(sec["title"])
     meta = dict(old["meta"])
     load = new["meta"].get("load_average")
-    meta["updated"] = (
+    this_run = (
         f"{', '.join(names)} re-run {new['meta']['date']} ({new['meta']['mode']} mode"
         + (f", load average {load[0]:.2f} at start" if load else "")
         + ")"
     )
+    meta["updated"] = "; ".join(filter(None, [old["meta"].get("updated"), this_run]))
     return {"meta": meta, "sections": sections}
 
 
