@@ -256,3 +256,55 @@ def bubble_sort_plain(values, beta):
     (array, _, _, mass, total), _ = jax.lax.scan(body, init, length=n)
     # The state after the last pass keeps the mass that no check has stopped.
     return total + mass[..., None] * array
+
+
+def loop_batch(*, tiny: bool):
+    """A batch of loop problems that stop after about ten steps each, and how many they take."""
+    batch, size = (8, 100) if tiny else (64, 1000)
+    x = jax.random.normal(jax.random.key(3), (batch, size))
+    thresholds = jnp.linspace(0.04, 0.1, batch)
+    steps = jax.vmap(loop_hard_steps)(x, thresholds)
+    return x, thresholds, int(jnp.min(steps)), int(jnp.max(steps))
+
+
+def loop_softflow_batched(max_steps, softness=0.01, tol=1e-6):
+    """``vmap`` of :func:`loop_softflow` over the initial states and thresholds."""
+    return jax.vmap(lambda x, t: loop_softflow(x, t, softness, max_steps, tol))
+
+
+def bubble_sort_scan_softflow(values, beta):
+    """:func:`bubble_sort_plain` (a ``lax.scan`` over every pass) with softflow's ``>`` and blend.
+
+    Between the plain version and :func:`bubble_sort_softflow`: it has softflow's comparisons and
+    ``soft_where`` but not its loop, so that the two differences can be told apart.
+    """
+    n = values.shape[-1]
+    batch = values.shape[:-1]
+
+    def compare(a, b, beta):
+        return sf.greater(a, b, softness=1 / beta)
+
+    def body(carry, _):
+        array, swapped, remaining, mass, total = carry
+        halt = mass * (1 - swapped)
+        total = total + halt[..., None] * array
+        mass = mass * swapped
+        array, swapped, remaining = _bubble_pass(
+            array, swapped, remaining, beta, compare, sf.soft_where
+        )
+        return (array, swapped, remaining, mass, total), None
+
+    ones = jnp.ones(batch, values.dtype)
+    init = (values, ones, jnp.asarray(n - 1, values.dtype), ones, jnp.zeros_like(values))
+    (array, _, _, mass, total), _ = jax.lax.scan(body, init, length=n)
+    return total + mass[..., None] * array
+
+
+def fori_gradient(n_steps, *, checkpoint):
+    """The gradient of the sum after ``n_steps`` damped steps with :func:`sf.soft_fori_loop`."""
+
+    def loss(x):
+        out = sf.soft_fori_loop(0, n_steps, lambda i, v: loop_body(v), x, checkpoint=checkpoint)
+        return jnp.sum(out)
+
+    return jax.grad(loss)

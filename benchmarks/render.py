@@ -87,6 +87,8 @@ def render_meta(meta: dict) -> list[str]:
         ["run", f"{meta.get('date', '')}, {meta.get('seconds', 0):.0f} s"],
         ["samples", meta.get("samples", "")],
     ]
+    if meta.get("updated"):
+        rows.append(["sections re-run", meta["updated"]])
     return _table(["", ""], rows)
 
 

@@ -27,6 +27,7 @@ SECTIONS = {
     "soft_if": (sections.soft_if_cost, 20),
     "comparisons": (sections.comparison_cost, 30),
     "soft_while": (sections.soft_while_cost, 40),
+    "loops_vmap": (sections.loops_under_vmap, 40),
     "life_plain": (sections.life_against_plain, 20),
     "softjax": (sections.life_against_softjax, 40),
     "algovision": (sections.sort_against_algovision, 40),
@@ -58,6 +59,31 @@ def run_sections(names, settings: harness.Settings, budget: harness.Budget) -> l
     return results
 
 
+def merge(old: dict, new: dict, names: list[str]) -> dict:
+    """``old`` results with the sections of ``new`` in place of those of the same title.
+
+    New sections without a counterpart go at the end. The machine table stays the old run's,
+    with a line that says which sections were replaced, when and under what load.
+    """
+    sections = list(old["sections"])
+    titles = [sec["title"] for sec in sections]
+    for sec in new["sections"]:
+        if sec["title"] in titles:
+            sections[titles.index(sec["title"])] = sec
+        else:
+            sections.append(sec)
+            titles.append(sec["title"])
+    meta = dict(old["meta"])
+    load = new["meta"].get("load_average")
+    this_run = (
+        f"{', '.join(names)} re-run {new['meta']['date']} ({new['meta']['mode']} mode"
+        + (f", load average {load[0]:.2f} at start" if load else "")
+        + ")"
+    )
+    meta["updated"] = "; ".join(filter(None, [old["meta"].get("updated"), this_run]))
+    return {"meta": meta, "sections": sections}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="every size, more repeats")
@@ -66,6 +92,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=None, help="time budget of the run")
     parser.add_argument("--out", type=pathlib.Path, default=RESULTS / "cpu.json")
     parser.add_argument("--markdown", type=pathlib.Path, default=render.ROOT / "BENCHMARKS.md")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="replace only the sections run (by title) in the existing --out JSON, keep the rest",
+    )
     args = parser.parse_args()
     settings = harness.TINY if args.tiny else harness.FULL if args.full else harness.QUICK
     budget = harness.Budget(args.seconds or (3600 if args.full else 540))
@@ -78,6 +109,8 @@ def main() -> None:
         samples=f"{settings.repeats} interleaved rounds of ≥ {settings.sample_seconds:g} s each",
     )
     data = {"meta": meta, "sections": results}
+    if args.merge and args.out.exists():
+        data = merge(json.loads(args.out.read_text()), data, args.only)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(data, indent=1) + "\n")
     args.markdown.write_text(render.render(data))

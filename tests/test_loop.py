@@ -362,8 +362,11 @@ def test_state_dtype_is_preserved(dtype):
 
 def test_bad_arguments_are_rejected():
     cond = lambda x: sf.greater(x, 0.0)  # noqa: E731
-    for bad in [0, -3, 2.0, True, None]:
-        with pytest.raises(ValueError, match="max_steps must be a positive Python int"):
+    for bad in [0, -3, 2**31]:
+        with pytest.raises(ValueError, match=r"max_steps must be an int in \[1, 2147483647\]"):
+            sf.soft_while(cond, lambda x: x, 1.0, max_steps=bad)
+    for bad in [2.0, True, None, "3"]:
+        with pytest.raises(TypeError, match="max_steps must be a Python int"):
             sf.soft_while(cond, lambda x: x, 1.0, max_steps=bad)
     with pytest.raises(TypeError, match=r"cond_fn must return a scalar float.*float32\[2\]"):
         sf.soft_while(lambda x: sf.greater(x, 0.0), lambda x: x, jnp.ones(2), max_steps=3)
@@ -379,8 +382,93 @@ def test_bad_arguments_are_rejected():
         sf.soft_while(cond, lambda x: x, jnp.int32(1), max_steps=3)
     with pytest.raises(ValueError, match="semantics must be one of 'halting', 'blend'"):
         sf.soft_while(cond, lambda x: x, 1.0, max_steps=3, semantics="average")
+    with pytest.raises(ValueError, match="chunk_size must be an int in"):
+        sf.soft_while(cond, lambda x: x, 1.0, max_steps=3, chunk_size=0)
     with pytest.raises(TypeError, match="upper must be a Python int"):
         sf.soft_fori_loop(0, jnp.int32(3), lambda i, v: v, 1.0, break_fn=lambda i, v: 0.0)
+
+
+@pytest.mark.parametrize(
+    ("tol", "error", "message"),
+    [
+        ("x", TypeError, "tol must be a real number"),
+        (None, TypeError, "tol must be a real number"),
+        (-1e-3, ValueError, "tol must be a non-negative number"),
+        (float("nan"), ValueError, "tol must be a non-negative number"),
+        (np.ones(2), ValueError, "tol must be a scalar"),
+    ],
+)
+def test_bad_tol_is_named(tol, error, message):
+    cond = lambda x: sf.greater(x, 0.0)  # noqa: E731
+    with pytest.raises(error, match=message):
+        sf.soft_while(cond, lambda x: x, 1.0, max_steps=3, tol=tol)
+    with pytest.raises(error, match=message):
+        sf.soft_fori_loop(0, 3, lambda i, x: x, 1.0, break_fn=lambda i, x: 0.0 * x, tol=tol)
+
+
+def test_break_fn_returning_a_bool_is_named():
+    with pytest.raises(TypeError, match=r"break_fn must return a scalar float.*returned bool\[\]"):
+        sf.soft_fori_loop(0, 3, lambda i, x: x, 1.0, break_fn=lambda i, x: x > 2)
+
+
+def test_conditions_may_be_python_floats():
+    # A constant condition: always go on (the loop runs max_steps), or break at once.
+    value, info = sf.soft_while(
+        lambda x: 1.0, lambda x: x + 1.0, 0.0, max_steps=5, return_info=True
+    )
+    assert float(value) == 5.0 and int(info.steps) == 5
+    assert float(sf.soft_while(lambda x: 0.0, lambda x: x + 1.0, 0.0, max_steps=5)) == 0.0
+    total = sf.soft_fori_loop(0, 4, lambda i, s: s + i, 0.0, break_fn=lambda i, s: 0.0)
+    assert float(total) == 0.0 + 1 + 2 + 3
+    half = sf.soft_fori_loop(0, 4, lambda i, s: s + 1.0, 0.0, break_fn=lambda i, s: 0.5, tol=0.0)
+    # break before step i with probability 1/2 each: E[steps] = sum_{k<4} k/2^(k+1) + 4/2^4
+    assert np.isclose(float(half), sum(k / 2 ** (k + 1) for k in range(4)) + 4 / 16, rtol=1e-6)
+
+
+def test_structure_mismatch_names_the_first_leaf_that_differs():
+    cond = lambda s: sf.greater(s["a"], 0.0)  # noqa: E731
+    init = {"a": 1.0, "b": jnp.ones(2), "c": jnp.ones(3)}
+    with pytest.raises(
+        TypeError, match=r"at \['b'\], init_val has float32\[2\] and .*float32\[1\]"
+    ):
+        sf.soft_while(cond, lambda s: {**s, "b": s["b"][:1]}, init, max_steps=3)
+    with pytest.raises(TypeError, match=r"init_val has a leaf at \['b'\] where .* at \['c'\]"):
+        sf.soft_while(cond, lambda s: {"a": s["a"], "c": s["c"]}, init, max_steps=3)
+    with pytest.raises(TypeError, match=r"body_fn's output has more leaves.*\['d'\]"):
+        sf.soft_while(cond, lambda s: {**s, "d": s["a"]}, init, max_steps=3)
+
+
+def test_functions_are_traced_once():
+    traces = {"cond": 0, "body": 0}
+
+    def cond(x):
+        traces["cond"] += 1
+        return sf.greater(x, 1.0)
+
+    def body(x):
+        traces["body"] += 1
+        return 0.5 * x
+
+    sf.soft_while(cond, body, 8.0, max_steps=20)
+    assert traces == {"cond": 1, "body": 1}
+
+
+def test_vmap_exits_when_the_last_loop_stops():
+    counter = []
+    cond = lambda x: sf.less_equal(x, 10.0, mode="hard")  # noqa: E731
+    starts = jnp.array([1.0, 3.0, 0.2])  # stop after 4, 2 and 6 doublings
+
+    def run(x):
+        return sf.soft_while(cond, _counting_body(counter), x, max_steps=1000, return_info=True)
+
+    values, info = jax.vmap(run)(starts)
+    jax.effects_barrier()
+    assert np.array_equal(info.steps, [4, 2, 6])
+    assert np.array_equal(values, [16.0, 12.0, 12.8 * np.float32(1)])
+    for start, value in zip(starts, values, strict=True):
+        expected = jax.lax.while_loop(lambda x: x <= 10.0, lambda x: 2.0 * x, start)
+        assert np.asarray(value) == np.asarray(expected)  # bit for bit, lane by lane
+    assert len(counter) == 6  # one batched body evaluation per step of the longest loop
 
 
 def test_fori_loop_with_break_over_an_empty_range_returns_init():
@@ -389,3 +477,97 @@ def test_fori_loop_with_break_over_an_empty_range_returns_init():
     assert float(value) == 2.5
     assert int(info.steps) == 0 and float(info.expected_steps) == 0.0
     assert float(sf.soft_fori_loop(5, 1, lambda i, v: v + 1, 2.5, break_fn=never)) == 2.5
+
+
+def test_fori_loop_with_break_over_an_empty_range_checks_and_converts_init():
+    never = lambda i, v: 0.0  # noqa: E731
+    value = sf.soft_fori_loop(3, 3, lambda i, v: v + 1, 2.5, break_fn=never)
+    assert isinstance(value, jax.Array) and value.dtype == jnp.float32
+    with pytest.raises(TypeError, match=r"leaf .* int32"):
+        sf.soft_fori_loop(3, 3, lambda i, v: v + 1, 2, break_fn=never)
+    with pytest.raises(TypeError, match="same structure"):
+        sf.soft_fori_loop(3, 3, lambda i, v: (v, v), 2.5, break_fn=never)
+
+
+def _fori_body(i, val):
+    return val * 1.01 + jnp.sin(i * val[::-1])
+
+
+@pytest.mark.parametrize(("lower", "upper", "chunk_size"), [(2, 12, 3), (0, 16, None), (5, 5, 2)])
+def test_checkpointed_fori_loop_equals_lax_fori_loop(lower, upper, chunk_size):
+    init = jnp.array([0.1, 0.2, 0.3])
+
+    def ours(v):
+        return sf.soft_fori_loop(
+            lower, upper, _fori_body, v, checkpoint=True, chunk_size=chunk_size
+        )
+
+    def theirs(v):
+        return jax.lax.fori_loop(lower, upper, _fori_body, v)
+
+    assert np.array_equal(ours(init), theirs(init))
+    loss = lambda f: lambda v: jnp.sum(f(v) ** 2)  # noqa: E731
+    assert np.allclose(jax.grad(loss(ours))(init), jax.grad(loss(theirs))(init), rtol=1e-6)
+    counts = sf.soft_fori_loop(0, 5, lambda i, c: c + i, 0, checkpoint=True)  # integer state
+    assert int(counts) == 10
+
+
+def test_checkpointed_fori_loop_gradient_memory_is_sublinear():
+    size, n = 10_000, 1_000
+
+    def temp_bytes(checkpoint):
+        def loss(x):
+            out = sf.soft_fori_loop(
+                0, n, lambda i, v: v + 0.01 * jnp.sin(v), x, checkpoint=checkpoint
+            )
+            return jnp.sum(out)
+
+        compiled = jax.jit(jax.grad(loss)).lower(jnp.ones(size)).compile()
+        return compiled.memory_analysis().temp_size_in_bytes
+
+    every_step = n * size * 4
+    assert temp_bytes(None) >= 0.5 * every_step  # lax.fori_loop stores every step
+    assert temp_bytes(True) <= 0.1 * every_step
+
+
+def test_fori_loop_options_that_do_not_apply_are_rejected():
+    brk = lambda i, v: sf.greater(v, 3.0)  # noqa: E731
+    with pytest.raises(TypeError, match="checkpoint must be True or False"):
+        sf.soft_fori_loop(0, 3, lambda i, v: v + 1, 0.0, break_fn=brk, checkpoint="yes")
+    with pytest.raises(ValueError, match="always runs checkpointed"):
+        sf.soft_fori_loop(0, 3, lambda i, v: v + 1, 0.0, break_fn=brk, checkpoint=False)
+    with pytest.raises(ValueError, match="chunk_size is for a chunked loop"):
+        sf.soft_fori_loop(0, 3, lambda i, v: v + 1, 0.0, chunk_size=2)
+    with pytest.raises(TypeError, match="lower must be a Python int when checkpoint=True"):
+        sf.soft_fori_loop(jnp.int32(0), 3, lambda i, v: v + 1, 0.0, checkpoint=True)
+
+
+def test_gradient_under_vmap_exits_early_too():
+    counter = []
+    starts = jnp.array([1.0, 3.0, 0.2])  # stop after 4, 2 and 6 doublings
+
+    def loss(x):
+        cond = lambda v: sf.less_equal(v, 10.0, softness=1e-3)  # noqa: E731
+        return sf.soft_while(cond, _counting_body(counter), x, max_steps=1000, tol=1e-6)
+
+    grads = jax.jit(jax.vmap(jax.grad(loss)))(starts)
+    jax.effects_barrier()
+    assert np.allclose(grads, [16.0, 4.0, 64.0])  # d(2^k x)/dx
+    # The 6 steps of the longest loop, forward and once more when reverse mode recomputes its
+    # checkpointed chunk (without early exit, 1000 of each).
+    assert len(counter) == 2 * 6
+
+
+def test_value_and_gradient_paths_agree():
+    # The value comes from a while loop, derivatives from a checkpointed scan of the same steps.
+    cond = lambda x: sf.greater(jnp.sum(x), 0.5, softness=0.3)  # noqa: E731
+    body = lambda x: 0.8 * x - 0.05  # noqa: E731
+    init = jnp.array([2.0, 1.0])
+    for semantics in sf.SEMANTICS:
+        run = lambda x, s=semantics: sf.soft_while(  # noqa: E731
+            cond, body, x, max_steps=40, semantics=s, return_info=True
+        )
+        value, _ = jax.jit(lambda x, run=run: jax.jvp(run, (x,), (jnp.ones(2),)))(init)
+        direct = jax.jit(run)(init)
+        assert tree_allclose(value, direct, rtol=1e-6)
+        assert np.array_equal(value[1].steps, direct[1].steps)

@@ -1,25 +1,45 @@
 """Soft loops: ``while`` and ``for``-with-``break`` as mixtures over the step at which they stop.
 
-The loop runs as a scan of ``n_chunks`` chunks of ``chunk_size`` steps. Each chunk is wrapped in
-:func:`jax.checkpoint`, so reverse mode stores one carry per chunk and recomputes a chunk's steps
-while it differentiates it: memory grows like sqrt(max_steps) instead of max_steps. Once the loop
-has stopped (its remaining mass fell to ``tol`` or it reached ``max_steps``), :func:`jax.lax.cond`
-skips whole chunks and single steps, forward and backward, so a loop that stops after k steps
-costs about k steps, not max_steps. The trace contains one chunk and one step, whatever
-max_steps is.
+One step function, two ways of running it. The value is computed by a :func:`jax.lax.while_loop`
+that ends once the loop has stopped (its remaining mass fell to ``tol`` or it reached
+``max_steps``): a loop that stops after k steps costs k steps, as the loop written by hand would.
+A while loop cannot be reverse-differentiated, so derivatives come from a custom JVP rule that runs
+the same steps as a scan of ``n_chunks`` chunks of ``chunk_size`` steps, each chunk wrapped in
+:func:`jax.checkpoint`: reverse mode stores one carry per chunk and recomputes a chunk's steps
+while it differentiates it, so memory grows like sqrt(max_steps) instead of max_steps. Once the
+loop has stopped, :func:`jax.lax.cond` skips whole chunks and single steps, forward and backward.
+The trace contains one chunk and one step, whatever max_steps is, and the user's functions are
+traced once each (their programs are replayed by both runners).
+
+Under :func:`jax.vmap` a ``cond`` or ``while_loop`` whose predicate is batched runs both branches
+(or every lane) to the end, which would make every loop of a batch run all max_steps. The
+predicates here are "every loop of the batch has stopped", reduced over the batch axes by
+``unvmap_all`` (a primitive whose batching rule returns an unbatched value), so the conds stay
+conds and the while loop ends with the last loop of the batch; a loop that stops while others go
+on is frozen by a select.
 """
 
 import math
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple, TypeAlias, get_args, overload
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from equinox.internal import unvmap_all
+from jax.extend.core import ClosedJaxpr, jaxpr_as_fun
+from jax.typing import ArrayLike
 
-from ._blend import weighted
-from ._checks import check_choice, check_float_leaves
+from ._blend import blend, weighted
+from ._checks import as_real_array, check_choice, check_float_leaves, check_int, is_concrete
 
-SEMANTICS = ("halting", "blend")
+Semantics = Literal["halting", "blend"]
+SEMANTICS: tuple[str, ...] = get_args(Semantics)
+
+#: A pytree of arrays (the loop state).
+PyTree: TypeAlias = Any
+
+_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 
 
 class SoftWhileInfo(NamedTuple):
@@ -48,88 +68,179 @@ class SoftWhileInfo(NamedTuple):
     steps: jax.Array
 
 
-class _Carry(NamedTuple):
-    t: jax.Array  # step index
-    state: Any  # r_t
-    mass: jax.Array  # a_t (halting) or c_{t-1} (blend)
-    expected_steps: jax.Array
-    remaining_mass: jax.Array
+class _HaltingCarry(NamedTuple):
+    t: jax.Array  # body evaluations so far: the state is r_t
+    state: PyTree  # r_t
+    running: jax.Array  # a_t, the probability that the loop is still running at step t
+    expected_steps: jax.Array  # sum over the stops so far of P(stop at s) * s
+    remaining_mass: jax.Array  # a_T once the loop reached max_steps, else 0
     done: jax.Array
 
 
-def _check_max_steps(max_steps) -> int:
-    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
-        raise ValueError(f"max_steps must be a positive Python int; got {max_steps!r}.")
-    return max_steps
+class _BlendCarry(NamedTuple):
+    t: jax.Array  # body evaluations so far
+    state: PyTree  # the blended state
+    condition: jax.Array  # c_{t-1}, the weight of the last blended body evaluation
+    done: jax.Array
 
 
-def _signature(tree):
-    leaves, treedef = jax.tree_util.tree_flatten(tree)
-    return treedef, [(leaf.shape, leaf.dtype) for leaf in leaves]
+# ------------------------------------------------------------------------------------ checks
 
 
-def _describe(tree) -> str:
-    shapes = jax.tree_util.tree_map(lambda x: f"{x.dtype}{list(x.shape)}", tree)
-    return f"{jax.tree_util.tree_structure(tree)} with leaves {jax.tree_util.tree_leaves(shapes)}"
+def _describe(shape: Any) -> str:
+    return f"{np.dtype(shape.dtype).name}{list(shape.shape)}"
 
 
-def _check_functions(cond_fn, body_fn, init_val, *, cond_name, body_name):
-    """Trace cond and body abstractly once and return the condition's dtype."""
-    init_shapes = jax.eval_shape(lambda: init_val)
-    condition = jax.eval_shape(cond_fn, jnp.int32(0), init_val)
-    shape = getattr(condition, "shape", None)
-    dtype = getattr(condition, "dtype", None)
-    if shape != () or dtype is None or not jnp.issubdtype(dtype, jnp.floating):
-        got = f"{dtype}{list(shape)}" if shape is not None else repr(condition)
+def _describe_tree(tree: Any) -> str:
+    leaves = [_describe(leaf) for leaf in jax.tree_util.tree_leaves(tree)]
+    return f"{jax.tree_util.tree_structure(tree)} with leaves {leaves}"
+
+
+def _first_difference(expected: Any, got: Any, got_name: str) -> str | None:
+    """Where ``got`` first differs from ``expected`` in structure, shape or dtype, or None."""
+    paths_expected = jax.tree_util.tree_leaves_with_path(expected)
+    paths_got = jax.tree_util.tree_leaves_with_path(got)
+    for (path_e, leaf_e), (path_g, leaf_g) in zip(paths_expected, paths_got, strict=False):
+        where = jax.tree_util.keystr(path_e) or "(the value itself)"
+        if path_e != path_g:
+            other = jax.tree_util.keystr(path_g) or "(the value itself)"
+            return f"init_val has a leaf at {where} where {got_name} has one at {other}"
+        if leaf_e.shape != leaf_g.shape or leaf_e.dtype != leaf_g.dtype:
+            return (
+                f"at {where}, init_val has {_describe(leaf_e)} and {got_name} {_describe(leaf_g)}"
+            )
+    if len(paths_expected) != len(paths_got):
+        longer, name = (
+            (paths_expected, "init_val")
+            if len(paths_expected) > len(paths_got)
+            else (paths_got, got_name)
+        )
+        extra = jax.tree_util.keystr(longer[min(len(paths_expected), len(paths_got))][0])
+        return f"{name} has more leaves; the first extra one is at {extra or '(the value itself)'}"
+    if jax.tree_util.tree_structure(expected) != jax.tree_util.tree_structure(got):
+        return "the leaves agree but their containers differ"
+    return None
+
+
+class _Traced(NamedTuple):
+    """A user function traced once: its program, the values it closes over, its output's shapes.
+
+    Replaying the program (:meth:`call`) instead of calling the function again runs user code
+    through Python once however often the loop uses it. The closed-over values (tracers of an
+    enclosing jit, grad or vmap included) are explicit, so that the loop can pass them as
+    arguments of its custom derivative rule.
+    """
+
+    jaxpr: Any
+    consts: list
+    out_shape: Any
+
+    def call(self, consts: list, *args: Any) -> Any:
+        flat = jaxpr_as_fun(ClosedJaxpr(self.jaxpr, consts))(*jax.tree_util.tree_leaves(args))
+        return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(self.out_shape), flat)
+
+
+def _trace(fn: Callable, *args: Any) -> _Traced:
+    closed, out_shape = jax.make_jaxpr(fn, return_shape=True)(*args)
+    return _Traced(closed.jaxpr, list(closed.consts), out_shape)
+
+
+def _condition_dtype(shape: Any, name: str) -> np.dtype:
+    """The dtype of a condition function's output, which must be a floating scalar."""
+    dtype = getattr(shape, "dtype", None)
+    if (
+        dtype is None
+        or getattr(shape, "shape", None) != ()
+        or not jnp.issubdtype(dtype, jnp.floating)
+    ):
+        got = _describe(shape) if dtype is not None else _describe_tree(shape)
         raise TypeError(
-            f"{cond_name} must return a scalar float soft truth value in [0, 1] (for example "
-            f"sf.greater(...)); it returned {got}. For a batch of loops, vmap soft_while; for a "
+            f"{name} must return a scalar float soft truth value in [0, 1] (for example "
+            f"sf.greater(...)); it returned {got}. For a batch of loops, vmap the loop; for a "
             "hard condition use mode='hard' rather than a bool."
         )
-    body_shapes = jax.eval_shape(body_fn, jnp.int32(0), init_val)
-    if _signature(body_shapes) != _signature(init_shapes):
-        raise TypeError(
-            f"{body_name} must return a value of the same structure, shapes and dtypes as "
-            f"init_val.\n  init_val:    {_describe(init_shapes)}\n"
-            f"  {body_name} output: {_describe(body_shapes)}"
-        )
-    return dtype
+    return np.dtype(dtype)
 
 
-def _scale(weight, tree):
-    """weight * tree, leaf by leaf in each leaf's dtype, ignoring non-finite zero-weight values."""
-    return jax.tree_util.tree_map(lambda x: weighted(weight, x), tree)
+def _check_tol(tol: Any, dtype: np.dtype) -> jax.Array:
+    tol = as_real_array("tol", tol, allow_bool=False)
+    if tol.shape != ():
+        raise ValueError(f"tol must be a scalar; got an array of shape {tol.shape}.")
+    if is_concrete(tol) and not tol >= 0:
+        raise ValueError(f"tol must be a non-negative number; got {float(tol)}.")
+    return tol.astype(dtype)
+
+
+def _strong(x: ArrayLike) -> jax.Array:
+    """``x`` as an array of its own dtype, not weakly typed (a loop carry must keep one type)."""
+    return jnp.asarray(x, dtype=jnp.result_type(x))
+
+
+def _check_bool(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False; got {value!r}.")
+
+
+def _default_chunk_size(n_steps: int) -> int:
+    # Reverse mode keeps one carry per chunk plus roughly two states per step of the chunk being
+    # differentiated; sqrt(n / 2) balances the two.
+    return max(1, math.isqrt(n_steps // 2))
+
+
+# --------------------------------------------------------------------------------- the loops
 
 
 def _add(a, b):
     return jax.tree_util.tree_map(jnp.add, a, b)
 
 
-def _run_chunked(step: Callable, carry: _Carry, total, n_steps: int, chunk_size: int | None):
-    """Apply ``step`` at least ``n_steps`` times, summing its second output into ``total``.
+def _all_stopped(inner) -> jax.Array:
+    """Whether every loop of the batch has stopped; unbatched under vmap, so conds stay conds."""
+    return unvmap_all(inner[0].done)
 
-    ``step(carry) -> (carry, increment)``. Only ``carry`` enters the checkpointed chunks: the
-    running sum is linear, its cotangent is the same at every step, so it is kept outside and
-    reverse mode stores one state per chunk rather than two.
-    """
-    if chunk_size is None:
-        # Reverse mode keeps one carry per chunk plus roughly two states per step of the chunk
-        # being differentiated; sqrt(n / 2) balances the two.
-        chunk_size = max(1, math.isqrt(n_steps // 2))
-    n_chunks = -(-n_steps // chunk_size)
-    no_increment = jax.tree_util.tree_map(jnp.zeros_like, total)
 
-    def step_and_sum(inner, _):
+def _summing(step: Callable) -> Callable:
+    """``step(carry) -> (carry, increment)`` as a step on ``(carry, sum of increments)``."""
+
+    def step_and_sum(inner):
         c, partial = inner
         c, increment = step(c)
-        return (c, _add(partial, increment)), None
+        return c, _add(partial, increment)
+
+    return step_and_sum
+
+
+def _run_while(step: Callable, carry: Any, total: Any):
+    """Apply ``step`` until ``carry.done`` (in every loop of a batch): the forward pass."""
+    return jax.lax.while_loop(lambda inner: ~_all_stopped(inner), _summing(step), (carry, total))
+
+
+def _run_chunked(step: Callable, carry: Any, total: Any, n_steps: int, chunk_size: int | None):
+    """:func:`_run_while` as a reverse-differentiable scan of ``n_steps`` steps or more.
+
+    The scan runs checkpointed chunks of ``chunk_size`` steps; once ``carry.done``, conds skip
+    the rest, forward and backward. Only ``carry`` enters the checkpointed chunks: the running sum
+    is linear, its cotangent is the same at every step, so it is kept outside and reverse mode
+    stores one state per chunk rather than two.
+    """
+    chunk_size = chunk_size or _default_chunk_size(n_steps)
+    n_chunks = -(-n_steps // chunk_size)
+    no_increment = jax.tree_util.tree_map(jnp.zeros_like, total)
+    step_and_sum = _summing(step)
+
+    def guarded_step(inner, _):
+        return jax.lax.cond(_all_stopped(inner), lambda x: x, step_and_sum, inner), None
 
     def chunk(c):
-        return jax.lax.scan(step_and_sum, (c, no_increment), None, length=chunk_size)[0]
+        return jax.lax.scan(guarded_step, (c, no_increment), None, length=chunk_size)[0]
 
-    @jax.checkpoint
+    # The checkpoint goes inside the cond: reverse mode then keeps, per chunk, the chunk's input
+    # rather than the residuals of its steps, and a skipped chunk costs a copy of the carry
+    # instead of zeros in place of all those residuals.
+    run_chunk = jax.checkpoint(chunk)
+
     def guarded_chunk(c):
-        return jax.lax.cond(c.done, lambda c: (c, no_increment), chunk, c)
+        return jax.lax.cond(_all_stopped((c,)), lambda c: (c, no_increment), run_chunk, c)
 
     def outer_step(outer, _):
         c, increment = guarded_chunk(outer[0])
@@ -139,110 +250,189 @@ def _run_chunked(step: Callable, carry: _Carry, total, n_steps: int, chunk_size:
 
 
 def _soft_while(
-    cond_fn,
-    body_fn,
-    init_val,
+    cond_fn: Callable,
+    body_fn: Callable,
+    init_val: PyTree,
     *,
     max_steps: int,
-    tol,
+    tol: ArrayLike,
     semantics: str,
     chunk_size: int | None,
     return_info: bool,
     cond_name: str = "cond_fn",
-    body_name: str = "body_fn",
-):
-    """soft_while with cond_fn(t, state) and body_fn(t, state) that may use the step index t."""
-    max_steps = _check_max_steps(max_steps)
+    breaks: bool = False,
+) -> Any:
+    """soft_while with cond_fn(t, state) and body_fn(t, state) that may use the step index t.
+
+    With ``breaks``, ``cond_fn`` gives the probability of stopping, not of going on. ``max_steps``
+    is checked by the caller (0 is an empty loop).
+
+    The value is computed by one ``while_loop``, which stops as soon as the loop (every loop of a
+    batch) has stopped but cannot be reverse-differentiated. Derivatives come from a custom JVP
+    rule that runs the same steps as a checkpointed scan (:func:`_run_chunked`), which can.
+    """
     check_choice("semantics", semantics, SEMANTICS)
-    if chunk_size is not None and (
-        isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
-    ):
-        raise ValueError(f"chunk_size must be a positive Python int or None; got {chunk_size!r}.")
+    if chunk_size is not None:
+        chunk_size = check_int("chunk_size", chunk_size, minimum=1)
     check_float_leaves("soft_while init_val", init_val)
-    init_val = jax.tree_util.tree_map(jnp.asarray, init_val)
-    dtype = _check_functions(cond_fn, body_fn, init_val, cond_name=cond_name, body_name=body_name)
-    tol = jnp.asarray(tol, dtype)
-    zero, one = jnp.zeros((), dtype), jnp.ones((), dtype)
-
-    def advance(t, state, stop, update=lambda new, old: new):
-        # Under vmap the cond becomes a select and the body runs for stopped lanes too; it is fed
-        # init_val there, so a state that would overflow after stopping is never used and cannot
-        # send NaN through the (zero) cotangent of the discarded branch.
-        def run_body():
-            safe = jax.tree_util.tree_map(lambda x, x0: jnp.where(stop, x0, x), state, init_val)
-            return jax.tree_util.tree_map(update, body_fn(t, safe), state)
-
-        return jax.lax.cond(stop, lambda: state, run_body)
-
-    # Both steps are idempotent once done (no mass left, the state and t frozen), so the scan
-    # needs no per-step guard: a finished loop only re-evaluates cond_fn on its final state
-    # until the end of its chunk, and later chunks are skipped whole.
-    def halting_step(c: _Carry):
-        truncated = c.t >= max_steps
-        condition = jnp.where(truncated, zero, cond_fn(c.t, c.state).astype(dtype))
-        weight = c.mass * (1 - condition)  # a_t (1 - c_t): stop right after t steps
-        mass = c.mass * condition  # a_{t+1}
-        stop = c.done | truncated | (mass <= tol)
-        weight = jnp.where(stop, weight + mass, weight)  # the leftover mass stops here too
-        next_carry = _Carry(
-            t=jnp.where(stop, c.t, c.t + 1),
-            state=advance(c.t, c.state, stop),
-            mass=jnp.where(stop, zero, mass),
-            expected_steps=c.expected_steps + weight * c.t.astype(dtype),
-            remaining_mass=jnp.where(truncated & ~c.done, c.mass, c.remaining_mass),
-            done=stop,
+    init_val = jax.tree_util.tree_map(_strong, init_val)
+    t0 = jnp.int32(0)
+    condition = _trace(cond_fn, t0, init_val)
+    dtype = _condition_dtype(condition.out_shape, cond_name)
+    body = _trace(body_fn, t0, init_val)
+    difference = _first_difference(init_val, body.out_shape, "body_fn's output")
+    if difference is not None:
+        raise TypeError(
+            "body_fn must return a value of the same structure, shapes and dtypes as init_val; "
+            f"{difference}.\n  init_val:    {_describe_tree(init_val)}\n"
+            f"  body_fn output: {_describe_tree(body.out_shape)}"
         )
-        return next_carry, _scale(weight, c.state)
-
-    def blend_step(c: _Carry):
-        truncated = c.t >= max_steps
-        condition = jnp.where(truncated, zero, cond_fn(c.t, c.state).astype(dtype))
-        stop = c.done | truncated | (condition <= tol)
-
-        def blend(new, old):
-            p = condition.astype(new.dtype)
-            return p * new + (1 - p) * old
-
-        next_carry = _Carry(
-            t=jnp.where(stop, c.t, c.t + 1),
-            state=advance(c.t, c.state, stop, blend),
-            mass=condition,
-            expected_steps=jnp.where(stop, c.expected_steps, c.t.astype(dtype) + 1),
-            remaining_mass=jnp.where(truncated & ~c.done, c.mass, c.remaining_mass),
-            done=stop,
-        )
-        return next_carry, None
-
+    tol = _check_tol(tol, dtype)
     halting = semantics == "halting"
-    carry = _Carry(
-        t=jnp.int32(0),
-        state=init_val,
-        mass=one,
-        expected_steps=zero,
-        remaining_mass=zero,
-        done=jnp.bool_(False),
-    )
-    total = jax.tree_util.tree_map(jnp.zeros_like, init_val) if halting else None
-    final, total = _run_chunked(
-        halting_step if halting else blend_step, carry, total, max_steps + 1, chunk_size
-    )
-    value = total if halting else final.state
-    if not return_info:
-        return value
-    return value, SoftWhileInfo(final.expected_steps, final.remaining_mass, final.t)
+
+    def steps(inputs):
+        """The step function, initial carry and initial sum, as functions of the loop's inputs."""
+        init_val, tol, condition_consts, body_consts = inputs
+        # Made here, not closed over: the JVP rule is traced later, under another trace.
+        zero, one = jnp.zeros((), dtype), jnp.ones((), dtype)
+
+        def going_on(t, state, done):
+            """c_t, the probability of running the body once more; 0 past max_steps, once done."""
+            value = jnp.asarray(condition.call(condition_consts, t, state), dtype)
+            value = 1 - value if breaks else value
+            return jnp.where(done | (t >= max_steps), zero, value)
+
+        def advance(t, state, stop, update):
+            # Under vmap the body runs while any loop of the batch goes on; those that stopped
+            # feed it init_val, so that a state that would overflow after stopping is never used
+            # and cannot send NaN through the (zero) cotangent of the discarded value, and keep
+            # their state.
+            def run_body(state):
+                safe = jax.tree_util.tree_map(lambda x, x0: jnp.where(stop, x0, x), state, init_val)
+                new = update(body.call(body_consts, t, safe), state)
+                return jax.tree_util.tree_map(lambda n, x: jnp.where(stop, x, n), new, state)
+
+            return jax.lax.cond(unvmap_all(stop), lambda state: state, run_body, state)
+
+        def halting_step(c: _HaltingCarry):
+            truncated = c.t >= max_steps
+            condition = going_on(c.t, c.state, c.done)
+            weight = c.running * (1 - condition)  # a_t (1 - c_t): stop right after t steps
+            running = c.running * condition  # a_{t+1}
+            stop = c.done | truncated | (running <= tol)
+            weight = jnp.where(stop, weight + running, weight)  # the leftover mass stops here too
+            next_carry = _HaltingCarry(
+                t=jnp.where(stop, c.t, c.t + 1),
+                state=advance(c.t, c.state, stop, lambda new, old: new),
+                running=jnp.where(stop, zero, running),
+                expected_steps=c.expected_steps + weight * c.t.astype(dtype),
+                remaining_mass=jnp.where(truncated & ~c.done, c.running, c.remaining_mass),
+                done=stop,
+            )
+            return next_carry, jax.tree_util.tree_map(lambda x: weighted(weight, x), c.state)
+
+        def blend_step(c: _BlendCarry):
+            condition = going_on(c.t, c.state, c.done)
+            stop = c.done | (c.t >= max_steps) | (condition <= tol)
+
+            def mix(new, old):
+                def leaf(n, o):
+                    p = condition.astype(n.dtype)
+                    return blend((p, 1 - p), (n, o))
+
+                return jax.tree_util.tree_map(leaf, new, old)
+
+            next_carry = _BlendCarry(
+                t=jnp.where(stop, c.t, c.t + 1),
+                state=advance(c.t, c.state, stop, mix),
+                condition=jnp.where(stop, c.condition, condition),
+                done=stop,
+            )
+            return next_carry, None
+
+        start = dict(t=jnp.int32(0), state=init_val, done=jnp.bool_(False))
+        if halting:
+            carry = _HaltingCarry(**start, running=one, expected_steps=zero, remaining_mass=zero)
+            return halting_step, carry, jax.tree_util.tree_map(jnp.zeros_like, init_val)
+        return blend_step, _BlendCarry(**start, condition=one), None
+
+    @jax.custom_jvp
+    def run(inputs):
+        return _run_while(*steps(inputs))
+
+    @run.defjvp
+    def _run_jvp(primals, tangents):
+        def chunked(inputs):
+            return _run_chunked(*steps(inputs), max_steps + 1, chunk_size)
+
+        return jax.jvp(chunked, primals, tangents)
+
+    final, total = run((init_val, tol, condition.consts, body.consts))
+    if halting:
+        value = total
+        info = SoftWhileInfo(final.expected_steps, final.remaining_mass, final.t)
+    else:
+        value = final.state
+        truncated = final.t >= max_steps
+        info = SoftWhileInfo(
+            final.t.astype(dtype), jnp.where(truncated, final.condition, 0), final.t
+        )
+    return (value, info) if return_info else value
+
+
+@overload
+def soft_while(
+    cond_fn: Callable[[PyTree], ArrayLike],
+    body_fn: Callable[[PyTree], PyTree],
+    init_val: PyTree,
+    *,
+    max_steps: int,
+    tol: ArrayLike = 1e-6,
+    semantics: Semantics = "halting",
+    chunk_size: int | None = None,
+    return_info: Literal[False] = False,
+) -> PyTree: ...
+
+
+@overload
+def soft_while(
+    cond_fn: Callable[[PyTree], ArrayLike],
+    body_fn: Callable[[PyTree], PyTree],
+    init_val: PyTree,
+    *,
+    max_steps: int,
+    tol: ArrayLike = 1e-6,
+    semantics: Semantics = "halting",
+    chunk_size: int | None = None,
+    return_info: Literal[True],
+) -> tuple[PyTree, SoftWhileInfo]: ...
+
+
+@overload
+def soft_while(
+    cond_fn: Callable[[PyTree], ArrayLike],
+    body_fn: Callable[[PyTree], PyTree],
+    init_val: PyTree,
+    *,
+    max_steps: int,
+    tol: ArrayLike = 1e-6,
+    semantics: Semantics = "halting",
+    chunk_size: int | None = None,
+    return_info: bool = False,
+) -> PyTree | tuple[PyTree, SoftWhileInfo]: ...
 
 
 def soft_while(
-    cond_fn: Callable,
-    body_fn: Callable,
-    init_val,
+    cond_fn: Callable[[PyTree], ArrayLike],
+    body_fn: Callable[[PyTree], PyTree],
+    init_val: PyTree,
     *,
     max_steps: int,
-    tol=1e-6,
-    semantics: str = "halting",
+    tol: ArrayLike = 1e-6,
+    semantics: Semantics = "halting",
     chunk_size: int | None = None,
     return_info: bool = False,
-):
+) -> PyTree | tuple[PyTree, SoftWhileInfo]:
     r"""Soft ``while`` loop: the expected final state when every condition check is a coin flip.
 
     With ``semantics="halting"`` (the default, *cumulative halting*, as in AlgoVision's While):
@@ -270,10 +460,13 @@ def soft_while(
     that stay soft for many steps, at the price of a state the hard program never visits.
 
     Reverse-mode differentiable (unlike :func:`jax.lax.while_loop`), also in ``cond_fn``'s
-    parameters. Memory of the gradient grows like :math:`\sqrt{T}` (checkpointed chunks of
-    ``chunk_size`` steps); trace and compile time do not depend on ``max_steps``. A state that
-    would overflow after the loop has stopped does not poison the result or its gradient. Under
-    :func:`jax.vmap` the chunks of stopped loops are masked rather than skipped.
+    parameters. The value is computed by one while loop that ends with the loop; derivatives run
+    the same steps as checkpointed chunks of ``chunk_size`` steps, so the gradient's memory grows
+    like :math:`\sqrt{T}` (and, for a loop that stops early, so does the small cost of skipping
+    the chunks left). Trace and compile time do not depend on ``max_steps``, and ``cond_fn`` and
+    ``body_fn`` are traced once. A state that would overflow after the loop has stopped does not
+    poison the result or its gradient. Under :func:`jax.vmap` the batch exits early too: it runs
+    until its last loop stops (not ``max_steps``), the loops that stopped before being frozen.
 
     Arguments:
         cond_fn: ``cond_fn(state)`` returns a scalar float soft truth value in [0, 1], e.g.
@@ -282,7 +475,8 @@ def soft_while(
             of ``init_val``.
         init_val: the initial state, a pytree of floating arrays.
         max_steps: a positive Python int, the largest number of body evaluations (:math:`T`).
-        tol: remaining mass (halting) or condition value (blend) below which the loop stops.
+        tol: remaining mass (halting) or condition value (blend) at or below which the loop
+            stops; a non-negative scalar.
         semantics: ``"halting"`` or ``"blend"``.
         chunk_size: steps per checkpointed chunk; default about :math:`\sqrt{T/2}`.
         return_info: also return a :class:`SoftWhileInfo` with the expected number of steps and
@@ -293,9 +487,12 @@ def soft_while(
         ``return_info=True``.
 
     Raises:
-        ValueError: if ``max_steps`` is not a positive Python int, or ``semantics`` is unknown.
-        TypeError: if ``cond_fn`` does not return a scalar float, ``body_fn`` changes the state's
-            structure, shapes or dtypes, or a leaf of ``init_val`` is not floating.
+        TypeError: if ``max_steps`` or ``chunk_size`` is not an int, ``tol`` is not a real number,
+            ``cond_fn`` does not return a scalar float, ``body_fn`` changes the state's
+            structure, shapes or dtypes (the message names the first leaf that differs), or a
+            leaf of ``init_val`` is not floating.
+        ValueError: if ``max_steps`` is not in [1, 2**31 - 1], ``tol`` is negative or not a
+            scalar, or ``semantics`` is unknown.
 
     Example:
         >>> import softflow as sf
@@ -313,7 +510,7 @@ def soft_while(
         lambda t, state: cond_fn(state),
         lambda t, state: body_fn(state),
         init_val,
-        max_steps=max_steps,
+        max_steps=check_int("max_steps", max_steps, minimum=1),
         tol=tol,
         semantics=semantics,
         chunk_size=chunk_size,
@@ -321,20 +518,101 @@ def soft_while(
     )
 
 
+def _checkpointed_fori_loop(
+    lower: int, upper: int, body_fn: Callable, init_val: PyTree, chunk_size: int | None
+) -> PyTree:
+    """``lax.fori_loop(lower, upper, body_fn, init_val)`` as checkpointed chunks of steps."""
+    n_steps = max(upper - lower, 0)
+    chunk_size = chunk_size or _default_chunk_size(n_steps)
+    n_chunks, rest = divmod(n_steps, chunk_size)
+
+    def step(carry, _):
+        i, val = carry
+        return (i + 1, body_fn(i, val)), None
+
+    def chunk_of(length):
+        return jax.checkpoint(lambda carry: jax.lax.scan(step, carry, None, length=length)[0])
+
+    full_chunk = chunk_of(chunk_size)
+    carry = (jnp.int32(lower), init_val)
+    carry = jax.lax.scan(lambda c, _: (full_chunk(c), None), carry, None, length=n_chunks)[0]
+    if rest:
+        carry = chunk_of(rest)(carry)
+    return carry[1]
+
+
+def _check_bounds(lower: Any, upper: Any, why: str) -> tuple[int, int]:
+    for name, bound in (("lower", lower), ("upper", upper)):
+        if isinstance(bound, bool) or not isinstance(bound, int | np.integer):
+            raise TypeError(
+                f"{name} must be a Python int {why} (the loop needs a static trip count); got "
+                f"{bound!r}."
+            )
+        check_int(name, bound, minimum=_INT32_MIN, maximum=_INT32_MAX)
+    check_int("upper - lower", max(upper - lower, 0), minimum=0, maximum=_INT32_MAX - 1)
+    return int(lower), int(upper)
+
+
+@overload
 def soft_fori_loop(
     lower: int,
     upper: int,
-    body_fn: Callable,
-    init_val,
+    body_fn: Callable[[jax.Array, PyTree], PyTree],
+    init_val: PyTree,
     *,
-    break_fn: Callable | None = None,
-    tol=1e-6,
+    break_fn: Callable[[jax.Array, PyTree], ArrayLike] | None = None,
+    tol: ArrayLike = 1e-6,
     chunk_size: int | None = None,
+    checkpoint: bool | None = None,
+    return_info: Literal[False] = False,
+) -> PyTree: ...
+
+
+@overload
+def soft_fori_loop(
+    lower: int,
+    upper: int,
+    body_fn: Callable[[jax.Array, PyTree], PyTree],
+    init_val: PyTree,
+    *,
+    break_fn: Callable[[jax.Array, PyTree], ArrayLike] | None = None,
+    tol: ArrayLike = 1e-6,
+    chunk_size: int | None = None,
+    checkpoint: bool | None = None,
+    return_info: Literal[True],
+) -> tuple[PyTree, SoftWhileInfo]: ...
+
+
+@overload
+def soft_fori_loop(
+    lower: int,
+    upper: int,
+    body_fn: Callable[[jax.Array, PyTree], PyTree],
+    init_val: PyTree,
+    *,
+    break_fn: Callable[[jax.Array, PyTree], ArrayLike] | None = None,
+    tol: ArrayLike = 1e-6,
+    chunk_size: int | None = None,
+    checkpoint: bool | None = None,
     return_info: bool = False,
-):
+) -> PyTree | tuple[PyTree, SoftWhileInfo]: ...
+
+
+def soft_fori_loop(
+    lower: int,
+    upper: int,
+    body_fn: Callable[[jax.Array, PyTree], PyTree],
+    init_val: PyTree,
+    *,
+    break_fn: Callable[[jax.Array, PyTree], ArrayLike] | None = None,
+    tol: ArrayLike = 1e-6,
+    chunk_size: int | None = None,
+    checkpoint: bool | None = None,
+    return_info: bool = False,
+) -> PyTree | tuple[PyTree, SoftWhileInfo]:
     r"""Soft ``for i in range(lower, upper)`` loop with an optional soft ``break``.
 
-    Without ``break_fn`` this is exactly :func:`jax.lax.fori_loop`. With
+    Without ``break_fn`` this is :func:`jax.lax.fori_loop`. With
     ``break_fn(i, val)`` :math:`\in [0, 1]`, a soft ``break`` checked before iteration ``i``, it is
     :func:`soft_while` (cumulative halting) on :math:`(i, \text{val})` with the condition
     :math:`[i < \text{upper}] \cdot (1 - \text{break\_fn}(i, \text{val}))`:
@@ -344,17 +622,34 @@ def soft_fori_loop(
         a_i \,(1 - c_i)\, \text{val}_i, \qquad c_i = 1 - \text{break\_fn}(i, \text{val}_i)
         \ (c_{\text{upper}} = 0)
 
+    Gradient memory: with a ``break_fn`` the loop runs in checkpointed chunks and reverse mode
+    stores about :math:`\sqrt{n}` states for :math:`n` = ``upper - lower`` iterations.
+    :func:`jax.lax.fori_loop` stores all :math:`n`; ``checkpoint=True`` gives the loop without a
+    ``break_fn`` the chunked path as well (same values; each chunk's steps run a second time in the
+    backward pass).
+
     Arguments:
-        lower, upper: the loop bounds; Python ints when ``break_fn`` is given.
+        lower, upper: the loop bounds; Python ints when ``break_fn`` is given or ``checkpoint``
+            is true.
         body_fn: ``body_fn(i, val)`` returns the next ``val``.
         init_val: the initial value (a pytree of floating arrays when ``break_fn`` is given).
         break_fn: ``break_fn(i, val)`` returns a scalar float soft truth value of "break now".
         tol: remaining mass below which the loop stops (see :func:`soft_while`).
         chunk_size: steps per checkpointed chunk (see :func:`soft_while`).
+        checkpoint: run in checkpointed chunks. Default (None): with a ``break_fn`` (which always
+            is), not without one (exactly :func:`jax.lax.fori_loop`, traced bounds allowed).
         return_info: also return a :class:`SoftWhileInfo` (only with ``break_fn``).
 
     Returns:
         The final value (or ``(value, info)`` with ``return_info=True`` and a ``break_fn``).
+
+    Raises:
+        TypeError: if the bounds are not Python ints where they must be, ``break_fn`` does not
+            return a scalar float, ``body_fn`` changes the value's structure, shapes or dtypes, or
+            (with ``break_fn``) a leaf of ``init_val`` is not floating.
+        ValueError: if ``return_info=True`` is given without a ``break_fn``,
+            ``checkpoint=False`` with one, ``chunk_size`` for a loop that is not chunked, or a
+            negative ``tol``.
 
     Example:
         >>> import softflow as sf
@@ -363,31 +658,37 @@ def soft_fori_loop(
         >>> brk = lambda i, s: sf.greater(s + i, 10.0, mode="hard")
         >>> float(sf.soft_fori_loop(1, 100, body, 0.0, break_fn=brk))
         10.0
+        >>> # No break, gradient memory like sqrt(n): checkpointed chunks of lax.fori_loop's steps.
+        >>> float(sf.soft_fori_loop(1, 5, body, 0.0, checkpoint=True))
+        10.0
     """
+    if checkpoint is not None:
+        _check_bool("checkpoint", checkpoint)
     if break_fn is None:
         if return_info:
             raise ValueError("return_info=True needs a break_fn (a plain loop has no diagnostics).")
-        return jax.lax.fori_loop(lower, upper, body_fn, init_val)
-    for name, bound in (("lower", lower), ("upper", upper)):
-        if isinstance(bound, bool) or not isinstance(bound, int):
-            raise TypeError(
-                f"{name} must be a Python int when break_fn is given (the soft loop needs a "
-                f"static trip count); got {bound!r}."
-            )
-    if upper <= lower:  # an empty loop: nothing runs, nothing stops
-        if not return_info:
-            return init_val
-        no_steps = jnp.zeros(())
-        return init_val, SoftWhileInfo(no_steps, no_steps, jnp.int32(0))
+        if not checkpoint:
+            if chunk_size is not None:
+                raise ValueError(
+                    "chunk_size is for a chunked loop: give a break_fn or checkpoint=True."
+                )
+            return jax.lax.fori_loop(lower, upper, body_fn, init_val)
+        lower, upper = _check_bounds(lower, upper, "when checkpoint=True")
+        if chunk_size is not None:
+            chunk_size = check_int("chunk_size", chunk_size, minimum=1)
+        return _checkpointed_fori_loop(lower, upper, body_fn, init_val, chunk_size)
+    if checkpoint is False:
+        raise ValueError("a soft_fori_loop with a break_fn always runs checkpointed.")
+    lower, upper = _check_bounds(lower, upper, "when break_fn is given")
     return _soft_while(
-        lambda t, val: 1 - break_fn(lower + t, val),
+        lambda t, val: break_fn(lower + t, val),
         lambda t, val: body_fn(lower + t, val),
         init_val,
-        max_steps=upper - lower,
+        max_steps=max(upper - lower, 0),  # an empty loop: nothing runs, nothing stops
         tol=tol,
         semantics="halting",
         chunk_size=chunk_size,
         return_info=return_info,
         cond_name="break_fn",
-        body_name="body_fn",
+        breaks=True,
     )
