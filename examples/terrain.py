@@ -389,7 +389,8 @@ def fastest_layered_routes(slowness_fn: Callable, offsets, depth, segments: int)
 # Refraction survey: recover the boundaries from crossing times
 # ---------------------------------------------------------------------------------------------
 
-#: The thinnest layer (fraction of the depth) a step of :func:`fit_boundaries` may create.
+#: The thinnest layer (fraction of the depth) a step of :func:`fit_boundaries` may create
+#: (before the layers are rescaled to the depth).
 MIN_THICKNESS = 1e-3
 
 
@@ -441,9 +442,10 @@ def _levenberg_marquardt(residual_fn, boundaries, steps: int):
 
     Returns the final parameters and sum of squares, and both before every step.
 
-    A step solves (JᵀJ + λ diag(JᵀJ)) δ = -Jᵀr (Marquardt's scaling); it is taken, and λ
-    divided by 10, if it lowers the sum of squares and leaves every layer thicker than
-    :data:`MIN_THICKNESS`; otherwise λ is multiplied by 10. The boundaries are the parameters
+    A step solves (JᵀJ + λ diag(JᵀJ)) δ = -Jᵀr (Marquardt's scaling) and is projected onto
+    ordered boundaries (every layer at least :data:`MIN_THICKNESS` thick, then all rescaled to
+    the depth); it is taken, and λ divided by 10, if it lowers the sum of squares, otherwise λ
+    is multiplied by 10. The boundaries are the parameters
     themselves: the times are nearly linear in them, which keeps Gauss-Newton steps accurate
     along the weakly determined directions of the survey.
     """
@@ -455,12 +457,13 @@ def _levenberg_marquardt(residual_fn, boundaries, steps: int):
         jacobian = jax.vmap(linear, out_axes=-1)(identity)
         gram, gradient = jacobian.T @ jacobian, jacobian.T @ residuals
         scaling = jnp.diag(gram) + 1e-12 * (1 + jnp.max(jnp.diag(gram)))
-        trial = boundaries - jnp.linalg.solve(gram + damping * jnp.diag(scaling), gradient)
+        step = jnp.linalg.solve(gram + damping * jnp.diag(scaling), gradient)
+        # Project the step onto ordered boundaries: every layer at least MIN_THICKNESS thick.
         one = jnp.ones(1, boundaries.dtype)
-        thicknesses = jnp.diff(jnp.concatenate([0 * one, trial, one]))
-        better = jnp.all(thicknesses > MIN_THICKNESS) & (
-            jnp.sum(residual_fn(trial) ** 2) < jnp.sum(residuals**2)
-        )
+        thicknesses = jnp.diff(jnp.concatenate([0 * one, boundaries - step, one]))
+        thicknesses = jnp.maximum(thicknesses, MIN_THICKNESS)
+        trial = jnp.cumsum(thicknesses / jnp.sum(thicknesses))[:-1]
+        better = jnp.sum(residual_fn(trial) ** 2) < jnp.sum(residuals**2)
         carry = (
             jnp.where(better, trial, boundaries),
             jnp.where(better, damping / 10, damping * 10),
@@ -496,7 +499,7 @@ def _survey_prediction(boundaries, offsets, speeds, softness, *, program, segmen
 
 
 #: The default softness schedule of :func:`fit_boundaries`, in fractions of the depth.
-SURVEY_SOFTNESS = (0.1, 0.04, 0.015, 0.005, 0.002, 7e-4, 2.5e-4)
+SURVEY_SOFTNESS = (0.1, 0.03, 0.01, 0.003, 0.001, 2.5e-4)
 
 
 def fit_boundaries(
@@ -507,9 +510,9 @@ def fit_boundaries(
     depth,
     *,
     softness: Sequence[float] = SURVEY_SOFTNESS,
-    steps_per_softness: int = 12,
+    steps_per_softness: int = 8,
     segments: int = 4096,
-    starts: int = 4,
+    starts: int = 1,
     seed: int = 0,
     progress: bool = False,
 ) -> BoundaryFit:

@@ -205,6 +205,7 @@ def test_lake_program_matches_the_chord_formula():
         route = jnp.stack([jnp.linspace(0.0, 1.0, 11), jnp.full(11, 0.1)], axis=-1)
         exact = (1 - 2 * radius) / land + 2 * radius / lake
 
+        @jax.jit
         def time_in(relaxation):
             return terrain.polyline_time(
                 lambda p: lake_slowness(p, center, radius, land, lake, relaxation),
@@ -232,9 +233,13 @@ def test_fastest_layered_routes_match_ray_shooting():
     def program(points):
         return layered_slowness(points, jnp.asarray(boundaries), speeds, hard)
 
+    @jax.jit
+    def routes_and_times(offsets):
+        routes = terrain.fastest_layered_routes(program, offsets, depth, segments)
+        return routes, jax.vmap(lambda route: terrain.polyline_time(program, route, 3))(routes)
+
     with jax.enable_x64(True):
-        routes = terrain.fastest_layered_routes(program, jnp.asarray(offsets), depth, segments)
-        times = jax.vmap(lambda route: terrain.polyline_time(program, route, 3))(routes)
+        routes, times = routes_and_times(jnp.asarray(offsets))
     routes, times = np.asarray(routes), np.asarray(times)
     assert routes.shape == (offsets.size, segments + 1, 2)
     np.testing.assert_allclose(routes[:, -1, 0], offsets, rtol=1e-12, atol=1e-12)
@@ -259,7 +264,7 @@ def _survey(offsets, boundaries, speeds, depth):
 
 def test_survey_jacobian_matches_finite_differences():
     offsets, depth = np.linspace(0.0, 5.0, 6), 2.0
-    boundaries, speeds = np.array([0.5, 0.9, 1.6]), np.array([1.3, 0.4, 1.9, 0.8])
+    boundaries, speeds = np.array([0.5, 1.6]), np.array([1.3, 0.4, 0.8])
     jacobian = terrain.survey_jacobian(offsets, boundaries, speeds, depth)
     step = 1e-6
     for k in range(boundaries.size):
@@ -277,8 +282,9 @@ def test_survey_jacobian_matches_finite_differences():
 #: A survey identifies its boundaries when the smallest singular value of the Jacobian of the
 #: relative times with respect to the boundaries (in units of the depth) is at least this: moving
 #: the boundaries by 1 % of the depth in any combination changes the relative times by at least
-#: 5e-5 (root sum of squares), several times the bias of the soft program at its last softness.
-IDENTIFIABLE = 0.005
+#: 2e-5 (root sum of squares). Below about 1e-3 the times no longer pin the boundaries down to
+#: 1 % against the bias of the soft program at its last softness (about 1e-4 in relative time).
+IDENTIFIABLE = 0.002
 
 
 def _random_surveys(count, seed=20261127):
