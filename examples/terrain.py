@@ -445,9 +445,9 @@ def _levenberg_marquardt(residual_fn, boundaries, steps: int):
     A step solves (JᵀJ + λ diag(JᵀJ)) δ = -Jᵀr (Marquardt's scaling) and is projected onto
     ordered boundaries (every layer at least :data:`MIN_THICKNESS` thick, then all rescaled to
     the depth); it is taken, and λ divided by 10, if it lowers the sum of squares, otherwise λ
-    is multiplied by 10. The boundaries are the parameters
-    themselves: the times are nearly linear in them, which keeps Gauss-Newton steps accurate
-    along the weakly determined directions of the survey.
+    is multiplied by 10. The boundaries are the parameters themselves: the times are nearly
+    linear in them, which keeps Gauss-Newton steps accurate along the weakly determined
+    directions of the survey (a softmax parametrisation bends those directions and stalls).
     """
 
     def step(carry, _):
@@ -457,10 +457,10 @@ def _levenberg_marquardt(residual_fn, boundaries, steps: int):
         jacobian = jax.vmap(linear, out_axes=-1)(identity)
         gram, gradient = jacobian.T @ jacobian, jacobian.T @ residuals
         scaling = jnp.diag(gram) + 1e-12 * (1 + jnp.max(jnp.diag(gram)))
-        step = jnp.linalg.solve(gram + damping * jnp.diag(scaling), gradient)
+        delta = jnp.linalg.solve(gram + damping * jnp.diag(scaling), gradient)
         # Project the step onto ordered boundaries: every layer at least MIN_THICKNESS thick.
         one = jnp.ones(1, boundaries.dtype)
-        thicknesses = jnp.diff(jnp.concatenate([0 * one, boundaries - step, one]))
+        thicknesses = jnp.diff(jnp.concatenate([0 * one, boundaries - delta, one]))
         thicknesses = jnp.maximum(thicknesses, MIN_THICKNESS)
         trial = jnp.cumsum(thicknesses / jnp.sum(thicknesses))[:-1]
         better = jnp.sum(residual_fn(trial) ** 2) < jnp.sum(residuals**2)
@@ -528,6 +528,11 @@ def fit_boundaries(
     through ``softness`` (fractions of the depth), ``steps_per_softness`` steps each: a broad
     boundary is felt from afar, a sharp one is where the truth is. ``starts`` starting points
     (equal layers, then random ones from ``seed``) are fitted side by side and the best kept.
+
+    At the last softness τ the soft program's fastest times exceed the exact ones by about
+    0.4 τ in relative terms, much like a small shift of the boundaries; where the survey
+    identifies the boundaries well (see ``tests/test_terrain.py``) they come out within 1 % of
+    the depth from exact times.
 
     Arguments:
         program: the layered terrain program, ``program(points, boundaries, speeds,

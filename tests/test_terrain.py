@@ -282,9 +282,9 @@ def test_survey_jacobian_matches_finite_differences():
 #: A survey identifies its boundaries when the smallest singular value of the Jacobian of the
 #: relative times with respect to the boundaries (in units of the depth) is at least this: moving
 #: the boundaries by 1 % of the depth in any combination changes the relative times by at least
-#: 2e-5 (root sum of squares). Below about 1e-3 the times no longer pin the boundaries down to
-#: 1 % against the bias of the soft program at its last softness (about 1e-4 in relative time).
-IDENTIFIABLE = 0.002
+#: 5e-5 (root sum of squares). The soft program at its last softness is biased by about 1e-4 in
+#: relative time, mostly like a shift of the boundaries; at 0.0024 a fit was measured 1.7 % off.
+IDENTIFIABLE = 0.005
 
 
 def _random_surveys(count, seed=20261127):
