@@ -202,6 +202,7 @@ for value in truth:
 boundary_lines = [ax.axhline(0, color="C0") for _ in truth]
 route_lines = [ax.plot([], [], color="crimson", lw=1)[0] for _ in offsets]
 title = ax.set_title("")
+fig_anim.tight_layout()
 
 
 def show(index):

@@ -339,3 +339,11 @@ def test_fit_boundaries_with_noise_explains_the_data(survey):
     assert fit.relative_rms <= truth_rms + 1e-4
     spread = 0.01 * np.sqrt(np.diag(np.linalg.inv(relative.T @ relative))) * depth
     assert np.all(np.abs(fit.boundaries - truth) <= 0.01 * depth + 5 * spread)
+
+
+def test_fit_boundaries_from_several_starts_keeps_the_best():
+    offsets, times, speeds, depth, truth, _ = RANDOM_SURVEYS[1]
+    single = terrain.fit_boundaries(layered_slowness, offsets, times, speeds, depth)
+    several = terrain.fit_boundaries(layered_slowness, offsets, times, speeds, depth, starts=3)
+    assert several.relative_rms <= single.relative_rms * (1 + 1e-9)
+    assert np.max(np.abs(several.boundaries - truth)) <= 0.01 * depth
