@@ -9,11 +9,6 @@ sum of Pythagoras-over-speed terms. Twenty steps of plain gradient descent (step
 (2, 17)) land within 0.005 of the fastest time.
 """
 
-import pathlib
-import sys
-
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-
 import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt

@@ -4,16 +4,11 @@ A frozen lake of unknown size
 
 The terrain program need not be layered. Here a plain (walking speed 1) holds a frozen lake on
 which one skates at speed 2.5; the program decides the speed with one soft ``if``: *if the
-distance to the center is less than the radius, skate, else walk*
-(:func:`terrain.lake_slowness`). The fastest routes past the lake bend towards it. From the
+distance to the center is less than the radius, skate, else walk*. The fastest routes past the
+lake bend towards it. From the
 fastest crossing times of three routes we recover the radius of the lake, optimising the routes
 and the radius together, and then check the soft program against the exact (hard) one.
 """
-
-import pathlib
-import sys
-
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 import jax
 import jax.numpy as jnp
@@ -35,6 +30,21 @@ SEGMENTS, SAMPLES = 30, 8
 lanes = jnp.array([-0.32, -0.12, 0.2])  # each route runs from (0, lane) to (1, lane)
 
 # %%
+# The terrain as a program
+# ------------------------
+# One comparison, relaxed: ``on_ice`` is the soft truth of "distance < radius", and
+# ``sf.soft_where`` blends the two slownesses (1 / speed) by it. In hard mode it is the exact
+# ``if``; in soft mode the radius gets a gradient.
+
+
+def lake_slowness(points, center, radius, land_speed, lake_speed, relaxation):
+    """Slowness at points of a plain with one circular lake."""
+    distance = jnp.sqrt(jnp.sum((points - center) ** 2, axis=-1))
+    on_ice = relaxation.less(distance, radius)
+    return sf.soft_where(on_ice, 1 / jnp.asarray(lake_speed), 1 / jnp.asarray(land_speed))
+
+
+# %%
 # Routes and their time
 # ---------------------
 # A route is a polyline over equally spaced positions along the way; its sideways deviations
@@ -49,7 +59,7 @@ def vertices(deviation, lane):
 
 def route_time(deviation, lane, radius, relaxation, samples=SAMPLES):
     def program(points):
-        return terrain.lake_slowness(points, CENTER, radius, LAND, ICE, relaxation)
+        return lake_slowness(points, CENTER, radius, LAND, ICE, relaxation)
 
     return terrain.polyline_time(program, vertices(deviation, lane), samples)
 

@@ -8,11 +8,6 @@ float64. The answer obeys Snell's law of refraction: :math:`\\sin\\theta_i / v_i
 every strip, as it is for light passing through layers of glass.
 """
 
-import pathlib
-import sys
-
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-
 import matplotlib.pyplot as plt
 import numpy as np
 import terrain
