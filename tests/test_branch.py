@@ -279,3 +279,11 @@ def test_condition_of_the_wrong_shape_is_named():
         sf.soft_where(jnp.full(4, 0.5), jnp.ones(3), jnp.zeros(3))
     with pytest.raises(TypeError, match=r"^p must be a real"):
         sf.soft_where(0.5 + 1j, 1.0, 2.0)
+
+
+def test_only_weights_of_exactly_zero_are_special():
+    """1 - 1e-30 is 1.0 in float32, yet the tiny weight still counts: 1e-30 * 1e30 = 1."""
+    np.testing.assert_allclose(sf.soft_where(1e-30, 1e30, 0.0), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(
+        sf.soft_select(jnp.array([0.0, 1e-30, 1.0]), [jnp.nan, 1e30, 0.0]), 1.0, rtol=1e-6
+    )

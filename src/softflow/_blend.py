@@ -14,24 +14,21 @@ import jax
 import jax.numpy as jnp
 
 
-def _masked(weight: jax.Array, value: jax.Array) -> jax.Array:
-    """``value`` with its non-finite entries set to 0 wherever ``weight`` is exactly 0."""
-    return jnp.where((weight == 0) & ~jnp.isfinite(value), jnp.zeros((), value.dtype), value)
-
-
 @jax.custom_jvp
 def blend(weights: Sequence[jax.Array], values: Sequence[jax.Array]) -> jax.Array:
     """:math:`\\sum_k w_k v_k` for arrays of one dtype (weights broadcast against the values).
 
-    Exact at one-hot weights (the chosen value is returned as it is) and blind to non-finite
-    values of weight exactly 0; the derivative with respect to :math:`w_k` is :math:`v_k`.
+    A term of weight exactly 0 is -0.0, the additive identity of IEEE arithmetic (``x + -0.0`` is
+    ``x`` for every ``x``, -0.0 included, where ``x + 0.0`` turns -0.0 into +0.0): so a value of
+    weight 0 never reaches the result, inf or NaN, and one-hot weights return the chosen value
+    bit for bit. No other weight is special: weights (1e-30, 1 - 1e-30) still blend. The
+    derivative with respect to :math:`w_k` is :math:`v_k`.
     """
-    terms = [w * _masked(w, v) for w, v in zip(weights, values, strict=True)]
-    total = terms[0]
-    for term in terms[1:]:
-        total = total + term
+    total = None
     for w, v in zip(weights, values, strict=True):
-        total = jnp.where(w == 1, v, total)
+        term = jnp.where(w == 0, jnp.array(-0.0, v.dtype), w * v)
+        total = term if total is None else total + term
+    assert total is not None, "blend needs at least one term"
     return total
 
 
