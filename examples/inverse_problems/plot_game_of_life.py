@@ -276,7 +276,7 @@ def multi_step_update(logits, opt_state, key, target, delta, iteration):
 # boards x restarts x 25 x 25). The score is the fraction of wrong cells after ``delta`` exact
 # steps of the hardened answer, against the all-dead board, which an entry has to beat.
 
-count = 24 if QUICK else 200
+count = 32 if QUICK else 200
 _, stops, deltas = kaggle_boards(count, seed=1)
 targets = stops[:, None].astype(jnp.float32)
 delta_per_restart = jnp.broadcast_to(deltas[:, None], (len(stops), RESTARTS))
