@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 
-from _gallery import EXAMPLES, pages
+from _gallery import EXAMPLES, THEMES, pages
 
 
 def main() -> int:
@@ -29,6 +29,9 @@ def main() -> int:
         for page in pages()
         if not args.names or any(name in str(page.relative_to(EXAMPLES)) for name in args.names)
     ]
+    unsorted = sorted(path.name for path in EXAMPLES.glob("plot_*.py"))
+    if unsorted:
+        print(f"warning: not run, not in a theme folder ({', '.join(THEMES)}): {unsorted}")
     if not scripts:
         print(f"No gallery page matches {args.names}; the pages are {[p.name for p in pages()]}.")
         return 1
