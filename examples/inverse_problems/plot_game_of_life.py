@@ -2,15 +2,14 @@
 Reversing the Game of Life
 ==========================
 
-Conway's Game of Life is pure control flow: a cell is born with exactly three live neighbours
-and survives with two or three. Run forwards it is a few comparisons; run backwards (which board
-*evolves into* this one?) it has no formula, and the exact program gives gradient descent nothing
-to hold on to: every small change of a board changes nothing or flips a cell. Written with
-softflow's soft conditions, the same step becomes a smooth map between boards of probabilities,
-and gradient descent can search for a predecessor. This page writes the exact and the relaxed
-rule, reverses one board by an annealed descent with optax, hardens the answer and checks it with
-the exact rule, then reverses several steps at once on boards of Kaggle's "Conway's Reverse Game
-of Life 2020".
+Conway's Game of Life is pure control flow: a cell is born with exactly three live neighbours and
+survives with two or three. Run forwards it is a few comparisons; run backwards (which board
+*evolves into* this one?) it has no formula, and the exact program has no useful gradient: its
+comparisons are flat everywhere except at their jumps. Written with softflow's soft conditions, the
+same step becomes a smooth map between boards of probabilities, and gradient descent can search for
+a predecessor. This page writes the exact and the relaxed rule, reverses one board by an annealed
+descent with optax, hardens the answer and checks it with the exact rule, then reverses several
+steps at once on boards of Kaggle's "Conway's Reverse Game of Life 2020".
 """
 
 # %%
@@ -196,8 +195,8 @@ animation.save(output_dir() / "life_hardening.gif", writer=PillowWriter(fps=8))
 # Several steps back at once
 # --------------------------
 # For ``delta`` steps back, chaining the soft step loses the signal after two steps: an
-# expected neighbour count of 2.5 may come from cells that are almost surely 2 or 3, or from
-# cells that are anything at all. A better relaxation treats the cells as independent coins and
+# expected neighbour count of 2.5 does not say whether the count is likely 2 or 3 (the cell
+# lives) or 0 or 5 (it dies). A better relaxation treats the cells as independent coins and
 # computes, exactly, the probability that each cell is alive one step later: with :math:`N` its
 # number of live neighbours and :math:`p` the probability that it is alive now,
 #
