@@ -302,6 +302,12 @@ for delta in range(1, MAX_DELTA + 1):
     )
 print(f"overall  {descent.mean():8.4f} {all_dead.mean():8.4f} {len(deltas):6d}")
 
+# %%
+# The descent gains most one or two steps back. On the couple of dozen boards of quick mode the
+# scores per ``delta`` are noisy; the full run (200 boards drawn, 148 of them not empty, eight
+# restarts, 300 iterations) beats the all-dead board at every ``delta``, with 0.082 wrong cells
+# overall against 0.150.
+
 positions = np.arange(1, MAX_DELTA + 1)
 fig, ax = plt.subplots(figsize=(7, 3.6))
 for offset, (errors_per_board, label) in zip(
