@@ -10,11 +10,6 @@ boards in one batch, a budget that keeps the whole run (board generation and sco
 within ten minutes.
 """
 
-import pathlib
-import sys
-
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-
 from life_gpu import main
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 Run from the repository root (tqdm is optional)::
 
-    PYTHONPATH=src:examples python benchmarks/life_gpu.py --boards 50000 --seconds 420 \\
+    PYTHONPATH=src python benchmarks/life_gpu.py --boards 50000 --seconds 420 \\
         --out results.json
 
 The boards are processed in chunks of at most ``--batch-size`` boards (sized for a large GPU;
@@ -19,14 +19,11 @@ import argparse
 import json
 import os
 import pathlib
-import sys
 import time
-
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "examples"))
 
 import jax
 import numpy as np
-from game_of_life import (
+from life_reverse import (
     SolverOptions,
     board_errors,
     format_table,

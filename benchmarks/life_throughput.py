@@ -2,7 +2,7 @@
 
 Both variants run the identical descent (cross-entropy of the soft step against the target, Adam,
 a fixed number of iterations in one jitted ``lax.scan``) on the same boards; only the relaxed
-rule differs in how it is written: :func:`game_of_life.soft_step` with ``sf.between`` and
+rule differs in how it is written: :func:`life_reverse.soft_step` with ``sf.between`` and
 ``sf.soft_if``, or plain ``jax.nn.sigmoid`` arithmetic. The ratio of their times is the cost of
 the abstraction (goal: at most 1.1).
 
@@ -14,16 +14,13 @@ the abstraction (goal: at most 1.1).
 import argparse
 import json
 import pathlib
-import sys
 import time
-
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "examples"))
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from game_of_life import kaggle_boards, soft_step
+from life_reverse import kaggle_boards, soft_step
 
 
 def hand_written_soft_step(board, softness):

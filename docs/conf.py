@@ -7,7 +7,13 @@ import sys
 DOCS = pathlib.Path(__file__).resolve().parent
 ROOT = DOCS.parent
 sys.path.insert(0, str(DOCS / "_ext"))
+# The gallery pages import the modules they share (examples/_gallery.py, examples/terrain.py) by
+# name: the examples folder is on the path for the whole build, as run_gallery.py does for
+# `make gallery`, so no page edits sys.path.
+EXAMPLES = ROOT / "examples"
+sys.path.insert(0, str(EXAMPLES))
 
+from _gallery import THEMES  # noqa: E402 (needs the path above)
 from softflow_docs import GifScraper  # noqa: E402 (needs the path above)
 
 import softflow  # noqa: E402
@@ -48,7 +54,7 @@ extensions = [
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
-exclude_patterns = ["_build", "auto_examples/*.ipynb", "auto_examples/*.py", "**/*.zip"]
+exclude_patterns = ["_build", "auto_examples/**.ipynb", "auto_examples/**.py", "**/*.zip"]
 templates_path: list[str] = []
 
 # Narrative pages are MyST Markdown.
@@ -81,8 +87,11 @@ graphviz_output_format = "svg"
 graphviz_dot_args = ["-Gbgcolor=transparent"]
 
 sphinx_gallery_conf = {
-    "examples_dirs": str(ROOT / "examples"),
+    "examples_dirs": str(EXAMPLES),
     "gallery_dirs": "auto_examples",
+    # One section per theme, each a subfolder of examples/ with its GALLERY_HEADER.rst, in the
+    # order of THEMES (a folder missing from THEMES is a configuration error).
+    "subsection_order": [os.path.relpath(EXAMPLES / theme, DOCS) for theme in THEMES],
     # Only plot_*.py are gallery pages; helper modules and the runner are not.
     "filename_pattern": r"/plot_",
     "ignore_pattern": r"(^|/)(?!plot_)[^/]*\.py$",

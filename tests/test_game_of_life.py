@@ -1,4 +1,6 @@
-"""Tests of the Game of Life example: rules, reversal, local search, time bound, sharding.
+"""Tests of the Game of Life solver of the benchmarks (benchmarks/life_reverse.py).
+
+Rules, reversal, local search, time bound, sharding.
 
 Every reversal here uses the same options, 8 boards of 12 x 12 cells and boards of one delta per
 call, so the descent and the local search compile once for the whole file (the chunk shapes
@@ -15,10 +17,10 @@ import time
 import numpy as np
 import pytest
 
-EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
-sys.path.insert(0, str(EXAMPLES))
+BENCHMARKS = pathlib.Path(__file__).resolve().parent.parent / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
 
-import game_of_life as gol  # noqa: E402
+import life_reverse as gol  # noqa: E402
 
 OPTIONS = gol.SolverOptions(
     restarts=8, round_iterations=100, check_every=25, search_check_every=100

@@ -17,20 +17,15 @@ stopping after each number of steps: the exit-time distribution of cumulative ha
 # %%
 # The program: bisection for the root of f(x) = x^3 - 2 on [0, 2]
 # ----------------------------------------------------------------
-import pathlib
-import sys
-
 import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import optax
+from _gallery import output_dir, quick, save_figure
 from matplotlib.animation import FuncAnimation, PillowWriter
 from tqdm import tqdm
 
 import softflow as sf
-
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from _gallery import output_dir, quick, save_figure
 
 MAX_STEPS = 40
 TARGET_STEPS = 12.0

@@ -1,4 +1,8 @@
-"""Reversing Conway's Game of Life by gradient descent through soft conditions.
+"""The Kaggle-protocol Game of Life solver: soft descent, bit-packed local search, sharding.
+
+The gallery page ``examples/inverse_problems/plot_game_of_life.py`` teaches the idea on a few
+boards; this module is the solver that the benchmarks (``life_cpu.py``, ``life_gpu.py``,
+``life_throughput.py``) run on thousands of boards within a time budget.
 
 Life's rule is pure control flow: a cell is born if exactly three of its eight neighbours are
 alive, and a live cell survives if two or three are. :func:`soft_step` writes that rule with
@@ -33,12 +37,12 @@ machines.
 
 Command line::
 
-    python examples/game_of_life.py kaggle --n 1000 --seconds 300
-    python examples/game_of_life.py image --text softflow
+    python benchmarks/life_reverse.py kaggle --n 1000 --seconds 300
+    python benchmarks/life_reverse.py image --text softflow --out life_softflow.png
 
 The first generates boards by the protocol of Kaggle's "Conway's Reverse Game of Life 2020" and
 prints the score per ``delta``; the second renders a word into a board, reverses it one step and
-saves the figures.
+saves the figure.
 """
 
 import argparse
@@ -885,9 +889,6 @@ def text_board(text: str, *, height: int = 64, width: int = 96):
 def _image(args) -> None:
     import matplotlib.pyplot as plt
 
-    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
-    from _gallery import save_figure
-
     target = text_board(args.text)
     predicted, info = reverse(
         target[None], np.array([1]), seconds=args.seconds, seed=args.seed, return_info=True
@@ -907,7 +908,8 @@ def _image(args) -> None:
         ax.axis("off")
     rows, columns = np.nonzero(wrong)
     axes[2].scatter(columns, rows, s=12, facecolors="none", edgecolors="red")
-    print(f"saved {save_figure(fig, 'life_image_' + args.text)}")
+    fig.savefig(args.out, dpi=120, bbox_inches="tight")
+    print(f"saved {args.out}")
 
 
 def main(argv=None) -> None:
@@ -920,6 +922,7 @@ def main(argv=None) -> None:
     image = commands.add_parser("image", help="reverse a rendered word one step")
     image.add_argument("--text", default="softflow")
     image.add_argument("--seconds", type=float, default=60.0)
+    image.add_argument("--out", default="life_image.png", help="where to save the figure")
     image.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     {"kaggle": _kaggle, "image": _image}[args.command](args)
