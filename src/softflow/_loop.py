@@ -274,7 +274,7 @@ def _soft_while(
     check_choice("semantics", semantics, SEMANTICS)
     if chunk_size is not None:
         chunk_size = check_int("chunk_size", chunk_size, minimum=1)
-    check_float_leaves("soft_while init_val", init_val)
+    check_float_leaves(f"{'soft_fori_loop' if breaks else 'soft_while'} init_val", init_val)
     init_val = jax.tree_util.tree_map(_strong, init_val)
     t0 = jnp.int32(0)
     condition = _trace(cond_fn, t0, init_val)
