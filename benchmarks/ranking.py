@@ -409,6 +409,13 @@ def section(records: list[dict], sizes, config: Config, skipped: str | None) -> 
         "differences of a few hundredths between methods are within the noise of this run."
     )
     sec["notes"].append(
+        "Nothing was tuned per method: softflow at softness 0.1 on the raw scores (the CNN "
+        "learns their scale), softjax at its own defaults, one learning rate for all. Both "
+        "libraries' sorting networks blend the same comparators; softflow's odd-even network "
+        "(n layers) and bitonic network (any n, no padding) differ from softjax's bitonic "
+        "network, which pads to a power of two and standardises and squashes the scores first."
+    )
+    sec["notes"].append(
         "For scale only (a different data set and training budget): softjax reports exact-match "
         "accuracies of .931 / .826 / .695 / .588 at n = 3 / 5 / 7 / 9 for softsort on four-digit "
         "MNIST numbers. The 8×8 digits here are coarser and the CPU budget is minutes, not hours."
