@@ -142,9 +142,11 @@ HOW_TO_RUN = """\
   `python benchmarks/gpu.py --tiny --out /tmp/gpu.json` is a quick smoke test on any machine.
 
 * `make bench-sort` — the soft sort against diffsort, torchsort and softjax
-  (`benchmarks/sorting.py`, about 5 minutes); `make bench-ranking` — ranking supervision on
-  multi-digit numbers, softflow against softjax (`benchmarks/ranking.py`, about 10 minutes). Each
-  writes its JSON in `benchmarks/results/` and re-renders this file.
+  (`benchmarks/sorting.py`; about 15 minutes on two busy cores, most of it diffsort at n = 128;
+  `--only pytorch` or `--only softjax` reruns one part); `make bench-ranking` — ranking
+  supervision on multi-digit numbers, softflow against softjax (`benchmarks/ranking.py`, about
+  15 minutes; `--again` remakes its section from the saved records). Each writes its JSON in
+  `benchmarks/results/` and re-renders this file.
 
 The peers are optional: `pip install -e '.[bench]'` brings AlgoVision, diffsort and PyTorch (CPU);
 torchsort compiles against that PyTorch (`make bench-env` builds it);

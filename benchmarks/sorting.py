@@ -358,9 +358,13 @@ def softjax_section(sizes, timeout: float) -> dict:
                 f"{row['loss']}",
                 row["over_softjax"]["sorting_network"],
                 1.0,
-                "softflow runs the layers in a `lax.scan` (one compiled layer, the partner "
-                "of each wire gathered with the traced layer index), softjax unrolls them "
-                "with static permutations, which XLA can simplify and fuse.",
+                "softflow runs the layers in a `lax.scan` (one compiled layer; each wire's "
+                "partner is gathered with the traced layer index) and its comparator carries a "
+                "custom derivative that keeps gradients finite at infinite entries (extra masks "
+                "per comparator); softjax unrolls the layers with static permutations, which "
+                "XLA simplifies and fuses. In a side experiment, a plain unrolled version of the "
+                "same network (static gathers, no custom derivative) ran the values' forward + "
+                "gradient 1.2–1.7 × faster than `sf.sort` at n = 1024.",
             )
     sec["notes"].append(
         "The goal is judged on the same network (bitonic). softflow's odd-even network has n "
