@@ -70,7 +70,7 @@ def with_permutation_fits(n: int) -> bool:
 
 
 def softflow_candidate(n: int, method: str, permutation: bool):
-    """Jitted forward + gradient of softflow's sort; a no-argument callable."""
+    """Forward + gradient of softflow's sort, compiled (``harness.Compiled``)."""
     x, w, v = (jnp.asarray(a) for a in problem(n))
 
     def loss(x, w, v):
@@ -242,7 +242,7 @@ SOFTJAX_METHODS = ("sorting_network", "softsort", "neuralsort")
 
 
 def softjax_candidate(n: int, method: str, permutation: bool):
-    """Jitted forward + gradient of softjax's sort (values) or argsort (P) with default options."""
+    """Forward + gradient of softjax's sort (values) or argsort (P), defaults, compiled."""
     import softjax as sj
 
     x, w, v = (jnp.asarray(a) for a in problem(n))
