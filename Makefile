@@ -5,7 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export MPLBACKEND := Agg
 
-.PHONY: help install test lint format gallery docs docs-check bench bench-full bench-env clean
+.PHONY: help install test lint format gallery docs docs-check bench bench-full bench-env bench-sort \
+	bench-ranking clean
 
 help:
 	@echo "make test      run the test suite"
@@ -13,6 +14,7 @@ help:
 	@echo "make docs      build the documentation site into docs/_build/html"
 	@echo "make docs-check open the built site in headless Chromium and check it"
 	@echo "make bench     quick benchmarks, rewrites BENCHMARKS.md"
+	@echo "make bench-sort / bench-ranking  soft sort against its peers (speed / ranking accuracy)"
 	@echo "make lint      ruff check + format check + type check (basedpyright)"
 
 $(STAMP): pyproject.toml
@@ -61,17 +63,30 @@ PYTHON312 = $(firstword $(foreach p,python3.12 $(wildcard $(HOME)/.pyenv/version
 
 $(BENCH_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[bench]" && touch $(BENCH_STAMP) \
-		|| echo "bench extra not installed: the AlgoVision comparison will be skipped"
+		|| echo "bench extra not installed: the AlgoVision and diffsort comparisons will be skipped"
+
+# torchsort compiles a C++ extension against the torch already installed, so it comes after the
+# bench extra, without build isolation. Its setup also builds a CUDA extension whenever an `nvcc`
+# runs, which a CPU build of torch cannot compile, so such an nvcc is kept off its PATH.
+TORCHSORT_STAMP := $(VENV)/.torchsort-installed
+$(TORCHSORT_STAMP): $(BENCH_STAMP)
+	@set -e; path="$$PATH"; \
+	if $(BIN)/python -c "import sys, torch; sys.exit(torch.version.cuda is not None)"; then \
+		path=$$(echo "$$PATH" | tr : '\n' | while read -r d; do [ -x "$$d/nvcc" ] || printf '%s:' "$$d"; done); \
+	fi; \
+	PATH="$$path" $(BIN)/python -m pip install --quiet --no-build-isolation torchsort && touch $@ \
+		|| echo "torchsort not installed: its rows of the sort benchmark will be skipped"
 
 $(SOFTJAX_VENV)/.installed:
 	@if [ -z "$(PYTHON312)" ]; then echo "no python3.12: the softjax comparison will be skipped"; \
 	else set -e; jax=$$($(BIN)/python -c "import jax; print(jax.__version__)"); \
 		$(PYTHON312) -m venv $(SOFTJAX_VENV); \
-		$(SOFTJAX_VENV)/bin/python -m pip install --quiet softjax "jax==$$jax" "jaxlib==$$jax" \
-			|| $(SOFTJAX_VENV)/bin/python -m pip install --quiet softjax; \
+		$(SOFTJAX_VENV)/bin/python -m pip install --quiet softjax equinox optax "jax==$$jax" \
+			"jaxlib==$$jax" || $(SOFTJAX_VENV)/bin/python -m pip install --quiet softjax equinox optax; \
 		touch $@; fi
 
 bench-env: $(STAMP) $(BENCH_STAMP)
+	-@$(MAKE) --no-print-directory $(TORCHSORT_STAMP)
 	-@$(MAKE) --no-print-directory $(SOFTJAX_VENV)/.installed
 
 bench: bench-env
@@ -79,6 +94,12 @@ bench: bench-env
 
 bench-full: bench-env
 	$(BIN)/python benchmarks/run.py --full
+
+bench-sort: bench-env
+	$(BIN)/python benchmarks/sorting.py
+
+bench-ranking: bench-env
+	$(BIN)/python benchmarks/ranking.py
 
 clean:
 	rm -rf gallery-out docs/_build docs/auto_examples .pytest_cache

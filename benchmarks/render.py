@@ -143,7 +143,15 @@ HOW_TO_RUN = """\
   `benchmarks/results/gpu.json` here and run `python benchmarks/render.py`.
   `python benchmarks/gpu.py --tiny --out /tmp/gpu.json` is a quick smoke test on any machine.
 
-The peers are optional: `pip install -e '.[bench]'` brings AlgoVision and PyTorch (CPU);
+* `make bench-sort` — the soft sort against diffsort, torchsort and softjax
+  (`benchmarks/sorting.py`; about 15 minutes on two busy cores, most of it diffsort at n = 128;
+  `--only pytorch` or `--only softjax` reruns one part); `make bench-ranking` — ranking
+  supervision on multi-digit numbers, softflow against softjax (`benchmarks/ranking.py`, about
+  15 minutes; `--again` remakes its section from the saved records). Each writes its JSON in
+  `benchmarks/results/` and re-renders this file.
+
+The peers are optional: `pip install -e '.[bench]'` brings AlgoVision, diffsort and PyTorch (CPU);
+torchsort compiles against that PyTorch (`make bench-env` builds it);
 softjax needs Python >= 3.12 and runs from `.venv-softjax`, which `make bench` makes when a
 python3.12 exists. A section whose peer is missing says so instead of a table.
 """
@@ -195,6 +203,16 @@ def render(cpu: dict) -> str:
         "life_throughput.json",
         "Game of Life: throughput of the relaxed step",
         "Written by `benchmarks/life_throughput.py`.",
+    )
+    lines += _optional(
+        "sorting.json",
+        "Soft sort: softflow against diffsort, torchsort and softjax",
+        "Written by `benchmarks/sorting.py` (`make bench-sort`).",
+    )
+    lines += _optional(
+        "ranking.json",
+        "Ranking supervision: multi-digit numbers ordered through the soft permutation",
+        "Written by `benchmarks/ranking.py` (`make bench-ranking`).",
     )
     lines += _optional(
         "life_gpu.json",
