@@ -23,24 +23,20 @@ comparison (n = 3 to 9, several kinds, softjax's methods); this page is its shor
 # %%
 # Data: four-digit numbers from 8×8 digits
 # ----------------------------------------
-import os
-import pathlib
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 import optax
+from _gallery import output_dir, quick, save_figure
 from matplotlib.animation import FuncAnimation, PillowWriter
 from sklearn.datasets import load_digits
 from tqdm import tqdm
 
 import softflow as sf
 
-QUICK = os.environ.get("SOFTFLOW_QUICK", "0") not in ("", "0")
-OUT = pathlib.Path(os.environ.get("SOFTFLOW_GALLERY_OUT", "gallery-out"))
-OUT.mkdir(parents=True, exist_ok=True)
+QUICK = quick()
 
 N = 5  # numbers per set
 DIGITS = 4
@@ -75,7 +71,7 @@ for ax, image, value in zip(axes, example_images, example_values, strict=True):
     ax.imshow(image, cmap="gray_r")
     ax.set_title(f"{int(value):0{DIGITS}d}")
     ax.axis("off")
-fig.savefig(OUT / "ranking_numbers.png", dpi=120, bbox_inches="tight")
+save_figure(fig, "ranking_numbers")
 
 # %%
 # The model and the loss through ``sf.sort``
@@ -174,7 +170,7 @@ ax.set_ylabel(f"held-out accuracy, n = {N}")
 ax.set_ylim(0, 1)
 ax.legend(loc="lower right")
 fig.tight_layout()
-fig.savefig(OUT / "ranking_accuracy.png", dpi=120, bbox_inches="tight")
+save_figure(fig, "ranking_accuracy")
 
 # %%
 # The soft permutation of one held-out set converging to the true one (saved as a GIF): rows are
@@ -197,8 +193,8 @@ def draw(frame):
 
 
 animation = FuncAnimation(fig_anim, draw, frames=len(history["P"]), blit=False)
-animation.save(OUT / "ranking_permutation.gif", writer=PillowWriter(fps=6))
+animation.save(output_dir() / "ranking_permutation.gif", writer=PillowWriter(fps=6))
 draw(len(history["P"]) - 1)
 fig_anim.tight_layout()
-fig_anim.savefig(OUT / "ranking_permutation.png", dpi=120, bbox_inches="tight")
+save_figure(fig_anim, "ranking_permutation")
 plt.show()
