@@ -39,6 +39,7 @@ from ._loop import (
     soft_while as soft_while,
 )
 from ._modes import MODES as MODES
+from ._program import exact as exact, relax as relax
 from ._relax import Relaxation as Relaxation
 
 try:
@@ -57,6 +58,7 @@ __all__ = [
     "any",
     "between",
     "equal",
+    "exact",
     "greater",
     "greater_equal",
     "less",
@@ -66,6 +68,7 @@ __all__ = [
     "logical_or",
     "logical_xor",
     "not_equal",
+    "relax",
     "sigmoid",
     "soft_fori_loop",
     "soft_if",
