@@ -623,7 +623,7 @@ class _Interpreter:
 
 
 # Equations whose trailing operands are indices: the number of leading operands that are data.
-_DATA_COUNT = {"dynamic_slice": 1, "gather": 1, "dynamic_update_slice": 2, "scatter": 1}
+_DATA_COUNT = {"dynamic_slice": 1, "gather": 1, "dynamic_update_slice": 2}
 
 
 def _data_operands(eqn: JaxprEqn) -> int:
