@@ -1,16 +1,17 @@
 """sf.relax as an API: jit / vmap / grad, traced softness, dtypes, caching, the exactness marker,
 explain, custom derivative rules, and an error message for each case it cannot relax."""
 
+import pathlib
 import re
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import assert_exactly_equal
 from jax import lax
 
 import softflow as sf
-from helpers import assert_exactly_equal
 
 
 def threshold(x, t):
@@ -159,7 +160,7 @@ def test_relaxation_method():
 
 
 def _line_of(fragment: str) -> int:
-    source = open(__file__).read().splitlines()
+    source = pathlib.Path(__file__).read_text().splitlines()
     return next(i + 1 for i, line in enumerate(source) if fragment in line)
 
 
@@ -202,7 +203,7 @@ def test_exact_of_a_loop_result_is_an_error():
         n = lax.while_loop(lambda s: s[1] < 3.0, lambda s: (s[0] + 1, s[1] + 1.0), (0, x))[0]
         return sf.exact(n).astype(jnp.float32)
 
-    with pytest.raises(sf._program.RelaxError, match="sf.exact .* relaxed loop or branch"):
+    with pytest.raises(sf._program.RelaxError, match=r"sf.exact .* relaxed loop or branch"):
         sf.relax(counts, max_steps=10)(1.0)
 
 
