@@ -22,6 +22,7 @@ from ._compare import (
     less_equal as less_equal,
     not_equal as not_equal,
 )
+from ._index import put as put, take as take
 from ._kinds import KINDS as KINDS, sigmoid as sigmoid
 from ._logic import (
     TNORMS as TNORMS,
@@ -41,6 +42,17 @@ from ._loop import (
 from ._modes import MODES as MODES
 from ._program import exact as exact, relax as relax
 from ._relax import Relaxation as Relaxation
+from ._select import argmax as argmax, argmin as argmin, max as max, min as min
+from ._sort import (
+    METHODS as SORTING_METHODS,
+    argsort as argsort,
+    median as median,
+    quantile as quantile,
+    rank as rank,
+    sort as sort,
+    top_k as top_k,
+)
+from ._steps import ceil as ceil, floor as floor, round as round, sign as sign
 
 try:
     __version__ = importlib.metadata.version("softflow")
@@ -51,14 +63,20 @@ __all__ = [
     "KINDS",
     "MODES",
     "SEMANTICS",
+    "SORTING_METHODS",
     "TNORMS",
     "Relaxation",
     "SoftWhileInfo",
     "all",
     "any",
+    "argmax",
+    "argmin",
+    "argsort",
     "between",
+    "ceil",
     "equal",
     "exact",
+    "floor",
     "greater",
     "greater_equal",
     "less",
@@ -67,13 +85,24 @@ __all__ = [
     "logical_not",
     "logical_or",
     "logical_xor",
+    "max",
+    "median",
+    "min",
     "not_equal",
+    "put",
+    "quantile",
+    "rank",
     "relax",
+    "round",
     "sigmoid",
+    "sign",
     "soft_fori_loop",
     "soft_if",
     "soft_select",
     "soft_switch",
     "soft_where",
     "soft_while",
+    "sort",
+    "take",
+    "top_k",
 ]

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from . import _compare, _program
+from . import _compare, _program, _select, _sort, _steps
 from ._checks import as_real_array, check_choice, float_dtype, softness_array
 from ._kinds import KINDS, Kind
 from ._modes import MODES, Mode
@@ -99,6 +99,62 @@ class Relaxation(eqx.Module):
     def hard(self) -> "Relaxation":
         """A copy in ``"hard"`` mode: the exact program, for checking a solution."""
         return Relaxation(self.softness, kind=self.kind, mode="hard")
+
+    def argmax(self, x, axis=-1):
+        """:func:`softflow.argmax` with this relaxation's settings."""
+        return _select.argmax(x, axis, **self._options())
+
+    def argmin(self, x, axis=-1):
+        """:func:`softflow.argmin` with this relaxation's settings."""
+        return _select.argmin(x, axis, **self._options())
+
+    def max(self, x, axis=-1):
+        """:func:`softflow.max` with this relaxation's settings."""
+        return _select.max(x, axis, **self._options())
+
+    def min(self, x, axis=-1):
+        """:func:`softflow.min` with this relaxation's settings."""
+        return _select.min(x, axis, **self._options())
+
+    def sort(self, x, axis=-1, **options):
+        """:func:`softflow.sort` with this relaxation's settings (``method`` etc. as keywords)."""
+        return _sort.sort(x, axis, **options, **self._options())
+
+    def argsort(self, x, axis=-1, **options):
+        """:func:`softflow.argsort` with this relaxation's settings."""
+        return _sort.argsort(x, axis, **options, **self._options())
+
+    def rank(self, x, axis=-1, **options):
+        """:func:`softflow.rank` with this relaxation's settings."""
+        return _sort.rank(x, axis, **options, **self._options())
+
+    def top_k(self, x, k, axis=-1, **options):
+        """:func:`softflow.top_k` with this relaxation's settings."""
+        return _sort.top_k(x, k, axis, **options, **self._options())
+
+    def quantile(self, x, q, axis=-1, **options):
+        """:func:`softflow.quantile` with this relaxation's settings."""
+        return _sort.quantile(x, q, axis, **options, **self._options())
+
+    def median(self, x, axis=-1, **options):
+        """:func:`softflow.median` with this relaxation's settings."""
+        return _sort.median(x, axis, **options, **self._options())
+
+    def sign(self, x):
+        """:func:`softflow.sign` with this relaxation's settings."""
+        return _steps.sign(x, **self._options())
+
+    def round(self, x):
+        """:func:`softflow.round` with this relaxation's settings."""
+        return _steps.round(x, **self._options())
+
+    def floor(self, x):
+        """:func:`softflow.floor` with this relaxation's settings."""
+        return _steps.floor(x, **self._options())
+
+    def ceil(self, x):
+        """:func:`softflow.ceil` with this relaxation's settings."""
+        return _steps.ceil(x, **self._options())
 
     def relax(self, fn: Callable, **options: Any) -> "Relaxed":
         """:func:`softflow.relax` with this relaxation's softness, kind and mode.

@@ -1,0 +1,349 @@
+"""Soft selection along an axis: argmax / argmin as soft indices, max / min as their expectations.
+
+Also the plumbing that every operation along an axis shares (validation of the array and the axis,
+the softness per slice, dispatch by mode), used by the sorting module as well.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+
+from ._checks import (
+    as_real_array,
+    check_choice,
+    check_traced_softness,
+    float_dtype,
+    softness_array,
+)
+from ._compare import scaled
+from ._kinds import KINDS, Kind, step
+from ._modes import MODES, Mode, straight_through
+
+
+class AlongAxis:
+    """An array prepared for an operation along one axis.
+
+    ``values`` has the axis moved last and is broadcast against the softness (as given: integers
+    stay integers for the exact hard result); ``softness`` has shape ``(..., 1)`` so that it
+    broadcasts against ``values``; ``dtype`` is the floating dtype the relaxation runs in.
+    """
+
+    def __init__(self, values: jax.Array, softness: jax.Array, dtype, axis_from_end: int):
+        self.values = values
+        self.softness = softness
+        self.dtype = dtype
+        self.axis_from_end = axis_from_end
+
+    @property
+    def size(self) -> int:
+        return self.values.shape[-1]
+
+    def floats(self) -> jax.Array:
+        return self.values.astype(self.dtype)
+
+    def restore(self, out: jax.Array) -> jax.Array:
+        """Move the last axis of ``out`` back to where the axis was in the input."""
+        return jnp.moveaxis(out, -1, self.axis_from_end)
+
+
+def check_axis(axis: Any, ndim: int, name: str = "x") -> int:
+    """``axis`` as a non-negative int, or a clear error for a non-int or out-of-range axis."""
+    if isinstance(axis, bool) or not isinstance(axis, int):
+        raise TypeError(f"axis must be an int; got {axis!r} of type {type(axis).__name__}.")
+    if ndim == 0:
+        raise ValueError(f"{name} must have at least one dimension to work along an axis.")
+    if not -ndim <= axis < ndim:
+        raise ValueError(
+            f"axis {axis} is out of bounds for {name} with {ndim} dimension(s): "
+            f"expected an int in [{-ndim}, {ndim - 1}]."
+        )
+    return axis % ndim
+
+
+def along_axis(
+    x: ArrayLike,
+    axis: Any,
+    softness: ArrayLike,
+    kind: str,
+    mode: str,
+    *,
+    integers: bool,
+    nonempty: bool = False,
+) -> AlongAxis:
+    """Validate the common arguments of an operation along ``axis`` of ``x``.
+
+    ``integers`` says whether integer (and boolean) ``x`` is accepted: operations that return
+    weights or ranks accept it (compared exactly in hard mode), those that return values of ``x``
+    do not, since their soft values are blends that an integer dtype cannot hold. The softness
+    broadcasts against ``x`` without the axis (one softness per slice).
+    """
+    check_choice("kind", kind, KINDS)
+    check_choice("mode", mode, MODES)
+    x = as_real_array("x", x, allow_bool=integers)
+    if not integers and not jnp.issubdtype(x.dtype, jnp.floating):
+        raise TypeError(
+            f"x must be a floating array; got dtype {x.dtype}. The soft result blends values of "
+            "x, which an integer dtype cannot hold: cast x first (for example "
+            "x.astype(jnp.float32))."
+        )
+    axis = check_axis(axis, x.ndim)
+    if nonempty and x.shape[axis] == 0:
+        raise ValueError(f"x has size 0 along axis {axis}; the operation needs one element.")
+    dtype = float_dtype(x.dtype)
+    values = jnp.moveaxis(x, axis, -1)
+    tau = softness_array(softness, dtype, values.shape[:-1])
+    batch = jnp.broadcast_shapes(values.shape[:-1], tau.shape)
+    values = jnp.broadcast_to(values, (*batch, values.shape[-1]))
+    return AlongAxis(values, tau[..., None], dtype, axis - x.ndim)
+
+
+def by_mode(
+    mode: str, hard_fn: Callable[[], Any], soft_fn: Callable[[], Any], softness: jax.Array
+) -> Any:
+    """The result of ``mode`` from the exact and the relaxed computation (pytrees of arrays).
+
+    Straight-through is applied leaf by leaf; only the mode's computations are traced.
+    """
+    if mode == "hard":
+        result = hard_fn()
+    elif mode == "soft":
+        result = soft_fn()
+    else:
+        result = jax.tree_util.tree_map(straight_through, hard_fn(), soft_fn())
+    return check_traced_softness(result, softness)
+
+
+@jax.custom_jvp
+def weighted_sum(weights: jax.Array, values: jax.Array) -> jax.Array:
+    """:math:`\\sum_i w_i v_i` over the last axis, exact at one-hot weights.
+
+    Values of weight exactly 0 do not reach the result even when they are inf or NaN, and at a
+    weight exactly 1 the result is that value bit for bit (-0.0 included), as in
+    :func:`softflow._blend.blend`; the derivative with respect to :math:`w_i` is :math:`v_i`.
+    """
+    weights, values = jnp.broadcast_arrays(weights, values)
+    hidden = (weights == 0) & ~jnp.isfinite(values)
+    total = jnp.sum(weights * jnp.where(hidden, jnp.zeros((), values.dtype), values), axis=-1)
+    chosen = weights == 1
+    picked = jnp.take_along_axis(values, jnp.argmax(chosen, axis=-1)[..., None], axis=-1)
+    return jnp.where(jnp.any(chosen, axis=-1), picked[..., 0], total)
+
+
+@weighted_sum.defjvp
+def _weighted_sum_jvp(primals, tangents):
+    weights, values = primals
+    weight_tangent, value_tangent = tangents
+    out = weighted_sum(weights, values)
+    return out, jnp.sum(weight_tangent * values + weights * value_tangent, axis=-1)
+
+
+def _log_step(z: jax.Array, kind: str) -> jax.Array:
+    """``log s(z)``: -inf where the step is exactly 0, with a zero (not NaN) derivative there."""
+    s = step(z, kind)
+    positive = s > 0
+    log_s = jnp.log(jnp.where(positive, s, jnp.ones((), s.dtype)))
+    return jnp.where(positive, log_s, jnp.full((), -jnp.inf, s.dtype))
+
+
+def soft_argmax(x: jax.Array, softness: jax.Array, kind: str) -> jax.Array:
+    """The soft index of the largest entry along the last axis (see :func:`argmax`)."""
+    if kind == "logistic":
+        return jax.nn.softmax(scaled(x, softness), axis=-1)
+    # Pairwise wins: log w_i = sum_j log s((x_i - x_j) / tau), normalised. The diagonal term is
+    # log s(0), the same for every i, so it cancels in the normalisation.
+    differences = x[..., :, None] - x[..., None, :]
+    scores = jnp.sum(_log_step(scaled(differences, softness[..., None]), kind), axis=-1)
+    return jax.nn.softmax(scores, axis=-1)
+
+
+def _hard_argmax(prepared: AlongAxis, pick: Callable) -> jax.Array:
+    index = pick(prepared.values, axis=-1)
+    return jax.nn.one_hot(index, prepared.size, dtype=prepared.dtype)
+
+
+def argmax(
+    x: ArrayLike,
+    axis: int = -1,
+    *,
+    softness: ArrayLike = 1.0,
+    kind: Kind = "logistic",
+    mode: Mode = "soft",
+) -> jax.Array:
+    r"""Soft index of the largest element along an axis: weights that sum to 1.
+
+    For the logistic kind it is the softmax,
+
+    .. math:: \mathrm{argmax}(x)_i = \frac{e^{x_i/\tau}}{\sum_j e^{x_j/\tau}},
+
+    so that for two elements it equals ``[greater(a, b), less(a, b)]``. For the other kinds it is
+    the normalised product of the pairwise soft comparisons won by each element,
+
+    .. math:: \mathrm{argmax}(x)_i = \frac{\prod_j s((x_i - x_j)/\tau)}
+        {\sum_k \prod_j s((x_k - x_j)/\tau)},
+
+    which also equals ``[greater(a, b), less(a, b)]`` for two elements, and tends to the one-hot of
+    the largest element as :math:`\tau \to 0` (ties share the weight). It costs
+    :math:`O(n^2)` per slice, against :math:`O(n)` for the logistic kind. Weights are
+    non-negative, sum to 1, and can be read with :func:`softflow.take`.
+
+    Arguments:
+        x: real array (integers are compared exactly in hard mode).
+        axis: the axis to select along.
+        softness: :math:`\tau > 0`, a float or an array broadcasting against ``x`` without
+            ``axis`` (one softness per slice).
+        kind: one of :data:`softflow.KINDS`.
+        mode: ``"soft"``, ``"hard"`` (the one-hot of :func:`jax.numpy.argmax`: the first index
+            among ties) or ``"straight_through"``.
+
+    Returns:
+        Weights with the shape of ``x`` (broadcast against the softness), in the floating dtype of
+        ``x`` (the default float dtype for integer ``x``).
+
+    Raises:
+        ValueError: for an axis out of range or an empty axis.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import softflow as sf
+        >>> sf.argmax(jnp.array([1.0, 3.0, 2.0]), mode="hard")
+        Array([0., 1., 0.], dtype=float32)
+        >>> sf.argmax(jnp.array([0.0, 1.0]), softness=0.5)
+        Array([0.11920292, 0.8807971 ], dtype=float32)
+    """
+    a = along_axis(x, axis, softness, kind, mode, integers=True, nonempty=True)
+    return a.restore(
+        by_mode(
+            mode,
+            lambda: _hard_argmax(a, jnp.argmax),
+            lambda: soft_argmax(a.floats(), a.softness, kind),
+            a.softness,
+        )
+    )
+
+
+def argmin(
+    x: ArrayLike,
+    axis: int = -1,
+    *,
+    softness: ArrayLike = 1.0,
+    kind: Kind = "logistic",
+    mode: Mode = "soft",
+) -> jax.Array:
+    r"""Soft index of the smallest element along an axis: :math:`\mathrm{argmax}(-x)`.
+
+    .. math:: \mathrm{argmin}(x)_i = \frac{e^{-x_i/\tau}}{\sum_j e^{-x_j/\tau}}
+
+    for the logistic kind (``[less(a, b), greater(a, b)]`` for two elements); the other kinds use
+    the pairwise form of :func:`argmax` with the comparisons reversed.
+
+    Arguments:
+        x: real array.
+        axis: the axis to select along.
+        softness: :math:`\tau > 0`, float or array (one per slice).
+        kind: one of :data:`softflow.KINDS`.
+        mode: ``"soft"``, ``"hard"`` (the one-hot of :func:`jax.numpy.argmin`, first index among
+            ties) or ``"straight_through"``.
+
+    Returns:
+        Weights with the shape of ``x`` that sum to 1 along ``axis``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import softflow as sf
+        >>> sf.argmin(jnp.array([2.0, -1.0, -1.0]), mode="hard")
+        Array([0., 1., 0.], dtype=float32)
+    """
+    a = along_axis(x, axis, softness, kind, mode, integers=True, nonempty=True)
+    return a.restore(
+        by_mode(
+            mode,
+            lambda: _hard_argmax(a, jnp.argmin),
+            lambda: soft_argmax(-a.floats(), a.softness, kind),
+            a.softness,
+        )
+    )
+
+
+def max(
+    x: ArrayLike,
+    axis: int = -1,
+    *,
+    softness: ArrayLike = 1.0,
+    kind: Kind = "logistic",
+    mode: Mode = "soft",
+) -> jax.Array:
+    r"""Soft maximum along an axis: the expected value of the element picked by :func:`argmax`.
+
+    .. math:: \max(x) = \sum_i \mathrm{argmax}(x)_i \, x_i
+
+    It lies between the mean and the maximum of ``x`` and tends to the maximum as
+    :math:`\tau \to 0`. In straight-through mode the forward value is exactly
+    :func:`jax.numpy.max` and the gradient is that of the soft maximum only.
+
+    Arguments:
+        x: floating array.
+        axis: the axis to reduce.
+        softness: :math:`\tau > 0`, float or array (one per slice).
+        kind: one of :data:`softflow.KINDS`.
+        mode: ``"soft"``, ``"hard"`` (:func:`jax.numpy.max`) or ``"straight_through"``.
+
+    Returns:
+        ``x`` reduced over ``axis``, in its dtype.
+
+    Raises:
+        TypeError: if ``x`` is not floating.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import softflow as sf
+        >>> x = jnp.array([0.0, 1.0])
+        >>> round(float(sf.max(x, softness=0.5)), 4), float(sf.max(x, mode="hard"))
+        (0.8808, 1.0)
+    """
+    a = along_axis(x, axis, softness, kind, mode, integers=False, nonempty=True)
+    return by_mode(
+        mode,
+        lambda: jnp.max(a.values, axis=-1),
+        lambda: weighted_sum(soft_argmax(a.values, a.softness, kind), a.values),
+        a.softness,
+    )
+
+
+def min(
+    x: ArrayLike,
+    axis: int = -1,
+    *,
+    softness: ArrayLike = 1.0,
+    kind: Kind = "logistic",
+    mode: Mode = "soft",
+) -> jax.Array:
+    r"""Soft minimum along an axis: the expected value of the element picked by :func:`argmin`.
+
+    .. math:: \min(x) = \sum_i \mathrm{argmin}(x)_i \, x_i
+
+    Arguments:
+        x: floating array.
+        axis: the axis to reduce.
+        softness: :math:`\tau > 0`, float or array (one per slice).
+        kind: one of :data:`softflow.KINDS`.
+        mode: ``"soft"``, ``"hard"`` (:func:`jax.numpy.min`) or ``"straight_through"``.
+
+    Returns:
+        ``x`` reduced over ``axis``, in its dtype.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import softflow as sf
+        >>> float(sf.min(jnp.array([3.0, -2.0, 5.0]), softness=0.01))
+        -2.0
+    """
+    a = along_axis(x, axis, softness, kind, mode, integers=False, nonempty=True)
+    return by_mode(
+        mode,
+        lambda: jnp.min(a.values, axis=-1),
+        lambda: weighted_sum(soft_argmax(-a.values, a.softness, kind), a.values),
+        a.softness,
+    )

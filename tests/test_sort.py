@@ -1,0 +1,329 @@
+"""Relaxed sorting networks: sort, argsort, rank, top_k, quantile, median.
+
+Checked against NumPy / jnp in hard mode (bit for bit), against diffsort (the PyTorch reference
+implementation of differentiable sorting networks) in soft mode, and by the identities of a soft
+permutation (doubly stochastic, sorted = P x, ranks summing to n (n - 1) / 2).
+"""
+
+import functools
+import itertools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from helpers import assert_exactly_equal, assert_grad_matches_finite_differences
+
+import softflow as sf
+from softflow._sort import _network
+
+METHODS = pytest.mark.parametrize("method", sf.SORTING_METHODS)
+RNG = np.random.default_rng(0)
+N = 7
+# Random rows, then rows with ties (stable order in hard mode) and signed zeros.
+X = np.concatenate(
+    [
+        RNG.normal(size=(5, N)),
+        [[1, 3, 3, 0, -2, -2, 1], [0.0, -0.0, 0.0, 1, -0.0, 1, 0], [2, 2, 2, 2, 2, 2, 2]],
+    ]
+).astype(np.float32)
+K = 3
+LEVELS = np.array([0.0, 0.1, 0.5, 0.75, 1.0], np.float32)
+
+# diffsort's steepness for our softness tau, kind by kind (diffsort's steps are ours with the
+# argument scaled; smoothstep and smootherstep have no diffsort counterpart).
+DIFFSORT_STEEPNESS = {
+    "logistic": lambda tau: 1 / tau,
+    "reciprocal": lambda tau: 1 / tau,
+    "cauchy": lambda tau: math.pi / (4 * tau),
+    "gaussian": lambda tau: math.sqrt(2 * math.pi) / (4 * tau),
+    "optimal": lambda tau: 1 / (4 * tau),
+}
+
+
+def simulate(n, method, x):
+    """Run the network's layers with exact min/max in NumPy (rows of ``x`` are inputs)."""
+    partner, receives_min, order = _network(n, method)
+    x = x.copy()
+    wires = np.arange(n)
+    for u in order:
+        other = x[..., partner[u]]
+        paired = partner[u] != wires
+        smaller, larger = np.minimum(x, other), np.maximum(x, other)
+        x = np.where(paired, np.where(receives_min[u], smaller, larger), x)
+    return x
+
+
+@METHODS
+def test_networks_sort_every_zero_one_input(method):
+    # The 0-1 principle: a comparator network sorts every input iff it sorts every 0-1 input.
+    for n in range(1, 13):
+        inputs = np.array(list(itertools.product([0, 1], repeat=n)), np.int8)
+        np.testing.assert_array_equal(simulate(n, method, inputs), np.sort(inputs, -1))
+        layers = len(_network(n, method)[2])
+        depth = math.ceil(math.log2(n)) if n > 1 else 0
+        assert layers == (n if method == "odd_even" else depth * (depth + 1) // 2)
+
+
+@functools.cache
+def evaluate(method, kind="logistic"):
+    """Jitted ``(x, q, tau) -> {(name, mode): value}`` of every function in every mode."""
+
+    def run(x, q, tau):
+        options = {"method": method, "softness": tau, "kind": kind}
+        results = {}
+        for mode in sf.MODES:
+            for descending in (False, True):
+                results["sort", descending, mode] = sf.sort(
+                    x, descending=descending, return_permutation=True, mode=mode, **options
+                )
+                results["rank", descending, mode] = sf.rank(
+                    x, descending=descending, mode=mode, **options
+                )
+            results["values", mode] = sf.sort(x, mode=mode, **options)
+            results["argsort", mode] = sf.argsort(x, mode=mode, **options)
+            results["top_k", mode] = sf.top_k(x, K, mode=mode, **options)
+            results["quantile", mode] = sf.quantile(x, q, mode=mode, **options)
+            results["median", mode] = sf.median(x, mode=mode, **options)
+        return results
+
+    return jax.jit(run)
+
+
+@METHODS
+def test_hard_and_straight_through_forward_are_exactly_numpy_and_jnp(method):
+    results = evaluate(method)(X, LEVELS, 0.5)
+
+    def one_hot(order):
+        return jnp.asarray(np.eye(N, dtype=np.float32)[order])
+
+    ascending = np.argsort(X, axis=-1, kind="stable")
+    descending = np.argsort(-X, axis=-1, kind="stable")
+    expected = {
+        ("sort", False): (jnp.sort(X, axis=-1), one_hot(ascending)),
+        ("sort", True): (jnp.sort(X, axis=-1, descending=True), one_hot(descending)),
+        ("rank", False): jnp.asarray(np.argsort(ascending, -1).astype(np.float32)),
+        ("rank", True): jnp.asarray(np.argsort(descending, -1).astype(np.float32)),
+        ("values",): jnp.sort(X, axis=-1),
+        ("argsort",): one_hot(ascending),
+        ("top_k",): (jax.lax.top_k(X, K)[0], one_hot(descending[:, :K])),
+        ("quantile",): jnp.quantile(X, LEVELS, axis=-1),
+        ("median",): jnp.median(X, axis=-1),
+    }
+    for key, value in expected.items():
+        for mode in ("hard", "straight_through"):
+            assert_exactly_equal(results[(*key, mode)], value)
+    # The values agree with NumPy too (jnp.sort itself is the reference above).
+    np.testing.assert_array_equal(results["values", "hard"], np.sort(X, -1))
+    np.testing.assert_allclose(results["quantile", "hard"], np.quantile(X, LEVELS, -1), rtol=1e-6)
+
+
+@METHODS
+def test_soft_results_are_consistent_and_tend_to_the_hard_ones(method):
+    results = evaluate(method)(X, LEVELS, 0.5)
+    values, permutation = results["sort", False, "soft"]
+    np.testing.assert_array_equal(results["values", "soft"], values)
+    np.testing.assert_array_equal(results["argsort", "soft"], permutation)
+    np.testing.assert_allclose(results["sort", True, "soft"][0], values[:, ::-1])
+    top_values, top_index = results["top_k", "soft"]
+    np.testing.assert_allclose(top_values, values[:, ::-1][:, :K])
+    np.testing.assert_allclose(top_index, permutation[:, ::-1][:, :K])
+    # Ranks read off the permutation; descending ranks mirror the ascending ones.
+    np.testing.assert_allclose(
+        results["rank", False, "soft"], np.einsum("j,bji->bi", np.arange(N), permutation), 1e-6
+    )
+    np.testing.assert_allclose(
+        results["rank", True, "soft"], N - 1 - results["rank", False, "soft"], 1e-5, 1e-5
+    )
+    # Quantiles interpolate linearly between the softly sorted values (which, at a large
+    # softness, need not be in order themselves: np.quantile would sort them again).
+    interpolated = [np.interp(LEVELS * (N - 1), np.arange(N), row) for row in np.asarray(values)]
+    np.testing.assert_allclose(results["quantile", "soft"], np.transpose(interpolated), 1e-5, 1e-6)
+    # At a small softness the soft results reach the hard ones (distinct rows only).
+    sharp = evaluate(method)(X[:5], LEVELS, 1e-4)
+    for key in [("sort", False), ("rank", False), ("top_k",), ("quantile",), ("median",)]:
+        for soft, hard in zip(
+            jax.tree_util.tree_leaves(sharp[(*key, "soft")]),
+            jax.tree_util.tree_leaves(sharp[(*key, "hard")]),
+            strict=True,
+        ):
+            np.testing.assert_allclose(soft, hard, atol=1e-4)
+
+
+def test_straight_through_gradient_is_the_soft_one():
+    weights = jnp.asarray(RNG.normal(size=X.shape), jnp.float32)
+
+    @jax.jit
+    def gradients(x):
+        def loss(x, mode):
+            return jnp.sum(weights * sf.sort(x, method="bitonic", softness=0.5, mode=mode))
+
+        def exact_loss(x):
+            return jnp.sum(weights * jnp.sort(x))
+
+        return [jax.grad(loss)(x, mode) for mode in ("soft", "straight_through")] + [
+            jax.grad(exact_loss)(x)
+        ]
+
+    soft, straight_through, exact = gradients(X)
+    np.testing.assert_allclose(straight_through, soft, rtol=1e-6)
+    # jnp.sort's own gradient (a permutation of the weights) must not leak in.
+    assert not np.allclose(soft, exact)
+
+
+@functools.cache
+def soft_permutation(method, kind):
+    return jax.jit(
+        lambda x, tau: sf.sort(x, method=method, softness=tau, kind=kind, return_permutation=True)
+    )
+
+
+def float64_rows():
+    return np.random.default_rng(2).normal(size=(4, 13))
+
+
+@METHODS
+@pytest.mark.parametrize("kind", sf.KINDS)
+def test_soft_permutation_is_doubly_stochastic(method, kind, x64):
+    x = float64_rows()
+    values, permutation = soft_permutation(method, kind)(x, 0.4)
+    assert np.all(np.asarray(permutation) >= 0)
+    np.testing.assert_allclose(permutation.sum(-1), 1, rtol=1e-12)
+    np.testing.assert_allclose(permutation.sum(-2), 1, rtol=1e-12)
+    np.testing.assert_allclose(values, np.einsum("bji,bi->bj", permutation, x), rtol=1e-12)
+    ranks = np.einsum("j,bji->bi", np.arange(13), permutation)
+    np.testing.assert_allclose(ranks.sum(-1), 13 * 12 / 2, rtol=1e-12)
+
+
+@METHODS
+@pytest.mark.parametrize("kind", sorted(DIFFSORT_STEEPNESS))
+def test_agrees_with_diffsort(method, kind, x64):
+    diffsort = pytest.importorskip("diffsort")
+    torch = pytest.importorskip("torch")
+    x, tau = float64_rows(), 0.4
+    values, permutation = soft_permutation(method, kind)(x, tau)
+    network = diffsort.DiffSortNet(
+        method, x.shape[-1], steepness=DIFFSORT_STEEPNESS[kind](tau), distribution=kind
+    )
+    reference_values, reference_matrix = network(torch.tensor(x))
+    # diffsort's matrix holds the weight of input i in output j at [i, j]: ours transposed.
+    reference_permutation = reference_matrix.numpy().transpose(0, 2, 1)
+    # diffsort's optimal step divides by |v| + 1e-10, a relative change of up to 4e-10.
+    atol = 1e-9 if kind == "optimal" else 1e-14
+    np.testing.assert_allclose(values, reference_values.numpy(), rtol=1e-13, atol=atol)
+    np.testing.assert_allclose(permutation, reference_permutation, rtol=1e-13, atol=atol)
+
+
+def test_bitonic_sorts_1024_elements_with_finite_gradients():
+    x = jax.random.normal(jax.random.key(0), (1024,))
+
+    def loss(x, tau):
+        return jnp.sum(jnp.arange(1024.0) * sf.sort(x, method="bitonic", softness=tau))
+
+    value, (grad_x, grad_tau) = jax.jit(jax.value_and_grad(loss, (0, 1)))(x, 1e-3)
+    assert np.all(np.isfinite(grad_x)) and np.isfinite(grad_tau) and np.isfinite(value)
+    np.testing.assert_allclose(value, jnp.sum(jnp.arange(1024.0) * jnp.sort(x)), rtol=1e-4)
+
+
+def _layer_shapes(jaxpr):
+    """Shapes of the values computed inside the scan over the layers (one layer's work)."""
+    for eqn in jaxpr.eqns:
+        for param in eqn.params.values():
+            inner = getattr(param, "jaxpr", param)
+            if hasattr(inner, "eqns"):
+                if eqn.primitive.name == "scan":
+                    yield from (tuple(v.aval.shape) for e in inner.eqns for v in e.outvars)
+                yield from _layer_shapes(inner)
+
+
+@METHODS
+def test_values_alone_never_build_the_permutation_matrix(method):
+    # A layer of the values alone is O(n); with the permutation it is O(n^2). (The residuals that
+    # the gradient stores for all layers together are O(n) per layer either way.)
+    n = 64
+
+    def square(fn):
+        jaxpr = jax.make_jaxpr(jax.grad(lambda x: fn(x, method=method, softness=0.5).sum()))
+        shapes = list(_layer_shapes(jaxpr(jnp.ones(n)).jaxpr))
+        assert shapes
+        return any(np.prod(shape) >= n * n for shape in shapes)
+
+    assert not square(sf.sort)
+    assert not square(sf.median)
+    assert square(sf.rank)  # the check sees the matrix where it is needed
+
+
+def test_gradients_match_finite_differences(x64):
+    points = np.random.default_rng(3).normal(size=(4, 16))
+    levels = np.random.default_rng(4).uniform(0.05, 0.95, size=16)
+
+    def weighted_sort(a, b, c, d):
+        values = sf.sort(jnp.stack([a, b, c, d]), method="bitonic", softness=0.6, kind="gaussian")
+        return jnp.dot(values, jnp.arange(1.0, 5.0))
+
+    def weighted_rank(a, b, c, d):
+        ranks = sf.rank(jnp.stack([a, b, c, d]), softness=0.6, kind="logistic")
+        return jnp.dot(ranks, jnp.arange(1.0, 5.0) ** 2)
+
+    def soft_quantile(a, b, c, q):
+        return sf.quantile(jnp.stack([a, b, c]), q, softness=0.6, kind="cauchy")
+
+    assert_grad_matches_finite_differences(weighted_sort, points, rtol=1e-6, atol=1e-9)
+    assert_grad_matches_finite_differences(weighted_rank, points, rtol=1e-6, atol=1e-9)
+    assert_grad_matches_finite_differences(soft_quantile, (*points[:3], levels), rtol=1e-6)
+
+
+def test_axis_vmap_and_softness_per_slice():
+    x = jnp.asarray(X[:4])
+    tau = jnp.array([0.1, 0.5, 1.0, 2.0])
+    along_rows = sf.sort(x, softness=tau)
+    np.testing.assert_allclose(sf.sort(x.T, axis=0, softness=tau), along_rows.T, rtol=1e-6)
+    mapped = jax.vmap(lambda row, t: sf.sort(row, softness=t))(x, tau)
+    np.testing.assert_allclose(mapped, along_rows, rtol=1e-6)
+    permutation = sf.argsort(x.T, axis=0, softness=tau)
+    assert permutation.shape == (4, N, N)
+    np.testing.assert_allclose(permutation, sf.argsort(x, softness=tau), rtol=1e-6)
+
+
+def test_dtypes_are_preserved():
+    for dtype in (jnp.bfloat16, jnp.float32):
+        x = jnp.asarray(X, dtype)
+        values, permutation = sf.sort(x, method="bitonic", return_permutation=True)
+        assert values.dtype == permutation.dtype == dtype
+        assert sf.median(x).dtype == sf.quantile(x, 0.3).dtype == dtype
+    with jax.enable_x64(True):
+        assert sf.sort(np.asarray(X, np.float64)).dtype == jnp.float64
+    # Integers rank exactly in hard mode (2**24 + 1 and 2**24 are equal in float32).
+    big = jnp.array([2**24 + 1, 2**24], jnp.int32)
+    assert_exactly_equal(sf.rank(big, mode="hard"), jnp.array([1.0, 0.0]))
+
+
+def test_relaxation_methods_use_its_settings():
+    relax = sf.Relaxation(0.3, kind="cauchy")
+    np.testing.assert_array_equal(
+        relax.sort(X, method="bitonic"),
+        sf.sort(X, method="bitonic", softness=relax.softness, kind="cauchy"),
+    )
+    assert_exactly_equal(relax.hard().median(X), jnp.median(X, axis=-1))
+
+
+def test_errors_name_the_argument():
+    with pytest.raises(ValueError, match="method must be one of"):
+        sf.sort(X, method="bubble")
+    with pytest.raises(ValueError, match="axis 2 is out of bounds"):
+        sf.argsort(X, axis=2)
+    with pytest.raises(ValueError, match=r"k must be an int in \[0, 7\]; got 8"):
+        sf.top_k(X, 8)
+    with pytest.raises(TypeError, match="k must be a Python int"):
+        sf.top_k(X, 2.0)
+    with pytest.raises(ValueError, match=r"q must lie in \[0, 1\]"):
+        sf.quantile(X, 1.5)
+    with pytest.raises(ValueError, match="q must be a scalar or a 1-D array"):
+        sf.quantile(X, np.zeros((2, 2)))
+    with pytest.raises(TypeError, match="x must be a floating array"):
+        sf.sort(jnp.arange(4))
+    with pytest.raises(TypeError, match="descending must be a bool"):
+        sf.rank(X, descending="yes")
+    with pytest.raises(ValueError, match="kind must be one of"):
+        sf.median(X, kind="tanh")
