@@ -421,6 +421,69 @@ def _(x, **o):
     return sf.soft_where(sf.greater(x, 1.0, **o), root, x)
 
 
+# -- array operations --------------------------------------------------------------------------
+
+
+@program(args_of(normal(5), normal(5)))
+def argmax_indexing(scores, values):
+    return values[jnp.argmax(scores)] + values[jnp.argmin(scores) - 5]
+
+
+@argmax_indexing.hand
+def _(scores, values, **o):
+    return sf.take(values, sf.argmax(scores, **o)) + sf.take(values, sf.argmin(scores, **o))
+
+
+@program(args_of(normal(3, 4)))
+def argmax_rows(x):
+    # one distribution per row; the one-hot is a comparison of integers per candidate
+    winner = jnp.argmax(x, axis=1)
+    return jax.nn.one_hot(winner, 4) * x
+
+
+@argmax_rows.hand
+def _(x, **o):
+    return sf.argmax(x, axis=1, **o) * x
+
+
+@program(args_of(normal(5), normal(5)))
+def write_at_argmax(scores, x):
+    return x.at[jnp.argmax(scores)].set(0.0) * 2
+
+
+@write_at_argmax.hand
+def _(scores, x, **o):
+    return sf.put(x, sf.argmax(scores, **o), 0.0) * 2
+
+
+@program(args_of(normal(5), normal(5)))
+def sort_and_argsort(x, y):
+    return jnp.sort(x) * 2 + y[jnp.argsort(x)]
+
+
+@sort_and_argsort.hand
+def _(x, y, **o):
+    values, permutation = sf.sort(x, return_permutation=True, **o)
+    return values * 2 + permutation @ y
+
+
+@program(args_of(normal(5, scale=2.0)))
+def staircases(x):
+    return jnp.floor(x) + jnp.round(x) * jnp.sign(x) + jnp.ceil(0.5 * x) + x.astype(jnp.int32)
+
+
+@staircases.hand
+def _(x, **o):
+    truncated = sf.floor(x, **_soft(o)) + sf.less(x, 0.0, **_soft(o))
+    if o["mode"] == "straight_through":
+        truncated = sf._modes.straight_through(jnp.trunc(x), truncated)
+    return sf.floor(x, **o) + sf.round(x, **o) * sf.sign(x, **o) + sf.ceil(0.5 * x, **o) + truncated
+
+
+def _soft(options):
+    return {**options, "mode": "soft"}
+
+
 # -- the checks --------------------------------------------------------------------------------
 
 
