@@ -222,3 +222,78 @@ def test_bad_arguments():
         sf.relax(threshold, softness=-1.0)(jnp.ones(2), 0.0)
     with pytest.raises(ValueError, match="softness"):
         sf.relax(threshold, softness=0.0, mode="hard")(jnp.ones(2), 0.0)
+
+
+# -- a peer: AlgoVision's relaxed bubble sort ----------------------------------------------------
+
+
+def bubble_sort(values):
+    """Bubble sort in plain JAX: ``while swapped`` over passes of compare-and-swap."""
+    n = values.shape[-1]
+
+    def one_pass(state):
+        values, swapped, remaining = state
+
+        def visit(i, carry):
+            values, swapped = carry
+            left, right = values[i], values[i + 1]
+            swap = (left > right) & (i < remaining)
+            values = values.at[i].set(jnp.where(swap, right, left))
+            values = values.at[i + 1].set(jnp.where(swap, left, right))
+            return values, swap | swapped
+
+        values, swapped = lax.fori_loop(0, n - 1, visit, (values, False))
+        return values, swapped, remaining - 1
+
+    return lax.while_loop(lambda s: s[1], one_pass, (values, True, n - 1))[0]
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_bubble_sort_equals_algovision():
+    torch = pytest.importorskip("torch")
+    algovision = pytest.importorskip("algovision")
+    beta, n = 5.0, 6
+    rng = np.random.default_rng(1)
+    values = rng.normal(size=(8, n)).astype(np.float32)
+    weights = rng.normal(size=(8, n)).astype(np.float32)
+
+    av = algovision
+    sort = av.Algorithm(
+        av.Input("values"),
+        av.Var("left", torch.tensor(0.0)),
+        av.Var("right", torch.tensor(0.0)),
+        av.Var("swapped", torch.tensor(1.0)),
+        av.VarInt("remaining", lambda values: values.shape[1] - 1),
+        av.VarInt("next_index", 0),
+        av.While(
+            av.IsTrue("swapped"),
+            av.Let("swapped", 0),
+            av.For(
+                "index",
+                "remaining",
+                av.LetInt("next_index", lambda index: index + 1),
+                av.Let("left", "values", ["index"]),
+                av.Let("right", "values", ["next_index"]),
+                av.If(
+                    av.GT("left", "right"),
+                    if_true=[
+                        av.Let("values", ["index"], "right"),
+                        av.Let("values", ["next_index"], "left"),
+                        av.Let("swapped", 1.0),
+                    ],
+                ),
+            ),
+            av.LetInt("remaining", lambda remaining: remaining - 1),
+        ),
+        av.Output("values"),
+        beta=beta,
+        epsilon=1e-6,
+    )
+    inputs = torch.as_tensor(values).requires_grad_(True)
+    expected = sort(inputs)
+    (expected * torch.as_tensor(weights)).sum().backward()
+
+    relaxed = jax.vmap(sf.relax(bubble_sort, softness=1 / beta, max_steps=n))
+    loss = jax.jit(jax.value_and_grad(lambda v: jnp.sum(relaxed(v) * weights), has_aux=False))
+    np.testing.assert_allclose(jax.jit(relaxed)(values), expected.detach().numpy(), atol=1e-5)
+    np.testing.assert_allclose(loss(values)[1], inputs.grad.numpy(), atol=1e-5)

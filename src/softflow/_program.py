@@ -127,13 +127,19 @@ class RelaxError(TypeError):
 
 
 def _where(eqn: JaxprEqn, enclosing: Sequence[JaxprEqn] = ()) -> str:
-    """The user's source line of ``eqn``, or of the closest enclosing equation that has one
-    (equations inside jax.numpy functions have only JAX's own frames)."""
-    if _summarize is not None:
-        for candidate in (eqn, *reversed(enclosing)):
-            where = _summarize(candidate.source_info)
-            if where:
-                return where
+    """The user's source line of ``eqn``.
+
+    Inside a nested ``jit`` (most of jax.numpy) the line of the outermost ``jit`` call is used:
+    JAX caches the jaxprs of jitted functions, so the lines recorded inside one belong to the
+    call that traced it first, not necessarily to this one.
+    """
+    if _summarize is None:
+        return "an unknown line"
+    calls = [e for e in enclosing if e.primitive.name in ("jit", "pjit")]
+    for candidate in (*calls[:1], eqn, *reversed(enclosing)):
+        where = _summarize(candidate.source_info)
+        if where:
+            return where
     return "an unknown line"
 
 
@@ -361,15 +367,14 @@ class _Interpreter:
 
     def __init__(self, options: _Options):
         self.options = options
-        self.records: dict[tuple[int, str], RelaxedOp] = {}
+        self.records: dict[tuple[int, str, str], RelaxedOp] = {}
         self.enclosing: list[JaxprEqn] = []  # the equations whose inner jaxprs are being run
 
     # -- bookkeeping -----------------------------------------------------------------------
 
     def record(self, eqn: JaxprEqn, rule: str) -> None:
-        self.records.setdefault(
-            (id(eqn), rule), RelaxedOp(eqn.primitive.name, self.where(eqn), rule)
-        )
+        where = self.where(eqn)
+        self.records.setdefault((id(eqn), rule, where), RelaxedOp(eqn.primitive.name, where, rule))
 
     def where(self, eqn: JaxprEqn) -> str:
         return _where(eqn, self.enclosing)
