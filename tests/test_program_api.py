@@ -297,3 +297,15 @@ def test_bubble_sort_equals_algovision():
     loss = jax.jit(jax.value_and_grad(lambda v: jnp.sum(relaxed(v) * weights), has_aux=False))
     np.testing.assert_allclose(jax.jit(relaxed)(values), expected.detach().numpy(), atol=1e-5)
     np.testing.assert_allclose(loss(values)[1], inputs.grad.numpy(), atol=1e-5)
+
+
+def test_docs_page_examples_run():
+    page = pathlib.Path(__file__).resolve().parent.parent / "docs" / "relaxing.md"
+    blocks = re.findall(r"```python\n(.*?)```", page.read_text(), re.S)
+    namespace: dict = {}
+    for block in blocks:
+        exec(compile(block, str(page), "exec"), namespace)
+    assert len(blocks) >= 5
+    # the before/after example: the straight-through gradient is that of the soft program
+    # along the exact path, which is nonzero where the exact gradient ignores the decisions
+    assert namespace["st_grad"] != 0

@@ -29,6 +29,7 @@ API_SECTIONS = {
     "softflow._branch": "Branching",
     "softflow._loop": "Loops",
     "softflow._relax": "Relaxation",
+    "softflow._program": "Relaxing whole programs",
     "softflow._kinds": "Soft steps",
 }
 CONSTANTS_SECTION = "Constants"

@@ -1115,6 +1115,41 @@ def _sort_rule(self: _Interpreter, eqn: JaxprEqn, invals: list) -> list:
     return outs
 
 
+def _dynamic_slice_rule(self: _Interpreter, eqn: JaxprEqn, invals: list) -> list:
+    """``x[i]`` with a relaxed index along one axis: the expectation as one weighted sum.
+
+    Per candidate this is the slice at that index (clamped into range, as ``dynamic_slice``
+    does); summed densely over the positions of the axis, so that the gradient is dense too.
+    """
+    operand, *indices = invals
+    soft_axes = [d for d, i in enumerate(indices) if _is_soft(i)]
+    sizes = eqn.params["slice_sizes"]
+    if (
+        _is_soft(operand)
+        or len(soft_axes) != 1
+        or not isinstance(indices[soft_axes[0]], Categorical)
+        or indices[soft_axes[0]].probs.ndim != 1
+        or sizes[soft_axes[0]] != 1
+    ):
+        return self.default(eqn, invals)
+    axis = soft_axes[0]
+    index = indices[axis]
+    x = _unwrap(operand)
+    n = x.shape[axis]
+    position = jnp.clip(index.cands, 0, n - 1)
+    weights = jnp.sum(
+        jnp.where(position[:, None] == jnp.arange(n), index.probs[:, None], 0), axis=0
+    )
+    exact = [
+        jnp.zeros((), index.cands.dtype) if d == axis else _unwrap(i) for d, i in enumerate(indices)
+    ]
+    full_sizes = tuple(n if d == axis else size for d, size in enumerate(sizes))
+    window = jax.lax.dynamic_slice(x, exact, full_sizes)
+    value = _expectation(weights, jnp.moveaxis(window, axis, -1))
+    self.record(eqn, "sf.take (read at a distribution over indices)")
+    return [Live(jnp.expand_dims(value, axis))]
+
+
 _RULES: dict[str, Callable] = {
     "gt": _compare_rule(_compare.greater),
     "ge": _compare_rule(_compare.greater_equal),
@@ -1142,6 +1177,7 @@ _RULES: dict[str, Callable] = {
     "argmax": _argmax_rule,
     "argmin": _argmax_rule,
     "sort": _sort_rule,
+    "dynamic_slice": _dynamic_slice_rule,
     "sign": _step_rule(_steps.sign),
     "floor": _step_rule(_steps.floor),
     "ceil": _step_rule(_steps.ceil),
