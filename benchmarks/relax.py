@@ -253,9 +253,12 @@ def against_algovision(settings: harness.Settings) -> dict:
             peer_algovision.make_sort(beta, epsilon), values, weights
         )
         relaxed = jax.vmap(sf.relax(bubble_plain_jax, softness=1 / beta, max_steps=n))
-        (_, out), grad = jax.jit(
-            jax.value_and_grad(lambda v: (jnp.sum(relaxed(v) * weights), relaxed(v)), has_aux=True)
-        )(values)
+
+        def loss(v, w, relaxed=relaxed):
+            rows = relaxed(v)
+            return jnp.sum(rows * w), rows
+
+        (_, out), grad = jax.jit(jax.value_and_grad(loss, has_aux=True))(values, weights)
         sec["rows"].append(
             [
                 n,
