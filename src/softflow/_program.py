@@ -1020,7 +1020,31 @@ def _jit_rule(self: _Interpreter, eqn: JaxprEqn, invals: list) -> list:
 
 
 def _remat_rule(self: _Interpreter, eqn: JaxprEqn, invals: list) -> list:
-    return self.run(eqn.params["jaxpr"], [], invals)
+    """``jax.checkpoint``: the relaxed inside, checkpointed with the same policy."""
+    jaxpr = eqn.params["jaxpr"]
+    if any(isinstance(v, Categorical) for v in invals):
+        # A distribution cannot cross the checkpoint's boundary without losing its candidates.
+        return self.run(jaxpr, [], invals)
+    in_avals = [v.aval for v in jaxpr.invars]
+    out_avals = [v.aval for v in jaxpr.outvars]
+    in_kinds = [_kind_of(v, a) for v, a in zip(invals, in_avals, strict=True)]
+
+    def inside(*args):
+        values = [_decode(x, k, a) for x, k, a in zip(args, in_kinds, in_avals, strict=True)]
+        return self.run(jaxpr, [], values)
+
+    args = [_encode(v, k, a) for v, k, a in zip(invals, in_kinds, in_avals, strict=True)]
+    out_kinds = _kinds_after(functools.partial(inside, *args), out_avals)
+
+    def encoded(*args):
+        outs = inside(*args)
+        return [_encode(v, k, a) for v, k, a in zip(outs, out_kinds, out_avals, strict=True)]
+
+    checkpointed = jax.checkpoint(
+        encoded, prevent_cse=eqn.params["prevent_cse"], policy=eqn.params["policy"]
+    )
+    outs = checkpointed(*args)
+    return [_decode(x, k, a) for x, k, a in zip(outs, out_kinds, out_avals, strict=True)]
 
 
 def _custom_rule(self: _Interpreter, eqn: JaxprEqn, invals: list) -> list:
