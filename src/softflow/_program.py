@@ -34,7 +34,13 @@ from jax.typing import ArrayLike
 
 from . import _compare, _logic, _select, _sort, _steps
 from ._branch import soft_select, soft_where
-from ._checks import check_choice, check_int, check_traced_softness, softness_array
+from ._checks import (
+    check_choice,
+    check_int,
+    check_traced_softness,
+    is_concrete,
+    softness_array,
+)
 from ._kinds import KINDS, Kind
 from ._logic import TNORMS, TNorm
 from ._loop import soft_while
@@ -220,7 +226,7 @@ def _expectation(probs: jax.Array, values: jax.Array) -> jax.Array:
 def _bernoulli(value: SoftBool) -> Categorical:
     p = value.p
     shape = (*p.shape, 2)
-    cands = jnp.broadcast_to(jnp.array([False, True]), shape)
+    cands = np.broadcast_to(np.array([False, True]), shape)
     return Categorical(cands, jnp.stack([1 - p, p], axis=-1), value.hard)
 
 
@@ -548,7 +554,13 @@ class _Interpreter:
             else:
                 args.append(_unwrap(v))
                 axes.append(None)
-        outs = jax.vmap(lambda *a: _bind(eqn, a), in_axes=axes, out_axes=-1)(*args)
+        # Candidates known at trace time (the indices of an argmax, normalised by JAX's `i < 0`
+        # select) are computed at trace time, so that later rules can see them.
+        known = (
+            contextlib.nullcontext() if not is_concrete(args) else jax.ensure_compile_time_eval()
+        )
+        with known:
+            outs = jax.vmap(lambda *a: _bind(eqn, a), in_axes=axes, out_axes=-1)(*args)
         hard = _hard_thunk(eqn, invals)
         result = []
         for i, (value, atom) in enumerate(zip(outs, eqn.outvars, strict=True)):
@@ -1101,7 +1113,8 @@ def _argmax_rule(self: _Interpreter, eqn: JaxprEqn, invals: list) -> list:
     self.record(eqn, f"sf.{fn.__name__} (a distribution over the indices)")
     probs = jnp.moveaxis(fn(x, axis, **self.compare_options()), axis, -1)
     n = x.shape[axis]
-    cands = jnp.broadcast_to(jnp.arange(n, dtype=eqn.params["index_dtype"]), probs.shape)
+    # NumPy candidates: known at trace time, so later rules see that they are 0..n-1.
+    cands = np.broadcast_to(np.arange(n, dtype=eqn.params["index_dtype"]), probs.shape)
     return [Categorical(cands, probs, _hard_thunk(eqn, invals)(0))]
 
 
@@ -1139,6 +1152,17 @@ def _sort_rule(self: _Interpreter, eqn: JaxprEqn, invals: list) -> list:
     return outs
 
 
+def _weights_over_positions(index: Categorical, n: int) -> jax.Array:
+    """The probability of each position 0..n-1 (candidates clamped into range), shape (n,)."""
+    if is_concrete(index.cands):
+        position = np.clip(np.asarray(index.cands), 0, n - 1)
+        if np.array_equal(position, np.arange(n)):
+            return index.probs  # the usual case: the candidates of an argmax over this axis
+        return jnp.zeros((n,), index.probs.dtype).at[position].add(index.probs)
+    position = jnp.clip(index.cands, 0, n - 1)
+    return jnp.zeros((n,), index.probs.dtype).at[position].add(index.probs)
+
+
 def _dynamic_slice_rule(self: _Interpreter, eqn: JaxprEqn, invals: list) -> list:
     """``x[i]`` with a relaxed index along one axis: the expectation as one weighted sum.
 
@@ -1160,10 +1184,7 @@ def _dynamic_slice_rule(self: _Interpreter, eqn: JaxprEqn, invals: list) -> list
     index = indices[axis]
     x = _unwrap(operand)
     n = x.shape[axis]
-    position = jnp.clip(index.cands, 0, n - 1)
-    weights = jnp.sum(
-        jnp.where(position[:, None] == jnp.arange(n), index.probs[:, None], 0), axis=0
-    )
+    weights = _weights_over_positions(index, n)
     exact = [
         jnp.zeros((), index.cands.dtype) if d == axis else _unwrap(i) for d, i in enumerate(indices)
     ]
