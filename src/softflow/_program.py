@@ -829,17 +829,21 @@ def _jaxpr_fn(self: _Interpreter, closed: ClosedJaxpr):
     return lambda *args: self.run(closed.jaxpr, closed.consts, args)
 
 
-def _carry_kinds(self, body: Callable, init: list, avals) -> list[str]:
-    """Kinds of a loop carry at its fixed point: a value that becomes soft in the body is soft."""
+def _carry_kinds(body: Callable, init: list, avals, extra_avals=()) -> tuple[list, list]:
+    """Kinds of a loop carry at its fixed point: a value that becomes soft in the body is soft.
+
+    ``body`` returns the next carry followed by other outputs (a scan's ``ys``) of
+    ``extra_avals``, whose kinds at the fixed point are returned too.
+    """
     kinds = [_kind_of(v, a) for v, a in zip(init, avals, strict=True)]
     while True:
         decoded = [
             _decode(_encode(v, k, a), k, a) for v, k, a in zip(init, kinds, avals, strict=True)
         ]
-        after = _kinds_after(functools.partial(body, decoded), avals)
-        new = [_join(k, n) for k, n in zip(kinds, after, strict=True)]
+        after = _kinds_after(functools.partial(body, decoded), [*avals, *extra_avals])
+        new = [_join(k, n) for k, n in zip(kinds, after, strict=False)]
         if new == kinds:
-            return kinds
+            return kinds, after[len(avals) :]
         kinds = new
 
 
@@ -908,7 +912,7 @@ def _while_rule(self: _Interpreter, eqn: JaxprEqn, invals: list) -> list:
     def body(state):
         return self.run(body_jaxpr.jaxpr, body_jaxpr.consts, [*body_consts, *state])
 
-    kinds = _carry_kinds(self, body, init, avals)
+    kinds, _ = _carry_kinds(body, init, avals)
     decoded_init = [
         _decode(_encode(v, k, a), k, a) for v, k, a in zip(init, kinds, avals, strict=True)
     ]
@@ -991,11 +995,7 @@ def _scan_rule(self: _Interpreter, eqn: JaxprEqn, invals: list) -> list:
     def step(carry, x_values):
         return self.run(closed.jaxpr, closed.consts, [*consts, *carry, *x_values])
 
-    kinds = _carry_kinds(self, lambda c: step(c, x_slices)[:ncarry], init, carry_avals)
-    decoded_init = [
-        _decode(_encode(v, k, a), k, a) for v, k, a in zip(init, kinds, carry_avals, strict=True)
-    ]
-    y_kinds = _kinds_after(lambda: step(decoded_init, x_slices)[ncarry:], y_avals)
+    kinds, y_kinds = _carry_kinds(lambda c: step(c, x_slices), init, carry_avals, y_avals)
 
     def body(c, x):
         carry = [_decode(v, k, a) for v, k, a in zip(c, kinds, carry_avals, strict=True)]
