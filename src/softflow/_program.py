@@ -23,13 +23,13 @@ import contextlib
 import dataclasses
 import functools
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.core import Tracer
-from jax.extend.core import ClosedJaxpr, DropVar, Jaxpr, JaxprEqn, Literal
+from jax.extend.core import ClosedJaxpr, DropVar, Jaxpr, JaxprEqn, Literal, jaxpr_as_fun
 from jax.typing import ArrayLike
 
 from . import _compare, _logic, _select, _sort, _steps
@@ -48,15 +48,11 @@ from ._modes import MODES, Mode, straight_through
 from ._select import weighted_sum
 
 try:  # private helpers: the user's source line in messages, and kept in the relaxed program
-    from jax._src.source_info_util import summarize as _summarize, user_context as _user_context
+    from jax._src import source_info_util as _source_info
 except ImportError:  # pragma: no cover - a JAX without them still relaxes, with vaguer messages
-    _summarize = None
+    _source_info = None
 
-    def _user_context(traceback):
-        return contextlib.nullcontext()
-
-
-_EXACT_NAME = "softflow_exact"
+_EXACT_NAME = "softflow_exact"  # the name of the jitted identity that sf.exact applies
 
 
 # ----------------------------------------------------------------------------------------------
@@ -91,7 +87,7 @@ class Categorical:
     combine candidate by candidate; values from different distributions combine as independent.
     """
 
-    cands: jax.Array
+    cands: jax.Array | np.ndarray
     probs: jax.Array
     hard: Thunk
 
@@ -139,11 +135,11 @@ def _where(eqn: JaxprEqn, enclosing: Sequence[JaxprEqn] = ()) -> str:
     JAX caches the jaxprs of jitted functions, so the lines recorded inside one belong to the
     call that traced it first, not necessarily to this one.
     """
-    if _summarize is None:
+    if _source_info is None:
         return "an unknown line"
     calls = [e for e in enclosing if e.primitive.name in ("jit", "pjit")]
     for candidate in (*calls[:1], eqn, *reversed(enclosing)):
-        where = _summarize(candidate.source_info)
+        where = _source_info.summarize(candidate.source_info)
         if where:
             return where
     return "an unknown line"
@@ -172,9 +168,9 @@ class Explanation(tuple):
 @dataclasses.dataclass(frozen=True)
 class _Options:
     softness: Any
-    kind: str
-    mode: str
-    tnorm: str
+    kind: Kind
+    mode: Mode
+    tnorm: TNorm
     max_steps: int | None
 
 
@@ -189,7 +185,12 @@ def _bind(eqn: JaxprEqn, invals: Sequence) -> list:
 
 def _bind_with(eqn: JaxprEqn, params: dict, invals: Sequence) -> list:
     bind_params = eqn.primitive.get_bind_params(params)
-    with _user_context(eqn.source_info.traceback), eqn.ctx.manager:
+    user_context = (
+        contextlib.nullcontext()
+        if _source_info is None
+        else _source_info.user_context(eqn.source_info.traceback)
+    )
+    with user_context, eqn.ctx.manager:
         out = eqn.primitive.bind(*invals, **bind_params)
     return list(out) if eqn.primitive.multiple_results else [out]
 
@@ -238,7 +239,7 @@ def _mean(value) -> jax.Array:
         return value.p
     if isinstance(value, Categorical):
         dtype = jnp.result_type(value.probs.dtype, _default_float())
-        return _expectation(value.probs, value.cands.astype(dtype))
+        return _expectation(value.probs, jnp.asarray(value.cands, dtype))
     return jnp.asarray(_unwrap(value)).astype(_default_float())
 
 
@@ -364,6 +365,11 @@ _ADVICE = {
 }
 
 
+def _aval(var) -> Any:
+    """The abstract value (shape and dtype) of a jaxpr variable."""
+    return var.aval
+
+
 def _floating(aval) -> bool:
     return jnp.issubdtype(aval.dtype, jnp.floating)
 
@@ -437,7 +443,7 @@ class _Interpreter:
         name = eqn.primitive.name
         if not any(_is_soft(v) for v in invals):
             live_float = any(
-                isinstance(v, Live) and _floating(atom.aval)
+                isinstance(v, Live) and _floating(_aval(atom))
                 for v, atom in zip(invals, eqn.invars, strict=True)
             )
             if live_float and name in _ADVICE:
@@ -484,7 +490,7 @@ class _Interpreter:
         hard = _hard_thunk(eqn, invals)
         outs = _bind(eqn, args)
         return [
-            SoftBool(out, hard(i)) if atom.aval.dtype == jnp.bool_ else Live(out)
+            SoftBool(out, hard(i)) if _aval(atom).dtype == jnp.bool_ else Live(out)
             for i, (out, atom) in enumerate(zip(outs, eqn.outvars, strict=True))
         ]
 
@@ -531,10 +537,10 @@ class _Interpreter:
         hard = _hard_thunk(eqn, invals)
         result = []
         for i, (value, atom) in enumerate(zip(outs, eqn.outvars, strict=True)):
-            if _floating(atom.aval):
-                result.append(Live(value.astype(atom.aval.dtype)))
+            if _floating(_aval(atom)):
+                result.append(Live(value.astype(_aval(atom).dtype)))
             else:
-                result.append(Expected(value, np.dtype(atom.aval.dtype), hard(i)))
+                result.append(Expected(value, np.dtype(_aval(atom).dtype), hard(i)))
         return result
 
     def per_candidate(self, eqn: JaxprEqn, invals: list) -> list:
@@ -564,7 +570,7 @@ class _Interpreter:
         hard = _hard_thunk(eqn, invals)
         result = []
         for i, (value, atom) in enumerate(zip(outs, eqn.outvars, strict=True)):
-            if _floating(atom.aval):
+            if _floating(_aval(atom)):
                 result.append(Live(_expectation(probs, value)))
             else:
                 result.append(Categorical(value, probs, hard(i)))
@@ -578,7 +584,7 @@ class _Interpreter:
             probs = jnp.expand_dims(probs, d)
         values = jax.vmap(lambda i: _bind(eqn, [_unwrap(operand), i])[0], -1, -1)(indices.cands)
         self.record(eqn, "read at each candidate index (expectation)")
-        if _floating(eqn.outvars[0].aval):
+        if _floating(_aval(eqn.outvars[0])):
             return [Live(_expectation(probs, values))]
         return [Categorical(values, probs, _hard_thunk(eqn, invals)(0))]
 
@@ -654,7 +660,7 @@ def _floatify(x, dtype) -> jax.Array:
 def _compare_rule(soft_fn):
     def rule(self: _Interpreter, eqn: JaxprEqn, invals: list) -> list:
         a, b = invals
-        if _floating(eqn.invars[0].aval):
+        if _floating(_aval(eqn.invars[0])):
             x, y = _unwrap(a), _unwrap(b)
             p = soft_fn(x, y, **self.compare_options())
             self.record(eqn, f"sf.{soft_fn.__name__}")
@@ -677,7 +683,7 @@ _LOGIC = {
 
 def _logic_rule(self: _Interpreter, eqn: JaxprEqn, invals: list) -> list:
     name = eqn.primitive.name
-    boolean = eqn.outvars[0].aval.dtype == jnp.bool_
+    boolean = _aval(eqn.outvars[0]).dtype == jnp.bool_
     if (
         not boolean
         or any(isinstance(v, Categorical | Expected) for v in invals)
@@ -719,7 +725,7 @@ def _convert_rule(self: _Interpreter, eqn: JaxprEqn, invals: list) -> list:
         return self.per_candidate(eqn, invals)
     if isinstance(value, Categorical | Expected):
         return self.generic(eqn, invals)
-    source = eqn.invars[0].aval.dtype
+    source = _aval(eqn.invars[0]).dtype
     if not jnp.issubdtype(source, jnp.floating) or jnp.issubdtype(target, jnp.floating):
         return [Live(out) for out in _bind(eqn, [_unwrap(value)])]
     if target != jnp.bool_:
@@ -734,7 +740,7 @@ def _convert_rule(self: _Interpreter, eqn: JaxprEqn, invals: list) -> list:
 
 def _select_rule(self: _Interpreter, eqn: JaxprEqn, invals: list) -> list:
     pred, *cases = invals
-    out_aval = eqn.outvars[0].aval
+    out_aval = _aval(eqn.outvars[0])
     if isinstance(pred, Expected):
         raise self.unsupported(
             eqn,
@@ -850,7 +856,7 @@ def _carry_kinds(body: Callable, init: list, avals, extra_avals=()) -> tuple[lis
 def _cond_rule(self: _Interpreter, eqn: JaxprEqn, invals: list) -> list:
     index, *operands = invals
     branches = eqn.params["branches"]
-    avals = [v.aval for v in eqn.outvars]
+    avals = [_aval(v) for v in eqn.outvars]
     run = [functools.partial(_jaxpr_fn(self, b), *operands) for b in branches]
     if isinstance(index, Expected):
         raise self.unsupported(
@@ -904,7 +910,7 @@ def _while_rule(self: _Interpreter, eqn: JaxprEqn, invals: list) -> list:
     cn, bn = params["cond_nconsts"], params["body_nconsts"]
     cond_consts, body_consts, init = invals[:cn], invals[cn : cn + bn], invals[cn + bn :]
     cond_jaxpr, body_jaxpr = params["cond_jaxpr"], params["body_jaxpr"]
-    avals = [v.aval for v in eqn.outvars]
+    avals = [_aval(v) for v in eqn.outvars]
 
     def cond(state):
         return self.run(cond_jaxpr.jaxpr, cond_jaxpr.consts, [*cond_consts, *state])[0]
@@ -962,7 +968,7 @@ def _while_rule(self: _Interpreter, eqn: JaxprEqn, invals: list) -> list:
         return _mean(c) if _is_soft(c) else jnp.asarray(_unwrap(c)).astype(_default_float())
 
     self.record(eqn, f"sf.soft_while (max_steps={self.options.max_steps})")
-    outs = soft_while(
+    outs: Any = soft_while(
         soft_cond,
         lambda x: to_state(body(from_state(x))),
         to_state(init),
@@ -984,9 +990,9 @@ def _scan_rule(self: _Interpreter, eqn: JaxprEqn, invals: list) -> list:
     nc, ncarry = params["num_consts"], params["num_carry"]
     consts, init, xs = invals[:nc], invals[nc : nc + ncarry], invals[nc + ncarry :]
     closed = params["jaxpr"]
-    carry_avals = [v.aval for v in eqn.outvars[:ncarry]]
-    y_avals = [v.aval for v in eqn.outvars[ncarry:]]
-    x_avals = [v.aval for v in closed.jaxpr.invars[nc + ncarry :]]
+    carry_avals = [_aval(v) for v in eqn.outvars[:ncarry]]
+    y_avals = [_aval(v) for v in eqn.outvars[ncarry:]]
+    x_avals = [_aval(v) for v in closed.jaxpr.invars[nc + ncarry :]]
     x_kinds = [_kind_of(v, a) for v, a in zip(xs, x_avals, strict=True)]
     xs_x = [_encode(v, k, a) for v, k, a in zip(xs, x_kinds, x_avals, strict=True)]
     # Abstract slices of xs, to trace the body for the kinds of carry and outputs.
@@ -1037,8 +1043,8 @@ def _remat_rule(self: _Interpreter, eqn: JaxprEqn, invals: list) -> list:
     if any(isinstance(v, Categorical) for v in invals):
         # A distribution cannot cross the checkpoint's boundary without losing its candidates.
         return self.run(jaxpr, [], invals)
-    in_avals = [v.aval for v in jaxpr.invars]
-    out_avals = [v.aval for v in jaxpr.outvars]
+    in_avals = [_aval(v) for v in jaxpr.invars]
+    out_avals = [_aval(v) for v in jaxpr.outvars]
     in_kinds = [_kind_of(v, a) for v, a in zip(invals, in_avals, strict=True)]
 
     def inside(*args):
@@ -1071,7 +1077,7 @@ def _custom_rule(self: _Interpreter, eqn: JaxprEqn, invals: list) -> list:
 
 
 def _live_float_operand(eqn: JaxprEqn, invals: list) -> bool:
-    return isinstance(invals[0], Live) and _floating(eqn.invars[0].aval)
+    return isinstance(invals[0], Live) and _floating(_aval(eqn.invars[0]))
 
 
 def _step_rule(soft_fn):
@@ -1131,14 +1137,14 @@ def _sort_rule(self: _Interpreter, eqn: JaxprEqn, invals: list) -> list:
     axis = eqn.params["dimension"]
     if len(invals) == 1:
         self.record(eqn, "sf.sort")
-        return [Live(_sort.sort(x, axis, **self.compare_options()))]
+        return [Live(cast(jax.Array, _sort.sort(x, axis, **self.compare_options())))]
     self.record(eqn, "sf.sort with its permutation (other operands follow it)")
     values, permutation = _sort.sort(x, axis, return_permutation=True, **self.compare_options())
-    outs = [Live(values)]
+    outs: list[Any] = [Live(values)]
     for value, atom in zip(invals[1:], eqn.invars[1:], strict=True):
         moved = jnp.moveaxis(jnp.asarray(_unwrap(value)), axis, -1)[..., None, :]
         moved = jnp.broadcast_to(moved, permutation.shape)
-        if _floating(atom.aval):
+        if _floating(_aval(atom)):
             outs.append(Live(jnp.moveaxis(_expectation(permutation, moved), -1, axis)))
         else:
             # Output j is input i with probability P[..., j, i]: a distribution per element.
@@ -1234,12 +1240,12 @@ _RULES: dict[str, Callable] = {
 # Public functions
 
 
-def _softflow_exact(tree):
+def softflow_exact(tree):
+    """The identity; its name marks, in a jaxpr, the values that relax keeps exact."""
     return tree
 
 
-_exact_marker = jax.jit(_softflow_exact)
-_exact_marker.__wrapped__.__name__ = _EXACT_NAME  # the name relax recognises in the jaxpr
+_exact_marker = jax.jit(softflow_exact)
 
 
 def exact(value: Any) -> Any:
@@ -1326,14 +1332,14 @@ class Relaxed:
         args = [live_if_float(x) for x in leaves]
         outs = interpreter.run(closed.jaxpr, consts, args)
         return [
-            interpreter.output(o, v.aval) for o, v in zip(outs, closed.jaxpr.outvars, strict=True)
+            interpreter.output(o, _aval(v)) for o, v in zip(outs, closed.jaxpr.outvars, strict=True)
         ]
 
     def __call__(self, *args, **kwargs):
         closed, out_tree, leaves = self._trace(args, kwargs)
         options = self._options
         if options.mode == "hard":
-            outs = jax.core.eval_jaxpr(closed.jaxpr, closed.consts, *leaves)
+            outs = jaxpr_as_fun(closed)(*leaves)
             tau = softness_array(options.softness, _default_float(), np.shape(options.softness))
             outs = [check_traced_softness(o, tau) for o in outs]
         else:
