@@ -178,3 +178,17 @@ def test_errors_name_the_argument():
         sf.argmin(X, softness=0.0)
     with pytest.raises(ValueError, match="does not broadcast"):
         sf.argmax(X, softness=jnp.ones(3))
+
+
+@pytest.mark.parametrize("kind", ["logistic", "cauchy"])
+def test_infinite_padding_keeps_values_and_gradients_finite(kind):
+    x = jnp.array([0.3, -1.0, 2.0])
+    padded = jnp.concatenate([x, jnp.array([-jnp.inf, -jnp.inf])])
+    options = {"softness": 0.5, "kind": kind}
+    np.testing.assert_allclose(sf.max(padded, **options), sf.max(x, **options), rtol=1e-6)
+    grad = jax.grad(lambda v: sf.max(v, **options))(padded)
+    np.testing.assert_allclose(grad[:3], jax.grad(lambda v: sf.max(v, **options))(x), rtol=1e-5)
+    np.testing.assert_array_equal(grad[3:], 0)
+    # +inf entries share the whole weight.
+    weights = sf.argmax(jnp.array([1.0, jnp.inf, 0.0, jnp.inf]), **options)
+    np.testing.assert_array_equal(weights, [0, 0.5, 0, 0.5])

@@ -327,3 +327,19 @@ def test_errors_name_the_argument():
         sf.rank(X, descending="yes")
     with pytest.raises(ValueError, match="kind must be one of"):
         sf.median(X, kind="tanh")
+
+
+@METHODS
+def test_infinities_sort_with_the_gradient_of_the_limit(method):
+    x = jnp.array([jnp.inf, 1.0, -jnp.inf, 2.0, jnp.inf, 0.5])
+    weights = jnp.arange(6.0)
+
+    def loss(x):
+        return jnp.sum(weights * sf.sort(x, method=method, softness=0.3))
+
+    values, permutation = sf.sort(x, method=method, softness=0.3, return_permutation=True)
+    np.testing.assert_array_equal(values[jnp.array([0, 4, 5])], [-np.inf, np.inf, np.inf])
+    np.testing.assert_allclose(permutation.sum(-1), 1, rtol=1e-6)
+    # Infinities behave like huge finite values, whose comparisons are saturated: same gradient.
+    huge = jnp.where(jnp.isinf(x), jnp.sign(x) * 1e30, x)
+    np.testing.assert_allclose(jax.grad(loss)(x), jax.grad(loss)(huge), rtol=1e-6)

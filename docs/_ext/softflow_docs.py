@@ -28,6 +28,10 @@ API_SECTIONS = {
     "softflow._logic": "Logic",
     "softflow._branch": "Branching",
     "softflow._loop": "Loops",
+    "softflow._select": "Selection",
+    "softflow._sort": "Sorting",
+    "softflow._index": "Soft indexing",
+    "softflow._steps": "Elementwise steps",
     "softflow._relax": "Relaxation",
     "softflow._program": "Relaxing whole programs",
     "softflow._kinds": "Soft steps",
@@ -41,6 +45,8 @@ CONSTANT_DESCRIPTIONS = {
     "MODES": "The evaluation modes accepted as ``mode=``: relaxation, exact, straight-through.",
     "TNORMS": "The t-norms accepted as ``tnorm=`` by the logical connectives.",
     "SEMANTICS": "The loop semantics accepted as ``semantics=`` by :func:`softflow.soft_while`.",
+    "SORTING_METHODS": "The sorting networks accepted as ``method=`` by :func:`softflow.sort` "
+    "and its relatives.",
 }
 
 

@@ -20,7 +20,7 @@ from ._checks import as_real_array, check_choice, check_int, is_concrete
 from ._compare import scaled
 from ._kinds import Kind, step
 from ._modes import Mode
-from ._select import AlongAxis, along_axis, by_mode
+from ._select import AlongAxis, along_axis, by_mode, difference
 
 Method = Literal["odd_even", "bitonic"]
 METHODS: tuple[str, ...] = get_args(Method)
@@ -74,6 +74,34 @@ def _network(n: int, method: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return partner, receives_min, np.asarray(order, dtype=np.int32)
 
 
+@jax.custom_jvp
+def _exchange(weight_a, weight_b, a, b):
+    """``weight_a * a + weight_b * b`` for complementary weights (``weight_b = 1 - weight_a``).
+
+    Exact at one-hot weights and blind to an infinite value of weight 0 (see
+    :func:`softflow._blend.blend`). The weights are flat where a value is infinite, and the
+    product of that zero slope with the infinite value is taken as its limit, 0: sorting an array
+    that holds infinities keeps finite gradients, as :func:`jax.numpy.sort` does.
+    """
+    return blend((weight_a, weight_b), (a, b))
+
+
+@_exchange.defjvp
+def _exchange_jvp(primals, tangents):
+    weight_a, weight_b, a, b = primals
+    d_weight_a, _, d_a, d_b = tangents
+    out = _exchange(weight_a, weight_b, a, b)
+    gap = difference(a, b)
+    gap = jnp.where(jnp.isfinite(gap), gap, jnp.zeros((), gap.dtype))
+    zero = jnp.zeros((), a.dtype)
+    d_out = (
+        d_weight_a * gap
+        + jnp.where(weight_a == 0, zero, weight_a * d_a)
+        + jnp.where(weight_b == 0, zero, weight_b * d_b)
+    )
+    return out, d_out
+
+
 def soft_sort(
     x: jax.Array, softness: jax.Array, kind: str, method: str, with_permutation: bool
 ) -> tuple[jax.Array, jax.Array | None]:
@@ -101,10 +129,10 @@ def soft_sort(
         low = jnp.where(is_low, values, opposite)
         high = jnp.where(is_low, opposite, values)
         # Both wires of a comparator compute alpha from the same operands, so it is the same number.
-        alpha = step(scaled(high - low, softness), kind)
+        alpha = step(scaled(difference(high, low), softness), kind)
         weight_low = jnp.where(is_low, alpha, 1 - alpha)
         weight_high = jnp.where(is_low, 1 - alpha, alpha)
-        mixed = blend((weight_low, weight_high), (low, high))
+        mixed = _exchange(weight_low, weight_high, low, high)
         values = jnp.where(paired, mixed, values)
         if perm is not None:
             rows = jnp.take(perm, other, axis=-2)
