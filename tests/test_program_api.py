@@ -122,6 +122,17 @@ def test_exact_guard_is_not_blended_and_keeps_gradients_finite():
     assert sf.exact(x) is not None and jnp.all(sf.exact(x) == x)
 
 
+def test_exact_index():
+    def fn(scores, values):
+        return values[sf.exact(jnp.argmax(scores))] * jnp.where(scores[0] > 0, 2.0, 1.0)
+
+    scores, values = jnp.array([0.1, 0.3, 0.2]), jnp.array([1.0, 2.0, 3.0])
+    p = sf.greater(0.1, 0.0)
+    np.testing.assert_allclose(sf.relax(fn)(scores, values), 2.0 * (1 + p), rtol=1e-6)
+    rules = [op.rule for op in sf.relax(fn).explain(scores, values)]
+    assert rules[1:] == ["kept exact (sf.exact)", "sf.greater", "sf.soft_where"]
+
+
 def test_custom_rule_kept_when_nothing_soft_inside():
     @jax.custom_jvp
     def doubled_slope(x):
@@ -180,8 +191,9 @@ def test_while_without_max_steps_names_it_and_the_loop():
         (lambda x: jnp.isfinite(x).astype(x.dtype), "is_finite", "outside"),
         (lambda x: jnp.arange(3.0)[jnp.sum(x > 0)], "expected value", "sf.argmax"),
         (lambda x: jnp.sum(x > 0) ** 2, "integer_pow", "sf.exact"),
+        (lambda x: jnp.lexsort((x, -x)).astype(x.dtype), "sort", "sf.sort"),
     ],
-    ids=["rem", "is_finite", "expected-index", "nonlinear-count"],
+    ids=["rem", "is_finite", "expected-index", "nonlinear-count", "sort-by-two-keys"],
 )
 def test_unsupported_operations_name_primitive_line_and_advice(fn, primitive, advice):
     with pytest.raises(sf._program.RelaxError) as error:
