@@ -381,12 +381,23 @@ class _Interpreter:
         self.options = options
         self.records: dict[tuple[int, str, str], RelaxedOp] = {}
         self.enclosing: list[JaxprEqn] = []  # the equations whose inner jaxprs are being run
+        self.analyses: dict[tuple, Any] = {}  # see analysed
 
     # -- bookkeeping -----------------------------------------------------------------------
 
     def record(self, eqn: JaxprEqn, rule: str) -> None:
         where = self.where(eqn)
         self.records.setdefault((id(eqn), rule, where), RelaxedOp(eqn.primitive.name, where, rule))
+
+    def analysed(self, eqn: JaxprEqn, invals: list, analyse: Callable[[], Any]) -> Any:
+        """``analyse()`` (the abstract passes that find which parts of a loop become soft),
+        computed once per loop and form of its inputs: a loop nested in another loop's body is
+        traced again for every pass over the outer body, and would be analysed again each time.
+        """
+        key = (id(eqn), tuple(type(v).__name__ for v in invals))
+        if key not in self.analyses:
+            self.analyses[key] = analyse()
+        return self.analyses[key]
 
     def where(self, eqn: JaxprEqn) -> str:
         return _where(eqn, self.enclosing)
@@ -918,12 +929,16 @@ def _while_rule(self: _Interpreter, eqn: JaxprEqn, invals: list) -> list:
     def body(state):
         return self.run(body_jaxpr.jaxpr, body_jaxpr.consts, [*body_consts, *state])
 
-    kinds, _ = _carry_kinds(body, init, avals)
-    decoded_init = [
-        _decode(_encode(v, k, a), k, a) for v, k, a in zip(init, kinds, avals, strict=True)
-    ]
-    soft_condition = _kinds_after(lambda: [cond(decoded_init)], [jax.ShapeDtypeStruct((), bool)])
-    if soft_condition[0] not in ("bool", "int"):
+    def analyse():
+        kinds, _ = _carry_kinds(body, init, avals)
+        decoded = [
+            _decode(_encode(v, k, a), k, a) for v, k, a in zip(init, kinds, avals, strict=True)
+        ]
+        (condition,) = _kinds_after(lambda: [cond(decoded)], [jax.ShapeDtypeStruct((), bool)])
+        return kinds, condition in ("bool", "int")
+
+    kinds, soft = self.analysed(eqn, invals, analyse)
+    if not soft:
         # An exact condition (a loop counter): an exact loop whose body is relaxed.
         def exact_cond(x):
             return _unwrap(
@@ -1001,7 +1016,11 @@ def _scan_rule(self: _Interpreter, eqn: JaxprEqn, invals: list) -> list:
     def step(carry, x_values):
         return self.run(closed.jaxpr, closed.consts, [*consts, *carry, *x_values])
 
-    kinds, y_kinds = _carry_kinds(lambda c: step(c, x_slices), init, carry_avals, y_avals)
+    kinds, y_kinds = self.analysed(
+        eqn,
+        invals,
+        lambda: _carry_kinds(lambda c: step(c, x_slices), init, carry_avals, y_avals),
+    )
 
     def body(c, x):
         carry = [_decode(v, k, a) for v, k, a in zip(c, kinds, carry_avals, strict=True)]
