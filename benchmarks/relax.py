@@ -174,7 +174,8 @@ def measure(settings: harness.Settings) -> dict:
         "and once by hand with softflow's primitives; both vmapped over a batch, float32, "
         "jitted, the softness `s` a traced argument. Timed: forward and gradient of the sum of "
         "squares of the output with respect to the inputs and the softness. Compile time: "
-        "`jax.jit(...).lower(...).compile()`, tracing included.",
+        "`jax.jit(...).lower(...).compile()`, tracing included, the best of three fresh "
+        "compilations of each.",
         [
             "program",
             "relaxed ms",
@@ -202,6 +203,14 @@ def measure(settings: harness.Settings) -> dict:
             "relaxed": harness.compile_jitted(_loss(relaxed), softness, *args),
             "by hand": harness.compile_jitted(_loss(by_hand), softness, *args),
         }
+        # Compile time: the best of a few fresh compilations of each, interleaved (one sample
+        # is at the mercy of the other processes on a shared machine).
+        compile_seconds = {"relaxed": [], "by hand": []}
+        for _ in range(1 if settings.tiny else 3):
+            for key, fn in (("relaxed", relaxed), ("by hand", by_hand)):
+                fresh = harness.compile_jitted(_loss(fn), softness, *args)
+                compile_seconds[key].append(fresh.compile_seconds)
+        best = {key: min(seconds) for key, seconds in compile_seconds.items()}
         difference = np.max(
             np.abs(
                 np.asarray(jax.jit(relaxed)(softness, *args))
@@ -210,7 +219,7 @@ def measure(settings: harness.Settings) -> dict:
         )
         samples = harness.paired_times({k: c.call for k, c in compiled.items()}, settings)
         ratio = harness.paired_ratio(samples, "relaxed", "by hand")
-        c_ratio = compiled["relaxed"].compile_seconds / compiled["by hand"].compile_seconds
+        c_ratio = best["relaxed"] / best["by hand"]
         speed.append(ratio)
         compile_ratio.append(c_ratio)
         sec["rows"].append(
@@ -219,8 +228,8 @@ def measure(settings: harness.Settings) -> dict:
                 harness.median(samples["relaxed"]) * 1e3,
                 harness.median(samples["by hand"]) * 1e3,
                 ratio,
-                compiled["relaxed"].compile_seconds,
-                compiled["by hand"].compile_seconds,
+                best["relaxed"],
+                best["by hand"],
                 c_ratio,
                 compiled["relaxed"].flops / compiled["by hand"].flops
                 if compiled["relaxed"].flops and compiled["by hand"].flops
@@ -296,7 +305,8 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="smallest problems (smoke test)")
     parser.add_argument("--out", type=pathlib.Path, required=True)
     args = parser.parse_args()
-    settings = harness.TINY if args.tiny else harness.QUICK
+    # The full repeats: the ratios sought are within a few percent, on a shared machine.
+    settings = harness.TINY if args.tiny else harness.FULL
     sections = [measure(settings), against_algovision(settings)]
     data = {"meta": harness.machine_info(), "sections": sections}
     args.out.write_text(json.dumps(data, indent=1) + "\n")

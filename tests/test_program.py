@@ -124,6 +124,19 @@ def _(x, **o):
     return sf.soft_where(sf.greater(y, 1.0, **o), y, 0.0)
 
 
+@program(args_of(normal(4)))
+def moved_truth_values(x):
+    # truth values moved around (concatenated with constants, reshaped, sliced) before use
+    b = jnp.concatenate([x > 0, jnp.array([True, False])]).reshape(2, 3)[:, ::-1]
+    return jnp.sum(jnp.where(b, 1.0, -1.0), axis=0) * x[:3]
+
+
+@moved_truth_values.hand
+def _(x, **o):
+    p = jnp.concatenate([sf.greater(x, 0.0, **o), jnp.array([1.0, 0.0])]).reshape(2, 3)[:, ::-1]
+    return jnp.sum(sf.soft_where(p, 1.0, -1.0), axis=0) * x[:3]
+
+
 # -- cond and switch ---------------------------------------------------------------------------
 
 

@@ -250,7 +250,6 @@ def _merge(categoricals: Sequence[Categorical]) -> tuple[jax.Array, list[jax.Arr
     the others are independent of each other (their outer product).
     """
     probs = categoricals[0].probs
-    cands = [categoricals[0].cands]
     seen = {id(probs): 0}
     index = [0]
     groups = [[categoricals[0].cands]]
@@ -268,7 +267,6 @@ def _merge(categoricals: Sequence[Categorical]) -> tuple[jax.Array, list[jax.Arr
         for g in groups[:-1]:
             g[:] = [jnp.repeat(x, k2, axis=-1) for x in g]
         groups[-1] = [jnp.tile(x, k1) for x in groups[-1]]
-    del cands
     position = [0] * len(groups)
     aligned = []
     for g in index:
@@ -495,7 +493,11 @@ class _Interpreter:
         dtype = jnp.result_type(*probs)
         data = _data_operands(eqn)
         args = [
-            v.p if isinstance(v, SoftBool) else _floatify(_unwrap(v), dtype) if i < data else v
+            v.p
+            if isinstance(v, SoftBool)
+            else _floatify(_unwrap(v), dtype)
+            if i < data
+            else _unwrap(v)
             for i, v in enumerate(invals)
         ]
         hard = _hard_thunk(eqn, invals)
@@ -600,7 +602,11 @@ class _Interpreter:
         return [Categorical(values, probs, _hard_thunk(eqn, invals)(0))]
 
     def structural_categorical(self, eqn: JaxprEqn, invals: list) -> list:
-        """Move elements of per-element distributions: candidates and probabilities alike."""
+        """Move elements of per-element distributions: candidates and probabilities alike.
+
+        An exact operand among the moved ones (a concatenated constant, a padding value) is a
+        distribution with all its candidates equal, so any probabilities do for it.
+        """
         soft = [
             _bernoulli(v) if isinstance(v, SoftBool) else v
             for v in invals
@@ -608,37 +614,32 @@ class _Interpreter:
         ]
         probs, cands = _merge(soft)
         k = probs.shape[-1]
+        data = _data_operands(eqn)
         cands_iter = iter(cands)
-        args, axes = [], []
-        for v in invals:
+        cand_args, prob_args, axes = [], [], []
+        for i, v in enumerate(invals):
             if isinstance(v, SoftBool | Categorical):
                 c = next(cands_iter)
-                args.append(c)
+                cand_args.append(c)
+                prob_args.append(jnp.broadcast_to(probs, c.shape))
                 axes.append(-1)
-            else:
-                args.append(_unwrap(v))
+            elif i < data:
+                x = jnp.asarray(_unwrap(v))
+                cand_args.append(jnp.broadcast_to(x[..., None], (*x.shape, k)))
+                prob_args.append(jnp.full((*x.shape, k), 1 / k, probs.dtype))
+                axes.append(-1)
+            else:  # an index: the same for every candidate
+                cand_args.append(_unwrap(v))
+                prob_args.append(_unwrap(v))
                 axes.append(None)
-        outs = jax.vmap(lambda *a: _bind(eqn, a), in_axes=axes, out_axes=-1)(*args)
-        # The probabilities follow the first soft operand's elements.
-        first = next(i for i, v in enumerate(invals) if isinstance(v, SoftBool | Categorical))
-        shape = args[first].shape
-        prob_args = list(args)
-        prob_args[first] = jnp.broadcast_to(probs, (*shape[:-1], k))
-        if len([v for v in invals if _is_soft(v)]) > 1:
-            raise self.unsupported(
-                eqn,
-                "it combines several relaxed integers of different shapes",
-                "convert them to floats first",
-            )
-        moved = jax.vmap(
-            lambda *a: _bind(eqn, [_floatify(x, probs.dtype) for x in a]),
-            in_axes=axes,
-            out_axes=-1,
-        )(*prob_args)
+
+        def move(*args):
+            return jax.vmap(lambda *a: _bind(eqn, a), in_axes=axes, out_axes=-1)(*args)
+
         hard = _hard_thunk(eqn, invals)
         return [
             Categorical(value, p, hard(i))
-            for i, (value, p) in enumerate(zip(outs, moved, strict=True))
+            for i, (value, p) in enumerate(zip(move(*cand_args), move(*prob_args), strict=True))
         ]
 
     def output(self, value, aval) -> jax.Array:
