@@ -331,3 +331,20 @@ def test_docs_page_examples_run():
     # the before/after example: the straight-through gradient is that of the soft program
     # along the exact path, which is nonzero where the exact gradient ignores the decisions
     assert namespace["st_grad"] != 0
+
+
+@pytest.mark.parametrize(
+    "name", ["life_step", "bubble_sort", "while_soft_exit", "sort_and_argsort", "argmax_indexing"]
+)
+def test_float32_separately_jitted_hard_and_straight_through_are_the_program(name):
+    from test_program import PROGRAMS
+
+    prog = next(p for p in PROGRAMS if p.name == name)
+    args = tuple(
+        jnp.asarray(a, jnp.float32) if np.issubdtype(np.asarray(a).dtype, np.floating) else a
+        for a in prog.args(np.random.default_rng(3))
+    )
+    exact = jax.jit(prog.fn)(*args)
+    for mode in ("hard", "straight_through"):
+        relaxed = jax.jit(sf.relax(prog.fn, softness=0.5, mode=mode, max_steps=prog.max_steps))
+        assert_exactly_equal(relaxed(*args), exact)
