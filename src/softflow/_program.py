@@ -1,7 +1,7 @@
 """Relaxing whole programs: evaluate a function's jaxpr with a soft rule for each discontinuity.
 
 :func:`relax` traces the user's function to a jaxpr and interprets it equation by equation. Values
-are tracked in four forms:
+are tracked in five forms:
 
 * an array: an exact value that does not depend on a floating-point input (constants, shapes,
   loop counters, integer arguments); equations on these only are evaluated as they are;
@@ -97,7 +97,6 @@ class Expected:
     """A relaxed integer known by its expected value ``mean`` (a float array)."""
 
     mean: jax.Array
-    dtype: np.dtype
     hard: Thunk
 
 
@@ -105,7 +104,7 @@ Soft = SoftBool | Categorical | Expected
 
 
 def _is_soft(value) -> bool:
-    return isinstance(value, SoftBool | Categorical | Expected)
+    return isinstance(value, Soft)
 
 
 def _is_live(value) -> bool:
@@ -542,7 +541,7 @@ class _Interpreter:
                     "compare it explicitly (n != 0)",
                 )
             if not jnp.issubdtype(target, jnp.floating):
-                return [Expected(args[0], target, _hard_thunk(eqn, invals)(0))]
+                return [Expected(args[0], _hard_thunk(eqn, invals)(0))]
             return [Live(args[0].astype(target))]
         if "preferred_element_type" in params and params["preferred_element_type"] is not None:
             params["preferred_element_type"] = dtype
@@ -553,7 +552,7 @@ class _Interpreter:
             if _floating(_aval(atom)):
                 result.append(Live(value.astype(_aval(atom).dtype)))
             else:
-                result.append(Expected(value, np.dtype(_aval(atom).dtype), hard(i)))
+                result.append(Expected(value, hard(i)))
         return result
 
     def per_candidate(self, eqn: JaxprEqn, invals: list) -> list:
@@ -772,7 +771,7 @@ def _select_rule(self: _Interpreter, eqn: JaxprEqn, invals: list) -> list:
         if any(isinstance(c, Expected) for c in cases):
             m0, m1 = (_mean(c).astype(p.dtype) for c in cases)
             self.record(eqn, "sf.soft_where on expected values")
-            return [Expected(soft_where(p, m1, m0), np.dtype(out_aval.dtype), hard)]
+            return [Expected(soft_where(p, m1, m0), hard)]
         self.record(eqn, "distribution over the two integers")
         shape = jnp.broadcast_shapes(p.shape, *(jnp.shape(_unwrap(c)) for c in cases))
         c0, c1 = (jnp.broadcast_to(_unwrap(c), shape) for c in cases)
@@ -791,7 +790,7 @@ def _select_rule(self: _Interpreter, eqn: JaxprEqn, invals: list) -> list:
         (value,) = _bind(eqn, [_unwrap(pred), *args])
         if out_aval.dtype == jnp.bool_:
             return [SoftBool(value, hard)]
-        return [Expected(value, np.dtype(out_aval.dtype), hard)]
+        return [Expected(value, hard)]
     return [Live(out) for out in _bind(eqn, [_unwrap(v) for v in invals])]
 
 
@@ -827,7 +826,7 @@ def _decode(x, kind: str, aval):
         return Live(x)
     if kind == "bool":
         return SoftBool(x, None)
-    return Expected(x, np.dtype(aval.dtype), None)
+    return Expected(x, None)
 
 
 def _kinds_after(fn: Callable[[], list], avals) -> list[str]:
@@ -910,7 +909,7 @@ def _cond_rule(self: _Interpreter, eqn: JaxprEqn, invals: list) -> list:
             outs.append(SoftBool(soft_select(weights, probs), None))
         elif any(_is_soft(v) for v in values):
             means = [_mean(v).astype(weights.dtype) for v in values]
-            outs.append(Expected(soft_select(weights, means), np.dtype(aval.dtype), None))
+            outs.append(Expected(soft_select(weights, means), None))
         else:
             stacked = jnp.stack([jnp.broadcast_to(_unwrap(v), aval.shape) for v in values], -1)
             outs.append(Categorical(stacked, weights, None))
@@ -997,7 +996,7 @@ def _while_rule(self: _Interpreter, eqn: JaxprEqn, invals: list) -> list:
         elif a.dtype == jnp.bool_:
             result.append(SoftBool(x, None))
         else:
-            result.append(Expected(x, np.dtype(a.dtype), None))
+            result.append(Expected(x, None))
     return result
 
 
@@ -1127,7 +1126,7 @@ def _truncate_rule(self: _Interpreter, eqn: JaxprEqn, x: jax.Array) -> list:
     hard = _bind(eqn, [x])[0]
     self.record(eqn, "sf.floor(x) + sf.less(x, 0) (conversion to integer)")
     mean = self.with_mode(hard.astype(soft.dtype), soft)
-    return [Expected(mean, np.dtype(eqn.params["new_dtype"]), lambda: hard)]
+    return [Expected(mean, lambda: hard)]
 
 
 def _argmax_rule(self: _Interpreter, eqn: JaxprEqn, invals: list) -> list:
