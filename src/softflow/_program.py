@@ -1370,7 +1370,7 @@ class Relaxed:
 
         Traces the function abstractly (nothing is computed) and returns an
         :class:`Explanation`, a tuple of ``RelaxedOp(primitive, source, rule)`` that prints as
-        one line per operation.
+        one line per operation. In ``"hard"`` mode it lists what the soft mode relaxes.
         """
         closed, _, leaves = self._trace(args, kwargs)
         options = dataclasses.replace(
