@@ -33,6 +33,7 @@ from jax.extend.core import ClosedJaxpr, DropVar, Jaxpr, JaxprEqn, Literal, jaxp
 from jax.typing import ArrayLike
 
 from . import _compare, _logic, _select, _sort, _steps
+from ._blend import blend
 from ._branch import soft_select, soft_where
 from ._checks import (
     check_choice,
@@ -778,7 +779,8 @@ def _select_rule(self: _Interpreter, eqn: JaxprEqn, invals: list) -> list:
         probs = jnp.stack([1 - p, p], axis=-1)
         return [Categorical(jnp.stack([c0, c1], axis=-1), probs, hard)]
     if isinstance(pred, SoftBool | Categorical):
-        self.record(eqn, "select per candidate of a distribution")
+        if _floating(out_aval):
+            self.record(eqn, "select per candidate of a distribution (expectation)")
         return self.per_candidate(eqn, invals)
     # An exact selector choosing among relaxed values.
     if any(isinstance(c, Categorical) for c in cases):
@@ -1220,6 +1222,50 @@ def _dynamic_slice_rule(self: _Interpreter, eqn: JaxprEqn, invals: list) -> list
     return [Live(jnp.expand_dims(value, axis))]
 
 
+def _scatter_rule(self: _Interpreter, eqn: JaxprEqn, invals: list) -> list:
+    """``x.at[i].set(v)`` with a relaxed index along one axis: :func:`softflow.put`'s blend.
+
+    Per candidate this writes ``v`` at that index (a candidate out of range writes nothing, as
+    ``scatter`` drops it); in expectation every position j along the axis becomes
+    ``(1 - w_j) x_j + w_j v`` with ``w_j`` the probability of index j.
+    """
+    operand, indices, updates = invals
+    numbers = eqn.params["dimension_numbers"]
+    one_axis = (
+        len(numbers.scatter_dims_to_operand_dims) == 1
+        and tuple(numbers.inserted_window_dims) == tuple(numbers.scatter_dims_to_operand_dims)
+        and not numbers.operand_batching_dims
+    )
+    if (
+        _is_soft(operand)
+        or _is_soft(updates)
+        or not isinstance(indices, Categorical)
+        or indices.probs.ndim != 1
+        or indices.cands.shape != (1, indices.probs.shape[0])
+        or not one_axis
+        or eqn.params["update_jaxpr"] is not None
+    ):
+        return self.default(eqn, invals)
+    (axis,) = numbers.scatter_dims_to_operand_dims
+    x, value = jnp.asarray(_unwrap(operand)), jnp.asarray(_unwrap(updates))
+    n = x.shape[axis]
+    known = is_concrete(indices.cands)  # candidates known at trace time stay known
+    xp = np if known else jnp
+    cands = (np.asarray(indices.cands) if known else indices.cands)[0]
+    if eqn.params["mode"] == jax.lax.GatherScatterMode.CLIP:
+        cands = xp.clip(cands, 0, n - 1)
+    # Out-of-range candidates have no position: they leave x as it is.
+    in_range = (cands >= 0) & (cands < n)
+    probs = jnp.where(in_range, indices.probs, 0)
+    weights = _weights_over_positions(Categorical(xp.where(in_range, cands, 0), probs, None), n)
+    shape = [1] * x.ndim
+    shape[axis] = n
+    w = weights.reshape(shape).astype(x.dtype)
+    written = jnp.broadcast_to(jnp.expand_dims(value, axis), x.shape).astype(x.dtype)
+    self.record(eqn, "sf.put (write at a distribution over indices)")
+    return [Live(blend((1 - w, w), (x, written)))]
+
+
 _RULES: dict[str, Callable] = {
     "gt": _compare_rule(_compare.greater),
     "ge": _compare_rule(_compare.greater_equal),
@@ -1248,6 +1294,7 @@ _RULES: dict[str, Callable] = {
     "argmin": _argmax_rule,
     "sort": _sort_rule,
     "dynamic_slice": _dynamic_slice_rule,
+    "scatter": _scatter_rule,
     "sign": _step_rule(_steps.sign),
     "floor": _step_rule(_steps.floor),
     "ceil": _step_rule(_steps.ceil),
