@@ -348,3 +348,15 @@ def test_float32_separately_jitted_hard_and_straight_through_are_the_program(nam
     for mode in ("hard", "straight_through"):
         relaxed = jax.jit(sf.relax(prog.fn, softness=0.5, mode=mode, max_steps=prog.max_steps))
         assert_exactly_equal(relaxed(*args), exact)
+
+
+def test_library_function_kept_exact():
+    # jnp.searchsorted compares floats inside (also to canonicalise -0.0 and NaN): keep it exact
+    boundaries, slowness = jnp.array([0.5, 1.5, 2.5]), jnp.array([1.0, 0.6, 0.9, 0.3])
+
+    def fn(depth):
+        return jnp.sum(slowness[sf.exact(jnp.searchsorted(boundaries, depth))] * depth)
+
+    depth = jnp.array([0.0, -0.0, 0.7, 1.5, 2.9])
+    assert_exactly_equal(sf.relax(fn)(depth), fn(depth))
+    assert_exactly_equal(jax.grad(sf.relax(fn))(depth), jax.grad(fn)(depth))
