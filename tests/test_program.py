@@ -174,6 +174,19 @@ def _(x, **o):
     return sf.soft_where(sf.greater(x, 0.0, **o), 1.0, 4.0) * x
 
 
+@program(args_of(normal(3), lambda rng: np.int32(0)))
+def switch_exact_index(x, k):
+    # an exact (integer) branch index: an exact switch whose branches are relaxed
+    return lax.switch(k, [lambda a: jnp.where(a > 0, a, 0.1 * a), lambda a: -a], x)
+
+
+@switch_exact_index.hand
+def _(x, k, **o):
+    return lax.switch(
+        k, [lambda a: sf.soft_where(sf.greater(a, 0.0, **o), a, 0.1 * a), lambda a: -a], x
+    )
+
+
 # -- loops -------------------------------------------------------------------------------------
 
 
