@@ -195,6 +195,11 @@ def render(cpu: dict) -> str:
         "Written by `benchmarks/softness_check.py`.",
     )
     lines += _optional(
+        "relax.json",
+        "sf.relax: relaxed programs (CPU)",
+        "Written by `benchmarks/relax.py`.",
+    )
+    lines += _optional(
         "life_cpu.json",
         "Game of Life reversal (CPU)",
         "Written by the Game of Life benchmark scripts (`benchmarks/life_*.py`).",

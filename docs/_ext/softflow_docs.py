@@ -33,6 +33,7 @@ API_SECTIONS = {
     "softflow._index": "Soft indexing",
     "softflow._steps": "Elementwise steps",
     "softflow._relax": "Relaxation",
+    "softflow._program": "Relaxing whole programs",
     "softflow._kinds": "Soft steps",
 }
 CONSTANTS_SECTION = "Constants"

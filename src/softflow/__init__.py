@@ -40,6 +40,7 @@ from ._loop import (
     soft_while as soft_while,
 )
 from ._modes import MODES as MODES
+from ._program import exact as exact, relax as relax
 from ._relax import Relaxation as Relaxation
 from ._select import argmax as argmax, argmin as argmin, max as max, min as min
 from ._sort import (
@@ -74,6 +75,7 @@ __all__ = [
     "between",
     "ceil",
     "equal",
+    "exact",
     "floor",
     "greater",
     "greater_equal",
@@ -90,6 +92,7 @@ __all__ = [
     "put",
     "quantile",
     "rank",
+    "relax",
     "round",
     "sigmoid",
     "sign",

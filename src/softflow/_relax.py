@@ -1,16 +1,20 @@
 """The Relaxation module: softness, kind and mode carried through user code as one object."""
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from . import _compare, _select, _sort, _steps
+from . import _compare, _program, _select, _sort, _steps
 from ._checks import as_real_array, check_choice, float_dtype, softness_array
 from ._kinds import KINDS, Kind
 from ._modes import MODES, Mode
+
+if TYPE_CHECKING:
+    from ._program import Relaxed
 
 
 class Relaxation(eqx.Module):
@@ -151,3 +155,10 @@ class Relaxation(eqx.Module):
     def ceil(self, x):
         """:func:`softflow.ceil` with this relaxation's settings."""
         return _steps.ceil(x, **self._options())
+
+    def relax(self, fn: Callable, **options: Any) -> "Relaxed":
+        """:func:`softflow.relax` with this relaxation's softness, kind and mode.
+
+        ``options`` are the other keywords of :func:`softflow.relax` (``tnorm``, ``max_steps``).
+        """
+        return _program.relax(fn, **self._options(), **options)
