@@ -97,7 +97,7 @@ sphinx_gallery_conf = {
     "ignore_pattern": r"(^|/)(?!plot_)[^/]*\.py$",
     "within_subsection_order": "softflow_docs.StoryOrder",
     "image_scrapers": ("matplotlib", GifScraper(GALLERY_OUT)),
-    "reset_modules": ("matplotlib",),
+    "reset_modules": ("matplotlib", "softflow_docs.reset_jax"),
     "reset_argv": "softflow_docs.example_argv",
     "remove_config_comments": True,
     "show_memory": False,

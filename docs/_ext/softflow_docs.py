@@ -246,6 +246,12 @@ class StoryOrder:
         return "StoryOrder"
 
 
+def reset_jax(gallery_conf, fname) -> None:
+    """Give every gallery page JAX's defaults: a page that enables float64 (the lake fit needs
+    it) must not turn the next page's parameters into float64."""
+    jax.config.update("jax_enable_x64", False)
+
+
 def example_argv(gallery_conf, script_vars) -> list[str]:
     """sphinx-gallery ``reset_argv`` hook: no command-line arguments, and ``__file__`` defined.
 
