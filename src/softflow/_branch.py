@@ -10,6 +10,7 @@ from jax.typing import ArrayLike
 
 from ._blend import blend
 from ._checks import as_real_array, check_float_leaves, check_same_structure
+from ._scope import primitive
 
 PyTree = Any
 
@@ -37,6 +38,7 @@ def _check_broadcast(name: str, weights: jax.Array, leaf_name: str, leaf: jax.Ar
         ) from None
 
 
+@primitive
 def _blend_trees(name: str, weights: jax.Array, names: Sequence[str], trees: Sequence[PyTree]):
     """Blend pytrees leaf by leaf by ``weights[..., k]`` (one weight array per tree)."""
     for tree_name, tree in zip(names, trees, strict=True):

@@ -15,8 +15,10 @@ from ._checks import (
 )
 from ._kinds import KINDS, Kind, step
 from ._modes import MODES, Mode, straight_through
+from ._scope import primitive
 
 
+@primitive
 def relaxed(
     soft_fn: Callable[..., jax.Array],
     hard_fn: Callable[..., jax.Array],

@@ -11,6 +11,7 @@ from jax.typing import ArrayLike
 
 from ._blend import blend
 from ._checks import as_real_array
+from ._scope import primitive
 from ._select import check_axis, weighted_sum
 
 
@@ -44,6 +45,7 @@ def _broadcast_error(what: str, error: ValueError) -> ValueError:
     return ValueError(f"{what} do not broadcast: {error}")
 
 
+@primitive
 def take(x: ArrayLike, index: ArrayLike, axis: int = 0) -> jax.Array:
     r"""Read ``x`` at a soft index along an axis: the expectation of ``x[i]``.
 
@@ -93,6 +95,7 @@ def take(x: ArrayLike, index: ArrayLike, axis: int = 0) -> jax.Array:
     return weighted_sum(weights, values)
 
 
+@primitive
 def put(x: ArrayLike, index: ArrayLike, value: ArrayLike, axis: int = 0) -> jax.Array:
     r"""Write ``value`` into ``x`` at a soft index along an axis: a soft ``x.at[i].set(value)``.
 

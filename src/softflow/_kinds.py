@@ -13,6 +13,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from ._checks import as_real_array, check_choice, float_dtype
+from ._scope import primitive
 
 Kind = Literal[
     "logistic", "gaussian", "cauchy", "reciprocal", "optimal", "smoothstep", "smootherstep"
@@ -103,6 +104,7 @@ _STEPS = {
 }
 
 
+@primitive
 def sigmoid(z: ArrayLike, *, kind: Kind = "logistic") -> jax.Array:
     r"""The soft step :math:`s(z)` of a kind: a monotone map of the real line onto [0, 1].
 

@@ -32,6 +32,7 @@ from jax.typing import ArrayLike
 
 from ._blend import blend, weighted
 from ._checks import as_real_array, check_choice, check_float_leaves, check_int, is_concrete
+from ._scope import primitive
 
 Semantics = Literal["halting", "blend"]
 SEMANTICS: tuple[str, ...] = get_args(Semantics)
@@ -249,6 +250,7 @@ def _run_chunked(step: Callable, carry: Any, total: Any, n_steps: int, chunk_siz
     return jax.lax.scan(outer_step, (carry, total), None, length=n_chunks)[0]
 
 
+@primitive
 def _soft_while(
     cond_fn: Callable,
     body_fn: Callable,

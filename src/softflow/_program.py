@@ -22,6 +22,7 @@ operation that made it, which is what :func:`exact` uses to keep chosen conditio
 import contextlib
 import dataclasses
 import functools
+import pathlib
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, cast
 
@@ -46,6 +47,7 @@ from ._kinds import KINDS, Kind
 from ._logic import TNORMS, TNorm
 from ._loop import soft_while
 from ._modes import MODES, Mode, straight_through
+from ._scope import SCOPE as _SCOPE
 from ._select import weighted_sum
 
 try:  # private helpers: the user's source line in messages, and kept in the relaxed program
@@ -54,6 +56,7 @@ except ImportError:  # pragma: no cover - a JAX without them still relaxes, with
     _source_info = None
 
 _EXACT_NAME = "softflow_exact"  # the name of the jitted identity that sf.exact applies
+_PACKAGE_DIR = str(pathlib.Path(__file__).resolve().parent)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -139,10 +142,22 @@ def _where(eqn: JaxprEqn, enclosing: Sequence[JaxprEqn] = ()) -> str:
         return "an unknown line"
     calls = [e for e in enclosing if e.primitive.name in ("jit", "pjit")]
     for candidate in (*calls[:1], eqn, *reversed(enclosing)):
-        where = _source_info.summarize(candidate.source_info)
+        where = _user_line(candidate.source_info)
         if where:
             return where
     return "an unknown line"
+
+
+def _user_line(source_info) -> str:
+    """The innermost frame that belongs neither to JAX nor to softflow (``sf.exact``,
+    ``sf.greater`` called inside ``fn`` point at the user's call), as ``file:line:col (fn)``."""
+    assert _source_info is not None
+    for frame in _source_info.user_frames(source_info.traceback):
+        if not str(pathlib.Path(frame.file_name).resolve()).startswith(_PACKAGE_DIR):
+            return (
+                f"{frame.file_name}:{frame.start_line}:{frame.start_column} ({frame.function_name})"
+            )
+    return ""
 
 
 class RelaxedOp(NamedTuple):
@@ -438,6 +453,11 @@ class _Interpreter:
     def equation(self, eqn: JaxprEqn, invals: list) -> list:
         if not any(_is_live(v) for v in invals):
             return _bind(eqn, invals)
+        if _SCOPE in str(eqn.source_info.name_stack):
+            # softflow's own operation (sf.greater, sf.soft_where, ...) called inside fn: already
+            # relaxed, evaluated as it is on the probabilities and expectations of soft inputs.
+            outs = _bind(eqn, [_mean(v) if _is_soft(v) else _unwrap(v) for v in invals])
+            return [Live(out) for out in outs]
         rule = _RULES.get(eqn.primitive.name)
         if rule is None:
             return self.default(eqn, invals)

@@ -21,6 +21,7 @@ from ._checks import (
 from ._compare import scaled
 from ._kinds import KINDS, Kind, step
 from ._modes import MODES, Mode, straight_through
+from ._scope import primitive
 
 
 class AlongAxis:
@@ -200,6 +201,7 @@ def _hard_argmax(prepared: AlongAxis, pick: Callable) -> jax.Array:
     return jax.nn.one_hot(index, prepared.size, dtype=prepared.dtype)
 
 
+@primitive
 def argmax(
     x: ArrayLike,
     axis: int = -1,
@@ -260,6 +262,7 @@ def argmax(
     )
 
 
+@primitive
 def argmin(
     x: ArrayLike,
     axis: int = -1,
@@ -303,6 +306,7 @@ def argmin(
     )
 
 
+@primitive
 def max(
     x: ArrayLike,
     axis: int = -1,
@@ -348,6 +352,7 @@ def max(
     )
 
 
+@primitive
 def min(
     x: ArrayLike,
     axis: int = -1,

@@ -20,6 +20,7 @@ from ._checks import as_real_array, check_choice, check_int, is_concrete
 from ._compare import scaled
 from ._kinds import Kind, step
 from ._modes import Mode
+from ._scope import primitive
 from ._select import AlongAxis, along_axis, by_mode, difference
 
 Method = Literal["odd_even", "bitonic"]
@@ -169,6 +170,7 @@ def _prepare(x, axis, softness, kind, mode, method, descending, *, integers: boo
     return along_axis(x, axis, softness, kind, mode, integers=integers)
 
 
+@primitive
 def sort(
     x: ArrayLike,
     axis: int = -1,
@@ -246,6 +248,7 @@ def sort(
     return a.restore(result[0])
 
 
+@primitive
 def argsort(
     x: ArrayLike,
     axis: int = -1,
@@ -295,6 +298,7 @@ def argsort(
     )
 
 
+@primitive
 def rank(
     x: ArrayLike,
     axis: int = -1,
@@ -345,6 +349,7 @@ def rank(
     return a.restore(by_mode(mode, hard, soft, a.softness))
 
 
+@primitive
 def top_k(
     x: ArrayLike,
     k: int,
@@ -430,6 +435,7 @@ def _interpolate(sorted_values: jax.Array, q: jax.Array) -> jax.Array:
     return jnp.moveaxis(result, -1, 0) if q.ndim == 1 else result
 
 
+@primitive
 def quantile(
     x: ArrayLike,
     q: ArrayLike,
@@ -482,6 +488,7 @@ def quantile(
     )
 
 
+@primitive
 def median(
     x: ArrayLike,
     axis: int = -1,

@@ -28,6 +28,7 @@ from ._checks import (
 from ._compare import scaled
 from ._kinds import KINDS, Kind, step
 from ._modes import MODES, Mode, straight_through
+from ._scope import primitive
 
 # Jumps farther than this from x are left out (the window falls to 0 between _REACH / 2 and it).
 _REACH = 16
@@ -78,6 +79,7 @@ def _relaxed_step(name, x, softness, kind, mode, hard_fn, soft_fn):
     return check_traced_softness(result, tau)
 
 
+@primitive
 def sign(
     x: ArrayLike,
     *,
@@ -118,6 +120,7 @@ def sign(
     return _relaxed_step("sign", x, softness, kind, mode, jnp.sign, soft)
 
 
+@primitive
 def floor(
     x: ArrayLike,
     *,
@@ -161,6 +164,7 @@ def floor(
     return _relaxed_step("floor", x, softness, kind, mode, jnp.floor, soft)
 
 
+@primitive
 def ceil(
     x: ArrayLike,
     *,
@@ -199,6 +203,7 @@ def ceil(
     return _relaxed_step("ceil", x, softness, kind, mode, jnp.ceil, soft)
 
 
+@primitive
 def round(
     x: ArrayLike,
     *,
