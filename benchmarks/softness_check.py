@@ -99,10 +99,11 @@ def measure(settings: harness.Settings) -> dict:
                 ]
             )
     sec["notes"].append(
-        "The check is one reduction and one branch on the softness, not on the values: on large "
-        "arrays it disappears in the noise; in a loop whose every step is a single scalar "
-        "comparison it is a visible part of the step. A concrete (Python float) softness is "
-        "checked at trace time only and has no run-time cost."
+        "The check is a test and a branch on the softness (not on the values) with a host "
+        "callback behind it: a fixed cost of some 20 µs per call on this CPU, which dominates "
+        "small arrays, and a split in XLA's fusion that costs about 1.2x forward and 1.5x "
+        "gradient on 10^6 elements and 1.6-1.8x in a loop of scalar comparisons. A concrete "
+        "(Python float) softness is checked at trace time only and has no run-time cost."
     )
     sec["notes"].append(
         "The check is a branch with a host callback; inside a loop body it also splits XLA's "
