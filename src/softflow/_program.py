@@ -153,11 +153,21 @@ def _user_line(source_info) -> str:
     ``sf.greater`` called inside ``fn`` point at the user's call), as ``file:line:col (fn)``."""
     assert _source_info is not None
     for frame in _source_info.user_frames(source_info.traceback):
+        converted = _syntax_location(frame.file_name, frame.start_line)
+        if converted:
+            return converted
         if not str(pathlib.Path(frame.file_name).resolve()).startswith(_PACKAGE_DIR):
             return (
                 f"{frame.file_name}:{frame.start_line}:{frame.start_column} ({frame.function_name})"
             )
     return ""
+
+
+def _syntax_location(file_name: str, line: int) -> str | None:
+    """The user's line of a line of code converted from Python syntax, if it is one."""
+    from ._syntax import user_location  # imported late: _syntax builds on this module
+
+    return user_location(file_name, line)
 
 
 class RelaxedOp(NamedTuple):
@@ -1382,11 +1392,15 @@ def _input_leaf(path, leaf) -> jax.Array:
 class Relaxed:
     """A function relaxed by :func:`relax`: call it like the original; ``explain`` shows how."""
 
-    def __init__(self, fn: Callable, options: _Options):
+    def __init__(self, fn: Callable, options: _Options, convert: bool):
+        functools.update_wrapper(self, fn)
+        if convert:
+            from ._syntax import call_converted  # imported late: _syntax builds on this module
+
+            fn = functools.partial(call_converted, fn)
         self._fn = fn
         self._options = options
         self._cache: dict = {}
-        functools.update_wrapper(self, fn)
 
     def _trace(self, args, kwargs):
         leaves_with_path, in_tree = jax.tree_util.tree_flatten_with_path((args, kwargs))
@@ -1456,6 +1470,7 @@ def relax(
     mode: Mode = "soft",
     tnorm: TNorm = "product",
     max_steps: int | None = None,
+    convert: bool = True,
 ) -> Relaxed:
     r"""Relax a whole JAX program: every discontinuity on a floating-point input becomes soft.
 
@@ -1483,6 +1498,10 @@ def relax(
         tnorm: the t-norm of ``&``, ``|`` and ``^``, one of :data:`softflow.TNORMS`.
         max_steps: the bound of every ``while`` loop whose condition is relaxed (required when
             there is one).
+        convert: convert Python control flow (``if``, ``while``, ``for``, ``and`` / ``or`` /
+            ``not``, ``a if c else b``) on traced values in ``fn`` and the functions it calls
+            first (see "Python syntax" on the page "Relaxing a whole program"); ``False`` traces
+            ``fn`` as it is.
 
     Returns:
         The relaxed function. Its ``explain(*args)`` lists every relaxed operation with its
@@ -1511,4 +1530,6 @@ def relax(
         check_int("max_steps", max_steps, minimum=1)
     if not callable(fn):
         raise TypeError(f"fn must be a callable; got {fn!r} of type {type(fn).__name__}.")
-    return Relaxed(fn, _Options(softness, kind, mode, tnorm, max_steps))
+    if not isinstance(convert, bool):
+        raise TypeError(f"convert must be True or False; got {convert!r}.")
+    return Relaxed(fn, _Options(softness, kind, mode, tnorm, max_steps), convert)

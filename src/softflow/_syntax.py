@@ -1,0 +1,494 @@
+"""Python control flow for :func:`softflow.relax`: convert ``if`` / ``while`` / ``for`` to JAX.
+
+JAX cannot trace ``if x > t:`` on a traced ``x``. :func:`convert` rewrites a function's source with
+diastatic-malt (the standalone AutoGraph) into calls of the operators below, which keep Python's
+behaviour on static values (Python numbers, shapes, flags) and emit ``lax.cond``,
+``lax.while_loop``, ``jnp.where`` and boolean logic on traced ones; :func:`softflow.relax` then
+relaxes those like any other program. Functions called by a converted function are converted when
+they are called, except JAX, NumPy, softflow and the libraries listed in ``_NOT_CONVERTED``.
+
+diastatic-malt was chosen over a hand-written AST rewriter because it already solves the hard parts
+(which variables a branch or loop modifies, the lowering of ``break`` / ``continue`` / ``return``,
+``nonlocal`` closures, source maps for error messages) and is maintained as a library for exactly
+this use (PennyLane Catalyst); its operator namespace is replaced here, not patched globally.
+"""
+
+import dis
+import functools
+import inspect
+import types
+from collections.abc import Callable, Sequence
+from typing import Any, cast
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.core import Tracer
+from malt import operators as _malt_operators
+from malt.core import converter as _converter
+from malt.impl import api as _api
+from malt.operators import variables as _variables
+from malt.pyct import origin_info as _origin_info
+
+from ._program import RelaxError
+
+# Modules whose functions are called as they are: they are JAX (or act on static values), and
+# softflow's own functions are already relaxed.
+_NOT_CONVERTED = ("jax", "jaxlib", "equinox", "optax", "numpy", "softflow", "malt", "builtins")
+
+# The source maps of the converted functions, by the file of the generated code, so that errors
+# (here and in sf.relax) name the user's line rather than the generated one.
+_SOURCE_MAPS: dict[str, dict] = {}
+
+# malt's names for the flags of its lowering of ``break`` / ``return``; a loop whose exit depends
+# on one of them through a traced condition is a soft early exit.
+_EXIT_FLAGS = ("break_", "do_return")
+
+
+class ConversionError(RelaxError):
+    """Python syntax that :func:`softflow.relax` cannot convert or relax, with its source line."""
+
+
+def user_location(file_name: str, line: int) -> str | None:
+    """The original ``file:line (function)`` of a line of generated code, if it is one."""
+    source_map = _SOURCE_MAPS.get(file_name)
+    if source_map is None:
+        return None
+    origin = source_map.get(_origin_info.LineLocation(file_name, line))
+    if origin is None:
+        return None
+    return f"{origin.loc.filename}:{origin.loc.lineno} ({origin.function_name})"
+
+
+def _caller_line() -> str:
+    """The user's source line of the innermost converted statement being run."""
+    frame = inspect.currentframe()
+    while frame is not None:
+        where = user_location(frame.f_code.co_filename, frame.f_lineno)
+        if where is not None:
+            return where
+        frame = frame.f_back
+    return "an unknown line"
+
+
+def _traced(value) -> bool:
+    return any(isinstance(leaf, Tracer) for leaf in jax.tree_util.tree_leaves(value))
+
+
+def _condition(cond, what: str):
+    """``cond`` as a scalar boolean array, or a clear error naming the statement's line."""
+    cond = jnp.asarray(cond)
+    if cond.shape != ():
+        raise ConversionError(
+            f"sf.relax: the condition of the {what} at {_caller_line()} is an array of shape "
+            f"{cond.shape}; a Python {what} needs a single truth value. Use jnp.where (or "
+            "sf.soft_where) for elementwise choices."
+        )
+    return cond if cond.dtype == jnp.bool_ else cond != 0
+
+
+# ----------------------------------------------------------------------------------------------
+# Branch and loop states
+
+
+def _is_undefined(value) -> bool:
+    return isinstance(value, _variables.Undefined | _variables.UndefinedReturnValue)
+
+
+def _static(value) -> bool:
+    arrays = jax.Array | np.ndarray | np.generic | jax.ShapeDtypeStruct
+    return not isinstance(value, arrays) and not _traced(value)
+
+
+def _run(block: Callable, set_state: Callable, get_state: Callable, init: tuple) -> tuple:
+    set_state(init)
+    block()
+    return tuple(get_state())
+
+
+class _Merge:
+    """How the states of two branches (or a loop's state before and after its body) are joined.
+
+    Each symbol is either static (the same Python value on both sides, kept as it is) or an array
+    of a common dtype, which goes through the JAX control-flow primitive.
+    """
+
+    def __init__(self, names: Sequence[str], sides: Sequence[tuple], where: str, what: str):
+        self.static: list[Any] = []
+        self.dtypes: list[Any] = []
+        for i, name in enumerate(names):
+            values = [side[i] for side in sides]
+            undefined = [_is_undefined(v) for v in values]
+            if all(undefined):
+                self.static.append(values[0])
+                self.dtypes.append(None)
+                continue
+            if any(undefined):
+                shown = "the return value" if name == "retval_" else f"variable {name!r}"
+                raise ConversionError(
+                    f"sf.relax: {shown} is defined on only one side of the {what} at {where}; "
+                    "with a traced condition both sides run and are blended, so it must be "
+                    f"defined on both (assign it before the {what} or in every branch)."
+                )
+            same = all(_static(v) for v in values) and all(_same(values[0], v) for v in values)
+            if name == "do_return" and not same:
+                raise ConversionError(
+                    f"sf.relax: the {what} at {where} (on a traced condition) returns on some of "
+                    "its paths only, and the code after it is not inside an else: the mixture of "
+                    "that return with the rest of the function is not converted yet. Move the "
+                    "code that follows into an else, so that every path of the statement returns "
+                    "or none does."
+                )
+            if same:
+                self.static.append(values[0])
+                self.dtypes.append(None)
+                continue
+            self.static.append(None)
+            self.dtypes.append(jnp.result_type(*values))
+
+    def to_arrays(self, state: tuple) -> list:
+        return [
+            None if dtype is None else jnp.asarray(v, dtype)
+            for v, dtype in zip(state, self.dtypes, strict=True)
+        ]
+
+    def from_arrays(self, arrays: Sequence) -> tuple:
+        return tuple(
+            s if dtype is None else a
+            for s, a, dtype in zip(self.static, arrays, self.dtypes, strict=True)
+        )
+
+
+def _same(a, b) -> bool:
+    try:
+        return type(a) is type(b) and bool(a == b)
+    except Exception:  # values without a truth value of ==: not the same static value
+        return a is b
+
+
+def _shapes(block: Callable) -> tuple:
+    """Run ``block`` abstractly: the types of its array results, its static results as they are."""
+    static: list = []
+
+    def arrays():
+        state = block()
+        static.extend(v if _static(v) or _is_undefined(v) else None for v in state)
+        return [None if _static(v) or _is_undefined(v) else v for v in state]
+
+    shapes = jax.eval_shape(arrays)
+    return tuple(s if a is None else a for s, a in zip(static, shapes, strict=True))
+
+
+# ----------------------------------------------------------------------------------------------
+# The operators called by converted code
+
+
+def if_stmt(cond, body, orelse, get_state, set_state, symbol_names, nouts):
+    """``if cond: body() else: orelse()``; on a traced ``cond`` a ``lax.cond`` over the state."""
+    if not _traced(cond):
+        return body() if cond else orelse()
+    where = _caller_line()
+    pred = _condition(cond, "if statement")
+    exits = [n for n in symbol_names if n.startswith(_EXIT_FLAGS[0])]
+    if exits and _in_loop():
+        raise ConversionError(
+            f"sf.relax: the break at {where} depends on a traced condition; a soft break (the "
+            "mixture over the iteration at which the loop stops) is not converted from Python "
+            "syntax yet. Write the loop with sf.soft_fori_loop(..., break_fn=...) instead."
+        )
+    if "do_return" in symbol_names and _in_loop():
+        raise ConversionError(
+            f"sf.relax: the return at {where} is inside a loop and depends on a traced "
+            "condition; an early exit from a loop is not converted from Python syntax yet. Return "
+            "after the loop, or write it with sf.soft_fori_loop(..., break_fn=...)."
+        )
+    init = tuple(get_state())
+    sides = [
+        _shapes(functools.partial(_run, b, set_state, get_state, init)) for b in (body, orelse)
+    ]
+    merge = _Merge(symbol_names, sides, where, "if statement")
+
+    def branch(block):
+        def run():
+            return merge.to_arrays(_run(block, set_state, get_state, init))
+
+        return run
+
+    outs = jax.lax.cond(pred, branch(body), branch(orelse))
+    set_state(merge.from_arrays(outs))
+
+
+_LOOP_DEPTH = [0]
+
+
+def _in_loop() -> bool:
+    return _LOOP_DEPTH[0] > 0
+
+
+class _InLoop:
+    def __enter__(self):
+        _LOOP_DEPTH[0] += 1
+
+    def __exit__(self, *exc):
+        _LOOP_DEPTH[0] -= 1
+
+
+def while_stmt(test, body, get_state, set_state, symbol_names, opts):
+    """``while test(): body()``; once ``test()`` is traced, a ``lax.while_loop`` over the state."""
+    del opts
+    with _InLoop():
+        while True:
+            cond = _probe(test)
+            if cond is None:
+                break
+            if not cond:
+                return
+            body()
+    where = _caller_line()
+    if any(n.startswith(_EXIT_FLAGS) for n in symbol_names):
+        raise ConversionError(
+            f"sf.relax: the while loop at {where} has a break or return on a traced condition; "
+            "this is not converted from Python syntax yet. Put the exit condition in the "
+            "loop's condition instead."
+        )
+    init = tuple(get_state())
+    for name, value in zip(symbol_names, init, strict=True):
+        if _is_undefined(value):
+            raise ConversionError(
+                f"sf.relax: variable {name!r} is assigned in the while loop at {where} but not "
+                "defined before it; a loop on a traced condition carries its variables, so "
+                "assign it before the loop."
+            )
+
+    def body_state(state):
+        with _InLoop():
+            return _run(body, set_state, get_state, state)
+
+    after = _shapes(functools.partial(body_state, init))
+    merge = _Merge(symbol_names, [init, after], where, "while loop")
+
+    def cond_fn(arrays):
+        set_state(merge.from_arrays(arrays))
+        return _condition(test(), "while loop")
+
+    def body_fn(arrays):
+        return merge.to_arrays(body_state(merge.from_arrays(arrays)))
+
+    with jax.named_scope(f"while_at_{where}"):
+        outs = jax.lax.while_loop(cond_fn, body_fn, merge.to_arrays(init))
+    set_state(merge.from_arrays(outs))
+
+
+def _probe(test: Callable):
+    """``test()`` when it is a static value, ``None`` when it is traced; evaluated abstractly,
+    so that a traced test leaves no equations behind."""
+    static = []
+
+    def run():
+        value = test()
+        if _traced(value):
+            return value
+        static.append(value)
+        return None
+
+    jax.eval_shape(run)
+    return static[0] if static else None
+
+
+def for_stmt(iter_, extra_test, body, get_state, set_state, symbol_names, opts):
+    """``for x in iter_: body(x)``, unrolled: the iterable is static (a range of Python ints, a
+    list, the leading axis of an array)."""
+    del get_state, set_state, symbol_names, opts
+    if _traced(iter_) and not isinstance(iter_, jax.Array):
+        raise ConversionError(
+            f"sf.relax: the for loop at {_caller_line()} iterates over a traced-length sequence; "
+            "Python loops are unrolled, so their length must be static. Use lax.fori_loop or "
+            "sf.soft_fori_loop."
+        )
+    with _InLoop():
+        for item in iter_:
+            if extra_test is not None:
+                go_on = extra_test()
+                if _traced(go_on):  # set by a soft break, which if_stmt has refused already
+                    raise ConversionError(
+                        f"sf.relax: the for loop at {_caller_line()} exits on a traced condition."
+                    )
+                if not go_on:
+                    break
+            body(item)
+
+
+def if_exp(cond, if_true, if_false, expr_repr):
+    """``if_true() if cond else if_false()``; on a traced ``cond`` a ``jnp.where``."""
+    del expr_repr
+    if not _traced(cond):
+        return if_true() if cond else if_false()
+    return jnp.where(_condition(cond, "conditional expression"), if_true(), if_false())
+
+
+def _truth(value, what: str):
+    value = jnp.asarray(value)
+    if value.dtype != jnp.bool_:
+        raise ConversionError(
+            f"sf.relax: `{what}` at {_caller_line()} is applied to a traced {value.dtype} value; "
+            "on traced values it is the logic of truth values: compare first (x > 0), or use "
+            "jnp.where."
+        )
+    return value
+
+
+def and_(a, b):
+    """``a() and b()``; on traced truth values their logical and (both are evaluated)."""
+    left = a()
+    if not _traced(left):
+        return left and b()
+    return jnp.logical_and(_truth(left, "and"), _truth(b(), "and"))
+
+
+def or_(a, b):
+    """``a() or b()``; on traced truth values their logical or (both are evaluated)."""
+    left = a()
+    if not _traced(left):
+        return left or b()
+    return jnp.logical_or(_truth(left, "or"), _truth(b(), "or"))
+
+
+def not_(a):
+    """``not a``; on a traced truth value its logical not."""
+    if not _traced(a):
+        return not a
+    return jnp.logical_not(_truth(a, "not"))
+
+
+def _not_converted(fn) -> bool:
+    module = getattr(inspect.getmodule(fn), "__name__", None) or getattr(fn, "__module__", None)
+    if not isinstance(module, str):
+        return False
+    return module.split(".")[0] in _NOT_CONVERTED
+
+
+def converted_call(f, args, kwargs, caller_fn_scope=None, options=None):
+    """Call ``f``, converted first when it is a Python function of the user's."""
+    del caller_fn_scope, options
+    kwargs = kwargs or {}
+    if f is range and _traced(args):
+        raise ConversionError(
+            f"sf.relax: range() at {_caller_line()} has a traced bound; Python loops are "
+            "unrolled, so their length must be static. Use lax.fori_loop or sf.soft_fori_loop."
+        )
+    target = f.func if isinstance(f, functools.partial) else f
+    if _api.is_autograph_artifact(target) or _not_converted(target) or not _convertible(target):
+        return f(*args, **kwargs)
+    if isinstance(f, functools.partial):
+        return converted_call(f.func, (*f.args, *args), {**f.keywords, **kwargs})
+    return convert(f)(*args, **kwargs)
+
+
+def call_converted(fn: Callable, *args, **kwargs):
+    """``fn(*args, **kwargs)`` with ``fn`` (and what it calls) converted from Python syntax."""
+    return converted_call(fn, args, kwargs)
+
+
+def _convertible(fn) -> bool:
+    """Python functions and methods; builtins, classes and other callables run as they are."""
+    return inspect.isfunction(fn) or inspect.ismethod(fn)
+
+
+# ----------------------------------------------------------------------------------------------
+# The converter
+
+
+class _Transformer(_api.PyToPy):
+    """malt's source transformer with softflow's operators in place of malt's."""
+
+    def get_extra_locals(self):
+        if self._extra_locals is None:
+            namespace = types.ModuleType("softflow_syntax_operators")
+            namespace.__dict__.update(vars(_api))
+            namespace.__dict__.update(vars(_malt_operators))
+            namespace.__dict__.update(
+                ConversionOptions=_converter.ConversionOptions,
+                STD=_converter.STANDARD_OPTIONS,
+                Feature=_converter.Feature,
+            )
+            operators = {
+                "if_stmt": if_stmt,
+                "while_stmt": while_stmt,
+                "for_stmt": for_stmt,
+                "if_exp": if_exp,
+                "and_": and_,
+                "or_": or_,
+                "not_": not_,
+                "converted_call": converted_call,
+            }
+            namespace.__dict__.update(operators)
+            self._extra_locals = {"ag__": namespace}
+        return self._extra_locals
+
+
+_TRANSFORMER = _Transformer()
+# No optional features: with them malt's function scope fails an assertion.
+_OPTIONS = _converter.ConversionOptions(
+    recursive=True,
+    user_requested=True,
+    optional_features=None,  # pyright: ignore[reportArgumentType]  (malt's annotation is too narrow)
+)
+_CONVERTED: dict[Any, Callable] = {}
+
+
+def _as_is(key, fn: Callable) -> Callable:
+    _CONVERTED[key] = fn
+    return fn
+
+
+def _has_control_flow(code: types.CodeType) -> bool:
+    """Whether compiled code branches or loops (``if``, ``while``, ``for``, ``and``, ``or``,
+    ``a if c else b``, comprehensions), here or in the functions it defines."""
+    if any("JUMP" in i.opname or i.opname == "FOR_ITER" for i in dis.get_instructions(code)):
+        return True
+    return any(isinstance(c, types.CodeType) and _has_control_flow(c) for c in code.co_consts)
+
+
+def convert(fn: Callable) -> Callable:
+    """``fn`` with its Python control flow converted to the operators of this module.
+
+    A function without control flow whose source cannot be converted is returned as it is (the
+    functions it calls are then not converted: one with control flow on a traced value fails
+    loudly with JAX's own error, never silently).
+
+    Raises:
+        ConversionError: when ``fn`` has control flow and its source cannot be converted (code
+            made by ``exec``, two lambdas on one line, ...): running it unconverted could give
+            the exact program with zero gradients through its conditions.
+    """
+    if inspect.ismethod(fn):
+        return functools.partial(convert(fn.__func__), fn.__self__)
+    key = fn
+    if key in _CONVERTED:
+        return _CONVERTED[key]
+    code = getattr(fn, "__code__", None)
+    name = getattr(fn, "__qualname__", repr(fn))
+    if code is None or code.co_filename.startswith("<"):
+        if code is not None and not _has_control_flow(code):
+            return _as_is(key, fn)
+        raise ConversionError(
+            f"sf.relax: cannot convert {name}: its source code is not available (made by exec or "
+            "typed interactively?). Define it in a file, or pass convert=False to sf.relax if it "
+            "has no Python control flow on traced values."
+        )
+    try:
+        context = _converter.ProgramContext(options=_OPTIONS)
+        # PyToPy.transform returns (function, module, source map); its annotation says otherwise.
+        converted, module, source_map = cast(Any, _TRANSFORMER.transform(fn, context))
+    except Exception as error:
+        if not _has_control_flow(code):
+            return _as_is(key, fn)
+        raise ConversionError(
+            f"sf.relax: cannot convert {name} ({code.co_filename}:{code.co_firstlineno}): "
+            f"{type(error).__name__}: {error}. Pass convert=False to sf.relax if it has no Python "
+            "control flow on traced values."
+        ) from error
+    _SOURCE_MAPS[module.__file__] = source_map
+    _api.autograph_artifact(converted)
+    _CONVERTED[key] = converted
+    return converted

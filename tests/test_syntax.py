@@ -1,0 +1,540 @@
+# ruff: noqa: SIM108  (the programs are written with if statements on purpose)
+"""sf.relax on functions written with Python control flow (if / elif / else, while, for, and / or /
+not, a if c else b, early return): each against the same program written by hand with lax control
+flow and softflow primitives, against the Python function itself on concrete numbers (hard mode),
+and against float64 finite differences."""
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+import softflow as sf
+from softflow._program import RelaxError
+from softflow._syntax import ConversionError, call_converted
+
+TAU = 0.7
+
+
+class Program(NamedTuple):
+    name: str
+    fn: Callable  # Python syntax
+    hand: Callable  # the same program with lax control flow / softflow primitives
+    args: Callable  # rng -> tuple of float64 numpy values
+    max_steps: int | None = None
+
+
+PROGRAMS: list[Program] = []
+
+
+def program(args, max_steps=None):
+    def register(fn):
+        def with_hand(hand):
+            PROGRAMS.append(Program(fn.__name__, fn, hand, args, max_steps))
+            return hand
+
+        fn.hand = with_hand
+        return fn
+
+    return register
+
+
+def scalars(n, scale=1.0):
+    return lambda rng: tuple(rng.normal(size=()) * scale for _ in range(n))
+
+
+@program(scalars(2))
+def threshold(x, t):
+    if x > t:
+        y = x * x
+    else:
+        y = t - x
+    return y
+
+
+@threshold.hand
+def _(x, t):
+    return lax.cond(x > t, lambda: x * x, lambda: t - x)
+
+
+@program(scalars(1, 2.0))
+def elif_chain(x):
+    if x > 1:
+        y = jnp.sin(x)
+    elif x > 0:
+        y = x * 3
+    elif x > -1:
+        y = -x
+    else:
+        y = x * x
+    return y
+
+
+@elif_chain.hand
+def _(x):
+    return lax.cond(
+        x > 1,
+        lambda: jnp.sin(x),
+        lambda: lax.cond(x > 0, lambda: x * 3, lambda: lax.cond(x > -1, lambda: -x, lambda: x * x)),
+    )
+
+
+@program(scalars(2))
+def if_without_else(x, y):
+    z = x + y
+    if x < y:
+        z = z * y
+    return z
+
+
+@if_without_else.hand
+def _(x, y):
+    z = x + y
+    return lax.cond(x < y, lambda: z * y, lambda: z)
+
+
+@program(scalars(2))
+def nested_ifs(x, y):
+    if x > 0:
+        if y > 0:
+            r = x * y
+        else:
+            r = x - y
+        s = r + 1
+    else:
+        r = -x
+        s = r * y
+    return r + s
+
+
+@nested_ifs.hand
+def _(x, y):
+    def pos():
+        r = lax.cond(y > 0, lambda: x * y, lambda: x - y)
+        return r, r + 1
+
+    r, s = lax.cond(x > 0, pos, lambda: (-x, -x * y))
+    return r + s
+
+
+@program(lambda rng: (rng.uniform(0.5, 4.0),), max_steps=12)
+def newton_sqrt(a):
+    x = a
+    err = jnp.abs(x * x - a) + 1.0
+    while err > 1e-3:
+        x = 0.5 * (x + a / x)
+        err = jnp.abs(x * x - a)
+    return x
+
+
+@newton_sqrt.hand
+def _(a):
+    def body(c):
+        x, _ = c
+        x = 0.5 * (x + a / x)
+        return x, jnp.abs(x * x - a)
+
+    return lax.while_loop(lambda c: c[1] > 1e-3, body, (a, jnp.abs(a * a - a) + 1.0))[0]
+
+
+@program(lambda rng: (rng.uniform(0.0, 3.0),), max_steps=10)
+def counting_loop(x):
+    n = 0
+    s = x
+    while s < 10:
+        s = s * 1.5 + 1
+        n += 1
+    return n * 1.0 + s
+
+
+@counting_loop.hand
+def _(x):
+    def body(c):
+        n, s = c
+        return n + 1, s * 1.5 + 1
+
+    n, s = lax.while_loop(lambda c: c[1] < 10, body, (0, x))
+    return n * 1.0 + s
+
+
+@program(lambda rng: (rng.normal(size=5), rng.normal()))
+def continue_accumulation(x, w):
+    s = 0.0
+    for i in range(5):
+        if x[i] < 0:
+            continue
+        s = s + x[i] * w
+    return s
+
+
+@continue_accumulation.hand
+def _(x, w):
+    s = 0.0
+    for i in range(5):
+        s = lax.cond(x[i] < 0, lambda s=s: s, lambda s=s, i=i: s + x[i] * w)
+    return s
+
+
+def _clip_by_returns(x):
+    if x < -1:
+        return -1.0 + 0.1 * x
+    if x > 1:
+        return 1.0 + 0.1 * x
+    return x
+
+
+@program(scalars(2, 2.0))
+def early_returns_in_helper(x, y):
+    return _clip_by_returns(x) * 2 + _clip_by_returns(y * x)
+
+
+def _clip_hand(x):
+    return lax.cond(
+        x < -1, lambda: -1.0 + 0.1 * x, lambda: lax.cond(x > 1, lambda: 1.0 + 0.1 * x, lambda: x)
+    )
+
+
+@early_returns_in_helper.hand
+def _(x, y):
+    return _clip_hand(x) * 2 + _clip_hand(y * x)
+
+
+@program(scalars(1))
+def conditional_expression(x):
+    return (x if x > 0 else 0.1 * x) + (1.0 if x > 0.5 else 2.0)
+
+
+@conditional_expression.hand
+def _(x):
+    return jnp.where(x > 0, x, 0.1 * x) + jnp.where(x > 0.5, 1.0, 2.0)
+
+
+@program(scalars(3))
+def boolean_operators(x, y, z):
+    if (x > 0 and y < 1) or not z > 0:
+        r = x * y
+    else:
+        r = z
+    return r
+
+
+@boolean_operators.hand
+def _(x, y, z):
+    return lax.cond(((x > 0) & (y < 1)) | ~(z > 0), lambda: x * y, lambda: z)
+
+
+@program(lambda rng: (rng.normal(size=4),))
+def static_range_unrolled(x):
+    s = 0.0
+    for i in range(x.shape[0]):
+        if x[i] > 0:
+            s = s + x[i] * (i + 1)
+    return s
+
+
+@static_range_unrolled.hand
+def _(x):
+    s = 0.0
+    for i in range(4):
+        s = lax.cond(x[i] > 0, lambda s=s, i=i: s + x[i] * (i + 1), lambda s=s: s)
+    return s
+
+
+def _halve_down(x):
+    while x > 1:
+        x = x / 2
+    return x
+
+
+@program(lambda rng: (rng.uniform(0.5, 6.0), rng.uniform(0.5, 6.0)), max_steps=5)
+def loop_in_helper(x, y):
+    return _halve_down(x) + _halve_down(y * 2)
+
+
+def _halve_hand(x):
+    return lax.while_loop(lambda x: x > 1, lambda x: x / 2, x)
+
+
+@loop_in_helper.hand
+def _(x, y):
+    return _halve_hand(x) + _halve_hand(y * 2)
+
+
+@program(scalars(1))
+def expression_in_static_loop(x):
+    for _ in range(3):
+        x = x * 2 if x < 1 else x - 1
+    return x
+
+
+@expression_in_static_loop.hand
+def _(x):
+    for _ in range(3):
+        x = jnp.where(x < 1, x * 2, x - 1)
+    return x
+
+
+@program(lambda rng: (rng.uniform(0.2, 2.0),), max_steps=10)
+def while_with_and(x):
+    i = 0
+    while i < 6 and x > 0.1:
+        x = x * 0.6
+        i += 1
+    return x
+
+
+@while_with_and.hand
+def _(x):
+    def body(c):
+        i, x = c
+        return i + 1, x * 0.6
+
+    return lax.while_loop(lambda c: (c[0] < 6) & (c[1] > 0.1), body, (0, x))[1]
+
+
+def _static_flag_program(x, y, square):
+    if square:  # a static Python flag: ordinary Python
+        x = x * x
+    if x > y:
+        return x - y
+    return y
+
+
+@program(scalars(2))
+def static_flag(x, y):
+    return _static_flag_program(x, y, True) + _static_flag_program(x, y, False)
+
+
+@static_flag.hand
+def _(x, y):
+    return lax.cond(x * x > y, lambda: x * x - y, lambda: y) + lax.cond(
+        x > y, lambda: x - y, lambda: y
+    )
+
+
+@program(scalars(2))
+def return_in_every_path_of_nested_branch(x, y):
+    if x > 0:
+        if y > 0:
+            return x + y
+        else:
+            z = x - y
+            return z * z
+    else:
+        z = y * 2
+        return z * z
+
+
+@return_in_every_path_of_nested_branch.hand
+def _(x, y):
+    return lax.cond(
+        x > 0, lambda: lax.cond(y > 0, lambda: x + y, lambda: (x - y) ** 2), lambda: (y * 2) ** 2
+    )
+
+
+def _hand_relaxed(prog, mode):
+    return sf.relax(prog.hand, softness=TAU, mode=mode, max_steps=prog.max_steps, convert=False)
+
+
+@pytest.mark.parametrize("prog", PROGRAMS, ids=[p.name for p in PROGRAMS])
+def test_program(prog, x64):
+    rng = np.random.default_rng(1)
+    args = prog.args(rng)
+    options = {"softness": TAU, "max_steps": prog.max_steps}
+    soft = sf.relax(prog.fn, **options)
+    st = sf.relax(prog.fn, **options, mode="straight_through")
+    hard = sf.relax(prog.fn, **options, mode="hard")
+    hand = _hand_relaxed(prog, "soft")
+    hand_st = _hand_relaxed(prog, "straight_through")
+    direction = [rng.normal(size=np.shape(a)) for a in args]
+
+    def along(f, a):
+        return jax.jvp(f, tuple(map(jnp.asarray, a)), tuple(map(jnp.asarray, direction)))[1]
+
+    @jax.jit
+    def run(*a):
+        h = 1e-6
+        up = [x + h * d for x, d in zip(a, direction, strict=True)]
+        down = [x - h * d for x, d in zip(a, direction, strict=True)]
+        return {
+            "soft": soft(*a),
+            "hand": hand(*a),
+            "st": st(*a),
+            "hand_st": hand_st(*a),
+            "hard": hard(*a),
+            "grad": jax.grad(lambda *b: soft(*b), argnums=tuple(range(len(a))))(*a),
+            "grad_hand": jax.grad(lambda *b: hand(*b), argnums=tuple(range(len(a))))(*a),
+            "grad_st": jax.grad(lambda *b: st(*b), argnums=tuple(range(len(a))))(*a),
+            "grad_hand_st": jax.grad(lambda *b: hand_st(*b), argnums=tuple(range(len(a))))(*a),
+            "fd": (soft(*up) - soft(*down)) / (2 * h),
+            "jvp": along(soft, a),
+        }
+
+    r = run(*args)
+    # (a) the hand-written program, to float rounding (values and gradients, soft and ST)
+    np.testing.assert_allclose(r["soft"], r["hand"], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(r["st"], r["hand_st"], rtol=1e-12, atol=1e-14)
+    for g, gh in zip(r["grad"], r["grad_hand"], strict=True):
+        np.testing.assert_allclose(g, gh, rtol=1e-12, atol=1e-14)
+    for g, gh in zip(r["grad_st"], r["grad_hand_st"], strict=True):
+        np.testing.assert_allclose(g, gh, rtol=1e-12, atol=1e-14)
+    # (b) the Python function itself on concrete numbers: hard mode and the ST forward value
+    python = prog.fn(*map(jnp.asarray, args))
+    np.testing.assert_array_equal(r["hard"], python, strict=False)
+    assert r["hard"].dtype == jnp.asarray(python).dtype
+    np.testing.assert_array_equal(r["st"], python)
+    # (c) float64 finite differences of the soft program
+    np.testing.assert_allclose(r["jvp"], r["fd"], rtol=1e-5, atol=1e-7)
+
+
+def test_at_least_fifteen_programs():
+    assert len(PROGRAMS) >= 15
+
+
+def test_conditional_expression_is_soft_where(x64):
+    """``a if c else b`` is exactly sf.soft_where of sf.greater, and strictly inside (a, b)."""
+    x = jnp.asarray(0.3)
+    expected = sf.soft_where(sf.greater(x, 0.0, softness=TAU), x, 0.1 * x) + sf.soft_where(
+        sf.greater(x, 0.5, softness=TAU), 1.0, 2.0
+    )
+    np.testing.assert_allclose(
+        sf.relax(conditional_expression, softness=TAU)(x), expected, rtol=1e-14
+    )
+    soft = float(sf.relax(threshold, softness=1.0)(0.1, 0.0))
+    assert 0.1 * 0.1 < soft < -0.1 + 0.0 or -0.1 < soft < 0.01
+
+
+def test_static_loop_stays_unrolled():
+    text = str(
+        jax.make_jaxpr(functools.partial(call_converted, static_range_unrolled))(jnp.ones(4))
+    )
+    assert "while" not in text and text.count("cond[") == 4
+
+
+def test_static_python_control_flow_stays_python():
+    """An if on a Python flag and a while on Python ints leave no cond / while in the program."""
+
+    def fn(x, flag=True):
+        n = 3
+        while n > 0:
+            n -= 1
+            x = x + 1.0 if flag else x
+        return x
+
+    text = str(jax.make_jaxpr(functools.partial(call_converted, fn))(1.0))
+    assert "cond" not in text and "while" not in text
+    assert float(sf.relax(fn)(1.0)) == 4.0
+
+
+def test_convert_false_traces_as_is():
+    with pytest.raises(jax.errors.TracerBoolConversionError):
+        sf.relax(threshold, convert=False)(1.0, 0.0)
+    with pytest.raises(TypeError, match="convert must be True or False"):
+        sf.relax(threshold, convert=1)  # type: ignore[arg-type]
+
+
+def test_variable_defined_in_one_branch_is_an_error():
+    def uses(x):
+        if x > 0:
+            y = x
+        return y
+
+    with pytest.raises(
+        ConversionError, match=r"variable 'y' is defined on only one side.*test_syntax.py:\d+"
+    ):
+        sf.relax(uses)(1.0)
+
+
+def test_return_in_some_paths_only_is_an_error():
+    def implicit_none(x):
+        if x > 0:
+            return x
+
+    def nested(x, y):
+        if x > 0:
+            if y > 0:
+                return x + y
+            z = x - y
+        else:
+            z = y * 2
+        return z * z
+
+    with pytest.raises(ConversionError, match=r"returns on some of its paths only"):
+        sf.relax(implicit_none)(1.0)
+    with pytest.raises(ConversionError, match=r"test_syntax.py:\d+ .*returns on some of its paths"):
+        sf.relax(nested)(1.0, 2.0)
+
+
+def test_while_without_max_steps_names_the_line():
+    lines, first = inspect.getsourcelines(newton_sqrt)
+    line = first + next(i for i, text in enumerate(lines) if "while" in text)
+    with pytest.raises(RelaxError, match=rf"while loop at .*test_syntax.py:{line} .*max_steps"):
+        sf.relax(newton_sqrt)(2.0)
+
+
+def test_traced_break_is_a_clear_error():
+    def fn(x):
+        s = 0.0
+        for i in range(4):
+            if s > 2:
+                break
+            s = s + x * i
+        return s
+
+    with pytest.raises(ConversionError, match=r"break at .*test_syntax.py:\d+.*soft_fori_loop"):
+        sf.relax(fn)(1.0)
+
+
+def test_traced_range_is_a_clear_error():
+    def fn(x, n):
+        for _ in range(n):
+            x = x * 2
+        return x
+
+    with pytest.raises(
+        ConversionError, match=r"range\(\) at .*test_syntax.py:\d+ .*has a traced bound"
+    ):
+        sf.relax(fn)(1.0, 3)
+
+
+def test_unconvertible_functions_are_errors():
+    namespace: dict = {}
+    exec("def made(x):\n    return x if x > 0 else -x\n", namespace)
+    with pytest.raises(ConversionError, match="cannot convert made"):
+        sf.relax(namespace["made"])(1.0)
+    a, b = (lambda x: x if x > 0 else -x), (lambda x: -x)
+    del b
+    with pytest.raises(ConversionError, match="cannot convert"):
+        sf.relax(a)(1.0)
+
+
+def test_array_condition_is_a_clear_error():
+    def fn(x):
+        if x > 0:
+            x = -x
+        return x
+
+    with pytest.raises(ConversionError, match=r"shape \(3,\).*jnp.where"):
+        sf.relax(fn)(jnp.ones(3))
+
+
+def test_and_on_floats_is_a_clear_error():
+    def fn(x, y):
+        return x if x and y > 0 else y
+
+    with pytest.raises(ConversionError, match=r"`and` at .* float32"):
+        sf.relax(fn)(1.0, 2.0)
+
+
+def test_float32_and_vmap():
+    xs = jnp.linspace(-2.0, 2.0, 5, dtype=jnp.float32)
+    out = jax.vmap(sf.relax(elif_chain, softness=TAU))(xs)
+    assert out.dtype == jnp.float32
+    hand = jax.vmap(_hand_relaxed(PROGRAMS[1], "soft"))(xs)
+    np.testing.assert_allclose(out, hand, rtol=1e-6)
