@@ -184,33 +184,33 @@ def _shapes(block: Callable) -> tuple:
 
 
 def if_stmt(cond, body, orelse, get_state, set_state, symbol_names, nouts):
-    """``if cond: body() else: orelse()``; on a traced ``cond`` a ``lax.cond`` over the state."""
+    """``if cond: body() else: orelse()``; on a traced ``cond`` a ``lax.cond`` over the state, or
+    for a ``break`` an exit of the loop's running world (see :func:`for_stmt`)."""
+    del nouts
     if not _traced(cond):
         return body() if cond else orelse()
     where = _caller_line()
     pred = _condition(cond, "if statement")
-    exits = [n for n in symbol_names if n.startswith(_EXIT_FLAGS[0])]
-    if exits and _in_loop():
-        raise ConversionError(
-            f"sf.relax: the break at {where} depends on a traced condition; a soft break (the "
-            "mixture over the iteration at which the loop stops) is not converted from Python "
-            "syntax yet. Write the loop with sf.soft_fori_loop(..., break_fn=...) instead."
-        )
-    if "do_return" in symbol_names and _in_loop():
+    if "do_return" in symbol_names and _LOOPS:
         raise ConversionError(
             f"sf.relax: the return at {where} is inside a loop and depends on a traced "
             "condition; an early exit from a loop is not converted from Python syntax yet. Return "
             "after the loop, or write it with sf.soft_fori_loop(..., break_fn=...)."
         )
     init = tuple(get_state())
-    sides = [
-        _shapes(functools.partial(_run, b, set_state, get_state, init)) for b in (body, orelse)
-    ]
+    breaks = any(n.startswith("break_") for n in symbol_names) and bool(_LOOPS)
+    if breaks and _soft_break(pred, body, orelse, get_state, set_state, symbol_names, init, where):
+        return
+    with _InBranch():
+        sides = [
+            _shapes(functools.partial(_run, b, set_state, get_state, init)) for b in (body, orelse)
+        ]
     merge = _Merge(symbol_names, sides, where, "if statement")
 
     def branch(block):
         def run():
-            return merge.to_arrays(_run(block, set_state, get_state, init))
+            with _InBranch():
+                return merge.to_arrays(_run(block, set_state, get_state, init))
 
         return run
 
@@ -218,25 +218,77 @@ def if_stmt(cond, body, orelse, get_state, set_state, symbol_names, nouts):
     set_state(merge.from_arrays(outs))
 
 
-_LOOP_DEPTH = [0]
+def _soft_break(pred, body, orelse, get_state, set_state, symbol_names, init, where) -> bool:
+    """A ``break`` on a traced condition: the breaking side's state is recorded as an exit of the
+    innermost loop, and the program goes on in the other side (the running world), unblended.
+
+    Returns False when neither side breaks for sure (the break is in a static sub-branch that is
+    not taken), so that the statement is an ordinary soft ``if``.
+    """
+    loop = _LOOPS[-1]
+    if loop.kind != "for" or loop.branches != _BRANCHES[0]:
+        raise ConversionError(
+            f"sf.relax: the break at {where} depends on a traced condition "
+            + (
+                "inside a while loop; a soft break is converted in `for ... in range(...)` loops "
+                "only. Put the exit condition in the while loop's condition instead."
+                if loop.kind != "for"
+                else "inside another if statement on a traced condition; combine the conditions "
+                "with `and` in a single `if ...: break`."
+            )
+        )
+    flag = next(i for i, n in enumerate(symbol_names) if n.startswith("break_"))
+    taken = _run(body, set_state, get_state, init)
+    at_break = tuple(loop.get_state())  # the loop's state after the body side, used if it breaks
+    other = _run(orelse, set_state, get_state, init)
+    if taken[flag] is True and other[flag] is False:
+        loop.exits.append((pred, at_break))
+        set_state(other)
+        return True
+    if other[flag] is True and taken[flag] is False:
+        loop.exits.append((jnp.logical_not(pred), tuple(loop.get_state())))
+        set_state(taken)
+        return True
+    set_state(init)
+    return False
 
 
-def _in_loop() -> bool:
-    return _LOOP_DEPTH[0] > 0
+class _Loop:
+    """A Python loop being unrolled: its state, and the exits of its soft breaks so far, each a
+    (condition, state at the break) in the running world."""
 
+    def __init__(self, kind: str, get_state: Callable):
+        self.kind = kind
+        self.get_state = get_state
+        self.branches = _BRANCHES[0]
+        self.exits: list[tuple[Any, tuple]] = []
 
-class _InLoop:
     def __enter__(self):
-        _LOOP_DEPTH[0] += 1
+        _LOOPS.append(self)
+        return self
 
     def __exit__(self, *exc):
-        _LOOP_DEPTH[0] -= 1
+        _LOOPS.pop()
+
+
+class _InBranch:
+    """Marks the tracing of the branches of a soft ``if`` (a break there is not the loop's)."""
+
+    def __enter__(self):
+        _BRANCHES[0] += 1
+
+    def __exit__(self, *exc):
+        _BRANCHES[0] -= 1
+
+
+_LOOPS: list[_Loop] = []
+_BRANCHES = [0]
 
 
 def while_stmt(test, body, get_state, set_state, symbol_names, opts):
     """``while test(): body()``; once ``test()`` is traced, a ``lax.while_loop`` over the state."""
     del opts
-    with _InLoop():
+    with _Loop("while", get_state):
         while True:
             cond = _probe(test)
             if cond is None:
@@ -261,7 +313,7 @@ def while_stmt(test, body, get_state, set_state, symbol_names, opts):
             )
 
     def body_state(state):
-        with _InLoop():
+        with _Loop("while", get_state):
             return _run(body, set_state, get_state, state)
 
     after = _shapes(functools.partial(body_state, init))
@@ -296,26 +348,47 @@ def _probe(test: Callable):
 
 
 def for_stmt(iter_, extra_test, body, get_state, set_state, symbol_names, opts):
-    """``for x in iter_: body(x)``, unrolled: the iterable is static (a range of Python ints, a
-    list, the leading axis of an array)."""
-    del get_state, set_state, symbol_names, opts
+    r"""``for x in iter_: body(x)``, unrolled: the iterable is static (a range of Python ints, a
+    list, the leading axis of an array).
+
+    A ``break`` on a traced condition :math:`c_k` (in iteration :math:`k`, in the world where the
+    loop still runs) is the mixture over the iteration at which the loop stops, as in
+    :func:`softflow.soft_fori_loop` with a ``break_fn``: the result is
+    :math:`\sum_k p_k \prod_{j<k} (1 - p_j)\, s_k + \prod_j (1 - p_j)\, s_\text{end}`, where
+    :math:`s_k` is the state at the break. It is built as nested selects,
+    ``where(c_1, s_1, where(c_2, s_2, ... s_end))``, which relax turns into that mixture.
+    """
+    del opts
     if _traced(iter_) and not isinstance(iter_, jax.Array):
         raise ConversionError(
             f"sf.relax: the for loop at {_caller_line()} iterates over a traced-length sequence; "
             "Python loops are unrolled, so their length must be static. Use lax.fori_loop or "
             "sf.soft_fori_loop."
         )
-    with _InLoop():
+    with _Loop("for", get_state) as loop:
         for item in iter_:
-            if extra_test is not None:
-                go_on = extra_test()
-                if _traced(go_on):  # set by a soft break, which if_stmt has refused already
-                    raise ConversionError(
-                        f"sf.relax: the for loop at {_caller_line()} exits on a traced condition."
-                    )
-                if not go_on:
-                    break
+            if extra_test is not None and not extra_test():
+                break
             body(item)
+    if not loop.exits:
+        return
+    where = _caller_line()
+    names = list(symbol_names)
+    flags = [n.startswith("break_") for n in names]
+
+    def worlds_state(state):
+        return tuple(False if flag else v for v, flag in zip(state, flags, strict=True))
+
+    final = worlds_state(get_state())
+    exits = [(c, worlds_state(state)) for c, state in loop.exits]
+    merge = _Merge(names, [final, *(state for _, state in exits)], where, "for loop")
+    result = merge.to_arrays(final)
+    for c, state in reversed(exits):
+        arrays = merge.to_arrays(state)
+        result = [
+            None if r is None else jnp.where(c, a, r) for a, r in zip(arrays, result, strict=True)
+        ]
+    set_state(merge.from_arrays(result))
 
 
 def if_exp(cond, if_true, if_false, expr_repr):
@@ -381,7 +454,17 @@ def converted_call(f, args, kwargs, caller_fn_scope=None, options=None):
         return f(*args, **kwargs)
     if isinstance(f, functools.partial):
         return converted_call(f.func, (*f.args, *args), {**f.keywords, **kwargs})
-    return convert(f)(*args, **kwargs)
+    converted = convert(f)
+    # The loops and branches being traced belong to the caller: a return in the callee is not a
+    # return from inside the caller's loop.
+    outer = (_LOOPS[:], _BRANCHES[0])
+    _LOOPS.clear()
+    _BRANCHES[0] = 0
+    try:
+        return converted(*args, **kwargs)
+    finally:
+        _LOOPS[:] = outer[0]
+        _BRANCHES[0] = outer[1]
 
 
 def call_converted(fn: Callable, *args, **kwargs):
