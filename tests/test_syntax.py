@@ -609,6 +609,33 @@ def test_traced_range_is_a_clear_error():
         sf.relax(fn)(1.0, 3)
 
 
+def _generator(x):
+    for i in range(3):
+        if x > i:
+            yield x
+
+
+def test_try_and_generators_are_clear_errors():
+    def guarded(x):
+        try:
+            if x > 0:
+                y = x
+            else:
+                y = -x
+        except ValueError:
+            y = 0.0
+        return y
+
+    def uses_generator(x):
+        return sum(_generator(x))
+
+    line = inspect.getsourcelines(guarded)[1] + 1
+    with pytest.raises(ConversionError, match=rf"try/except at .*test_syntax.py:{line} "):
+        sf.relax(guarded)(1.0)
+    with pytest.raises(ConversionError, match=r"cannot convert _generator .*generators"):
+        sf.relax(uses_generator)(1.0)
+
+
 def test_unconvertible_functions_are_errors():
     namespace: dict = {}
     exec("def made(x):\n    return x if x > 0 else -x\n", namespace)

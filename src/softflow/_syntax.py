@@ -13,9 +13,11 @@ diastatic-malt was chosen over a hand-written AST rewriter because it already so
 this use (PennyLane Catalyst); its operator namespace is replaced here, not patched globally.
 """
 
+import ast
 import dis
 import functools
 import inspect
+import textwrap
 import types
 from collections.abc import Callable, Sequence
 from typing import Any, cast
@@ -519,6 +521,29 @@ _OPTIONS = _converter.ConversionOptions(
 _CONVERTED: dict[Any, Callable] = {}
 
 
+_BRANCHING = (ast.If, ast.While, ast.For, ast.IfExp, ast.BoolOp)
+
+
+def _check_supported(fn: Callable, code: types.CodeType) -> None:
+    """Refuse control flow inside ``try``: a soft branch runs both of its sides, so an exception
+    raised on one side would be handled for the blend of both."""
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
+    except (OSError, TypeError, SyntaxError):  # no parsable source: malt reports it
+        return
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Try | ast.TryStar) and any(
+            isinstance(inner, _BRANCHING) for part in node.body for inner in ast.walk(part)
+        ):
+            line = code.co_firstlineno + node.lineno - 1
+            raise ConversionError(
+                f"sf.relax: control flow inside try/except at {code.co_filename}:{line} "
+                f"({getattr(fn, '__qualname__', fn)}) is not converted: on a traced condition "
+                "both sides of a branch run and are blended, and an exception in one of them "
+                "cannot be handled for the blend. Move the if / while / for out of the try block."
+            )
+
+
 def _as_is(key, fn: Callable) -> Callable:
     _CONVERTED[key] = fn
     return fn
@@ -559,6 +584,7 @@ def convert(fn: Callable) -> Callable:
             "typed interactively?). Define it in a file, or pass convert=False to sf.relax if it "
             "has no Python control flow on traced values."
         )
+    _check_supported(fn, code)
     try:
         context = _converter.ProgramContext(options=_OPTIONS)
         # PyToPy.transform returns (function, module, source map); its annotation says otherwise.
