@@ -597,15 +597,42 @@ def test_break_in_a_while_loop_is_a_clear_error():
         sf.relax(fn)(1.0)
 
 
-def test_traced_range_is_a_clear_error():
+def test_traced_range_is_a_fori_loop(x64):
+    """``for i in range(n)`` with a traced integer ``n``: lax.fori_loop, its body relaxed."""
+
+    def fn(x, n):
+        s = x
+        for i in range(n):
+            if s < 2.0:
+                s = s * 1.5 + i
+        return s
+
+    def hand(x, n):
+        return lax.fori_loop(
+            0, n, lambda i, s: lax.cond(s < 2.0, lambda: s * 1.5 + i, lambda: s), x
+        )
+
+    x, n = jnp.asarray(0.3), jnp.asarray(4)
+    relaxed = sf.relax(fn, softness=TAU)
+    expected = sf.relax(hand, softness=TAU, convert=False)
+    np.testing.assert_allclose(relaxed(x, n), expected(x, n), rtol=1e-13)
+    assert float(sf.relax(fn, mode="hard")(x, n)) == float(fn(x, 4))
+    # forward mode (JAX cannot reverse-differentiate a loop with a traced bound)
+    tangent = jax.jvp(lambda x: relaxed(x, n), (x,), (jnp.asarray(1.0),))[1]
+    h = 1e-6
+    fd = (relaxed(x + h, n) - relaxed(x - h, n)) / (2 * h)
+    np.testing.assert_allclose(tangent, fd, rtol=1e-6)
+
+
+def test_break_in_a_traced_range_is_a_clear_error():
     def fn(x, n):
         for _ in range(n):
+            if x > 2:
+                break
             x = x * 2
         return x
 
-    with pytest.raises(
-        ConversionError, match=r"range\(\) at .*test_syntax.py:\d+ .*has a traced bound"
-    ):
+    with pytest.raises(ConversionError, match=r"for loop at .*test_syntax.py:\d+ .*traced bound"):
         sf.relax(fn)(1.0, 3)
 
 

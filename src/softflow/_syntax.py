@@ -228,6 +228,11 @@ def _soft_break(pred, body, orelse, get_state, set_state, symbol_names, init, wh
     not taken), so that the statement is an ordinary soft ``if``.
     """
     loop = _LOOPS[-1]
+    if loop.kind == "fori":
+        raise ConversionError(
+            f"sf.relax: the break at {where} depends on a traced condition in a for loop over a "
+            "range with a traced bound; use a static bound, or sf.soft_fori_loop."
+        )
     if loop.kind != "for" or loop.branches != _BRANCHES[0]:
         raise ConversionError(
             f"sf.relax: the break at {where} depends on a traced condition "
@@ -361,6 +366,8 @@ def for_stmt(iter_, extra_test, body, get_state, set_state, symbol_names, opts):
     ``where(c_1, s_1, where(c_2, s_2, ... s_end))``, which relax turns into that mixture.
     """
     del opts
+    if isinstance(iter_, _TracedRange):
+        return _fori_loop(iter_, extra_test, body, get_state, set_state, symbol_names)
     if _traced(iter_) and not isinstance(iter_, jax.Array):
         raise ConversionError(
             f"sf.relax: the for loop at {_caller_line()} iterates over a traced-length sequence; "
@@ -391,6 +398,60 @@ def for_stmt(iter_, extra_test, body, get_state, set_state, symbol_names, opts):
             None if r is None else jnp.where(c, a, r) for a, r in zip(arrays, result, strict=True)
         ]
     set_state(merge.from_arrays(result))
+
+
+class _TracedRange:
+    """``range(...)`` with a traced bound: only a ``for`` loop over it is converted."""
+
+    def __init__(self, *args):
+        start, stop = (0, args[0]) if len(args) == 1 else args[:2]
+        step = args[2] if len(args) == 3 else 1
+        if _traced(step) or step != 1:
+            raise ConversionError(
+                f"sf.relax: range() at {_caller_line()} has a traced bound and a step other than "
+                "1; write the loop with lax.fori_loop."
+            )
+        self.start, self.stop = start, stop
+
+    def __iter__(self):
+        raise ConversionError(
+            f"sf.relax: range() with a traced bound at {_caller_line()} is used outside a for "
+            "loop; its length is not known while tracing."
+        )
+
+
+def _fori_loop(iter_: _TracedRange, extra_test, body, get_state, set_state, symbol_names):
+    """``for i in range(start, stop)`` with a traced bound: a ``lax.fori_loop`` over the state."""
+    where = _caller_line()
+    if extra_test is not None:
+        raise ConversionError(
+            f"sf.relax: the for loop at {where} over a range with a traced bound has a break or "
+            "return; write it with a static bound (the iterations past the end masked), or with "
+            "sf.soft_fori_loop(..., break_fn=...)."
+        )
+    init = tuple(get_state())
+    for name, value in zip(symbol_names, init, strict=True):
+        if _is_undefined(value):
+            raise ConversionError(
+                f"sf.relax: variable {name!r} is assigned in the for loop at {where} (over a range "
+                "with a traced bound) but not defined before it; assign it before the loop."
+            )
+
+    def body_state(i, state):
+        with _Loop("fori", get_state):
+            set_state(state)
+            body(i)
+            return tuple(get_state())
+
+    index = jnp.asarray(iter_.start)
+    after = _shapes(functools.partial(body_state, index, init))
+    merge = _Merge(symbol_names, [init, after], where, "for loop")
+
+    def body_fn(i, arrays):
+        return merge.to_arrays(body_state(i, merge.from_arrays(arrays)))
+
+    outs = jax.lax.fori_loop(iter_.start, iter_.stop, body_fn, merge.to_arrays(init))
+    set_state(merge.from_arrays(outs))
 
 
 def if_exp(cond, if_true, if_false, expr_repr):
@@ -447,10 +508,7 @@ def converted_call(f, args, kwargs, caller_fn_scope=None, options=None):
     del caller_fn_scope, options
     kwargs = kwargs or {}
     if f is range and _traced(args):
-        raise ConversionError(
-            f"sf.relax: range() at {_caller_line()} has a traced bound; Python loops are "
-            "unrolled, so their length must be static. Use lax.fori_loop or sf.soft_fori_loop."
-        )
+        return _TracedRange(*args)
     target = f.func if isinstance(f, functools.partial) else f
     if _api.is_autograph_artifact(target) or _not_converted(target) or not _convertible(target):
         return f(*args, **kwargs)
