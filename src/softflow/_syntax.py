@@ -7,6 +7,11 @@ behaviour on static values (Python numbers, shapes, flags) and emit ``lax.cond``
 relaxes those like any other program. Functions called by a converted function are converted when
 they are called, except JAX, NumPy, softflow and the libraries listed in ``_NOT_CONVERTED``.
 
+A ``break`` on a traced condition is not a flag blended into the loop's state (that mixes stopped
+and running states in every later iteration): the loop is unrolled in the world where it still
+runs, each break records its condition and the state at the break, and the loop's result is the
+nested select over those exits, which relax turns into the mixture of ``soft_fori_loop``.
+
 diastatic-malt was chosen over a hand-written AST rewriter because it already solves the hard parts
 (which variables a branch or loop modifies, the lowering of ``break`` / ``continue`` / ``return``,
 ``nonlocal`` closures, source maps for error messages) and is maintained as a library for exactly
