@@ -698,3 +698,11 @@ def test_float32_and_vmap():
     assert out.dtype == jnp.float32
     hand = jax.vmap(_hand_relaxed(PROGRAMS[1], "soft"))(xs)
     np.testing.assert_allclose(out, hand, rtol=1e-6)
+
+
+def test_explain_names_the_python_lines():
+    lines, first = inspect.getsourcelines(threshold)
+    line = first + next(i for i, text in enumerate(lines) if "if x > t" in text)
+    explained = str(sf.relax(threshold).explain(1.0, 0.0))
+    assert f"test_syntax.py:{line} (threshold): gt" in explained
+    assert f"test_syntax.py:{line} (threshold): cond" in explained
