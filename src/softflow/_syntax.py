@@ -102,6 +102,18 @@ def _is_undefined(value) -> bool:
     return isinstance(value, _variables.Undefined | _variables.UndefinedReturnValue)
 
 
+def _loop_state(get_state, symbol_names, loop: str, advice: str) -> tuple:
+    """The loop's variables before it runs; an error naming one that is not defined yet."""
+    init = tuple(get_state())
+    for name, value in zip(symbol_names, init, strict=True):
+        if _is_undefined(value):
+            raise ConversionError(
+                f"sf.relax: variable {name!r} is assigned in {loop} but not defined before it"
+                + advice
+            )
+    return init
+
+
 def _static(value) -> bool:
     arrays = jax.Array | np.ndarray | np.generic | jax.ShapeDtypeStruct
     return not isinstance(value, arrays) and not _traced(value)
@@ -315,14 +327,12 @@ def while_stmt(test, body, get_state, set_state, symbol_names, opts):
             "this is not converted from Python syntax yet. Put the exit condition in the "
             "loop's condition instead."
         )
-    init = tuple(get_state())
-    for name, value in zip(symbol_names, init, strict=True):
-        if _is_undefined(value):
-            raise ConversionError(
-                f"sf.relax: variable {name!r} is assigned in the while loop at {where} but not "
-                "defined before it; a loop on a traced condition carries its variables, so "
-                "assign it before the loop."
-            )
+    init = _loop_state(
+        get_state,
+        symbol_names,
+        f"the while loop at {where}",
+        "; a loop on a traced condition carries its variables, so assign it before the loop.",
+    )
 
     def body_state(state):
         with _Loop("while", get_state):
@@ -434,13 +444,12 @@ def _fori_loop(iter_: _TracedRange, extra_test, body, get_state, set_state, symb
             "return; write it with a static bound (the iterations past the end masked), or with "
             "sf.soft_fori_loop(..., break_fn=...)."
         )
-    init = tuple(get_state())
-    for name, value in zip(symbol_names, init, strict=True):
-        if _is_undefined(value):
-            raise ConversionError(
-                f"sf.relax: variable {name!r} is assigned in the for loop at {where} (over a range "
-                "with a traced bound) but not defined before it; assign it before the loop."
-            )
+    init = _loop_state(
+        get_state,
+        symbol_names,
+        f"the for loop at {where} (over a range with a traced bound)",
+        "; assign it before the loop.",
+    )
 
     def body_state(i, state):
         with _Loop("fori", get_state):
