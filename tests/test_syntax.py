@@ -377,6 +377,63 @@ def _(x, w):
     return lax.while_loop(lambda c: (c[0] < 5) & ~(c[1] > 2.0), body, (0, w))[1]
 
 
+@program(lambda rng: (rng.uniform(0.2, 3.0), rng.uniform(1.0, 4.0)), max_steps=12)
+def while_with_break(x, t):
+    i = 0.0
+    while i < 8.0:
+        if x > t:
+            break
+        x = x * 1.3 + 0.1
+        i = i + 1.0
+    return x + i
+
+
+@while_with_break.hand
+def _(x, t):
+    def body(c):
+        x, i = c
+        return x * 1.3 + 0.1, i + 1.0
+
+    x, i = lax.while_loop(lambda c: (c[1] < 8.0) & ~(c[0] > t), body, (x, 0.0))
+    return x + i
+
+
+@program(lambda rng: (rng.uniform(0.2, 1.0), rng.uniform(2.0, 6.0)), max_steps=30)
+def while_true_with_break(x, t):
+    s = 0.0
+    while True:
+        if s > t:
+            break
+        s = s + x
+        x = x * 1.1
+    return s
+
+
+@while_true_with_break.hand
+def _(x, t):
+    def body(c):
+        s, x = c
+        return s + x, x * 1.1
+
+    return lax.while_loop(lambda c: ~(c[0] > t), body, (0.0, x))[0]
+
+
+@program(lambda rng: (rng.normal(size=5), rng.normal()))
+def return_inside_for(x, t):
+    for i in range(5):
+        if x[i] > t:
+            return x[i] * (i + 1)
+    return t - 1.0
+
+
+@return_inside_for.hand
+def _(x, t):
+    result = t - 1.0
+    for i in reversed(range(5)):
+        result = lax.cond(x[i] > t, lambda i=i: x[i] * (i + 1), lambda r=result: r)
+    return result
+
+
 def _hand_relaxed(prog, mode):
     return sf.relax(prog.hand, softness=TAU, mode=mode, max_steps=prog.max_steps, convert=False)
 
@@ -583,18 +640,113 @@ def test_break_nested_in_a_soft_if_is_a_clear_error():
         sf.relax(fn)(1.0)
 
 
-def test_break_in_a_while_loop_is_a_clear_error():
-    def fn(x):
-        i = 0
-        while i < 4:
-            if x > 2:
-                break
-            x = x * 2
-            i += 1
-        return x
+def _halve_with_break(x, t):
+    n = 0.0
+    while x > 1.0:
+        x = x * 0.5
+        if x < t:
+            break
+        n = n + 1.0
+    return x + n
 
-    with pytest.raises(ConversionError, match=r"break at .*test_syntax.py:\d+.*while loop"):
-        sf.relax(fn)(1.0)
+
+def _halve_with_break_mixture(x, t, steps, tol=1e-6):
+    """The mixture over where the loop stops, unrolled by hand: at the loop's test (state
+    before the body) or at the break (state in the middle of the body). As documented for
+    soft_while, a running mass cut at or below ``tol`` stops where it was cut."""
+    n, result, running = 0.0, 0.0, 1.0
+    for _ in range(steps):
+        going_on = sf.greater(x, 1.0, softness=TAU)
+        cut = running * going_on <= tol
+        result = result + jnp.where(cut, running, running * (1 - going_on)) * (x + n)
+        running = jnp.where(cut, 0.0, running * going_on)
+        x = x * 0.5
+        breaks = sf.less(x, t, softness=TAU)
+        cut = running * (1 - breaks) <= tol
+        result = result + jnp.where(cut, running, running * breaks) * (x + n)
+        running = jnp.where(cut, 0.0, running * (1 - breaks))
+        n = n + 1.0
+    return result + running * (x + n)
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_break_in_the_middle_of_a_while_loop_is_the_mixture_over_exits(seed, x64):
+    """``while`` with a ``break`` in the middle of the body: the loop stops either at its test
+    (with the state before the body) or at the break (with the state at the break); never a
+    blend of a stopped and a running state."""
+    rng = np.random.default_rng(seed)
+    x = jnp.asarray(rng.uniform(2.0, 40.0, size=4))
+    t = jnp.asarray(rng.uniform(1.0, 4.0))
+    relaxed = jax.jit(jax.vmap(sf.relax(_halve_with_break, softness=TAU, max_steps=20), (0, None)))
+    hand = jax.vmap(lambda x, t: _halve_with_break_mixture(x, t, 20), (0, None))
+    np.testing.assert_allclose(relaxed(x, t), hand(x, t), rtol=1e-12)
+
+    def total(f):
+        return jax.grad(lambda x, t: jnp.sum(f(x, t)), argnums=(0, 1))(x, t)
+
+    for g, h in zip(total(relaxed), total(hand), strict=True):
+        np.testing.assert_allclose(g, h, rtol=1e-10, atol=1e-14)
+    for mode in ("hard", "straight_through"):
+        exact = jax.vmap(sf.relax(_halve_with_break, mode=mode, max_steps=20), (0, None))(x, t)
+        python = [_halve_with_break(float(xi), float(t)) for xi in x]
+        np.testing.assert_array_equal(exact, python)
+
+
+def test_break_in_a_traced_range_is_the_soft_fori_loop_mixture(x64):
+    def fn(x, n):
+        s = 0.0
+        for i in range(n):
+            if s > 2.0:
+                break
+            s = s + x[i]
+        return s
+
+    def hand(x):
+        return sf.soft_fori_loop(
+            0,
+            6,
+            lambda i, s: s + x[i],
+            0.0,
+            break_fn=lambda i, s: sf.greater(s, 2.0, softness=TAU),
+        )
+
+    x = jnp.asarray(np.random.default_rng(0).uniform(0.0, 1.5, size=6))
+    relaxed = sf.relax(fn, softness=TAU, max_steps=6)
+    n = jnp.asarray(6)
+    np.testing.assert_allclose(relaxed(x, n), hand(x), rtol=1e-12)
+    np.testing.assert_allclose(jax.grad(relaxed)(x, n), jax.grad(hand)(x), rtol=1e-10)
+    for k in (0, 2, 6):
+        hard = sf.relax(fn, mode="hard", max_steps=6)(x, jnp.asarray(k))
+        assert float(hard) == fn(list(map(float, x)), k)
+    lines, first = inspect.getsourcelines(fn)
+    line = first + next(i for i, text in enumerate(lines) if "for i in" in text)
+    with pytest.raises(RelaxError, match=rf"while loop at .*test_syntax.py:{line} .*max_steps"):
+        sf.relax(fn, softness=TAU)(x, n)
+
+
+def test_return_inside_loops_that_are_not_unrolled_is_a_clear_error():
+    def in_while(x):
+        while x < 10.0:
+            if x > 3.0:
+                return x
+            x = x * 2.0
+        return -x
+
+    def after_break(x):
+        s = 0.0
+        for i in range(3):
+            if s > 1.0:
+                break
+            for j in range(2):
+                if x[i] > j:
+                    return x[i]
+            s = s + x[i]
+        return s
+
+    with pytest.raises(ConversionError, match=r"while loop at .*test_syntax.py:\d+ .*return"):
+        sf.relax(in_while, max_steps=5)(1.0)
+    with pytest.raises(ConversionError, match=r"return at .*test_syntax.py:\d+ .*soft break"):
+        sf.relax(after_break)(jnp.ones(3))
 
 
 def test_traced_range_is_a_fori_loop(x64):
@@ -622,18 +774,6 @@ def test_traced_range_is_a_fori_loop(x64):
     h = 1e-6
     fd = (relaxed(x + h, n) - relaxed(x - h, n)) / (2 * h)
     np.testing.assert_allclose(tangent, fd, rtol=1e-6)
-
-
-def test_break_in_a_traced_range_is_a_clear_error():
-    def fn(x, n):
-        for _ in range(n):
-            if x > 2:
-                break
-            x = x * 2
-        return x
-
-    with pytest.raises(ConversionError, match=r"for loop at .*test_syntax.py:\d+ .*traced bound"):
-        sf.relax(fn)(1.0, 3)
 
 
 def _generator(x):

@@ -19,6 +19,7 @@ conds and the while loop ends with the last loop of the batch; a loop that stops
 on is frozen by a select.
 """
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any, Literal, NamedTuple, TypeAlias, get_args, overload
@@ -263,11 +264,18 @@ def _soft_while(
     return_info: bool,
     cond_name: str = "cond_fn",
     breaks: bool = False,
+    exits: bool = False,
 ) -> Any:
-    """soft_while with cond_fn(t, state) and body_fn(t, state) that may use the step index t.
+    r"""soft_while with cond_fn(t, state) and body_fn(t, state) that may use the step index t.
 
     With ``breaks``, ``cond_fn`` gives the probability of stopping, not of going on. ``max_steps``
     is checked by the caller (0 is an empty loop).
+
+    With ``exits`` (halting semantics only), ``body_fn`` returns ``(next_state, [(p_1, s_1),
+    ...])``: exits in the middle of the body (a ``break``), each taken with probability
+    :math:`p_i` in the world where the loop still runs, with the state :math:`s_i` at the exit.
+    The loop's mass still running at the body, :math:`a`, leaves by them in turn: exit :math:`i`
+    adds :math:`a\, p_i\, s_i` to the result and :math:`a` becomes :math:`a (1 - p_i)`.
 
     The value is computed by one ``while_loop``, which stops as soon as the loop (every loop of a
     batch) has stopped but cannot be reverse-differentiated. Derivatives come from a custom JVP
@@ -282,12 +290,15 @@ def _soft_while(
     condition = _trace(cond_fn, t0, init_val)
     dtype = _condition_dtype(condition.out_shape, cond_name)
     body = _trace(body_fn, t0, init_val)
-    difference = _first_difference(init_val, body.out_shape, "body_fn's output")
+    next_shape, exit_shapes = body.out_shape if exits else (body.out_shape, [])
+    difference = _first_difference(init_val, next_shape, "body_fn's output")
+    for _, exit_state in exit_shapes:
+        difference = difference or _first_difference(init_val, exit_state, "an exit's state")
     if difference is not None:
         raise TypeError(
             "body_fn must return a value of the same structure, shapes and dtypes as init_val; "
             f"{difference}.\n  init_val:    {_describe_tree(init_val)}\n"
-            f"  body_fn output: {_describe_tree(body.out_shape)}"
+            f"  body_fn output: {_describe_tree(next_shape)}"
         )
     tol = _check_tol(tol, dtype)
     halting = semantics == "halting"
@@ -304,17 +315,48 @@ def _soft_while(
             value = 1 - value if breaks else value
             return jnp.where(done | (t >= max_steps), zero, value)
 
-        def advance(t, state, stop, update):
+        def safe_input(state, stop):
             # Under vmap the body runs while any loop of the batch goes on; those that stopped
             # feed it init_val, so that a state that would overflow after stopping is never used
             # and cannot send NaN through the (zero) cotangent of the discarded value, and keep
             # their state.
+            return jax.tree_util.tree_map(lambda x, x0: jnp.where(stop, x0, x), state, init_val)
+
+        def keep_if(stop, new, old):
+            return jax.tree_util.tree_map(lambda n, x: jnp.where(stop, x, n), new, old)
+
+        def advance(t, state, stop, update):
             def run_body(state):
-                safe = jax.tree_util.tree_map(lambda x, x0: jnp.where(stop, x0, x), state, init_val)
-                new = update(body.call(body_consts, t, safe), state)
-                return jax.tree_util.tree_map(lambda n, x: jnp.where(stop, x, n), new, state)
+                new = update(body.call(body_consts, t, safe_input(state, stop)), state)
+                return keep_if(stop, new, state)
 
             return jax.lax.cond(unvmap_all(stop), lambda state: state, run_body, state)
+
+        def advance_with_exits(t, state, running, stop):
+            """The state after the body, the mass still running after its exits, and the sum of
+            the exits' states, each weighted by the mass that leaves there."""
+            no_exit = jax.tree_util.tree_map(jnp.zeros_like, state)
+
+            def run_body(args):
+                state, running = args
+                new, exit_list = body.call(body_consts, t, safe_input(state, stop))
+                exited = no_exit
+                for p, exit_state in exit_list:
+                    p = jnp.asarray(p, dtype)
+                    staying = running * (1 - p)
+                    # As at the loop's test: a mass left at or below tol leaves here too.
+                    cut = staying <= tol
+                    leaving = jnp.where(cut, running, running * p)
+                    exited = _add(
+                        exited,
+                        jax.tree_util.tree_map(functools.partial(weighted, leaving), exit_state),
+                    )
+                    running = jnp.where(cut, zero, staying)
+                return keep_if(stop, (new, running, exited), (state, args[1], no_exit))
+
+            return jax.lax.cond(
+                unvmap_all(stop), lambda args: (*args, no_exit), run_body, (state, running)
+            )
 
         def halting_step(c: _HaltingCarry):
             truncated = c.t >= max_steps
@@ -323,15 +365,24 @@ def _soft_while(
             running = c.running * condition  # a_{t+1}
             stop = c.done | truncated | (running <= tol)
             weight = jnp.where(stop, weight + running, weight)  # the leftover mass stops here too
+            stopped = jax.tree_util.tree_map(lambda x: weighted(weight, x), c.state)
+            expected_steps = c.expected_steps + weight * c.t.astype(dtype)
+            if exits:
+                state, after_exits, exited = advance_with_exits(c.t, c.state, running, stop)
+                # The mass that left by an exit ran t + 1 bodies (the last one in part).
+                expected_steps = expected_steps + (running - after_exits) * (c.t + 1).astype(dtype)
+                running, stopped = after_exits, _add(stopped, exited)
+            else:
+                state = advance(c.t, c.state, stop, lambda new, old: new)
             next_carry = _HaltingCarry(
                 t=jnp.where(stop, c.t, c.t + 1),
-                state=advance(c.t, c.state, stop, lambda new, old: new),
+                state=state,
                 running=jnp.where(stop, zero, running),
-                expected_steps=c.expected_steps + weight * c.t.astype(dtype),
+                expected_steps=expected_steps,
                 remaining_mass=jnp.where(truncated & ~c.done, c.running, c.remaining_mass),
                 done=stop,
             )
-            return next_carry, jax.tree_util.tree_map(lambda x: weighted(weight, x), c.state)
+            return next_carry, stopped
 
         def blend_step(c: _BlendCarry):
             condition = going_on(c.t, c.state, c.done)

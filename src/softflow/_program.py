@@ -45,7 +45,7 @@ from ._checks import (
 )
 from ._kinds import KINDS, Kind
 from ._logic import TNORMS, TNorm
-from ._loop import soft_while
+from ._loop import _soft_while, soft_while
 from ._modes import MODES, Mode, straight_through
 from ._scope import SCOPE as _SCOPE
 from ._select import weighted_sum
@@ -56,6 +56,7 @@ except ImportError:  # pragma: no cover - a JAX without them still relaxes, with
     _source_info = None
 
 _EXACT_NAME = "softflow_exact"  # the name of the jitted identity that sf.exact applies
+_EXITS_NAME = "softflow_loop_exits"  # the name of the jitted function that ends a body with exits
 _PACKAGE_DIR = str(pathlib.Path(__file__).resolve().parent)
 
 
@@ -896,6 +897,42 @@ def _carry_kinds(body: Callable, init: list, avals, extra_avals=()) -> tuple[lis
         kinds = new
 
 
+def _exit_loop_kinds(body_parts: Callable, init: list, avals) -> tuple[list, bool]:
+    """:func:`_carry_kinds` of a loop with exits (see :func:`_while_rule`): a carry is soft when
+    it is soft at the end of the body or at an exit; and whether an exit's condition is soft."""
+
+    def after(kinds: list) -> tuple[list, bool]:
+        decoded = [
+            _decode(_encode(v, k, a), k, a) for v, k, a in zip(init, kinds, avals, strict=True)
+        ]
+        found: list = []
+
+        def trace():
+            conds, exits, final = body_parts(decoded)
+            new = list(kinds)
+            for state in (final, *exits):
+                new = [_join(k, _kind_of(v, a)) for k, v, a in zip(new, state, avals, strict=True)]
+            found[:] = [new, any(_is_soft(c) for c in conds)]
+            return [_mean(v) if _is_soft(v) else jnp.asarray(_unwrap(v)) for v in final]
+
+        jax.eval_shape(trace)
+        return found[0], found[1]
+
+    kinds = [_kind_of(v, a) for v, a in zip(init, avals, strict=True)]
+    while True:
+        new, soft_exit = after(kinds)
+        if new == kinds:
+            return kinds, soft_exit
+        kinds = new
+
+
+def _probability(condition) -> jax.Array:
+    """A loop condition (soft or exact truth value) as a probability in the default float."""
+    if _is_soft(condition):
+        return _mean(condition)
+    return jnp.asarray(_unwrap(condition)).astype(_default_float())
+
+
 def _cond_rule(self: _Interpreter, eqn: JaxprEqn, invals: list) -> list:
     index, *operands = invals
     branches = eqn.params["branches"]
@@ -948,6 +985,15 @@ def _cond_rule(self: _Interpreter, eqn: JaxprEqn, invals: list) -> list:
     return outs
 
 
+def _exits_marker(body: Jaxpr) -> JaxprEqn | None:
+    """The :func:`softflow_loop_exits` equation that makes a loop body's outputs, if any."""
+    for eqn in body.eqns:
+        named = eqn.primitive.name in ("jit", "pjit") and eqn.params.get("name") == _EXITS_NAME
+        if named and list(eqn.outvars) == list(body.outvars):
+            return eqn
+    return None
+
+
 def _while_rule(self: _Interpreter, eqn: JaxprEqn, invals: list) -> list:
     params = eqn.params
     cn, bn = params["cond_nconsts"], params["body_nconsts"]
@@ -961,13 +1007,42 @@ def _while_rule(self: _Interpreter, eqn: JaxprEqn, invals: list) -> list:
     def body(state):
         return self.run(body_jaxpr.jaxpr, body_jaxpr.consts, [*body_consts, *state])
 
+    # A body that ends in softflow_loop_exits (a Python loop with a break, converted) exits in its
+    # middle: run up to the marker, which gives each exit's condition and state in the world
+    # where the loop still runs, and the state at the end of the body. The last carry is the
+    # "has broken" flag, False in that world.
+    marker = _exits_marker(body_jaxpr.jaxpr)
+    n_state = len(avals) - 1
+    n_exits = 0 if marker is None else (len(marker.invars) - n_state) // (n_state + 1)
+    parts = (
+        None
+        if marker is None
+        else body_jaxpr.jaxpr.replace(
+            eqns=[e for e in body_jaxpr.jaxpr.eqns if e is not marker],
+            outvars=list(marker.invars),
+            debug_info=body_jaxpr.jaxpr.debug_info._replace(result_paths=None),
+        )
+    )
+
+    def body_parts(state) -> tuple[list, list[list], list]:
+        """The exits' conditions, the exits' states and the state at the end of the body."""
+        values = self.run(cast(Jaxpr, parts), body_jaxpr.consts, [*body_consts, *state])
+        conds, flat = values[:n_exits], values[n_exits:]
+        running = jnp.bool_(False)
+        exits = [[*flat[i * n_state : (i + 1) * n_state], running] for i in range(n_exits)]
+        return conds, exits, [*flat[n_exits * n_state :], running]
+
     def analyse():
-        kinds, _ = _carry_kinds(body, init, avals)
+        if marker is None:
+            kinds, _ = _carry_kinds(body, init, avals)
+            soft_exit = False
+        else:
+            kinds, soft_exit = _exit_loop_kinds(body_parts, init, avals)
         decoded = [
             _decode(_encode(v, k, a), k, a) for v, k, a in zip(init, kinds, avals, strict=True)
         ]
         (condition,) = _kinds_after(lambda: [cond(decoded)], [jax.ShapeDtypeStruct((), bool)])
-        return kinds, condition in ("bool", "int")
+        return kinds, condition in ("bool", "int") or soft_exit
 
     kinds, soft = self.analysed(eqn, invals, analyse)
     if not soft:
@@ -1011,16 +1086,35 @@ def _while_rule(self: _Interpreter, eqn: JaxprEqn, invals: list) -> list:
         ]
 
     def soft_cond(x):
-        c = cond(from_state(x))
-        return _mean(c) if _is_soft(c) else jnp.asarray(_unwrap(c)).astype(_default_float())
+        return _probability(cond(from_state(x)))
 
-    self.record(eqn, f"sf.soft_while (max_steps={self.options.max_steps})")
-    outs: Any = soft_while(
-        soft_cond,
-        lambda x: to_state(body(from_state(x))),
-        to_state(init),
-        max_steps=self.options.max_steps,
-    )
+    if marker is None:
+        self.record(eqn, f"sf.soft_while (max_steps={self.options.max_steps})")
+        outs: Any = soft_while(
+            soft_cond,
+            lambda x: to_state(body(from_state(x))),
+            to_state(init),
+            max_steps=self.options.max_steps,
+        )
+    else:
+
+        def body_with_exits(x):
+            conds, exits, final = body_parts(from_state(x))
+            probs = [_probability(c) for c in conds]
+            return to_state(final), [(p, to_state(s)) for p, s in zip(probs, exits, strict=True)]
+
+        self.record(eqn, f"sf.soft_while with breaks (max_steps={self.options.max_steps})")
+        outs = _soft_while(
+            lambda t, x: soft_cond(x),
+            lambda t, x: body_with_exits(x),
+            to_state(init),
+            max_steps=self.options.max_steps,
+            tol=1e-6,
+            semantics="halting",
+            chunk_size=None,
+            return_info=False,
+            exits=True,
+        )
     result = []
     for x, k, a in zip(outs, state_kinds, avals, strict=True):
         if k != "path":
@@ -1334,6 +1428,23 @@ _RULES: dict[str, Callable] = {
 
 # ----------------------------------------------------------------------------------------------
 # Public functions
+
+
+def softflow_loop_exits(
+    conds: list, exit_states: list[list], final: list
+) -> tuple[list, jax.Array]:
+    """The state a loop body ends in and whether it broke: the state at the first exit whose
+    condition holds, else ``final``. Its name marks, in a jaxpr, a body with exits in its middle
+    (a converted ``break``), which relax turns into a mixture over the exits."""
+    state = list(final)
+    for c, exit_state in zip(reversed(conds), reversed(exit_states), strict=True):
+        state = [jnp.where(c, a, b) for a, b in zip(exit_state, state, strict=True)]
+    broke = functools.reduce(jnp.logical_or, conds, jnp.bool_(False))
+    return state, broke
+
+
+#: ``softflow_loop_exits`` as one equation of the jaxpr (see :func:`_while_rule`).
+loop_exits = jax.jit(softflow_loop_exits)
 
 
 def softflow_exact(tree):

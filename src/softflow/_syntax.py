@@ -35,9 +35,10 @@ from malt import operators as _malt_operators
 from malt.core import converter as _converter
 from malt.impl import api as _api
 from malt.operators import variables as _variables
+from malt.operators.function_wrappers import FunctionScope as _FunctionScopeBase
 from malt.pyct import origin_info as _origin_info
 
-from ._program import RelaxError
+from ._program import RelaxError, loop_exits
 
 # Modules whose functions are called as they are: they are JAX (or act on static values), and
 # softflow's own functions are already relaxed.
@@ -61,10 +62,13 @@ def user_location(file_name: str, line: int) -> str | None:
     source_map = _SOURCE_MAPS.get(file_name)
     if source_map is None:
         return None
-    origin = source_map.get(_origin_info.LineLocation(file_name, line))
-    if origin is None:
-        return None
-    return f"{origin.loc.filename}:{origin.loc.lineno} ({origin.function_name})"
+    # A line malt added (the function's final ``return fscope.ret(...)``, where the soft returns
+    # from inside loops are mixed) is attributed to the user's line before it.
+    for earlier in range(line, 0, -1):
+        origin = source_map.get(_origin_info.LineLocation(file_name, earlier))
+        if origin is not None:
+            return f"{origin.loc.filename}:{origin.loc.lineno} ({origin.function_name})"
+    return None
 
 
 def _caller_line() -> str:
@@ -210,15 +214,9 @@ def if_stmt(cond, body, orelse, get_state, set_state, symbol_names, nouts):
         return body() if cond else orelse()
     where = _caller_line()
     pred = _condition(cond, "if statement")
-    if "do_return" in symbol_names and _LOOPS:
-        raise ConversionError(
-            f"sf.relax: the return at {where} is inside a loop and depends on a traced "
-            "condition; an early exit from a loop is not converted from Python syntax yet. Return "
-            "after the loop, or write it with sf.soft_fori_loop(..., break_fn=...)."
-        )
     init = tuple(get_state())
-    breaks = any(n.startswith("break_") for n in symbol_names) and bool(_LOOPS)
-    if breaks and _soft_break(pred, body, orelse, get_state, set_state, symbol_names, init, where):
+    exits = any(n.startswith(_EXIT_FLAGS) for n in symbol_names) and bool(_LOOPS)
+    if exits and _soft_exit(pred, body, orelse, get_state, set_state, symbol_names, init, where):
         return
     with _InBranch():
         sides = [
@@ -237,44 +235,89 @@ def if_stmt(cond, body, orelse, get_state, set_state, symbol_names, nouts):
     set_state(merge.from_arrays(outs))
 
 
-def _soft_break(pred, body, orelse, get_state, set_state, symbol_names, init, where) -> bool:
-    """A ``break`` on a traced condition: the breaking side's state is recorded as an exit of the
-    innermost loop, and the program goes on in the other side (the running world), unblended.
+def _soft_exit(pred, body, orelse, get_state, set_state, symbol_names, init, where) -> bool:
+    """A ``break`` or ``return`` inside a loop, on a traced condition: the exiting side is recorded
+    as an exit (of the innermost loop for a break, of the function for a return), and the program
+    goes on in the other side (the world where the loop still runs), unblended.
 
-    Returns False when neither side breaks for sure (the break is in a static sub-branch that is
+    Returns False when neither side exits for sure (the exit is in a static sub-branch that is
     not taken), so that the statement is an ordinary soft ``if``.
     """
     loop = _LOOPS[-1]
-    if loop.kind == "fori":
+    statement = "return" if "do_return" in symbol_names else "break"
+    if loop.branches != _BRANCHES[0]:
         raise ConversionError(
-            f"sf.relax: the break at {where} depends on a traced condition in a for loop over a "
-            "range with a traced bound; use a static bound, or sf.soft_fori_loop."
+            f"sf.relax: the {statement} at {where} depends on a traced condition inside another "
+            f"if statement on a traced condition; combine the conditions with `and` in a single "
+            f"`if ...: {statement}`."
         )
-    if loop.kind != "for" or loop.branches != _BRANCHES[0]:
-        raise ConversionError(
-            f"sf.relax: the break at {where} depends on a traced condition "
-            + (
-                "inside a while loop; a soft break is converted in `for ... in range(...)` loops "
-                "only. Put the exit condition in the while loop's condition instead."
-                if loop.kind != "for"
-                else "inside another if statement on a traced condition; combine the conditions "
-                "with `and` in a single `if ...: break`."
-            )
-        )
-    flag = next(i for i, n in enumerate(symbol_names) if n.startswith("break_"))
     taken = _run(body, set_state, get_state, init)
-    at_break = tuple(loop.get_state())  # the loop's state after the body side, used if it breaks
+    at_taken = tuple(loop.get_state())  # the loop's state after the body side
     other = _run(orelse, set_state, get_state, init)
-    if taken[flag] is True and other[flag] is False:
-        loop.exits.append((pred, at_break))
-        set_state(other)
-        return True
-    if other[flag] is True and taken[flag] is False:
-        loop.exits.append((jnp.logical_not(pred), tuple(loop.get_state())))
-        set_state(taken)
+    for i, name in enumerate(symbol_names):
+        if not name.startswith(_EXIT_FLAGS):
+            continue
+        if taken[i] is True and other[i] is False:
+            exiting, going_on, condition, at_exit = taken, other, pred, at_taken
+        elif other[i] is True and taken[i] is False:
+            exiting, going_on = other, taken
+            condition, at_exit = jnp.logical_not(pred), tuple(loop.get_state())
+        else:
+            continue
+        if name == "do_return":
+            _return_from_loop(condition, exiting[symbol_names.index("retval_")], where)
+        else:
+            loop.exits.append((condition, at_exit))
+        set_state(going_on)
         return True
     set_state(init)
     return False
+
+
+def _return_from_loop(condition, value, where: str) -> None:
+    """Record a soft ``return`` inside loops as an exit of the function (see _FunctionScope)."""
+    if not _RETURNS or any(loop.kind != "for" for loop in _LOOPS) or _BRANCHES[0]:
+        raise ConversionError(
+            f"sf.relax: the return at {where} depends on a traced condition inside a loop that "
+            "is not unrolled (a while loop, or a for loop over a traced range) or inside an if "
+            "on a traced condition; break out of the loop and return after it."
+        )
+    if any(loop.exits for loop in _LOOPS):
+        raise ConversionError(
+            f"sf.relax: the return at {where} depends on a traced condition and may follow a soft "
+            "break of an enclosing loop; the code after that loop would run on a mixture "
+            "conditioned on not returning. Return after the loop instead."
+        )
+    _RETURNS[-1].append((condition, value))
+
+
+class _FunctionScope(_FunctionScopeBase):
+    """malt's function scope, whose result is also the mixture of the soft returns made inside
+    loops: ``where(c_1, v_1, where(c_2, v_2, ... value))`` over the returns in the order they
+    were met, which relax turns into the mixture over the iteration at which it returned."""
+
+    def __enter__(self):
+        _RETURNS.append([])
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        _RETURNS.pop()
+        return super().__exit__(*exc)
+
+    def ret(self, value, did_return):
+        value = super().ret(value, did_return)
+        for condition, returned in reversed(_RETURNS[-1]):
+            try:
+                value = jax.tree_util.tree_map(
+                    lambda a, b, c=condition: jnp.where(c, a, b), returned, value
+                )
+            except ValueError as error:
+                raise ConversionError(
+                    "sf.relax: a soft return inside a loop and the function's other returns "
+                    f"give values of different structures ({error}); every return must give the "
+                    "same structure, to be mixed."
+                ) from None
+        return value
 
 
 class _Loop:
@@ -307,25 +350,36 @@ class _InBranch:
 
 _LOOPS: list[_Loop] = []
 _BRANCHES = [0]
+# The soft returns met inside loops, (condition, value), per converted function being run.
+_RETURNS: list[list[tuple[Any, Any]]] = []
 
 
 def while_stmt(test, body, get_state, set_state, symbol_names, opts):
-    """``while test(): body()``; once ``test()`` is traced, a ``lax.while_loop`` over the state."""
+    """``while test(): body()``; once ``test()`` is traced, a ``lax.while_loop`` over the state.
+
+    A ``break`` on a traced condition (also in a loop whose test is static, ``while True:``) is an
+    exit in the middle of the body: the body ends in :func:`softflow._program.loop_exits`, which
+    selects the state at the first exit taken and sets a "has broken" flag that ends the loop; relax
+    turns it into the mixture over the iteration *and* the exit at which the loop stops.
+    """
     del opts
-    with _Loop("while", get_state):
-        while True:
-            cond = _probe(test)
-            if cond is None:
-                break
-            if not cond:
-                return
+    while True:
+        before = tuple(get_state())
+        cond = _probe(test)
+        if cond is None:
+            break
+        if not cond:
+            return
+        with _Loop("while", get_state) as loop:
             body()
+        if loop.exits:  # a soft break under a static test: the loop goes on traced from here
+            set_state(before)
+            break
     where = _caller_line()
-    if any(n.startswith(_EXIT_FLAGS) for n in symbol_names):
+    if any(n.startswith("do_return") for n in symbol_names):
         raise ConversionError(
-            f"sf.relax: the while loop at {where} has a break or return on a traced condition; "
-            "this is not converted from Python syntax yet. Put the exit condition in the "
-            "loop's condition instead."
+            f"sf.relax: the while loop at {where} has a return on a traced condition; this is not "
+            "converted from Python syntax yet. Break out of the loop and return after it."
         )
     init = _loop_state(
         get_state,
@@ -333,24 +387,78 @@ def while_stmt(test, body, get_state, set_state, symbol_names, opts):
         f"the while loop at {where}",
         "; a loop on a traced condition carries its variables, so assign it before the loop.",
     )
+    running_world = _running_world(symbol_names)
 
-    def body_state(state):
-        with _Loop("while", get_state):
-            return _run(body, set_state, get_state, state)
+    def body_state(state) -> tuple[tuple, list]:
+        """The state at the end of the body (where no break was taken) and the exits taken."""
+        with _Loop("while", get_state) as loop:
+            final = _run(body, set_state, get_state, state)
+        return running_world(final), [(c, running_world(s)) for c, s in loop.exits]
 
-    after = _shapes(functools.partial(body_state, init))
-    merge = _Merge(symbol_names, [init, after], where, "while loop")
+    sides = _sides(functools.partial(body_state, init), len(symbol_names))
+    merge = _Merge(symbol_names, [init, *sides], where, "while loop")
 
-    def cond_fn(arrays):
-        set_state(merge.from_arrays(arrays))
+    def condition():
         return _condition(test(), "while loop")
 
-    def body_fn(arrays):
-        return merge.to_arrays(body_state(merge.from_arrays(arrays)))
+    if len(sides) == 1:  # no soft break: the loop as it is
+
+        def cond_fn(arrays):
+            set_state(merge.from_arrays(arrays))
+            return condition()
+
+        def body_fn(arrays):
+            return merge.to_arrays(body_state(merge.from_arrays(arrays))[0])
+
+        with jax.named_scope(f"while_at_{where}"):
+            outs = jax.lax.while_loop(cond_fn, body_fn, merge.to_arrays(init))
+        set_state(merge.from_arrays(outs))
+        return
+
+    def cond_with_exits(carry):
+        arrays, broke = carry
+        set_state(merge.from_arrays(arrays))
+        return jnp.where(broke, False, condition())
+
+    def body_with_exits(carry):
+        return _body_exits(merge, *body_state(merge.from_arrays(carry[0])))
 
     with jax.named_scope(f"while_at_{where}"):
-        outs = jax.lax.while_loop(cond_fn, body_fn, merge.to_arrays(init))
+        init_carry = (merge.to_arrays(init), jnp.bool_(False))
+        outs, _ = jax.lax.while_loop(cond_with_exits, body_with_exits, init_carry)
     set_state(merge.from_arrays(outs))
+
+
+def _running_world(symbol_names) -> Callable[[tuple], tuple]:
+    """A loop state with malt's break flags set to False: the flag is True in an exit's state,
+    and a converted loop carries its own "has broken" flag instead."""
+    flags = [n.startswith("break_") for n in symbol_names]
+    return lambda state: tuple(False if f else v for v, f in zip(state, flags, strict=True))
+
+
+def _sides(body_state: Callable[[], tuple[tuple, list]], n: int) -> list[tuple]:
+    """The abstract states at the end of a loop body and at each of its exits."""
+
+    def all_states():
+        final, exits = body_state()
+        return tuple(v for state in (final, *(s for _, s in exits)) for v in state)
+
+    after = _shapes(all_states)
+    return [after[i : i + n] for i in range(0, len(after), n)]
+
+
+def _body_exits(merge: "_Merge", final: tuple, exits: list, counters: tuple = ()) -> tuple:
+    """The carry at the end of a loop body with exits: ``counters`` (the same in every world),
+    the loop's arrays, and whether it broke (see loop_exits)."""
+
+    def arrays_of(state) -> list:
+        return [*counters, *(a for a in merge.to_arrays(state) if a is not None)]
+
+    conds = [_condition(c, "if statement") for c, _ in exits]
+    state, broke = loop_exits(conds, [arrays_of(s) for _, s in exits], arrays_of(final))
+    values = iter(state[len(counters) :])
+    arrays = [None if a is None else next(values) for a in merge.to_arrays(final)]
+    return (*state[: len(counters)], arrays, broke)
 
 
 def _probe(test: Callable):
@@ -397,15 +505,10 @@ def for_stmt(iter_, extra_test, body, get_state, set_state, symbol_names, opts):
     if not loop.exits:
         return
     where = _caller_line()
-    names = list(symbol_names)
-    flags = [n.startswith("break_") for n in names]
-
-    def worlds_state(state):
-        return tuple(False if flag else v for v, flag in zip(state, flags, strict=True))
-
-    final = worlds_state(get_state())
-    exits = [(c, worlds_state(state)) for c, state in loop.exits]
-    merge = _Merge(names, [final, *(state for _, state in exits)], where, "for loop")
+    running_world = _running_world(symbol_names)
+    final = running_world(get_state())
+    exits = [(c, running_world(state)) for c, state in loop.exits]
+    merge = _Merge(symbol_names, [final, *(state for _, state in exits)], where, "for loop")
     result = merge.to_arrays(final)
     for c, state in reversed(exits):
         arrays = merge.to_arrays(state)
@@ -436,35 +539,48 @@ class _TracedRange:
 
 
 def _fori_loop(iter_: _TracedRange, extra_test, body, get_state, set_state, symbol_names):
-    """``for i in range(start, stop)`` with a traced bound: a ``lax.fori_loop`` over the state."""
+    """``for i in range(start, stop)`` with a traced bound: a ``lax.fori_loop`` over the state, or
+    with a ``break``, a ``lax.while_loop`` over the index and the state whose body ends in
+    :func:`softflow._program.loop_exits` (see :func:`while_stmt`)."""
     where = _caller_line()
-    if extra_test is not None:
-        raise ConversionError(
-            f"sf.relax: the for loop at {where} over a range with a traced bound has a break or "
-            "return; write it with a static bound (the iterations past the end masked), or with "
-            "sf.soft_fori_loop(..., break_fn=...)."
-        )
     init = _loop_state(
         get_state,
         symbol_names,
         f"the for loop at {where} (over a range with a traced bound)",
         "; assign it before the loop.",
     )
+    running_world = _running_world(symbol_names)
 
-    def body_state(i, state):
-        with _Loop("fori", get_state):
-            set_state(state)
-            body(i)
-            return tuple(get_state())
+    def body_state(i, state) -> tuple[tuple, list]:
+        with _Loop("fori", get_state) as loop:
+            final = _run(functools.partial(body, i), set_state, get_state, state)
+        return running_world(final), [(c, running_world(s)) for c, s in loop.exits]
 
     index = jnp.asarray(iter_.start)
-    after = _shapes(functools.partial(body_state, index, init))
-    merge = _Merge(symbol_names, [init, after], where, "for loop")
+    sides = _sides(functools.partial(body_state, index, init), len(symbol_names))
+    merge = _Merge(symbol_names, [init, *sides], where, "for loop")
+    if len(sides) == 1 and extra_test is None:
 
-    def body_fn(i, arrays):
-        return merge.to_arrays(body_state(i, merge.from_arrays(arrays)))
+        def body_fn(i, arrays):
+            return merge.to_arrays(body_state(i, merge.from_arrays(arrays))[0])
 
-    outs = jax.lax.fori_loop(iter_.start, iter_.stop, body_fn, merge.to_arrays(init))
+        outs = jax.lax.fori_loop(iter_.start, iter_.stop, body_fn, merge.to_arrays(init))
+        set_state(merge.from_arrays(outs))
+        return
+
+    def cond_fn(carry):
+        i, arrays, broke = carry
+        set_state(merge.from_arrays(arrays))
+        going_on = True if extra_test is None else extra_test()
+        return jnp.where(broke, False, jnp.logical_and(i < iter_.stop, going_on))
+
+    def body_fn_with_exits(carry):
+        i, arrays, _ = carry
+        return _body_exits(merge, *body_state(i, merge.from_arrays(arrays)), counters=(i + 1,))
+
+    init_carry = (index, merge.to_arrays(init), jnp.bool_(False))
+    with jax.named_scope(f"for_at_{where}"):
+        _, outs, _ = jax.lax.while_loop(cond_fn, body_fn_with_exits, init_carry)
     set_state(merge.from_arrays(outs))
 
 
@@ -577,6 +693,7 @@ class _Transformer(_api.PyToPy):
                 "or_": or_,
                 "not_": not_,
                 "converted_call": converted_call,
+                "FunctionScope": _FunctionScope,
             }
             namespace.__dict__.update(operators)
             self._extra_locals = {"ag__": namespace}
