@@ -234,10 +234,21 @@ def describe(params, data, mean, scale, node=0, depth=0):
 describe(params, cancer, mean, scale)
 
 # %%
+# Nothing in the loss asks every split to be useful: a node whose two leaves predict the same
+# class (their scores still differ, so the cross-entropy tells them apart) or whose threshold
+# lies outside the range of the training samples that reach it changes no prediction of the hard
+# tree. Such nodes are wasted depth; CART's trees have the first kind too.
+
+# %%
 # The optimisation
 # ----------------
 # Along the descent: the softness, the soft loss, and the accuracy of the tree hardened at that
-# point, on the training and the held-out samples (CART's for reference).
+# point, on the training and the held-out samples (CART's for reference). The soft loss first
+# falls fast: a soft tree blends features and sends every sample down both sides of a split, a
+# richer model than any hard tree. It rises again once the softness is small against the
+# distance of most samples to the thresholds and against the gaps between feature scores: the
+# soft tree then becomes the hard tree and loses that freedom. What counts is the hardened tree,
+# whose accuracy settles as the features freeze.
 steps = np.array([s for s, _ in history])
 softness_at = np.array([float(softness_schedule(min(s, STEPS - 1))) for s in steps])
 train_accuracy = [accuracy(p, x_train, y_train) for _, p in history]
@@ -289,12 +300,11 @@ for (step, p), t in zip(history, softness_at, strict=True):
     frames.append((step, t, choice, per_class, np.argmax(np.asarray(p["leaves"]), -1)))
 
 fig_anim, (ax_choice, ax_route) = plt.subplots(
-    1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [1.6, 1]}
+    1, 2, figsize=(12, 3.8), gridspec_kw={"width_ratios": [1.5, 1]}
 )
 shown = ax_choice.imshow(frames[0][2], vmin=0, vmax=1, cmap="viridis", aspect="auto")
 ax_choice.set_yticks(range(NODES))
-ax_choice.set_ylabel("node")
-ax_choice.set_xlabel("feature")
+ax_choice.set_xlabel("feature (index)")
 fig_anim.colorbar(shown, ax=ax_choice, label="weight in the soft argmax")
 colours = ("tab:red", "tab:blue")
 leaf_axis = np.arange(LEAVES)
@@ -305,6 +315,8 @@ def draw(frame):
     step, t, choice, per_class, leaf_class = frames[frame]
     shown.set_data(choice)
     ax_choice.set_title(f"step {step}, softness {t:.3g}")
+    top = [cancer.feature_names[f] for f in np.argmax(choice, axis=-1)]
+    ax_choice.set_yticklabels([f"node {k}: {name}" for k, name in enumerate(top)])
     ax_route.clear()
     bottom = np.zeros(LEAVES)
     for c, name in enumerate(cancer.target_names):
@@ -320,10 +332,10 @@ def draw(frame):
     return [shown]
 
 
+fig_anim.subplots_adjust(left=0.2, right=0.98, bottom=0.14, top=0.92, wspace=0.3)
 animation = FuncAnimation(fig_anim, draw, frames=len(frames), blit=False)
 animation.save(output_dir() / "decision_tree.gif", writer=PillowWriter(fps=6))
 draw(len(frames) - 1)
-fig_anim.tight_layout()
 save_figure(fig_anim, "decision_tree_routing")
 
 # %%
@@ -386,10 +398,14 @@ save_figure(fig, "decision_tree_comparison")
 plt.show()
 
 # %%
-# What to take from it: on these small data sets the tree learned by gradient is about as
-# accurate as CART's tree of the same depth, within the spread between splits (the table above
-# gives the numbers of this run). The gradient learns all the splits together, but the problem is
-# not convex: one start alone sometimes ends in a poor tree, which is why every fit keeps the
-# best of several starts on the training data. The point is less the accuracy than the recipe:
-# the model is an ordinary Python ``if`` / ``else`` program, ``sf.relax`` makes it trainable, and
-# the trained program runs as it is.
+# What to take from it. In the full run of this page (20 splits; the docs show the quick run's 5),
+# the tree learned by gradient scored 0.950 ± 0.019 on held-out breast cancer data against
+# CART's 0.929 ± 0.019, better on 17 of the 20 splits, and 0.922 ± 0.036 on wine against CART's
+# 0.917 ± 0.052, a difference well inside the spread between splits. The splits share most of
+# their samples, so they are not independent trials: read this as "as accurate as CART, a little
+# better on breast cancer", not as a significant win. It is not free either: CART grows its
+# tree in milliseconds, the gradient fit takes eight starts of 400 full-batch steps. The descent
+# is not convex, and one start alone sometimes ends in a poor tree, hence the best of several
+# starts on the training data. What the gradient does buy is that all seven splits are chosen
+# together instead of one after the other, and that the model is an ordinary Python ``if`` /
+# ``else`` program: ``sf.relax`` makes it trainable, and the trained program runs as it is.
