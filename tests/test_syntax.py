@@ -686,6 +686,9 @@ def test_break_in_the_middle_of_a_while_loop_is_the_mixture_over_exits(seed, x64
 
     for g, h in zip(total(relaxed), total(hand), strict=True):
         np.testing.assert_allclose(g, h, rtol=1e-10, atol=1e-14)
+    explained = str(sf.relax(_halve_with_break, max_steps=20).explain(x[0], t))
+    assert explained.count("-> sf.less") == 1  # one break, one relaxed comparison
+    assert "while  -> sf.soft_while with breaks" in explained
     for mode in ("hard", "straight_through"):
         exact = jax.vmap(sf.relax(_halve_with_break, mode=mode, max_steps=20), (0, None))(x, t)
         python = [_halve_with_break(float(xi), float(t)) for xi in x]
@@ -712,6 +715,8 @@ def test_break_in_a_traced_range_is_the_soft_fori_loop_mixture(x64):
 
     x = jnp.asarray(np.random.default_rng(0).uniform(0.0, 1.5, size=6))
     relaxed = sf.relax(fn, softness=TAU, max_steps=6)
+    # one relaxed comparison (the break's): the loop bound stays exact
+    assert str(relaxed.explain(x, jnp.asarray(6))).count("-> sf.greater") == 1
     n = jnp.asarray(6)
     np.testing.assert_allclose(relaxed(x, n), hand(x), rtol=1e-12)
     np.testing.assert_allclose(jax.grad(relaxed)(x, n), jax.grad(hand)(x), rtol=1e-10)

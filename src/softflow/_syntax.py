@@ -363,18 +363,17 @@ def while_stmt(test, body, get_state, set_state, symbol_names, opts):
     turns it into the mixture over the iteration *and* the exit at which the loop stops.
     """
     del opts
+    may_break = any(n.startswith("break_") for n in symbol_names)
     while True:
-        before = tuple(get_state())
         cond = _probe(test)
         if cond is None:
             break
         if not cond:
             return
-        with _Loop("while", get_state) as loop:
+        if may_break and _breaks_softly(body, get_state, set_state):
+            break  # a soft break under a static test: the loop goes on traced from here
+        with _Loop("while", get_state):
             body()
-        if loop.exits:  # a soft break under a static test: the loop goes on traced from here
-            set_state(before)
-            break
     where = _caller_line()
     if any(n.startswith("do_return") for n in symbol_names):
         raise ConversionError(
@@ -427,6 +426,22 @@ def while_stmt(test, body, get_state, set_state, symbol_names, opts):
         init_carry = (merge.to_arrays(init), jnp.bool_(False))
         outs, _ = jax.lax.while_loop(cond_with_exits, body_with_exits, init_carry)
     set_state(merge.from_arrays(outs))
+
+
+def _breaks_softly(body: Callable, get_state: Callable, set_state: Callable) -> bool:
+    """Whether one pass of a loop's body meets a break on a traced condition; run abstractly
+    (it leaves no equations behind) and undone."""
+    before = tuple(get_state())
+    found = []
+
+    def run():
+        with _Loop("while", get_state) as loop:
+            body()
+        found.append(bool(loop.exits))
+
+    jax.eval_shape(run)
+    set_state(before)
+    return found[0]
 
 
 def _running_world(symbol_names) -> Callable[[tuple], tuple]:
