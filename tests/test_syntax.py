@@ -434,6 +434,22 @@ def _(x, t):
     return result
 
 
+@program(scalars(2))
+def early_return_then_code(x, t):
+    if x > t:
+        return x * 2
+    y = x - t
+    if y < -1:
+        y = y * y
+    return y
+
+
+@early_return_then_code.hand
+def _(x, t):
+    y = x - t
+    return lax.cond(x > t, lambda: x * 2, lambda: lax.cond(y < -1, lambda: y * y, lambda: y))
+
+
 def _hand_relaxed(prog, mode):
     return sf.relax(prog.hand, softness=TAU, mode=mode, max_steps=prog.max_steps, convert=False)
 
@@ -549,7 +565,7 @@ def test_variable_defined_in_one_branch_is_an_error():
         sf.relax(uses)(1.0)
 
 
-def test_return_in_some_paths_only_is_an_error():
+def test_return_nested_in_a_soft_if_or_with_paths_without_return_is_an_error():
     def implicit_none(x):
         if x > 0:
             return x
@@ -563,9 +579,11 @@ def test_return_in_some_paths_only_is_an_error():
             z = y * 2
         return z * z
 
-    with pytest.raises(ConversionError, match=r"returns on some of its paths only"):
+    with pytest.raises(ConversionError, match=r"return at .*test_syntax.py:\d+ .*None"):
         sf.relax(implicit_none)(1.0)
-    with pytest.raises(ConversionError, match=r"test_syntax.py:\d+ .*returns on some of its paths"):
+    with pytest.raises(
+        ConversionError, match=r"return at .*test_syntax.py:\d+ .*inside another if statement"
+    ):
         sf.relax(nested)(1.0, 2.0)
 
 

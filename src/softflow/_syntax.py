@@ -156,11 +156,11 @@ class _Merge:
             same = all(_static(v) for v in values) and all(_same(values[0], v) for v in values)
             if name == "do_return" and not same:
                 raise ConversionError(
-                    f"sf.relax: the {what} at {where} (on a traced condition) returns on some of "
-                    "its paths only, and the code after it is not inside an else: the mixture of "
-                    "that return with the rest of the function is not converted yet. Move the "
-                    "code that follows into an else, so that every path of the statement returns "
-                    "or none does."
+                    f"sf.relax: the {what} at {where} (on a traced condition, inside another if "
+                    "on a traced condition) returns on some of its paths only: the code after it "
+                    "would run in a world conditioned on not having returned, which is not a "
+                    "blend. Move the code that follows into an else, so that every path of the "
+                    "statement returns or none does, or combine the conditions with `and`."
                 )
             if same:
                 self.static.append(values[0])
@@ -208,14 +208,18 @@ def _shapes(block: Callable) -> tuple:
 
 def if_stmt(cond, body, orelse, get_state, set_state, symbol_names, nouts):
     """``if cond: body() else: orelse()``; on a traced ``cond`` a ``lax.cond`` over the state, or
-    for a ``break`` an exit of the loop's running world (see :func:`for_stmt`)."""
+    for a ``break`` or a ``return`` on one side only, an exit (see :func:`_soft_exit`)."""
     del nouts
     if not _traced(cond):
         return body() if cond else orelse()
     where = _caller_line()
     pred = _condition(cond, "if statement")
     init = tuple(get_state())
-    exits = any(n.startswith(_EXIT_FLAGS) for n in symbol_names) and bool(_LOOPS)
+    # A break exits a loop; a return exits the function, except inside a branch of a soft if
+    # (there, returns on every path are blended as nested conds).
+    exits = (_LOOPS and any(n.startswith("break_") for n in symbol_names)) or (
+        "do_return" in symbol_names and (_LOOPS or not _BRANCHES[0])
+    )
     if exits and _soft_exit(pred, body, orelse, get_state, set_state, symbol_names, init, where):
         return
     with _InBranch():
@@ -236,51 +240,62 @@ def if_stmt(cond, body, orelse, get_state, set_state, symbol_names, nouts):
 
 
 def _soft_exit(pred, body, orelse, get_state, set_state, symbol_names, init, where) -> bool:
-    """A ``break`` or ``return`` inside a loop, on a traced condition: the exiting side is recorded
-    as an exit (of the innermost loop for a break, of the function for a return), and the program
-    goes on in the other side (the world where the loop still runs), unblended.
+    """A ``break`` (inside a loop) or a ``return`` on one side of an ``if`` on a traced condition:
+    the exiting side is recorded as an exit (of the innermost loop for a break, of the function
+    for a return), and the program goes on in the other side, unblended: the world where the
+    loop still runs, or where the function has not returned.
 
-    Returns False when neither side exits for sure (the exit is in a static sub-branch that is
-    not taken), so that the statement is an ordinary soft ``if``.
+    Returns False when no side exits for sure while the other does not (the exit is in a static
+    sub-branch that is not taken, or both sides return), so that the statement is an ordinary
+    soft ``if``.
     """
-    loop = _LOOPS[-1]
-    statement = "return" if "do_return" in symbol_names else "break"
-    if loop.branches != _BRANCHES[0]:
-        raise ConversionError(
-            f"sf.relax: the {statement} at {where} depends on a traced condition inside another "
-            f"if statement on a traced condition; combine the conditions with `and` in a single "
-            f"`if ...: {statement}`."
-        )
-    taken = _run(body, set_state, get_state, init)
-    at_taken = tuple(loop.get_state())  # the loop's state after the body side
-    other = _run(orelse, set_state, get_state, init)
-    for i, name in enumerate(symbol_names):
-        if not name.startswith(_EXIT_FLAGS):
-            continue
-        if taken[i] is True and other[i] is False:
-            exiting, going_on, condition, at_exit = taken, other, pred, at_taken
-        elif other[i] is True and taken[i] is False:
-            exiting, going_on = other, taken
-            condition, at_exit = jnp.logical_not(pred), tuple(loop.get_state())
-        else:
-            continue
-        if name == "do_return":
-            _return_from_loop(condition, exiting[symbol_names.index("retval_")], where)
-        else:
-            loop.exits.append((condition, at_exit))
-        set_state(going_on)
-        return True
+    flags = [i for i, name in enumerate(symbol_names) if name.startswith(_EXIT_FLAGS)]
+    found: list = []
+
+    def probe():  # which side exits, found abstractly: it leaves no equations behind
+        _PROBING[0] += 1
+        try:
+            sides = [_run(block, set_state, get_state, init) for block in (body, orelse)]
+        finally:
+            _PROBING[0] -= 1
+        found[:] = [(sides[0][i], sides[1][i]) for i in flags]
+
+    jax.eval_shape(probe)
     set_state(init)
+    for i, (in_body, in_orelse) in zip(flags, found, strict=True):
+        if in_body is True and in_orelse is False:
+            exiting, going_on, condition = body, orelse, pred
+        elif in_orelse is True and in_body is False:
+            exiting, going_on, condition = orelse, body, jnp.logical_not(pred)
+        else:
+            continue
+        statement = "return" if symbol_names[i] == "do_return" else "break"
+        loop = _LOOPS[-1] if _LOOPS else None
+        if _PROBING[0] or (loop is not None and loop.branches != _BRANCHES[0]):
+            raise ConversionError(
+                f"sf.relax: the {statement} at {where} depends on a traced condition inside "
+                "another if statement on a traced condition; combine the conditions with `and` "
+                f"in a single `if ...: {statement}`. (After such a {statement}, the branch that "
+                "goes on has a probability conditioned on not having exited, not a blend.)"
+            )
+        exit_state = _run(exiting, set_state, get_state, init)
+        if statement == "return":
+            _soft_return(condition, exit_state[symbol_names.index("retval_")], where)
+        else:
+            cast(_Loop, loop).exits.append((condition, tuple(cast(_Loop, loop).get_state())))
+        set_state(_run(going_on, set_state, get_state, init))
+        return True
     return False
 
 
-def _return_from_loop(condition, value, where: str) -> None:
-    """Record a soft ``return`` inside loops as an exit of the function (see _FunctionScope)."""
-    if not _RETURNS or any(loop.kind != "for" for loop in _LOOPS) or _BRANCHES[0]:
+def _soft_return(condition, value, where: str) -> None:
+    """Record a ``return`` on one side of a soft ``if`` as an exit of the function (see
+    :class:`_FunctionScope`)."""
+    if not _RETURNS or any(loop.kind != "for" for loop in _LOOPS):
         raise ConversionError(
             f"sf.relax: the return at {where} depends on a traced condition inside a loop that "
-            "is not unrolled (a while loop, or a for loop over a traced range) or inside an if "
-            "on a traced condition; break out of the loop and return after it."
+            "is not unrolled (a while loop, or a for loop over a traced range); break out of the "
+            "loop and return after it."
         )
     if any(loop.exits for loop in _LOOPS):
         raise ConversionError(
@@ -288,7 +303,7 @@ def _return_from_loop(condition, value, where: str) -> None:
             "break of an enclosing loop; the code after that loop would run on a mixture "
             "conditioned on not returning. Return after the loop instead."
         )
-    _RETURNS[-1].append((condition, value))
+    _RETURNS[-1].append((condition, value, where))
 
 
 class _FunctionScope(_FunctionScopeBase):
@@ -306,16 +321,17 @@ class _FunctionScope(_FunctionScopeBase):
 
     def ret(self, value, did_return):
         value = super().ret(value, did_return)
-        for condition, returned in reversed(_RETURNS[-1]):
+        for condition, returned, where in reversed(_RETURNS[-1]):
             try:
                 value = jax.tree_util.tree_map(
                     lambda a, b, c=condition: jnp.where(c, a, b), returned, value
                 )
-            except ValueError as error:
+            except (ValueError, TypeError) as error:
                 raise ConversionError(
-                    "sf.relax: a soft return inside a loop and the function's other returns "
-                    f"give values of different structures ({error}); every return must give the "
-                    "same structure, to be mixed."
+                    f"sf.relax: the return at {where} (on a traced condition) and the function's "
+                    f"other paths give values of different structures ({error}); with a soft "
+                    "condition the returned values are mixed, so every path must return the same "
+                    "structure (a path without return gives None)."
                 ) from None
         return value
 
@@ -350,8 +366,9 @@ class _InBranch:
 
 _LOOPS: list[_Loop] = []
 _BRANCHES = [0]
+_PROBING = [0]  # > 0 while _soft_exit traces the sides of an if to find which one exits
 # The soft returns met inside loops, (condition, value), per converted function being run.
-_RETURNS: list[list[tuple[Any, Any]]] = []
+_RETURNS: list[list[tuple[Any, Any, str]]] = []
 
 
 def while_stmt(test, body, get_state, set_state, symbol_names, opts):
