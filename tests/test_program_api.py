@@ -3,6 +3,7 @@ explain, custom derivative rules, and an error message for each case it cannot r
 
 import pathlib
 import re
+import textwrap
 
 import jax
 import jax.numpy as jnp
@@ -323,7 +324,11 @@ def test_bubble_sort_equals_algovision():
 
 def test_docs_page_examples_run(tmp_path):
     page = pathlib.Path(__file__).resolve().parent.parent / "docs" / "relaxing.md"
-    blocks = re.findall(r"```python\n(.*?)```", page.read_text(), re.S)
+    # (blocks inside a list item are indented)
+    blocks = [
+        textwrap.dedent(block)
+        for block in re.findall(r"```python\n(.*?)```", page.read_text(), re.S)
+    ]
     namespace: dict = {}
     for i, block in enumerate(blocks):
         # Each block runs from a file of its own, where sf.relax can read the source to convert.
