@@ -134,6 +134,35 @@ def test_exact_index():
     assert rules[1:] == ["kept exact (sf.exact)", "sf.greater", "sf.soft_where"]
 
 
+def test_exact_cond_in_a_soft_loop_under_grad_of_vmap(x64):
+    """An exact ``cond`` (here on a loop counter and on sf.exact) inside a relaxed while loop:
+    the gradient of a batch (grad of vmap) equals the batch of gradients (vmap of grad) and
+    float64 central differences; a branch with an infinite derivative on the lanes that do not
+    take it leaves the gradient finite."""
+
+    def fn(x):
+        def body(c):
+            i, y = c
+            y = lax.cond(i % 2 == 0, lambda: y * 0.5, lambda: y * 0.8)
+            # on the lanes that take the first branch, the second one is sqrt(negative)
+            y = lax.cond(sf.exact(y < 0.3), lambda: y * 0.9, lambda: jnp.sqrt(y - 0.3) + 0.15)
+            return i + 1, y
+
+        return lax.while_loop(lambda c: c[1] > 0.5, body, (0, x))[1]
+
+    relaxed = sf.relax(fn, softness=0.3, max_steps=12)
+    x = jnp.array([3.0, 2.0, 0.9, 7.0])
+    of_batch = jax.grad(lambda v: jnp.sum(jax.vmap(relaxed)(v)))(x)
+    np.testing.assert_allclose(of_batch, jax.vmap(jax.grad(relaxed))(x), rtol=1e-12)
+    h = 1e-6
+    fd = jax.vmap(lambda v: (relaxed(v + h) - relaxed(v - h)) / (2 * h))(x)
+    np.testing.assert_allclose(of_batch, fd, rtol=1e-6, atol=1e-9)  # central-difference error
+    assert np.all(np.isfinite(of_batch))
+    assert_exactly_equal(
+        jax.vmap(sf.relax(fn, mode="hard", max_steps=12))(x), jax.vmap(jax.jit(fn))(x)
+    )
+
+
 def test_custom_rule_kept_when_nothing_soft_inside():
     @jax.custom_jvp
     def doubled_slope(x):

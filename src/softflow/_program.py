@@ -29,6 +29,7 @@ from typing import Any, NamedTuple, cast
 import jax
 import jax.numpy as jnp
 import numpy as np
+from equinox.internal import unvmap_any
 from jax.core import Tracer
 from jax.extend.core import ClosedJaxpr, DropVar, Jaxpr, JaxprEqn, Literal, jaxpr_as_fun
 from jax.typing import ArrayLike
@@ -933,6 +934,50 @@ def _probability(condition) -> jax.Array:
     return jnp.asarray(_unwrap(condition)).astype(_default_float())
 
 
+def _exact_switch(self: _Interpreter, index, branches, operands, kinds, avals) -> list:
+    """``lax.switch(index, branches)`` with an exact index, written as one ``cond`` per branch on
+    "some loop of the batch takes it" (unbatched under vmap) and a select by the index.
+
+    Under vmap, JAX turns a ``cond`` with a batched index into a select whose operands it wraps
+    in ``stop_gradient``; inside the custom JVP of a soft loop those operands include tangents,
+    and reverse mode then fails (no transpose rule for ``stop_gradient``, JAX issues 22011 and
+    39219). Here the conds stay conds, and the operands of a branch are wrapped before
+    differentiation: a loop of the batch that does not take the branch sends no cotangent
+    through it (a NaN derivative there cannot leak), as in JAX's own rule.
+    """
+    n = len(branches)
+    index = jnp.clip(index, 0, n - 1)
+
+    def encoded(branch, take):
+        def run():
+            guarded = [
+                Live(jnp.where(take, v.value, jax.lax.stop_gradient(v.value)))
+                if isinstance(v, Live)
+                else v
+                for v in operands
+            ]
+            values = self.run(branch.jaxpr, branch.consts, guarded)
+            return [_encode(v, k, a) for v, k, a in zip(values, kinds, avals, strict=True)]
+
+        return run
+
+    outs: list = []
+    for k, branch in enumerate(branches):
+        take = index == k
+        run = encoded(branch, take)
+        if n == 1:
+            return run()
+        shapes = jax.eval_shape(run)
+        skipped = [jnp.zeros(s.shape, s.dtype) for s in shapes]
+        branch_outs = jax.lax.cond(unvmap_any(take), run, lambda z=skipped: z)
+        outs = (
+            branch_outs
+            if k == 0
+            else [jnp.where(take, b, o) for b, o in zip(branch_outs, outs, strict=True)]
+        )
+    return outs
+
+
 def _cond_rule(self: _Interpreter, eqn: JaxprEqn, invals: list) -> list:
     index, *operands = invals
     branches = eqn.params["branches"]
@@ -949,12 +994,7 @@ def _cond_rule(self: _Interpreter, eqn: JaxprEqn, invals: list) -> list:
         for branch in run:
             kinds = [_join(k, n) for k, n in zip(kinds, _kinds_after(branch, avals), strict=True)]
 
-        def encoded(branch):
-            return lambda: [
-                _encode(v, k, a) for v, k, a in zip(branch(), kinds, avals, strict=True)
-            ]
-
-        outs = jax.lax.switch(_unwrap(index), [encoded(b) for b in run])
+        outs = _exact_switch(self, _unwrap(index), branches, operands, kinds, avals)
         return [_decode(x, k, a) for x, k, a in zip(outs, kinds, avals, strict=True)]
     categorical = _bernoulli(index) if isinstance(index, SoftBool) else index
     if categorical.probs.ndim != 1:
