@@ -102,9 +102,10 @@ for op in relaxed.explain(launch_speed, launch_angle, demo_target):
 
 # %%
 # Why not relax the bounce too? A relaxed ``if`` blends its two branches, and the two branches
-# of a bounce have opposite vertical speeds: a ball that is half below the ground leaves it half
-# bouncing and half falling, that is hardly moving at all. It then loses its energy in a few such
-# half bounces, and the relaxed program is a different physics, not a smoothed one:
+# of a bounce have opposite vertical speeds. Near the threshold of the condition (here: a ball
+# that is barely falling) the blend is half a bounce, half a fall, and the ball leaves the ground
+# hardly moving. A few such half bounces take all its energy: the relaxed program would be a
+# different physics, not a smoothed one.
 def bounce_if_falling(vy):
     if vy < 0.0:
         vy = -RESTITUTION * vy
@@ -483,7 +484,8 @@ ax_anim.set_ylim(-0.2, 4.5)
 ax_anim.set_xlabel("x (m)")
 title = ax_anim.set_title("")
 fig_anim.tight_layout()
-frames = sorted({*range(0, len(demo_path), 2), len(demo_path) - 1})
+frames = range(0, len(demo_path), max(1, len(demo_path) // 40))  # the last is the hit
+frames = sorted({*frames, len(demo_path) - 1})
 
 
 def draw(frame):
