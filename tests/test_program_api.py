@@ -370,6 +370,18 @@ def test_docs_page_examples_run(tmp_path):
     assert namespace["st_grad"] != 0
 
 
+def test_readme_example_runs(tmp_path):
+    readme = pathlib.Path(__file__).resolve().parent.parent / "README.md"
+    (block,) = re.findall(r"```python\n(.*?)```", readme.read_text(), re.S)
+    path = tmp_path / "readme_example.py"  # a file: sf.relax reads the source it converts
+    path.write_text(block)
+    namespace: dict = {}
+    exec(compile(block, str(path), "exec"), namespace)
+    count_steps, relax = namespace["count_steps"], namespace["sf"].relax
+    assert float(relax(count_steps, mode="hard", max_steps=100)(1.0, 10.0)) == 4.0
+    assert float(jax.grad(relax(count_steps, softness=1.0, max_steps=100), argnums=1)(1.0, 10.0))
+
+
 @pytest.mark.parametrize(
     "name", ["life_step", "bubble_sort", "while_soft_exit", "sort_and_argsort", "argmax_indexing"]
 )
