@@ -8,21 +8,12 @@ import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
+from accumulate_program import accumulate  # beside this script (see that module)
 
 import softflow as sf
 
 values = np.array([0.8, 0.5, 1.1, 0.3, 0.9, 0.6, 1.0, 0.4], dtype=np.float32)
 decay, n_steps = 0.9, len(values)
-
-
-def accumulate(x, threshold):
-    total = 0.0
-    for i in range(8):
-        total = total + x[i]
-        if total > threshold:
-            break
-        total = total * 0.9
-    return total
 
 
 @jax.jit
