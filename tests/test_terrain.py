@@ -1,5 +1,6 @@
 """Tests of the crossing-terrains example (examples/terrain.py)."""
 
+import inspect
 import pathlib
 import sys
 
@@ -279,41 +280,84 @@ def test_survey_jacobian_matches_finite_differences():
     )
 
 
-#: A survey identifies its boundaries when the smallest singular value of the Jacobian of the
-#: relative times with respect to the boundaries (in units of the depth) is at least this: moving
-#: the boundaries by 1 % of the depth in any combination changes the relative times by at least
-#: 5e-5 (root sum of squares). The soft program at its last softness is biased by about 1e-4 in
-#: relative time, mostly like a shift of the boundaries; at 0.0024 a fit was measured 1.7 % off.
-IDENTIFIABLE = 0.005
+#: The sample count and last softness (fraction of the depth) of ``fit_boundaries``' model.
+FIT_SEGMENTS = inspect.signature(terrain.fit_boundaries).parameters["segments"].default
+FIT_SOFTNESS = terrain.SURVEY_SOFTNESS[-1]
+
+#: A survey identifies its boundaries when (1) the smallest singular value of the Jacobian of
+#: the relative times with respect to the boundaries (in units of the depth) is at least
+#: IDENTIFIABLE: moving the boundaries by 1 % of the depth in any combination changes the relative
+#: times by at least 1e-6 (root sum of squares), ten times the misfit that is left at the soft
+#: program's optimum (about 1e-7); and (2) the soft program's bias at the last softness (about
+#: 0.4 τ = 1e-4 in relative time, much like a shift of the boundaries) moves the least-squares
+#: boundaries, to first order, by at most BIAS_SHIFT of the depth: half the 1 % tolerance.
+#: A bound on the singular value alone cannot tell: at the former bound 0.005, which no 5- or
+#: 6-layer draw passed in 100000, a 4-layer draw had a bias shift of 0.66 %, while 6-layer draws
+#: with a singular value of 1.2e-4 have shifts of 0.3 % and are recovered.
+IDENTIFIABLE = 1e-4
+BIAS_SHIFT = 0.005
 
 
-def _random_surveys(count, seed=20261127):
-    """Random identifiable layered terrains: 2 to 6 layers, speeds in (0.3, 2), 9 to 12 offsets
-    up to 2 to 3 depths. Ill-conditioned draws are rejected (most of those with 5 or 6 layers:
-    crossing times hardly tell thin layers of similar slowness apart)."""
+@jax.jit
+def _soft_survey_times(offsets, boundaries, speeds, depth):
+    """Fastest times of the soft layered program at fit_boundaries' last softness and sampling."""
+    relaxation = sf.Relaxation(FIT_SOFTNESS * depth)
+
+    def program(points):
+        return layered_slowness(points, boundaries, speeds, relaxation)
+
+    routes = terrain.fastest_layered_routes(program, offsets, depth, FIT_SEGMENTS)
+    return jax.vmap(lambda route: terrain.polyline_time(program, route, 1))(routes)
+
+
+def _bias_shift(offsets, times, speeds, depth, boundaries, relative):
+    """First-order shift of the least-squares boundaries (in depths) by the soft program's bias."""
+    # Offsets padded to 12 so that every survey of a number of layers shares one compilation.
+    padded = np.concatenate([offsets, np.full(12 - offsets.size, offsets[-1])])
+    with jax.enable_x64(True):
+        soft = np.asarray(_soft_survey_times(padded, boundaries, speeds, depth))[: offsets.size]
+    shift = np.linalg.lstsq(relative, soft / times - 1, rcond=None)[0]
+    return np.max(np.abs(shift))
+
+
+def _random_surveys(count, seed=20261127, layers=None):
+    """Random identifiable layered terrains: 2 to 6 layers (or ``layers``), speeds in (0.3, 2),
+    9 to 12 offsets up to 2 to 3 depths. Unidentifiable draws are rejected: few with 2 or 3
+    layers, about 40 % with 4, 70 % with 5 and 94 % with 6 (crossing times hardly tell thin
+    layers of similar slowness apart)."""
     rng = np.random.default_rng(seed)
     surveys = []
     while len(surveys) < count:
-        layers = rng.integers(2, 7)
-        speeds = rng.uniform(0.3, 2.0, layers)
+        n = rng.integers(2, 7) if layers is None else layers
+        speeds = rng.uniform(0.3, 2.0, n)
         depth = rng.uniform(0.5, 3.0)
-        thicknesses = rng.uniform(0.2, 1.0, layers)
+        thicknesses = rng.uniform(0.2, 1.0, n)
         boundaries = np.cumsum(thicknesses / thicknesses.sum())[:-1] * depth
         offsets = np.linspace(0.0, rng.uniform(2.0, 3.0) * depth, rng.integers(9, 13))
         times, jacobian = _survey(offsets, boundaries, speeds, depth)
         relative = jacobian / times[:, None] * depth
-        if np.linalg.svd(relative, compute_uv=False).min() >= IDENTIFIABLE:
+        if (
+            np.linalg.svd(relative, compute_uv=False).min() >= IDENTIFIABLE
+            and _bias_shift(offsets, times, speeds, depth, boundaries, relative) <= BIAS_SHIFT
+        ):
             surveys.append((offsets, times, speeds, depth, boundaries, relative))
     return surveys
 
 
-RANDOM_SURVEYS = _random_surveys(12)
+RANDOM_SURVEYS = _random_surveys(8)
+#: Two draws with each of 5 and 6 layers, which a mixed draw rarely finds identifiable.
+MANY_LAYER_SURVEYS = _random_surveys(2, seed=5, layers=5) + _random_surveys(2, seed=6, layers=6)
 
 
-@pytest.mark.parametrize("survey", RANDOM_SURVEYS, ids=lambda s: f"{s[2].size}layers")
+@pytest.mark.parametrize(
+    "survey", RANDOM_SURVEYS + MANY_LAYER_SURVEYS, ids=lambda s: f"{s[2].size}layers"
+)
 def test_fit_boundaries_recovers_random_terrains(survey):
     offsets, times, speeds, depth, truth, _ = survey
-    fit = terrain.fit_boundaries(layered_slowness, offsets, times, speeds, depth)
+    # Four starts suffice for 2 to 4 layers; with 5 or 6 a fit from one start ends in a local
+    # minimum about one time in four, and the default number of starts is sized for them.
+    options = {"starts": 4} if speeds.size <= 4 else {}
+    fit = terrain.fit_boundaries(layered_slowness, offsets, times, speeds, depth, **options)
     assert fit.boundaries.shape == truth.shape
     assert np.all(np.diff(fit.boundaries) > 0) and 0 < fit.boundaries[0] < depth
     assert np.max(np.abs(fit.boundaries - truth)) <= 0.01 * depth
@@ -332,7 +376,8 @@ def test_fit_boundaries_recovers_random_terrains(survey):
 def test_fit_boundaries_with_noise_explains_the_data(survey):
     offsets, times, speeds, depth, truth, relative = survey
     noisy = times * (1 + 0.01 * np.random.default_rng(3).standard_normal(times.size))
-    fit = terrain.fit_boundaries(layered_slowness, offsets, noisy, speeds, depth)
+    # Four starts suffice for these terrains of 2 to 4 layers (32, the default, is for 5 or 6).
+    fit = terrain.fit_boundaries(layered_slowness, offsets, noisy, speeds, depth, starts=4)
     # A least-squares optimum explains the data at least as well as the truth does (up to the
     # bias of the soft program), and lies within the spread that the noise implies.
     truth_rms = np.sqrt(np.mean((times / noisy - 1) ** 2))
@@ -343,7 +388,7 @@ def test_fit_boundaries_with_noise_explains_the_data(survey):
 
 def test_fit_boundaries_from_several_starts_keeps_the_best():
     offsets, times, speeds, depth, truth, _ = RANDOM_SURVEYS[1]
-    single = terrain.fit_boundaries(layered_slowness, offsets, times, speeds, depth)
+    single = terrain.fit_boundaries(layered_slowness, offsets, times, speeds, depth, starts=1)
     several = terrain.fit_boundaries(layered_slowness, offsets, times, speeds, depth, starts=3)
     assert several.relative_rms <= single.relative_rms * (1 + 1e-9)
     assert np.max(np.abs(several.boundaries - truth)) <= 0.01 * depth

@@ -143,7 +143,9 @@ save_figure(fig_residuals, "terrain_survey_residuals")
 # The same fit on random three-layer terrains (speeds between 0.3 and 2, random thicknesses,
 # ten offsets up to 2.5 depths), keeping those whose survey identifies the boundaries: smallest
 # singular value of the relative Jacobian at least 0.005. ``tests/test_terrain.py`` runs the
-# same check on two- to four-layer terrains.
+# same check on two- to six-layer terrains, with a criterion fit for five or six layers (which
+# hardly ever reach 0.005): a smaller singular value, but the shift of the boundaries that the
+# bias of the soft program implies to first order at most 0.5 % of the depth.
 
 rng = np.random.default_rng(5)
 table = []
@@ -159,7 +161,10 @@ while len(table) < progress.total:
     noisy_survey = survey * (1 + 0.01 * rng.standard_normal(survey.size))
     row = []
     for data in (survey, noisy_survey):
-        result = terrain.fit_boundaries(layered_slowness, offsets, data, layer_speeds, depth)
+        # Four starts suffice for three layers; the default 32 is sized for five or six.
+        result = terrain.fit_boundaries(
+            layered_slowness, offsets, data, layer_speeds, depth, starts=4
+        )
         row.append(np.abs(result.boundaries - boundaries).max() / depth)
     table.append(row)
     progress.update()
