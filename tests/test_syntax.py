@@ -450,6 +450,32 @@ def _(x, t):
     return lax.cond(x > t, lambda: x * 2, lambda: lax.cond(y < -1, lambda: y * y, lambda: y))
 
 
+def _first_above(x, t):
+    for i in range(3):
+        if x[i] > t:
+            return x[i] * (i + 1)
+    return t - 1.0
+
+
+@program(lambda rng: (rng.normal(size=3), rng.normal()))
+def loop_return_in_helper_under_soft_if(x, t):
+    if t > 0.0:
+        return _first_above(x, t)
+    else:
+        return -t
+
+
+@loop_return_in_helper_under_soft_if.hand
+def _(x, t):
+    def first_above(x, t):
+        result = t - 1.0
+        for i in reversed(range(3)):
+            result = lax.cond(x[i] > t, lambda i=i: x[i] * (i + 1), lambda r=result: r)
+        return result
+
+    return lax.cond(t > 0.0, lambda: first_above(x, t), lambda: -t)
+
+
 def _hand_relaxed(prog, mode):
     return sf.relax(prog.hand, softness=TAU, mode=mode, max_steps=prog.max_steps, convert=False)
 

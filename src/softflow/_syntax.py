@@ -677,16 +677,16 @@ def converted_call(f, args, kwargs, caller_fn_scope=None, options=None):
     if isinstance(f, functools.partial):
         return converted_call(f.func, (*f.args, *args), {**f.keywords, **kwargs})
     converted = convert(f)
-    # The loops and branches being traced belong to the caller: a return in the callee is not a
-    # return from inside the caller's loop.
-    outer = (_LOOPS[:], _BRANCHES[0])
+    # The loops and branches being traced belong to the caller: a break or return in the callee
+    # exits the callee, which returns one (mixed) value to the caller.
+    outer = (_LOOPS[:], _BRANCHES[0], _PROBING[0])
     _LOOPS.clear()
-    _BRANCHES[0] = 0
+    _BRANCHES[0] = _PROBING[0] = 0
     try:
         return converted(*args, **kwargs)
     finally:
         _LOOPS[:] = outer[0]
-        _BRANCHES[0] = outer[1]
+        _BRANCHES[0], _PROBING[0] = outer[1], outer[2]
 
 
 def call_converted(fn: Callable, *args, **kwargs):
