@@ -337,8 +337,9 @@ class _FunctionScope(_FunctionScopeBase):
 
 
 class _Loop:
-    """A Python loop being unrolled: its state, and the exits of its soft breaks so far, each a
-    (condition, state at the break) in the running world."""
+    """A loop whose body is being run: its kind (``"for"`` unrolled over a static iterable,
+    ``"while"``, ``"fori"`` over a traced range), its state, and the exits of its soft breaks so
+    far in this pass over the body, each a (condition, state at the break) in the running world."""
 
     def __init__(self, kind: str, get_state: Callable):
         self.kind = kind
