@@ -5,11 +5,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export MPLBACKEND := Agg
 
-.PHONY: help install test lint format gallery docs docs-check bench bench-full bench-env bench-sort \
+.PHONY: help install test test-newest lint format gallery docs docs-check bench bench-full bench-env bench-sort \
 	bench-ranking clean
 
 help:
-	@echo "make test      run the test suite"
+	@echo "make test      run the test suite (Python 3.11, the oldest supported jax, equinox, optax)"
+	@echo "make test-newest  the test suite on the newest Python >= 3.12 and the newest jax"
 	@echo "make gallery   run every example in quick mode; figures go to gallery-out/"
 	@echo "make docs      build the documentation site into docs/_build/html"
 	@echo "make docs-check open the built site in headless Chromium and check it"
@@ -17,16 +18,39 @@ help:
 	@echo "make bench-sort / bench-ranking  soft sort against its peers (speed / ranking accuracy)"
 	@echo "make lint      ruff check + format check + type check (basedpyright)"
 
-$(STAMP): pyproject.toml
+# The default environment (.venv: python3, the lowest versions of jax, jaxlib, equinox, optax and
+# diastatic-malt that pyproject.toml allows, pinned by the constraints file) and the newest one
+# (.venv-newest: the newest Python >= 3.12 found here, with the newest releases pip resolves).
+OLDEST := .ci/constraints-oldest.txt
+NEWEST_VENV := .venv-newest
+NEWEST_STAMP := $(NEWEST_VENV)/.installed
+
+$(STAMP): pyproject.toml $(OLDEST)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[examples,dev,docs]"
+	$(BIN)/python -m pip install --quiet -c $(OLDEST) -e ".[examples,dev,docs]"
 	touch $(STAMP)
 
 install: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+$(NEWEST_STAMP): pyproject.toml
+	@python=$$(.ci/newest-python); \
+	if [ -z "$$python" ]; then echo "no Python >= 3.12 found (pyenv install 3.13)"; exit 1; fi; \
+	echo "newest environment: $$python"; \
+	test -x $(NEWEST_VENV)/bin/python || $$python -m venv $(NEWEST_VENV)
+	$(NEWEST_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(NEWEST_VENV)/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager \
+		-e ".[examples,dev]"
+	touch $@
+
+# The test suite on the newest Python and the newest jax / equinox / optax (what users of
+# Python >= 3.12 get from pip).
+test-newest: $(NEWEST_STAMP)
+	@$(NEWEST_VENV)/bin/python -c "import sys, jax; print('Python', sys.version.split()[0], 'jax', jax.__version__)"
+	$(NEWEST_VENV)/bin/python -m pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests examples benchmarks docs

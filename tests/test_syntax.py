@@ -16,8 +16,8 @@ import pytest
 from jax import lax
 
 import softflow as sf
-from softflow._program import RelaxError
-from softflow._syntax import ConversionError, call_converted
+from softflow import ConversionError, RelaxError
+from softflow._program._syntax import call_converted
 
 TAU = 0.7
 

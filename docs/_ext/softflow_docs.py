@@ -53,7 +53,12 @@ CONSTANT_DESCRIPTIONS = {
 def _api_section(obj) -> str:
     if not (inspect.isclass(obj) or callable(obj)):
         return CONSTANTS_SECTION
-    return API_SECTIONS.get(getattr(obj, "__module__", ""), OTHER_SECTION)
+    module = getattr(obj, "__module__", None) or ""
+    while module:  # a module of a private package (softflow._program._api) goes with the package
+        if module in API_SECTIONS:
+            return API_SECTIONS[module]
+        module = module.rpartition(".")[0]
+    return OTHER_SECTION
 
 
 def api_rst_lines(package) -> list[str]:

@@ -40,7 +40,12 @@ from ._loop import (
     soft_while as soft_while,
 )
 from ._modes import MODES as MODES
-from ._program import exact as exact, relax as relax
+from ._program import (
+    ConversionError as ConversionError,
+    RelaxError as RelaxError,
+    exact as exact,
+    relax as relax,
+)
 from ._relax import Relaxation as Relaxation
 from ._select import argmax as argmax, argmin as argmin, max as max, min as min
 from ._sort import (
@@ -65,6 +70,8 @@ __all__ = [
     "SEMANTICS",
     "SORTING_METHODS",
     "TNORMS",
+    "ConversionError",
+    "RelaxError",
     "Relaxation",
     "SoftWhileInfo",
     "all",

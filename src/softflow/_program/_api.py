@@ -1,0 +1,188 @@
+"""The public face of program relaxation: :func:`relax` and the :class:`Relaxed` function."""
+
+import dataclasses
+import functools
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.core import Tracer
+from jax.extend.core import jaxpr_as_fun
+from jax.typing import ArrayLike
+
+from .._checks import check_choice, check_int, check_traced_softness, softness_array
+from .._kinds import KINDS, Kind
+from .._logic import TNORMS, TNorm
+from .._modes import MODES, Mode
+
+# The rule modules fill the interpreter's registry when they are imported.
+from . import _rules_arrays, _rules_control, _rules_logic  # noqa: F401
+from ._explain import Explanation
+from ._interpreter import ON_UNRELAXABLE, Interpreter, OnUnrelaxable, Options, output
+from ._syntax import call_converted
+from ._values import Live, default_float
+
+
+def _input_leaf(path, leaf) -> jax.Array:
+    if isinstance(leaf, jax.Array | np.ndarray | np.generic | int | float | bool):
+        dtype = jnp.result_type(leaf)
+        if not jnp.issubdtype(dtype, jnp.complexfloating):
+            return leaf if isinstance(leaf, jax.Array) else jnp.asarray(leaf)
+    where = jax.tree_util.keystr(path) or "(the argument itself)"
+    raise TypeError(
+        f"sf.relax: argument leaf {where} is {leaf!r} of type {type(leaf).__name__}; the relaxed "
+        "function takes pytrees of real arrays or numbers. Close over other arguments "
+        "(functools.partial) instead."
+    )
+
+
+class Relaxed:
+    """A function relaxed by :func:`relax`: call it like the original; ``explain`` shows how."""
+
+    def __init__(self, fn: Callable, options: Options, convert: bool):
+        functools.update_wrapper(self, fn)
+        if convert:
+            fn = functools.partial(call_converted, fn)
+        self._fn = fn
+        self._options = options
+        self._cache: dict = {}
+
+    def _trace(self, args, kwargs):
+        leaves_with_path, in_tree = jax.tree_util.tree_flatten_with_path((args, kwargs))
+        leaves = [_input_leaf(path, leaf) for path, leaf in leaves_with_path]
+        avals = [jax.typeof(leaf) for leaf in leaves]
+        key = (in_tree, tuple((a.shape, a.dtype, a.weak_type) for a in avals))
+        if key in self._cache:
+            return (*self._cache[key], leaves)
+        out_tree = []
+
+        def flat_fn(*flat):
+            a, k = jax.tree_util.tree_unflatten(in_tree, flat)
+            out_flat, tree = jax.tree_util.tree_flatten(self._fn(*a, **k))
+            out_tree.append(tree)
+            return out_flat
+
+        shapes = [jax.ShapeDtypeStruct(a.shape, a.dtype, weak_type=a.weak_type) for a in avals]
+        closed = jax.make_jaxpr(flat_fn)(*shapes)
+        if all(not isinstance(c, Tracer) for c in closed.consts):
+            # A jaxpr that closes over traced values belongs to the trace that made it.
+            self._cache[key] = (closed, out_tree[0])
+        return closed, out_tree[0], leaves
+
+    def _interpret(self, interpreter: Interpreter, closed, leaves):
+        def live_if_float(x):
+            return Live(x) if jnp.issubdtype(jnp.result_type(x), jnp.floating) else x
+
+        consts = [live_if_float(c) if isinstance(c, Tracer) else c for c in closed.consts]
+        args = [live_if_float(x) for x in leaves]
+        return [output(o) for o in interpreter.run(closed.jaxpr, consts, args)]
+
+    def __call__(self, *args, **kwargs):
+        closed, out_tree, leaves = self._trace(args, kwargs)
+        options = self._options
+        if options.mode == "hard":
+            outs = jaxpr_as_fun(closed)(*leaves)
+            tau = softness_array(options.softness, default_float(), np.shape(options.softness))
+            outs = [check_traced_softness(o, tau) for o in outs]
+        else:
+            outs = self._interpret(Interpreter(options), closed, leaves)
+        return jax.tree_util.tree_unflatten(out_tree, outs)
+
+    def explain(self, *args, **kwargs) -> Explanation:
+        """The operations relaxed for these arguments, each with its source line and rule.
+
+        Traces the function abstractly (nothing is computed) and returns an
+        :class:`Explanation`, a tuple of ``RelaxedOp(primitive, source, rule)`` that prints as
+        one line per operation. In ``"hard"`` mode it lists what the soft mode relaxes.
+        """
+        closed, _, leaves = self._trace(args, kwargs)
+        options = dataclasses.replace(
+            self._options, mode="soft" if self._options.mode == "hard" else self._options.mode
+        )
+        interpreter = Interpreter(options)
+        jax.eval_shape(lambda *x: self._interpret(interpreter, closed, x), *leaves)
+        return Explanation(interpreter.records.values())
+
+
+def relax(
+    fn: Callable,
+    *,
+    softness: ArrayLike = 1.0,
+    kind: Kind = "logistic",
+    mode: Mode = "soft",
+    tnorm: TNorm = "product",
+    max_steps: int | None = None,
+    convert: bool = True,
+    on_unrelaxable: OnUnrelaxable = "error",
+) -> Relaxed:
+    r"""Relax a whole JAX program: every discontinuity on a floating-point input becomes soft.
+
+    ``relax(fn)`` returns a function with ``fn``'s signature. It traces ``fn`` to a jaxpr (once
+    per input shapes and dtypes) and evaluates it with a soft rule for each discontinuous
+    operation that depends on a floating-point input: a comparison :math:`x > y` becomes
+    :math:`s((x - y)/\tau)` (:func:`greater` and its relatives), ``&``, ``|``, ``~`` become
+    t-norm logic, ``jnp.where`` becomes :func:`soft_where`, ``lax.cond`` / ``lax.switch``
+    :func:`soft_if` / :func:`soft_switch`, a ``while_loop`` with such a condition
+    :func:`soft_while`; loops, nested ``jit``, ``custom_jvp`` / ``custom_vjp`` functions and
+    ``checkpoint`` are relaxed inside. Integer inputs, loop counters and constants stay exact.
+    A truth value used as a number is its probability, so ``jnp.sum(x > 0)`` is the expected
+    count; boolean and integer results that became soft are returned as floats of the default
+    float dtype. See the page "Relaxing a whole program" for the rules and their limits.
+
+    The relaxed function is pure JAX: it works under ``jit``, ``vmap`` and ``grad``, and
+    ``softness`` may be a traced array (call ``relax`` inside the jitted loss to anneal it).
+
+    Arguments:
+        fn: a function of pytrees of arrays, written in plain JAX.
+        softness: :math:`\tau > 0`, passed to every relaxed comparison.
+        kind: the soft step family, one of :data:`softflow.KINDS`.
+        mode: ``"soft"``; ``"hard"``, exactly ``fn``'s result; or ``"straight_through"``, the
+            forward value of ``fn`` with the gradient of the soft operations along its path.
+        tnorm: the t-norm of ``&``, ``|`` and ``^``, one of :data:`softflow.TNORMS`.
+        max_steps: the bound of every ``while`` loop whose condition is relaxed (required when
+            there is one).
+        convert: convert Python control flow (``if``, ``while``, ``for``, ``and`` / ``or`` /
+            ``not``, ``a if c else b``) on traced values in ``fn`` and the functions it calls
+            first (see "Python syntax" on the page "Relaxing a whole program"); ``False`` traces
+            ``fn`` as it is.
+        on_unrelaxable: what to do with a discontinuous operation on a value that depends on a
+            floating-point input when relax has no soft rule for it (a float's bits read with
+            ``lax.bitcast_convert_type``, ``nextafter``, ...): ``"error"`` (the default) raises a
+            :class:`RelaxError` naming it and its line; ``"stop_gradient"`` keeps it exact, so
+            the gradient stops there, and ``explain`` lists each such place.
+
+    Returns:
+        The relaxed function. Its ``explain(*args)`` lists every relaxed operation with its
+        source line and the rule applied.
+
+    Raises:
+        softflow.RelaxError: (when called) for an operation that cannot be relaxed, naming it,
+            its source line and what to write instead; for a relaxed ``while`` loop without
+            ``max_steps``.
+        softflow.ConversionError: (when called) for Python syntax that cannot be converted or
+            relaxed, naming its line.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> import softflow as sf
+        >>> def count_positive(x):
+        ...     return jnp.sum(x > 0)
+        >>> x = jnp.array([-1.0, 0.5, 2.0])
+        >>> int(count_positive(x)), round(float(sf.relax(count_positive)(x)), 3)
+        (2, 1.772)
+        >>> [round(float(g), 3) for g in jax.grad(sf.relax(count_positive))(x)]
+        [0.197, 0.235, 0.105]
+    """
+    check_choice("kind", kind, KINDS)
+    check_choice("mode", mode, MODES)
+    check_choice("tnorm", tnorm, TNORMS)
+    check_choice("on_unrelaxable", on_unrelaxable, ON_UNRELAXABLE)
+    if max_steps is not None:
+        check_int("max_steps", max_steps, minimum=1)
+    if not callable(fn):
+        raise TypeError(f"fn must be a callable; got {fn!r} of type {type(fn).__name__}.")
+    if not isinstance(convert, bool):
+        raise TypeError(f"convert must be True or False; got {convert!r}.")
+    options = Options(softness, kind, mode, tnorm, max_steps, on_unrelaxable)
+    return Relaxed(fn, options, convert)

@@ -1,0 +1,35 @@
+"""The errors of :func:`softflow.relax`."""
+
+
+class RelaxError(TypeError):
+    """A part of the program that :func:`softflow.relax` cannot relax.
+
+    The message names the operation, the user's source line and what to write instead. Raised
+    when the relaxed function is called (or explained), never silently replaced by a hard value
+    with a zero gradient.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import softflow as sf
+        >>> def next_float(x):
+        ...     return jnp.nextafter(x, jnp.inf)  # no soft counterpart
+        >>> try:
+        ...     sf.relax(next_float)(1.0)
+        ... except sf.RelaxError as error:
+        ...     print(str(error)[:37])
+        sf.relax cannot relax `nextafter` at
+    """
+
+
+class ConversionError(RelaxError):
+    """Python syntax that :func:`softflow.relax` cannot convert from Python to JAX.
+
+    Raised while converting or tracing the function (``if`` / ``while`` / ``for`` on traced
+    values that have no relaxed meaning), with the user's source line. A subclass of
+    :class:`RelaxError`, so ``except sf.RelaxError`` catches both.
+
+    Example:
+        >>> import softflow as sf
+        >>> issubclass(sf.ConversionError, sf.RelaxError)
+        True
+    """

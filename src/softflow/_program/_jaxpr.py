@@ -1,0 +1,287 @@
+"""The one reader of jaxpr equations: every parameter whose name or layout differs between JAX
+versions is read here, so that the rules never index ``eqn.params`` themselves.
+
+What changed, and is handled here:
+
+* JAX 0.11 described ``scan``'s operands by flat trees ``ft_in`` / ``ft_out`` (consts, carry,
+  xs) instead of the counts ``num_consts`` / ``num_carry``;
+* from JAX 0.11 the inner jaxprs of ``jit``, ``scan``, ``while``, ``cond`` and the custom
+  derivative calls are ``Jaxpr`` objects carrying their constants, where they were
+  ``ClosedJaxpr`` before;
+* nested ``jit`` is the primitive ``jit`` since JAX 0.7 (``pjit`` before);
+* ``lax.top_k`` gained an ``axis`` (it worked on the last axis);
+* the source information of an equation (its user frames and name stack) is private to JAX.
+
+A layout this module does not know raises a :class:`~softflow.RelaxError` naming the primitive,
+the JAX version and the range softflow is tested on, never a ``KeyError`` from inside a rule.
+"""
+
+import contextlib
+from collections.abc import Iterable, Sequence
+from typing import Any, NamedTuple, cast
+
+import jax
+import numpy as np
+from jax.extend.core import ClosedJaxpr, Jaxpr, JaxprEqn
+
+from ._errors import RelaxError
+
+try:  # private to JAX: the user's source line in messages, and kept in the relaxed program
+    from jax._src import source_info_util as _source_info
+except ImportError:  # pragma: no cover - a JAX without it still relaxes, with vaguer messages
+    _source_info = None
+
+#: The JAX versions the test suite runs on (CI: the oldest allowed and the newest released).
+TESTED_JAX = ("0.10.0", "0.12.0.1")
+
+_CALLS = ("jit", "pjit", "closed_call", "core_call")
+
+
+def layout_error(eqn: JaxprEqn, detail: str) -> RelaxError:
+    """The error for an equation whose parameters are not laid out as this module expects."""
+    return RelaxError(
+        f"sf.relax does not know the layout of `{eqn.primitive.name}` equations in jax "
+        f"{jax.__version__} ({detail}); softflow is tested on jax {TESTED_JAX[0]} to "
+        f"{TESTED_JAX[1]}. Please report this, with your JAX version."
+    )
+
+
+def param(eqn: JaxprEqn, name: str) -> Any:
+    """``eqn.params[name]``, or a :func:`layout_error` naming what the equation has instead."""
+    try:
+        return eqn.params[name]
+    except KeyError:
+        raise layout_error(eqn, f"no parameter {name!r}; it has {sorted(eqn.params)}") from None
+
+
+# -- inner jaxprs ------------------------------------------------------------------------------
+
+
+class Closed(NamedTuple):
+    """A jaxpr and the values of its constant variables."""
+
+    jaxpr: Jaxpr
+    consts: list
+
+
+def closed(value: Any, eqn: JaxprEqn) -> Closed:
+    """An inner jaxpr as :class:`Closed`: a ``ClosedJaxpr`` (JAX <= 0.10), or a ``Jaxpr`` with
+    its constants (JAX >= 0.11) or without (the body of ``checkpoint``)."""
+    if isinstance(value, ClosedJaxpr):
+        return Closed(value.jaxpr, list(value.consts))
+    if isinstance(value, Jaxpr):
+        consts = list(getattr(value, "consts", None) or ())
+        if len(consts) != len(value.constvars):
+            raise layout_error(eqn, "an inner jaxpr whose constants are not attached to it")
+        return Closed(value, consts)
+    raise layout_error(eqn, f"an inner jaxpr of type {type(value).__name__}")
+
+
+def is_call(eqn: JaxprEqn) -> bool:
+    """Whether ``eqn`` calls an inner jaxpr as a function (nested ``jit``, ``closed_call``)."""
+    return eqn.primitive.name in _CALLS
+
+
+def call_name(eqn: JaxprEqn) -> str | None:
+    """The name of the function a call equation calls (the Python function's name for ``jit``)."""
+    return eqn.params.get("name")
+
+
+def call_body(eqn: JaxprEqn) -> Closed:
+    name = "call_jaxpr" if "call_jaxpr" in eqn.params else "jaxpr"
+    return closed(param(eqn, name), eqn)
+
+
+def custom_body(eqn: JaxprEqn) -> Closed:
+    """The primal function of a ``custom_jvp_call`` / ``custom_vjp_call`` equation."""
+    for name in ("call_jaxpr", "fun_jaxpr"):
+        if name in eqn.params:
+            return closed(eqn.params[name], eqn)
+    raise layout_error(eqn, f"no primal jaxpr among {sorted(eqn.params)}")
+
+
+class Remat(NamedTuple):
+    body: Jaxpr
+    prevent_cse: bool
+    policy: Any
+
+
+def remat(eqn: JaxprEqn) -> Remat:
+    """``jax.checkpoint``: its (open) body and its options."""
+    body = closed(param(eqn, "jaxpr"), eqn)
+    if body.consts:
+        raise layout_error(eqn, "a checkpointed body with constants")
+    return Remat(body.jaxpr, param(eqn, "prevent_cse"), param(eqn, "policy"))
+
+
+def cond_branches(eqn: JaxprEqn) -> list[Closed]:
+    """The branches of ``lax.cond`` / ``lax.switch``, in index order (``cond``: false, true)."""
+    return [closed(b, eqn) for b in param(eqn, "branches")]
+
+
+class While(NamedTuple):
+    cond: Closed
+    body: Closed
+    cond_nconsts: int
+    body_nconsts: int
+
+
+def while_loop(eqn: JaxprEqn) -> While:
+    """``lax.while_loop``: operands are the condition's consts, the body's consts, the carry."""
+    return While(
+        closed(param(eqn, "cond_jaxpr"), eqn),
+        closed(param(eqn, "body_jaxpr"), eqn),
+        int(param(eqn, "cond_nconsts")),
+        int(param(eqn, "body_nconsts")),
+    )
+
+
+class Scan(NamedTuple):
+    body: Closed
+    num_consts: int
+    num_carry: int
+    length: int
+    reverse: bool
+    unroll: Any
+
+
+def scan(eqn: JaxprEqn) -> Scan:
+    """``lax.scan``: operands are consts, carry, xs; outputs the carry, then the stacked ys."""
+    params = eqn.params
+    if "num_consts" in params and "num_carry" in params:
+        num_consts, num_carry = int(params["num_consts"]), int(params["num_carry"])
+    elif "ft_in" in params:
+        try:
+            consts, carry, xs = params["ft_in"].unpack()
+            num_consts, num_carry = len(consts), len(carry)
+            num_xs = len(xs)
+        except (AttributeError, TypeError, ValueError) as error:
+            raise layout_error(eqn, f"ft_in is not (consts, carry, xs): {error}") from None
+        if num_consts + num_carry + num_xs != len(eqn.invars):
+            raise layout_error(eqn, "ft_in does not describe every operand")
+    else:
+        raise layout_error(eqn, f"neither num_consts nor ft_in among {sorted(params)}")
+    return Scan(
+        closed(param(eqn, "jaxpr"), eqn),
+        num_consts,
+        num_carry,
+        int(param(eqn, "length")),
+        bool(param(eqn, "reverse")),
+        param(eqn, "unroll"),
+    )
+
+
+def truncated(jaxpr: Jaxpr, eqns: Sequence[JaxprEqn], outvars: Sequence) -> Jaxpr:
+    """``jaxpr`` with only ``eqns``, returning ``outvars``."""
+    debug_info = jaxpr.debug_info
+    if debug_info is not None and hasattr(debug_info, "_replace"):
+        debug_info = debug_info._replace(result_paths=None)
+    return jaxpr.replace(eqns=list(eqns), outvars=list(outvars), debug_info=debug_info)
+
+
+# -- parameters of array primitives ----------------------------------------------------------
+
+
+def axes(eqn: JaxprEqn) -> tuple[int, ...]:
+    """The reduced axes of ``reduce_*`` / ``argmax`` / ``argmin``."""
+    return tuple(int(a) for a in param(eqn, "axes"))
+
+
+def index_dtype(eqn: JaxprEqn) -> np.dtype:
+    return np.dtype(param(eqn, "index_dtype"))
+
+
+def new_dtype(eqn: JaxprEqn) -> np.dtype:
+    """The target dtype of ``convert_element_type``."""
+    return np.dtype(param(eqn, "new_dtype"))
+
+
+class Sort(NamedTuple):
+    dimension: int
+    num_keys: int
+
+
+def sort(eqn: JaxprEqn) -> Sort:
+    return Sort(int(param(eqn, "dimension")), int(param(eqn, "num_keys")))
+
+
+class TopK(NamedTuple):
+    k: int
+    axis: int
+
+
+def top_k(eqn: JaxprEqn) -> TopK:
+    """``lax.top_k``: the number of values and the axis (the last one before ``axis`` existed)."""
+    axis = eqn.params.get("axis", -1)
+    ndim = len(cast(Any, eqn.invars[0].aval).shape)
+    return TopK(int(param(eqn, "k")), int(axis) % ndim if ndim else 0)
+
+
+def with_result_dtype(eqn: JaxprEqn, dtype: Any) -> dict:
+    """``eqn``'s parameters with its accumulation dtype (``dot_general``, ``reduce_sum`` of
+    integers computed on their expectations), if it has one, set to ``dtype``."""
+    params = dict(eqn.params)
+    if params.get("preferred_element_type") is not None:
+        params["preferred_element_type"] = dtype
+    return params
+
+
+def slice_sizes(eqn: JaxprEqn) -> tuple[int, ...]:
+    return tuple(int(s) for s in param(eqn, "slice_sizes"))
+
+
+def gather_offset_dims(eqn: JaxprEqn) -> tuple[int, ...]:
+    return tuple(param(eqn, "dimension_numbers").offset_dims)
+
+
+class Scatter(NamedTuple):
+    operand_dims: tuple[int, ...]  # the operand axes that the index vector addresses
+    inserted_dims: tuple[int, ...]  # the operand axes that the update window does not cover
+    batching_dims: tuple[int, ...]
+    mode: Any  # jax.lax.GatherScatterMode
+    combines: bool  # an update function (scatter-add, -mul, ...) rather than a plain write
+
+
+def scatter(eqn: JaxprEqn) -> Scatter:
+    numbers = param(eqn, "dimension_numbers")
+    try:
+        operand_dims = tuple(numbers.scatter_dims_to_operand_dims)
+        inserted = tuple(numbers.inserted_window_dims)
+    except AttributeError as error:
+        raise layout_error(eqn, f"scatter dimension numbers: {error}") from None
+    return Scatter(
+        operand_dims,
+        inserted,
+        tuple(getattr(numbers, "operand_batching_dims", ())),
+        param(eqn, "mode"),
+        eqn.params.get("update_jaxpr") is not None,
+    )
+
+
+# -- evaluating an equation and reading its source -------------------------------------------
+
+
+def bind(eqn: JaxprEqn, invals: Sequence, params: dict | None = None) -> list:
+    """Evaluate ``eqn`` (with other ``params`` if given) as :func:`jax.core.eval_jaxpr` does,
+    keeping the user's traceback and the equation's context on what it emits."""
+    bind_params = eqn.primitive.get_bind_params(eqn.params if params is None else params)
+    user_context = (
+        contextlib.nullcontext()
+        if _source_info is None
+        else _source_info.user_context(eqn.source_info.traceback)
+    )
+    with user_context, eqn.ctx.manager:
+        out = eqn.primitive.bind(*invals, **bind_params)
+    return list(out) if eqn.primitive.multiple_results else [out]
+
+
+def user_frames(eqn: JaxprEqn) -> Iterable:
+    """The frames of the user's code (outside JAX) where ``eqn`` was traced, innermost first."""
+    if _source_info is None:
+        return ()
+    return _source_info.user_frames(eqn.source_info.traceback)
+
+
+def in_name_scope(eqn: JaxprEqn, scope: str) -> bool:
+    """Whether ``eqn`` was traced inside ``jax.named_scope(scope)``."""
+    return scope in str(eqn.source_info.name_stack)

@@ -1,0 +1,179 @@
+"""Rules for array operations: elementwise steps, ``argmax`` / ``argmin``, ``sort``, and reads
+and writes at a relaxed index (``dynamic_slice``, ``scatter``)."""
+
+from typing import Any, cast
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.extend.core import JaxprEqn
+
+from .. import _select, _sort, _steps
+from .._blend import blend
+from .._checks import is_concrete
+from . import _jaxpr
+from ._interpreter import Interpreter, hard_thunk, rule
+from ._values import Categorical, Live, aval, expectation, floating, is_soft, unwrap
+
+
+def _live_float_operand(eqn: JaxprEqn, invals: list) -> bool:
+    return isinstance(invals[0], Live) and floating(aval(eqn.invars[0]))
+
+
+def _step_rule(soft_fn):
+    """sign / floor / ceil / round: the soft staircase, with the primitive itself as the exact
+    value (so that ``lax.round``'s rounding method and every tie are those of the program)."""
+
+    def step(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
+        if not _live_float_operand(eqn, invals):
+            return self.default(eqn, invals)
+        x = unwrap(invals[0])
+        self.record(eqn, f"sf.{soft_fn.__name__}")
+        soft = soft_fn(x, softness=self.options.softness, kind=self.options.kind, mode="soft")
+        return [Live(self.with_mode(_jaxpr.bind(eqn, [x])[0], soft))]
+
+    return step
+
+
+for _fn in (_steps.sign, _steps.floor, _steps.ceil, _steps.round):
+    rule(_fn.__name__)(_step_rule(_fn))
+
+
+@rule("argmax", "argmin")
+def _argmax_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
+    if not _live_float_operand(eqn, invals):
+        return self.default(eqn, invals)
+    x = unwrap(invals[0])
+    (axis,) = _jaxpr.axes(eqn)
+    fn = _select.argmax if eqn.primitive.name == "argmax" else _select.argmin
+    self.record(eqn, f"sf.{fn.__name__} (a distribution over the indices)")
+    probs = jnp.moveaxis(fn(x, axis, **self.compare_options()), axis, -1)
+    n = x.shape[axis]
+    # NumPy candidates: known at trace time, so later rules see that they are 0..n-1.
+    cands = np.broadcast_to(np.arange(n, dtype=_jaxpr.index_dtype(eqn)), probs.shape)
+    return [Categorical(cands, probs, hard_thunk(eqn, invals)(0))]
+
+
+@rule("sort")
+def _sort_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
+    if not _live_float_operand(eqn, invals):
+        return self.default(eqn, invals)
+    layout = _jaxpr.sort(eqn)
+    if layout.num_keys != 1 or any(is_soft(v) for v in invals):
+        raise self.unsupported(
+            eqn,
+            "it sorts by several keys, or sorts relaxed integers",
+            "sort by one float key with sf.sort (return_permutation=True gives the permutation)",
+        )
+    x = unwrap(invals[0])
+    axis = layout.dimension
+    if len(invals) == 1:
+        self.record(eqn, "sf.sort")
+        return [Live(cast(jax.Array, _sort.sort(x, axis, **self.compare_options())))]
+    self.record(eqn, "sf.sort with its permutation (other operands follow it)")
+    values, permutation = _sort.sort(x, axis, return_permutation=True, **self.compare_options())
+    outs: list[Any] = [Live(values)]
+    for value, atom in zip(invals[1:], eqn.invars[1:], strict=True):
+        moved = jnp.moveaxis(jnp.asarray(unwrap(value)), axis, -1)[..., None, :]
+        moved = jnp.broadcast_to(moved, permutation.shape)
+        if floating(aval(atom)):
+            outs.append(Live(jnp.moveaxis(expectation(permutation, moved), -1, axis)))
+        else:
+            # Output j is input i with probability P[..., j, i]: a distribution per element.
+            outs.append(
+                Categorical(
+                    jnp.moveaxis(moved, -2, axis),
+                    jnp.moveaxis(permutation, -2, axis),
+                    None,
+                )
+            )
+    return outs
+
+
+def _weights_over_positions(index: Categorical, n: int) -> jax.Array:
+    """The probability of each position 0..n-1 (candidates clamped into range), shape (n,)."""
+    if is_concrete(index.cands):
+        position = np.clip(np.asarray(index.cands), 0, n - 1)
+        if np.array_equal(position, np.arange(n)):
+            return index.probs  # the usual case: the candidates of an argmax over this axis
+        return jnp.zeros((n,), index.probs.dtype).at[position].add(index.probs)
+    position = jnp.clip(index.cands, 0, n - 1)
+    return jnp.zeros((n,), index.probs.dtype).at[position].add(index.probs)
+
+
+@rule("dynamic_slice")
+def _dynamic_slice_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
+    """``x[i]`` with a relaxed index along one axis: the expectation as one weighted sum.
+
+    Per candidate this is the slice at that index (clamped into range, as ``dynamic_slice``
+    does); summed densely over the positions of the axis, so that the gradient is dense too.
+    """
+    operand, *indices = invals
+    soft_axes = [d for d, i in enumerate(indices) if is_soft(i)]
+    sizes = _jaxpr.slice_sizes(eqn)
+    if (
+        is_soft(operand)
+        or len(soft_axes) != 1
+        or not isinstance(indices[soft_axes[0]], Categorical)
+        or indices[soft_axes[0]].probs.ndim != 1
+        or sizes[soft_axes[0]] != 1
+    ):
+        return self.default(eqn, invals)
+    axis = soft_axes[0]
+    index = indices[axis]
+    x = unwrap(operand)
+    n = x.shape[axis]
+    weights = _weights_over_positions(index, n)
+    exact = [
+        jnp.zeros((), index.cands.dtype) if d == axis else unwrap(i) for d, i in enumerate(indices)
+    ]
+    full_sizes = tuple(n if d == axis else size for d, size in enumerate(sizes))
+    window = jax.lax.dynamic_slice(x, exact, full_sizes)
+    value = expectation(weights, jnp.moveaxis(window, axis, -1))
+    self.record(eqn, "sf.take (read at a distribution over indices)")
+    return [Live(jnp.expand_dims(value, axis))]
+
+
+@rule("scatter")
+def _scatter_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
+    """``x.at[i].set(v)`` with a relaxed index along one axis: :func:`softflow.put`'s blend.
+
+    Per candidate this writes ``v`` at that index (a candidate out of range writes nothing, as
+    ``scatter`` drops it); in expectation every position j along the axis becomes
+    ``(1 - w_j) x_j + w_j v`` with ``w_j`` the probability of index j.
+    """
+    operand, indices, updates = invals
+    layout = _jaxpr.scatter(eqn)
+    one_axis = (
+        len(layout.operand_dims) == 1
+        and layout.inserted_dims == layout.operand_dims
+        and not layout.batching_dims
+    )
+    if (
+        is_soft(operand)
+        or is_soft(updates)
+        or not isinstance(indices, Categorical)
+        or indices.probs.ndim != 1
+        or indices.cands.shape != (1, indices.probs.shape[0])
+        or not one_axis
+        or layout.combines
+    ):
+        return self.default(eqn, invals)
+    (axis,) = layout.operand_dims
+    x, value = jnp.asarray(unwrap(operand)), jnp.asarray(unwrap(updates))
+    n = x.shape[axis]
+    known = is_concrete(indices.cands)  # candidates known at trace time stay known
+    xp = np if known else jnp
+    cands = (np.asarray(indices.cands) if known else indices.cands)[0]
+    if layout.mode == jax.lax.GatherScatterMode.CLIP:
+        cands = xp.clip(cands, 0, n - 1)
+    # Out-of-range candidates have no position: they leave x as it is.
+    in_range = (cands >= 0) & (cands < n)
+    probs = jnp.where(in_range, indices.probs, 0)
+    weights = _weights_over_positions(Categorical(xp.where(in_range, cands, 0), probs, None), n)
+    shape = [1] * x.ndim
+    shape[axis] = n
+    w = weights.reshape(shape).astype(x.dtype)
+    written = jnp.broadcast_to(jnp.expand_dims(value, axis), x.shape).astype(x.dtype)
+    self.record(eqn, "sf.put (write at a distribution over indices)")
+    return [Live(blend((1 - w, w), (x, written)))]

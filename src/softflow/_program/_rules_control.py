@@ -1,0 +1,350 @@
+"""Rules for control flow: ``cond`` / ``switch``, ``while_loop``, ``scan``, nested ``jit``,
+``checkpoint`` and functions with custom derivatives."""
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from equinox.internal import unvmap_any
+from jax.extend.core import Jaxpr, JaxprEqn
+
+from .._branch import soft_select
+from .._loop import _soft_while, soft_while
+from . import _jaxpr
+from ._boundaries import (
+    carry_kinds,
+    decode,
+    decode_all,
+    encode,
+    encode_all,
+    exit_loop_kinds,
+    join,
+    kind_of,
+    kinds_after,
+)
+from ._errors import RelaxError
+from ._interpreter import Interpreter, hard_of, rule
+from ._markers import EXACT_NAME, EXITS_NAME
+from ._values import (
+    Categorical,
+    Expected,
+    Live,
+    SoftBool,
+    aval,
+    bernoulli,
+    default_float,
+    floating,
+    is_live,
+    is_soft,
+    mean,
+    probability,
+    unwrap,
+)
+
+
+def _exact_switch(self: Interpreter, index, branches, operands, kinds, avals) -> list:
+    """``lax.switch(index, branches)`` with an exact index, written as one ``cond`` per branch on
+    "some loop of the batch takes it" (unbatched under vmap) and a select by the index.
+
+    Under vmap, JAX turns a ``cond`` with a batched index into a select whose operands it wraps
+    in ``stop_gradient``; inside the custom JVP of a soft loop those operands include tangents,
+    and reverse mode then fails (no transpose rule for ``stop_gradient``, JAX issues 22011 and
+    39219). Here the conds stay conds, and the operands of a branch are wrapped before
+    differentiation: a loop of the batch that does not take the branch sends no cotangent
+    through it (a NaN derivative there cannot leak), as in JAX's own rule.
+    """
+    n = len(branches)
+    index = jnp.clip(index, 0, n - 1)
+
+    def encoded(branch, take):
+        def run():
+            guarded = [
+                Live(jnp.where(take, v.value, jax.lax.stop_gradient(v.value)))
+                if isinstance(v, Live)
+                else v
+                for v in operands
+            ]
+            return encode_all(self.run_closed(branch, guarded), kinds, avals)
+
+        return run
+
+    outs: list = []
+    for k, branch in enumerate(branches):
+        take = index == k
+        run = encoded(branch, take)
+        if n == 1:
+            return run()
+        shapes = jax.eval_shape(run)
+        skipped = [jnp.zeros(s.shape, s.dtype) for s in shapes]
+        branch_outs = jax.lax.cond(unvmap_any(take), run, lambda z=skipped: z)
+        outs = (
+            branch_outs
+            if k == 0
+            else [jnp.where(take, b, o) for b, o in zip(branch_outs, outs, strict=True)]
+        )
+    return outs
+
+
+@rule("cond")
+def _cond_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
+    index, *operands = invals
+    branches = _jaxpr.cond_branches(eqn)
+    avals = [aval(v) for v in eqn.outvars]
+    run = [functools.partial(self.run_closed, b, operands) for b in branches]
+    if isinstance(index, Expected):
+        raise self.unsupported(
+            eqn,
+            "its branch index is an integer known only by its expected value",
+            "choose the branch with a comparison of floats, or keep the index exact with sf.exact",
+        )
+    if not is_soft(index):
+        kinds = [kind_of(None, a) for a in avals]
+        for branch in run:
+            kinds = [join(k, n) for k, n in zip(kinds, kinds_after(branch, avals), strict=True)]
+        outs = _exact_switch(self, unwrap(index), branches, operands, kinds, avals)
+        return decode_all(outs, kinds, avals)
+    categorical = bernoulli(index) if isinstance(index, SoftBool) else index
+    if categorical.probs.ndim != 1:
+        raise self.unsupported(
+            eqn, "its index holds a batch of distributions", "vmap the relaxed function"
+        )
+    n = len(branches)
+    cands = jnp.clip(categorical.cands, 0, n - 1) if n > 1 else categorical.cands * 0
+    weights = jnp.stack(
+        [jnp.sum(jnp.where(cands == j, categorical.probs, 0), axis=-1) for j in range(n)], axis=-1
+    )
+    self.record(eqn, "sf.soft_if" if n == 2 else "sf.soft_switch")
+    results = [branch() for branch in run]
+    outs = []
+    for position, out_aval in enumerate(avals):
+        values = [r[position] for r in results]
+        if floating(out_aval):
+            outs.append(Live(soft_select(weights, [unwrap(v) for v in values])))
+        elif out_aval.dtype == jnp.bool_:
+            probs = [mean(v).astype(weights.dtype) for v in values]
+            outs.append(SoftBool(soft_select(weights, probs), None))
+        elif any(is_soft(v) for v in values):
+            means = [mean(v).astype(weights.dtype) for v in values]
+            outs.append(Expected(soft_select(weights, means), None))
+        else:
+            stacked = jnp.stack([jnp.broadcast_to(unwrap(v), out_aval.shape) for v in values], -1)
+            outs.append(Categorical(stacked, weights, None))
+    return outs
+
+
+def _exits_marker(body: Jaxpr) -> JaxprEqn | None:
+    """The ``softflow_loop_exits`` equation that makes a loop body's outputs, if any."""
+    for eqn in body.eqns:
+        named = _jaxpr.is_call(eqn) and _jaxpr.call_name(eqn) == EXITS_NAME
+        if named and list(eqn.outvars) == list(body.outvars):
+            return eqn
+    return None
+
+
+@rule("while")
+def _while_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
+    layout = _jaxpr.while_loop(eqn)
+    cn, bn = layout.cond_nconsts, layout.body_nconsts
+    cond_consts, body_consts, init = invals[:cn], invals[cn : cn + bn], invals[cn + bn :]
+    avals = [aval(v) for v in eqn.outvars]
+
+    def cond(state):
+        return self.run_closed(layout.cond, [*cond_consts, *state])[0]
+
+    def body(state):
+        return self.run_closed(layout.body, [*body_consts, *state])
+
+    # A body that ends in softflow_loop_exits (a Python loop with a break, converted) exits in its
+    # middle: run up to the marker, which gives each exit's condition and state in the world
+    # where the loop still runs, and the state at the end of the body. The last carry is the
+    # "has broken" flag, False in that world.
+    body_jaxpr = layout.body.jaxpr
+    marker = _exits_marker(body_jaxpr)
+    n_state = len(avals) - 1
+    n_exits = 0 if marker is None else (len(marker.invars) - n_state) // (n_state + 1)
+    parts = (
+        None
+        if marker is None
+        else _jaxpr.truncated(
+            body_jaxpr, [e for e in body_jaxpr.eqns if e is not marker], marker.invars
+        )
+    )
+
+    def body_parts(state) -> tuple[list, list[list], list]:
+        """The exits' conditions, the exits' states and the state at the end of the body."""
+        assert parts is not None
+        values = self.run(parts, layout.body.consts, [*body_consts, *state])
+        conds, flat = values[:n_exits], values[n_exits:]
+        running = jnp.bool_(False)
+        exits = [[*flat[i * n_state : (i + 1) * n_state], running] for i in range(n_exits)]
+        return conds, exits, [*flat[n_exits * n_state :], running]
+
+    def analyse():
+        if marker is None:
+            kinds, _ = carry_kinds(body, init, avals)
+            soft_exit = False
+        else:
+            kinds, soft_exit = exit_loop_kinds(body_parts, init, avals)
+        decoded = decode_all(encode_all(init, kinds, avals), kinds, avals)
+        (condition,) = kinds_after(lambda: [cond(decoded)], [jax.ShapeDtypeStruct((), bool)])
+        return kinds, condition in ("bool", "int") or soft_exit
+
+    kinds, soft = self.analysed(eqn, invals, analyse)
+    if not soft:
+        # An exact condition (a loop counter): an exact loop whose body is relaxed.
+        def exact_cond(x):
+            return unwrap(cond(decode_all(x, kinds, avals)))
+
+        def exact_body(x):
+            return encode_all(body(decode_all(x, kinds, avals)), kinds, avals)
+
+        outs = jax.lax.while_loop(exact_cond, exact_body, encode_all(init, kinds, avals))
+        return decode_all(outs, kinds, avals)
+    if self.options.max_steps is None:
+        raise RelaxError(
+            f"sf.relax: the while loop at {self.where(eqn)} has a relaxed condition, so it becomes "
+            "a soft_while (a mixture over the step at which it stops), which needs a bound: pass "
+            "max_steps=N to sf.relax (the most iterations the loop may run), or keep the loop's "
+            "condition exact with sf.exact."
+        )
+    # In each run of the loop the exact integers are exact; they are carried as floats so that the
+    # result can be the expectation over the exit step.
+    state_kinds = [
+        k if floating(a) or k in ("bool", "int") else "path"
+        for k, a in zip(kinds, avals, strict=True)
+    ]
+
+    def to_state(values):
+        return [
+            encode(v, "dead", a).astype(default_float()) if k == "path" else encode(v, k, a)
+            for v, k, a in zip(values, state_kinds, avals, strict=True)
+        ]
+
+    def from_state(x):
+        return [
+            Live(v.astype(a.dtype)) if k == "path" else decode(v, k, a)
+            for v, k, a in zip(x, state_kinds, avals, strict=True)
+        ]
+
+    def soft_cond(x):
+        return probability(cond(from_state(x)))
+
+    if marker is None:
+        self.record(eqn, f"sf.soft_while (max_steps={self.options.max_steps})")
+        outs: Any = soft_while(
+            soft_cond,
+            lambda x: to_state(body(from_state(x))),
+            to_state(init),
+            max_steps=self.options.max_steps,
+        )
+    else:
+
+        def body_with_exits(x):
+            conds, exits, final = body_parts(from_state(x))
+            probs = [probability(c) for c in conds]
+            return to_state(final), [(p, to_state(s)) for p, s in zip(probs, exits, strict=True)]
+
+        self.record(eqn, f"sf.soft_while with breaks (max_steps={self.options.max_steps})")
+        outs = _soft_while(
+            lambda t, x: soft_cond(x),
+            lambda t, x: body_with_exits(x),
+            to_state(init),
+            max_steps=self.options.max_steps,
+            tol=1e-6,
+            semantics="halting",
+            chunk_size=None,
+            return_info=False,
+            exits=True,
+        )
+    result = []
+    for x, k, a in zip(outs, state_kinds, avals, strict=True):
+        if k != "path":
+            result.append(decode(x, "live" if k == "dead" else k, a))
+        elif a.dtype == jnp.bool_:
+            result.append(SoftBool(x, None))
+        else:
+            result.append(Expected(x, None))
+    return result
+
+
+@rule("scan")
+def _scan_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
+    layout = _jaxpr.scan(eqn)
+    nc, ncarry = layout.num_consts, layout.num_carry
+    consts, init, xs = invals[:nc], invals[nc : nc + ncarry], invals[nc + ncarry :]
+    carry_avals = [aval(v) for v in eqn.outvars[:ncarry]]
+    y_avals = [aval(v) for v in eqn.outvars[ncarry:]]
+    x_avals = [aval(v) for v in layout.body.jaxpr.invars[nc + ncarry :]]
+    x_kinds = [kind_of(v, a) for v, a in zip(xs, x_avals, strict=True)]
+    xs_x = encode_all(xs, x_kinds, x_avals)
+    # Abstract slices of xs, to trace the body for the kinds of carry and outputs.
+    x_slices = decode_all([x[0] for x in xs_x], x_kinds, x_avals)
+
+    def step(carry, x_values):
+        return self.run_closed(layout.body, [*consts, *carry, *x_values])
+
+    kinds, y_kinds = self.analysed(
+        eqn,
+        invals,
+        lambda: carry_kinds(lambda c: step(c, x_slices), init, carry_avals, y_avals),
+    )
+
+    def body(c, x):
+        outs = step(decode_all(c, kinds, carry_avals), decode_all(x, x_kinds, x_avals))
+        new_c = encode_all(outs[:ncarry], kinds, carry_avals)
+        return new_c, encode_all(outs[ncarry:], y_kinds, y_avals)
+
+    carry, ys = jax.lax.scan(
+        body,
+        encode_all(init, kinds, carry_avals),
+        xs_x,
+        length=layout.length,
+        reverse=layout.reverse,
+        unroll=layout.unroll,
+    )
+    return [*decode_all(carry, kinds, carry_avals), *decode_all(ys, y_kinds, y_avals)]
+
+
+@rule("jit", "pjit", "closed_call", "core_call")
+def _call_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
+    if _jaxpr.call_name(eqn) == EXACT_NAME:
+        self.record(eqn, "kept exact (sf.exact)")
+        return [Live(hard_of(v, lambda: self.where(eqn))) if is_live(v) else v for v in invals]
+    return self.run_closed(_jaxpr.call_body(eqn), invals)
+
+
+@rule("remat2", "checkpoint")
+def _remat_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
+    """``jax.checkpoint``: the relaxed inside, checkpointed with the same policy."""
+    layout = _jaxpr.remat(eqn)
+    jaxpr = layout.body
+    if any(isinstance(v, Categorical) for v in invals):
+        # A distribution cannot cross the checkpoint's boundary without losing its candidates.
+        return self.run(jaxpr, [], invals)
+    in_avals = [aval(v) for v in jaxpr.invars]
+    out_avals = [aval(v) for v in jaxpr.outvars]
+    in_kinds = [kind_of(v, a) for v, a in zip(invals, in_avals, strict=True)]
+
+    def inside(*args):
+        return self.run(jaxpr, [], decode_all(args, in_kinds, in_avals))
+
+    args = encode_all(invals, in_kinds, in_avals)
+    out_kinds = kinds_after(functools.partial(inside, *args), out_avals)
+
+    def encoded(*args):
+        return encode_all(inside(*args), out_kinds, out_avals)
+
+    checkpointed = jax.checkpoint(encoded, prevent_cse=layout.prevent_cse, policy=layout.policy)
+    return decode_all(checkpointed(*args), out_kinds, out_avals)
+
+
+@rule("custom_jvp_call", "custom_vjp_call", "custom_vjp_call_jaxpr")
+def _custom_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
+    before = len(self.records)
+    outs = self.run_closed(_jaxpr.custom_body(eqn), invals)
+    if len(self.records) == before and not any(is_soft(v) for v in invals):
+        # Nothing discontinuous inside: keep the function with its own derivative rule.
+        return [Live(out) for out in _jaxpr.bind(eqn, [unwrap(v) for v in invals])]
+    self.record(eqn, "relaxed inside (its own derivative rule is not used)")
+    return outs

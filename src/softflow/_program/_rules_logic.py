@@ -1,0 +1,184 @@
+"""Rules for comparisons, logic, conversions and ``select_n`` (``jnp.where``)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.extend.core import JaxprEqn
+
+from .. import _compare, _logic, _steps
+from .._branch import soft_where
+from . import _jaxpr
+from ._interpreter import Interpreter, hard_thunk, rule
+from ._values import (
+    Categorical,
+    Expected,
+    Live,
+    SoftBool,
+    aval,
+    floating,
+    is_soft,
+    mean,
+    unwrap,
+)
+
+
+def _compare_rule(soft_fn):
+    def compare(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
+        a, b = invals
+        if floating(aval(eqn.invars[0])):
+            x, y = unwrap(a), unwrap(b)
+            p = soft_fn(x, y, **self.compare_options())
+            self.record(eqn, f"sf.{soft_fn.__name__}")
+            return [SoftBool(p, hard_thunk(eqn, invals)(0))]
+        if any(isinstance(v, Expected) for v in invals):
+            p = soft_fn(mean(a), mean(b), **self.compare_options())
+            self.record(eqn, f"sf.{soft_fn.__name__} of expected values")
+            return [SoftBool(p, hard_thunk(eqn, invals)(0))]
+        return self.default(eqn, invals)
+
+    return compare
+
+
+for _name, _fn in {
+    "gt": _compare.greater,
+    "ge": _compare.greater_equal,
+    "lt": _compare.less,
+    "le": _compare.less_equal,
+    "eq": _compare.equal,
+    "ne": _compare.not_equal,
+}.items():
+    rule(_name)(_compare_rule(_fn))
+
+_CONNECTIVES = {
+    "and": _logic.logical_and,
+    "or": _logic.logical_or,
+    "xor": _logic.logical_xor,
+}
+
+
+@rule("and", "or", "xor", "not")
+def _logic_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
+    name = eqn.primitive.name
+    boolean = aval(eqn.outvars[0]).dtype == jnp.bool_
+    if (
+        not boolean
+        or any(isinstance(v, Categorical | Expected) for v in invals)
+        or not any(isinstance(v, SoftBool) for v in invals)
+    ):
+        return self.default(eqn, invals)
+    dtype = jnp.result_type(*(v.p for v in invals if isinstance(v, SoftBool)))
+    probs = [
+        v.p if isinstance(v, SoftBool) else jnp.asarray(unwrap(v)).astype(dtype) for v in invals
+    ]
+    hard = hard_thunk(eqn, invals)(0)
+    if name == "not":
+        self.record(eqn, "sf.logical_not")
+        return [SoftBool(_logic.logical_not(probs[0]), hard)]
+    self.record(eqn, f"sf.logical_{name} (tnorm={self.options.tnorm!r})")
+    return [SoftBool(_CONNECTIVES[name](*probs, tnorm=self.options.tnorm), hard)]
+
+
+@rule("reduce_or", "reduce_and")
+def _reduce_logic_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
+    (value,) = invals
+    if not isinstance(value, SoftBool):
+        return self.default(eqn, invals)
+    fn = _logic.any if eqn.primitive.name == "reduce_or" else _logic.all
+    self.record(eqn, f"sf.{fn.__name__} (tnorm={self.options.tnorm!r})")
+    p = fn(value.p, axis=_jaxpr.axes(eqn), tnorm=self.options.tnorm)
+    return [SoftBool(p, hard_thunk(eqn, invals)(0))]
+
+
+@rule("is_finite")
+def _exactly_decidable_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
+    """``isfinite``: a property of the value with a zero derivative wherever it is defined, so it
+    stays exact (a soft version would have no gradient to give)."""
+    if any(is_soft(v) for v in invals):
+        return self.default(eqn, invals)
+    return [Live(out) for out in _jaxpr.bind(eqn, [unwrap(v) for v in invals])]
+
+
+@rule("convert_element_type")
+def _convert_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
+    (value,) = invals
+    target = _jaxpr.new_dtype(eqn)
+    if isinstance(value, SoftBool):
+        if jnp.issubdtype(target, jnp.floating):
+            self.record(eqn, "truth value as its probability")
+            return [Live(value.p.astype(target))]
+        if target == jnp.bool_:
+            return [value]
+        return self.per_candidate(eqn, invals)
+    if isinstance(value, Categorical | Expected):
+        return self.generic(eqn, invals)
+    source = aval(eqn.invars[0]).dtype
+    if not jnp.issubdtype(source, jnp.floating) or jnp.issubdtype(target, jnp.floating):
+        return [Live(out) for out in _jaxpr.bind(eqn, [unwrap(value)])]
+    x = unwrap(value)
+    if target == jnp.bool_:
+        self.record(eqn, "sf.not_equal(x, 0)")
+        p = _compare.not_equal(x, jnp.zeros((), x.dtype), **self.compare_options())
+        return [SoftBool(p, hard_thunk(eqn, invals)(0))]
+    return _truncate(self, eqn, x)
+
+
+def _truncate(self: Interpreter, eqn: JaxprEqn, x: jax.Array) -> list:
+    """A float converted to an integer (rounded towards zero): its soft staircase.
+
+    trunc(x) = floor(x) + [x < 0] away from the integers, so its relaxation is
+    ``sf.floor(x) + sf.less(x, 0)``, an integer known by its expected value.
+    """
+    o = self.options
+    options = {"softness": o.softness, "kind": o.kind, "mode": "soft"}
+    soft = _steps.floor(x, **options) + _compare.less(x, jnp.zeros((), x.dtype), **options)
+    hard = _jaxpr.bind(eqn, [x])[0]
+    self.record(eqn, "sf.floor(x) + sf.less(x, 0) (conversion to integer)")
+    value = self.with_mode(hard.astype(soft.dtype), soft)
+    return [Expected(value, lambda: hard)]
+
+
+@rule("select_n")
+def _select_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
+    pred, *cases = invals
+    out_aval = aval(eqn.outvars[0])
+    if isinstance(pred, Expected):
+        raise self.unsupported(
+            eqn,
+            "its selector is an integer known only by its expected value",
+            "select with a comparison of floats, or keep the selector exact with sf.exact",
+        )
+    hard = hard_thunk(eqn, invals)(0)
+    if isinstance(pred, SoftBool) and not any(isinstance(c, Categorical) for c in cases):
+        p = pred.p
+        if floating(out_aval):
+            self.record(eqn, "sf.soft_where")
+            return [Live(soft_where(p, unwrap(cases[1]), unwrap(cases[0])))]
+        if out_aval.dtype == jnp.bool_:
+            q0, q1 = (mean(c).astype(p.dtype) for c in cases)
+            self.record(eqn, "sf.soft_where on probabilities")
+            return [SoftBool(soft_where(p, q1, q0), hard)]
+        if any(isinstance(c, Expected) for c in cases):
+            m0, m1 = (mean(c).astype(p.dtype) for c in cases)
+            self.record(eqn, "sf.soft_where on expected values")
+            return [Expected(soft_where(p, m1, m0), hard)]
+        self.record(eqn, "distribution over the two integers")
+        shape = jnp.broadcast_shapes(p.shape, *(np.shape(unwrap(c)) for c in cases))
+        c0, c1 = (jnp.broadcast_to(unwrap(c), shape) for c in cases)
+        probs = jnp.stack([1 - p, p], axis=-1)
+        return [Categorical(jnp.stack([c0, c1], axis=-1), probs, hard)]
+    if isinstance(pred, SoftBool | Categorical):
+        if floating(out_aval):
+            self.record(eqn, "select per candidate of a distribution (expectation)")
+        return self.per_candidate(eqn, invals)
+    # An exact selector choosing among relaxed values.
+    if any(isinstance(c, Categorical) for c in cases):
+        return self.per_candidate(eqn, invals)
+    if any(isinstance(c, Expected | SoftBool) for c in cases):
+        means = [mean(c) for c in cases if is_soft(c)]
+        dtype = jnp.result_type(*means)
+        args = [mean(c).astype(dtype) for c in cases]
+        (value,) = _jaxpr.bind(eqn, [unwrap(pred), *args])
+        if out_aval.dtype == jnp.bool_:
+            return [SoftBool(value, hard)]
+        return [Expected(value, hard)]
+    return [Live(out) for out in _jaxpr.bind(eqn, [unwrap(v) for v in invals])]

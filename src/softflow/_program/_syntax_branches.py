@@ -1,0 +1,207 @@
+"""Branches in converted Python code: ``if`` statements, conditional expressions, ``and`` /
+``or`` / ``not``, and ``return`` on one side of a soft ``if``.
+
+On a traced condition an ``if`` is a ``lax.cond`` over the variables it modifies (relax blends
+its branches). A ``break`` or ``return`` on one side only is an *exit*: the exiting side is
+recorded (with its condition and state) and the program goes on, unblended, in the other side.
+"""
+
+import functools
+from typing import cast
+
+import jax
+import jax.numpy as jnp
+from malt.operators.function_wrappers import FunctionScope as _FunctionScopeBase
+
+from ._errors import ConversionError
+from ._syntax_state import (
+    BRANCHES,
+    LOOPS,
+    PROBING,
+    RETURNS,
+    InBranch,
+    Loop,
+    Merge,
+    abstract_state,
+    caller_line,
+    condition_of,
+    run_block,
+    traced,
+)
+
+# malt's names for the flags of its lowering of ``break`` / ``return``; a branch that sets one on
+# one side only, on a traced condition, is a soft early exit.
+_EXIT_FLAGS = ("break_", "do_return")
+
+
+def if_stmt(cond, body, orelse, get_state, set_state, symbol_names, nouts):
+    """``if cond: body() else: orelse()``; on a traced ``cond`` a ``lax.cond`` over the state, or
+    for a ``break`` or a ``return`` on one side only, an exit (see :func:`_soft_exit`)."""
+    del nouts
+    if not traced(cond):
+        return body() if cond else orelse()
+    where = caller_line()
+    pred = condition_of(cond, "if statement")
+    init = tuple(get_state())
+    # A break exits a loop; a return exits the function, except inside a branch of a soft if
+    # (there, returns on every path are blended as nested conds).
+    exits = (LOOPS and any(n.startswith("break_") for n in symbol_names)) or (
+        "do_return" in symbol_names and (LOOPS or not BRANCHES[0])
+    )
+    if exits and _soft_exit(pred, body, orelse, get_state, set_state, symbol_names, init, where):
+        return
+    with InBranch():
+        sides = [
+            abstract_state(functools.partial(run_block, b, set_state, get_state, init))
+            for b in (body, orelse)
+        ]
+    merge = Merge(symbol_names, sides, where, "if statement")
+
+    def branch(block):
+        def run():
+            with InBranch():
+                return merge.to_arrays(run_block(block, set_state, get_state, init))
+
+        return run
+
+    outs = jax.lax.cond(pred, branch(body), branch(orelse))
+    set_state(merge.from_arrays(outs))
+
+
+def _soft_exit(pred, body, orelse, get_state, set_state, symbol_names, init, where) -> bool:
+    """A ``break`` (inside a loop) or a ``return`` on one side of an ``if`` on a traced condition:
+    the exiting side is recorded as an exit (of the innermost loop for a break, of the function
+    for a return), and the program goes on in the other side, unblended: the world where the
+    loop still runs, or where the function has not returned.
+
+    Returns False when no side exits for sure while the other does not (the exit is in a static
+    sub-branch that is not taken, or both sides return), so that the statement is an ordinary
+    soft ``if``.
+    """
+    flags = [i for i, name in enumerate(symbol_names) if name.startswith(_EXIT_FLAGS)]
+    found: list = []
+
+    def probe():  # which side exits, found abstractly: it leaves no equations behind
+        PROBING[0] += 1
+        try:
+            sides = [run_block(block, set_state, get_state, init) for block in (body, orelse)]
+        finally:
+            PROBING[0] -= 1
+        found[:] = [(sides[0][i], sides[1][i]) for i in flags]
+
+    jax.eval_shape(probe)
+    set_state(init)
+    for i, (in_body, in_orelse) in zip(flags, found, strict=True):
+        if in_body is True and in_orelse is False:
+            exiting, going_on, condition = body, orelse, pred
+        elif in_orelse is True and in_body is False:
+            exiting, going_on, condition = orelse, body, jnp.logical_not(pred)
+        else:
+            continue
+        statement = "return" if symbol_names[i] == "do_return" else "break"
+        loop = LOOPS[-1] if LOOPS else None
+        if PROBING[0] or (loop is not None and loop.branches != BRANCHES[0]):
+            raise ConversionError(
+                f"sf.relax: the {statement} at {where} depends on a traced condition inside "
+                "another if statement on a traced condition; combine the conditions with `and` "
+                f"in a single `if ...: {statement}`. (After such a {statement}, the branch that "
+                "goes on has a probability conditioned on not having exited, not a blend.)"
+            )
+        exit_state = run_block(exiting, set_state, get_state, init)
+        if statement == "return":
+            _soft_return(condition, exit_state[symbol_names.index("retval_")], where)
+        else:
+            cast(Loop, loop).exits.append((condition, tuple(cast(Loop, loop).get_state())))
+        set_state(run_block(going_on, set_state, get_state, init))
+        return True
+    return False
+
+
+def _soft_return(condition, value, where: str) -> None:
+    """Record a ``return`` on one side of a soft ``if`` as an exit of the function (see
+    :class:`FunctionScope`)."""
+    if not RETURNS or any(loop.kind != "for" for loop in LOOPS):
+        raise ConversionError(
+            f"sf.relax: the return at {where} depends on a traced condition inside a loop that "
+            "is not unrolled (a while loop, or a for loop over a traced range); break out of the "
+            "loop and return after it."
+        )
+    if any(loop.exits for loop in LOOPS):
+        raise ConversionError(
+            f"sf.relax: the return at {where} depends on a traced condition and may follow a soft "
+            "break of an enclosing loop; the code after that loop would run on a mixture "
+            "conditioned on not returning. Return after the loop instead."
+        )
+    RETURNS[-1].append((condition, value, where))
+
+
+class FunctionScope(_FunctionScopeBase):
+    """malt's function scope, whose result is also the mixture of the soft returns made inside
+    loops: ``where(c_1, v_1, where(c_2, v_2, ... value))`` over the returns in the order they
+    were met, which relax turns into the mixture over the iteration at which it returned."""
+
+    def __enter__(self):
+        RETURNS.append([])
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        RETURNS.pop()
+        return super().__exit__(*exc)
+
+    def ret(self, value, did_return):
+        value = super().ret(value, did_return)
+        for condition, returned, where in reversed(RETURNS[-1]):
+            try:
+                value = jax.tree_util.tree_map(
+                    lambda a, b, c=condition: jnp.where(c, a, b), returned, value
+                )
+            except (ValueError, TypeError) as error:
+                raise ConversionError(
+                    f"sf.relax: the return at {where} (on a traced condition) and the function's "
+                    f"other paths give values of different structures ({error}); with a soft "
+                    "condition the returned values are mixed, so every path must return the same "
+                    "structure (a path without return gives None)."
+                ) from None
+        return value
+
+
+def if_exp(cond, if_true, if_false, expr_repr):
+    """``if_true() if cond else if_false()``; on a traced ``cond`` a ``jnp.where``."""
+    del expr_repr
+    if not traced(cond):
+        return if_true() if cond else if_false()
+    return jnp.where(condition_of(cond, "conditional expression"), if_true(), if_false())
+
+
+def _truth(value, what: str):
+    value = jnp.asarray(value)
+    if value.dtype != jnp.bool_:
+        raise ConversionError(
+            f"sf.relax: `{what}` at {caller_line()} is applied to a traced {value.dtype} value; "
+            "on traced values it is the logic of truth values: compare first (x > 0), or use "
+            "jnp.where."
+        )
+    return value
+
+
+def and_(a, b):
+    """``a() and b()``; on traced truth values their logical and (both are evaluated)."""
+    left = a()
+    if not traced(left):
+        return left and b()
+    return jnp.logical_and(_truth(left, "and"), _truth(b(), "and"))
+
+
+def or_(a, b):
+    """``a() or b()``; on traced truth values their logical or (both are evaluated)."""
+    left = a()
+    if not traced(left):
+        return left or b()
+    return jnp.logical_or(_truth(left, "or"), _truth(b(), "or"))
+
+
+def not_(a):
+    """``not a``; on a traced truth value its logical not."""
+    if not traced(a):
+        return not a
+    return jnp.logical_not(_truth(a, "not"))

@@ -1,0 +1,272 @@
+"""Loops in converted Python code: ``while`` and ``for``, with ``break`` on traced conditions.
+
+A ``for`` over a static iterable is unrolled; over a range with a traced bound it is a
+``lax.fori_loop``; a ``while`` on a traced test is a ``lax.while_loop``. A ``break`` on a traced
+condition is an exit of the loop: the body ends in :func:`softflow_loop_exits
+<._markers.softflow_loop_exits>`, which relax turns into the mixture over the iteration and the
+exit at which the loop stops.
+"""
+
+import functools
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+from ._errors import ConversionError
+from ._markers import loop_exits
+from ._syntax_state import (
+    Loop,
+    Merge,
+    abstract_state,
+    caller_line,
+    condition_of,
+    loop_state,
+    run_block,
+    traced,
+)
+
+
+def while_stmt(test, body, get_state, set_state, symbol_names, opts):
+    """``while test(): body()``; once ``test()`` is traced, a ``lax.while_loop`` over the state.
+
+    A ``break`` on a traced condition (also in a loop whose test is static, ``while True:``) is an
+    exit in the middle of the body: the body ends in :func:`._markers.loop_exits`, which selects
+    the state at the first exit taken and sets a "has broken" flag that ends the loop; relax turns
+    it into the mixture over the iteration *and* the exit at which the loop stops.
+    """
+    del opts
+    may_break = any(n.startswith("break_") for n in symbol_names)
+    while True:
+        cond = _probe(test)
+        if cond is None:
+            break
+        if not cond:
+            return
+        if may_break and _breaks_softly(body, get_state, set_state):
+            break  # a soft break under a static test: the loop goes on traced from here
+        with Loop("while", get_state):
+            body()
+    where = caller_line()
+    if any(n.startswith("do_return") for n in symbol_names):
+        raise ConversionError(
+            f"sf.relax: the while loop at {where} has a return on a traced condition; this is not "
+            "converted from Python syntax yet. Break out of the loop and return after it."
+        )
+    init = loop_state(
+        get_state,
+        symbol_names,
+        f"the while loop at {where}",
+        "; a loop on a traced condition carries its variables, so assign it before the loop.",
+    )
+    running_world = _running_world(symbol_names)
+
+    def body_state(state) -> tuple[tuple, list]:
+        """The state at the end of the body (where no break was taken) and the exits taken."""
+        with Loop("while", get_state) as loop:
+            final = run_block(body, set_state, get_state, state)
+        return running_world(final), [(c, running_world(s)) for c, s in loop.exits]
+
+    sides = _sides(functools.partial(body_state, init), len(symbol_names))
+    merge = Merge(symbol_names, [init, *sides], where, "while loop")
+
+    def condition():
+        return condition_of(test(), "while loop")
+
+    if len(sides) == 1:  # no soft break: the loop as it is
+
+        def cond_fn(arrays):
+            set_state(merge.from_arrays(arrays))
+            return condition()
+
+        def body_fn(arrays):
+            return merge.to_arrays(body_state(merge.from_arrays(arrays))[0])
+
+        with jax.named_scope(f"while_at_{where}"):
+            outs = jax.lax.while_loop(cond_fn, body_fn, merge.to_arrays(init))
+        set_state(merge.from_arrays(outs))
+        return
+
+    def cond_with_exits(carry):
+        arrays, broke = carry
+        set_state(merge.from_arrays(arrays))
+        return jnp.where(broke, False, condition())
+
+    def body_with_exits(carry):
+        return _body_exits(merge, *body_state(merge.from_arrays(carry[0])))
+
+    with jax.named_scope(f"while_at_{where}"):
+        init_carry = (merge.to_arrays(init), jnp.bool_(False))
+        outs, _ = jax.lax.while_loop(cond_with_exits, body_with_exits, init_carry)
+    set_state(merge.from_arrays(outs))
+
+
+def _breaks_softly(body: Callable, get_state: Callable, set_state: Callable) -> bool:
+    """Whether one pass of a loop's body meets a break on a traced condition; run abstractly
+    (it leaves no equations behind) and undone."""
+    before = tuple(get_state())
+    found = []
+
+    def run():
+        with Loop("while", get_state) as loop:
+            body()
+        found.append(bool(loop.exits))
+
+    jax.eval_shape(run)
+    set_state(before)
+    return found[0]
+
+
+def _running_world(symbol_names) -> Callable[[tuple], tuple]:
+    """A loop state with malt's break flags set to False: the flag is True in an exit's state,
+    and a converted loop carries its own "has broken" flag instead."""
+    flags = [n.startswith("break_") for n in symbol_names]
+    return lambda state: tuple(False if f else v for v, f in zip(state, flags, strict=True))
+
+
+def _sides(body_state: Callable[[], tuple[tuple, list]], n: int) -> list[tuple]:
+    """The abstract states at the end of a loop body and at each of its exits."""
+
+    def all_states():
+        final, exits = body_state()
+        return tuple(v for state in (final, *(s for _, s in exits)) for v in state)
+
+    after = abstract_state(all_states)
+    return [after[i : i + n] for i in range(0, len(after), n)]
+
+
+def _body_exits(merge: "Merge", final: tuple, exits: list, counters: tuple = ()) -> tuple:
+    """The carry at the end of a loop body with exits: ``counters`` (the same in every world),
+    the loop's arrays, and whether it broke (see loop_exits)."""
+
+    def arrays_of(state) -> list:
+        return [*counters, *(a for a in merge.to_arrays(state) if a is not None)]
+
+    conds = [condition_of(c, "if statement") for c, _ in exits]
+    state, broke = loop_exits(conds, [arrays_of(s) for _, s in exits], arrays_of(final))
+    values = iter(state[len(counters) :])
+    arrays = [None if a is None else next(values) for a in merge.to_arrays(final)]
+    return (*state[: len(counters)], arrays, broke)
+
+
+def _probe(test: Callable):
+    """``test()`` when it is a static value, ``None`` when it is traced; evaluated abstractly,
+    so that a traced test leaves no equations behind."""
+    static = []
+
+    def run():
+        value = test()
+        if traced(value):
+            return value
+        static.append(value)
+        return None
+
+    jax.eval_shape(run)
+    return static[0] if static else None
+
+
+def for_stmt(iter_, extra_test, body, get_state, set_state, symbol_names, opts):
+    r"""``for x in iter_: body(x)``, unrolled: the iterable is static (a range of Python ints, a
+    list, the leading axis of an array).
+
+    A ``break`` on a traced condition :math:`c_k` (in iteration :math:`k`, in the world where the
+    loop still runs) is the mixture over the iteration at which the loop stops, as in
+    :func:`softflow.soft_fori_loop` with a ``break_fn``: the result is
+    :math:`\sum_k p_k \prod_{j<k} (1 - p_j)\, s_k + \prod_j (1 - p_j)\, s_\text{end}`, where
+    :math:`s_k` is the state at the break. It is built as nested selects,
+    ``where(c_1, s_1, where(c_2, s_2, ... s_end))``, which relax turns into that mixture.
+    """
+    del opts
+    if isinstance(iter_, TracedRange):
+        return _fori_loop(iter_, extra_test, body, get_state, set_state, symbol_names)
+    if traced(iter_) and not isinstance(iter_, jax.Array):
+        raise ConversionError(
+            f"sf.relax: the for loop at {caller_line()} iterates over a traced-length sequence; "
+            "Python loops are unrolled, so their length must be static. Use lax.fori_loop or "
+            "sf.soft_fori_loop."
+        )
+    with Loop("for", get_state) as loop:
+        for item in iter_:
+            if extra_test is not None and not extra_test():
+                break
+            body(item)
+    if not loop.exits:
+        return
+    where = caller_line()
+    running_world = _running_world(symbol_names)
+    final = running_world(get_state())
+    exits = [(c, running_world(state)) for c, state in loop.exits]
+    merge = Merge(symbol_names, [final, *(state for _, state in exits)], where, "for loop")
+    result = merge.to_arrays(final)
+    for c, state in reversed(exits):
+        arrays = merge.to_arrays(state)
+        result = [
+            None if r is None else jnp.where(c, a, r) for a, r in zip(arrays, result, strict=True)
+        ]
+    set_state(merge.from_arrays(result))
+
+
+class TracedRange:
+    """``range(...)`` with a traced bound: only a ``for`` loop over it is converted."""
+
+    def __init__(self, *args):
+        start, stop = (0, args[0]) if len(args) == 1 else args[:2]
+        step = args[2] if len(args) == 3 else 1
+        if traced(step) or step != 1:
+            raise ConversionError(
+                f"sf.relax: range() at {caller_line()} has a traced bound and a step other than "
+                "1; write the loop with lax.fori_loop."
+            )
+        self.start, self.stop = start, stop
+
+    def __iter__(self):
+        raise ConversionError(
+            f"sf.relax: range() with a traced bound at {caller_line()} is used outside a for "
+            "loop; its length is not known while tracing."
+        )
+
+
+def _fori_loop(iter_: TracedRange, extra_test, body, get_state, set_state, symbol_names):
+    """``for i in range(start, stop)`` with a traced bound: a ``lax.fori_loop`` over the state, or
+    with a ``break``, a ``lax.while_loop`` over the index and the state whose body ends in
+    :func:`._markers.loop_exits` (see :func:`while_stmt`)."""
+    where = caller_line()
+    init = loop_state(
+        get_state,
+        symbol_names,
+        f"the for loop at {where} (over a range with a traced bound)",
+        "; assign it before the loop.",
+    )
+    running_world = _running_world(symbol_names)
+
+    def body_state(i, state) -> tuple[tuple, list]:
+        with Loop("fori", get_state) as loop:
+            final = run_block(functools.partial(body, i), set_state, get_state, state)
+        return running_world(final), [(c, running_world(s)) for c, s in loop.exits]
+
+    index = jnp.asarray(iter_.start)
+    sides = _sides(functools.partial(body_state, index, init), len(symbol_names))
+    merge = Merge(symbol_names, [init, *sides], where, "for loop")
+    if len(sides) == 1 and extra_test is None:
+
+        def body_fn(i, arrays):
+            return merge.to_arrays(body_state(i, merge.from_arrays(arrays))[0])
+
+        outs = jax.lax.fori_loop(iter_.start, iter_.stop, body_fn, merge.to_arrays(init))
+        set_state(merge.from_arrays(outs))
+        return
+
+    def cond_fn(carry):
+        i, arrays, broke = carry
+        set_state(merge.from_arrays(arrays))
+        going_on = True if extra_test is None else extra_test()
+        return jnp.where(broke, False, jnp.logical_and(i < iter_.stop, going_on))
+
+    def body_fn_with_exits(carry):
+        i, arrays, _ = carry
+        return _body_exits(merge, *body_state(i, merge.from_arrays(arrays)), counters=(i + 1,))
+
+    init_carry = (index, merge.to_arrays(init), jnp.bool_(False))
+    with jax.named_scope(f"for_at_{where}"):
+        _, outs, _ = jax.lax.while_loop(cond_fn, body_fn_with_exits, init_carry)
+    set_state(merge.from_arrays(outs))

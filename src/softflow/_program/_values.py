@@ -1,0 +1,172 @@
+"""The values of a relaxed program.
+
+The interpreter tracks every value of the jaxpr in one of five forms:
+
+* an array: an exact value that does not depend on a floating-point input (constants, shapes,
+  loop counters, integer arguments); equations on these only are evaluated as they are;
+* :class:`Live`: an exact value that depends on a floating-point input: continuous operations
+  apply to it as they are, discontinuous ones (comparisons, ``where``, ``cond``, ...) are relaxed;
+* :class:`SoftBool`: a relaxed truth value, held as its probability;
+* :class:`Categorical`: a relaxed integer (or boolean) held as a distribution over candidate
+  values, for example a soft ``argmax`` or a ``cond`` index. Integer operations act on each
+  candidate (so the normalisation ``i < 0 ? i + n : i`` never blends ``i`` with ``i + n``) and a
+  floating-point result is the expectation over the candidates;
+* :class:`Expected`: an integer known only by its expected value, such as a count of soft truth
+  values or the counter of a soft ``while`` loop. Linear operations apply to the expectation.
+
+Every soft value keeps a thunk that recomputes the exact value from the exact inputs of the
+operation that made it, which is what :func:`softflow.exact` uses to keep chosen conditions exact.
+"""
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._select import weighted_sum
+
+
+@dataclasses.dataclass(frozen=True)
+class Live:
+    """An exact value that depends on a floating-point input of the relaxed function."""
+
+    value: jax.Array
+
+
+Thunk = Callable[[], jax.Array] | None
+
+
+@dataclasses.dataclass(frozen=True)
+class SoftBool:
+    """A relaxed boolean: ``p`` is the probability of True (a float array of the bool's shape)."""
+
+    p: jax.Array
+    hard: Thunk
+
+
+@dataclasses.dataclass(frozen=True)
+class Categorical:
+    """A relaxed integer or boolean: candidate values and their probabilities.
+
+    ``cands`` has the value's shape plus a last axis of K candidates; ``probs`` has a shape that
+    broadcasts against it, its last axis summing to 1. Candidate k of every value derived from
+    one distribution is the same outcome, so values that share ``probs`` (the same object)
+    combine candidate by candidate; values from different distributions combine as independent.
+    """
+
+    cands: jax.Array | np.ndarray
+    probs: jax.Array
+    hard: Thunk
+
+
+@dataclasses.dataclass(frozen=True)
+class Expected:
+    """A relaxed integer known by its expected value ``mean`` (a float array)."""
+
+    mean: jax.Array
+    hard: Thunk
+
+
+Soft = SoftBool | Categorical | Expected
+
+
+def is_soft(value) -> bool:
+    return isinstance(value, Soft)
+
+
+def is_live(value) -> bool:
+    """Whether ``value`` depends on a floating-point input (exactly or relaxed)."""
+    return isinstance(value, Live) or is_soft(value)
+
+
+def unwrap(value):
+    return value.value if isinstance(value, Live) else value
+
+
+def default_float() -> np.dtype:
+    return np.dtype(jnp.result_type(float))
+
+
+def floating(aval: Any) -> bool:
+    """Whether an abstract value (or a jaxpr variable's) has a floating-point dtype."""
+    return jnp.issubdtype(aval.dtype, jnp.floating)
+
+
+def floatify(x, dtype) -> jax.Array:
+    """An exact operand next to relaxed ones: booleans and integers as floats of ``dtype``."""
+    x = jnp.asarray(x)
+    if jnp.issubdtype(x.dtype, jnp.floating):
+        return x
+    return x.astype(dtype)
+
+
+def expectation(probs: jax.Array, values: jax.Array) -> jax.Array:
+    """The expectation over the candidates (last axis), exact at one-hot probabilities."""
+    return weighted_sum(probs.astype(values.dtype), values)
+
+
+def bernoulli(value: SoftBool) -> Categorical:
+    """A soft truth value as a distribution over False and True."""
+    p = value.p
+    shape = (*p.shape, 2)
+    cands = np.broadcast_to(np.array([False, True]), shape)
+    return Categorical(cands, jnp.stack([1 - p, p], axis=-1), value.hard)
+
+
+def mean(value) -> jax.Array:
+    """The expected value of an integer or boolean as a float array."""
+    if isinstance(value, Expected):
+        return value.mean
+    if isinstance(value, SoftBool):
+        return value.p
+    if isinstance(value, Categorical):
+        dtype = jnp.result_type(value.probs.dtype, default_float())
+        return expectation(value.probs, jnp.asarray(value.cands, dtype))
+    return jnp.asarray(unwrap(value)).astype(default_float())
+
+
+def probability(condition) -> jax.Array:
+    """A condition (soft or exact truth value) as a probability in the default float dtype."""
+    if is_soft(condition):
+        return mean(condition)
+    return jnp.asarray(unwrap(condition)).astype(default_float())
+
+
+def merge(categoricals: Sequence[Categorical]) -> tuple[jax.Array, list[jax.Array]]:
+    """Common probabilities and aligned candidates of several categoricals.
+
+    Categoricals sharing their ``probs`` are one distribution (aligned candidate by candidate);
+    the others are independent of each other (their outer product).
+    """
+    probs = categoricals[0].probs
+    seen = {id(probs): 0}
+    index = [0]
+    groups = [[categoricals[0].cands]]
+    for c in categoricals[1:]:
+        if id(c.probs) in seen:
+            groups[seen[id(c.probs)]].append(c.cands)
+            index.append(seen[id(c.probs)])
+            continue
+        seen[id(c.probs)] = len(groups)
+        index.append(len(groups))
+        groups.append([c.cands])
+        k1, k2 = probs.shape[-1], c.probs.shape[-1]
+        outer = probs[..., :, None] * c.probs[..., None, :]
+        probs = outer.reshape((*outer.shape[:-2], k1 * k2))
+        for g in groups[:-1]:
+            g[:] = [jnp.repeat(x, k2, axis=-1) for x in g]
+        groups[-1] = [jnp.tile(x, k1) for x in groups[-1]]
+    position = [0] * len(groups)
+    aligned = []
+    for g in index:
+        aligned.append(groups[g][position[g]])
+        position[g] += 1
+    return probs, aligned
+
+
+def aval(var) -> Any:
+    """The abstract value (shape and dtype) of a jaxpr variable."""
+    return var.aval
