@@ -115,6 +115,7 @@ def relax(
     max_steps: int | None = None,
     convert: bool = True,
     on_unrelaxable: OnUnrelaxable = "error",
+    debug: bool = False,
 ) -> Relaxed:
     r"""Relax a whole JAX program: every discontinuity on a floating-point input becomes soft.
 
@@ -151,6 +152,12 @@ def relax(
             ``lax.bitcast_convert_type``, ``nextafter``, ...): ``"error"`` (the default) raises a
             :class:`RelaxError` naming it and its line; ``"stop_gradient"`` keeps it exact, so
             the gradient stops there, and ``explain`` lists each such place.
+        debug: check at run time (with ``equinox.error_if``, so also under ``jit``) that no NaN
+            or inf from a branch the exact program does not take leaks into a relaxed ``where``
+            / ``cond`` (the blended-guard pitfall: ``jnp.sqrt(h)`` under ``if h > 0``), and that
+            no relaxed ``while`` loop still runs with more than 0.1 % of its mass at
+            ``max_steps``; the error names the line. (A straight-through loop cut at
+            ``max_steps`` before the exact loop stops is an error in every case.)
 
     Returns:
         The relaxed function. Its ``explain(*args)`` lists every relaxed operation with its
@@ -182,7 +189,8 @@ def relax(
         check_int("max_steps", max_steps, minimum=1)
     if not callable(fn):
         raise TypeError(f"fn must be a callable; got {fn!r} of type {type(fn).__name__}.")
-    if not isinstance(convert, bool):
-        raise TypeError(f"convert must be True or False; got {convert!r}.")
-    options = Options(softness, kind, mode, tnorm, max_steps, on_unrelaxable)
+    for name, flag in (("convert", convert), ("debug", debug)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{name} must be True or False; got {flag!r}.")
+    options = Options(softness, kind, mode, tnorm, max_steps, on_unrelaxable, debug)
     return Relaxed(fn, options, convert)

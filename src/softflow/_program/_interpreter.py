@@ -12,6 +12,7 @@ import functools
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -22,7 +23,7 @@ from .._kinds import Kind
 from .._logic import TNorm
 from .._modes import Mode, straight_through
 from .._scope import SCOPE
-from . import _jaxpr, _source
+from . import _jaxpr, _source, _views
 from ._errors import RelaxError
 from ._explain import RelaxedOp
 from ._markers import EXACT_NAME
@@ -56,12 +57,28 @@ class Options:
     tnorm: TNorm
     max_steps: int | None
     on_unrelaxable: OnUnrelaxable = "error"
+    debug: bool = False
 
 
 Rule = Callable[["Interpreter", JaxprEqn, list], list]
 
 #: The rule of each primitive, by name, filled by the ``_rules_*`` modules.
 RULES: dict[str, Rule] = {}
+
+
+#: Rules for jax.numpy functions recognised by the name of their ``jit`` (``searchsorted``), used
+#: in place of the relaxation of what is inside them.
+CALL_RULES: dict[str, Rule] = {}
+
+
+def call_rule(name: str) -> Callable[[Rule], Rule]:
+    """Register the decorated function as the rule of calls of the jitted function ``name``."""
+
+    def register(fn: Rule) -> Rule:
+        CALL_RULES[name] = fn
+        return fn
+
+    return register
 
 
 def rule(*names: str) -> Callable[[Rule], Rule]:
@@ -126,6 +143,7 @@ STRUCTURAL = frozenset(
         "slice",
         "rev",
         "concatenate",
+        "stack",
         "copy",
         "copy_p",
         "dynamic_slice",
@@ -231,6 +249,28 @@ class Interpreter:
             return straight_through(hard, soft)
         return soft
 
+    def checked_blend(self, eqn: JaxprEqn, blended, values: Sequence, taken) -> jax.Array:
+        """``blended``; in debug mode, an error at run time where it is not finite although the
+        branch the exact program takes (``taken``: a branch index per element) is: a NaN or inf
+        of a branch that is not taken leaked into the relaxed value and its gradient."""
+        if not self.options.debug:
+            return blended
+        chosen = jnp.choose(
+            jnp.asarray(taken, jnp.int32),
+            [jnp.broadcast_to(v, blended.shape) for v in values],
+            mode="clip",
+        )
+        leak = jnp.any(~jnp.isfinite(blended) & jnp.isfinite(chosen))
+        return eqx.error_if(
+            blended,
+            leak,
+            f"sf.relax(debug=True): the relaxed `{eqn.primitive.name}` at {self.where(eqn)} blends "
+            "a NaN or inf from a branch that the exact program does not take, so the relaxed "
+            "value and its gradient are NaN or inf there. Keep the condition exact with "
+            "sf.exact(...), or make the branch finite where it is not taken (compute "
+            "jnp.sqrt(jnp.where(h > 0, h, 1.0)), not jnp.sqrt(h), under `if h > 0`).",
+        )
+
     def compare_options(self) -> dict[str, Any]:
         o = self.options
         return {"softness": o.softness, "kind": o.kind, "mode": o.mode}
@@ -324,7 +364,7 @@ class Interpreter:
                 "compute it outside the relaxed function, or write it with comparisons / "
                 "softflow's array operations",
             )
-        return [Live(out) for out in _jaxpr.bind(eqn, [unwrap(v) for v in invals])]
+        return _views.moved(eqn, invals, _jaxpr.bind(eqn, [unwrap(v) for v in invals]))
 
     def unrelaxable(self, eqn: JaxprEqn, why: str, advice: str) -> None:
         """A discontinuity without a soft rule: an error, or where the user accepted it

@@ -8,12 +8,23 @@ import jax.numpy as jnp
 import numpy as np
 from jax.extend.core import JaxprEqn
 
-from .. import _select, _sort, _steps
+from .. import _compare, _select, _sort, _steps
 from .._blend import blend
 from .._checks import is_concrete
-from . import _jaxpr
-from ._interpreter import Interpreter, hard_thunk, rule
-from ._values import Categorical, Live, aval, expectation, floating, is_soft, unwrap
+from . import _jaxpr, _views
+from ._interpreter import Interpreter, call_rule, hard_thunk, rule
+from ._values import (
+    Categorical,
+    Expected,
+    Live,
+    SoftBool,
+    aval,
+    expectation,
+    floating,
+    is_soft,
+    mean,
+    unwrap,
+)
 
 
 def _live_float_operand(eqn: JaxprEqn, invals: list) -> bool:
@@ -41,6 +52,8 @@ for _fn in (_steps.sign, _steps.floor, _steps.ceil, _steps.round):
 
 @rule("argmax", "argmin")
 def _argmax_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
+    if isinstance(invals[0], SoftBool):
+        return _first_true(self, eqn, invals)
     if not _live_float_operand(eqn, invals):
         return self.default(eqn, invals)
     x = unwrap(invals[0])
@@ -48,10 +61,70 @@ def _argmax_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     fn = _select.argmax if eqn.primitive.name == "argmax" else _select.argmin
     self.record(eqn, f"sf.{fn.__name__} (a distribution over the indices)")
     probs = jnp.moveaxis(fn(x, axis, **self.compare_options()), axis, -1)
+    first = _views.first_occurrences(invals[0], axis)
+    if first is not None:
+        # A repeated element ties with itself at every softness: its mass goes to its first
+        # occurrence, the index jnp returns.
+        n = probs.shape[-1]
+        to_first = np.arange(n) == first[..., None]  # [..., j, i]: j's first occurrence is i
+        probs = jnp.einsum("...j,...ji->...i", probs, to_first.astype(probs.dtype))
     n = x.shape[axis]
     # NumPy candidates: known at trace time, so later rules see that they are 0..n-1.
     cands = np.broadcast_to(np.arange(n, dtype=_jaxpr.index_dtype(eqn)), probs.shape)
     return [Categorical(cands, probs, hard_thunk(eqn, invals)(0))]
+
+
+def _first_true(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
+    r"""``argmax`` of relaxed truth values (``argmin``: of their negations), the index of the
+    first one that holds (0 when none does, as jnp): with independent truth values of
+    probabilities :math:`p_i`, :math:`P(\text{first} = i) = p_i \prod_{j<i} (1 - p_j)`, and index
+    0 also takes :math:`\prod_j (1 - p_j)`."""
+    (axis,) = _jaxpr.axes(eqn)
+    p = jnp.moveaxis(invals[0].p, axis, -1)
+    if eqn.primitive.name == "argmin":
+        p = 1 - p
+    none_yet = jnp.cumprod(1 - p, axis=-1)
+    before = jnp.concatenate([jnp.ones_like(p[..., :1]), none_yet[..., :-1]], axis=-1)
+    probs = (p * before).at[..., 0].add(none_yet[..., -1])
+    n = p.shape[-1]
+    cands = np.broadcast_to(np.arange(n, dtype=_jaxpr.index_dtype(eqn)), probs.shape)
+    self.record(eqn, "the first index where the condition holds (independent conditions)")
+    return [Categorical(cands, probs, hard_thunk(eqn, invals)(0))]
+
+
+@call_rule("searchsorted")
+def _searchsorted_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
+    r"""``jnp.searchsorted(a, v)``: a distribution over the insertion indices 0..n.
+
+    The index is the number of boundaries below ``v`` (``side="left"``: :math:`a_i < v`;
+    ``"right"``: :math:`a_i \le v`). With sorted boundaries the soft comparisons decrease along
+    ``a``, so :math:`P(\text{index} \ge k) = s((v - a_{k-1})/\tau)` is a staircase in ``k`` and
+    :math:`P(\text{index} = k)` its steps, exact in the hard limit. ``a`` must be sorted, as
+    jnp requires.
+    """
+    boundaries, queries = invals
+    if any(is_soft(v) for v in invals):
+        raise self.unsupported(
+            eqn,
+            "it searches relaxed integers or truth values",
+            "search floats, or keep the values exact with sf.exact",
+        )
+    a, v = jnp.asarray(unwrap(boundaries)), jnp.asarray(unwrap(queries))
+    n = a.shape[0]
+    body = _jaxpr.call_body(eqn)
+    with jax.ensure_compile_time_eval():  # which side: where a query equal to a boundary goes
+        probe = jax.core.eval_jaxpr(
+            body.jaxpr, body.consts, jnp.zeros(a.shape, a.dtype), jnp.zeros(v.shape, v.dtype)
+        )[0]
+    right = n > 0 and bool(np.all(np.asarray(probe) == n))
+    compare = _compare.less_equal if right else _compare.less
+    below = compare(a, v[..., None], **self.compare_options())  # P(a_i below v), (..., n)
+    at_least = jnp.concatenate([jnp.ones_like(below[..., :1]), below], axis=-1)
+    more = jnp.concatenate([below, jnp.zeros_like(below[..., :1])], axis=-1)
+    out_dtype = aval(eqn.outvars[0]).dtype
+    cands = np.broadcast_to(np.arange(n + 1, dtype=out_dtype), at_least.shape)
+    self.record(eqn, f"sf.{compare.__name__} with each boundary: a distribution over the bins")
+    return [Categorical(cands, at_least - more, hard_thunk(eqn, invals)(0))]
 
 
 @rule("sort")
@@ -140,7 +213,9 @@ def _scatter_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
 
     Per candidate this writes ``v`` at that index (a candidate out of range writes nothing, as
     ``scatter`` drops it); in expectation every position j along the axis becomes
-    ``(1 - w_j) x_j + w_j v`` with ``w_j`` the probability of index j.
+    ``(1 - w_j) x_j + w_j v`` with ``w_j`` the probability of index j. Written into booleans this
+    is the probability of True; into integers, each element is ``x_j`` or ``v`` (a distribution
+    of two candidates), or its expected value when ``x`` or ``v`` is already one.
     """
     operand, indices, updates = invals
     layout = _jaxpr.scatter(eqn)
@@ -150,8 +225,8 @@ def _scatter_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
         and not layout.batching_dims
     )
     if (
-        is_soft(operand)
-        or is_soft(updates)
+        isinstance(operand, Categorical)
+        or isinstance(updates, Categorical)
         or not isinstance(indices, Categorical)
         or indices.probs.ndim != 1
         or indices.cands.shape != (1, indices.probs.shape[0])
@@ -160,8 +235,8 @@ def _scatter_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     ):
         return self.default(eqn, invals)
     (axis,) = layout.operand_dims
-    x, value = jnp.asarray(unwrap(operand)), jnp.asarray(unwrap(updates))
-    n = x.shape[axis]
+    out_aval = aval(eqn.outvars[0])
+    n = out_aval.shape[axis]
     known = is_concrete(indices.cands)  # candidates known at trace time stay known
     xp = np if known else jnp
     cands = (np.asarray(indices.cands) if known else indices.cands)[0]
@@ -171,9 +246,26 @@ def _scatter_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     in_range = (cands >= 0) & (cands < n)
     probs = jnp.where(in_range, indices.probs, 0)
     weights = _weights_over_positions(Categorical(xp.where(in_range, cands, 0), probs, None), n)
-    shape = [1] * x.ndim
+    shape = [1] * len(out_aval.shape)
     shape[axis] = n
-    w = weights.reshape(shape).astype(x.dtype)
-    written = jnp.broadcast_to(jnp.expand_dims(value, axis), x.shape).astype(x.dtype)
     self.record(eqn, "sf.put (write at a distribution over indices)")
-    return [Live(blend((1 - w, w), (x, written)))]
+
+    def written(value, dtype):
+        value = jnp.expand_dims(jnp.asarray(value), axis)
+        return jnp.broadcast_to(value, out_aval.shape).astype(dtype)
+
+    if floating(out_aval):
+        x = jnp.asarray(unwrap(operand))
+        w = weights.reshape(shape).astype(x.dtype)
+        return [Live(blend((1 - w, w), (x, written(unwrap(updates), x.dtype))))]
+    w = weights.reshape(shape)
+    hard = hard_thunk(eqn, invals)(0)
+    if out_aval.dtype != jnp.bool_ and not is_soft(operand) and not is_soft(updates):
+        x = jnp.broadcast_to(unwrap(operand), out_aval.shape)
+        both = jnp.stack([x, written(unwrap(updates), x.dtype)], axis=-1)
+        w = jnp.broadcast_to(w, out_aval.shape)
+        return [Categorical(both, jnp.stack([1 - w, w], axis=-1), hard)]
+    old = jnp.broadcast_to(mean(operand).astype(w.dtype), out_aval.shape)
+    new = written(mean(updates), w.dtype)
+    blended = blend((1 - w, w), (old, new))
+    return [SoftBool(blended, hard) if out_aval.dtype == jnp.bool_ else Expected(blended, hard)]

@@ -2,8 +2,8 @@
 ``checkpoint`` and functions with custom derivatives."""
 
 import functools
-from typing import Any
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 from equinox.internal import unvmap_any
@@ -24,7 +24,7 @@ from ._boundaries import (
     kinds_after,
 )
 from ._errors import RelaxError
-from ._interpreter import Interpreter, hard_of, rule
+from ._interpreter import CALL_RULES, Interpreter, hard_of, rule
 from ._markers import EXACT_NAME, EXITS_NAME
 from ._values import (
     Categorical,
@@ -120,7 +120,10 @@ def _cond_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     for position, out_aval in enumerate(avals):
         values = [r[position] for r in results]
         if floating(out_aval):
-            outs.append(Live(soft_select(weights, [unwrap(v) for v in values])))
+            branch_values = [unwrap(v) for v in values]
+            blended = soft_select(weights, branch_values)
+            taken = _taken_branch(categorical, weights, n) if self.options.debug else None
+            outs.append(Live(self.checked_blend(eqn, blended, branch_values, taken)))
         elif out_aval.dtype == jnp.bool_:
             probs = [mean(v).astype(weights.dtype) for v in values]
             outs.append(SoftBool(soft_select(weights, probs), None))
@@ -131,6 +134,13 @@ def _cond_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
             stacked = jnp.stack([jnp.broadcast_to(unwrap(v), out_aval.shape) for v in values], -1)
             outs.append(Categorical(stacked, weights, None))
     return outs
+
+
+def _taken_branch(index: Categorical, weights: jax.Array, n: int) -> jax.Array:
+    """The branch the exact program takes (the most probable one when its index was lost)."""
+    if index.hard is None:
+        return jnp.argmax(weights, axis=-1)
+    return jnp.clip(jnp.asarray(index.hard(), jnp.int32), 0, n - 1)
 
 
 def _exits_marker(body: Jaxpr) -> JaxprEqn | None:
@@ -232,11 +242,12 @@ def _while_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
 
     if marker is None:
         self.record(eqn, f"sf.soft_while (max_steps={self.options.max_steps})")
-        outs: Any = soft_while(
+        outs, info = soft_while(
             soft_cond,
             lambda x: to_state(body(from_state(x))),
             to_state(init),
             max_steps=self.options.max_steps,
+            return_info=True,
         )
     else:
 
@@ -246,7 +257,7 @@ def _while_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
             return to_state(final), [(p, to_state(s)) for p, s in zip(probs, exits, strict=True)]
 
         self.record(eqn, f"sf.soft_while with breaks (max_steps={self.options.max_steps})")
-        outs = _soft_while(
+        outs, info = _soft_while(
             lambda t, x: soft_cond(x),
             lambda t, x: body_with_exits(x),
             to_state(init),
@@ -254,9 +265,10 @@ def _while_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
             tol=1e-6,
             semantics="halting",
             chunk_size=None,
-            return_info=False,
+            return_info=True,
             exits=True,
         )
+    outs = _check_stopped(self, eqn, outs, info.remaining_mass)
     result = []
     for x, k, a in zip(outs, state_kinds, avals, strict=True):
         if k != "path":
@@ -266,6 +278,27 @@ def _while_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
         else:
             result.append(Expected(x, None))
     return result
+
+
+def _check_stopped(self: Interpreter, eqn: JaxprEqn, outs: list, remaining: jax.Array) -> list:
+    """The loop's results; an error at run time when it was cut at ``max_steps`` while still
+    running: in straight-through mode whenever the exact loop had not stopped (its value would be
+    that of a truncated program), in debug mode also when more than 0.1 % of the soft loop's
+    mass was still running."""
+    mode, steps = self.options.mode, self.options.max_steps
+    if mode == "straight_through":
+        cut = remaining > 0
+    elif self.options.debug:
+        cut = remaining > 1e-3
+    else:
+        return outs
+    return eqx.error_if(
+        outs,
+        jnp.any(cut),
+        f"sf.relax: the relaxed while loop at {self.where(eqn)} had not stopped after "
+        f"max_steps={steps} iterations (in {mode} mode), so its result is that of a program cut "
+        "short: pass a larger max_steps to sf.relax.",
+    )
 
 
 @rule("scan")
@@ -308,7 +341,10 @@ def _scan_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
 
 @rule("jit", "pjit", "closed_call", "core_call")
 def _call_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
-    if _jaxpr.call_name(eqn) == EXACT_NAME:
+    name = _jaxpr.call_name(eqn)
+    if name in CALL_RULES:
+        return CALL_RULES[name](self, eqn, invals)
+    if name == EXACT_NAME:
         self.record(eqn, "kept exact (sf.exact)")
         return [Live(hard_of(v, lambda: self.where(eqn))) if is_live(v) else v for v in invals]
     return self.run_closed(_jaxpr.call_body(eqn), invals)

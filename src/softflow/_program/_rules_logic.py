@@ -7,7 +7,7 @@ from jax.extend.core import JaxprEqn
 
 from .. import _compare, _logic, _steps
 from .._branch import soft_where
-from . import _jaxpr
+from . import _jaxpr, _views
 from ._interpreter import Interpreter, hard_thunk, rule
 from ._values import (
     Categorical,
@@ -27,8 +27,18 @@ def _compare_rule(soft_fn):
         a, b = invals
         if floating(aval(eqn.invars[0])):
             x, y = unwrap(a), unwrap(b)
+            same = _views.same_elements(a, b)
+            if same is not None and same.all():
+                # Every element meets itself (x != x, x < x): the comparison does not change
+                # when the element does, so it is exact.
+                return [Live(_jaxpr.bind(eqn, [x, y])[0])]
             p = soft_fn(x, y, **self.compare_options())
-            self.record(eqn, f"sf.{soft_fn.__name__}")
+            if same is not None:  # a buffer compared with itself: exact on its diagonal
+                hard = _jaxpr.bind(eqn, [x, y])[0]
+                p = jnp.where(same, hard.astype(p.dtype), p)
+                self.record(eqn, f"sf.{soft_fn.__name__}, exact where an element meets itself")
+            else:
+                self.record(eqn, f"sf.{soft_fn.__name__}")
             return [SoftBool(p, hard_thunk(eqn, invals)(0))]
         if any(isinstance(v, Expected) for v in invals):
             p = soft_fn(mean(a), mean(b), **self.compare_options())
@@ -152,7 +162,12 @@ def _select_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
         p = pred.p
         if floating(out_aval):
             self.record(eqn, "sf.soft_where")
-            return [Live(soft_where(p, unwrap(cases[1]), unwrap(cases[0])))]
+            values = [unwrap(c) for c in cases]
+            blended = soft_where(p, values[1], values[0])
+            taken = (
+                (pred.hard() if pred.hard is not None else p >= 0.5) if self.options.debug else None
+            )
+            return [Live(self.checked_blend(eqn, blended, values, taken))]
         if out_aval.dtype == jnp.bool_:
             q0, q1 = (mean(c).astype(p.dtype) for c in cases)
             self.record(eqn, "sf.soft_where on probabilities")

@@ -29,11 +29,27 @@ import numpy as np
 from .._select import weighted_sum
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
+class Origin:
+    """Where the elements of a live value come from: ``index`` (of the value's shape) holds, for
+    each element, its position in the flattened source ``token`` (a negative index: an element
+    that comes from nowhere else, such as a constant concatenated to it). Two elements with the
+    same token and index are the same element, whatever the program does to them."""
+
+    token: object
+    index: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
 class Live:
-    """An exact value that depends on a floating-point input of the relaxed function."""
+    """An exact value that depends on a floating-point input of the relaxed function.
+
+    ``origin`` is known when the value is a view (broadcast, reshape, slice, ...) of another live
+    value, so that comparing an element with itself can stay exact (see ``_views``).
+    """
 
     value: jax.Array
+    origin: Origin | None = None
 
 
 Thunk = Callable[[], jax.Array] | None

@@ -1,0 +1,124 @@
+"""Elements that are the same element: the exact ties of a relaxed program.
+
+``x[:, None] < x[None, :]`` compares each element of ``x`` with every other one *and with
+itself*. The soft comparison of an element with itself is 1/2 at every softness, never the exact
+False, and ``jnp.argmax(jnp.stack([x, x, 0.0]))`` ties ``x`` with itself forever where jnp picks
+the first. So a live value remembers, through the operations that only move elements
+(broadcasts, reshapes, slices, transposes, reversals, concatenations, stacks), which element of
+which source each of its elements is (:class:`~._values.Origin`). A comparison of an element with
+itself is then evaluated exactly, and a soft argmax gives the mass of a repeated element to its
+first occurrence, as jnp breaks ties.
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.extend.core import JaxprEqn
+
+from . import _jaxpr
+from ._values import Live, Origin
+
+# Primitives that only move the elements of their one operand (or convert their precision).
+_MOVES = frozenset(
+    {
+        "broadcast_in_dim",
+        "reshape",
+        "squeeze",
+        "expand_dims",
+        "transpose",
+        "slice",
+        "rev",
+        "copy",
+        "copy_p",
+        "convert_element_type",
+    }
+)
+_MAX_SIZE = 1 << 22  # larger values are not tracked (their index would cost as much memory)
+_MAX_ROW = 4096  # argmax ties are looked for along axes of at most this many elements
+_FRESH = [1]  # the next negative index for elements that come from nowhere else
+
+
+def origin(value: Live) -> Origin | None:
+    """Where the elements of ``value`` come from: itself, unless it is a view of another."""
+    if value.origin is not None:
+        return value.origin
+    shape = np.shape(value.value)
+    if math.prod(shape) > _MAX_SIZE:
+        return None
+    return Origin(value, np.arange(math.prod(shape), dtype=np.int32).reshape(shape))
+
+
+def _fresh(shape) -> np.ndarray:
+    start = _FRESH[0]
+    _FRESH[0] += math.prod(shape)
+    return -np.arange(start, _FRESH[0], dtype=np.int32).reshape(shape)
+
+
+def _moved_index(eqn: JaxprEqn, index: np.ndarray) -> np.ndarray:
+    if eqn.primitive.name == "convert_element_type":
+        return index
+    with jax.ensure_compile_time_eval():
+        (out,) = _jaxpr.bind(eqn, [jnp.asarray(index)])
+    return np.asarray(out)
+
+
+def moved(eqn: JaxprEqn, invals: list, outs: list) -> list[Live]:
+    """The outputs of ``eqn`` on exact values, some of them live, as live values; with their
+    origins when ``eqn`` only moves elements of live values."""
+    name = eqn.primitive.name
+    found = None
+    if name in _MOVES and len(invals) == 1 and len(outs) == 1:
+        source = origin(invals[0])
+        if source is not None:
+            found = Origin(source.token, _moved_index(eqn, source.index))
+    elif name in ("concatenate", "stack") and len(outs) == 1:
+        found = _concatenated(eqn, invals)
+    if found is not None and found.index.shape != np.shape(outs[0]):
+        found = None
+    return [Live(out, found) for out in outs]
+
+
+def _concatenated(eqn: JaxprEqn, invals: list) -> Origin | None:
+    sources = [origin(v) if isinstance(v, Live) else None for v in invals]
+    tokens = {id(s.token) for s in sources if s is not None}
+    if len(tokens) != 1 or any(
+        s is None for s, v in zip(sources, invals, strict=True) if isinstance(v, Live)
+    ):
+        return None
+    token = next(s.token for s in sources if s is not None)
+    parts = [
+        s.index if s is not None else _fresh(np.shape(v))
+        for s, v in zip(sources, invals, strict=True)
+    ]
+    with jax.ensure_compile_time_eval():
+        (out,) = _jaxpr.bind(eqn, [jnp.asarray(p) for p in parts])
+    return Origin(token, np.asarray(out))
+
+
+def same_elements(a, b) -> np.ndarray | None:
+    """Where two operands of an elementwise operation are the same element (broadcast shape), or
+    None when they never are."""
+    if not (isinstance(a, Live) and isinstance(b, Live)):
+        return None
+    oa, ob = origin(a), origin(b)
+    if oa is None or ob is None or oa.token is not ob.token:
+        return None
+    same = np.equal(*np.broadcast_arrays(oa.index, ob.index))
+    return same if same.any() else None
+
+
+def first_occurrences(value: Live, axis: int) -> np.ndarray | None:
+    """For each position along ``axis`` (moved last), the position of the first element that is
+    the same element; None when no element repeats along it."""
+    source = origin(value)
+    if source is None:
+        return None
+    index = np.moveaxis(source.index, axis, -1)
+    n = index.shape[-1]
+    if n > _MAX_ROW or index.size * n > _MAX_SIZE:
+        return None
+    equal = index[..., :, None] == index[..., None, :]
+    first = np.argmax(equal, axis=-2)
+    return None if np.array_equal(first, np.broadcast_to(np.arange(n), first.shape)) else first

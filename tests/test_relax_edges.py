@@ -1,0 +1,244 @@
+"""sf.relax at the edges a hostile probe found: writes into boolean and integer arrays, the first
+index where a condition holds, searchsorted, elements compared with themselves, and the checks
+for NaN guards and loops cut at max_steps. Each against an independent reference."""
+
+import itertools
+import re
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from helpers import assert_exactly_equal
+from jax import lax
+
+import softflow as sf
+
+TAU = 0.4
+
+
+def _line(marker: str) -> int:
+    return next(i for i, text in enumerate(open(__file__).read().splitlines(), 1) if marker in text)
+
+
+# -- writes at a relaxed index into booleans and integers ------------------------------------
+
+
+def mark_nearest(d):
+    return jnp.zeros(3, bool).at[jnp.argmin(d)].set(True)
+
+
+def count_nearest(d):
+    return jnp.zeros(3, jnp.int32).at[jnp.argmin(d)].set(5)
+
+
+def test_a_relaxed_write_into_booleans_is_the_probability_of_each_index():
+    d = jnp.array([3.0, 1.0, 2.0])
+    weights = sf.argmin(d, softness=TAU)  # independent reference: P(index = j)
+    np.testing.assert_allclose(sf.relax(mark_nearest, softness=TAU)(d), weights, rtol=1e-6)
+    np.testing.assert_allclose(
+        jax.jacobian(sf.relax(mark_nearest, softness=TAU))(d),
+        jax.jacobian(lambda v: sf.argmin(v, softness=TAU))(d),
+        rtol=1e-5,
+        atol=1e-7,
+    )
+    np.testing.assert_allclose(sf.relax(count_nearest, softness=TAU)(d), 5 * weights, rtol=1e-6)
+    for fn in (mark_nearest, count_nearest):
+        assert_exactly_equal(sf.relax(fn, mode="hard")(d), fn(d))
+        forward = sf.relax(fn, mode="straight_through")(d)
+        np.testing.assert_array_equal(forward, fn(d).astype(forward.dtype))
+
+
+def shortest_distances(w):
+    """Dijkstra from node 0 over a dense weight matrix (visited mask carried by the loop)."""
+    n = w.shape[0]
+    big = 1e6  # a finite sentinel: a blended inf would make the soft gradient NaN (see below)
+
+    def body(i, state):
+        dist, visited = state
+        u = jnp.argmin(jnp.where(visited, big, dist))
+        visited = visited.at[u].set(True)
+        return jnp.minimum(dist, dist[u] + w[u]), visited
+
+    init = (jnp.full(n, big).at[0].set(0.0), jnp.zeros(n, bool))
+    return lax.fori_loop(0, n, body, init)[0]
+
+
+def test_dijkstra_with_a_visited_mask_in_a_loop_carry(x64):
+    rng = np.random.default_rng(0)
+    w = rng.uniform(0.5, 3.0, (4, 4))
+    w = jnp.asarray((w + w.T) / 2)
+    exact = shortest_distances(w)
+    assert_exactly_equal(sf.relax(shortest_distances, mode="hard")(w), exact)
+    assert_exactly_equal(sf.relax(shortest_distances, mode="straight_through")(w), exact)
+    np.testing.assert_allclose(sf.relax(shortest_distances, softness=1e-4)(w), exact, rtol=1e-6)
+    relaxed = sf.relax(shortest_distances, softness=0.3)
+    grad = jax.grad(lambda v: relaxed(v)[3])(w)
+    step = 1e-6
+    numeric = np.zeros(w.shape)
+    for i, j in itertools.product(range(4), range(4)):
+        bump = jnp.zeros_like(w).at[i, j].set(step)
+        numeric[i, j] = (relaxed(w + bump)[3] - relaxed(w - bump)[3]) / (2 * step)
+    np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-8)
+
+
+# -- the first index where a condition holds ------------------------------------------------
+
+
+def first_above(x, t):
+    return jnp.argmax(x > t, axis=-1)
+
+
+def test_argmax_of_truth_values_is_the_first_true_index_by_enumeration(x64):
+    rng = np.random.default_rng(1)
+    x, t = jnp.asarray(rng.normal(size=(2, 5))), jnp.asarray(rng.normal(size=(2, 1)))
+    p = np.asarray(sf.greater(x, t, softness=TAU))  # independent truth values
+    expected = np.zeros(2)
+    for outcome in itertools.product([0, 1], repeat=5):
+        o = np.array(outcome, bool)
+        chance = np.prod(np.where(o, p, 1 - p), axis=-1)
+        expected += chance * (np.argmax(o) if o.any() else 0)
+    relaxed = sf.relax(first_above, softness=TAU)
+    np.testing.assert_allclose(relaxed(x, t), expected, rtol=1e-12)
+    assert_exactly_equal(sf.relax(first_above, mode="hard")(x, t), first_above(x, t))
+    np.testing.assert_array_equal(
+        sf.relax(first_above, mode="straight_through")(x, t), first_above(x, t)
+    )
+    np.testing.assert_allclose(sf.relax(first_above, softness=1e-6)(x, t), first_above(x, t))
+    # argmin: the first index where it does not hold
+    last = lambda x, t: jnp.argmin(x > t, axis=-1)  # noqa: E731
+    np.testing.assert_allclose(sf.relax(last, softness=1e-6)(x, t), last(x, t))
+
+
+def test_first_index_of_a_cumulative_sum_crossing_a_level():
+    p = jnp.array([0.2, 0.3, 0.4, 0.1])
+    fn = lambda p: jnp.argmax(jnp.cumsum(p) > 0.6)  # noqa: E731
+    assert float(sf.relax(fn, softness=1e-3)(p)) == pytest.approx(2.0, abs=1e-6)
+    grad = jax.grad(sf.relax(fn, softness=0.05))(p)
+    assert np.all(np.isfinite(grad)) and np.any(grad != 0)
+
+
+# -- searchsorted / digitize ----------------------------------------------------------------
+
+EDGES = np.array([0.5, 1.5, 2.5])
+SLOWNESS = np.array([1.0, 0.6, 0.9, 0.3])
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_searchsorted_is_a_distribution_over_the_bins(side, x64):
+    def fn(depth, edges):
+        return jnp.asarray(SLOWNESS)[jnp.searchsorted(edges, depth, side=side)] * depth
+
+    depth = jnp.array([0.0, -0.0, 0.5, 0.7, 1.5, 2.9, 2.5])
+    edges = jnp.asarray(EDGES, jnp.float64)
+    compare = sf.less if side == "left" else sf.less_equal
+    below = compare(edges, depth[:, None], softness=TAU)  # P(edge k below the depth)
+    at_least = np.concatenate([np.ones((7, 1)), below], axis=1)
+    probs = at_least - np.concatenate([below, np.zeros((7, 1))], axis=1)
+    expected = probs @ np.asarray(SLOWNESS, np.float64) * depth
+    relaxed = sf.relax(fn, softness=TAU)
+    np.testing.assert_allclose(relaxed(depth, edges), expected, rtol=1e-12)
+    for mode in ("hard", "straight_through"):
+        assert_exactly_equal(sf.relax(fn, mode=mode)(depth, edges), fn(depth, edges))
+    # gradients with respect to the depths and the learned edges, against central differences
+    loss = lambda d, e: jnp.sum(relaxed(d, e) ** 2)  # noqa: E731
+    gd, ge = jax.grad(loss, (0, 1))(depth, edges)
+    step = 1e-6
+    for k in range(3):
+        bump = jnp.zeros(3).at[k].set(step)
+        numeric = (loss(depth, edges + bump) - loss(depth, edges - bump)) / (2 * step)
+        assert float(ge[k]) == pytest.approx(float(numeric), rel=1e-6)
+    numeric = jax.vmap(lambda b: (loss(depth + b, edges) - loss(depth - b, edges)) / (2 * step))(
+        step * jnp.eye(7)
+    )
+    np.testing.assert_allclose(gd, numeric, rtol=1e-6, atol=1e-9)
+    rules = [op.rule for op in relaxed.explain(depth, edges)]
+    assert any("distribution over the bins" in r for r in rules)
+
+
+def test_digitize_relaxes_through_searchsorted():
+    fn = lambda x: jnp.digitize(x, EDGES).astype(jnp.float32)  # noqa: E731
+    x = jnp.array([0.2, 1.0, 3.0, 1.7])
+    np.testing.assert_allclose(sf.relax(fn, softness=1e-4)(x), fn(x))
+    assert np.all(jax.grad(lambda v: sf.relax(fn, softness=0.3)(v).sum())(x) > 0)
+
+
+# -- elements compared with themselves -------------------------------------------------------
+
+
+def test_an_element_compared_with_itself_is_exact():
+    x = jnp.array([0.3, jnp.nan, -2.0, jnp.inf])
+    for op in (jnp.less, jnp.less_equal, jnp.equal, jnp.not_equal, jnp.greater):
+        fn = lambda x, op=op: op(x, x).astype(jnp.float32)  # noqa: E731
+        np.testing.assert_array_equal(sf.relax(fn, softness=10.0)(x), fn(x))
+    assert sf.relax(lambda x: jnp.isnan(x).sum()).explain(x) == ()
+
+
+def test_a_buffer_compared_with_itself_converges_to_the_exact_ranks():
+    rank = lambda x: jnp.sum(x[None, :] < x[:, None], axis=1).astype(jnp.float32)  # noqa: E731
+    x = jnp.array([0.3, 1.0, -2.0, 0.9])
+    np.testing.assert_allclose(sf.relax(rank, softness=1e-4)(x), rank(x), atol=1e-6)
+    # the diagonal (each element against itself) contributes exactly 0 at every softness
+    off_diagonal = sf.less(x[:, None], x[None, :], softness=1.0) * (1 - jnp.eye(4))
+    np.testing.assert_allclose(sf.relax(rank, softness=1.0)(x), off_diagonal.sum(0), rtol=1e-6)
+
+
+def test_argmax_of_a_repeated_element_converges_to_the_first():
+    fn = lambda x: jnp.argmax(jnp.stack([x[1], x[0], x[1], 0.0]))  # noqa: E731
+    x = jnp.array([0.1, 0.7])
+    assert fn(x) == 0
+    assert float(sf.relax(fn, softness=1e-3)(x)) == pytest.approx(0.0, abs=1e-6)
+    # at any softness, index 2 (the repeat of index 0) has no mass of its own
+    weights = sf.argmax(jnp.array([0.7, 0.1, 0.7, 0.0]), softness=0.5)
+    expected = (weights[0] + weights[2]) * 0 + weights[1] * 1 + weights[3] * 3
+    assert float(sf.relax(fn, softness=0.5)(x)) == pytest.approx(float(expected), rel=1e-6)
+
+
+def test_median_has_finite_gradients():
+    x = jnp.array([0.3, 1.0, -2.0, 0.5, 4.0])
+    for mode in ("soft", "straight_through"):
+        grad = jax.grad(sf.relax(jnp.median, softness=0.2, mode=mode))(x)
+        assert np.all(np.isfinite(grad)) and float(grad.sum()) == pytest.approx(1.0, rel=1e-5)
+
+
+# -- the documented pitfalls, detected ------------------------------------------------------
+
+
+def fall_speed(h):
+    return jnp.where(h > 0, jnp.sqrt(2 * 9.81 * h), 0.0)  # the blended guard
+
+
+def safe_fall_speed(h):
+    positive = h > 0
+    return jnp.where(positive, jnp.sqrt(2 * 9.81 * jnp.where(positive, h, 1.0)), 0.0)
+
+
+def test_debug_names_a_blended_guard_that_leaks_nan():
+    h = jnp.array([-1.0, 2.0])
+    assert np.isnan(sf.relax(fall_speed)(h)[0])  # the pitfall, silent without debug
+    checked = jax.jit(sf.relax(fall_speed, debug=True))
+    with pytest.raises(Exception, match=r"does not take") as error:
+        checked(h)
+    assert re.search(rf"test_relax_edges\.py:{_line('# the blended guard')}\b", str(error.value))
+    # the safe-branch pattern passes the check, and positive heights alone too
+    np.testing.assert_array_equal(
+        jax.jit(sf.relax(safe_fall_speed, debug=True))(h), sf.relax(safe_fall_speed)(h)
+    )
+    positive = jnp.array([1.0, 2.0])
+    np.testing.assert_array_equal(checked(positive), sf.relax(fall_speed)(positive))
+
+
+def steps_to_reach(x):
+    return lax.while_loop(lambda s: s[0] < 29.0, lambda s: (s[0] + 1.0, s[1] + 1.0), (x, 0.0))[1]
+
+
+def test_a_straight_through_loop_cut_at_max_steps_is_an_error():
+    assert sf.relax(steps_to_reach, max_steps=40, mode="straight_through")(0.0) == 29.0
+    with pytest.raises(eqx.EquinoxRuntimeError, match=r"max_steps=10"):
+        sf.relax(steps_to_reach, max_steps=10, mode="straight_through")(0.0)
+    # soft mode: the truncated mixture is the documented soft_while; debug reports it
+    assert np.isfinite(sf.relax(steps_to_reach, max_steps=10)(0.0))
+    with pytest.raises(eqx.EquinoxRuntimeError, match=r"had not stopped"):
+        sf.relax(steps_to_reach, max_steps=10, debug=True)(0.0)
+    assert sf.relax(steps_to_reach, max_steps=60, debug=True)(0.0) == pytest.approx(29.0, abs=0.5)
