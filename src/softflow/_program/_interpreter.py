@@ -494,6 +494,7 @@ class Interpreter:
         )
         with known:
             outs = jax.vmap(lambda *a: _jaxpr.bind(eqn, a), in_axes=in_axes, out_axes=-1)(*args)
+            outs = [np.asarray(o) if is_concrete(o) else o for o in outs]
         hard = hard_thunk(eqn, invals)
         result = []
         for i, (value, atom) in enumerate(zip(outs, eqn.outvars, strict=True)):
@@ -541,8 +542,15 @@ class Interpreter:
                 in_axes.append(-1)
             elif i < data:
                 x = jnp.asarray(unwrap(v))
-                cand_args.append(jnp.broadcast_to(x[..., None], (*x.shape, k)))
-                prob_args.append(jnp.full((*x.shape, k), 1 / k, probs.dtype))
+                shape = (*x.shape, k)
+                cand_args.append(jnp.broadcast_to(x[..., None], shape))
+                # The joint probabilities where a relaxed operand has the same shape (the pieces
+                # of an index vector), so that each moved element keeps the outcome's
+                # probability; any other probabilities would do for an exact element.
+                same = [c for c in cands if c.shape == shape]
+                prob_args.append(
+                    jnp.broadcast_to(probs, shape) if same else jnp.full(shape, 1 / k, probs.dtype)
+                )
                 in_axes.append(-1)
             else:  # an index: the same for every candidate
                 cand_args.append(unwrap(v))

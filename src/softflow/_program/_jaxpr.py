@@ -240,6 +240,9 @@ class Scatter(NamedTuple):
     batching_dims: tuple[int, ...]
     mode: Any  # jax.lax.GatherScatterMode
     combines: bool  # an update function (scatter-add, -mul, ...) rather than a plain write
+    window_dims: tuple[int, ...]  # the axes of the updates inside one update window
+    numbers: Any  # the ScatterDimensionNumbers, to emit the same scatter again
+    indices_are_sorted: bool
 
 
 def scatter(eqn: JaxprEqn) -> Scatter:
@@ -255,6 +258,9 @@ def scatter(eqn: JaxprEqn) -> Scatter:
         tuple(getattr(numbers, "operand_batching_dims", ())),
         param(eqn, "mode"),
         eqn.params.get("update_jaxpr") is not None,
+        tuple(numbers.update_window_dims),
+        numbers,
+        bool(eqn.params.get("indices_are_sorted", False)),
     )
 
 

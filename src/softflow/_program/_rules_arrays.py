@@ -10,7 +10,8 @@ from jax.extend.core import JaxprEqn
 
 from .. import _compare, _select, _sort, _steps
 from .._blend import blend
-from .._checks import is_concrete
+from .._checks import is_concrete, softness_array
+from .._modes import straight_through
 from . import _jaxpr, _views
 from ._interpreter import Interpreter, call_rule, hard_thunk, rule
 from ._values import (
@@ -18,6 +19,7 @@ from ._values import (
     Expected,
     Live,
     SoftBool,
+    Staircase,
     aval,
     expectation,
     floating,
@@ -31,6 +33,10 @@ def _live_float_operand(eqn: JaxprEqn, invals: list) -> bool:
     return isinstance(invals[0], Live) and floating(aval(eqn.invars[0]))
 
 
+# The offset of the jump into each value of the staircases (see _values.Staircase).
+_JUMP_OFFSETS = {"floor": 0.0, "ceil": -1.0, "round": -0.5}
+
+
 def _step_rule(soft_fn):
     """sign / floor / ceil / round: the soft staircase, with the primitive itself as the exact
     value (so that ``lax.round``'s rounding method and every tie are those of the program)."""
@@ -41,13 +47,55 @@ def _step_rule(soft_fn):
         x = unwrap(invals[0])
         self.record(eqn, f"sf.{soft_fn.__name__}")
         soft = soft_fn(x, softness=self.options.softness, kind=self.options.kind, mode="soft")
-        return [Live(self.with_mode(_jaxpr.bind(eqn, [x])[0], soft))]
+        exact = _jaxpr.bind(eqn, [x])[0]
+        name = soft_fn.__name__
+        staircase = Staircase(x, exact, _JUMP_OFFSETS[name]) if name in _JUMP_OFFSETS else None
+        return [Live(self.with_mode(exact, soft), staircase=staircase)]
 
     return step
 
 
 for _fn in (_steps.sign, _steps.floor, _steps.ceil, _steps.round):
     rule(_fn.__name__)(_step_rule(_fn))
+
+
+def _truncation_offset(candidates):
+    """``x.astype(int)`` rounds towards zero: it steps into c >= 1 at c, into c <= 0 at c - 1."""
+    return jnp.where(candidates >= 1, 0.0, -1.0).astype(candidates.dtype)
+
+
+def integer_distribution(self: Interpreter, eqn: JaxprEqn, value: Live) -> Categorical:
+    """A float converted to an integer (``convert_element_type``): a distribution over the
+    integers near the exact value, from the staircase that made the float (``floor``, ``ceil``,
+    ``round``) or else from truncation towards zero; exact in hard mode, and in
+    straight-through mode exact forward with the soft gradient."""
+    if value.staircase is not None:
+        source, exact, offset = (
+            value.staircase.source,
+            value.staircase.exact,
+            value.staircase.offset,
+        )
+        made = "the relaxed staircase"
+    else:
+        source = unwrap(value)
+        exact, offset = jnp.trunc(source), _truncation_offset
+        made = "truncation"
+    softness = self.options.softness
+    tau = softness_array(softness, source.dtype, source.shape)
+    # The number of candidates is static: from a concrete softness, or the most when it is traced.
+    reach = _steps.candidate_reach(
+        tau if isinstance(softness, jax.core.Tracer) else np.asarray(softness),
+        self.options.kind,
+        source.dtype,
+    )
+    cands, probs = _steps.staircase_distribution(
+        source, exact, offset, jnp.broadcast_to(tau, source.shape), self.options.kind, reach
+    )
+    if self.options.mode == "straight_through":
+        probs = straight_through(jnp.zeros_like(probs).at[..., reach].set(1), probs)
+    integers = jax.vmap(lambda c: _jaxpr.bind(eqn, [c])[0], -1, -1)(cands)
+    self.record(eqn, f"distribution over {2 * reach + 1} integers ({made})")
+    return Categorical(integers, probs, hard_thunk(eqn, [value])(0))
 
 
 @rule("argmax", "argmin")
@@ -269,3 +317,43 @@ def _scatter_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     new = written(mean(updates), w.dtype)
     blended = blend((1 - w, w), (old, new))
     return [SoftBool(blended, hard) if out_aval.dtype == jnp.bool_ else Expected(blended, hard)]
+
+
+@rule("scatter-add", "scatter_add")
+def _scatter_add_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
+    r"""``x.at[i].add(v)`` at relaxed indices (a histogram of binned floats, ``jnp.bincount``,
+    ``segment_sum``): the expected sums, :math:`x + \sum_k` (``v`` times the probability of
+    candidate index ``k``) added at ``k``, each candidate index handled as the program's
+    scatter handles it (dropped or clipped when out of range)."""
+    operand, indices, updates = invals
+    if not isinstance(indices, Categorical) or any(
+        isinstance(v, Categorical) for v in (operand, updates)
+    ):
+        return self.default(eqn, invals)
+    layout = _jaxpr.scatter(eqn)
+    out_aval = aval(eqn.outvars[0])
+    dtype = out_aval.dtype if floating(out_aval) else indices.probs.dtype
+    cands = indices.cands
+    # The probability of each candidate index vector, placed on the axes of the updates.
+    probs = jnp.broadcast_to(indices.probs, cands.shape)[..., 0, :]
+    for d in sorted(layout.window_dims):
+        probs = jnp.expand_dims(probs, d)
+    base = jnp.asarray(mean(operand) if is_soft(operand) else unwrap(operand)).astype(dtype)
+    values = jnp.asarray(mean(updates) if is_soft(updates) else unwrap(updates)).astype(dtype)
+
+    def candidate(index, p):
+        return jax.lax.scatter_add(
+            jnp.zeros_like(base),
+            index,
+            values * p,
+            layout.numbers,
+            indices_are_sorted=layout.indices_are_sorted,
+            mode=layout.mode,
+        )
+
+    added = jax.vmap(candidate, in_axes=(-1, -1))(cands, probs.astype(dtype))
+    total = base + jnp.sum(added, axis=0)
+    self.record(eqn, "expected sums over the candidate indices (soft counts)")
+    if floating(out_aval):
+        return [Live(total)]
+    return [Expected(total, hard_thunk(eqn, invals)(0))]
