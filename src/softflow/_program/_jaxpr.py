@@ -226,6 +226,11 @@ def with_result_dtype(eqn: JaxprEqn, dtype: Any) -> dict:
     return params
 
 
+def iota_dimension(eqn: JaxprEqn) -> int:
+    """The axis along which an ``iota`` counts."""
+    return int(param(eqn, "dimension"))
+
+
 def slice_sizes(eqn: JaxprEqn) -> tuple[int, ...]:
     return tuple(int(s) for s in param(eqn, "slice_sizes"))
 

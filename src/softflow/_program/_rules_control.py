@@ -15,6 +15,7 @@ from . import _jaxpr
 from ._boundaries import (
     DEAD,
     LIVE,
+    MAX_STATES,
     Kind,
     carry_kinds,
     decode,
@@ -27,7 +28,14 @@ from ._boundaries import (
     kinds_after,
 )
 from ._errors import RelaxError
-from ._interpreter import CALL_RULES, Interpreter, hard_of, rule
+from ._interpreter import (
+    CALL_RULES,
+    EXPECTED_ADVICE,
+    EXPECTED_WHY,
+    Interpreter,
+    hard_of,
+    rule,
+)
 from ._markers import EXACT_NAME, EXITS_NAME
 from ._values import (
     Categorical,
@@ -98,8 +106,8 @@ def _cond_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     if isinstance(index, Expected):
         raise self.unsupported(
             eqn,
-            "its branch index is an integer known only by its expected value",
-            "choose the branch with a comparison of floats, or keep the index exact with sf.exact",
+            "its branch index is " + EXPECTED_WHY.format(MAX_STATES),
+            EXPECTED_ADVICE.format(MAX_STATES),
         )
     if not is_soft(index):
         kinds = functools.reduce(joined, [kinds_after(branch, avals) for branch in run])

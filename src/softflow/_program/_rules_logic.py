@@ -8,7 +8,8 @@ from .. import _compare, _logic
 from .._branch import soft_where
 from .._checks import is_concrete
 from . import _jaxpr, _views
-from ._interpreter import Interpreter, hard_thunk, rule
+from ._boundaries import MAX_STATES
+from ._interpreter import EXPECTED_ADVICE, EXPECTED_WHY, Interpreter, hard_thunk, rule
 from ._rules_arrays import integer_distribution
 from ._values import (
     Categorical,
@@ -140,8 +141,8 @@ def _select_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     if isinstance(pred, Expected):
         raise self.unsupported(
             eqn,
-            "its selector is an integer known only by its expected value",
-            "select with a comparison of floats, or keep the selector exact with sf.exact",
+            "its selector is " + EXPECTED_WHY.format(MAX_STATES),
+            EXPECTED_ADVICE.format(MAX_STATES),
         )
     hard = hard_thunk(eqn, invals)(0)
     if isinstance(pred, SoftBool) and not any(isinstance(c, Categorical) for c in cases):
