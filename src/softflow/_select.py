@@ -9,6 +9,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
 
 from ._checks import (
@@ -51,9 +52,13 @@ class AlongAxis:
 
 
 def check_axis(axis: Any, ndim: int, name: str = "x") -> int:
-    """``axis`` as a non-negative int, or a clear error for a non-int or out-of-range axis."""
-    if isinstance(axis, bool) or not isinstance(axis, int):
+    """``axis`` as a non-negative int, or a clear error for a non-int or out-of-range axis.
+
+    NumPy integers are accepted (an axis computed with NumPy), bools are not.
+    """
+    if isinstance(axis, bool) or not isinstance(axis, int | np.integer):
         raise TypeError(f"axis must be an int; got {axis!r} of type {type(axis).__name__}.")
+    axis = int(axis)
     if ndim == 0:
         raise ValueError(f"{name} must have at least one dimension to work along an axis.")
     if not -ndim <= axis < ndim:
@@ -121,18 +126,23 @@ def _weighted_sum(weights: jax.Array, values: jax.Array) -> jax.Array:
     weights, values = jnp.broadcast_arrays(weights, values)
     hidden = (weights == 0) & ~jnp.isfinite(values)
     total = jnp.sum(weights * jnp.where(hidden, jnp.zeros((), values.dtype), values), axis=-1)
-    chosen = weights == 1
-    picked = jnp.take_along_axis(values, jnp.argmax(chosen, axis=-1)[..., None], axis=-1)
-    return jnp.where(jnp.any(chosen, axis=-1), picked[..., 0], total)
+    # A one-hot row picks its value as it is (the sum would turn -0.0 into +0.0); a weight of 1
+    # beside other nonzero (or NaN) weights is an ordinary term of the sum.
+    one_hot = jnp.all((weights == 0) | (weights == 1), axis=-1) & (
+        jnp.sum(weights != 0, axis=-1) == 1
+    )
+    picked = jnp.take_along_axis(values, jnp.argmax(weights == 1, axis=-1)[..., None], axis=-1)
+    return jnp.where(one_hot, picked[..., 0], total)
 
 
 @jax.custom_jvp
 def weighted_sum(weights: jax.Array, values: jax.Array) -> jax.Array:
     r""":math:`\sum_i w_i v_i` over the last axis, exact at one-hot weights.
 
-    Values of weight exactly 0 do not reach the result even when they are inf or NaN, and at a
-    weight exactly 1 the result is that value bit for bit (-0.0 included), as in
-    :func:`softflow._blend.blend`; the derivative with respect to :math:`w_i` is :math:`v_i`.
+    Values of weight exactly 0 do not reach the result even when they are inf or NaN, and at
+    one-hot weights (one weight exactly 1, all others exactly 0) the result is that value bit for
+    bit (-0.0 included), as in :func:`softflow._blend.blend`; the derivative with respect to
+    :math:`w_i` is :math:`v_i`.
     """
     return _weighted_sum(weights, values)
 
