@@ -193,12 +193,12 @@ def _log_step(z: jax.Array, kind: str) -> jax.Array:
 def soft_argmax(x: jax.Array, softness: jax.Array, kind: str) -> jax.Array:
     """The soft index of the largest entry along the last axis (see :func:`argmax`)."""
     if kind == "logistic":
-        z = scaled(x, softness)
-        # With +inf in the slice the limit is uniform over the +inf entries; the where keeps
-        # inf - inf out of the softmax (and its gradient).
-        top = jnp.isposinf(jnp.max(z, axis=-1, keepdims=True))
-        limit = jnp.where(jnp.isposinf(z), jnp.zeros((), z.dtype), jnp.full((), -jnp.inf, z.dtype))
-        return jax.nn.softmax(jnp.where(top, limit, z), axis=-1)
+        # softmax(x / tau), shifted by the largest entry before the division: x / tau itself
+        # overflows for large x and a small softness (3e36 and 1e36 would tie at inf). The shift
+        # is 0 between equal infinities, so a slice whose largest entries are +inf, or one that is
+        # -inf throughout, is uniform over them (the limit of the ties) instead of NaN.
+        top = jax.lax.stop_gradient(jnp.max(x, axis=-1, keepdims=True))
+        return jax.nn.softmax(scaled(difference(x, top), softness), axis=-1)
     # Pairwise wins: log w_i = sum_j log s((x_i - x_j) / tau), normalised. The diagonal term is
     # log s(0), the same for every i, so it cancels in the normalisation.
     differences = difference(x[..., :, None], x[..., None, :])
