@@ -28,9 +28,9 @@ from ._scope import primitive
 class AlongAxis:
     """An array prepared for an operation along one axis.
 
-    ``values`` has the axis moved last and is broadcast against the softness (as given: integers
-    stay integers for the exact hard result); ``softness`` has shape ``(..., 1)`` so that it
-    broadcasts against ``values``; ``dtype`` is the floating dtype the relaxation runs in.
+    ``values`` has the axis moved last (as given: integers stay integers for the exact hard
+    result); ``softness`` has shape ``(..., 1)`` so that it broadcasts against ``values``, whose
+    shape it never changes; ``dtype`` is the floating dtype the relaxation runs in.
     """
 
     def __init__(self, values: jax.Array, softness: jax.Array, dtype, axis_from_end: int):
@@ -84,7 +84,7 @@ def along_axis(
     ``integers`` says whether integer (and boolean) ``x`` is accepted: operations that return
     weights or ranks accept it (compared exactly in hard mode), those that return values of ``x``
     do not, since their soft values are blends that an integer dtype cannot hold. The softness
-    broadcasts against ``x`` without the axis (one softness per slice).
+    broadcasts to the shape of ``x`` without the axis (one softness per slice), never adding axes.
     """
     check_choice("kind", kind, KINDS)
     check_choice("mode", mode, MODES)
@@ -100,9 +100,7 @@ def along_axis(
         raise ValueError(f"x has size 0 along axis {axis}; the operation needs one element.")
     dtype = float_dtype(x.dtype)
     values = jnp.moveaxis(x, axis, -1)
-    tau = softness_array(softness, dtype, values.shape[:-1])
-    batch = jnp.broadcast_shapes(values.shape[:-1], tau.shape)
-    values = jnp.broadcast_to(values, (*batch, values.shape[-1]))
+    tau = softness_array(softness, dtype, values.shape[:-1], slices=f"x without axis {axis}")
     return AlongAxis(values, tau[..., None], dtype, axis - x.ndim)
 
 
@@ -240,18 +238,19 @@ def argmax(
     Arguments:
         x: real array (integers are compared exactly in hard mode).
         axis: the axis to select along.
-        softness: :math:`\tau > 0`, a float or an array broadcasting against ``x`` without
-            ``axis`` (one softness per slice).
+        softness: :math:`\tau > 0`, a float or an array that broadcasts to the shape of ``x``
+            without ``axis`` (one softness per slice).
         kind: one of :data:`softflow.KINDS`.
         mode: ``"soft"``, ``"hard"`` (the one-hot of :func:`jax.numpy.argmax`: the first index
             among ties) or ``"straight_through"``.
 
     Returns:
-        Weights with the shape of ``x`` (broadcast against the softness), in the floating dtype of
-        ``x`` (the default float dtype for integer ``x``).
+        Weights with the shape of ``x``, in the floating dtype of ``x`` (the default float dtype
+        for integer ``x``).
 
     Raises:
-        ValueError: for an axis out of range or an empty axis.
+        ValueError: for an axis out of range, an empty axis, or a softness that does not
+            broadcast to the shape of ``x`` without ``axis``.
 
     Example:
         >>> import jax.numpy as jnp
