@@ -102,8 +102,13 @@ def test_errors_name_the_argument():
         sf.take(jnp.arange(5), WEIGHTS[0])
     with pytest.raises(TypeError, match="value must be a floating array"):
         sf.put(X, WEIGHTS[0], jnp.arange(3), axis=0)
-    with pytest.raises(ValueError, match="do not broadcast"):
+    with pytest.raises(ValueError, match=r"value of shape \(4,\) does not broadcast to .* \(3,\)"):
         sf.put(X, WEIGHTS[0], jnp.ones(4), axis=0)
+    # As in x.at[i].set(value), the value may not add axes to the result.
+    with pytest.raises(ValueError, match=r"value of shape \(2,\) does not broadcast to .* \(\)"):
+        sf.put(jnp.zeros(3), jnp.array([0.0, 1.0, 0.0]), jnp.ones(2))
+    with pytest.raises(ValueError, match="x has size 0 along axis 1: there is no position"):
+        sf.take(jnp.zeros((2, 0)), jnp.zeros((2, 0)))
     with pytest.raises(ValueError, match=r"index of shape \(4, 2, 5\) does not fit"):
         sf.take(X, WEIGHTS[:, None, :].repeat(2, 1), axis=0)
 

@@ -118,7 +118,7 @@ def take(x: ArrayLike, index: ArrayLike, axis: int = -1) -> jax.Array:
         against the index, in the dtype of ``x``.
 
     Raises:
-        ValueError: if ``index`` fits none of the layouts, or the axis is out of range.
+        ValueError: if ``index`` fits none of the layouts, or the axis is out of range or empty.
         TypeError: if ``x`` is not floating or ``index`` is not a float array.
 
     Example:
@@ -133,6 +133,8 @@ def take(x: ArrayLike, index: ArrayLike, axis: int = -1) -> jax.Array:
     """
     x = _floating("x", x)
     axis = check_axis(axis, x.ndim)
+    if x.shape[axis] == 0:
+        raise ValueError(f"x has size 0 along axis {axis}: there is no position to read.")
     weights = _aligned(_index_array(index), x.shape, axis, several=True).astype(x.dtype)
     values = jnp.moveaxis(x, axis, -1)
     if weights.ndim == x.ndim + 1:  # k soft indices per slice: x once for each
@@ -157,17 +159,17 @@ def put(x: ArrayLike, index: ArrayLike, value: ArrayLike, axis: int = -1) -> jax
             every slice, or the shape of ``x`` with the weights along ``axis``, one per slice (as
             :func:`softflow.argmax` returns them); axes of size 1 broadcast. One soft index per
             slice: k of them (a :func:`softflow.top_k` index) are refused.
-        value: the value written, broadcasting against ``x`` without ``axis`` (as the value of
-            ``x.at[..., i].set(value)`` does).
+        value: the value written, broadcasting to the shape of ``x`` without ``axis`` (as the
+            value of ``x.at[..., i].set(value)`` does); it may not add axes to the result.
         axis: the axis of ``x`` to write along; -1 by default, as for :func:`softflow.argmax`.
 
     Returns:
-        ``x`` with the value written, broadcast against ``index`` and ``value``, in the floating
-        dtype of ``x`` and ``value``.
+        ``x`` with the value written, broadcast against ``index``, in the floating dtype of ``x``
+        and ``value``.
 
     Raises:
-        ValueError: if ``index`` fits neither layout, the axis is out of range, or shapes do not
-            broadcast.
+        ValueError: if ``index`` fits neither layout, the axis is out of range, or ``value`` does
+            not broadcast to the slots written.
         TypeError: if ``x`` or ``value`` is not floating, or ``index`` is not a float array.
 
     Example:
@@ -183,14 +185,19 @@ def put(x: ArrayLike, index: ArrayLike, value: ArrayLike, axis: int = -1) -> jax
     dtype = jnp.result_type(x, value)
     weights = _aligned(_index_array(index), x.shape, axis, several=False).astype(dtype)
     values = jnp.moveaxis(x, axis, -1).astype(dtype)
-    written = value.astype(dtype)[..., None]
+    shape = jnp.broadcast_shapes(values.shape, weights.shape)
     try:
-        shape = jnp.broadcast_shapes(values.shape, weights.shape, written.shape)
-    except ValueError as error:
+        # As in x.at[i].set(value), the value fills the slots it is written to: it may not
+        # add axes to the result or widen it.
+        if jnp.broadcast_shapes(value.shape, shape[:-1]) != shape[:-1]:
+            raise ValueError
+    except ValueError:
         raise ValueError(
-            f"x (axis {axis} last) of shape {values.shape}, index of shape {weights.shape} "
-            f"(weights last) and value of shape {value.shape} do not broadcast: {error}"
+            f"value of shape {value.shape} does not broadcast to the shape {shape[:-1]} of the "
+            f"slots written (x of shape {x.shape} without axis {axis}, broadcast against the "
+            "index)."
         ) from None
-    values, written = jnp.broadcast_to(values, shape), jnp.broadcast_to(written, shape)
+    values = jnp.broadcast_to(values, shape)
+    written = jnp.broadcast_to(value.astype(dtype)[..., None], shape)
     result = blend((1 - weights, weights), (values, written))
     return jnp.moveaxis(result, -1, axis - x.ndim)
