@@ -100,7 +100,10 @@ def take(x: ArrayLike, index: ArrayLike, axis: int = -1) -> jax.Array:
     slice, ``sf.take(x, sf.top_k(x, k, axis)[1], axis)`` the top-k values and
     ``sf.take(x, sf.argsort(x, axis), axis)`` the sorted slices. At a one-hot index it is
     the entry itself exactly (-0.0 included), and positions of weight exactly 0 do not reach the
-    result even when they hold inf or NaN.
+    result even when they hold inf or NaN. Their derivative with respect to that weight is still
+    the entry, as for :func:`softflow.soft_where`: an infinite entry gives an infinite (or, where
+    the weight is flat, NaN) gradient; for the soft maximum of values padded with -inf, whose
+    gradient stays finite, use :func:`softflow.max`.
 
     Arguments:
         x: floating array.

@@ -19,7 +19,7 @@ from ._checks import (
     float_dtype,
     softness_array,
 )
-from ._compare import scaled
+from ._compare import difference, scaled
 from ._kinds import KINDS, Kind, step
 from ._modes import MODES, Mode, straight_through
 from ._scope import primitive
@@ -173,11 +173,6 @@ def _expectation_jvp(primals, tangents):
     hidden = weights == 0  # a value of weight 0 (perhaps inf) moves nothing
     value_part = jnp.where(hidden, jnp.zeros((), values.dtype), weights * value_tangent)
     return out, jnp.sum(weight_tangent * finite + value_part, axis=-1)
-
-
-def difference(x: jax.Array, y: jax.Array) -> jax.Array:
-    """``x - y``, but 0 (not NaN) where both are the same infinity: they are tied."""
-    return jnp.where(jnp.isinf(x) & (x == y), jnp.zeros((), x.dtype), x - y)
 
 
 def _log_step(z: jax.Array, kind: str) -> jax.Array:
