@@ -141,7 +141,7 @@ def test_take_and_put_pair_with_argmax_argsort_and_top_k():
     def pairs(x, tau):
         options = {"softness": tau}
         results = []
-        for axis in (-1, 0, 1):
+        for axis in (-1, 1):  # the last axis, and one with other axes on both sides
             values, index = sf.top_k(x, 2, axis, **options)
             results += [
                 (sf.take(x, sf.argmax(x, axis, **options), axis), sf.max(x, axis, **options)),

@@ -438,22 +438,32 @@ def test_hard_quantile_is_jnp_quantile_bit_for_bit(dtype):
             jnp.array(0.3, dtype),
         ]
         for q in levels:
-            for mode in ("hard", "straight_through"):
-                value = sf.quantile(rows, q, mode=mode)
-                assert_exactly_equal(value, jnp.quantile(rows, jnp.asarray(q), axis=-1))
-        # The soft quantile reaches it exactly once the network is saturated (values a quarter
-        # apart at least; ties blend to themselves). Both jitted: XLA may fuse the final multiply
-        # and add, which jnp.quantile, always jitted, does.
+            assert_exactly_equal(
+                sf.quantile(rows, q, mode="hard"), jnp.quantile(rows, jnp.asarray(q), axis=-1)
+            )
+        # Straight-through is the hard value forward. The soft quantile reaches it exactly once
+        # the network is saturated (values a quarter apart at least; ties blend to themselves).
+        # Both jitted: XLA may fuse the final multiply and add, as in jnp.quantile, always jitted.
         quarters = jnp.asarray(rng.integers(-40, 40, size=(200, 4)) / 4, dtype)
         tiny = jnp.finfo(dtype).tiny
 
         @jax.jit
-        def soft(x, q):
-            return sf.quantile(x, q, softness=tiny), sf.median(x, softness=tiny)
+        def modes(rows, quarters, q, several):
+            return (
+                sf.quantile(rows, q, mode="straight_through"),
+                sf.quantile(quarters, q, softness=tiny),
+                sf.quantile(quarters, several, softness=tiny),
+                sf.median(quarters, softness=tiny),
+            )
 
-        for q in levels[::2]:
-            expected = jnp.quantile(quarters, jnp.asarray(q), axis=-1), jnp.median(quarters, -1)
-            assert_exactly_equal(soft(quarters, q), expected)
+        q, several = levels[0], levels[2]
+        expected = (
+            jnp.quantile(rows, q, axis=-1),
+            jnp.quantile(quarters, q, axis=-1),
+            jnp.quantile(quarters, several, axis=-1),
+            jnp.median(quarters, axis=-1),
+        )
+        assert_exactly_equal(modes(rows, quarters, q, several), expected)
 
 
 @pytest.mark.parametrize(
