@@ -228,7 +228,10 @@ def argmax(
     which also equals ``[greater(a, b), less(a, b)]`` for two elements, and tends to the one-hot of
     the largest element as :math:`\tau \to 0` (ties share the weight). It costs
     :math:`O(n^2)` per slice, against :math:`O(n)` for the logistic kind. Weights are
-    non-negative, sum to 1, and can be read with :func:`softflow.take`.
+    non-negative, sum to 1, and can be read with :func:`softflow.take`. Equal infinities tie like
+    equal numbers (a slice that is -inf throughout is uniform). On purpose, a slice holding a NaN
+    gives NaN weights in soft mode, where :func:`jax.numpy.argmax` (and hard mode) picks the
+    first NaN.
 
     Arguments:
         x: real array (integers are compared exactly in hard mode).
