@@ -154,7 +154,10 @@ def test_soft_results_are_consistent_and_tend_to_the_hard_ones(method):
     values, permutation = results["sort", False, "soft"]
     np.testing.assert_array_equal(results["values", "soft"], values)
     np.testing.assert_array_equal(results["argsort", "soft"], permutation)
-    np.testing.assert_allclose(results["sort", True, "soft"][0], values[:, ::-1])
+    # The descending sort is compiled apart from the ascending one: XLA may round the last bit
+    # differently (seen with odd-even's loop under JAX 0.12), hence one float32 ulp.
+    one_ulp = np.finfo(np.float32).eps
+    np.testing.assert_allclose(results["sort", True, "soft"][0], values[:, ::-1], rtol=one_ulp)
     # top_k and rank compute no more of P than they need (networks: rows run back through the
     # layers; softsort, neuralsort: k rows only), in another order of operations.
     top_values, top_index = results["top_k", "soft"]
