@@ -271,6 +271,8 @@ SOFTFLOW = {
     "softflow odd_even logistic": {"method": "odd_even", "kind": "logistic", "softness": 0.1},
     "softflow odd_even cauchy": {"method": "odd_even", "kind": "cauchy", "softness": 0.1},
     "softflow bitonic logistic": {"method": "bitonic", "kind": "logistic", "softness": 0.1},
+    "softflow softsort": {"method": "softsort", "softness": 0.1},
+    "softflow neuralsort": {"method": "neuralsort", "softness": 0.1},
 }
 #: softjax's methods of ``sj.argsort``, each at softjax's default softness and options.
 SOFTJAX = ("sorting_network", "softsort", "neuralsort")
@@ -362,8 +364,9 @@ def section(records: list[dict], sizes, config: Config, skipped: str | None) -> 
         f"{', '.join(map(str, SEEDS))}. Held-out: {config.test_sets} sets per n made of digit "
         "images never seen in training. Each cell: exact match (the whole ranking right) / "
         "element-wise (each position right). softflow: `sf.sort(scores, method=…, kind=…, "
-        "softness=0.1, return_permutation=True)`; softjax: `sj.argsort(scores, method=…)` with "
-        "its defaults (softness 0.1 on standardised, squashed scores).",
+        "softness=0.1, return_permutation=True)` (softsort and neuralsort: logistic); softjax: "
+        "`sj.argsort(scores, method=…)` with its defaults (softness 0.1 on standardised, squashed "
+        "scores).",
         ["method", *(f"n = {n}" for n in sizes)],
     )
     methods = list(dict.fromkeys(r["method"] for r in records))
@@ -413,7 +416,9 @@ def section(records: list[dict], sizes, config: Config, skipped: str | None) -> 
         "learns their scale), softjax at its own defaults, one learning rate for all. Both "
         "libraries' sorting networks blend the same comparators; softflow's odd-even network "
         "(n layers) and bitonic network (any n, no padding) differ from softjax's bitonic "
-        "network, which pads to a power of two and standardises and squashes the scores first."
+        "network, which pads to a power of two and standardises and squashes the scores first. "
+        "softsort and neuralsort are the same formulas in both libraries, softflow's on the raw "
+        "scores, softjax's on standardised, squashed ones."
     )
     sec["notes"].append(
         "For scale only (a different data set and training budget): softjax reports exact-match "

@@ -145,7 +145,10 @@ HOW_TO_RUN = """\
 
 * `make bench-sort` — the soft sort against diffsort, torchsort and softjax
   (`benchmarks/sorting.py`; about 15 minutes on two busy cores, most of it diffsort at n = 128;
-  `--only pytorch` or `--only softjax` reruns one part); `make bench-ranking` — ranking
+  `--only pytorch` or `--only softjax` reruns one part). It times on JAX's default device: on a
+  GPU machine with JAX and PyTorch for CUDA (and softjax in `.venv-softjax`),
+  `XLA_PYTHON_CLIENT_PREALLOCATE=false python benchmarks/sorting.py --out /tmp/sorting_gpu.json`
+  times every library on the GPU. `make bench-ranking` — ranking
   supervision on multi-digit numbers, softflow against softjax (`benchmarks/ranking.py`, about
   15 minutes; `--again` remakes its section from the saved records). Each writes its JSON in
   `benchmarks/results/` and re-renders this file.

@@ -45,8 +45,9 @@ CONSTANT_DESCRIPTIONS = {
     "MODES": "The evaluation modes accepted as ``mode=``: relaxation, exact, straight-through.",
     "TNORMS": "The t-norms accepted as ``tnorm=`` by the logical connectives.",
     "SEMANTICS": "The loop semantics accepted as ``semantics=`` by :func:`softflow.soft_while`.",
-    "SORTING_METHODS": "The sorting networks accepted as ``method=`` by :func:`softflow.sort` "
-    "and its relatives.",
+    "SORTING_METHODS": "The soft sorts accepted as ``method=`` by :func:`softflow.sort` and its "
+    "relatives: the sorting networks ``odd_even`` and ``bitonic``, and the dense softmax "
+    "relaxations ``softsort`` and ``neuralsort``.",
 }
 
 

@@ -1,13 +1,12 @@
-"""Relaxed sorting networks: sort, argsort, rank, top_k, quantile and median.
+"""Soft sorting: sort, argsort, rank, top_k, quantile and median.
 
-A sorting network is a fixed sequence of layers of comparators; relaxing each comparator into a
-soft (min, max) pair makes the whole network differentiable. Each layer is stored as the partner of
-every wire (itself when the wire is idle) and whether the wire receives the minimum, so that one
-layer is one gather and a few elementwise operations, and the layers run in a ``lax.scan``.
+Two families of relaxations share these functions. Sorting networks (``"odd_even"``,
+``"bitonic"``, see :mod:`softflow._network`) blend the two elements of each comparator: their soft
+permutation is doubly stochastic, and the values alone cost :math:`O(n)` per layer. SoftSort and
+NeuralSort (``"softsort"``, ``"neuralsort"``, see :mod:`softflow._dense_permutation`) build the
+permutation as one dense softmax whose rows sum to 1, the fastest way to get it on short axes.
 """
 
-import functools
-import math
 from typing import Literal, get_args
 
 import jax
@@ -15,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from ._blend import blend
+from . import _dense_permutation, _network
 from ._checks import (
     as_real_array,
     check_bool,
@@ -24,134 +23,53 @@ from ._checks import (
     check_unit_interval,
     float_dtype,
 )
-from ._compare import scaled
-from ._kinds import Kind, step
+from ._kinds import Kind
 from ._modes import Mode
 from ._scope import primitive
-from ._select import AlongAxis, along_axis, by_mode, difference
+from ._select import AlongAxis, along_axis, by_mode
 
-Method = Literal["odd_even", "bitonic"]
+Method = Literal["odd_even", "bitonic", "softsort", "neuralsort"]
 METHODS: tuple[str, ...] = get_args(Method)
+NETWORKS: tuple[str, ...] = get_args(_network.Method)
 
 
-def _odd_even_comparators(n: int) -> list[list[tuple[int, int]]]:
-    # Odd-even transposition: layer l compares (i, i + 1) for i = l mod 2, l mod 2 + 2, ...
-    return [[(i, i + 1) for i in range(layer % 2, n - 1, 2)] for layer in range(n)]
-
-
-def _bitonic_comparators(n: int) -> list[list[tuple[int, int]]]:
-    # Bitonic sort on the next power of two, N = 2**k, with alternating directions. The missing
-    # N - n wires are imagined at the top (indices below N - n); a comparator that touches one of
-    # them is left out, which sorts every n (checked on all 0-1 inputs, the 0-1 principle).
-    # This is the layout of Petersen et al.'s differentiable sorting networks (diffsort).
-    k = math.ceil(math.log2(n)) if n > 1 else 0
-    pad = 2**k - n
-    layers = []
-    for block in range(k):
-        for stage in range(block + 1):
-            distance = 2 ** (block - stage)
-            layer = []
-            for top in range(2**k):
-                if (top // distance) % 2 or top < pad:
-                    continue
-                low, high = top, top + distance
-                if (top // 2 ** (block + 1)) % 2:  # a descending block: the minimum goes down
-                    low, high = high, low
-                layer.append((low - pad, high - pad))
-            layers.append(layer)
-    return layers
-
-
-@functools.cache
-def _network(n: int, method: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(partner, receives_min, order)``: the distinct layers and the sequence they run in.
-
-    ``partner[u, i]`` is the wire that wire ``i`` is compared with in layer ``u`` (``i`` itself
-    when idle); ``receives_min[u, i]`` whether it receives the minimum; ``order`` lists the
-    distinct layers in the order they run (odd-even transposition has only two).
-    """
-    comparators = _odd_even_comparators(n) if method == "odd_even" else _bitonic_comparators(n)
-    distinct: dict[tuple, int] = {}
-    order = [distinct.setdefault(tuple(layer), len(distinct)) for layer in comparators]
-    partner = np.tile(np.arange(n, dtype=np.int32), (len(distinct), 1))
-    receives_min = np.zeros((len(distinct), n), dtype=bool)
-    for layer, u in distinct.items():
-        for low, high in layer:
-            partner[u, low], partner[u, high] = high, low
-            receives_min[u, low] = True
-    return partner, receives_min, np.asarray(order, dtype=np.int32)
-
-
-@jax.custom_jvp
-def _exchange(weight_a, weight_b, a, b):
-    """``weight_a * a + weight_b * b`` for complementary weights (``weight_b = 1 - weight_a``).
-
-    Exact at one-hot weights and blind to an infinite value of weight 0 (see
-    :func:`softflow._blend.blend`). The weights are flat where a value is infinite, and the
-    product of that zero slope with the infinite value is taken as its limit, 0: sorting an array
-    that holds infinities keeps finite gradients, as :func:`jax.numpy.sort` does.
-    """
-    return blend((weight_a, weight_b), (a, b))
-
-
-@_exchange.defjvp
-def _exchange_jvp(primals, tangents):
-    weight_a, weight_b, a, b = primals
-    d_weight_a, _, d_a, d_b = tangents
-    out = _exchange(weight_a, weight_b, a, b)
-    gap = difference(a, b)
-    gap = jnp.where(jnp.isfinite(gap), gap, jnp.zeros((), gap.dtype))
-    zero = jnp.zeros((), a.dtype)
-    d_out = (
-        d_weight_a * gap
-        + jnp.where(weight_a == 0, zero, weight_a * d_a)
-        + jnp.where(weight_b == 0, zero, weight_b * d_b)
-    )
-    return out, d_out
-
-
-def soft_sort(
-    x: jax.Array, softness: jax.Array, kind: str, method: str, with_permutation: bool
+def _sorted(
+    a: AlongAxis, kind: str, method: str, descending: bool, with_permutation: bool
 ) -> tuple[jax.Array, jax.Array | None]:
-    """Run the relaxed network along the last axis of ``x``; optionally track the permutation.
+    """The soft sorted values along the last axis and, when asked for, the permutation."""
+    x = a.floats()
+    if method in NETWORKS:
+        values, permutation = _network.sort(x, a.softness, kind, method, with_permutation)
+        return _reverse(values, permutation, descending)
+    permutation = _dense_permutation.permutation(x, a.softness, method, descending)
+    values = _dense_permutation.expected_values(permutation, x)
+    return values, permutation if with_permutation else None
 
-    Each comparator maps (a, b) to (alpha a + (1 - alpha) b, (1 - alpha) a + alpha b) with
-    alpha = s((b - a) / tau), the soft ``less(a, b)``. The permutation matrix is carried only when
-    asked for: the values alone cost O(n) per layer, the matrix O(n^2).
-    """
-    n = x.shape[-1]
-    partner, receives_min, order = _network(n, method)
-    permutation = None
-    if with_permutation:
-        permutation = jnp.broadcast_to(jnp.eye(n, dtype=x.dtype), (*x.shape, n))
-    if order.size == 0:
-        return x, permutation
-    partner, receives_min = jnp.asarray(partner), jnp.asarray(receives_min)
-    wires = jnp.arange(n, dtype=jnp.int32)
 
-    def layer(carry, u):
-        values, perm = carry
-        other, is_low = partner[u], receives_min[u]
-        paired = other != wires
-        opposite = jnp.take(values, other, axis=-1)
-        low = jnp.where(is_low, values, opposite)
-        high = jnp.where(is_low, opposite, values)
-        # Both wires of a comparator compute alpha from the same operands, so it is the same number.
-        alpha = step(scaled(difference(high, low), softness), kind)
-        weight_low = jnp.where(is_low, alpha, 1 - alpha)
-        weight_high = jnp.where(is_low, 1 - alpha, alpha)
-        mixed = _exchange(weight_low, weight_high, low, high)
-        values = jnp.where(paired, mixed, values)
-        if perm is not None:
-            rows = jnp.take(perm, other, axis=-2)
-            low_rows = jnp.where(is_low[:, None], perm, rows)
-            high_rows = jnp.where(is_low[:, None], rows, perm)
-            mixed_rows = weight_low[..., None] * low_rows + weight_high[..., None] * high_rows
-            perm = jnp.where(paired[:, None], mixed_rows, perm)
-        return (values, perm), None
+def _soft_ranks(a: AlongAxis, kind: str, method: str, descending: bool) -> jax.Array:
+    """:math:`\\sum_j j P_{ji}`, normalised by the column sums where they are not 1."""
+    x, n = a.floats(), a.size
+    positions = np.arange(n)[::-1] if descending else np.arange(n)
+    if method in NETWORKS:
+        # The row vector of positions times P, run back through the layers: O(n) per layer.
+        _, weights = _network.sort_and_weights(x, a.softness, kind, method)
+        vector = jnp.asarray(positions, x.dtype)[None]
+        return _network.pull_back(weights, vector, x.shape, method)[..., 0, :]
+    permutation = _dense_permutation.permutation(x, a.softness, method, descending)
+    weighted = jnp.einsum("j,...ji->...i", jnp.arange(n, dtype=x.dtype), permutation)
+    return weighted / jnp.sum(permutation, axis=-2)
 
-    (x, permutation), _ = jax.lax.scan(layer, (x, permutation), jnp.asarray(order))
-    return x, permutation
+
+def _soft_top_k(a: AlongAxis, kind: str, method: str, k: int) -> tuple[jax.Array, jax.Array]:
+    """The first ``k`` values and rows of the descending sort, computing no other row."""
+    x, n = a.floats(), a.size
+    if method in NETWORKS:
+        values, weights = _network.sort_and_weights(x, a.softness, kind, method)
+        # Row j of the descending P is row n - 1 - j of the ascending one: e_{n-1-j}^T P.
+        unit = jnp.asarray(np.eye(n)[::-1][:k], x.dtype)
+        return values[..., ::-1][..., :k], _network.pull_back(weights, unit, x.shape, method)
+    index = _dense_permutation.permutation(x, a.softness, method, True, rows=k)
+    return _dense_permutation.expected_values(index, x), index
 
 
 def _reverse(values: jax.Array, permutation: jax.Array | None, descending: bool):
@@ -165,15 +83,16 @@ def _hard_permutation(a: AlongAxis, descending: bool) -> jax.Array:
     return jax.nn.one_hot(order, a.size, dtype=a.dtype)
 
 
-def _sorted(a: AlongAxis, kind: str, method: str, descending: bool, with_permutation: bool):
-    values, permutation = soft_sort(a.floats(), a.softness, kind, method, with_permutation)
-    return _reverse(values, permutation, descending)
-
-
 def _prepare(
     x, axis, softness, kind, mode, method, descending, *, integers: bool, nonempty: bool = False
 ) -> AlongAxis:
     check_choice("method", method, METHODS)
+    if method not in NETWORKS and kind != "logistic":
+        raise ValueError(
+            f"method {method!r} is a softmax, the logistic relaxation only: kind must be "
+            f"'logistic' with it; got kind={kind!r}. The sorting networks ('odd_even', 'bitonic') "
+            "accept every kind."
+        )
     check_bool("descending", descending)
     return along_axis(x, axis, softness, kind, mode, integers=integers, nonempty=nonempty)
 
@@ -190,9 +109,9 @@ def sort(
     kind: Kind = "logistic",
     mode: Mode = "soft",
 ) -> jax.Array | tuple[jax.Array, jax.Array]:
-    r"""Sort along an axis with a relaxed sorting network.
+    r"""Sort along an axis with a relaxed sorting network, SoftSort or NeuralSort.
 
-    Every comparator of the network takes a pair :math:`(a, b)` to
+    Every comparator of a sorting network takes a pair :math:`(a, b)` to
 
     .. math::
         (\alpha a + (1 - \alpha) b,\; (1 - \alpha) a + \alpha b), \qquad
@@ -208,11 +127,29 @@ def sort(
     :math:`P_{\ldots j i}` is the weight of input :math:`i` in output :math:`j`, its rows and
     columns sum to 1, and sorted :math:`= P x`.
 
+    ``method="softsort"`` (Prillo & Eisenschlos, 2020) and ``method="neuralsort"`` (Grover et
+    al., 2019) build :math:`P` in one dense step instead, each row a softmax over the inputs,
+
+    .. math::
+        P^{\mathrm{SoftSort}}_{j i} = \mathrm{softmax}_i\!\left(
+            -\frac{|x_{(j)} - x_i|}{\tau}\right), \qquad
+        P^{\mathrm{NeuralSort}}_{j i} = \mathrm{softmax}_i\!\left(
+            \frac{(2 j + 1 - n)\, x_i - \sum_k |x_i - x_k|}{\tau}\right),
+
+    (:math:`x_{(j)}` the :math:`j`-th smallest element, rows counted from 0), and sorted
+    :math:`= P x`. Their rows sum to 1, their columns need not. For two elements both reduce to
+    the logistic comparator above with the same :math:`\tau`: that is how their temperature is
+    put in softflow's units. They are softmaxes, so they take ``kind="logistic"`` only. They
+    are the fastest way to the permutation on short axes (:math:`O(n^2)` per slice, no
+    sequence of layers); NeuralSort's sums make an infinite entry give NaN (SoftSort and the
+    networks sort infinities).
+
     Arguments:
         x: floating array.
         axis: the axis to sort along.
-        method: ``"odd_even"`` or ``"bitonic"`` (see :data:`softflow.SORTING_METHODS`).
-        descending: sort from largest to smallest (the ascending network, reversed).
+        method: ``"odd_even"``, ``"bitonic"``, ``"softsort"`` or ``"neuralsort"`` (see
+            :data:`softflow.SORTING_METHODS`).
+        descending: sort from largest to smallest (the ascending sort, reversed).
         return_permutation: also return :math:`P`.
         softness: :math:`\tau > 0`, float or array broadcasting to ``x`` without ``axis``.
         kind: one of :data:`softflow.KINDS`.
@@ -225,7 +162,8 @@ def sort(
         ``(sorted, P)``, where ``P`` has the other axes of ``x`` first and then :math:`(n, n)`.
 
     Raises:
-        ValueError: for an unknown method, an axis out of range, or a bad softness.
+        ValueError: for an unknown method, an axis out of range, a bad softness, or a kind
+            other than ``"logistic"`` with ``"softsort"`` or ``"neuralsort"``.
         TypeError: if ``x`` is not floating, or ``descending`` or ``return_permutation`` is not
             a bool.
 
@@ -274,13 +212,14 @@ def argsort(
     .. math:: P_{j i} = \text{weight of input } i \text{ in output } j, \qquad
         \mathrm{sort}(x) = P x
 
-    A doubly stochastic matrix (rows and columns sum to 1); row :math:`j` is the soft index of the
-    :math:`j`-th smallest element, to be read with :func:`softflow.take`.
+    For a sorting network a doubly stochastic matrix (rows and columns sum to 1); for
+    ``"softsort"`` and ``"neuralsort"`` the rows sum to 1. Row :math:`j` is the soft index of
+    the :math:`j`-th smallest element, to be read with :func:`softflow.take`.
 
     Arguments:
         x: real array (integers are compared exactly in hard mode).
         axis: the axis to sort along.
-        method: ``"odd_even"`` or ``"bitonic"``.
+        method: one of :data:`softflow.SORTING_METHODS`.
         descending: row 0 is the largest element.
         softness: :math:`\tau > 0`, float or array (one per slice).
         kind: one of :data:`softflow.KINDS`.
@@ -324,12 +263,17 @@ def rank(
     .. math:: \mathrm{rank}(x)_i = \sum_j j \, P_{j i}
 
     with :math:`P` the permutation of :func:`argsort`. The ranks of a slice sum to
-    :math:`n (n - 1) / 2` and each lies in :math:`[0, n - 1]`.
+    :math:`n (n - 1) / 2` and each lies in :math:`[0, n - 1]`. A network's ranks are computed
+    without :math:`P`: the row of positions is run back through the layers, each layer's matrix
+    being symmetric, in :math:`O(n)` per layer. For ``"softsort"`` and ``"neuralsort"``, whose
+    columns need not sum to 1, each column is read as a distribution over the positions:
+    :math:`\mathrm{rank}(x)_i = \sum_j j P_{j i} / \sum_j P_{j i}` (in :math:`[0, n - 1]`; the
+    sum over a slice is then :math:`n (n - 1) / 2` only in the limits).
 
     Arguments:
         x: real array.
         axis: the axis to rank along.
-        method: ``"odd_even"`` or ``"bitonic"``.
+        method: one of :data:`softflow.SORTING_METHODS`.
         descending: rank 0 is the largest element.
         softness: :math:`\tau > 0`, float or array (one per slice).
         kind: one of :data:`softflow.KINDS`.
@@ -352,9 +296,7 @@ def rank(
         return jnp.argsort(order, axis=-1).astype(a.dtype)
 
     def soft():
-        permutation = _sorted(a, kind, method, descending, True)[1]
-        positions = jnp.arange(a.size, dtype=a.dtype)
-        return jnp.einsum("j,...ji->...i", positions, permutation)
+        return _soft_ranks(a, kind, method, descending)
 
     return a.restore(by_mode(mode, hard, soft, a.softness))
 
@@ -373,7 +315,8 @@ def top_k(
     r"""The :math:`k` largest elements along an axis and their soft indices.
 
     The first :math:`k` outputs of the descending :func:`sort` and the first :math:`k` rows of its
-    permutation:
+    permutation, computed without the other rows (a network runs :math:`k` unit rows back through
+    its layers):
 
     .. math:: \mathrm{values}_j = \sum_i P_{j i}\, x_i, \qquad \mathrm{index}_{j i} = P_{j i},
         \qquad j < k.
@@ -382,7 +325,7 @@ def top_k(
         x: floating array.
         k: how many elements, an int in :math:`[0, n]`.
         axis: the axis to select along.
-        method: ``"odd_even"`` or ``"bitonic"``.
+        method: one of :data:`softflow.SORTING_METHODS`.
         softness: :math:`\tau > 0`, float or array (one per slice).
         kind: one of :data:`softflow.KINDS`.
         mode: ``"soft"``, ``"hard"`` (:func:`jax.lax.top_k`, and the one-hot of its indices: ties
@@ -414,9 +357,7 @@ def top_k(
         return values, jax.nn.one_hot(indices, a.size, dtype=a.dtype)
 
     def soft():
-        values, permutation = _sorted(a, kind, method, True, True)
-        assert permutation is not None  # asked for with_permutation=True
-        return values[..., :k], permutation[..., :k, :]
+        return _soft_top_k(a, kind, method, k)
 
     values, index = by_mode(mode, hard, soft, a.softness)
     return a.restore(values), index
@@ -522,7 +463,7 @@ def quantile(
         + f\, y_{\lceil p \rceil}
 
     as :func:`jax.numpy.quantile` with its default ``method="linear"`` (``method`` here chooses the
-    sorting network), computed as jnp computes it: in the dtype of ``q`` (a Python float is
+    sort), computed as jnp computes it: in the dtype of ``q`` (a Python float is
     float32, or float64 under x64), the result cast to the dtype of ``x``. A slice holding a NaN
     gives NaN. On purpose, an order statistic of weight exactly 0 (:math:`f = 0`) does not reach
     the result: ``quantile([1, inf], 1)`` is inf, where jnp (and so ``mode="hard"``) multiplies
@@ -533,7 +474,7 @@ def quantile(
         q: level(s) in [0, 1], a scalar or a 1-D array; a traced ``q`` outside [0, 1] or NaN
             raises at run time (:func:`equinox.error_if`), as a traced softness does.
         axis: the axis to reduce.
-        method: the sorting network, ``"odd_even"`` or ``"bitonic"``.
+        method: one of :data:`softflow.SORTING_METHODS`.
         softness: :math:`\tau > 0`, float or array (one per slice).
         kind: one of :data:`softflow.KINDS`.
         mode: ``"soft"``, ``"hard"`` (:func:`jax.numpy.quantile`, bit for bit) or
@@ -586,7 +527,7 @@ def median(
     Arguments:
         x: floating array.
         axis: the axis to reduce.
-        method: ``"odd_even"`` or ``"bitonic"``.
+        method: one of :data:`softflow.SORTING_METHODS`.
         softness: :math:`\tau > 0`, float or array (one per slice).
         kind: one of :data:`softflow.KINDS`.
         mode: ``"soft"``, ``"hard"`` (:func:`jax.numpy.median`) or ``"straight_through"``.
