@@ -224,21 +224,28 @@ def test_an_unbounded_counter_used_as_an_index_says_how_to_bound_it():
 # -- selections and ranks -----------------------------------------------------------------------
 
 
-def test_top_k_and_ranks_are_softflow_s():
+def test_top_k_and_ranks_are_softflow_s(x64):
     x = jnp.array([0.3, 1.0, -2.0, 0.9, 0.1])
     values, index = sf.relax(lambda x: lax.top_k(x, 2), softness=TAU)(x)
-    expected_values, expected_index = sf.top_k(x, 2, softness=TAU)
-    np.testing.assert_allclose(values, expected_values, rtol=1e-6)
-    np.testing.assert_allclose(index, expected_index @ jnp.arange(5.0), rtol=1e-6)
-    ranks = lambda x: jnp.argsort(jnp.argsort(x)).astype(jnp.float32)  # noqa: E731
+    # relax selects with the bitonic network and ranks by SoftSort (see docs/relaxing.md)
+    expected_values, expected_index = sf.top_k(x, 2, softness=TAU, method="bitonic")
+    np.testing.assert_allclose(values, expected_values, rtol=1e-12)
+    np.testing.assert_allclose(index, expected_index @ jnp.arange(5.0), rtol=1e-12)
+    ranks = lambda x: jnp.argsort(jnp.argsort(x)).astype(jnp.float64)  # noqa: E731
     np.testing.assert_allclose(
-        sf.relax(ranks, softness=TAU)(x), sf.rank(x, softness=TAU), rtol=1e-5
+        sf.relax(ranks, softness=TAU)(x),
+        sf.rank(x, softness=TAU, method="softsort"),
+        rtol=1e-10,
+        atol=1e-14,
     )
     np.testing.assert_array_equal(sf.relax(ranks, mode="straight_through")(x), ranks(x))
     rows = jnp.stack([x, -x])
-    along = lambda x: jnp.argsort(jnp.argsort(x, axis=0), axis=0).astype(jnp.float32)  # noqa: E731
+    along = lambda x: jnp.argsort(jnp.argsort(x, axis=0), axis=0).astype(jnp.float64)  # noqa: E731
     np.testing.assert_allclose(
-        sf.relax(along, softness=TAU)(rows), sf.rank(rows, axis=0, softness=TAU), rtol=1e-5
+        sf.relax(along, softness=TAU)(rows),
+        sf.rank(rows, axis=0, softness=TAU, method="softsort"),
+        rtol=1e-10,
+        atol=1e-14,
     )
 
 

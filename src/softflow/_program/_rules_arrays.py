@@ -224,8 +224,11 @@ def _searchsorted_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     return [Categorical(cands, at_least - more, hard_thunk(eqn, invals)(0))]
 
 
-# The sorting network relax uses for jnp.sort / argsort / lax.top_k.
-SORT_METHOD = "odd_even"
+# How relax sorts: the values (jnp.sort, lax.top_k) by the bitonic network, which compiles to
+# fused straight-line layers; a permutation (jnp.argsort, values sorted along the keys) by
+# SoftSort, one dense softmax per row, much cheaper than a network's permutation.
+SORT_METHOD = "bitonic"
+PERMUTATION_METHOD = "softsort"
 
 
 def _counts_along(self: Interpreter, atom, axis: int) -> bool:
@@ -295,7 +298,10 @@ def _sort_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
                 [n if d == axis else 1 for d in range(len(out.shape))]
             )
             sorted_keys = np.broadcast_to(positions, out.shape)
+            # Rows of the inverse are the columns of P, normalised (SoftSort's columns need
+            # not sum to 1).
             inverse = jnp.swapaxes(permutation, -1, -2)
+            inverse = inverse / jnp.sum(inverse, axis=-1, keepdims=True)
             return [sorted_keys, *_follow(self, eqn, inverse, axis, invals[1:], eqn.invars[1:])]
     if not _live_float_operand(eqn, invals):
         return self.default(eqn, invals)
@@ -306,12 +312,16 @@ def _sort_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
             "sort by one float key with sf.sort (return_permutation=True gives the permutation)",
         )
     x = unwrap(invals[0])
-    options = {**self.compare_options(), "method": SORT_METHOD}
+    options = self.compare_options()
     if len(invals) == 1:
-        self.record(eqn, "sf.sort")
-        return [Live(cast(jax.Array, _sort.sort(x, axis, **options)))]
-    self.record(eqn, "sf.sort with its permutation (other operands follow it)")
-    values, permutation = _sort.sort(x, axis, return_permutation=True, **options)
+        self.record(eqn, f"sf.sort (method={SORT_METHOD!r})")
+        return [Live(cast(jax.Array, _sort.sort(x, axis, method=SORT_METHOD, **options)))]
+    self.record(
+        eqn, f"sf.sort with its permutation (method={PERMUTATION_METHOD!r}; others follow it)"
+    )
+    values, permutation = _sort.sort(
+        x, axis, return_permutation=True, method=PERMUTATION_METHOD, **options
+    )
     return [Live(values), *_follow(self, eqn, permutation, axis, invals[1:], eqn.invars[1:])]
 
 
@@ -322,12 +332,13 @@ def _top_k_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
         return self.default(eqn, invals)
     layout = _jaxpr.top_k(eqn)
     x = unwrap(invals[0])
-    options = {**self.compare_options(), "method": SORT_METHOD}
-    values, index = _sort.top_k(x, layout.k, layout.axis, **options)
+    values, index = _sort.top_k(
+        x, layout.k, layout.axis, method=SORT_METHOD, **self.compare_options()
+    )
     n = x.shape[layout.axis]
     probs = jnp.moveaxis(index, -2, layout.axis)
     cands = np.broadcast_to(np.arange(n, dtype=aval(eqn.outvars[1]).dtype), probs.shape)
-    self.record(eqn, "sf.top_k (the indices a distribution over the positions)")
+    self.record(eqn, f"sf.top_k (method={SORT_METHOD!r}; indices: a distribution)")
     return [Live(values), Categorical(cands, probs, hard_thunk(eqn, invals)(1))]
 
 
