@@ -9,7 +9,7 @@ import jax.numpy as jnp
 from equinox.internal import unvmap_any
 from jax.extend.core import Jaxpr, JaxprEqn
 
-from .._branch import soft_select
+from .._branch import select_by_weights
 from .._loop import _soft_while, soft_while
 from . import _jaxpr
 from ._boundaries import (
@@ -110,26 +110,28 @@ def _cond_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
             eqn, "its index holds a batch of distributions", "vmap the relaxed function"
         )
     n = len(branches)
-    cands = jnp.clip(categorical.cands, 0, n - 1) if n > 1 else categorical.cands * 0
-    weights = jnp.stack(
-        [jnp.sum(jnp.where(cands == j, categorical.probs, 0), axis=-1) for j in range(n)], axis=-1
-    )
+    # One weight array per branch, never sliced out of a stack (see _branch._blend_trees).
+    if isinstance(index, SoftBool) and n == 2:
+        weights = [1 - index.p, index.p]
+    else:
+        cands = jnp.clip(categorical.cands, 0, n - 1) if n > 1 else categorical.cands * 0
+        weights = [jnp.sum(jnp.where(cands == j, categorical.probs, 0), axis=-1) for j in range(n)]
     self.record(eqn, "sf.soft_if" if n == 2 else "sf.soft_switch")
     results = [branch() for branch in run]
     outs = []
     for position, out_aval in enumerate(avals):
         values = [r[position] for r in results]
         if floating(out_aval):
-            outs.append(Live(soft_select(weights, [unwrap(v) for v in values])))
+            outs.append(Live(select_by_weights(weights, [unwrap(v) for v in values])))
         elif out_aval.dtype == jnp.bool_:
-            probs = [mean(v).astype(weights.dtype) for v in values]
-            outs.append(SoftBool(soft_select(weights, probs), None))
+            probs = [mean(v).astype(weights[0].dtype) for v in values]
+            outs.append(SoftBool(select_by_weights(weights, probs), None))
         elif any(is_soft(v) for v in values):
-            means = [mean(v).astype(weights.dtype) for v in values]
-            outs.append(Expected(soft_select(weights, means), None))
+            means = [mean(v).astype(weights[0].dtype) for v in values]
+            outs.append(Expected(select_by_weights(weights, means), None))
         else:
             stacked = jnp.stack([jnp.broadcast_to(unwrap(v), out_aval.shape) for v in values], -1)
-            outs.append(Categorical(stacked, weights, None))
+            outs.append(Categorical(stacked, jnp.stack(weights, -1), None))
     return outs
 
 

@@ -1,0 +1,262 @@
+"""Rolling a Python ``for`` loop over a static range (or an array's leading axis) into one
+``lax.scan``, when that runs the same program as unrolling it.
+
+Unrolled, an n-step loop is n copies of its body, and with soft branches in it the reverse-mode
+program XLA compiles grows faster than n. Rolled, the body is compiled once. A loop is rolled
+only when the rolled program computes what the unrolled one does, bit for bit in hard mode:
+
+* there is no ``break`` and no ``return`` in it (their exits are built by unrolling);
+* it has more than :data:`SHORT_LOOP` iterations (or ``relax(unroll=False)``) and
+  ``relax(unroll=True)`` was not asked for;
+* its state has one type from one iteration to the next: the same static Python values (a
+  Python number that changes, a list appended to, need unrolling), arrays of one shape and dtype;
+* the index (a Python ``int`` unrolled, a traced ``int32`` rolled) is used as an integer only:
+  indexing, integer arithmetic, comparisons, and turned into a float only where it meets a float
+  array (``x * (i + 1)``, as Python's ``int`` would). ``i * 0.1`` is float64 arithmetic in Python
+  but float32 arithmetic traced, ``x ** i`` repeated multiplication unrolled but ``pow`` rolled:
+  such a body is unrolled. So is one that cannot run on a traced index at all (``params[i]`` on a
+  Python list, ``range(i)``, ``float(i)``): it fails while it is probed.
+"""
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.extend.core import ClosedJaxpr, Jaxpr, Literal
+
+from . import _jaxpr
+from ._syntax_state import (
+    UNROLL,
+    Loop,
+    SideEffects,
+    caller_line,
+    is_static,
+    is_undefined,
+    same_value,
+)
+
+#: Loops of at most this many iterations stay unrolled unless ``relax(unroll=False)``: they are
+#: cheap to compile, and run faster unrolled.
+SHORT_LOOP = 4
+
+_INT32 = np.iinfo(np.int32)
+
+
+class _Unroll(Exception):
+    """The loop cannot be rolled; raised while probing its body."""
+
+
+def _unroll(name: str, where: str) -> None:
+    raise _Unroll(f"the container {name} is changed at {where}")
+
+
+def rolled_for(iter_, extra_test, body: Callable, get_state, set_state, symbol_names) -> bool:
+    """Run ``for item in iter_: body(item)`` as one ``lax.scan`` if that is the same program, and
+    return True; return False, having changed nothing, when the loop must be unrolled."""
+    policy = UNROLL[0]
+    if policy is True or extra_test is not None:
+        return False
+    if any(n == "do_return" or n.startswith("break_") for n in symbol_names):
+        return False
+    if isinstance(iter_, range):
+        if len(iter_) and not all(_INT32.min <= v <= _INT32.max for v in (iter_[0], iter_[-1])):
+            return False
+        xs, is_index = np.asarray(iter_, np.int32), True
+    elif isinstance(iter_, jax.Array) and iter_.ndim >= 1:
+        xs, is_index = iter_, False
+    else:
+        return False
+    if len(xs) <= (1 if policy is False else SHORT_LOOP):
+        return False
+    where = caller_line()
+    init = tuple(get_state())
+    try:
+        with SideEffects([body], "for loop", where, mode="unroll", on_change=_unroll):
+            carried, carry_init, iterate = _probe(xs, is_index, body, get_state, set_state, init)
+
+            def step(carry, item):
+                state = list(init)
+                for k, value in zip(carried, carry, strict=True):
+                    state[k] = value
+                set_state(tuple(state))
+                with Loop("rolled", get_state):
+                    body(item)
+                after = tuple(get_state())
+                return [after[k] for k in carried], None
+
+            with jax.named_scope(f"for_at_{where}"):
+                carry, _ = jax.lax.scan(step, carry_init, xs)
+    except Exception:  # what a traced index cannot do: unroll (which raises the real errors)
+        set_state(init)
+        return False
+    final = list(init)
+    for k, value in zip(carried, carry, strict=True):
+        final[k] = value
+    for k in iterate:  # Python's loop variable keeps the last item
+        final[k] = iter_[-1]
+    set_state(tuple(final))
+    return True
+
+
+def _probe(xs, is_index: bool, body: Callable, get_state, set_state, init: tuple):
+    """Trace one pass of the body on a traced item. Returns the positions of the variables the
+    scan carries, their initial arrays, and the positions that hold the item itself (Python's
+    loop variable, live after the loop)."""
+    arrays_at = [k for k, v in enumerate(init) if not (is_static(v) or is_undefined(v))]
+    after: list = []
+    iterate: list[int] = []
+    outputs: list[int] = []  # the state positions of the probe's outputs after the item
+
+    def one_pass(item, *arrays):
+        state = list(init)
+        for k, value in zip(arrays_at, arrays, strict=True):
+            state[k] = value
+        set_state(tuple(state))
+        with Loop("rolled", get_state):
+            body(item)
+        after[:] = get_state()
+        iterate[:] = [k for k, v in enumerate(after) if v is item]
+        outputs[:] = [k for k, v in enumerate(after) if not (is_static(v) or is_undefined(v))]
+        return [item, *(after[k] for k in outputs)]
+
+    item_type = jax.ShapeDtypeStruct(xs.shape[1:], xs.dtype)
+    try:
+        closed = jax.make_jaxpr(one_pass)(item_type, *(init[k] for k in arrays_at))
+    finally:
+        set_state(init)
+    avals = dict(zip(outputs, closed.out_avals[1:], strict=True))
+    carried, carry_init = [], []
+    for k, (before, now) in enumerate(zip(init, after, strict=True)):
+        if k in iterate:
+            continue
+        if k not in avals:
+            if is_undefined(before) != is_undefined(now) or not same_value(before, now):
+                raise _Unroll("a Python value changes from one iteration to the next")
+            continue
+        carried.append(k)
+        carry_init.append(_carry_init(before, avals[k]))
+    allowed = [1 + outputs.index(k) for k in iterate]
+    if is_index and not _index_used_exactly(closed.jaxpr, allowed):
+        raise _Unroll("the index is used as a float, or carried out of the body")
+    return carried, carry_init, iterate
+
+
+def _carry_init(value, aval) -> jax.Array:
+    """``value`` (the variable before the loop) as the scan's initial carry of type ``aval`` (its
+    type after one pass); _Unroll where that conversion would change the program."""
+    if is_undefined(value):  # assigned in the body before it is read: any value of its type
+        value = jnp.zeros(aval.shape, aval.dtype) if not aval.weak_type else aval.dtype.type(0)
+    array = jnp.asarray(value)
+    if array.shape != aval.shape:
+        raise _Unroll("a variable changes shape in the loop")
+    if aval.weak_type:
+        if array.dtype != aval.dtype or not array.weak_type:
+            raise _Unroll("a weakly typed variable would change type")
+        return array
+    if jnp.result_type(array.dtype, aval.dtype) != aval.dtype:
+        raise _Unroll("a variable changes dtype in the loop")
+    return jnp.asarray(array, aval.dtype)
+
+
+# ----------------------------------------------------------------------------------------------
+# Is the index used as a Python int would be?
+
+_MEETS_ARRAY = ("mul", "add", "sub", "div", "max", "min")
+
+
+def _index_used_exactly(jaxpr: Jaxpr, allowed_outputs) -> bool:
+    """Whether the jaxpr's first input, the loop index, computes the same numbers as a Python
+    ``int`` would: it flows through integer and boolean operations and indexing, and is turned
+    into a float only to meet a float array at once. Only ``allowed_outputs`` (the loop variable
+    itself) may carry it out of the body."""
+    tainted, converted = {jaxpr.invars[0]}, set()
+    if not _walk(jaxpr, tainted, converted):
+        return False
+    return not any(
+        position not in allowed_outputs
+        and not isinstance(var, Literal)
+        and (var in tainted or var in converted)
+        for position, var in enumerate(jaxpr.outvars)
+        if position > 0
+    )
+
+
+def _walk(jaxpr: Jaxpr, tainted: set, converted: set) -> bool:
+    """Follow the index through ``jaxpr``: ``tainted`` holds the integers and truth values that
+    depend on it, ``converted`` those turned into floats; False at a use that Python's int would
+    compute differently."""
+    for eqn in jaxpr.eqns:
+        ins = [v for v in eqn.invars if not isinstance(v, Literal)]
+        if any(v in converted for v in ins):
+            if not _meets_array(eqn, tainted, converted):
+                return False
+            continue
+        if not any(v in tainted for v in ins):
+            continue
+        if eqn.primitive.name == "convert_element_type" and _floating(eqn.outvars[0]):
+            if eqn.params.get("weak_type", False):
+                return False  # i * 0.1: float64 arithmetic in Python
+            converted.add(eqn.outvars[0])
+            continue
+        inners = _inner(eqn)
+        if inners is None:
+            if any(isinstance(p, Jaxpr | ClosedJaxpr) for p in _params(eqn)):
+                return False  # a loop the index enters: not followed, unroll
+            tainted.update(out for out in eqn.outvars if not _floating(out))
+            continue
+        if eqn.primitive.name == "cond" and eqn.invars[0] in tainted:
+            tainted.update(out for out in eqn.outvars if not _floating(out))
+        for inner, operands in inners:
+            inner_tainted = {
+                iv for iv, ov in zip(inner.invars, operands, strict=True) if ov in tainted
+            }
+            inner_converted: set = set()
+            if not _walk(inner, inner_tainted, inner_converted):
+                return False
+            for inner_out, out in zip(inner.outvars, eqn.outvars, strict=True):
+                if inner_out in inner_converted:
+                    return False
+                if inner_out in inner_tainted:
+                    tainted.add(out)
+    return True
+
+
+def _params(eqn) -> list:
+    values = []
+    for value in eqn.params.values():
+        values.extend(value if isinstance(value, tuple | list) else [value])
+    return values
+
+
+def _floating(var) -> bool:
+    return jnp.issubdtype(var.aval.dtype, jnp.inexact)
+
+
+def _meets_array(eqn, tainted: set, converted: set) -> bool:
+    """A converted index meets, in one arithmetic operation, a float array that is neither a
+    literal nor weakly typed nor derived from the index: Python's int would be converted the
+    same way there."""
+    if eqn.primitive.name not in _MEETS_ARRAY or len(eqn.invars) != 2:
+        return False
+    others = [v for v in eqn.invars if isinstance(v, Literal) or v not in converted]
+    if len(others) != 1 or isinstance(others[0], Literal):
+        return False
+    other = others[0]
+    return _floating(other) and not other.aval.weak_type and other not in tainted
+
+
+def _inner(eqn) -> list[tuple[Jaxpr, list]] | None:
+    """The inner jaxprs of ``eqn`` with the operands they take, for calls, custom derivatives,
+    ``checkpoint`` and the branches of ``cond``; None for other equations."""
+    name = eqn.primitive.name
+    if _jaxpr.is_call(eqn):
+        return [(_jaxpr.call_body(eqn).jaxpr, list(eqn.invars))]
+    if name in ("custom_jvp_call", "custom_vjp_call", "custom_vjp_call_jaxpr"):
+        body = _jaxpr.custom_body(eqn).jaxpr
+        return [(body, list(eqn.invars))] if len(body.invars) == len(eqn.invars) else None
+    if name in ("remat2", "checkpoint"):
+        return [(_jaxpr.remat(eqn).body, list(eqn.invars))]
+    if name == "cond":
+        return [(b.jaxpr, list(eqn.invars[1:])) for b in _jaxpr.cond_branches(eqn)]
+    return None
