@@ -37,10 +37,12 @@ def _input_leaf(path, leaf) -> jax.Array:
     )
 
 
-def _tracing() -> bool:
-    """Whether a trace that stages every operation (``jit``, ``eval_shape``) is active: there
-    even operations on concrete arrays give traced values."""
-    return isinstance(jax.lax.add(np.int32(0), np.int32(0)), Tracer)
+def _concrete(leaves) -> bool:
+    """Whether the arguments are concrete, outside any trace that stages every operation
+    (``jit``, ``eval_shape``, where even operations on concrete arrays give traced values)."""
+    if any(isinstance(leaf, Tracer) for leaf in leaves):
+        return False
+    return not isinstance(jax.lax.add(np.int32(0), np.int32(0)), Tracer)
 
 
 def _as_array(value) -> jax.Array:
@@ -55,6 +57,9 @@ class Relaxed:
         functools.update_wrapper(self, fn)
         # On concrete arguments, hard mode runs Python's control flow as Python (see __call__).
         self._eager = functools.partial(call_converted_with, fn, True, True) if convert else fn
+        # Straight-through on concrete arguments: loops unrolled, so that its forward value is
+        # computed operation by operation like the plain function's (a rolled loop is compiled).
+        self._unrolled = functools.partial(call_converted_with, fn, True, False) if convert else fn
         self._fn = functools.partial(call_converted_with, fn, unroll, False) if convert else fn
         self._options = options
         self._cache: dict = {}
@@ -63,14 +68,17 @@ class Relaxed:
         leaves_with_path, in_tree = jax.tree_util.tree_flatten_with_path((args, kwargs))
         leaves = [_input_leaf(path, leaf) for path, leaf in leaves_with_path]
         avals = [jax.typeof(leaf) for leaf in leaves]
-        key = (in_tree, tuple((a.shape, a.dtype, a.weak_type) for a in avals))
+        fn = self._fn
+        if self._options.mode == "straight_through" and _concrete(leaves):
+            fn = self._unrolled
+        key = (fn, in_tree, tuple((a.shape, a.dtype, a.weak_type) for a in avals))
         if key in self._cache:
             return (*self._cache[key], leaves)
         out_tree = []
 
         def flat_fn(*flat):
             a, k = jax.tree_util.tree_unflatten(in_tree, flat)
-            out_flat, tree = jax.tree_util.tree_flatten(self._fn(*a, **k))
+            out_flat, tree = jax.tree_util.tree_flatten(fn(*a, **k))
             out_tree.append(tree)
             return out_flat
 
@@ -112,8 +120,7 @@ class Relaxed:
         leaves_with_path, in_tree = jax.tree_util.tree_flatten_with_path((args, kwargs))
         leaves = [_input_leaf(path, leaf) for path, leaf in leaves_with_path]
         a, k = jax.tree_util.tree_unflatten(in_tree, leaves)
-        concrete = not any(isinstance(x, Tracer) for x in leaves) and not _tracing()
-        fn = self._eager if concrete else self._fn
+        fn = self._eager if _concrete(leaves) else self._fn
         flat, out_tree = jax.tree_util.tree_flatten(fn(*a, **k))
         outs = [check_traced_softness(_as_array(o), tau) for o in flat]
         return jax.tree_util.tree_unflatten(out_tree, outs)

@@ -8,8 +8,14 @@ only when the rolled program computes what the unrolled one does, bit for bit in
 * there is no ``break`` and no ``return`` in it (their exits are built by unrolling);
 * it has more than :data:`SHORT_LOOP` iterations (or ``relax(unroll=False)``) and
   ``relax(unroll=True)`` was not asked for;
-* its state has one type from one iteration to the next: the same static Python values (a
-  Python number that changes, a list appended to, need unrolling), arrays of one shape and dtype;
+* its state has one type from one iteration to the next: the same static Python values, arrays
+  of one shape and dtype, none of them a constant (relax computes with constants exactly, and a
+  carried value is relaxed from the first iteration on). Up to two first iterations run as
+  Python while this settles (``s = 0.0`` before the loop is a Python float, an array computed
+  from the inputs after one iteration); a Python counter that changes in every iteration, or a
+  list appended to, needs unrolling. (A constant made by JAX operations before the loop, such as
+  ``jnp.zeros(3)``, is a traced value here and is carried: a condition on it alone in the first
+  iteration is then relaxed where unrolled it would be exact. ``unroll=True`` keeps it exact.);
 * the index (a Python ``int`` unrolled, a traced ``int32`` rolled) is used as an integer only:
   indexing, integer arithmetic, comparisons, and turned into a float only where it meets a float
   array (``x * (i + 1)``, as Python's ``int`` would). ``i * 0.1`` is float64 arithmetic in Python
@@ -47,13 +53,24 @@ class _Unroll(Exception):
     """The loop cannot be rolled; raised while probing its body."""
 
 
+class _Settling(_Unroll):
+    """The loop's state changes type in this iteration (a Python number that becomes an array,
+    an array that gets its final shape): run it as Python, then try rolling the rest."""
+
+
+#: How many first iterations may run as Python until the types of the state settle.
+_PEELED = 2
+
+
 def _unroll(name: str, where: str) -> None:
     raise _Unroll(f"the container {name} is changed at {where}")
 
 
 def rolled_for(iter_, extra_test, body: Callable, get_state, set_state, symbol_names) -> bool:
-    """Run ``for item in iter_: body(item)`` as one ``lax.scan`` if that is the same program, and
-    return True; return False, having changed nothing, when the loop must be unrolled."""
+    """Run ``for item in iter_: body(item)``, its loop rolled into one ``lax.scan`` where that
+    is the same program (after up to two first iterations run as Python, while the state's
+    types settle), and return True; return False, having changed nothing, when the whole loop
+    must be unrolled."""
     policy = UNROLL[0]
     if policy is True or extra_test is not None:
         return False
@@ -62,18 +79,41 @@ def rolled_for(iter_, extra_test, body: Callable, get_state, set_state, symbol_n
     if isinstance(iter_, range):
         if len(iter_) and not all(_INT32.min <= v <= _INT32.max for v in (iter_[0], iter_[-1])):
             return False
-        xs, is_index = np.asarray(iter_, np.int32), True
-    elif isinstance(iter_, jax.Array) and iter_.ndim >= 1:
-        xs, is_index = iter_, False
-    else:
+    elif not (isinstance(iter_, jax.Array) and iter_.ndim >= 1):
         return False
-    if len(xs) <= (1 if policy is False else SHORT_LOOP):
-        return False
+    shortest = 1 if policy is False else SHORT_LOOP
     where = caller_line()
+    for done in range(_PEELED + 1):
+        rest = iter_[done:]
+        if len(rest) <= shortest:
+            break
+        try:
+            _roll(rest, body, get_state, set_state, where)
+            return True
+        except _Settling:
+            if done == _PEELED:
+                break
+        except Exception:  # what a traced index cannot do: unroll (which raises the real errors)
+            break
+        with Loop("for", get_state):  # this iteration as Python
+            body(rest[0])
+    if done == 0:
+        return False
+    with Loop("for", get_state):
+        for item in iter_[done:]:
+            body(item)
+    return True
+
+
+def _roll(iter_, body: Callable, get_state, set_state, where: str) -> None:
+    """The loop as one ``lax.scan``; _Unroll (the state as before) where it cannot be."""
+    xs = np.asarray(iter_, np.int32) if isinstance(iter_, range) else iter_
     init = tuple(get_state())
     try:
         with SideEffects([body], "for loop", where, mode="unroll", on_change=_unroll):
-            carried, carry_init, iterate = _probe(xs, is_index, body, get_state, set_state, init)
+            carried, carry_init, iterate = _probe(
+                xs, isinstance(iter_, range), body, get_state, set_state, init
+            )
 
             def step(carry, item):
                 state = list(init)
@@ -87,16 +127,15 @@ def rolled_for(iter_, extra_test, body: Callable, get_state, set_state, symbol_n
 
             with jax.named_scope(f"for_at_{where}"):
                 carry, _ = jax.lax.scan(step, carry_init, xs)
-    except Exception:  # what a traced index cannot do: unroll (which raises the real errors)
+    except Exception:
         set_state(init)
-        return False
+        raise
     final = list(init)
     for k, value in zip(carried, carry, strict=True):
         final[k] = value
     for k in iterate:  # Python's loop variable keeps the last item
         final[k] = iter_[-1]
     set_state(tuple(final))
-    return True
 
 
 def _probe(xs, is_index: bool, body: Callable, get_state, set_state, init: tuple):
@@ -131,9 +170,15 @@ def _probe(xs, is_index: bool, body: Callable, get_state, set_state, init: tuple
         if k in iterate:
             continue
         if k not in avals:
+            if is_undefined(before) and is_undefined(now):
+                continue
             if is_undefined(before) != is_undefined(now) or not same_value(before, now):
-                raise _Unroll("a Python value changes from one iteration to the next")
+                raise _Settling("a Python value changes from one iteration to the next")
             continue
+        if not (is_undefined(before) or isinstance(before, jax.core.Tracer)):
+            # A constant before the loop: unrolled, the first iteration computes with it exactly
+            # (relax keeps what depends on no input exact); carried, it would be relaxed.
+            raise _Settling("a variable is a constant before the loop")
         carried.append(k)
         carry_init.append(_carry_init(before, avals[k]))
     allowed = [1 + outputs.index(k) for k in iterate]
@@ -149,13 +194,13 @@ def _carry_init(value, aval) -> jax.Array:
         value = jnp.zeros(aval.shape, aval.dtype) if not aval.weak_type else aval.dtype.type(0)
     array = jnp.asarray(value)
     if array.shape != aval.shape:
-        raise _Unroll("a variable changes shape in the loop")
+        raise _Settling("a variable changes shape in the loop")
     if aval.weak_type:
         if array.dtype != aval.dtype or not array.weak_type:
-            raise _Unroll("a weakly typed variable would change type")
+            raise _Settling("a weakly typed variable would change type")
         return array
     if jnp.result_type(array.dtype, aval.dtype) != aval.dtype:
-        raise _Unroll("a variable changes dtype in the loop")
+        raise _Settling("a variable changes dtype in the loop")
     return jnp.asarray(array, aval.dtype)
 
 
@@ -163,6 +208,15 @@ def _carry_init(value, aval) -> jax.Array:
 # Is the index used as a Python int would be?
 
 _MEETS_ARRAY = ("mul", "add", "sub", "div", "max", "min")
+# Operations whose float results an integer index only selects: the same numbers either way.
+_INDEXING = (
+    "dynamic_slice",
+    "dynamic_update_slice",
+    "gather",
+    "select_n",
+    "scatter",
+    "scatter-add",
+)
 
 
 def _index_used_exactly(jaxpr: Jaxpr, allowed_outputs) -> bool:
@@ -203,6 +257,8 @@ def _walk(jaxpr: Jaxpr, tainted: set, converted: set) -> bool:
         if inners is None:
             if any(isinstance(p, Jaxpr | ClosedJaxpr) for p in _params(eqn)):
                 return False  # a loop the index enters: not followed, unroll
+            if any(_floating(out) for out in eqn.outvars) and eqn.primitive.name not in _INDEXING:
+                return False  # pow(x, i): x ** 3 unrolled is a product, not pow
             tainted.update(out for out in eqn.outvars if not _floating(out))
             continue
         if eqn.primitive.name == "cond" and eqn.invars[0] in tainted:
