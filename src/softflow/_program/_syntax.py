@@ -145,7 +145,7 @@ def _call_as_is(f, args, kwargs):
 
 
 def _wraps_user_code(f) -> bool:
-    inner = inspect.unwrap(f, stop=lambda g: not hasattr(g, "__wrapped__"))
+    inner = inspect.unwrap(f)
     inner = inner.func if isinstance(inner, functools.partial) else inner
     return inner is not f and not _not_converted(inner)
 

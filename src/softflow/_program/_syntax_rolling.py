@@ -20,7 +20,7 @@ only when the rolled program computes what the unrolled one does, bit for bit in
   indexing, integer arithmetic, comparisons, and turned into a float only where it meets a float
   array (``x * (i + 1)``, as Python's ``int`` would). ``i * 0.1`` is float64 arithmetic in Python
   but float32 arithmetic traced, ``x ** i`` repeated multiplication unrolled but ``pow`` rolled:
-  such a body is unrolled. So is one that cannot run on a traced index at all (``params[i]`` on a
+  such a body is unrolled. So is one that cannot run on a traced index at all (``weights[i]`` on a
   Python list, ``range(i)``, ``float(i)``): it fails while it is probed.
 """
 
@@ -29,7 +29,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.extend.core import ClosedJaxpr, Jaxpr, Literal
+from jax.extend.core import Jaxpr, Literal
 
 from . import _jaxpr
 from ._syntax_state import (
@@ -249,14 +249,12 @@ def _walk(jaxpr: Jaxpr, tainted: set, converted: set) -> bool:
         if not any(v in tainted for v in ins):
             continue
         if eqn.primitive.name == "convert_element_type" and _floating(eqn.outvars[0]):
-            if eqn.params.get("weak_type", False):
+            if eqn.outvars[0].aval.weak_type:
                 return False  # i * 0.1: float64 arithmetic in Python
             converted.add(eqn.outvars[0])
             continue
         inners = _inner(eqn)
-        if inners is None:
-            if any(isinstance(p, Jaxpr | ClosedJaxpr) for p in _params(eqn)):
-                return False  # a loop the index enters: not followed, unroll
+        if inners is None:  # also loops: their float results are refused, integers followed
             if any(_floating(out) for out in eqn.outvars) and eqn.primitive.name not in _INDEXING:
                 return False  # pow(x, i): x ** 3 unrolled is a product, not pow
             tainted.update(out for out in eqn.outvars if not _floating(out))
@@ -276,13 +274,6 @@ def _walk(jaxpr: Jaxpr, tainted: set, converted: set) -> bool:
                 if inner_out in inner_tainted:
                     tainted.add(out)
     return True
-
-
-def _params(eqn) -> list:
-    values = []
-    for value in eqn.params.values():
-        values.extend(value if isinstance(value, tuple | list) else [value])
-    return values
 
 
 def _floating(var) -> bool:
