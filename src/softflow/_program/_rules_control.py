@@ -110,12 +110,9 @@ def _cond_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
             eqn, "its index holds a batch of distributions", "vmap the relaxed function"
         )
     n = len(branches)
+    cands = jnp.clip(categorical.cands, 0, n - 1) if n > 1 else categorical.cands * 0
     # One weight array per branch, never sliced out of a stack (see _branch._blend_trees).
-    if isinstance(index, SoftBool) and n == 2:
-        weights = [1 - index.p, index.p]
-    else:
-        cands = jnp.clip(categorical.cands, 0, n - 1) if n > 1 else categorical.cands * 0
-        weights = [jnp.sum(jnp.where(cands == j, categorical.probs, 0), axis=-1) for j in range(n)]
+    weights = [jnp.sum(jnp.where(cands == j, categorical.probs, 0), axis=-1) for j in range(n)]
     self.record(eqn, "sf.soft_if" if n == 2 else "sf.soft_switch")
     results = [branch() for branch in run]
     outs = []
