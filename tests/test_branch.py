@@ -287,3 +287,27 @@ def test_only_weights_of_exactly_zero_are_special():
     np.testing.assert_allclose(
         sf.soft_select(jnp.array([0.0, 1e-30, 1.0]), [jnp.nan, 1e30, 0.0]), 1.0, rtol=1e-6
     )
+
+
+def test_blend_weights_are_never_sliced_out_of_a_stack():
+    """soft_where blends by p and 1 - p as separate arrays, and soft_select by the slices of the
+    given weights only: in reverse mode the slices of a stack become pads added together, which
+    XLA does not simplify, and a chain of such blends (an unrolled loop of soft branches)
+    compiled super-linearly in its length."""
+
+    def chain(p, x):
+        for _ in range(3):
+            x = sf.soft_where(p, x * 2, x - 1)
+        return x
+
+    text = str(jax.make_jaxpr(jax.grad(chain, argnums=(0, 1)))(0.3, 1.5))
+    assert "concatenate" not in text and "pad" not in text
+    np.testing.assert_allclose(
+        jax.grad(chain)(0.3, 1.5), jax.grad(lambda p, x: _chain_by_hand(p, x))(0.3, 1.5), rtol=1e-6
+    )
+
+
+def _chain_by_hand(p, x):
+    for _ in range(3):
+        x = p * (x * 2) + (1 - p) * (x - 1)
+    return x

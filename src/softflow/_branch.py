@@ -27,20 +27,30 @@ def _weights(name: str, weights: ArrayLike) -> jax.Array:
     return weights
 
 
-def _check_broadcast(name: str, weights: jax.Array, leaf_name: str, leaf: jax.Array) -> None:
+def _check_broadcast(
+    name: str, weight: jax.Array, count: int, leaf_name: str, leaf: jax.Array
+) -> None:
     try:
-        jnp.broadcast_shapes(weights.shape[:-1], leaf.shape)
+        jnp.broadcast_shapes(weight.shape, leaf.shape)
     except ValueError:
         # p is shown as given; K-way weights with their last axis (one entry per branch).
-        shown = f"{weights.shape[:-1]}" if name == "p" else f"{weights.shape} (less its last axis)"
+        shown = weight.shape if name == "p" else f"{(*weight.shape, count)} (less its last axis)"
         raise ValueError(
             f"{name} of shape {shown} does not broadcast against {leaf_name} of shape {leaf.shape}."
         ) from None
 
 
 @primitive
-def _blend_trees(name: str, weights: jax.Array, names: Sequence[str], trees: Sequence[PyTree]):
-    """Blend pytrees leaf by leaf by ``weights[..., k]`` (one weight array per tree)."""
+def _blend_trees(
+    name: str, weights: Sequence[jax.Array], names: Sequence[str], trees: Sequence[PyTree]
+):
+    """Blend pytrees leaf by leaf, ``trees[k]`` by ``weights[k]``.
+
+    The weights come as separate arrays, not as slices of one stacked array: under reverse mode
+    XLA does not simplify the slices of a stack (their transposes are pads added together), and
+    in a long unrolled chain of blends its fusion then recomputes them super-linearly in the
+    chain's length (a 12-step controller compiled 15x slower than with separate weights).
+    """
     for tree_name, tree in zip(names, trees, strict=True):
         check_same_structure(names[0], trees[0], tree_name, tree)
         check_float_leaves(tree_name, tree)
@@ -49,12 +59,12 @@ def _blend_trees(name: str, weights: jax.Array, names: Sequence[str], trees: Seq
     blended = []
     for leaves in zip(*leaves_by_tree, strict=True):
         leaves = [jnp.asarray(leaf) for leaf in leaves]
-        for tree_name, leaf in zip(names, leaves, strict=True):
-            _check_broadcast(name, weights, tree_name, leaf)
+        for tree_name, weight, leaf in zip(names, weights, leaves, strict=True):
+            _check_broadcast(name, weight, len(weights), tree_name, leaf)
         dtype = jnp.result_type(*leaves)
         blended.append(
             blend(
-                [weights[..., k].astype(dtype) for k in range(len(leaves))],
+                [weight.astype(dtype) for weight in weights],
                 [leaf.astype(dtype) for leaf in leaves],
             )
         )
@@ -64,7 +74,7 @@ def _blend_trees(name: str, weights: jax.Array, names: Sequence[str], trees: Seq
 def _blend_two(p: ArrayLike, name_x: str, x: PyTree, name_y: str, y: PyTree) -> PyTree:
     p = _weights("p", p)
     p = p.astype(jnp.result_type(float)) if p.dtype == jnp.bool_ else p
-    return _blend_trees("p", jnp.stack([p, 1 - p], axis=-1), (name_x, name_y), (x, y))
+    return _blend_trees("p", (p, 1 - p), (name_x, name_y), (x, y))
 
 
 def soft_where(p: ArrayLike, x: PyTree, y: PyTree) -> PyTree:
@@ -172,7 +182,11 @@ def soft_switch(weights: ArrayLike, branches: Sequence[Callable], *operands: Any
     weights = _check_weights(weights, len(branches), "branch", "branches")
     values = [branch(*operands) for branch in branches]
     names = [f"soft_switch branches[{k}] output" for k in range(len(branches))]
-    return _blend_trees("weights", weights, names, values)
+    return _blend_trees("weights", _unstack(weights), names, values)
+
+
+def _unstack(weights: jax.Array) -> list[jax.Array]:
+    return [weights[..., k] for k in range(weights.shape[-1])]
 
 
 def _check_weights(weights: ArrayLike, count: int, one: str, many: str) -> jax.Array:
@@ -225,5 +239,11 @@ def soft_select(weights: ArrayLike, values: Sequence[PyTree] | jax.Array) -> PyT
     if not values:
         raise ValueError("values must be a non-empty sequence.")
     weights = _check_weights(weights, len(values), "value", "values")
+    return select_by_weights(_unstack(weights), values)
+
+
+def select_by_weights(weights: Sequence[jax.Array], values: Sequence[PyTree]) -> PyTree:
+    """:func:`soft_select` with one floating weight array per value, for softflow's own rules:
+    weights built separately stay separate (see ``_blend_trees``)."""
     names = [f"soft_select values[{k}]" for k in range(len(values))]
     return _blend_trees("weights", weights, names, values)

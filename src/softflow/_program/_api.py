@@ -20,7 +20,7 @@ from .._modes import MODES, Mode
 from . import _rules_arrays, _rules_control, _rules_logic  # noqa: F401
 from ._explain import Explanation
 from ._interpreter import ON_UNRELAXABLE, Interpreter, OnUnrelaxable, Options, output
-from ._syntax import call_converted
+from ._syntax import call_converted_with
 from ._values import Live, default_float
 
 
@@ -37,14 +37,30 @@ def _input_leaf(path, leaf) -> jax.Array:
     )
 
 
+def _concrete(leaves) -> bool:
+    """Whether the arguments are concrete, outside any trace that stages every operation
+    (``jit``, ``eval_shape``, where even operations on concrete arrays give traced values)."""
+    if any(isinstance(leaf, Tracer) for leaf in leaves):
+        return False
+    return not isinstance(jax.lax.add(np.int32(0), np.int32(0)), Tracer)
+
+
+def _as_array(value) -> jax.Array:
+    """An output as an array: a Python number (``return x, 3``) or a jaxpr literal is one too."""
+    return value if isinstance(value, jax.Array) else jnp.asarray(value)
+
+
 class Relaxed:
     """A function relaxed by :func:`relax`: call it like the original; ``explain`` shows how."""
 
-    def __init__(self, fn: Callable, options: Options, convert: bool):
+    def __init__(self, fn: Callable, options: Options, convert: bool, unroll: bool | None):
         functools.update_wrapper(self, fn)
-        if convert:
-            fn = functools.partial(call_converted, fn)
-        self._fn = fn
+        # On concrete arguments, hard mode runs Python's control flow as Python (see __call__).
+        self._eager = functools.partial(call_converted_with, fn, True, True) if convert else fn
+        # Straight-through on concrete arguments: loops unrolled, so that its forward value is
+        # computed operation by operation like the plain function's (a rolled loop is compiled).
+        self._unrolled = functools.partial(call_converted_with, fn, True, False) if convert else fn
+        self._fn = functools.partial(call_converted_with, fn, unroll, False) if convert else fn
         self._options = options
         self._cache: dict = {}
 
@@ -52,14 +68,17 @@ class Relaxed:
         leaves_with_path, in_tree = jax.tree_util.tree_flatten_with_path((args, kwargs))
         leaves = [_input_leaf(path, leaf) for path, leaf in leaves_with_path]
         avals = [jax.typeof(leaf) for leaf in leaves]
-        key = (in_tree, tuple((a.shape, a.dtype, a.weak_type) for a in avals))
+        fn = self._fn
+        if self._options.mode == "straight_through" and _concrete(leaves):
+            fn = self._unrolled
+        key = (fn, in_tree, tuple((a.shape, a.dtype, a.weak_type) for a in avals))
         if key in self._cache:
             return (*self._cache[key], leaves)
         out_tree = []
 
         def flat_fn(*flat):
             a, k = jax.tree_util.tree_unflatten(in_tree, flat)
-            out_flat, tree = jax.tree_util.tree_flatten(self._fn(*a, **k))
+            out_flat, tree = jax.tree_util.tree_flatten(fn(*a, **k))
             out_tree.append(tree)
             return out_flat
 
@@ -79,14 +98,31 @@ class Relaxed:
         return [output(o) for o in interpreter.run(closed.jaxpr, consts, args)]
 
     def __call__(self, *args, **kwargs):
-        closed, out_tree, leaves = self._trace(args, kwargs)
         options = self._options
         if options.mode == "hard":
-            outs = jaxpr_as_fun(closed)(*leaves)
             tau = softness_array(options.softness, default_float(), np.shape(options.softness))
+            if not isinstance(tau, Tracer):
+                return self._hard_eager(tau, args, kwargs)
+        closed, out_tree, leaves = self._trace(args, kwargs)
+        if options.mode == "hard":
+            outs = [_as_array(o) for o in jaxpr_as_fun(closed)(*leaves)]
             outs = [check_traced_softness(o, tau) for o in outs]
         else:
-            outs = self._interpret(Interpreter(options), closed, leaves)
+            outs = [_as_array(o) for o in self._interpret(Interpreter(options), closed, leaves)]
+        return jax.tree_util.tree_unflatten(out_tree, outs)
+
+    def _hard_eager(self, tau, args, kwargs):
+        """Hard mode with a concrete softness: the function itself, converted, on the arguments
+        as arrays. On concrete arrays every ``if`` / ``while`` / ``for`` runs as Python runs it,
+        operation by operation, so the result is the plain function's bit for bit (the traced
+        program's ``lax.cond`` would be compiled, and XLA may fuse ``a * b + c`` in it into one
+        multiply-add). Under ``jit`` it traces the program that the other modes relax."""
+        leaves_with_path, in_tree = jax.tree_util.tree_flatten_with_path((args, kwargs))
+        leaves = [_input_leaf(path, leaf) for path, leaf in leaves_with_path]
+        a, k = jax.tree_util.tree_unflatten(in_tree, leaves)
+        fn = self._eager if _concrete(leaves) else self._fn
+        flat, out_tree = jax.tree_util.tree_flatten(fn(*a, **k))
+        outs = [check_traced_softness(_as_array(o), tau) for o in flat]
         return jax.tree_util.tree_unflatten(out_tree, outs)
 
     def explain(self, *args, **kwargs) -> Explanation:
@@ -114,6 +150,7 @@ def relax(
     tnorm: TNorm = "product",
     max_steps: int | None = None,
     convert: bool = True,
+    unroll: bool | None = None,
     on_unrelaxable: OnUnrelaxable = "error",
     debug: bool = False,
 ) -> Relaxed:
@@ -147,6 +184,12 @@ def relax(
             ``not``, ``a if c else b``) on traced values in ``fn`` and the functions it calls
             first (see "Python syntax" on the page "Relaxing a whole program"); ``False`` traces
             ``fn`` as it is.
+        unroll: how Python ``for`` loops over a static range (or an array's rows) are converted.
+            ``None`` (the default): loops of more than 4 iterations become one ``lax.scan``,
+            compiled once, where that is the same program (no ``break`` or ``return`` in it,
+            the same types in every iteration, the index used as an integer only), and the
+            others are unrolled; ``False``: every such loop of 2 or more iterations that can be
+            rolled is; ``True``: every loop is unrolled, as Python runs it.
         on_unrelaxable: what to do with a discontinuous operation on a value that depends on a
             floating-point input when relax has no soft rule for it (a float's bits read with
             ``lax.bitcast_convert_type``, ``nextafter``, ...): ``"error"`` (the default) raises a
@@ -192,5 +235,7 @@ def relax(
     for name, flag in (("convert", convert), ("debug", debug)):
         if not isinstance(flag, bool):
             raise TypeError(f"{name} must be True or False; got {flag!r}.")
+    if unroll is not None and not isinstance(unroll, bool):
+        raise TypeError(f"unroll must be None, True or False; got {unroll!r}.")
     options = Options(softness, kind, mode, tnorm, max_steps, on_unrelaxable, debug)
-    return Relaxed(fn, options, convert)
+    return Relaxed(fn, options, convert, unroll)

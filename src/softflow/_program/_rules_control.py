@@ -9,7 +9,7 @@ import jax.numpy as jnp
 from equinox.internal import unvmap_any
 from jax.extend.core import Jaxpr, JaxprEqn
 
-from .._branch import soft_select
+from .._branch import select_by_weights
 from .._loop import _soft_while, soft_while
 from . import _jaxpr
 from ._boundaries import (
@@ -114,9 +114,8 @@ def _cond_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
         )
     n = len(branches)
     cands = jnp.clip(categorical.cands, 0, n - 1) if n > 1 else categorical.cands * 0
-    weights = jnp.stack(
-        [jnp.sum(jnp.where(cands == j, categorical.probs, 0), axis=-1) for j in range(n)], axis=-1
-    )
+    # One weight array per branch, never sliced out of a stack (see _branch._blend_trees).
+    weights = [jnp.sum(jnp.where(cands == j, categorical.probs, 0), axis=-1) for j in range(n)]
     self.record(eqn, "sf.soft_if" if n == 2 else "sf.soft_switch")
     results = [branch() for branch in run]
     outs = []
@@ -124,25 +123,25 @@ def _cond_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
         values = [r[position] for r in results]
         if floating(out_aval):
             branch_values = [unwrap(v) for v in values]
-            blended = soft_select(weights, branch_values)
+            blended = select_by_weights(weights, branch_values)
             taken = _taken_branch(categorical, weights, n) if self.options.debug else None
             outs.append(Live(self.checked_blend(eqn, blended, branch_values, taken)))
         elif out_aval.dtype == jnp.bool_:
-            probs = [mean(v).astype(weights.dtype) for v in values]
-            outs.append(SoftBool(soft_select(weights, probs), None))
+            probs = [mean(v).astype(weights[0].dtype) for v in values]
+            outs.append(SoftBool(select_by_weights(weights, probs), None))
         elif any(is_soft(v) for v in values):
-            means = [mean(v).astype(weights.dtype) for v in values]
-            outs.append(Expected(soft_select(weights, means), None))
+            means = [mean(v).astype(weights[0].dtype) for v in values]
+            outs.append(Expected(select_by_weights(weights, means), None))
         else:
             stacked = jnp.stack([jnp.broadcast_to(unwrap(v), out_aval.shape) for v in values], -1)
-            outs.append(Categorical(stacked, weights, None))
+            outs.append(Categorical(stacked, jnp.stack(weights, -1), None))
     return outs
 
 
-def _taken_branch(index: Categorical, weights: jax.Array, n: int) -> jax.Array:
+def _taken_branch(index: Categorical, weights: list, n: int) -> jax.Array:
     """The branch the exact program takes (the most probable one when its index was lost)."""
     if index.hard is None:
-        return jnp.argmax(weights, axis=-1)
+        return jnp.argmax(jnp.stack(weights, axis=-1), axis=-1)
     return jnp.clip(jnp.asarray(index.hard(), jnp.int32), 0, n - 1)
 
 

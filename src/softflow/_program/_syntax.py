@@ -25,12 +25,16 @@ interpreter: conversion produces an ordinary JAX function.
 import ast
 import dis
 import functools
+import importlib.util
 import inspect
+import os
 import textwrap
 import types
 from collections.abc import Callable
 from typing import Any, cast
 
+import jax
+import jax.numpy as jnp
 from malt import operators as _malt_operators
 from malt.core import converter as _converter
 from malt.impl import api as _api
@@ -39,14 +43,42 @@ from ._errors import ConversionError
 from ._source import register_converted_lines
 from ._syntax_branches import FunctionScope, and_, if_exp, if_stmt, not_, or_
 from ._syntax_loops import TracedRange, for_stmt, while_stmt
-from ._syntax_state import BRANCHES, LOOPS, PROBING, traced
+from ._syntax_state import (
+    ACTIVE,
+    BRANCHES,
+    EAGER,
+    LOOPS,
+    PROBING,
+    UNROLL,
+    caller_line,
+    check_mutation,
+    traced,
+)
 
 # Modules whose functions are called as they are: they are JAX (or act on static values), and
 # softflow's own functions are already relaxed.
 _NOT_CONVERTED = ("jax", "jaxlib", "equinox", "optax", "numpy", "softflow", "malt", "builtins")
 
 
+def _library_dirs() -> tuple[str, ...]:
+    dirs = []
+    for name in _NOT_CONVERTED:
+        spec = importlib.util.find_spec(name) if name != "builtins" else None
+        dirs.extend(
+            os.path.realpath(d) + os.sep for d in (spec and spec.submodule_search_locations) or ()
+        )
+    return tuple(dirs)
+
+
+_LIBRARY_DIRS = _library_dirs()
+
+
 def _not_converted(fn) -> bool:
+    """Functions of the libraries in ``_NOT_CONVERTED``, by their module or, for a wrapper that
+    copied a user function's ``__module__`` (``jax.vmap(f)``), by the file of their code."""
+    code = getattr(fn, "__code__", None)
+    if code is not None and os.path.realpath(code.co_filename).startswith(_LIBRARY_DIRS):
+        return True
     module = getattr(inspect.getmodule(fn), "__name__", None) or getattr(fn, "__module__", None)
     if not isinstance(module, str):
         return False
@@ -57,11 +89,14 @@ def converted_call(f, args, kwargs, caller_fn_scope=None, options=None):
     """Call ``f``, converted first when it is a Python function of the user's."""
     del caller_fn_scope, options
     kwargs = kwargs or {}
+    check_mutation(f)
     if f is range and traced(args):
         return TracedRange(*args)
+    if f in _BUILTINS and traced((args, kwargs)):
+        return _BUILTINS[f](f, args, kwargs)
     target = f.func if isinstance(f, functools.partial) else f
     if _api.is_autograph_artifact(target) or _not_converted(target) or not _convertible(target):
-        return f(*args, **kwargs)
+        return _call_as_is(f, args, kwargs)
     if isinstance(f, functools.partial):
         return converted_call(f.func, (*f.args, *args), {**f.keywords, **kwargs})
     converted = convert(f)
@@ -70,16 +105,108 @@ def converted_call(f, args, kwargs, caller_fn_scope=None, options=None):
     outer = (LOOPS[:], BRANCHES[0], PROBING[0])
     LOOPS.clear()
     BRANCHES[0] = PROBING[0] = 0
+    key = getattr(f, "__func__", f)
+    ACTIVE.append(key)
     try:
         return converted(*args, **kwargs)
+    except RecursionError:
+        if ACTIVE.count(key) > 1:
+            raise  # not the outermost call of the recursion: unwind to it
+        code = getattr(key, "__code__", None)
+        defined = f" ({code.co_filename}:{code.co_firstlineno})" if code else ""
+        raise ConversionError(
+            f"sf.relax: {getattr(f, '__qualname__', f)}{defined} calls itself without end: "
+            "recursion is traced, and a recursion that stops on a traced "
+            "condition never stops (both sides of a soft if run). Write it as a while loop; "
+            "recursion that stops on Python values (a depth argument) is fine."
+        ) from None
     finally:
+        ACTIVE.pop()
         LOOPS[:] = outer[0]
         BRANCHES[0], PROBING[0] = outer[1], outer[2]
+
+
+def _call_as_is(f, args, kwargs):
+    """``f(*args, **kwargs)``; a JAX error about a traced value used as a Python value, raised
+    inside a function that is not converted (one wrapped by ``jax.vmap``, ``jax.grad``, ...),
+    names the user's line."""
+    try:
+        return f(*args, **kwargs)
+    except (jax.errors.ConcretizationTypeError, jax.errors.TracerBoolConversionError) as error:
+        if not _wraps_user_code(f):
+            raise
+        name = getattr(f, "__qualname__", repr(f))
+        raise ConversionError(
+            f"sf.relax: {name}, called at {caller_line()}, is wrapped by a JAX transformation "
+            "(jax.vmap, jax.grad, jax.jit, ...), so its Python control flow is not converted, "
+            "and it used a traced value as a Python value. Write that part with jnp.where / "
+            f"lax.cond, or apply the transformation outside the relaxed function. ({error})"
+        ) from None
+
+
+def _wraps_user_code(f) -> bool:
+    inner = inspect.unwrap(f)
+    inner = inner.func if isinstance(inner, functools.partial) else inner
+    return inner is not f and not _not_converted(inner)
 
 
 def call_converted(fn: Callable, *args, **kwargs):
     """``fn(*args, **kwargs)`` with ``fn`` (and what it calls) converted from Python syntax."""
     return converted_call(fn, args, kwargs)
+
+
+def call_converted_with(fn: Callable, unroll: bool | None, eager: bool, *args, **kwargs):
+    """:func:`call_converted` with ``relax``'s ``unroll`` policy for Python ``for`` loops;
+    ``eager``: on concrete arguments outside any trace, where Python's control flow runs as
+    Python (and loops are not rolled)."""
+    outer = UNROLL[0], EAGER[0]
+    UNROLL[0], EAGER[0] = (True, True) if eager else (unroll, False)
+    try:
+        return converted_call(fn, args, kwargs)
+    finally:
+        UNROLL[0], EAGER[0] = outer
+
+
+# ----------------------------------------------------------------------------------------------
+# Builtins on traced values
+
+
+def _fold(choose: Callable) -> Callable:
+    """``max`` / ``min`` on traced values, with Python's semantics: the first of the extreme
+    items wins; NaN, -0.0 and ties are kept where Python keeps them (``max(a, b)`` is ``b if b >
+    a else a``), as a ``jnp.where`` of a comparison, which relax relaxes."""
+
+    def fold(f, args, kwargs):
+        if kwargs or not args:
+            return f(*args, **kwargs)  # key= / default=: Python's own (an error if traced)
+        items = list(args[0]) if len(args) == 1 else list(args)
+        if not items:
+            return f(*args)
+        best = items[0]
+        for item in items[1:]:
+            best = jnp.where(choose(jnp.asarray(item), jnp.asarray(best)), item, best)
+        return best
+
+    return fold
+
+
+def _python_number(f, args, kwargs):
+    raise ConversionError(
+        f"sf.relax: {f.__name__}() of a traced value at {caller_line()}: a relaxed function is "
+        "traced, so its values are not Python numbers. Keep it an array: x.astype(int) or "
+        "jnp.floor(x).astype(int) for int(), x.astype(float) for float(), x > 0 (a truth "
+        "value) for bool(), jnp.round(x) for round()."
+    )
+
+
+_BUILTINS: dict[Any, Callable] = {
+    max: _fold(lambda item, best: item > best),
+    min: _fold(lambda item, best: item < best),
+    int: _python_number,
+    float: _python_number,
+    bool: _python_number,
+    round: _python_number,
+}
 
 
 def _convertible(fn) -> bool:
@@ -134,13 +261,21 @@ _BRANCHING = (ast.If, ast.While, ast.For, ast.IfExp, ast.BoolOp)
 
 
 def _check_supported(fn: Callable, code: types.CodeType) -> None:
-    """Refuse control flow inside ``try``: a soft branch runs both of its sides, so an exception
-    raised on one side would be handled for the blend of both."""
+    """Refuse control flow inside ``try`` (a soft branch runs both of its sides, so an exception
+    raised on one side would be handled for the blend of both) and assignments to globals."""
     try:
         tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
     except (OSError, TypeError, SyntaxError):  # no parsable source: malt reports it
         return
     for node in ast.walk(tree):
+        if isinstance(node, ast.Global):
+            line = code.co_firstlineno + node.lineno - 1
+            raise ConversionError(
+                f"sf.relax: {getattr(fn, '__qualname__', fn)} assigns the global variable(s) "
+                f"{', '.join(node.names)} at {code.co_filename}:{line}: a relaxed function is "
+                "traced, and a traced value stored in a global escapes the trace (JAX's "
+                "UnexpectedTracerError later). Return the value instead."
+            )
         if isinstance(node, ast.Try | ast.TryStar) and any(
             isinstance(inner, _BRANCHING) for part in node.body for inner in ast.walk(part)
         ):

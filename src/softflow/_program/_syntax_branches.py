@@ -22,6 +22,7 @@ from ._syntax_state import (
     InBranch,
     Loop,
     Merge,
+    SideEffects,
     abstract_state,
     caller_line,
     condition_of,
@@ -42,6 +43,11 @@ def if_stmt(cond, body, orelse, get_state, set_state, symbol_names, nouts):
         return body() if cond else orelse()
     where = caller_line()
     pred = condition_of(cond, "if statement")
+    with SideEffects([body, orelse], "if statement", where):
+        _traced_if(pred, body, orelse, get_state, set_state, symbol_names, where)
+
+
+def _traced_if(pred, body, orelse, get_state, set_state, symbol_names, where) -> None:
     init = tuple(get_state())
     # A break exits a loop; a return exits the function, except inside a branch of a soft if
     # (there, returns on every path are blended as nested conds).

@@ -1,6 +1,7 @@
 """Loops in converted Python code: ``while`` and ``for``, with ``break`` on traced conditions.
 
-A ``for`` over a static iterable is unrolled; over a range with a traced bound it is a
+A ``for`` over a static range or an array is a ``lax.scan`` where that is the same program (see
+``_syntax_rolling``), else unrolled; over a range with a traced bound it is a
 ``lax.fori_loop``; a ``while`` on a traced test is a ``lax.while_loop``. A ``break`` on a traced
 condition is an exit of the loop: the body ends in :func:`softflow_loop_exits
 <._markers.softflow_loop_exits>`, which relax turns into the mixture over the iteration and the
@@ -15,9 +16,12 @@ import jax.numpy as jnp
 
 from ._errors import ConversionError
 from ._markers import loop_exits
+from ._syntax_rolling import rolled_for
 from ._syntax_state import (
+    EAGER,
     Loop,
     Merge,
+    SideEffects,
     abstract_state,
     caller_line,
     condition_of,
@@ -48,6 +52,11 @@ def while_stmt(test, body, get_state, set_state, symbol_names, opts):
         with Loop("while", get_state):
             body()
     where = caller_line()
+    with SideEffects([test, body], "while loop", where):
+        _traced_while(test, body, get_state, set_state, symbol_names, where)
+
+
+def _traced_while(test, body, get_state, set_state, symbol_names, where) -> None:
     if any(n.startswith("do_return") for n in symbol_names):
         raise ConversionError(
             f"sf.relax: the while loop at {where} has a return on a traced condition; this is not "
@@ -112,7 +121,8 @@ def _breaks_softly(body: Callable, get_state: Callable, set_state: Callable) -> 
             body()
         found.append(bool(loop.exits))
 
-    jax.eval_shape(run)
+    with SideEffects([body], "while loop", caller_line(), mode="undo"):
+        jax.eval_shape(run)
     set_state(before)
     return found[0]
 
@@ -152,6 +162,9 @@ def _body_exits(merge: "Merge", final: tuple, exits: list, counters: tuple = ())
 def _probe(test: Callable):
     """``test()`` when it is a static value, ``None`` when it is traced; evaluated abstractly,
     so that a traced test leaves no equations behind."""
+    if EAGER[0]:
+        value = test()
+        return None if traced(value) else value
     static = []
 
     def run():
@@ -166,8 +179,10 @@ def _probe(test: Callable):
 
 
 def for_stmt(iter_, extra_test, body, get_state, set_state, symbol_names, opts):
-    r"""``for x in iter_: body(x)``, unrolled: the iterable is static (a range of Python ints, a
-    list, the leading axis of an array).
+    r"""``for x in iter_: body(x)``: over a range with a traced bound a ``lax.fori_loop``; over a
+    static range or an array's leading axis a ``lax.scan`` where that is the same program (see
+    ``_syntax_rolling``); otherwise (a Python list or tuple, a short loop, a body that needs a
+    static index, a ``break`` or ``return``) unrolled, as Python runs it.
 
     A ``break`` on a traced condition :math:`c_k` (in iteration :math:`k`, in the world where the
     loop still runs) is the mixture over the iteration at which the loop stops, as in
@@ -179,12 +194,8 @@ def for_stmt(iter_, extra_test, body, get_state, set_state, symbol_names, opts):
     del opts
     if isinstance(iter_, TracedRange):
         return _fori_loop(iter_, extra_test, body, get_state, set_state, symbol_names)
-    if traced(iter_) and not isinstance(iter_, jax.Array):
-        raise ConversionError(
-            f"sf.relax: the for loop at {caller_line()} iterates over a traced-length sequence; "
-            "Python loops are unrolled, so their length must be static. Use lax.fori_loop or "
-            "sf.soft_fori_loop."
-        )
+    if rolled_for(iter_, extra_test, body, get_state, set_state, symbol_names):
+        return
     with Loop("for", get_state) as loop:
         for item in iter_:
             if extra_test is not None and not extra_test():
@@ -231,6 +242,11 @@ def _fori_loop(iter_: TracedRange, extra_test, body, get_state, set_state, symbo
     with a ``break``, a ``lax.while_loop`` over the index and the state whose body ends in
     :func:`._markers.loop_exits` (see :func:`while_stmt`)."""
     where = caller_line()
+    with SideEffects([body], "for loop", where):
+        _traced_fori_loop(iter_, extra_test, body, get_state, set_state, symbol_names, where)
+
+
+def _traced_fori_loop(iter_, extra_test, body, get_state, set_state, symbol_names, where):
     init = loop_state(
         get_state,
         symbol_names,

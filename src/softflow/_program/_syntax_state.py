@@ -7,9 +7,14 @@ values (Python numbers, flags, shapes) stay Python values; traced ones go throug
 control-flow primitive.
 """
 
+import collections
+import copy
 import inspect
+import linecache
+import re
+import types
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
@@ -30,6 +35,12 @@ def caller_line() -> str:
             return where
         frame = frame.f_back
     return "an unknown line"
+
+
+def caller_source(where: str) -> str:
+    """The text of the user's line ``where`` (``file:line (function)``), or ``""``."""
+    match = re.fullmatch(r"(.*):(\d+) \(.*\)", where)
+    return linecache.getline(match[1], int(match[2])).strip() if match else ""
 
 
 def traced(value) -> bool:
@@ -187,6 +198,154 @@ class InBranch:
         BRANCHES[0] -= 1
 
 
+# ----------------------------------------------------------------------------------------------
+# Python containers changed where a traced construct runs its blocks
+
+
+_CONTAINERS = (list, dict, set, collections.deque, bytearray)
+_MUTATORS = frozenset(
+    {
+        *("append", "appendleft", "extend", "extendleft", "insert", "pop", "popleft", "popitem"),
+        *("remove", "discard", "add", "clear", "update", "setdefault", "sort", "reverse"),
+        *("rotate", "intersection_update", "difference_update", "symmetric_difference_update"),
+        *("__setitem__", "__delitem__", "__iadd__", "__imul__", "__ior__"),
+    }
+)
+
+
+def _structure(container) -> Any:
+    """What changes when an element is added or removed (not when one is replaced, which the
+    converter tracks as a variable of its own, ``out[0]``)."""
+    return frozenset(container) if isinstance(container, dict) else len(container)
+
+
+def _restore(container, saved) -> None:
+    if isinstance(container, dict | set):
+        container.clear()
+        container.update(saved)
+    elif isinstance(container, collections.deque):
+        container.clear()
+        container.extend(saved)
+    else:
+        container[:] = saved
+
+
+class SideEffects:
+    """Watches the Python containers (lists, dicts, sets) that the blocks of a construct reach
+    from outside while the construct runs them on traced values.
+
+    A soft ``if`` traces both of its sides and a soft loop one step for all of them: a list
+    appended to there would grow by what every side appends, traced values would escape, and its
+    length cannot depend on a relaxed condition anyway. ``mode`` says what a change is:
+    ``"refuse"`` a :class:`ConversionError` naming the container and the line; ``"unroll"`` (a
+    loop being probed for rolling) ``on_change`` is called; ``"undo"`` (a block run abstractly
+    and then for real) the containers are put back as they were.
+    """
+
+    def __init__(
+        self,
+        blocks: Sequence[Callable],
+        what: str,
+        where: str,
+        mode: Literal["refuse", "unroll", "undo"] = "refuse",
+        on_change: Callable[[str, str], None] | None = None,
+    ):
+        self.what, self.where, self.mode, self.on_change = what, where, mode, on_change
+        self.names: dict[int, str] = {}
+        self.saved: dict[int, tuple[Any, Any, Any]] = {}
+        for block in blocks:
+            _reachable(block, self.names, self.saved, depth=0)
+
+    def __enter__(self):
+        GUARDS.append(self)
+        return self
+
+    def __exit__(self, kind, *exc):
+        GUARDS.pop()
+        changed = [i for i, (c, s, _) in self.saved.items() if _structure(c) != s]
+        for i in changed:
+            container, _, saved = self.saved[i]
+            if self.mode != "refuse":
+                _restore(container, saved)
+        if changed and kind is None and self.mode != "undo":
+            self.changed(changed[0], "", self.where)
+
+    def changed(self, key: int, method: str, line: str) -> None:
+        name = self.names[key]
+        if self.mode == "unroll":
+            assert self.on_change is not None
+            self.on_change(name, line)
+            return
+        shown = f"`{name}.{method}(...)` at {line}" if method else f"`{name}`"
+        raise ConversionError(
+            f"sf.relax: the Python {type(self.saved[key][0]).__name__} {shown} is changed inside "
+            f"the {self.what} at {self.where}, which runs on a traced condition: both sides of "
+            "a soft branch (every step of a soft loop) run and are blended, so a Python "
+            "container whose length depends on a relaxed condition cannot be relaxed. Give it a "
+            "fixed length: append in every case and choose the value with jnp.where, or write "
+            "into a preallocated array with x.at[i].set(...)."
+        )
+
+
+def _reachable(value, names: dict, saved: dict, depth: int, name: str = "") -> None:
+    """Record the containers reachable from a block: its closure, the globals it names, and the
+    containers and closures inside those (a few levels deep)."""
+    if depth > 3:
+        return
+    if isinstance(value, _CONTAINERS):
+        if id(value) in saved:
+            return
+        names[id(value)] = name
+        saved[id(value)] = (value, _structure(value), copy.copy(value))
+        items = value.values() if isinstance(value, dict) else value
+        if isinstance(value, list | dict | collections.deque):
+            for k, item in enumerate(items):
+                _reachable(item, names, saved, depth + 1, f"{name}[{k}]")
+    elif isinstance(value, tuple):
+        for k, item in enumerate(value):
+            _reachable(item, names, saved, depth + 1, f"{name}[{k}]")
+    elif isinstance(value, types.FunctionType):
+        code = value.__code__
+        for cell_name, cell in zip(code.co_freevars, value.__closure__ or (), strict=True):
+            try:
+                contents = cell.cell_contents
+            except ValueError:  # not assigned yet
+                continue
+            _reachable(contents, names, saved, depth + 1, cell_name)
+        for global_name in _global_names(code):
+            if global_name in value.__globals__:
+                _reachable(value.__globals__[global_name], names, saved, depth + 1, global_name)
+
+
+def _global_names(code: types.CodeType) -> set[str]:
+    found = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            found |= _global_names(const)
+    return found
+
+
+def check_mutation(method) -> None:
+    """Called before a converted call: refuse (or report) ``method`` when it changes a container
+    watched by an enclosing :class:`SideEffects`."""
+    container = getattr(method, "__self__", None)
+    if not isinstance(container, _CONTAINERS) or getattr(method, "__name__", "") not in _MUTATORS:
+        return
+    for guard in reversed(GUARDS):
+        if id(container) in guard.saved and guard.mode != "undo":
+            guard.changed(id(container), method.__name__, caller_line())
+            return
+
+
+GUARDS: list[SideEffects] = []
+ACTIVE: list[Any] = []  # the user's functions being called, outermost first (for recursion)
+# True: Python for loops stay unrolled; False: rolled wherever that is the same program; None:
+# rolled when longer than _syntax_rolling.SHORT_LOOP (relax's ``unroll`` option).
+UNROLL: list[bool | None] = [None]
+# True while a function runs on concrete arguments outside any trace (relax's hard mode): every
+# value is concrete, so loop tests and breaks are Python's, evaluated as they are (evaluated
+# abstractly, JAX would stage them as traced values).
+EAGER = [False]
 LOOPS: list[Loop] = []
 BRANCHES = [0]
 PROBING = [0]  # > 0 while _soft_exit traces the sides of an if to find which one exits

@@ -1,0 +1,309 @@
+"""Rolling a Python ``for`` loop over a static range (or an array's leading axis) into one
+``lax.scan``, when that runs the same program as unrolling it.
+
+Unrolled, an n-step loop is n copies of its body, and with soft branches in it the reverse-mode
+program XLA compiles grows faster than n. Rolled, the body is compiled once. A loop is rolled
+only when the rolled program computes what the unrolled one does, bit for bit in hard mode:
+
+* there is no ``break`` and no ``return`` in it (their exits are built by unrolling);
+* it has more than :data:`SHORT_LOOP` iterations (or ``relax(unroll=False)``) and
+  ``relax(unroll=True)`` was not asked for;
+* its state has one type from one iteration to the next: the same static Python values, arrays
+  of one shape and dtype, none of them a constant (relax computes with constants exactly, and a
+  carried value is relaxed from the first iteration on). Up to two first iterations run as
+  Python while this settles (``s = 0.0`` before the loop is a Python float, an array computed
+  from the inputs after one iteration); a Python counter that changes in every iteration, or a
+  list appended to, needs unrolling. (A constant made by JAX operations before the loop, such as
+  ``jnp.zeros(3)``, is a traced value here and is carried: a condition on it alone in the first
+  iteration is then relaxed where unrolled it would be exact. ``unroll=True`` keeps it exact.);
+* the index (a Python ``int`` unrolled, a traced ``int32`` rolled) is used as an integer only:
+  indexing, integer arithmetic, comparisons, and turned into a float only where it meets a float
+  array (``x * (i + 1)``, as Python's ``int`` would). ``i * 0.1`` is float64 arithmetic in Python
+  but float32 arithmetic traced, ``x ** i`` repeated multiplication unrolled but ``pow`` rolled:
+  such a body is unrolled. So is one that cannot run on a traced index at all (``weights[i]`` on a
+  Python list, ``range(i)``, ``float(i)``): it fails while it is probed.
+"""
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.extend.core import Jaxpr, Literal
+
+from . import _jaxpr
+from ._syntax_state import (
+    UNROLL,
+    Loop,
+    SideEffects,
+    caller_line,
+    is_static,
+    is_undefined,
+    same_value,
+)
+
+#: Loops of at most this many iterations stay unrolled unless ``relax(unroll=False)``: they are
+#: cheap to compile, and run faster unrolled.
+SHORT_LOOP = 4
+
+_INT32 = np.iinfo(np.int32)
+
+
+class _Unroll(Exception):
+    """The loop cannot be rolled; raised while probing its body."""
+
+
+class _Settling(_Unroll):
+    """The loop's state changes type in this iteration (a Python number that becomes an array,
+    an array that gets its final shape): run it as Python, then try rolling the rest."""
+
+
+#: How many first iterations may run as Python until the types of the state settle.
+_PEELED = 2
+
+
+def _unroll(name: str, where: str) -> None:
+    raise _Unroll(f"the container {name} is changed at {where}")
+
+
+def rolled_for(iter_, extra_test, body: Callable, get_state, set_state, symbol_names) -> bool:
+    """Run ``for item in iter_: body(item)``, its loop rolled into one ``lax.scan`` where that
+    is the same program (after up to two first iterations run as Python, while the state's
+    types settle), and return True; return False, having changed nothing, when the whole loop
+    must be unrolled."""
+    policy = UNROLL[0]
+    if policy is True or extra_test is not None:
+        return False
+    if any(n == "do_return" or n.startswith("break_") for n in symbol_names):
+        return False
+    if isinstance(iter_, range):
+        if len(iter_) and not all(_INT32.min <= v <= _INT32.max for v in (iter_[0], iter_[-1])):
+            return False
+    elif not (isinstance(iter_, jax.Array) and iter_.ndim >= 1):
+        return False
+    shortest = 1 if policy is False else SHORT_LOOP
+    where = caller_line()
+    for done in range(_PEELED + 1):
+        rest = iter_[done:]
+        if len(rest) <= shortest:
+            break
+        try:
+            _roll(rest, body, get_state, set_state, where)
+            return True
+        except _Settling:
+            if done == _PEELED:
+                break
+        except Exception:  # what a traced index cannot do: unroll (which raises the real errors)
+            break
+        with Loop("for", get_state):  # this iteration as Python
+            body(rest[0])
+    if done == 0:
+        return False
+    with Loop("for", get_state):
+        for item in iter_[done:]:
+            body(item)
+    return True
+
+
+def _roll(iter_, body: Callable, get_state, set_state, where: str) -> None:
+    """The loop as one ``lax.scan``; _Unroll (the state as before) where it cannot be."""
+    xs = np.asarray(iter_, np.int32) if isinstance(iter_, range) else iter_
+    init = tuple(get_state())
+    try:
+        with SideEffects([body], "for loop", where, mode="unroll", on_change=_unroll):
+            carried, carry_init, iterate = _probe(
+                xs, isinstance(iter_, range), body, get_state, set_state, init
+            )
+
+            def step(carry, item):
+                state = list(init)
+                for k, value in zip(carried, carry, strict=True):
+                    state[k] = value
+                set_state(tuple(state))
+                with Loop("rolled", get_state):
+                    body(item)
+                after = tuple(get_state())
+                return [after[k] for k in carried], None
+
+            with jax.named_scope(f"for_at_{where}"):
+                carry, _ = jax.lax.scan(step, carry_init, xs)
+    except Exception:
+        set_state(init)
+        raise
+    final = list(init)
+    for k, value in zip(carried, carry, strict=True):
+        final[k] = value
+    for k in iterate:  # Python's loop variable keeps the last item
+        final[k] = iter_[-1]
+    set_state(tuple(final))
+
+
+def _probe(xs, is_index: bool, body: Callable, get_state, set_state, init: tuple):
+    """Trace one pass of the body on a traced item. Returns the positions of the variables the
+    scan carries, their initial arrays, and the positions that hold the item itself (Python's
+    loop variable, live after the loop)."""
+    arrays_at = [k for k, v in enumerate(init) if not (is_static(v) or is_undefined(v))]
+    after: list = []
+    iterate: list[int] = []
+    outputs: list[int] = []  # the state positions of the probe's outputs after the item
+
+    def one_pass(item, *arrays):
+        state = list(init)
+        for k, value in zip(arrays_at, arrays, strict=True):
+            state[k] = value
+        set_state(tuple(state))
+        with Loop("rolled", get_state):
+            body(item)
+        after[:] = get_state()
+        iterate[:] = [k for k, v in enumerate(after) if v is item]
+        outputs[:] = [k for k, v in enumerate(after) if not (is_static(v) or is_undefined(v))]
+        return [item, *(after[k] for k in outputs)]
+
+    item_type = jax.ShapeDtypeStruct(xs.shape[1:], xs.dtype)
+    try:
+        closed = jax.make_jaxpr(one_pass)(item_type, *(init[k] for k in arrays_at))
+    finally:
+        set_state(init)
+    avals = dict(zip(outputs, closed.out_avals[1:], strict=True))
+    carried, carry_init = [], []
+    for k, (before, now) in enumerate(zip(init, after, strict=True)):
+        if k in iterate:
+            continue
+        if k not in avals:
+            if is_undefined(before) and is_undefined(now):
+                continue
+            if is_undefined(before) != is_undefined(now) or not same_value(before, now):
+                raise _Settling("a Python value changes from one iteration to the next")
+            continue
+        if not (is_undefined(before) or isinstance(before, jax.core.Tracer)):
+            # A constant before the loop: unrolled, the first iteration computes with it exactly
+            # (relax keeps what depends on no input exact); carried, it would be relaxed.
+            raise _Settling("a variable is a constant before the loop")
+        carried.append(k)
+        carry_init.append(_carry_init(before, avals[k]))
+    allowed = [1 + outputs.index(k) for k in iterate]
+    if is_index and not _index_used_exactly(closed.jaxpr, allowed):
+        raise _Unroll("the index is used as a float, or carried out of the body")
+    return carried, carry_init, iterate
+
+
+def _carry_init(value, aval) -> jax.Array:
+    """``value`` (the variable before the loop) as the scan's initial carry of type ``aval`` (its
+    type after one pass); _Unroll where that conversion would change the program."""
+    if is_undefined(value):  # assigned in the body before it is read: any value of its type
+        value = jnp.zeros(aval.shape, aval.dtype) if not aval.weak_type else aval.dtype.type(0)
+    array = jnp.asarray(value)
+    if array.shape != aval.shape:
+        raise _Settling("a variable changes shape in the loop")
+    if aval.weak_type:
+        if array.dtype != aval.dtype or not array.weak_type:
+            raise _Settling("a weakly typed variable would change type")
+        return array
+    if jnp.result_type(array.dtype, aval.dtype) != aval.dtype:
+        raise _Settling("a variable changes dtype in the loop")
+    return jnp.asarray(array, aval.dtype)
+
+
+# ----------------------------------------------------------------------------------------------
+# Is the index used as a Python int would be?
+
+_MEETS_ARRAY = ("mul", "add", "sub", "div", "max", "min")
+# Operations whose float results an integer index only selects: the same numbers either way.
+_INDEXING = (
+    "dynamic_slice",
+    "dynamic_update_slice",
+    "gather",
+    "select_n",
+    "scatter",
+    "scatter-add",
+)
+
+
+def _index_used_exactly(jaxpr: Jaxpr, allowed_outputs) -> bool:
+    """Whether the jaxpr's first input, the loop index, computes the same numbers as a Python
+    ``int`` would: it flows through integer and boolean operations and indexing, and is turned
+    into a float only to meet a float array at once. Only ``allowed_outputs`` (the loop variable
+    itself) may carry it out of the body."""
+    tainted, converted = {jaxpr.invars[0]}, set()
+    if not _walk(jaxpr, tainted, converted):
+        return False
+    return not any(
+        position not in allowed_outputs
+        and not isinstance(var, Literal)
+        and (var in tainted or var in converted)
+        for position, var in enumerate(jaxpr.outvars)
+        if position > 0
+    )
+
+
+def _walk(jaxpr: Jaxpr, tainted: set, converted: set) -> bool:
+    """Follow the index through ``jaxpr``: ``tainted`` holds the integers and truth values that
+    depend on it, ``converted`` those turned into floats; False at a use that Python's int would
+    compute differently."""
+    for eqn in jaxpr.eqns:
+        ins = [v for v in eqn.invars if not isinstance(v, Literal)]
+        if any(v in converted for v in ins):
+            if not _meets_array(eqn, tainted, converted):
+                return False
+            continue
+        if not any(v in tainted for v in ins):
+            continue
+        if eqn.primitive.name == "convert_element_type" and _floating(eqn.outvars[0]):
+            if eqn.outvars[0].aval.weak_type:
+                return False  # i * 0.1: float64 arithmetic in Python
+            converted.add(eqn.outvars[0])
+            continue
+        inners = _inner(eqn)
+        if inners is None:  # also loops: their float results are refused, integers followed
+            if any(_floating(out) for out in eqn.outvars) and eqn.primitive.name not in _INDEXING:
+                return False  # pow(x, i): x ** 3 unrolled is a product, not pow
+            tainted.update(out for out in eqn.outvars if not _floating(out))
+            continue
+        if eqn.primitive.name == "cond" and eqn.invars[0] in tainted:
+            tainted.update(out for out in eqn.outvars if not _floating(out))
+        for inner, operands in inners:
+            inner_tainted = {
+                iv for iv, ov in zip(inner.invars, operands, strict=True) if ov in tainted
+            }
+            inner_converted: set = set()
+            if not _walk(inner, inner_tainted, inner_converted):
+                return False
+            for inner_out, out in zip(inner.outvars, eqn.outvars, strict=True):
+                if inner_out in inner_converted:
+                    return False
+                if inner_out in inner_tainted:
+                    tainted.add(out)
+    return True
+
+
+def _floating(var) -> bool:
+    return jnp.issubdtype(var.aval.dtype, jnp.inexact)
+
+
+def _meets_array(eqn, tainted: set, converted: set) -> bool:
+    """A converted index meets, in one arithmetic operation, a float array that is neither a
+    literal nor weakly typed nor derived from the index: Python's int would be converted the
+    same way there."""
+    if eqn.primitive.name not in _MEETS_ARRAY or len(eqn.invars) != 2:
+        return False
+    others = [v for v in eqn.invars if isinstance(v, Literal) or v not in converted]
+    if len(others) != 1 or isinstance(others[0], Literal):
+        return False
+    other = others[0]
+    return _floating(other) and not other.aval.weak_type and other not in tainted
+
+
+def _inner(eqn) -> list[tuple[Jaxpr, list]] | None:
+    """The inner jaxprs of ``eqn`` with the operands they take, for calls, custom derivatives,
+    ``checkpoint`` and the branches of ``cond``; None for other equations."""
+    name = eqn.primitive.name
+    if _jaxpr.is_call(eqn):
+        return [(_jaxpr.call_body(eqn).jaxpr, list(eqn.invars))]
+    if name in ("custom_jvp_call", "custom_vjp_call", "custom_vjp_call_jaxpr"):
+        body = _jaxpr.custom_body(eqn).jaxpr
+        return [(body, list(eqn.invars))] if len(body.invars) == len(eqn.invars) else None
+    if name in ("remat2", "checkpoint"):
+        return [(_jaxpr.remat(eqn).body, list(eqn.invars))]
+    if name == "cond":
+        return [(b.jaxpr, list(eqn.invars[1:])) for b in _jaxpr.cond_branches(eqn)]
+    return None

@@ -1,0 +1,354 @@
+"""sf.relax on the Python idioms of numerical code: builtins on arrays, lists, loops over parameter
+lists, helpers wrapped by JAX transformations, constant outputs, and the constructs that cannot be
+relaxed (each refused with a ConversionError naming the construct and the user's line)."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import softflow as sf
+from softflow import ConversionError
+
+TAU = 0.3
+
+# ---------------------------------------------------------------------------------- builtins
+
+
+def clipped_gap(x, a):
+    return max(x, 0.0) + min(a, x, 1.5) + abs(x - a)
+
+
+def test_builtin_max_min_are_soft_selections(x64):
+    """max / min on traced values are Python's own fold (b if b > a else a), relaxed."""
+    x, a = jnp.float64(-0.2), jnp.float64(0.9)
+    soft = sf.relax(clipped_gap, softness=TAU)
+
+    def by_hand(x, a):
+        gt = functools.partial(sf.greater, softness=TAU)
+        high = sf.soft_where(gt(0.0, x), 0.0, x)  # max(x, 0.0): 0.0 if 0.0 > x else x
+        low = sf.soft_where(gt(a, x), x, a)  # min(a, x): x if x < a else a
+        low = sf.soft_where(gt(low, 1.5), 1.5, low)  # then 1.5 if 1.5 < low
+        return high + low + jnp.abs(x - a)
+
+    np.testing.assert_allclose(soft(x, a), by_hand(x, a), rtol=1e-13)
+    g = jax.grad(soft, argnums=(0, 1))(x, a)
+    h = 1e-6
+    fd = [(soft(x + h, a) - soft(x - h, a)) / (2 * h), (soft(x, a + h) - soft(x, a - h)) / (2 * h)]
+    np.testing.assert_allclose(g, fd, rtol=1e-6)
+
+
+def test_builtin_max_min_hard_mode_is_python_bit_for_bit():
+    """Under jit (traced) hard mode equals Python's max / min on concrete values, with Python's
+    answers for NaN, -0.0 and ties (the first extreme item wins)."""
+    hard = jax.jit(sf.relax(clipped_gap, mode="hard"))
+    values = [np.nan, -0.0, 0.0, 1.5, -1.0, 2.0, np.inf, -np.inf]
+    for x in values:
+        for a in values:
+            expected = clipped_gap(jnp.float32(x), jnp.float32(a))
+            np.testing.assert_array_equal(hard(jnp.float32(x), jnp.float32(a)), expected)
+    # max of a -0.0 and a 0.0 keeps the first, as Python does
+    first = jax.jit(sf.relax(lambda x, y: max(x, y), mode="hard"))(jnp.float32(-0.0), 0.0)
+    assert np.signbit(first)
+
+
+def test_builtin_max_over_an_array_and_with_key():
+    x = jnp.array([0.5, 3.0, -1.0])
+    assert float(jax.jit(sf.relax(lambda v: max(v), mode="hard"))(x)) == 3.0
+    soft = float(sf.relax(lambda v: max(v), softness=0.01)(x))
+    assert abs(soft - 3.0) < 1e-6
+    with pytest.raises(jax.errors.TracerBoolConversionError):
+        sf.relax(lambda v: max(v, key=lambda t: -t))(x)  # key=: Python's own, not converted
+
+
+@pytest.mark.parametrize("name", ["int", "float", "bool", "round"])
+def test_python_numbers_of_traced_values_are_refused(name):
+    convert = {"int": int, "float": float, "bool": bool, "round": round}[name]
+
+    def f(x):
+        return x * convert(x)
+
+    with pytest.raises(
+        ConversionError, match=rf"{name}\(\) of a traced value at .*test_syntax_idioms"
+    ):
+        sf.relax(f)(1.5)
+    assert float(sf.relax(f, mode="hard")(1.5)) == float(f(jnp.float32(1.5)))  # eager: Python
+
+
+# ----------------------------------------------------------------------- lists and containers
+
+
+def appended_in_soft_while(x):
+    out = []
+    while x > 1:
+        out.append(x)
+        x = x / 2
+    return jnp.stack(out)
+
+
+def appended_in_soft_if(x):
+    out = [x]
+    if x > 1:
+        out.append(x * 2)
+    return sum(out)
+
+
+def extended_by_iadd(x):
+    out = [x]
+    if x > 1:
+        out += [x * 2]
+    return sum(out)
+
+
+@pytest.mark.parametrize(
+    ("fn", "shown"),
+    [
+        (appended_in_soft_while, r"list `out.append\(...\)` at .*:\d+ \(appended_in_soft_while\)"),
+        (appended_in_soft_if, r"list `out.append\(...\)` at .*:\d+ \(appended_in_soft_if\)"),
+        (extended_by_iadd, r"list `out` is changed inside the if statement at .*:\d+"),
+    ],
+)
+def test_lists_grown_under_a_soft_condition_are_refused(fn, shown):
+    with pytest.raises(ConversionError, match=shown):
+        sf.relax(fn, max_steps=8)(jnp.float32(10.0))
+    with pytest.raises(ConversionError, match=shown):
+        sf.relax(fn, max_steps=8, mode="straight_through")(jnp.float32(10.0))
+    # hard mode on concrete arguments is the Python function itself
+    np.testing.assert_array_equal(
+        sf.relax(fn, mode="hard")(jnp.float32(10.0)), fn(jnp.float32(10.0))
+    )
+
+
+def fixed_length_lists(x, flag=True):
+    """Appended in every iteration of a static loop, under static conditions only: fine."""
+    out = []
+    for i in range(3):
+        y = x * (i + 1)
+        if y > 1:  # soft, but the list is not touched there
+            y = y - 1
+        if flag:
+            out.append(y)
+    history = [x, x]
+    history[0] = history[0] * 2  # an element replaced, not added: the length stays
+    if x > 0:
+        history[1] = -x
+    return jnp.stack(out).sum() + history[0] + history[1]
+
+
+def test_fixed_length_lists_keep_working(x64):
+    x = jnp.float64(0.7)
+    soft = sf.relax(fixed_length_lists, softness=TAU)
+
+    def by_hand(x):
+        gt = functools.partial(sf.greater, softness=TAU)
+        total = 0.0
+        for i in range(3):
+            y = x * (i + 1)
+            total = total + sf.soft_where(gt(y, 1), y - 1, y)
+        return total + 2 * x + sf.soft_where(gt(x, 0), -x, x)
+
+    np.testing.assert_allclose(soft(x), by_hand(x), rtol=1e-13)
+    np.testing.assert_array_equal(
+        jax.jit(sf.relax(fixed_length_lists, mode="hard"))(x), fixed_length_lists(x)
+    )
+
+
+def test_probing_a_while_true_loop_does_not_duplicate_appends():
+    """A while True loop with a break is run abstractly once to find a soft break; a list it
+    appends to under a static condition must not keep what that run appended."""
+
+    def halvings(x):
+        sizes = []
+        n = 0
+        while True:
+            n += 1
+            sizes.append(n)
+            x = x / 2
+            if n >= 3:
+                break
+        return x * len(sizes)
+
+    assert float(sf.relax(halvings)(8.0)) == float(halvings(jnp.float32(8.0))) == 3.0
+
+
+# ----------------------------------------------------------------- loops over Python sequences
+
+
+def mlp(params, x):
+    for w, b in params:
+        x = jnp.tanh(w * x + b)
+    return x
+
+
+def horner(coeffs, x):
+    y = 0.0
+    for c in coeffs:
+        y = y * x + c
+    return y
+
+
+def test_for_over_a_python_list_or_tuple_is_a_python_loop(x64):
+    params = [(jnp.float64(1.5), jnp.float64(0.5)), (jnp.float64(-2.0), jnp.float64(0.25))]
+    x = jnp.float64(0.3)
+    np.testing.assert_array_equal(sf.relax(mlp)(params, x), mlp(params, x))
+    g = jax.grad(sf.relax(mlp))(params, x)
+    np.testing.assert_allclose(
+        jax.tree_util.tree_leaves(g), jax.tree_util.tree_leaves(jax.grad(mlp)(params, x))
+    )
+    coeffs = (1.0, -2.0, 0.5)  # Python floats
+    np.testing.assert_array_equal(sf.relax(horner)(coeffs, x), horner(coeffs, x))
+    traced_coeffs = [jnp.float64(c) for c in coeffs]
+    np.testing.assert_allclose(
+        jax.grad(sf.relax(horner), argnums=1)(traced_coeffs, x),
+        jax.grad(horner, argnums=1)(traced_coeffs, x),
+    )
+
+
+# ---------------------------------------------------- helpers wrapped by JAX transformations
+
+
+@jax.vmap
+def _row_argmin(row):
+    return jnp.argmin(row)
+
+
+def uses_vmapped_helper(x):
+    return jnp.sum(_row_argmin(x).astype(x.dtype) * x[:, 0])
+
+
+def _loss(w, x):
+    return jnp.sum((w * x - 1.0) ** 2)
+
+
+def uses_grad_of_partial(w):
+    g = jax.grad(functools.partial(_loss, x=2.0))(w)
+    if g > 0:
+        w = w - 0.1 * g
+    return w
+
+
+@jax.vmap
+def _branchy_row(row):
+    if row[0] > 0:
+        return row[1]
+    return row[0]
+
+
+def test_helpers_wrapped_by_jax_transformations_work(x64):
+    x = jnp.array([[0.0, 1.0], [3.0, 2.0], [5.0, 4.0]])
+    np.testing.assert_array_equal(
+        sf.relax(uses_vmapped_helper, mode="straight_through")(x), uses_vmapped_helper(x)
+    )
+    assert np.isfinite(sf.relax(uses_vmapped_helper)(x))
+    w = jnp.float64(1.0)
+    np.testing.assert_array_equal(
+        jax.jit(sf.relax(uses_grad_of_partial, mode="hard"))(w), uses_grad_of_partial(w)
+    )
+    soft = sf.relax(uses_grad_of_partial, softness=TAU)
+    h = 1e-6
+    np.testing.assert_allclose(jax.grad(soft)(w), (soft(w + h) - soft(w - h)) / (2 * h), rtol=1e-6)
+
+
+def test_python_control_flow_inside_a_jax_wrapped_helper_names_the_line():
+    def f(x):
+        return jnp.sum(_branchy_row(x))
+
+    with pytest.raises(ConversionError, match=r"_branchy_row, called at .*test_syntax_idioms"):
+        sf.relax(f)(jnp.ones((2, 2)))
+
+
+# ------------------------------------------------------------- lambdas and refused constructs
+
+
+def with_lambda(x):
+    leaky = lambda v: v if v > 0 else 0.01 * v  # noqa: E731
+    return leaky(x) + leaky(x - 1.0)
+
+
+def test_lambda_with_a_conditional_expression_is_converted(x64):
+    x = jnp.float64(0.4)
+
+    def by_hand(x):
+        def leaky(v):
+            return sf.soft_where(sf.greater(v, 0, softness=TAU), v, 0.01 * v)
+
+        return leaky(x) + leaky(x - 1.0)
+
+    np.testing.assert_allclose(sf.relax(with_lambda, softness=TAU)(x), by_hand(x), rtol=1e-14)
+
+
+def halve_until_small(x):
+    if x > 1:
+        return halve_until_small(x / 2)
+    return x
+
+
+def power_by_recursion(x, n):
+    return x if n == 0 else x * power_by_recursion(x, n - 1)
+
+
+_STORED = 0.0
+
+
+def stores_a_global(x):
+    global _STORED
+    _STORED = x * 2
+    return x + 1
+
+
+def test_recursion_on_a_traced_condition_is_refused():
+    with pytest.raises(ConversionError, match=r"halve_until_small \(.*test_syntax_idioms.py:\d+\)"):
+        sf.relax(halve_until_small)(10.0)
+    # recursion that stops on a Python value is fine
+    cube = sf.relax(functools.partial(power_by_recursion, n=3))
+    assert float(cube(jnp.float32(1.5))) == float(power_by_recursion(jnp.float32(1.5), 3))
+    # hard mode on concrete arguments is Python's recursion
+    assert float(sf.relax(halve_until_small, mode="hard")(10.0)) == 0.625
+
+
+def test_assigning_a_global_is_refused():
+    with pytest.raises(ConversionError, match=r"global variable\(s\) _STORED at .*:\d+"):
+        sf.relax(stores_a_global)(1.0)
+    assert _STORED == 0.0
+
+
+# ------------------------------------------------------------ outputs and hard-mode exactness
+
+
+def with_constant_output(x):
+    return 2 * x, 3
+
+
+@pytest.mark.parametrize("mode", ["hard", "soft", "straight_through"])
+def test_python_constant_outputs_are_arrays_under_jit(mode):
+    relaxed = sf.relax(with_constant_output, mode=mode)
+    for fn in (relaxed, jax.jit(relaxed)):
+        y, c = fn(jnp.float32(1.5))
+        assert isinstance(c, jax.Array) and int(c) == 3 and c.dtype == jnp.int32
+        assert float(y) == 3.0
+
+
+def tax(income):
+    if income <= 10000.0:
+        t = income * 0.1
+    elif income <= 40000.0:
+        t = 1000.0 + (income - 10000.0) * 0.2
+    elif income <= 90000.0:
+        t = 7000.0 + (income - 40000.0) * 0.3
+    else:
+        t = 22000.0 + (income - 90000.0) * 0.45
+    return t
+
+
+def test_hard_mode_is_the_plain_function_bit_for_bit_on_concrete_arguments():
+    """XLA fuses ``a + (x - b) * r`` inside a compiled branch into a multiply-add (one rounding
+    instead of two); on concrete arguments hard mode runs the branches as Python does."""
+    incomes = np.random.default_rng(0).uniform(0, 200000, size=120).astype(np.float32)
+    hard = sf.relax(tax, softness=100.0, mode="hard")
+    st = sf.relax(tax, softness=100.0, mode="straight_through")
+    for income in incomes:
+        plain = tax(jnp.float32(income))
+        np.testing.assert_array_equal(hard(jnp.float32(income)), plain)
+        np.testing.assert_array_equal(st(jnp.float32(income)), plain)

@@ -1,0 +1,347 @@
+"""Python ``for`` loops in sf.relax: rolled into one ``lax.scan`` where that is the same program,
+unrolled where the body needs it; and functions written the way scientists write Python (PID
+control with anti-windup, bisection, Newton with a break, an epidemic with an intervention, an
+inventory policy, a thermostat state machine), each checked through sf.relax: hard mode = the
+function, the straight-through forward value = the function, soft gradients = float64 finite
+differences, rolled = unrolled, under jit and vmap."""
+
+import functools
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import softflow as sf
+from softflow._program._syntax import call_converted_with
+
+TAU = 0.5
+
+
+class Ported(NamedTuple):
+    fn: Callable
+    args: Callable  # rng -> tuple of float64 numpy arrays
+    rolled: bool  # whether the default conversion rolls its loop
+    max_steps: int | None = None
+
+
+PORTED: dict[str, Ported] = {}
+
+
+def ported(args, rolled, max_steps=None):
+    def register(fn):
+        PORTED[fn.__name__] = Ported(fn, args, rolled, max_steps)
+        return fn
+
+    return register
+
+
+@ported(lambda rng: (rng.uniform(0.5, 2.0, size=3), rng.uniform(0.5, 1.5)), rolled=True)
+def pid(gains, setpoint):
+    """A PID controller on a first-order plant, with output saturation and anti-windup."""
+    kp, ki, kd = gains[0], gains[1], gains[2]
+    dt = 0.1
+    y = 0.0
+    v = 0.0
+    integral = 0.0
+    previous = setpoint
+    cost = 0.0
+    for _ in range(30):
+        error = setpoint - y
+        integral = integral + error * dt
+        derivative = (error - previous) / dt
+        u = kp * error + ki * integral + kd * derivative
+        if u > 2.0:
+            u = 2.0
+            integral = integral - error * dt  # anti-windup: undo the integration
+        elif u < -2.0:
+            u = -2.0
+            integral = integral - error * dt
+        v = v + (u - 0.5 * v) * dt
+        y = y + v * dt
+        previous = error
+        cost = cost + error * error * dt
+    return cost
+
+
+@ported(lambda rng: (rng.uniform(1.0, 6.0),), rolled=True)
+def bisection_cube_root(a):
+    """The cube root of a by 20 halvings of a bracket."""
+    lo = 0.0
+    hi = a + 1.0
+    for _ in range(20):
+        mid = 0.5 * (lo + hi)
+        if mid * mid * mid > a:
+            hi = mid
+        else:
+            lo = mid
+    return 0.5 * (lo + hi)
+
+
+@ported(lambda rng: (rng.uniform(1.0, 9.0),), rolled=False)
+def newton_sqrt_with_break(a):
+    """Newton's iteration for sqrt(a), stopped when the step is small (a break: unrolled)."""
+    x = a
+    for _ in range(8):
+        step = 0.5 * (x - a / x)
+        x = x - step
+        if abs(step) < 1e-2:
+            break
+    return x
+
+
+@ported(lambda rng: (rng.uniform(0.2, 0.4), rng.uniform(0.05, 0.15)), rolled=True)
+def epidemic(beta, threshold):
+    """A discrete SIR model; contacts are halved while infections exceed a threshold."""
+    s, i, r = 0.99, 0.01, 0.0
+    gamma = 0.1
+    peak = 0.0
+    for day in range(60):
+        rate = beta
+        if i > threshold:
+            rate = beta * 0.5
+        new = rate * s * i
+        s, i, r = s - new, i + new - gamma * i, r + gamma * i
+        peak = peak + i * i
+        del day
+    return peak + r
+
+
+@ported(lambda rng: (rng.uniform(2.0, 8.0, size=12), rng.uniform(3.0, 6.0)), rolled=True)
+def inventory(demand, reorder_level):
+    """An (s, S) inventory policy over a year of monthly demand (a loop over an array's rows)."""
+    stock = 10.0
+    cost = 0.0
+    for d in demand:
+        if stock < reorder_level:
+            cost = cost + 4.0 + (15.0 - stock) * 0.5
+            stock = 15.0
+        stock = stock - d
+        if stock < 0:
+            cost = cost - stock * 2.0  # unmet demand
+            stock = 0.0 * stock
+        cost = cost + stock * 0.1
+    return cost
+
+
+@ported(lambda rng: (rng.uniform(17.0, 19.0), rng.uniform(21.0, 23.0)), rolled=True)
+def thermostat(low, high):
+    """A heater with hysteresis: a two-state machine over 40 steps."""
+    temp = 18.0
+    heating = 1.0
+    energy = 0.0
+    for _ in range(40):
+        if heating > 0.5 and temp > high:
+            heating = 0.0 * heating
+        elif heating < 0.5 and temp < low:
+            heating = 0.0 * heating + 1.0
+        temp = temp + 0.5 * heating - 0.1 * (temp - 15.0) * 0.5
+        energy = energy + heating
+    return energy + temp
+
+
+def _jaxpr_text(fn, args, unroll=None):
+    return str(jax.make_jaxpr(functools.partial(call_converted_with, fn, unroll, False))(*args))
+
+
+@pytest.mark.parametrize("name", sorted(PORTED))
+def test_ported_program(name, x64):
+    prog = PORTED[name]
+    rng = np.random.default_rng(3)
+    args = tuple(jnp.asarray(a) for a in prog.args(rng))
+    options = {"softness": TAU, "max_steps": prog.max_steps}
+    soft = sf.relax(prog.fn, **options)
+    unrolled = sf.relax(prog.fn, **options, unroll=True)
+    st = sf.relax(prog.fn, **options, mode="straight_through")
+    hard = sf.relax(prog.fn, **options, mode="hard")
+    assert ("scan[" in _jaxpr_text(prog.fn, args)) == prog.rolled
+    plain = prog.fn(*args)
+    # hard mode and the straight-through forward value are the function, bit for bit
+    np.testing.assert_array_equal(hard(*args), plain)
+    np.testing.assert_array_equal(st(*args), plain)
+    argnums = tuple(range(len(args)))
+    direction = [jnp.asarray(rng.normal(size=np.shape(a))) for a in args]
+
+    @jax.jit
+    def run(*a):
+        h = 1e-6
+        up = [x + h * d for x, d in zip(a, direction, strict=True)]
+        down = [x - h * d for x, d in zip(a, direction, strict=True)]
+        return {
+            "soft": soft(*a),
+            "hard": hard(*a),
+            "st": st(*a),
+            "grad": jax.grad(soft, argnums)(*a),
+            "grad_st": jax.grad(st, argnums)(*a),
+            "jvp": jax.jvp(soft, a, tuple(direction))[1],
+            "fd": (soft(*up) - soft(*down)) / (2 * h),
+        }
+
+    r = run(*args)
+    # rolled = unrolled, values and gradients, to float64 rounding (unrolled, run operation by
+    # operation: compiling its reverse mode is what rolling avoids)
+    np.testing.assert_allclose(r["soft"], unrolled(*args), rtol=1e-12)
+    for g, gu in zip(r["grad"], jax.grad(unrolled, argnums)(*args), strict=True):
+        np.testing.assert_allclose(g, gu, rtol=1e-10, atol=1e-12)
+    # compiled: the same program, up to the multiply-adds XLA may fuse (float64 here)
+    np.testing.assert_allclose(r["hard"], plain, rtol=1e-13)
+    np.testing.assert_allclose(r["st"], plain, rtol=1e-13)
+    for g in r["grad_st"]:
+        assert np.all(np.isfinite(g))
+    # the soft gradient is the derivative of the soft value
+    np.testing.assert_allclose(r["jvp"], r["fd"], rtol=1e-5, atol=1e-8)
+    # vmap over a batch of arguments: each row as its own call
+    batch = tuple(jnp.stack([a, a * 1.01]) for a in args)
+    np.testing.assert_allclose(
+        jax.vmap(soft)(*batch)[1], soft(*(a * 1.01 for a in args)), rtol=1e-12
+    )
+
+
+def test_at_least_five_ported_programs():
+    assert len(PORTED) >= 5
+
+
+# ----------------------------------------------------------------- when a loop is rolled
+
+
+def test_rolled_program_size_does_not_grow_with_the_trip_count():
+    """The gradient of the relaxed 30-step controller is the same program as the 10-step one
+    (one scan body); unrolled, it grows with the steps."""
+
+    def controller(steps):
+        def run(gains, setpoint):
+            y, v, integral, cost = 0.0, 0.0, 0.0, 0.0
+            for _ in range(steps):
+                error = setpoint - y
+                integral = integral + error * 0.1
+                u = gains[0] * error + gains[1] * integral
+                if u > 2.0:
+                    u = 2.0 + 0.0 * u
+                elif u < -2.0:
+                    u = -2.0 + 0.0 * u
+                v = v + (u - 0.5 * v) * 0.1
+                y = y + v * 0.1
+                cost = cost + error * error
+            return cost
+
+        return run
+
+    args = (jnp.array([1.0, 0.5]), jnp.float32(1.0))
+
+    def size(steps, unroll):
+        grad = jax.grad(sf.relax(controller(steps), softness=0.1, unroll=unroll))
+        return len(jax.make_jaxpr(grad)(*args).eqns)
+
+    assert size(10, None) == size(30, None)
+    assert size(30, True) > 2 * size(10, True)
+    # and the compiled gradient runs again without recompiling
+    grad = jax.jit(jax.grad(sf.relax(controller(30), softness=0.1)))
+    grad(*args)
+    grad(args[0] * 2, args[1] + 1)
+    assert grad._cache_size() == 1
+
+
+def _uses_index_as_float(x):
+    t = 0.0 * x
+    for i in range(6):
+        t = t + jnp.sin(x * i * 0.1)  # x * i meets x at once: fine
+        if x > i * 0.5:  # i * 0.5 is a Python float unrolled
+            t = t + 1.0
+    return t
+
+
+def _indexes_a_python_list(x):
+    weights = [0.5, 1.5, -1.0, 2.0, 0.25, 3.0]
+    s = 0.0 * x
+    for i in range(6):
+        if x > weights[i]:
+            s = s + weights[i]
+    return s
+
+
+def _power_of_index(x):
+    s = 0.0 * x
+    for i in range(6):
+        s = s + x**i
+    return s
+
+
+def _python_counter(x):
+    count = 0
+    s = 0.0 * x
+    for _ in range(6):
+        count += 1
+        if x > count:
+            s = s + x
+    return s * count
+
+
+def _appends(x):
+    out = []
+    for i in range(6):
+        if x > i:
+            x = x - 1.0
+        out.append(x)
+    return jnp.stack(out)
+
+
+def _grows(x):
+    s = jnp.zeros(0)
+    for i in range(6):
+        s = jnp.append(s, x * i)
+    return s
+
+
+def _index_after_the_loop(x):
+    s = 0.0 * x
+    for i in range(6):
+        s = s + x[i] * (i + 1)
+    return s + i
+
+
+def _over_rows(x):
+    s = 0.0
+    for row in x:
+        if row[0] > row[1]:
+            s = s + row[0]
+    return s
+
+
+@pytest.mark.parametrize(
+    ("fn", "arg", "rolled"),
+    [
+        (_uses_index_as_float, 1.3, False),
+        (_indexes_a_python_list, 1.3, False),
+        (_power_of_index, 1.3, False),
+        (_python_counter, 2.5, False),
+        (_appends, 3.5, False),
+        (_grows, 1.3, False),
+        (_index_after_the_loop, np.linspace(-1, 1, 6), True),
+        (_over_rows, np.arange(12.0).reshape(6, 2) % 5, True),
+    ],
+)
+def test_loops_that_need_unrolling_are_unrolled_and_exact(fn, arg, rolled):
+    arg = jnp.asarray(arg, jnp.float32)
+    assert ("scan[" in _jaxpr_text(fn, (arg,))) == rolled
+    plain = fn(arg)
+    for mode in ("hard", "straight_through"):
+        np.testing.assert_array_equal(jax.jit(sf.relax(fn, mode=mode))(arg), plain)
+    soft = sf.relax(fn, softness=0.2)
+    np.testing.assert_allclose(soft(arg), sf.relax(fn, softness=0.2, unroll=True)(arg), rtol=1e-6)
+
+
+def test_unroll_option():
+    def f(x):
+        for _ in range(3):
+            if x > 1:
+                x = x / 2
+        return x
+
+    x = jnp.float32(5.0)
+    assert "scan[" not in _jaxpr_text(f, (x,))  # short: unrolled by default
+    assert "scan[" in _jaxpr_text(f, (x,), unroll=False)
+    assert float(sf.relax(f, unroll=False, mode="straight_through")(x)) == float(f(x))
+    with pytest.raises(TypeError, match="unroll must be None, True or False"):
+        sf.relax(f, unroll=1)  # type: ignore[arg-type]
