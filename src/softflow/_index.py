@@ -61,7 +61,7 @@ def _aligned(index: jax.Array, shape: tuple[int, ...], axis: int, *, several: bo
         moved, index_others = index, index.shape[:-2]
     else:
         moved = index_others = None
-    if moved is not None:
+    if moved is not None and index_others is not None:
         try:
             jnp.broadcast_shapes(index_others, others)
             return moved

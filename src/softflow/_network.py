@@ -238,6 +238,7 @@ def sort(x: jax.Array, softness: jax.Array, kind: str, method: str, with_permuta
         # against P's O(n^2)): the values stay those of the values alone, bit for bit.
         identity = jnp.broadcast_to(jnp.eye(n, dtype=x.dtype)[..., None], (n, n, wires.shape[-1]))
         _, rows, _ = _odd_even(wires, tau, kind, identity)
+        assert rows is not None  # rows in, rows out
         return _from_wires(values, x.shape), _from_transposed(rows, x.shape)
     values, weights = _bitonic(wires, tau, kind)
     values = _from_wires(values, x.shape)

@@ -99,12 +99,13 @@ class Relaxed:
 
     def __call__(self, *args, **kwargs):
         options = self._options
+        tau = None
         if options.mode == "hard":
             tau = softness_array(options.softness, default_float(), np.shape(options.softness))
             if not isinstance(tau, Tracer):
                 return self._hard_eager(tau, args, kwargs)
         closed, out_tree, leaves = self._trace(args, kwargs)
-        if options.mode == "hard":
+        if tau is not None:
             outs = [_as_array(o) for o in jaxpr_as_fun(closed)(*leaves)]
             outs = [check_traced_softness(o, tau) for o in outs]
         else:

@@ -29,6 +29,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.core import Tracer
 from jax.extend.core import Jaxpr, Literal
 
 from . import _jaxpr
@@ -83,6 +84,7 @@ def rolled_for(iter_, extra_test, body: Callable, get_state, set_state, symbol_n
         return False
     shortest = 1 if policy is False else SHORT_LOOP
     where = caller_line()
+    done = 0
     for done in range(_PEELED + 1):
         rest = iter_[done:]
         if len(rest) <= shortest:
@@ -175,7 +177,7 @@ def _probe(xs, is_index: bool, body: Callable, get_state, set_state, init: tuple
             if is_undefined(before) != is_undefined(now) or not same_value(before, now):
                 raise _Settling("a Python value changes from one iteration to the next")
             continue
-        if not (is_undefined(before) or isinstance(before, jax.core.Tracer)):
+        if not (is_undefined(before) or isinstance(before, Tracer)):
             # A constant before the loop: unrolled, the first iteration computes with it exactly
             # (relax keeps what depends on no input exact); carried, it would be relaxed.
             raise _Settling("a variable is a constant before the loop")
@@ -249,7 +251,7 @@ def _walk(jaxpr: Jaxpr, tainted: set, converted: set) -> bool:
         if not any(v in tainted for v in ins):
             continue
         if eqn.primitive.name == "convert_element_type" and _floating(eqn.outvars[0]):
-            if eqn.outvars[0].aval.weak_type:
+            if getattr(eqn.outvars[0].aval, "weak_type", False):
                 return False  # i * 0.1: float64 arithmetic in Python
             converted.add(eqn.outvars[0])
             continue
