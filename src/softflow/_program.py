@@ -387,6 +387,8 @@ _ADVICE = {
     "reduce_precision": "keep it outside the relaxed function",
     "population_count": "keep it outside the relaxed function",
     "clz": "keep it outside the relaxed function",
+    "bitcast_convert_type": "keep the bits outside the relaxed function, or smooth the exact "
+    "program with sf.smooth (it only evaluates it)",
 }
 
 
@@ -1299,7 +1301,7 @@ def _argmax_rule(self: _Interpreter, eqn: JaxprEqn, invals: list) -> list:
     if not _live_float_operand(eqn, invals):
         return self.default(eqn, invals)
     x = _unwrap(invals[0])
-    (axis,) = eqn.params["axes"]
+    axis = int(eqn.params["axes"][0])  # a NumPy integer when the argmax was batched by vmap
     fn = _select.argmax if eqn.primitive.name == "argmax" else _select.argmin
     self.record(eqn, f"sf.{fn.__name__} (a distribution over the indices)")
     probs = jnp.moveaxis(fn(x, axis, **self.compare_options()), axis, -1)
