@@ -36,8 +36,11 @@ def step(x, y, vx, vy):
     return x, y, vx, vy, bounce
 
 
-def simulate(speed, angle, target):
-    """Where the ball stops, after how many bounces, and its squared distance to ``target``."""
+def simulate(speed, angle, target, step=step):
+    """Where the ball stops, after how many bounces, and its squared distance to ``target``.
+
+    ``step`` is one time step of flight (another ground bounces the ball differently).
+    """
     x = y = jnp.zeros_like(speed)
     vx = speed * jnp.cos(angle)
     vy = speed * jnp.sin(angle)

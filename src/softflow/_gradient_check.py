@@ -288,7 +288,8 @@ def gradient_check(
 
     def draw(gradient: Callable, key: jax.Array, count: int) -> np.ndarray:
         """``count`` independent estimates from ``base`` samples each, flat: (count, size)."""
-        keys = jax.random.split(key, count)  # at once: one dispatch, not one per draw
+        # fold_in compiles once; a split into ``count`` keys would compile for every count.
+        keys = (jax.random.fold_in(key, i) for i in range(count))
         return np.stack([np.asarray(flat(gradient(*args, key=k))) for k in keys]).astype(np.float64)
 
     key_reference, key_rows = jax.random.split(key)
