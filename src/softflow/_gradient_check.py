@@ -9,7 +9,7 @@ cost (program evaluations, and time against one exact run).
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import jax
 import jax.numpy as jnp
@@ -19,7 +19,7 @@ from jax.typing import ArrayLike
 
 from ._checks import check_choice, check_int
 from ._program import relax
-from ._smooth import ESTIMATORS, _check_argnums, smooth
+from ._smooth import ESTIMATORS, Estimator, _check_argnums, smooth
 
 
 class EstimatorReport(NamedTuple):
@@ -283,7 +283,9 @@ def gradient_check(
     exact_seconds = _seconds(lambda: exact_run(*args), max(timing_calls, 5))
 
     def smoothed_gradient(estimator: str) -> Callable:
-        smoothed = smooth(fn, scale=scale, samples=base, argnums=numbers, estimator=estimator)
+        smoothed = smooth(
+            fn, scale=scale, samples=base, argnums=numbers, estimator=cast(Estimator, estimator)
+        )
         return jax.jit(lambda *a, key: jax.grad(smoothed, argnums)(*a, key=key))
 
     def draw(gradient: Callable, key: jax.Array, count: int) -> np.ndarray:

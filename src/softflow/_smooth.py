@@ -11,6 +11,7 @@ identity), which samples of the exact program estimate without differentiating i
 tricks, hashes, table lookups and loops that JAX cannot reverse-differentiate are all fine.
 """
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, get_args
 
@@ -50,11 +51,15 @@ def _with_estimate(value, x, directions, differences):
 def _with_estimate_jvp(primals, tangents):
     value, _, directions, differences = primals
     value_dot, x_dot, _, _ = tangents
-    along = sum(
-        jnp.sum(_wide(d) * _wide(t), axis=tuple(range(1, d.ndim)))
-        for d, t in zip(
-            jax.tree_util.tree_leaves(directions), jax.tree_util.tree_leaves(x_dot), strict=True
-        )
+    # The tangent projected on each sample's direction: one number per sample.
+    along = functools.reduce(
+        jnp.add,
+        [
+            jnp.sum(_wide(d) * _wide(t), axis=tuple(range(1, d.ndim)))
+            for d, t in zip(
+                jax.tree_util.tree_leaves(directions), jax.tree_util.tree_leaves(x_dot), strict=True
+            )
+        ],
     )
 
     def tangent(v, v_dot, diff):
@@ -103,7 +108,7 @@ def _check_key(key: Any) -> jax.Array:
         )
     dtype = getattr(key, "dtype", None)
     shape = getattr(key, "shape", None)
-    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+    if dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key):
         if shape != ():
             raise ValueError(
                 f"key must be a single key (shape ()); got keys of shape {shape}. Use jax.vmap "
