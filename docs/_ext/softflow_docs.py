@@ -34,8 +34,8 @@ API_SECTIONS = {
     "softflow._steps": "Elementwise steps",
     "softflow._relax": "Relaxation",
     "softflow._program": "Relaxing whole programs",
-    "softflow._smooth": "Smoothing and gradient checks",
-    "softflow._gradient_check": "Smoothing and gradient checks",
+    "softflow._smooth": "Smoothing",
+    "softflow._gradient_check": "Which gradient to trust",
     "softflow._kinds": "Soft steps",
 }
 CONSTANTS_SECTION = "Constants"
