@@ -308,3 +308,49 @@ def fori_gradient(n_steps, *, checkpoint):
         return jnp.sum(out)
 
     return jax.grad(loss)
+
+
+# ------------------------------------------------------ an exact program, smoothed by sf.smooth
+
+
+def bouncing_particles(params, targets):
+    """Squared miss of 256 particles thrown up at ``params[0]`` (spread by ``params[1]``) over a
+    floor, after 200 steps of exact bounces (a ``jnp.where`` per step): a program with jumps."""
+    spread = jnp.linspace(-1.0, 1.0, targets.shape[0])
+    velocity = params[0] + params[1] * spread
+    height = jnp.zeros_like(velocity)
+
+    def step(_, state):
+        height, velocity = state
+        velocity = velocity - 9.81 * 0.01
+        height = height + 0.01 * velocity
+        bounce = height < 0.0
+        return jnp.where(bounce, -height, height), jnp.where(bounce, -0.8 * velocity, velocity)
+
+    height, _ = jax.lax.fori_loop(0, 200, step, (height, velocity))
+    return jnp.mean((height - targets) ** 2)
+
+
+def perturbed(params, scale, key, samples):
+    """``samples`` Gaussian perturbations of ``params`` (the inputs of the plain baselines)."""
+    return params + scale * jax.random.normal(key, (samples, *params.shape), params.dtype)
+
+
+def evaluations_one_at_a_time(params, targets, scale, key, samples):
+    """The program at ``samples`` perturbed inputs, one after the other in one jitted loop: the
+    arithmetic of separate evaluations, without their dispatch."""
+    points = perturbed(params, scale, key, samples)
+    return jax.lax.map(lambda p: bouncing_particles(p, targets), points)
+
+
+def evaluations_vectorised(params, targets, scale, key, samples):
+    """The program at ``samples`` perturbed inputs, as one vectorised call (jax.vmap)."""
+    points = perturbed(params, scale, key, samples)
+    return jax.vmap(bouncing_particles, in_axes=(0, None))(points, targets)
+
+
+def smoothed_gradient(params, targets, scale, key, samples, batch_size=None):
+    """The value and the antithetic gradient estimate of sf.smooth from ``samples`` evaluations
+    (``batch_size`` at a time; all at once by default)."""
+    smoothed = sf.smooth(bouncing_particles, scale=scale, samples=samples, batch_size=batch_size)
+    return jax.value_and_grad(smoothed)(params, targets, key=key)

@@ -31,6 +31,7 @@ SECTIONS = {
     "life_plain": (sections.life_against_plain, 20),
     "softjax": (sections.life_against_softjax, 40),
     "algovision": (sections.sort_against_algovision, 40),
+    "smoothing": (sections.smoothing_cost, 20),
 }
 
 

@@ -85,6 +85,19 @@ def test_integer_distribution_indexes_exactly():
     np.testing.assert_allclose(sf.relax(fn, softness=0.5)(0.3), p * 30 + (1 - p) * 20, rtol=1e-6)
 
 
+def test_argmax_batched_by_vmap_inside_the_relaxed_function():
+    # vmap inside the relaxed function batches argmax, whose axes are then NumPy integers.
+    values = jnp.array([10.0, 20.0, 30.0])
+    scores = jnp.array([[0.1, 2.0, -1.0], [1.5, 0.2, 0.3]])
+
+    def pick(s):
+        return values[jnp.argmax(s)]
+
+    outside = sf.relax(jax.vmap(pick), softness=0.5, convert=False)(scores)
+    inside = jax.vmap(sf.relax(pick, softness=0.5))(scores)
+    np.testing.assert_allclose(outside, inside, rtol=1e-6)
+
+
 def test_trace_once_per_shape():
     calls = []
 
@@ -229,6 +242,11 @@ def test_while_without_max_steps_names_it_and_the_loop():
         (lambda x: jnp.lexsort((x, -x)).astype(x.dtype), "sort", "sf.sort"),
         (lambda x: lax.switch(jnp.sum(x > 0), [jnp.sin, jnp.cos], x), "branch index", "sf.exact"),
         (lambda x: lax.select_n(jnp.sum(x > 0), x, -x), "selector", "jnp.clip"),
+        (
+            lambda x: (lax.bitcast_convert_type(x, jnp.int32) >> 20).astype(x.dtype),
+            "bitcast_convert_type",
+            "sf.smooth",
+        ),
     ],
     ids=[
         "nextafter",
@@ -238,6 +256,7 @@ def test_while_without_max_steps_names_it_and_the_loop():
         "sort-by-two-keys",
         "expected-branch-index",
         "expected-selector",
+        "bits-of-a-float",
     ],
 )
 def test_unsupported_operations_name_primitive_line_and_advice(fn, primitive, advice):

@@ -34,6 +34,8 @@ API_SECTIONS = {
     "softflow._steps": "Elementwise steps",
     "softflow._relax": "Relaxation",
     "softflow._program": "Relaxing whole programs",
+    "softflow._smooth": "Smoothing",
+    "softflow._gradient_check": "Which gradient to trust",
     "softflow._kinds": "Soft steps",
 }
 CONSTANTS_SECTION = "Constants"
@@ -45,6 +47,7 @@ CONSTANT_DESCRIPTIONS = {
     "MODES": "The evaluation modes accepted as ``mode=``: relaxation, exact, straight-through.",
     "TNORMS": "The t-norms accepted as ``tnorm=`` by the logical connectives.",
     "SEMANTICS": "The loop semantics accepted as ``semantics=`` by :func:`softflow.soft_while`.",
+    "ESTIMATORS": "The gradient estimators accepted as ``estimator=`` by :func:`softflow.smooth`.",
     "SORTING_METHODS": "The soft sorts accepted as ``method=`` by :func:`softflow.sort` and its "
     "relatives: the sorting networks ``odd_even`` and ``bitonic``, and the dense softmax "
     "relaxations ``softsort`` and ``neuralsort``.",

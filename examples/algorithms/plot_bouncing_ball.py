@@ -24,7 +24,11 @@ hit the target.
 # it had at the impact (known from its energy) times the restitution, and friction takes part of
 # its horizontal speed. The ball comes to rest when it lands and cannot bounce higher than
 # ``REST_HEIGHT`` (soft ground: it does not roll). ``miss`` is the squared distance from where
-# the ball is to the target; why it is carried through the loop is explained below.
+# the ball is to the target; why it is carried through the loop is explained below. The program
+# lives in ``examples/bouncing_ball.py``, which the page "Which gradient to trust" uses too:
+#
+# .. literalinclude:: /../examples/bouncing_ball.py
+#    :start-at: G = 9.81
 import time
 
 import jax
@@ -33,52 +37,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import optax
 from _gallery import output_dir, quick, save_figure
+from bouncing_ball import MAX_STEPS, REST_HEIGHT, RESTITUTION, height, simulate, step
 from matplotlib.animation import FuncAnimation, PillowWriter
 from scipy.optimize import minimize
 from tqdm import tqdm
 
 import softflow as sf
-
-G = 9.81  # gravity, m/s^2
-DT = 0.02  # time step, s
-RESTITUTION = 0.7  # vertical speed kept at a bounce
-FRICTION = 0.85  # horizontal speed kept at a bounce
-REST_HEIGHT = 0.2  # m: a ball that cannot bounce higher than this stops
-MAX_STEPS = 320  # more steps than any launch below needs (checked further down)
-
-
-def height(y, vy):
-    """How high the ball can rise: its height plus its vertical kinetic energy, in metres."""
-    return y + 0.5 * vy**2 / G
-
-
-def step(x, y, vx, vy):
-    """One time step of flight, with a bounce if the ball ended it below the ground."""
-    x = x + vx * DT
-    y = y + vy * DT - 0.5 * G * DT**2
-    vy = vy - G * DT
-    bounce = sf.exact(y < 0.0)  # kept exact: a half bounce is no bounce at all (see below)
-    if bounce:
-        vy = RESTITUTION * jnp.sqrt(2 * G * height(y, vy))
-        y = jnp.zeros_like(y)
-        vx = FRICTION * vx
-    return x, y, vx, vy, bounce
-
-
-def simulate(speed, angle, target):
-    """Where the ball stops, after how many bounces, and its squared distance to ``target``."""
-    x = y = jnp.zeros_like(speed)
-    vx = speed * jnp.cos(angle)
-    vy = speed * jnp.sin(angle)
-    bounces = 0
-    landed = jnp.array(False)
-    miss = target**2
-    while not landed or height(y, vy) > REST_HEIGHT:
-        x, y, vx, vy, landed = step(x, y, vx, vy)
-        bounces = bounces + landed
-        miss = (x - target) ** 2
-    return x, bounces, miss
-
 
 # %%
 # What ``relax`` does with it

@@ -33,7 +33,11 @@ scikit-learn ships (breast cancer, wine).
 # at the current softness) and ``x[i]`` into the expected feature under it, so that while the
 # tree is soft a node may test a blend of features, and the gradient says which feature each
 # node should move towards. Nothing is taken from CART: both learn the whole tree from the same
-# training data.
+# training data. The program lives in ``examples/decision_tree.py``, which the page "Which
+# gradient to trust" uses too:
+#
+# .. literalinclude:: /../examples/decision_tree.py
+#    :pyobject: tree
 import time
 
 import jax
@@ -42,45 +46,15 @@ import matplotlib.pyplot as plt
 import numpy as np
 import optax
 from _gallery import output_dir, quick, save_figure
+from decision_tree import LEAVES, NODES, split, tree
 from matplotlib.animation import FuncAnimation, PillowWriter
 from sklearn.datasets import load_breast_cancer, load_wine
-from sklearn.model_selection import train_test_split
 from sklearn.tree import DecisionTreeClassifier
 from tqdm import tqdm
 
 import softflow as sf
 
 QUICK = quick()
-
-
-def tree(x, params):
-    """Class scores of one sample ``x`` (a vector of features)."""
-    features, t, leaf = params["features"], params["thresholds"], params["leaves"]
-    if x[jnp.argmax(features[0])] > t[0]:
-        if x[jnp.argmax(features[2])] > t[2]:
-            if x[jnp.argmax(features[6])] > t[6]:
-                return leaf[7]
-            else:
-                return leaf[6]
-        else:
-            if x[jnp.argmax(features[5])] > t[5]:
-                return leaf[5]
-            else:
-                return leaf[4]
-    else:
-        if x[jnp.argmax(features[1])] > t[1]:
-            if x[jnp.argmax(features[4])] > t[4]:
-                return leaf[3]
-            else:
-                return leaf[2]
-        else:
-            if x[jnp.argmax(features[3])] > t[3]:
-                return leaf[1]
-            else:
-                return leaf[0]
-
-
-NODES, LEAVES = 7, 8
 
 
 # %%
@@ -90,14 +64,9 @@ NODES, LEAVES = 7, 8
 # malignant or benign. A quarter is held out (stratified), and the features are standardised
 # with the mean and standard deviation of the training part. One softness then means the same in
 # every feature's units; CART does not care about the scale, and gets the same standardised data.
-def split(data, seed):
-    """Standardised training and held-out parts, and the training mean and scale."""
-    x_train, x_test, y_train, y_test = train_test_split(
-        data.data, data.target, test_size=0.25, random_state=seed, stratify=data.target
-    )
-    mean, scale = x_train.mean(axis=0), x_train.std(axis=0)
-    standard = [((x - mean) / scale).astype(np.float32) for x in (x_train, x_test)]
-    return (standard[0], y_train), (standard[1], y_test), (mean, scale)
+#
+# .. literalinclude:: /../examples/decision_tree.py
+#    :pyobject: split
 
 
 cancer = load_breast_cancer()

@@ -22,6 +22,7 @@ from ._compare import (
     less_equal as less_equal,
     not_equal as not_equal,
 )
+from ._gradient_check import gradient_check as gradient_check
 from ._index import put as put, take as take
 from ._kinds import KINDS as KINDS, sigmoid as sigmoid
 from ._logic import (
@@ -48,6 +49,7 @@ from ._program import (
 )
 from ._relax import Relaxation as Relaxation
 from ._select import argmax as argmax, argmin as argmin, max as max, min as min
+from ._smooth import ESTIMATORS as ESTIMATORS, smooth as smooth
 from ._sort import (
     METHODS as SORTING_METHODS,
     argsort as argsort,
@@ -65,6 +67,7 @@ except importlib.metadata.PackageNotFoundError:  # a source checkout on PYTHONPA
     __version__ = "0+unknown"
 
 __all__ = [
+    "ESTIMATORS",
     "KINDS",
     "MODES",
     "SEMANTICS",
@@ -84,6 +87,7 @@ __all__ = [
     "equal",
     "exact",
     "floor",
+    "gradient_check",
     "greater",
     "greater_equal",
     "less",
@@ -103,6 +107,7 @@ __all__ = [
     "round",
     "sigmoid",
     "sign",
+    "smooth",
     "soft_fori_loop",
     "soft_if",
     "soft_select",

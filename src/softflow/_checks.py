@@ -87,7 +87,12 @@ def float_dtype(*dtypes: DTypeLike) -> np.dtype:
 
 
 def softness_array(
-    softness: Any, dtype: DTypeLike, shape: tuple[int, ...], *, slices: str | None = None
+    softness: Any,
+    dtype: DTypeLike,
+    shape: tuple[int, ...],
+    *,
+    slices: str | None = None,
+    name: str = "softness",
 ) -> jax.Array:
     """Validate ``softness`` and return it as an array of ``dtype``.
 
@@ -103,44 +108,44 @@ def softness_array(
     """
     if isinstance(softness, bool):
         raise TypeError(
-            f"softness must be a positive real number or a float array; got {softness!r}."
+            f"{name} must be a positive real number or a float array; got {softness!r}."
         )
     # The value as given (a Python float is float64 here), before JAX rounds it to float32.
     given = None if isinstance(softness, Tracer) else np.asarray(softness)
-    softness = as_real_array("softness", softness, allow_bool=False)
+    softness = as_real_array(name, softness, allow_bool=False)
     try:
         broadcast = jnp.broadcast_shapes(softness.shape, shape)
     except ValueError:
         broadcast = None
     if slices is not None and broadcast != tuple(shape):
         raise ValueError(
-            f"softness of shape {softness.shape} does not broadcast to the shape {tuple(shape)} of "
+            f"{name} of shape {softness.shape} does not broadcast to the shape {tuple(shape)} of "
             f"{slices}: give a scalar or one softness per slice, an array that broadcasts to "
             "that shape without adding axes."
         )
     if broadcast is None:
         raise ValueError(
-            f"softness of shape {softness.shape} does not broadcast against the shape {shape} of "
-            "the values it relaxes; give a scalar or an array that broadcasts against them."
-        )
+            f"{name} of shape {softness.shape} does not broadcast against the shape {shape} of "
+            "the values it applies to; give a scalar or an array that broadcasts against them."
+        ) from None
     if given is None:
         # Checked where it is used: a check on the result alone would be dead code under grad.
         cast = softness.astype(dtype)
-        return check_traced_softness(cast, cast)
+        return check_traced_softness(cast, cast, name=name)
     with np.errstate(over="ignore", under="ignore"):
         cast = given.astype(dtype)
     if cast.size == 0 or not np.all(np.isfinite(cast)) or not np.all(cast > 0):
         valid = given.size > 0 and np.all(given > 0) and np.all(np.isfinite(given))
-        name = np.dtype(dtype).name
+        dtype_name = np.dtype(dtype).name
         shown = given.item() if given.ndim == 0 else given
         raise ValueError(
-            f"softness must be positive and finite in {name}; got {shown!r}"
-            + (f" (it rounds to 0 or inf in {name})." if valid else ".")
+            f"{name} must be positive and finite in {dtype_name}; got {shown!r}"
+            + (f" (it rounds to 0 or inf in {dtype_name})." if valid else ".")
         )
     return jnp.asarray(cast)
 
 
-def check_traced_softness(result: Any, softness: jax.Array) -> Any:
+def check_traced_softness(result: Any, softness: jax.Array, *, name: str = "softness") -> Any:
     """``result``, raising at run time if the traced ``softness`` is <= 0, NaN or inf.
 
     Attach it to what is computed: a result that does not use the softness (hard mode) carries the
@@ -151,7 +156,7 @@ def check_traced_softness(result: Any, softness: jax.Array) -> Any:
     return eqx.error_if(
         result,
         ~(jnp.isfinite(softness) & (softness > 0)),
-        f"softness must be positive and finite in {softness.dtype}; a traced softness was <= 0, "
+        f"{name} must be positive and finite in {softness.dtype}; a traced {name} was <= 0, "
         "NaN or inf, or underflowed to 0 in that dtype.",
     )
 

@@ -88,6 +88,8 @@ def rule(*names: str) -> Callable[[Rule], Rule]:
 ADVICE = {
     "nextafter": "keep it outside the relaxed function",
     "reduce_precision": "keep it outside the relaxed function",
+    "bitcast_convert_type": "keep the bits outside the relaxed function, or smooth the exact "
+    "program with sf.smooth (it only evaluates it)",
 }
 
 _FOLD_SIZE = 1 << 12  # the most elements of an integer result computed at trace time
@@ -266,8 +268,8 @@ class Interpreter(SoftIntegerOps):
                 eqn,
                 "it turns a floating-point value that depends on the inputs into integers or "
                 "truth values, and has no soft rule, so the gradient would silently stop here",
-                "compute it outside the relaxed function, or write it with comparisons / "
-                "softflow's array operations",
+                "compute it outside the relaxed function, write it with comparisons / "
+                "softflow's array operations, or smooth the exact program with sf.smooth",
             )
         return _views.moved(eqn, invals, _jaxpr.bind(eqn, [unwrap(v) for v in invals]))
 
