@@ -207,6 +207,11 @@ def test_hard_and_straight_through_modes():
             assert np.any(soft_grads[i]) or k in (0, 8)
     law = sf.count_distribution(p, mode="hard", max_count=4)
     assert_exactly_equal(law, (count[:, None] == np.arange(5)).astype(np.float32))
+    # A long axis (counted by a scan) reads 1/2 as false too.
+    long = np.full((2, 12), 0.5, np.float32)
+    long[1, :3] = 1.0
+    assert_exactly_equal(sf.count_equal(long, 0, mode="hard"), np.array([1.0, 0.0], np.float32))
+    assert_exactly_equal(sf.count_equal(long, 3, mode="hard"), np.array([0.0, 1.0], np.float32))
 
 
 def test_every_mode_is_exact_on_zero_one_truth_values():
