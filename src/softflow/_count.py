@@ -58,16 +58,16 @@ def _checked_truth_values(name: str, p: Any) -> jax.Array:
 class _Events:
     """Truth values prepared for counting, in the dtype of the work.
 
-    Up to :data:`_UNROLL` events are kept as a list of arrays (``items``) and counted by an
-    unrolled recursion; more are stacked with the counted axis first (``stacked``) and counted by
-    a scan.
+    Up to :data:`_UNROLL` events are kept as a list of arrays and counted by an unrolled
+    recursion; more are stacked into one array with the counted axis first and counted by a scan
+    (``values`` is the list or the array).
     """
 
     def __init__(self, p: Any, axis: Any):
         if isinstance(p, list | tuple):
             given = [_checked_truth_values(f"p[{i}]", x) for i, x in enumerate(p)]
             try:
-                shape = jnp.broadcast_shapes(*(x.shape for x in given))
+                shape = np.broadcast_shapes(*(x.shape for x in given))
             except ValueError:
                 shapes = ", ".join(str(x.shape) for x in given)
                 raise ValueError(
@@ -86,11 +86,12 @@ class _Events:
         self.work = jnp.promote_types(self.dtype, jnp.float32)
         self.batch = tuple(shape)
         self.size = len(values)
+        self.values: list[jax.Array] | jax.Array
         if self.size <= _UNROLL:
-            self.items, self.stacked = [x.astype(self.work) for x in values], None
+            self.values = [x.astype(self.work) for x in values]
         else:
             stacked = jnp.stack(values) if isinstance(values, list) else values
-            self.items, self.stacked = None, stacked.astype(self.work)
+            self.values = stacked.astype(self.work)
 
     def read_law(self, largest: int, read, *, false_ones: bool = False) -> jax.Array:
         """``read(law)``, law = P(count = 0..largest) of the true (or false) ones.
@@ -109,7 +110,7 @@ class _Events:
             ones = jnp.ones(self.batch, self.work)
             return [ones, *(jnp.zeros_like(ones) for _ in range(largest))]
 
-        if self.items is not None:
+        if isinstance(self.values, list):
 
             def law_and_read(items):
                 law = start()
@@ -117,9 +118,9 @@ class _Events:
                     law = add_event(law, 1 - p_i if false_ones else p_i)
                 return read(law)
 
-            return jax.checkpoint(law_and_read)(self.items)
+            return jax.checkpoint(law_and_read)(self.values)
 
-        p = 1 - self.stacked if false_ones else self.stacked
+        p = 1 - self.values if false_ones else self.values
         if largest < _SEPARATE:
             # One array per count: every update is an elementwise pass, no shifted copies.
             law = jax.lax.scan(
@@ -137,19 +138,19 @@ class _Events:
 
     def hard_count(self) -> jax.Array:
         """The number of truth values above 1/2 (int32, batch shape)."""
-        if self.items is None:
-            return jnp.sum(self.stacked > 0.5, axis=0, dtype=jnp.int32)
+        if not isinstance(self.values, list):
+            return jnp.sum(self.values > 0.5, axis=0, dtype=jnp.int32)
         return sum(
-            ((x > 0.5).astype(jnp.int32) for x in self.items), jnp.zeros(self.batch, jnp.int32)
+            ((x > 0.5).astype(jnp.int32) for x in self.values), jnp.zeros(self.batch, jnp.int32)
         )
 
     def nan_to_result(self, result: jax.Array) -> jax.Array:
         """``result`` with NaN wherever the counted values hold a NaN (as the soft law has)."""
-        if self.items is None:
-            has_nan = jnp.isnan(self.stacked).any(axis=0)
+        if not isinstance(self.values, list):
+            has_nan = jnp.isnan(self.values).any(axis=0)
         else:
             has_nan = jnp.zeros(self.batch, bool)
-            for x in self.items:
+            for x in self.values:
                 has_nan = has_nan | jnp.isnan(x)
         if result.ndim > has_nan.ndim:  # a law: the counts are a last axis
             has_nan = has_nan[..., None]
@@ -219,7 +220,7 @@ def count_distribution(
     """
     _check_mode(mode)
     events = _Events(p, axis)
-    largest = events.size if max_count is None else _check_max_count(max_count)
+    largest = events.size if max_count is None else check_int("max_count", max_count, minimum=0)
     computed = min(largest, events.size)
 
     def soft():
@@ -297,7 +298,7 @@ def count_expectation(
     dtype = float_dtype(events.dtype, *dtypes)
     work = jnp.promote_types(dtype, jnp.float32)
     try:
-        shape = jnp.broadcast_shapes(events.batch, *value_shapes)
+        shape = np.broadcast_shapes(events.batch, *value_shapes)
     except ValueError:
         raise ValueError(
             f"values of shapes {value_shapes} (per count) do not broadcast against the shape "
@@ -346,7 +347,7 @@ def _as_count(k: Any) -> np.ndarray | jax.Array:
     dtype = jnp.result_type(k)
     if not jnp.issubdtype(dtype, jnp.integer) or dtype == jnp.bool_:
         raise TypeError(f"k must be an integer or an integer array (a count); got dtype {dtype}.")
-    return np.asarray(k, np.int64) if is_concrete(k) else k
+    return np.asarray(k, np.int64) if is_concrete(k) else jnp.asarray(k)
 
 
 def _pick(law: list[jax.Array] | jax.Array, index, shape: tuple[int, ...], *, cumulative: bool):
@@ -390,7 +391,7 @@ def _compare(
     events = _Events(p, axis)
     k = _as_count(k)
     n = events.size
-    shape = jnp.broadcast_shapes(events.batch, k.shape)
+    shape = np.broadcast_shapes(events.batch, k.shape)
     index = k + shift  # the count of P(C == index) or P(C <= index)
     # Counts whose answer needs the law (the others are 0 or 1 whatever p is).
     top = n if exactly else n - 1
