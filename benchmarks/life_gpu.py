@@ -44,6 +44,7 @@ def run(
     """Generate ``boards`` instances, reverse them within ``seconds`` and return the report."""
     _, stops, deltas = kaggle_boards(boards, seed=seed)
     options = SolverOptions(restarts=restarts, search_share=search_share)
+    load_start = os.getloadavg()[0]
     started = time.perf_counter()
     found, info = reverse(
         stops,
@@ -59,6 +60,7 @@ def run(
     dead = board_errors(np.zeros_like(stops), stops, deltas)
     return {
         "boards": boards,
+        "seed": seed,
         "seconds_budget": seconds,
         "seconds_wall": wall,
         "boards_per_second": boards / wall,
@@ -68,6 +70,8 @@ def run(
         "batch_size": batch_size,
         "restarts": restarts,
         "device": str(jax.devices()[0].device_kind),
+        "load_average_start": load_start,
+        "load_average_end": os.getloadavg()[0],
         "device_count": jax.device_count(),
         "score": score_table(errors, deltas),
         "score_descent_only": score_table(info.soft_errors, deltas),

@@ -1,29 +1,31 @@
-"""The Kaggle-protocol Game of Life solver: soft descent, bit-packed local search, sharding.
+"""The Kaggle-protocol Game of Life solver: multi-step descent, bit-packed local search, sharding.
 
 The gallery page ``examples/inverse_problems/plot_game_of_life.py`` teaches the idea on a few
 boards; this module is the solver that the benchmarks (``life_cpu.py``, ``life_gpu.py``,
 ``life_throughput.py``) run on thousands of boards within a time budget.
 
 Life's rule is pure control flow: a cell is born if exactly three of its eight neighbours are
-alive, and a live cell survives if two or three are. :func:`soft_step` writes that rule with
-softflow's relaxed comparisons (:func:`softflow.between` on the neighbour count) and a soft ``if``
-on the cell's own state (:func:`softflow.soft_if`), so that a board of *probabilities* can be
-stepped forward and differentiated. :func:`reverse` then finds, for a target board, a board that
-evolves into it after ``delta`` steps:
+alive, and a live cell survives if two or three are. :func:`probabilistic_step` writes that rule
+for a board of *probabilities*, the cells read as independent coins: the exact law of each cell's
+number of live neighbours (:func:`softflow.count_expectation`) gives the probability that the cell
+is alive one step later. On 0/1 boards it is the exact step; on boards of probabilities it is
+differentiable in every cell. :func:`reverse` then finds, for a target board, a board that evolves
+into it after ``delta`` steps:
 
-* the boards are reversed one step at a time (unrolling ``delta`` soft steps from the start loses
-  the signal after two steps, and optimising all intermediate boards jointly did no better in
-  our trials): each step back is a gradient descent on a grid of logits whose soft step should
-  match the target (cross-entropy), plus a small pressure towards sparse boards, because sparse
-  boards are far more likely to have predecessors of their own;
-* the softness is annealed from soft to nearly hard within each *round*, many random restarts run
-  in parallel, and new rounds start from fresh random boards;
+* a gradient descent on a grid of logits per board goes through all ``delta`` steps at once (a
+  :func:`jax.lax.scan` over the steps): the logits plus Gaussian noise, through a sigmoid at an
+  annealed softness, make the start board; ``delta`` probabilistic steps carry it forward; the
+  loss is the squared difference from the target. The noise falls to zero and the softness
+  towards hard within each *round*; many random restarts run in parallel, and new rounds start
+  from fresh random logits. (Reversing one step at a time, the previous engine, loses to the
+  all-dead board from ``delta`` = 3 on when used alone: a predecessor of the target need not
+  have predecessors of its own.)
 * every few iterations each restart is hardened (thresholded at 1/2) and checked with the exact
-  :func:`step`; the best predecessor so far (fewest wrong cells, then fewest live cells) is kept
-  and becomes the target of the next step back;
-* the start board of the chain is compared with trivial candidates (an all-dead board, the
-  target, the target's surviving cells) by the exact error after ``delta`` steps, so the answer
-  is never worse than any of them;
+  :func:`step`; the best start board so far (fewest wrong cells after ``delta`` steps, then
+  fewest live cells) is kept;
+* the descent's board is compared with trivial candidates (an all-dead board, the target, the
+  target's surviving cells) by the exact error after ``delta`` steps, so the answer is never worse
+  than any of them;
 * finally a hard local search (:func:`local_search`) flips single cells of that start board,
   scoring each proposal by the exact error after all ``delta`` steps: simulated annealing at a
   fixed temperature that keeps the best board it meets, so it never returns a worse board. The
@@ -73,6 +75,10 @@ DEFAULT_SEARCH_ITERATIONS = 2000
 MAX_SEARCH_WIDTH = 32
 
 
+#: Offsets (rows, columns) of the eight neighbours of a cell.
+_NEIGHBOURS = [(dr, dc) for dr in (-1, 0, 1) for dc in (-1, 0, 1) if dr or dc]
+
+
 def _neighbour_count(board):
     """Sum of the eight neighbours of every cell on a torus (last two axes), in 4 rolls."""
     column = board + jnp.roll(board, 1, axis=-2) + jnp.roll(board, -1, axis=-2)
@@ -114,31 +120,38 @@ def evolve(boards, deltas):
     return boards
 
 
-def soft_step(board, softness, *, kind: str = "logistic"):
-    r"""One relaxed step of the Game of Life, written with softflow's soft conditions.
+def probabilistic_step(board):
+    r"""The probability that each cell is alive one step later, the cells independent coins.
 
-    With :math:`n` the (expected) number of live neighbours, a live cell survives if
-    :math:`1.5 \le n \le 3.5` and a dead one is born if :math:`2.5 \le n \le 3.5`; both tests are
-    :func:`softflow.between` at ``softness``, and :func:`softflow.soft_if` on the cell's own
-    state (its probability of being alive) blends the two branches. On 0/1 boards and small
-    softness it equals :func:`step`; on boards of probabilities it is differentiable in every
-    cell.
+    With :math:`N` the number of live neighbours of a cell and :math:`p` the probability that
+    the cell is alive, a live cell survives on two or three neighbours and a dead one is born on
+    three:
+
+    .. math:: P(\text{alive next}) = p\,P(N \in \{2, 3\}) + (1 - p)\,P(N = 3)
+        = P(N = 3) + p\,P(N = 2),
+
+    with the law of :math:`N` from :func:`softflow.count_distribution` (exact when the eight
+    neighbours are independent coins). On 0/1 boards it is :func:`step` exactly; on boards of
+    probabilities it is differentiable in every cell, and its derivative at a 0/1 board says
+    how each cell's next state changes when one neighbour flips. After one step the cells of
+    the new board are correlated (neighbouring cells share neighbours), so several of these
+    steps in a row are a mean-field approximation of the law of the evolved board.
 
     Arguments:
         board: float array of probabilities in [0, 1]; the last two axes are the board.
-        softness: :math:`\tau > 0`, the width of the relaxed thresholds in neighbour counts.
-        kind: the soft step family, one of :data:`softflow.KINDS`.
 
     Returns:
-        The probabilities of the next board, same shape and dtype as ``board``.
+        The probabilities of the next board, with the shape and dtype of ``board``.
     """
-    count = _neighbour_count(board)
-    return sf.soft_if(
-        board,
-        lambda n: sf.between(n, 1.5, 3.5, softness=softness, kind=kind),
-        lambda n: sf.between(n, 2.5, 3.5, softness=softness, kind=kind),
-        count,
-    )
+    # The eight neighbours as slices of the board padded around the torus: a list of arrays is
+    # counted without stacking it into one (slices fuse into the count, a stack would be copied).
+    height, width = board.shape[-2:]
+    padded = jnp.pad(board, [(0, 0)] * (board.ndim - 2) + [(1, 1), (1, 1)], mode="wrap")
+    neighbours = [
+        padded[..., 1 + dr : 1 + dr + height, 1 + dc : 1 + dc + width] for dr, dc in _NEIGHBOURS
+    ]
+    # Born on three live neighbours, survives on two or three: f(N) = [0, 0, alive, 1][N].
+    return sf.count_expectation(neighbours, [0.0, 0.0, board, 1.0])
 
 
 # --------------------------------------------------------------------------- the Kaggle protocol
@@ -226,6 +239,26 @@ def format_table(table: dict) -> str:
     return "\n".join(lines)
 
 
+_COMPILED: dict = {}
+
+
+def _compiled(jitted, *args):
+    """``jitted`` compiled ahead of time for the shapes and shardings of ``args`` (cached).
+
+    A time budget then starts after the compilation instead of charging it to the first chunk.
+    """
+    key = (jitted, tuple((a.shape, a.dtype, getattr(a, "sharding", None)) for a in _leaves(args)))
+    if key not in _COMPILED:
+        _COMPILED[key] = jitted.lower(*args).compile()
+    return _COMPILED[key]
+
+
+def _leaves(tree):
+    return [
+        np.asarray(a) if isinstance(a, int | float) else a for a in jax.tree_util.tree_leaves(tree)
+    ]
+
+
 # --------------------------------------------------------------------------------- the solver
 
 
@@ -233,20 +266,22 @@ def format_table(table: dict) -> str:
 class SolverOptions:
     """Settings of the descent in :func:`reverse` (every field has a tuned default).
 
+    One *round* of the descent anneals two things together, from its first iteration to its
+    last: the softness of the cells (the temperature of the sigmoid that makes logits into
+    probabilities) and the scale of the Gaussian noise added to the logits. A new round starts
+    from fresh random logits; the best hardened board found so far is kept.
+
     Attributes:
         restarts: independent random starts per board, optimised in parallel.
-        round_iterations: iterations of one annealing round; a new round restarts from fresh
-            random boards and keeps the best hardened board found so far.
+        round_iterations: iterations of one annealing round.
         check_every: iterations between two hardening checks (one jitted call runs this many).
         learning_rate: Adam step size on the logits.
-        softness_start: softness of the relaxed rule at the beginning of a round.
+        softness_start: softness of the cells at the beginning of a round.
         softness_end: softness at the end of a round (annealed geometrically).
+        noise_start: standard deviation of the logit noise at the beginning of a round; it
+            falls linearly to 0 at the end of the round.
         init_scale: standard deviation of the random initial logits.
-        init_bias: mean of the random initial logits of every step back but the last
-            (negative: start from sparse boards).
-        density_weight: weight of the mean live probability in the loss of every step back but
-            the last; sparse predecessors are more likely to have predecessors themselves.
-        kind: the soft step family of the relaxed comparisons.
+        init_bias: mean of the random initial logits (negative: start from sparse boards).
         search_proposals: single-cell flips that the local search scores per iteration (it
             moves to the best of them, subject to the annealing acceptance).
         search_check_every: local-search iterations per jitted call (the time budget is
@@ -258,22 +293,31 @@ class SolverOptions:
             local search (the descent gets the rest, and its unused time goes to the search).
     """
 
-    restarts: int = 8
-    round_iterations: int = 100
-    check_every: int = 25
+    restarts: int = 2
+    round_iterations: int = 200
+    check_every: int = 10
     learning_rate: float = 0.2
-    softness_start: float = 0.6
-    softness_end: float = 0.05
+    softness_start: float = 1.0
+    softness_end: float = 0.1
+    noise_start: float = 1.0
     init_scale: float = 1.0
     init_bias: float = -1.0
-    density_weight: float = 0.2
-    kind: str = "logistic"
     search_proposals: int = 8
     search_check_every: int = 250
     search_temperature: float = 1.0
     search_share: float = 0.7
 
     def __post_init__(self):
+        if self.restarts < 1 or self.round_iterations < 1 or self.check_every < 1:
+            raise ValueError(
+                "restarts, round_iterations and check_every must be positive; got "
+                f"{self.restarts!r}, {self.round_iterations!r} and {self.check_every!r}."
+            )
+        if self.round_iterations % self.check_every:
+            raise ValueError(
+                f"round_iterations ({self.round_iterations}) must be a multiple of check_every "
+                f"({self.check_every}): a round starts at a check."
+            )
         if self.search_proposals < 1 or self.search_check_every < 1:
             raise ValueError(
                 "search_proposals and search_check_every must be positive; got "
@@ -284,71 +328,85 @@ class SolverOptions:
         if not 0 <= self.search_share < 1:
             raise ValueError(f"search_share must lie in [0, 1); got {self.search_share!r}.")
 
-    def softness(self, iteration: int) -> float:
-        """Softness at a global iteration number (the anneal restarts every round)."""
-        fraction = (iteration % self.round_iterations) / max(self.round_iterations - 1, 1)
-        return self.softness_start * (self.softness_end / self.softness_start) ** fraction
+    def schedule(self, fraction: float) -> tuple[float, float]:
+        """Softness of the cells and scale of the logit noise at a fraction of a round."""
+        softness = self.softness_start * (self.softness_end / self.softness_start) ** fraction
+        return softness, self.noise_start * (1 - fraction)
 
 
-def _binary_cross_entropy(predicted, target):
-    predicted = jnp.clip(predicted, 1e-6, 1 - 1e-6)
-    return -(target * jnp.log(predicted) + (1 - target) * jnp.log1p(-predicted))
+def _evolve_chunk(boards, delta, step_fn):
+    """``delta`` steps (a traced scalar, at most :data:`MAX_DELTA`) of ``step_fn`` on ``boards``.
 
-
-def _selection_key(candidates, targets):
-    """Rank of candidate predecessors: wrong cells first, then live cells (fewer is better).
-
-    candidates (B, R, H, W) uint8, targets (B, H, W); returns int32 (B, R).
+    A scan over :data:`MAX_DELTA` steps whose steps beyond ``delta`` are skipped by a ``cond``
+    (a chunk holds boards of one delta), so that every delta shares one compiled program and
+    costs only its own steps.
     """
-    wrong = (step(candidates) != targets[:, None]).sum(axis=(-2, -1))
+
+    # Each step is recomputed in the backward pass: a cond otherwise keeps the intermediate
+    # values of its branch for every step (also the skipped ones), and XLA:CPU then slows down
+    # many times.
+    step_fn = jax.checkpoint(step_fn)
+
+    def one(boards, t):
+        return jax.lax.cond(t < delta, step_fn, lambda b: b, boards), None
+
+    return jax.lax.scan(one, boards, jnp.arange(MAX_DELTA))[0]
+
+
+def _selection_key(candidates, targets, delta):
+    """Rank of candidate start boards: wrong cells after ``delta`` steps, then live cells.
+
+    Fewer is better. candidates (B, R, H, W) uint8, targets (B, H, W); returns int32 (B, R).
+    """
+    wrong = (_evolve_chunk(candidates, delta, step) != targets[:, None]).sum(axis=(-2, -1))
     live = candidates.astype(jnp.int32).sum(axis=(-2, -1))
     return wrong * (targets.shape[-1] * targets.shape[-2] + 1) + live
 
 
 @functools.lru_cache(maxsize=8)
-def _solver(options: SolverOptions):
-    """Jitted pieces of the one-step solver for one set of options (cached across calls)."""
+def _descent(options: SolverOptions):
+    """Jitted pieces of the multi-step descent for one set of options (cached across calls)."""
     optimizer = optax.adam(options.learning_rate)
 
-    def loss(logits, targets, density_weight, softness):
-        boards = jax.nn.sigmoid(logits)
-        stepped = soft_step(boards, softness, kind=options.kind)
-        mismatch = _binary_cross_entropy(stepped, targets[:, None]).mean(axis=(-2, -1))
-        return mismatch + density_weight[:, None] * boards.mean(axis=(-2, -1))  # (B, R)
+    def loss(logits, key, targets, delta, softness, noise):
+        cells = logits + noise * jax.random.normal(key, logits.shape)
+        board = sf.greater(cells, 0.0, softness=softness)
+        evolved = _evolve_chunk(board, delta, probabilistic_step)
+        # Squared error per restart: it trained better than the expected number of wrong
+        # cells (an absolute error) and than the cross-entropy in our trials.
+        error = ((evolved - targets[:, None]) ** 2).mean(axis=(-2, -1))
+        return error.sum(), error.mean()
 
-    def new_round(key, board_index, targets, more):
-        def one(index, further):
-            shape = (options.restarts, *targets.shape[1:])
+    def new_round(key, board_index, shape):
+        def one(index):
             noise = jax.random.normal(jax.random.fold_in(key, index), shape)
-            return further * options.init_bias + options.init_scale * noise
+            return options.init_bias + options.init_scale * noise
 
-        logits = jax.vmap(one)(board_index, more)
+        logits = jax.vmap(one)(board_index)
         return logits, optimizer.init(logits)
 
-    def advance(logits, opt_state, best, best_key, targets, density_weight, softness):
+    def advance(logits, opt_state, best, best_key, key, targets, delta, schedule):
         targets_float = targets.astype(logits.dtype)
 
-        def one_iteration(carry, tau):
+        def one_iteration(carry, scheduled):
             logits, opt_state = carry
-
-            def total(x):
-                per_restart = loss(x, targets_float, density_weight, tau)
-                return per_restart.sum(), per_restart
-
-            grads, per_restart = jax.grad(total, has_aux=True)(logits)
+            index, softness, noise = scheduled
+            grads, mean_error = jax.grad(loss, has_aux=True)(
+                logits, jax.random.fold_in(key, index), targets_float, delta, softness, noise
+            )
             updates, opt_state = optimizer.update(grads, opt_state)
-            return (optax.apply_updates(logits, updates), opt_state), per_restart.mean()
+            return (optax.apply_updates(logits, updates), opt_state), mean_error
 
-        (logits, opt_state), losses = jax.lax.scan(one_iteration, (logits, opt_state), softness)
+        (logits, opt_state), losses = jax.lax.scan(one_iteration, (logits, opt_state), schedule)
         candidates = (logits > 0).astype(jnp.uint8)
-        keys = _selection_key(candidates, targets)
+        keys = _selection_key(candidates, targets, delta)
         pick = jnp.argmin(keys, axis=1)
         found = jnp.take_along_axis(candidates, pick[:, None, None, None], axis=1)[:, 0]
         found_key = keys.min(axis=1)
         best = jnp.where((found_key < best_key)[:, None, None], found, best)
         return logits, opt_state, best, jnp.minimum(found_key, best_key), losses
 
-    return jax.jit(new_round), jax.jit(advance, donate_argnums=(0, 1))
+    return jax.jit(new_round, static_argnums=2), jax.jit(advance, donate_argnums=(0, 1))
 
 
 # ------------------------------------------------------------------------------ local search
@@ -535,8 +593,15 @@ def _local_search(starts, stops, deltas, iterations, seconds, seed, batch_size, 
     chunk = _balanced_chunk(largest_group, batch_size, device_count)
     fewest_calls = math.inf
     key = jax.random.key(seed)
-    clock = _Clock(seconds, int(deltas.sum()))
+    started = time.perf_counter()
     packed_starts, packed_stops = _pack_rows(starts), _pack_rows(stops)
+    rows = _to_global(packed_starts[:1].repeat(chunk, axis=0), sharding)
+    index = _to_global(np.zeros(chunk, np.int32), sharding)
+    run = _compiled(
+        run, key, index, rows, rows, rows, np.int32(1), np.float32(options.search_temperature)
+    )
+    seconds = None if seconds is None else seconds - (time.perf_counter() - started)
+    clock = _Clock(seconds, int(deltas.sum()))
     result = starts.astype(np.uint8)
     for delta in range(1, MAX_DELTA + 1):
         group = np.nonzero(deltas == delta)[0]
@@ -574,14 +639,16 @@ class ReverseInfo:
     """What :func:`reverse` did, for plots and benchmarks.
 
     Attributes:
-        iterations: descent iterations per board and step back (the smallest over all chunks).
+        iterations: descent iterations per board (the smallest over all chunks).
         search_iterations: local-search iterations per board (the smallest over all chunks; 0
             when the search did not run).
-        loss: mean loss over boards and restarts at every iteration (first chunk, first step).
-        softness: softness at every iteration (first chunk, first step).
-        checks: iteration number at every hardening check (first chunk, first step).
-        snapshots: probabilities of board 0's predecessor (restart 0) at every check, shape
-            (checks, H, W).
+        loss: the loss (expected fraction of wrong cells) averaged over boards and restarts at
+            every iteration (first chunk).
+        softness: softness of the cells at every iteration (first chunk).
+        noise: scale of the logit noise at every iteration (first chunk).
+        checks: iteration number at every hardening check (first chunk).
+        snapshots: probabilities of the start board of the first board (restart 0) at every
+            check, shape (checks, H, W).
         soft_errors: per-board error (fraction of wrong cells) of the descent alone, without the
             trivial candidates and the local search.
         candidate_errors: per-board error of the best of the descent and the trivial
@@ -593,6 +660,7 @@ class ReverseInfo:
     search_iterations: int = 0
     loss: list = dataclasses.field(default_factory=list)
     softness: list = dataclasses.field(default_factory=list)
+    noise: list = dataclasses.field(default_factory=list)
     checks: list = dataclasses.field(default_factory=list)
     snapshots: list = dataclasses.field(default_factory=list)
     soft_errors: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
@@ -657,51 +725,85 @@ class _Clock:
         return time.perf_counter() + self.check_seconds <= task_deadline
 
 
-def _reverse_one_step(
-    targets, board_index, more, *, boards, key, checks, clock, options, info, bar
-):
-    """Best predecessors (uint8, like ``targets``) of one padded chunk of target boards.
+def _descend(targets, board_index, delta, *, boards, key, checks, clock, options, info, bar):
+    """Best start boards (uint8, like ``targets``) found by the descent for one padded chunk.
 
-    ``more[b]`` says whether board ``b`` will be reversed further: only then does the loss
-    favour sparse predecessors (the last step back needs only an exact one). ``boards`` is the
-    number of real (not padding) boards, the chunk's share of the time budget.
+    Every board of the chunk has the same ``delta``. ``boards`` is the number of real (not
+    padding) boards: the chunk's share of the time budget is ``delta * boards`` work units. A
+    round is ``options.round_iterations`` long, or shorter when the chunk's time share holds
+    less (so that the anneal always runs to its end), or longer to use up a remainder.
     """
     sharding, _ = _board_sharding()
-    new_round, advance = _solver(options)
+    new_round, advance = _descent(options)
     targets_device = _to_global(targets, sharding)
     index_device = _to_global(board_index, sharding)
-    more_device = _to_global(more.astype(np.float32), sharding)
-    density_weight = _to_global(np.where(more, options.density_weight, 0.0), sharding)
     best = _to_global(np.zeros_like(targets), sharding)
     best_key = _to_global(np.full(len(targets), np.iinfo(np.int32).max, np.int32), sharding)
-    deadline = clock.start_task(boards)
+    shape = (options.restarts, *targets.shape[1:])
+    every = options.check_every
+    init_key, noise_key = jax.random.split(key)
+    logits, opt_state = new_round(init_key, index_device, shape)
+    schedule = np.zeros((3, every), np.float32)
+    advance = _compiled(
+        advance,
+        logits,
+        opt_state,
+        best,
+        best_key,
+        noise_key,
+        targets_device,
+        np.int32(delta),
+        (schedule[0].astype(np.int32), *schedule[1:]),
+    )  # compiled before the chunk's share of the time is measured
+    deadline = clock.start_task(delta * boards)
+
+    def round_checks(done_in_round: int) -> int:
+        """Checks of the current round, ``done_in_round`` of them run already."""
+        default = options.round_iterations // every
+        left = checks - check + done_in_round
+        if deadline is not None and clock.check_seconds is not None:
+            fit = int((deadline - time.perf_counter()) / clock.check_seconds)
+            left = min(left, done_in_round + max(fit, 0))
+        # A remainder shorter than half a round joins this round.
+        return max(1, left if left < 1.5 * default else default)
+
     record = not info.checks
-    check = 0
-    logits = opt_state = None
+    check = round_start = 0
+    length = round_checks(0)
     while check < checks and (check == 0 or clock.fits(deadline)):
-        iteration = check * options.check_every
-        if iteration % options.round_iterations == 0:
-            round_key = jax.random.fold_in(key, iteration // options.round_iterations)
-            logits, opt_state = new_round(round_key, index_device, targets_device, more_device)
+        if check == round_start + length:
+            round_start = check
+            length = round_checks(0)
+            logits, opt_state = new_round(jax.random.fold_in(init_key, check), index_device, shape)
+        iteration = check * every
+        indices = np.arange(iteration, iteration + every)
+        fractions = (indices - round_start * every) / max(length * every - 1, 1)
+        schedule = np.array([options.schedule(f) for f in fractions], np.float32).T
         tick = time.perf_counter()
-        softness = np.array(
-            [options.softness(iteration + i) for i in range(options.check_every)], np.float32
-        )
         logits, opt_state, best, best_key, losses = advance(
-            logits, opt_state, best, best_key, targets_device, density_weight, softness
+            logits,
+            opt_state,
+            best,
+            best_key,
+            noise_key,
+            targets_device,
+            np.int32(delta),
+            (indices.astype(np.int32), *schedule),
         )
         best_key.block_until_ready()
-        # The latest check predicts the next one (the very first includes compilation).
-        clock.check_seconds = time.perf_counter() - tick
+        clock.check_seconds = time.perf_counter() - tick  # predicts the next check
         check += 1
+        if check == round_start + 1:  # the first timed check of a round plans its length
+            length = round_checks(1)
         if record:
             info.loss.extend(np.asarray(losses).tolist())
-            info.softness.extend(softness.tolist())
-            info.checks.append(iteration + options.check_every)
+            info.softness.extend(schedule[0].tolist())
+            info.noise.extend(schedule[1].tolist())
+            info.checks.append(iteration + every)
             info.snapshots.append(_to_numpy(jax.nn.sigmoid(logits[:1, 0]))[0])
         if bar is not None:
-            bar.update(boards)
-    iterations = check * options.check_every
+            bar.update(1)
+    iterations = check * every
     info.iterations = iterations if info.iterations == 0 else min(info.iterations, iterations)
     return _to_numpy(best)
 
@@ -721,32 +823,34 @@ def reverse(
 ):
     """Find, for every target board, a start board that evolves into it in ``deltas`` steps.
 
-    The boards are reversed one step at a time: each step back is a gradient descent on a grid of
-    logits through :func:`soft_step`, with annealed softness and parallel restarts, and each
-    step's predecessor (hardened, checked with the exact :func:`step`, the sparsest among the
-    most exact) is the target of the next step back. The chain's start board is finally compared
-    with trivial candidates (an all-dead board, the target itself, and the target without the
-    cells that do not survive ``deltas`` steps of it) by the exact error after ``deltas`` steps,
-    and the best is improved by :func:`local_search` (boards up to :data:`MAX_SEARCH_WIDTH`
-    cells wide; wider ones skip it).
+    A gradient descent on a grid of logits per board runs through all ``delta`` steps at once:
+    the logits (plus annealed noise) make a board of probabilities, :func:`probabilistic_step`
+    carries it ``delta`` steps forward, and the loss is its squared difference from the target.
+    Restarts run in parallel, rounds restart from fresh logits, and every few iterations each
+    restart is hardened and checked with the exact :func:`step`; the best start board so far
+    (fewest wrong cells after ``delta`` steps, then fewest live cells) is kept. It is then
+    compared with trivial candidates (an all-dead board, the target itself, and the target
+    without the cells that do not survive ``deltas`` steps of it) and the best is improved by
+    :func:`local_search` (boards up to :data:`MAX_SEARCH_WIDTH` cells wide; wider ones skip it).
 
     Arguments:
         stops: 0/1 target boards, shape (B, H, W); any board size (a torus).
         deltas: integer steps in 1..5, shape (B,).
         seconds: bound on the wall time of the whole call, compilation included (kept to within
             about 20 %); the local search gets ``options.search_share`` of it, and whatever the
-            descent leaves. Without it the call runs ``iterations`` iterations per step back
-            and ``search_iterations`` of local search, or :data:`DEFAULT_ITERATIONS` and
+            descent leaves. Without it the call runs ``iterations`` descent iterations per
+            board and ``search_iterations`` of local search, or :data:`DEFAULT_ITERATIONS` and
             :data:`DEFAULT_SEARCH_ITERATIONS` for those that are None as well.
-        seed: seed of the random restarts. With a fixed iteration count the result depends only
-            on the boards, the seed and the options, not on the devices or ``batch_size``.
-        iterations: descent iterations per step back (rounded up to a multiple of
+        seed: seed of the random restarts and noise. With a fixed iteration count the result
+            depends only on the boards, the seed and the options, not on the devices or
+            ``batch_size``.
+        iterations: descent iterations per board (rounded up to a multiple of
             ``options.check_every``); with ``seconds`` as well it is an upper limit.
         search_iterations: local-search iterations per board (0: no local search); with
             ``seconds`` as well it is an upper limit.
         batch_size: boards per jitted call (every call is padded to the same shape, a multiple
             of the device count, so each function compiles once); the default takes all boards
-            at once. Large runs on a GPU use chunks of ~10^4 boards.
+            of one delta at once. Large runs on a GPU use chunks of ~10^4 boards.
         options: :class:`SolverOptions`; the defaults are tuned on the Kaggle protocol.
         progress: show a tqdm progress bar (None: when tqdm is installed, stderr is a terminal
             and the run is long).
@@ -780,44 +884,45 @@ def reverse(
     checks = math.inf if iterations is None else math.ceil(iterations / options.check_every)
 
     _, device_count = _board_sharding()
-    # One padded shape for every call: a new shape would cost a compilation (seconds on a CPU),
-    # more than the padding of the shrinking sets of boards of later steps back.
-    chunk = _balanced_chunk(len(stops), batch_size, device_count)
+    groups = [np.nonzero(deltas == delta)[0] for delta in range(1, MAX_DELTA + 1)]
+    # One padded shape for every call: a new shape would cost a compilation (seconds on a CPU).
+    chunk = _balanced_chunk(max(len(g) for g in groups), batch_size, device_count)
     descent_seconds = None if seconds is None else seconds * (1 - options.search_share)
     clock = _Clock(descent_seconds, int(deltas.sum()))
-    bar = _progress_bar(progress, int(deltas.sum()), seconds, checks)
+    calls = sum(math.ceil(len(g) / chunk) for g in groups)
+    bar = _progress_bar(progress, calls, seconds, checks)
     info = ReverseInfo()
-    current = stops.copy()
-    for back in range(1, MAX_DELTA + 1):
-        active = np.nonzero(deltas >= back)[0]
-        for low in range(0, len(active), chunk):
-            members = active[low : low + chunk]
+    found = np.zeros_like(stops)
+    key = jax.random.key(seed)
+    for delta, group in enumerate(groups, start=1):
+        for low in range(0, len(group), chunk):
+            members = group[low : low + chunk]
             # Padding repeats the last board; its copies are dropped again.
             padded = np.concatenate([members, np.repeat(members[-1:], chunk - len(members))])
-            found = _reverse_one_step(
-                current[padded],
+            boards = _descend(
+                stops[padded],
                 padded.astype(np.int32),
-                (deltas[padded] > back).astype(np.float32),
+                delta,
                 boards=len(members),
-                key=jax.random.fold_in(jax.random.key(seed), back),
+                key=key,
                 checks=checks,
                 clock=clock,
                 options=options,
                 info=info,
                 bar=bar,
             )
-            current[members] = found[: len(members)]
+            found[members] = boards[: len(members)]
     if bar is not None:
         bar.close()
-    chain_errors = board_errors(current, stops, deltas)
+    descent_errors = board_errors(found, stops, deltas)
     # Trivial candidates: an all-dead board, the target itself, and the target restricted to
     # the cells that ``deltas`` steps of it leave alive (still lifes and the like).
     stable = stops & np.asarray(evolve(stops, deltas))
-    candidates = [current, np.zeros_like(stops), stops, stable]
-    errors = np.stack([chain_errors] + [board_errors(c, stops, deltas) for c in candidates[1:]])
+    candidates = [found, np.zeros_like(stops), stops, stable]
+    errors = np.stack([descent_errors] + [board_errors(c, stops, deltas) for c in candidates[1:]])
     pick = errors.argmin(axis=0)
     result = np.stack(candidates)[pick, np.arange(len(stops))]
-    info.soft_errors = chain_errors
+    info.soft_errors = descent_errors
     info.candidate_errors = errors.min(axis=0)
     search_seconds = None if seconds is None else started + seconds - time.perf_counter()
     searchable = stops.shape[-1] <= MAX_SEARCH_WIDTH and search_iterations != 0
@@ -829,18 +934,18 @@ def reverse(
     return (result, info) if return_info else result
 
 
-def _progress_bar(progress, total, seconds, checks):
-    """A tqdm bar over boards x steps back, or None (tqdm is optional)."""
+def _progress_bar(progress, calls, seconds, checks):
+    """A tqdm bar over descent checks (chunks x checks), or None (tqdm is optional)."""
     if progress is False:
         return None
     try:
         from tqdm.auto import tqdm
     except ImportError:
         return None
-    long_run = (seconds or 0) > 5 or (checks * total > 2000)
+    long_run = (seconds or 0) > 5 or (checks * calls > 20)
     if progress is None and not (long_run and sys.stderr.isatty()):
         return None
-    return tqdm(total=None if math.isinf(checks) else total * checks, desc="reverse", leave=False)
+    return tqdm(total=None if math.isinf(checks) else calls * checks, desc="descent", leave=False)
 
 
 # ------------------------------------------------------------------------------- command line

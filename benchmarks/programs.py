@@ -78,6 +78,42 @@ def life_plain(board, softness):
     return board * survives + (1 - board) * three
 
 
+def neighbours(board):
+    """The eight neighbours of every cell of a torus (last two axes), as a list of rolled boards."""
+    return [
+        jnp.roll(board, (dr, dc), axis=(-2, -1))
+        for dr in (-1, 0, 1)
+        for dc in (-1, 0, 1)
+        if dr or dc
+    ]
+
+
+def life_counting(board, softness):
+    """The Life step from the exact law of the neighbour count (the cells independent coins).
+
+    P(alive next) = P(N = 3) + p P(N = 2), by ``sf.count_expectation`` on the eight rolled
+    boards (a list, counted cell by cell); ``softness`` is unused: the count law has none.
+    """
+    del softness
+    return sf.count_expectation(neighbours(board), [0.0, 0.0, board, 1.0])
+
+
+def life_counting_stacked(board, softness):
+    """The same step from ``sf.count_distribution`` of the rolled boards stacked on a new axis."""
+    del softness
+    law = sf.count_distribution(jnp.stack(neighbours(board)), axis=0, max_count=3)
+    return law[..., 3] + board * law[..., 2]
+
+
+def life_counting_plain(board, softness):
+    """The count-law Life step written by hand in plain JAX (the recursion over the neighbours)."""
+    del softness
+    law = [jnp.ones_like(board), *(jnp.zeros_like(board) for _ in range(3))]
+    for p in neighbours(board):
+        law = [law[0] * (1 - p), *(law[k] * (1 - p) + law[k - 1] * p for k in range(1, 4))]
+    return law[3] + board * law[2]
+
+
 def life_boards(*, tiny: bool, quick: bool):
     """A batch of random boards of probabilities and 0/1 targets (float32) for the Life step."""
     shape = (8, 16, 16) if tiny else (256, 32, 32) if quick else (1024, 64, 64)

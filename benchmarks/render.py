@@ -121,11 +121,13 @@ def render_any(data, level: str) -> list[str]:
     return ["```", json.dumps(data, indent=1), "```", ""]
 
 
-def _optional(name: str, title: str, placeholder: str) -> list[str]:
+def _optional(name: str, title: str, placeholder: str, note: str = "") -> list[str]:
     path = RESULTS / name
     lines = [f"## {title}", "", f"<!-- generated from benchmarks/results/{name} -->", ""]
     if not path.exists():
         return [*lines, f"*Not measured yet.* {placeholder}", ""]
+    if note:
+        lines += [f"*Note:* {note}", ""]
     return lines + render_any(json.loads(path.read_text()), "###")
 
 
@@ -226,6 +228,9 @@ def render(cpu: dict) -> str:
         "life_gpu.json",
         "Game of Life reversal (GPU)",
         "Written by the Game of Life benchmark scripts on a CUDA machine.",
+        "measured with the previous engine (chained one-step descents, before the multi-step "
+        "descent through the count law); no GPU was lent when the multi-step engine was built, "
+        "so it has no GPU numbers yet: rerun `benchmarks/life_gpu.py` on a GPU to replace these.",
     )
     lines += [HOW_TO_RUN]
     return "\n".join(lines).rstrip() + "\n"

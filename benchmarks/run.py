@@ -29,6 +29,7 @@ SECTIONS = {
     "soft_while": (sections.soft_while_cost, 40),
     "loops_vmap": (sections.loops_under_vmap, 40),
     "life_plain": (sections.life_against_plain, 20),
+    "life_counting": (sections.life_counting_cost, 30),
     "softjax": (sections.life_against_softjax, 40),
     "algovision": (sections.sort_against_algovision, 40),
     "smoothing": (sections.smoothing_cost, 20),

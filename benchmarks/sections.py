@@ -218,6 +218,73 @@ def life_against_plain(settings: harness.Settings) -> dict:
     return sec
 
 
+# ----------------------------------------------------------------- 6b. Life: counting's cost
+
+
+def life_counting_cost(settings: harness.Settings) -> dict:
+    """The Life step from the exact neighbour-count law against the expected-count relaxation."""
+    boards, targets = programs.life_boards(tiny=settings.tiny, quick=settings.quick)
+    softness = jnp.float32(0.5)
+    candidates = {
+        "counting": programs.life_counting,
+        "counting, stacked law": programs.life_counting_stacked,
+        "counting, plain JAX": programs.life_counting_plain,
+        "expected count": programs.life_softflow,
+        "expected count, plain JAX": programs.life_plain,
+    }
+    sec = harness.section(
+        "Game of Life step: the count law against the expected count",
+        f"One B3/S23 step on boards of probabilities, {boards.shape[0]} boards of "
+        f"{boards.shape[1]}×{boards.shape[2]}, float32. *counting*: the exact law of the "
+        "neighbour count, `sf.count_expectation(neighbours, [0, 0, board, 1])` on the list of "
+        "eight rolled boards; *stacked law*: `sf.count_distribution` of the rolls stacked on a "
+        "new axis, `law[..., 3] + board * law[..., 2]`; *expected count*: the relaxed step of "
+        "the sections above (soft `count == 3`, `count == 2` on the sum of the rolls). Ratios "
+        "against the expected count with softflow, forward alone and forward + backward.",
+        ["pass", *(f"{name} ms" for name in candidates), "counting / expected count"],
+    )
+    reference = np.asarray(programs.life_counting_plain(boards, softness))
+    difference = max(
+        float(np.max(np.abs(np.asarray(fn(boards, softness)) - reference)))
+        for fn in (programs.life_counting, programs.life_counting_stacked)
+    )
+    ratios = []
+    for label, wrap, args in (
+        ("forward", lambda fn: fn, (boards, softness)),
+        ("forward + backward", programs.life_loss, (boards, targets, softness)),
+    ):
+        compiled = {
+            name: harness.compile_jitted(wrap(fn), *args) for name, fn in candidates.items()
+        }
+        samples = harness.paired_times({k: c.call for k, c in compiled.items()}, settings)
+        ratio = harness.paired_ratio(samples, "counting", "expected count")
+        ratios.append(ratio)
+        sec["rows"].append(
+            [label, *(_ms(harness.median(samples[name])) for name in candidates), ratio]
+        )
+    harness.goal(
+        sec,
+        "counting ≤ 1.5 × the expected count (Life step, forward + backward)",
+        ratios[-1],
+        1.5,
+        "the count law carries four probabilities per cell through eight neighbours, forward "
+        "and backward, where the expected count is one sum and two soft comparisons.",
+    )
+    seconds = {name: value for name, value in zip(candidates, sec["rows"][-1][1:], strict=False)}
+    sec["notes"].append(
+        "Against the expected count written in plain JAX (no argument checks, no masking of "
+        "branch values), counting costs "
+        f"{seconds['counting'] / seconds['expected count, plain JAX']:.1f}× forward + backward. "
+        "The plain-JAX recursion stores every partial law for the backward pass, where softflow "
+        "recomputes them (a checkpoint), which is why it is slower here."
+    )
+    sec["notes"].append(
+        f"Largest difference between softflow's counting steps and the plain-JAX recursion: "
+        f"{difference:.1e}."
+    )
+    return sec
+
+
 # ------------------------------------------------------------------------------ 5. softjax
 
 

@@ -23,7 +23,7 @@ sys.path.insert(0, str(BENCHMARKS))
 import life_reverse as gol  # noqa: E402
 
 OPTIONS = gol.SolverOptions(
-    restarts=8, round_iterations=100, check_every=25, search_check_every=100
+    restarts=2, round_iterations=100, check_every=25, search_check_every=100
 )
 BOARDS, SIZE = 8, 12
 
@@ -80,22 +80,43 @@ def test_step_known_patterns():
     np.testing.assert_array_equal(np.asarray(board), glider)
 
 
-def test_soft_step_equals_step_on_binary_boards_at_small_softness():
+def test_probabilistic_step_is_the_exact_step_on_binary_boards():
     rng = np.random.default_rng(1)
     boards = (rng.random((16, 12, 12)) < rng.random((16, 1, 1))).astype(np.float32)
-    soft = np.asarray(gol.soft_step(boards, 1e-2))
-    np.testing.assert_allclose(soft, np.asarray(gol.step(boards)), atol=1e-6)
+    stepped = np.asarray(gol.probabilistic_step(boards))
+    np.testing.assert_array_equal(stepped, np.asarray(gol.step(boards)))
 
 
-def test_soft_step_is_a_probability_with_useful_gradients():
+def test_probabilistic_step_equals_enumeration_of_independent_cells():
+    # On a 4 x 4 torus every cell has eight distinct neighbours: with independent cells the
+    # probability that a cell lives one step later is the average of the exact step over all
+    # 2^16 boards, each weighted by its probability.
     import jax
 
-    rng = np.random.default_rng(2)
-    board = rng.random((8, 8)).astype(np.float32)
-    soft = np.asarray(gol.soft_step(board, 0.5))
-    assert soft.min() >= 0 and soft.max() <= 1
-    grad = np.asarray(jax.grad(lambda b: gol.soft_step(b, 0.5).sum())(board))
-    assert np.all(np.isfinite(grad)) and np.abs(grad).max() > 1e-3
+    with jax.enable_x64(True):
+        p = np.random.default_rng(2).random((4, 4))
+        bits = (np.arange(2**16)[:, None] >> np.arange(16)) & 1
+        boards = bits.reshape(-1, 4, 4).astype(np.uint8)
+        weights = np.prod(np.where(boards == 1, p, 1 - p), axis=(1, 2))
+        expected = np.tensordot(weights, np.asarray(gol.step(boards), np.float64), axes=1)
+        np.testing.assert_allclose(gol.probabilistic_step(p), expected, rtol=1e-12, atol=1e-14)
+
+
+def test_probabilistic_step_gradient_matches_finite_differences():
+    import jax
+
+    with jax.enable_x64(True):
+        board = np.random.default_rng(3).uniform(0.05, 0.95, (5, 6))
+        target = np.random.default_rng(4).random((5, 6))
+
+        @jax.jit
+        def loss(b):
+            return ((gol.probabilistic_step(b) - target) ** 2).sum()
+
+        grad = np.asarray(jax.grad(loss)(board))
+        steps = np.eye(board.size).reshape(board.size, *board.shape) * 1e-6
+        differences = [(loss(board + d) - loss(board - d)) / 2e-6 for d in steps]
+        np.testing.assert_allclose(grad.reshape(-1), differences, rtol=1e-6, atol=1e-9)
 
 
 @pytest.mark.parametrize(("height", "width"), [(25, 25), (6, 9), (3, 32), (7, 1), (5, 2)])
@@ -135,8 +156,29 @@ def test_reverse_beats_all_dead_by_a_wide_margin(delta_one_boards):
     # The descent alone (without the trivial candidates and the local search) does the work.
     assert info.soft_errors.mean() < 0.3 * all_dead.mean()
     assert np.all(errors <= info.candidate_errors) and np.all(info.candidate_errors <= all_dead)
-    assert info.iterations == 100 and len(info.loss) == 100
+    assert info.iterations == 100 and len(info.loss) == len(info.noise) == 100
     assert info.search_iterations == 100
+    # One round: the noise falls to 0 and the softness to its end value.
+    assert info.noise[0] == OPTIONS.noise_start and info.noise[-1] == 0
+    np.testing.assert_allclose(info.softness[-1], OPTIONS.softness_end, rtol=1e-6)
+
+
+def test_multi_step_descent_alone_beats_all_dead():
+    delta = 3
+    stops = small_stops(8, delta)
+    deltas = np.full(BOARDS, delta, np.int32)
+    _, info = gol.reverse(
+        stops,
+        deltas,
+        iterations=100,
+        search_iterations=0,
+        options=OPTIONS,
+        progress=False,
+        return_info=True,
+    )
+    all_dead = gol.board_errors(np.zeros_like(stops), stops, deltas)
+    assert info.soft_errors.mean() < 0.7 * all_dead.mean()
+    assert info.search_iterations == 0
 
 
 def test_local_search_never_makes_a_board_worse():
@@ -237,3 +279,5 @@ def test_local_search_rejects_bad_input():
         gol.SolverOptions(search_temperature=-1.0)
     with pytest.raises(ValueError, match="search_share"):
         gol.SolverOptions(search_share=1.0)
+    with pytest.raises(ValueError, match="multiple of check_every"):
+        gol.SolverOptions(round_iterations=30, check_every=25)

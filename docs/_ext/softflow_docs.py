@@ -32,6 +32,7 @@ API_SECTIONS = {
     "softflow._sort": "Sorting",
     "softflow._index": "Soft indexing",
     "softflow._steps": "Elementwise steps",
+    "softflow._count": "Counting",
     "softflow._relax": "Relaxation",
     "softflow._program": "Relaxing whole programs",
     "softflow._smooth": "Smoothing",

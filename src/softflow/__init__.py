@@ -23,6 +23,16 @@ from ._compare import (
     not_equal as not_equal,
 )
 from ._gradient_check import gradient_check as gradient_check
+from ._count import (
+    count_distribution as count_distribution,
+    count_equal as count_equal,
+    count_expectation as count_expectation,
+    count_greater as count_greater,
+    count_greater_equal as count_greater_equal,
+    count_less as count_less,
+    count_less_equal as count_less_equal,
+    count_not_equal as count_not_equal,
+)
 from ._index import put as put, take as take
 from ._kinds import KINDS as KINDS, sigmoid as sigmoid
 from ._logic import (
@@ -84,6 +94,14 @@ __all__ = [
     "argsort",
     "between",
     "ceil",
+    "count_distribution",
+    "count_equal",
+    "count_expectation",
+    "count_greater",
+    "count_greater_equal",
+    "count_less",
+    "count_less_equal",
+    "count_not_equal",
     "equal",
     "exact",
     "floor",
