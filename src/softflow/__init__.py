@@ -22,7 +22,6 @@ from ._compare import (
     less_equal as less_equal,
     not_equal as not_equal,
 )
-from ._gradient_check import gradient_check as gradient_check
 from ._count import (
     count_distribution as count_distribution,
     count_equal as count_equal,
@@ -33,6 +32,7 @@ from ._count import (
     count_less_equal as count_less_equal,
     count_not_equal as count_not_equal,
 )
+from ._gradient_check import gradient_check as gradient_check
 from ._index import put as put, take as take
 from ._kinds import KINDS as KINDS, sigmoid as sigmoid
 from ._logic import (
