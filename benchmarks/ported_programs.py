@@ -398,12 +398,12 @@ def pid_antiwindup(gains):
 
 
 @program("controller", _pid_args, (0,), softness=0.1, python_syntax=True)
-def pid_python_loop(gains):
-    """The same kind of controller as a beginner writes it: a Python ``for`` over 10 steps with
+def pid_python_loop(gains, steps=10):
+    """The same kind of controller as a beginner writes it: a Python ``for`` over the steps with
     ``if / elif / else`` saturation."""
     kp, ki, kd = gains[0], gains[1], gains[2]
     x, integral, previous, cost = 0.0, 0.0, 0.0, 0.0
-    for _ in range(10):
+    for _ in range(steps):
         error = 1.0 - x
         integral = integral + 0.1 * error
         u = kp * error + ki * integral + kd * (error - previous) / 0.1

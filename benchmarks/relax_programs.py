@@ -18,11 +18,14 @@ forward (both jitted and vmapped over a batch, float32) and the compile time of 
 """
 
 import argparse
+import contextlib
 import dataclasses
+import functools
 import inspect
 import json
 import pathlib
 import re
+import subprocess
 import sys
 import time
 import traceback
@@ -36,7 +39,7 @@ import softflow as sf
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 import harness
-from ported_programs import PROGRAMS, Program
+from ported_programs import PROGRAMS, PROGRAMS_BY_NAME, Program
 
 #: The finite-difference step of the float64 gradient check.
 STEP = 1e-6
@@ -311,9 +314,12 @@ def batched_arguments(p: Program, batch: int, dtype) -> tuple:
 
 
 def cost(p: Program, settings: harness.Settings, batch: int) -> dict:
-    """Soft forward + gradient against the original forward, and compile times."""
+    """Soft forward + gradient against the original forward (and the original's own forward +
+    gradient, the floor of any gradient), with compile times."""
     args = batched_arguments(p, batch, jnp.float32)
     soft = jax.vmap(relaxed(p))
+    # A program in Python syntax has no jitted original but its hard mode (the same program).
+    plain = jax.vmap(relaxed(p, mode="hard") if p.python_syntax else p.fn)
     out = jax.eval_shape(soft, *args)
     rng = np.random.default_rng(1)
     weights = [
@@ -321,18 +327,25 @@ def cost(p: Program, settings: harness.Settings, batch: int) -> dict:
         for o in jax.tree_util.tree_leaves(out)
     ]
 
-    def loss(*a):
-        leaves = as_float(soft(*a), jnp.float32)
-        return sum(jnp.sum(w * leaf) for w, leaf in zip(weights, leaves, strict=True))
+    def loss_of(fn):
+        def loss(*a):
+            leaves = as_float(fn(*a), jnp.float32)
+            return sum(jnp.sum(w * leaf) for w, leaf in zip(weights, leaves, strict=True))
 
-    original = harness.compile_jitted(jax.vmap(p.fn), *args)
-    gradient = harness.compile_jitted(jax.value_and_grad(loss, argnums=p.diff), *args)
+        return jax.value_and_grad(loss, argnums=p.diff)
+
+    original = harness.compile_jitted(plain, *args)
     forward = harness.compile_jitted(soft, *args)
-    samples = harness.paired_times(
-        {"original": original.call, "soft": forward.call, "soft+grad": gradient.call}, settings
-    )
+    gradient = harness.compile_jitted(loss_of(soft), *args)
+    calls = {"original": original.call, "soft": forward.call, "soft+grad": gradient.call}
+    with contextlib.suppress(ValueError):  # JAX has no reverse mode through a while_loop
+        calls["original+grad"] = harness.compile_jitted(loss_of(plain), *args).call
+    samples = harness.paired_times(calls, settings)
     return {
         "original ms": harness.median(samples["original"]) * 1e3,
+        "original fwd+grad / original": harness.paired_ratio(samples, "original+grad", "original")
+        if "original+grad" in samples
+        else None,
         "soft forward / original": harness.paired_ratio(samples, "soft", "original"),
         "soft fwd+grad / original": harness.paired_ratio(samples, "soft+grad", "original"),
         "compile original s": original.compile_seconds,
@@ -348,6 +361,7 @@ def measure(settings: harness.Settings, names=None, batch: int = 64) -> dict:
     columns = [
         "program",
         "original ms",
+        "original fwd+grad / original",
         "soft forward / original",
         "soft fwd+grad / original",
         "compile original s",
@@ -361,19 +375,28 @@ def measure(settings: harness.Settings, names=None, batch: int = 64) -> dict:
         f"Each program of benchmarks/ported_programs.py that relax runs, vmapped over a batch of "
         f"{batch} argument sets, float32, jitted: the soft forward and the soft forward + "
         "gradient (of a weighted sum of the outputs in the differentiable arguments) against "
-        "the original forward; compile time of the gradient, tracing included.",
+        "the original forward; 'original fwd+grad' is the plain JAX gradient of the original (zero "
+        "where the program is piecewise constant), the floor of what any gradient costs; compile "
+        "time of the soft gradient, tracing included.",
         columns,
     )
     ratios = {}
     for p in PROGRAMS:
         if names and p.name not in names:
             continue
-        print(f"[relax_programs] {p.name} ...", file=sys.stderr, flush=True)
+        tick = time.perf_counter()
         try:
             row = cost(p, settings, batch)
         except Exception as error:
             sec["notes"].append(f"{p.name}: not measured ({_first_line(error)})")
+            print(f"[relax_programs] {p.name}: not measured", file=sys.stderr, flush=True)
             continue
+        print(
+            f"[relax_programs] {p.name}: {time.perf_counter() - tick:.0f} s, "
+            f"soft fwd+grad / original {row['soft fwd+grad / original']:.1f}",
+            file=sys.stderr,
+            flush=True,
+        )
         ratios[p.name] = row["soft fwd+grad / original"]
         sec["rows"].append([p.name, *(row[c] for c in columns[1:])])
     if ratios:
@@ -387,14 +410,57 @@ def measure(settings: harness.Settings, names=None, batch: int = 64) -> dict:
     return sec
 
 
+def compile_loop_seconds(steps: int) -> float:
+    """Seconds to trace and compile ``jit(grad(relax(pid_python_loop)))`` at ``steps`` steps."""
+    p = PROGRAMS_BY_NAME["pid_python_loop"]
+    fn = sf.relax(functools.partial(p.fn, steps=steps), softness=p.softness)
+    gains = arguments(p, jnp.float32)[0]
+    tick = time.perf_counter()
+    jax.jit(jax.grad(fn)).lower(gains).compile()
+    return time.perf_counter() - tick
+
+
+def loop_compile(settings: harness.Settings, steps=(10, 30), timeout: float = 600) -> dict:
+    """Compile time of the Python-syntax PID controller's gradient against its trip count, each
+    in a fresh process (so that no cache helps), cut at ``timeout`` seconds."""
+    sec = harness.section(
+        "sf.relax: compile time of a Python loop against its trip count",
+        "`jax.jit(jax.grad(sf.relax(pid_python_loop)))` of ported_programs.py (a Python `for` "
+        "over the steps with `if / elif / else` saturation), traced and compiled in a fresh "
+        f"process, at each trip count; cut at {timeout:g} s.",
+        ["steps", "compile s", "note"],
+    )
+    seconds = {}
+    for n in steps[:1] if settings.tiny else steps:
+        command = [sys.executable, __file__, "compile-loop", str(n)]
+        try:
+            done = subprocess.run(
+                command, capture_output=True, text=True, timeout=timeout, check=True
+            )
+            seconds[n] = float(done.stdout.strip().splitlines()[-1])
+            sec["rows"].append([n, seconds[n], ""])
+        except subprocess.TimeoutExpired:
+            sec["rows"].append([n, None, f"did not finish in {timeout:g} s"])
+    if len(seconds) == len(steps) == 2:
+        short, long = steps
+        harness.goal(sec, f"compile at {long} steps (s)", seconds[long], 10.0)
+        harness.goal(
+            sec, f"compile at {long} / at {short} steps", seconds[long] / seconds[short], 2.0
+        )
+    return sec
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["table", "bench"])
+    parser.add_argument("what", choices=["table", "bench", "compile-loop"])
+    parser.add_argument("steps", nargs="?", type=int, help="compile-loop: the trip count")
     parser.add_argument("--only", nargs="+", default=None, help="program names")
     parser.add_argument("--tiny", action="store_true")
     parser.add_argument("--out", type=pathlib.Path, default=None)
     args = parser.parse_args()
-    if args.what == "table":
+    if args.what == "compile-loop":
+        print(compile_loop_seconds(args.steps))
+    elif args.what == "table":
         outcomes = []
         for p in PROGRAMS:
             if args.only and p.name not in args.only:
@@ -416,9 +482,11 @@ def main() -> None:
             )
     else:
         settings = harness.TINY if args.tiny else harness.QUICK
-        sec = measure(settings, args.only, batch=8 if args.tiny else 64)
-        data = {"meta": harness.machine_info(), "sections": [sec]}
-        print(json.dumps(sec, indent=1, default=str))
+        sections = [measure(settings, args.only, batch=8 if args.tiny else 64)]
+        if not args.only:
+            sections.append(loop_compile(settings))
+        data = {"meta": harness.machine_info(), "sections": sections}
+        print(json.dumps(sections, indent=1, default=str))
         if args.out:
             args.out.write_text(json.dumps(data, indent=1) + "\n")
 
