@@ -500,7 +500,11 @@ def staircases(x):
 
 @staircases.hand
 def _(x, **o):
-    truncated = sf.floor(x, **_soft(o)) + sf.less(x, 0.0, **_soft(o))
+    # x.astype(int) rounds towards zero: one step up at each k >= 1, one down at each k <= -1
+    k = jnp.arange(1.0, 41.0)
+    above = sf.greater_equal(x[..., None], k, **_soft(o)).sum(-1)
+    below = sf.less_equal(x[..., None], -k, **_soft(o)).sum(-1)
+    truncated = above - below
     if o["mode"] == "straight_through":
         truncated = sf._modes.straight_through(jnp.trunc(x), truncated)
     return sf.floor(x, **o) + sf.round(x, **o) * sf.sign(x, **o) + sf.ceil(0.5 * x, **o) + truncated

@@ -59,6 +59,69 @@ def _staircase(x: jax.Array, exact: jax.Array, offset: float, tau: jax.Array, ki
     return exact + jnp.sum(sign * _window(distance) * tails, axis=-1)
 
 
+def candidate_reach(tau: jax.Array, kind: str, dtype) -> int:
+    """How many integers on each side of the exact value of a staircase carry probability: the
+    least ``r`` whose tail :math:`s(-r/\tau)` is below the rounding of ``dtype``, at most 16 (32
+    in float64); the most when the softness is traced."""
+    most = 2 * _REACH if np.finfo(dtype).bits == 64 else _REACH
+    try:
+        largest = float(np.max(np.asarray(tau)))
+    except (TypeError, jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError):
+        return most
+    eps = float(np.finfo(dtype).eps) / 2
+    with jax.ensure_compile_time_eval():
+        for r in range(1, most):
+            if float(step(jnp.asarray(-r / largest), kind)) < eps:
+                return r
+    return most
+
+
+def staircase_distribution(x, exact, offset, tau, kind: str, reach: int):
+    """The relaxed staircase as a distribution over the integers near its exact value.
+
+    The staircase steps up by 1 into the value ``exact + j`` at ``exact + j + offset(j)``. Its
+    relaxation replaces each jump by a soft step of ``kind``, so that
+    :math:`P(f(x) \\ge c) = s((x - a_c)/\tau)`; the candidates are ``exact + j`` for
+    ``|j| <= reach``, and the mass beyond them (below the rounding when ``reach`` comes from
+    :func:`candidate_reach`) goes to the first and last. Every probability is a difference of
+    tails, so none is computed as 1 minus a number close to 1.
+
+    Arguments:
+        x: floating array.
+        exact: the exact staircase value at ``x`` (same shape and dtype).
+        offset: a float, or a function of the candidate values (an array) giving their offsets.
+        tau: softness broadcasting against ``x``.
+        kind: the soft step family.
+        reach: the number of candidates on each side.
+
+    Returns:
+        ``(candidates, probabilities)``, both of shape ``x.shape + (2 * reach + 1,)``, the
+        candidates as floats of ``x``'s dtype, the probabilities summing to 1 on the last axis.
+    """
+    fraction = jnp.where(jnp.isfinite(x), x - exact, jnp.zeros((), x.dtype))[..., None]
+    j = np.arange(-reach + 1, reach + 1)  # the jumps into candidates exact + j
+    candidates = exact[..., None] + np.arange(-reach, reach + 1).astype(x.dtype)
+    jump_offsets = offset(exact[..., None] + j.astype(x.dtype)) if callable(offset) else offset
+    jumps = j.astype(x.dtype) + jump_offsets
+    passed = j <= 0
+    distance = jnp.where(passed, fraction - jumps, jumps - fraction)
+    # Passed jumps: P(value < exact + j) (a lower tail); the others: P(value >= exact + j).
+    tails = step(scaled(-distance, jnp.asarray(tau)[..., None]), kind)
+    below, above = tails[..., :reach], tails[..., reach:]
+    zero = jnp.zeros_like(tails[..., :1])
+    below = jnp.concatenate([zero, below], axis=-1)
+    above = jnp.concatenate([above, zero], axis=-1)
+    probabilities = jnp.concatenate(
+        [
+            below[..., 1:] - below[..., :-1],
+            1 - below[..., -1:] - above[..., :1],
+            above[..., :-1] - above[..., 1:],
+        ],
+        axis=-1,
+    )
+    return candidates, probabilities
+
+
 def _relaxed_step(name, x, softness, kind, mode, hard_fn, soft_fn):
     check_choice("kind", kind, KINDS)
     check_choice("mode", mode, MODES)

@@ -1,50 +1,126 @@
 """Soft values crossing the boundary of a ``lax`` control-flow primitive as arrays.
 
 A loop carry, a branch output or a checkpointed function's argument must be an array. Each value
-crossing such a boundary gets a *kind*: ``"dead"`` and ``"live"`` are exact arrays (independent
-of / dependent on the floating-point inputs); ``"bool"`` is a soft truth value carried as its
-probability and ``"int"`` a soft integer carried as its expected value, both in the default float
-dtype. A categorical crossing a boundary keeps only its expectation.
+crossing such a boundary gets a :class:`Kind`: ``"dead"`` and ``"live"`` are exact arrays
+(independent of / dependent on the floating-point inputs); ``"bool"`` is a soft truth value
+carried as its probability; ``"cat"`` a relaxed integer with a small static range ``lo..hi`` (a
+mode, a state of a state machine), carried as its probabilities over that range; ``"int"`` any
+other relaxed integer, carried as its expected value. The soft ones are in the default float
+dtype.
 
 The kinds of a loop's carry are found at their fixed point by tracing the body abstractly: a
-value that becomes soft in the body is soft from the first iteration on.
+value that becomes soft in the body is soft from the first iteration on, and the range of a
+``"cat"`` grows until it holds every value the loop can reach (or becomes an ``"int"`` beyond
+:data:`MAX_STATES` values).
 """
 
 import functools
 from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from ._values import Expected, Live, SoftBool, default_float, is_soft, mean, unwrap
+from .._checks import is_concrete
+from ._values import Categorical, Expected, Live, SoftBool, default_float, is_soft, mean, unwrap
 
-_ORDER = {"dead": 0, "live": 1, "bool": 2, "int": 2}
-
-
-def kind_of(value, aval) -> str:
-    if not is_soft(value):
-        return "live" if isinstance(value, Live) else "dead"
-    return "bool" if aval.dtype == jnp.bool_ else "int"
+#: The most values a relaxed integer may take to be carried as a distribution over them.
+MAX_STATES = 64
 
 
-def join(a: str, b: str) -> str:
-    return a if _ORDER[a] >= _ORDER[b] else b
+class Kind(NamedTuple):
+    """How a value crosses a boundary; ``lo`` / ``hi``: the range of a ``"cat"``, or the known
+    range of a ``"dead"`` integer (a constant), so that joining it with a ``"cat"`` keeps it."""
+
+    name: str
+    lo: int | None = None
+    hi: int | None = None
+
+    @property
+    def soft(self) -> bool:
+        return self.name in ("bool", "int", "cat")
 
 
-def encode(value, kind: str, aval) -> jax.Array:
-    if kind in ("dead", "live"):
+DEAD, LIVE, BOOL, INT = Kind("dead"), Kind("live"), Kind("bool"), Kind("int")
+_ORDER = {"dead": 0, "live": 1, "cat": 2, "bool": 3, "int": 3}
+
+
+def _integer(aval) -> bool:
+    return jnp.issubdtype(aval.dtype, jnp.integer)
+
+
+def _range(values) -> tuple[int, int] | None:
+    if not is_concrete(values) or np.size(values) == 0:
+        return None
+    values = np.asarray(values)
+    return int(values.min()), int(values.max())
+
+
+def _categorical(lo: int, hi: int) -> Kind:
+    return Kind("cat", lo, hi) if hi - lo + 1 <= MAX_STATES else INT
+
+
+def kind_of(value, aval) -> Kind:
+    if isinstance(value, Categorical) and _integer(aval):
+        found = _range(value.cands)
+        return INT if found is None else _categorical(*found)
+    if is_soft(value):
+        return BOOL if aval.dtype == jnp.bool_ else INT
+    if isinstance(value, Live):
+        return LIVE
+    found = _range(value) if _integer(aval) else None
+    return DEAD if found is None else Kind("dead", *found)
+
+
+def join(a: Kind, b: Kind) -> Kind:
+    """The kind that can carry values of both kinds."""
+    if a.name == b.name and a.name in ("cat", "dead"):
+        if a.lo is None or b.lo is None:
+            return DEAD if a.name == "dead" else INT
+        return (
+            Kind(a.name, min(a.lo, b.lo), max(a.hi, b.hi))
+            if a.name == "dead"
+            else (_categorical(min(a.lo, b.lo), max(a.hi, b.hi)))
+        )
+    if "cat" in (a.name, b.name):
+        cat, other = (a, b) if a.name == "cat" else (b, a)
+        if other.name == "dead" and other.lo is not None:
+            return _categorical(min(cat.lo, other.lo), max(cat.hi, other.hi))
+        if other.name in ("dead", "live"):
+            return INT  # an exact integer of unknown range joins it: only its expectation
+    return a if _ORDER[a.name] >= _ORDER[b.name] else b
+
+
+def encode(value, kind: Kind, aval) -> jax.Array:
+    exact = kind.name == "dead" and not is_soft(value) and not isinstance(value, Live)
+    if exact and is_concrete(value):
+        return np.asarray(value)  # known at trace time: a loop's states keep a static range
+    if kind.name in ("dead", "live"):
         return jnp.asarray(unwrap(value))
-    return mean(value).astype(default_float())
+    if kind.name != "cat":
+        return mean(value).astype(default_float())
+    assert kind.lo is not None and kind.hi is not None
+    states = np.arange(kind.lo, kind.hi + 1)
+    if isinstance(value, Categorical):
+        probs = jnp.broadcast_to(value.probs, value.cands.shape).astype(default_float())
+        on = jnp.asarray(value.cands)[..., :, None] == states  # [..., candidate, state]
+        return jnp.sum(jnp.where(on, probs[..., None], 0), axis=-2)
+    return (jnp.asarray(unwrap(value))[..., None] == states).astype(default_float())
 
 
-def decode(x, kind: str, aval):
-    if kind == "dead":
+def decode(x, kind: Kind, aval):
+    if kind.name == "dead":
         return x
-    if kind == "live":
+    if kind.name == "live":
         return Live(x)
-    if kind == "bool":
+    if kind.name == "bool":
         return SoftBool(x, None)
-    return Expected(x, None)
+    if kind.name == "int":
+        return Expected(x, None)
+    assert kind.lo is not None and kind.hi is not None
+    states = np.arange(kind.lo, kind.hi + 1, dtype=aval.dtype)
+    return Categorical(np.broadcast_to(states, x.shape), x, None)
 
 
 def encode_all(values, kinds, avals) -> list:
@@ -55,9 +131,9 @@ def decode_all(arrays, kinds, avals) -> list:
     return [decode(x, k, a) for x, k, a in zip(arrays, kinds, avals, strict=True)]
 
 
-def kinds_after(fn: Callable[[], list], avals) -> list[str]:
+def kinds_after(fn: Callable[[], list], avals) -> list[Kind]:
     """The kinds of the values ``fn`` returns, found by tracing it abstractly."""
-    found = []
+    found: list[Any] = []
 
     def trace():
         values = fn()
@@ -66,6 +142,16 @@ def kinds_after(fn: Callable[[], list], avals) -> list[str]:
 
     jax.eval_shape(trace)
     return found
+
+
+def joined(kinds_a: list[Kind], kinds_b: list[Kind]) -> list[Kind]:
+    return [join(a, b) for a, b in zip(kinds_a, kinds_b, strict=True)]
+
+
+def _widened(kinds: list[Kind], init: list, avals) -> list[Kind]:
+    """Kinds at the start of a loop: a "dead" initial value must be carried as any kind the body
+    makes of it, its own value included."""
+    return [join(k, kind_of(v, a)) for k, v, a in zip(kinds, init, avals, strict=True)]
 
 
 def carry_kinds(body: Callable, init: list, avals, extra_avals=()) -> tuple[list, list]:
@@ -78,7 +164,7 @@ def carry_kinds(body: Callable, init: list, avals, extra_avals=()) -> tuple[list
     while True:
         decoded = decode_all(encode_all(init, kinds, avals), kinds, avals)
         after = kinds_after(functools.partial(body, decoded), [*avals, *extra_avals])
-        new = [join(k, n) for k, n in zip(kinds, after, strict=False)]
+        new = _widened(joined(kinds, after[: len(avals)]), init, avals)
         if new == kinds:
             return kinds, after[len(avals) :]
         kinds = new
@@ -98,12 +184,12 @@ def exit_loop_kinds(body_parts: Callable, init: list, avals) -> tuple[list, bool
             conds, exits, final = body_parts(decoded)
             new = list(kinds)
             for state in (final, *exits):
-                new = [join(k, kind_of(v, a)) for k, v, a in zip(new, state, avals, strict=True)]
+                new = joined(new, [kind_of(v, a) for v, a in zip(state, avals, strict=True)])
             found[:] = [new, any(is_soft(c) for c in conds)]
             return [mean(v) if is_soft(v) else jnp.asarray(unwrap(v)) for v in final]
 
         jax.eval_shape(trace)
-        return found[0], found[1]
+        return _widened(found[0], init, avals), found[1]
 
     kinds = [kind_of(v, a) for v, a in zip(init, avals, strict=True)]
     while True:

@@ -24,6 +24,7 @@ from .._logic import TNorm
 from .._modes import Mode, straight_through
 from .._scope import SCOPE
 from . import _jaxpr, _source, _views
+from ._boundaries import MAX_STATES
 from ._errors import RelaxError
 from ._explain import RelaxedOp
 from ._markers import EXACT_NAME
@@ -172,13 +173,24 @@ LINEAR = STRUCTURAL | frozenset(
 )
 # Discontinuous operations on floats with no soft rule (yet): an error rather than a zero gradient.
 ADVICE = {
-    "rem": "write x - n * sf.floor(x / n) with softflow's soft floor, or keep % on integers",
-    "top_k": "use sf.top_k",
     "nextafter": "keep it outside the relaxed function",
     "reduce_precision": "keep it outside the relaxed function",
 }
 # Equations whose trailing operands are indices: the number of leading operands that are data.
 _DATA_COUNT = {"dynamic_slice": 1, "gather": 1, "dynamic_update_slice": 2}
+
+
+#: Why an integer is known only by its expected value, and how to keep it a distribution.
+EXPECTED_WHY = (
+    "an integer known only by its expected value (a count of relaxed truth values, or an "
+    "integer carried through a relaxed loop whose range is not known at trace time or has more "
+    "than {} values)"
+)
+EXPECTED_ADVICE = (
+    "bound the integer where it is computed, jnp.clip(i, 0, K - 1) with K <= {}, so that relax "
+    "carries it as a distribution over K values; or keep it exact with sf.exact on the "
+    "condition it comes from"
+)
 
 
 def data_operands(eqn: JaxprEqn) -> int:
@@ -217,12 +229,14 @@ class Interpreter:
         self.records: dict[tuple[int, str, str], RelaxedOp] = {}
         self.enclosing: list[JaxprEqn] = []  # the equations whose inner jaxprs are being run
         self.analyses: dict[tuple, Any] = {}  # see analysed
+        self.producers: dict[Any, JaxprEqn] = {}  # the equation that made each variable
 
     # -- bookkeeping -----------------------------------------------------------------------
 
     def record(self, eqn: JaxprEqn, rule: str) -> None:
         where = self.where(eqn)
-        self.records.setdefault((id(eqn), rule, where), RelaxedOp(eqn.primitive.name, where, rule))
+        name = (_jaxpr.call_name(eqn) if _jaxpr.is_call(eqn) else None) or eqn.primitive.name
+        self.records.setdefault((id(eqn), rule, where), RelaxedOp(name, where, rule))
 
     def analysed(self, eqn: JaxprEqn, invals: list, analyse: Callable[[], Any]) -> Any:
         """``analyse()`` (the abstract passes that find which parts of a loop become soft),
@@ -297,6 +311,7 @@ class Interpreter:
             for var, value in zip(eqn.outvars, outs, strict=True):
                 if not isinstance(var, DropVar):
                     env[var] = value
+                    self.producers[var] = eqn
         return [read(atom) for atom in jaxpr.outvars]
 
     def exact_only(self, jaxpr: Jaxpr) -> frozenset[int]:
@@ -442,9 +457,8 @@ class Interpreter:
                 if i >= data:
                     raise self.unsupported(
                         eqn,
-                        "its index is an integer known only by its expected value",
-                        "index with sf.argmax / a comparison, or keep the index exact with "
-                        "sf.exact",
+                        "its index is " + EXPECTED_WHY.format(MAX_STATES),
+                        EXPECTED_ADVICE.format(MAX_STATES),
                     )
                 args.append(mean(v).astype(dtype))
             else:
@@ -494,6 +508,7 @@ class Interpreter:
         )
         with known:
             outs = jax.vmap(lambda *a: _jaxpr.bind(eqn, a), in_axes=in_axes, out_axes=-1)(*args)
+            outs = [np.asarray(o) if is_concrete(o) else o for o in outs]
         hard = hard_thunk(eqn, invals)
         result = []
         for i, (value, atom) in enumerate(zip(outs, eqn.outvars, strict=True)):
@@ -541,8 +556,15 @@ class Interpreter:
                 in_axes.append(-1)
             elif i < data:
                 x = jnp.asarray(unwrap(v))
-                cand_args.append(jnp.broadcast_to(x[..., None], (*x.shape, k)))
-                prob_args.append(jnp.full((*x.shape, k), 1 / k, probs.dtype))
+                shape = (*x.shape, k)
+                cand_args.append(jnp.broadcast_to(x[..., None], shape))
+                # The joint probabilities where a relaxed operand has the same shape (the pieces
+                # of an index vector), so that each moved element keeps the outcome's
+                # probability; any other probabilities would do for an exact element.
+                same = [c for c in cands if c.shape == shape]
+                prob_args.append(
+                    jnp.broadcast_to(probs, shape) if same else jnp.full(shape, 1 / k, probs.dtype)
+                )
                 in_axes.append(-1)
             else:  # an index: the same for every candidate
                 cand_args.append(unwrap(v))

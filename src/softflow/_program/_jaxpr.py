@@ -226,6 +226,11 @@ def with_result_dtype(eqn: JaxprEqn, dtype: Any) -> dict:
     return params
 
 
+def iota_dimension(eqn: JaxprEqn) -> int:
+    """The axis along which an ``iota`` counts."""
+    return int(param(eqn, "dimension"))
+
+
 def slice_sizes(eqn: JaxprEqn) -> tuple[int, ...]:
     return tuple(int(s) for s in param(eqn, "slice_sizes"))
 
@@ -240,6 +245,9 @@ class Scatter(NamedTuple):
     batching_dims: tuple[int, ...]
     mode: Any  # jax.lax.GatherScatterMode
     combines: bool  # an update function (scatter-add, -mul, ...) rather than a plain write
+    window_dims: tuple[int, ...]  # the axes of the updates inside one update window
+    numbers: Any  # the ScatterDimensionNumbers, to emit the same scatter again
+    indices_are_sorted: bool
 
 
 def scatter(eqn: JaxprEqn) -> Scatter:
@@ -255,6 +263,9 @@ def scatter(eqn: JaxprEqn) -> Scatter:
         tuple(getattr(numbers, "operand_batching_dims", ())),
         param(eqn, "mode"),
         eqn.params.get("update_jaxpr") is not None,
+        tuple(numbers.update_window_dims),
+        numbers,
+        bool(eqn.params.get("indices_are_sorted", False)),
     )
 
 

@@ -10,7 +10,8 @@ from jax.extend.core import JaxprEqn
 
 from .. import _compare, _select, _sort, _steps
 from .._blend import blend
-from .._checks import is_concrete
+from .._checks import is_concrete, softness_array
+from .._modes import straight_through
 from . import _jaxpr, _views
 from ._interpreter import Interpreter, call_rule, hard_thunk, rule
 from ._values import (
@@ -18,6 +19,7 @@ from ._values import (
     Expected,
     Live,
     SoftBool,
+    Staircase,
     aval,
     expectation,
     floating,
@@ -31,6 +33,10 @@ def _live_float_operand(eqn: JaxprEqn, invals: list) -> bool:
     return isinstance(invals[0], Live) and floating(aval(eqn.invars[0]))
 
 
+# The offset of the jump into each value of the staircases (see _values.Staircase).
+_JUMP_OFFSETS = {"floor": 0.0, "ceil": -1.0, "round": -0.5}
+
+
 def _step_rule(soft_fn):
     """sign / floor / ceil / round: the soft staircase, with the primitive itself as the exact
     value (so that ``lax.round``'s rounding method and every tie are those of the program)."""
@@ -41,7 +47,10 @@ def _step_rule(soft_fn):
         x = unwrap(invals[0])
         self.record(eqn, f"sf.{soft_fn.__name__}")
         soft = soft_fn(x, softness=self.options.softness, kind=self.options.kind, mode="soft")
-        return [Live(self.with_mode(_jaxpr.bind(eqn, [x])[0], soft))]
+        exact = _jaxpr.bind(eqn, [x])[0]
+        name = soft_fn.__name__
+        staircase = Staircase(x, exact, _JUMP_OFFSETS[name]) if name in _JUMP_OFFSETS else None
+        return [Live(self.with_mode(exact, soft), staircase=staircase)]
 
     return step
 
@@ -50,18 +59,106 @@ for _fn in (_steps.sign, _steps.floor, _steps.ceil, _steps.round):
     rule(_fn.__name__)(_step_rule(_fn))
 
 
+def _truncation_offset(candidates):
+    """``x.astype(int)`` rounds towards zero: it steps into c >= 1 at c, into c <= 0 at c - 1."""
+    return jnp.where(candidates >= 1, 0.0, -1.0).astype(candidates.dtype)
+
+
+def _relaxed_quotient(self: Interpreter, x, y, offset, exact_quotient) -> jax.Array:
+    """The expected integer quotient of ``x / y`` rounded by the staircase of ``offset``."""
+    q = x / y
+    tau = softness_array(self.options.softness, q.dtype, q.shape)
+    reach = _steps.candidate_reach(
+        _static_softness(self.options.softness, tau), self.options.kind, q.dtype
+    )
+    cands, probs = _steps.staircase_distribution(
+        q, exact_quotient(q), offset, jnp.broadcast_to(tau, q.shape), self.options.kind, reach
+    )
+    return jnp.sum(cands * probs, axis=-1)
+
+
+def _static_softness(softness, tau):
+    """The softness as a NumPy array when it is known at trace time, else the traced ``tau``."""
+    return tau if isinstance(softness, jax.core.Tracer) else np.asarray(softness)
+
+
+def _remainder(self: Interpreter, eqn: JaxprEqn, invals: list, *, floored: bool) -> list:
+    x, y = (jnp.asarray(unwrap(v)) for v in invals)
+    if floored:
+        quotient = _relaxed_quotient(self, x, y, 0.0, jnp.floor)
+        how = "x - y * sf.floor(x / y)"
+    else:
+        quotient = _relaxed_quotient(self, x, y, _truncation_offset, jnp.trunc)
+        how = "x - y * (x / y rounded towards zero, relaxed)"
+    soft = x - y * quotient
+    exact = _jaxpr.bind(eqn, [x, y])[0]
+    self.record(eqn, how)
+    return [Live(self.with_mode(exact, soft.astype(exact.dtype)))]
+
+
+@call_rule("remainder")
+def _floor_mod_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
+    """``x % y`` on floats (Python's modulo, the sign of ``y``): ``x - y * floor(x / y)`` with the
+    relaxed floor of the quotient."""
+    if any(is_soft(v) for v in invals) or not floating(aval(eqn.outvars[0])):
+        return self.run_closed(_jaxpr.call_body(eqn), invals)
+    return _remainder(self, eqn, invals, floored=True)
+
+
+@rule("rem")
+def _rem_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
+    """``lax.rem`` / ``jnp.fmod`` on floats: ``x - y * trunc(x / y)`` with the relaxed truncation
+    of the quotient."""
+    if any(is_soft(v) for v in invals) or not floating(aval(eqn.outvars[0])):
+        return self.default(eqn, invals)
+    return _remainder(self, eqn, invals, floored=False)
+
+
+def integer_distribution(self: Interpreter, eqn: JaxprEqn, value: Live) -> Categorical:
+    """A float converted to an integer (``convert_element_type``): a distribution over the
+    integers near the exact value, from the staircase that made the float (``floor``, ``ceil``,
+    ``round``) or else from truncation towards zero; exact in hard mode, and in
+    straight-through mode exact forward with the soft gradient."""
+    if value.staircase is not None:
+        source, exact, offset = (
+            value.staircase.source,
+            value.staircase.exact,
+            value.staircase.offset,
+        )
+        made = "the relaxed staircase"
+    else:
+        source = unwrap(value)
+        exact, offset = jnp.trunc(source), _truncation_offset
+        made = "truncation"
+    tau = softness_array(self.options.softness, source.dtype, source.shape)
+    # The number of candidates is static: from a concrete softness, or the most when it is traced.
+    reach = _steps.candidate_reach(
+        _static_softness(self.options.softness, tau), self.options.kind, source.dtype
+    )
+    cands, probs = _steps.staircase_distribution(
+        source, exact, offset, jnp.broadcast_to(tau, source.shape), self.options.kind, reach
+    )
+    if self.options.mode == "straight_through":
+        probs = straight_through(jnp.zeros_like(probs).at[..., reach].set(1), probs)
+    integers = jax.vmap(lambda c: _jaxpr.bind(eqn, [c])[0], -1, -1)(cands)
+    self.record(eqn, f"distribution over {2 * reach + 1} integers ({made})")
+    return Categorical(integers, probs, hard_thunk(eqn, [value])(0))
+
+
 @rule("argmax", "argmin")
 def _argmax_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     if isinstance(invals[0], SoftBool):
         return _first_true(self, eqn, invals)
-    if not _live_float_operand(eqn, invals):
+    expected = isinstance(invals[0], Expected)  # counts (a vote by bincount): their expectation
+    if not (_live_float_operand(eqn, invals) or expected):
         return self.default(eqn, invals)
-    x = unwrap(invals[0])
+    x = mean(invals[0]) if expected else unwrap(invals[0])
     (axis,) = _jaxpr.axes(eqn)
     fn = _select.argmax if eqn.primitive.name == "argmax" else _select.argmin
-    self.record(eqn, f"sf.{fn.__name__} (a distribution over the indices)")
+    of = " of expected values" if expected else ""
+    self.record(eqn, f"sf.{fn.__name__}{of} (a distribution over the indices)")
     probs = jnp.moveaxis(fn(x, axis, **self.compare_options()), axis, -1)
-    first = _views.first_occurrences(invals[0], axis)
+    first = None if expected else _views.first_occurrences(invals[0], axis)
     if first is not None:
         # A repeated element ties with itself at every softness: its mass goes to its first
         # occurrence, the index jnp returns.
@@ -127,11 +224,83 @@ def _searchsorted_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     return [Categorical(cands, at_least - more, hard_thunk(eqn, invals)(0))]
 
 
+# The sorting network relax uses for jnp.sort / argsort / lax.top_k.
+SORT_METHOD = "odd_even"
+
+
+def _counts_along(self: Interpreter, atom, axis: int) -> bool:
+    """Whether the jaxpr variable ``atom`` is an ``iota`` counting along ``axis`` (the positions
+    that ``jnp.argsort`` sorts along with its keys)."""
+    producer = self.producers.get(atom)
+    return (
+        producer is not None
+        and producer.primitive.name == "iota"
+        and _jaxpr.iota_dimension(producer) == axis
+    )
+
+
+def _follow(self: Interpreter, eqn: JaxprEqn, permutation, axis: int, invals, atoms) -> list:
+    """The operands sorted along with the keys, by the permutation ``P[..., j, i]`` (output
+    ``j`` is input ``i``): floats as expectations, integers as a distribution per element."""
+    outs: list[Any] = []
+    for value, atom in zip(invals, atoms, strict=True):
+        if _counts_along(self, atom, axis):
+            # The positions themselves (argsort): known at trace time, so that an argsort of
+            # this argsort can see it is a permutation.
+            n = permutation.shape[-1]
+            moved = np.broadcast_to(np.arange(n, dtype=aval(atom).dtype), permutation.shape)
+        else:
+            moved = jnp.moveaxis(jnp.asarray(unwrap(value)), axis, -1)[..., None, :]
+            moved = jnp.broadcast_to(moved, permutation.shape)
+        if floating(aval(atom)):
+            outs.append(Live(jnp.moveaxis(expectation(permutation, moved), -1, axis)))
+        else:
+            xp = np if isinstance(moved, np.ndarray) else jnp
+            outs.append(
+                Categorical(
+                    xp.moveaxis(moved, -2, axis),
+                    jnp.moveaxis(permutation, -2, axis),
+                    None,
+                )
+            )
+    return outs
+
+
+def _permutation_of(keys: Categorical, axis: int) -> jax.Array | None:
+    """``P[..., j, i]`` (key ``j`` along ``axis`` is ``i``) when the keys are a relaxed
+    permutation of 0..n-1 along ``axis`` (an argsort), else None."""
+    if not is_concrete(keys.cands):
+        return None
+    cands = np.moveaxis(np.asarray(keys.cands), axis, -2)
+    n = cands.shape[-2]
+    if cands.shape[-1] != n or not np.array_equal(
+        cands, np.broadcast_to(np.arange(n), cands.shape)
+    ):
+        return None
+    return jnp.moveaxis(jnp.broadcast_to(keys.probs, keys.cands.shape), axis, -2)
+
+
 @rule("sort")
 def _sort_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
+    layout = _jaxpr.sort(eqn)
+    axis = layout.dimension
+    keys = invals[0]
+    if isinstance(keys, Categorical) and layout.num_keys == 1:
+        permutation = _permutation_of(keys, axis)
+        if permutation is not None:
+            # Sorting a permutation of 0..n-1 (argsort of an argsort: ranks): the sorted keys are
+            # 0..n-1, and the inverse permutation is the transpose.
+            self.record(eqn, "the inverse of a relaxed permutation (ranks)")
+            n = permutation.shape[-1]
+            out = aval(eqn.outvars[0])
+            positions = np.arange(n, dtype=out.dtype).reshape(
+                [n if d == axis else 1 for d in range(len(out.shape))]
+            )
+            sorted_keys = np.broadcast_to(positions, out.shape)
+            inverse = jnp.swapaxes(permutation, -1, -2)
+            return [sorted_keys, *_follow(self, eqn, inverse, axis, invals[1:], eqn.invars[1:])]
     if not _live_float_operand(eqn, invals):
         return self.default(eqn, invals)
-    layout = _jaxpr.sort(eqn)
     if layout.num_keys != 1 or any(is_soft(v) for v in invals):
         raise self.unsupported(
             eqn,
@@ -139,28 +308,29 @@ def _sort_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
             "sort by one float key with sf.sort (return_permutation=True gives the permutation)",
         )
     x = unwrap(invals[0])
-    axis = layout.dimension
+    options = {**self.compare_options(), "method": SORT_METHOD}
     if len(invals) == 1:
         self.record(eqn, "sf.sort")
-        return [Live(cast(jax.Array, _sort.sort(x, axis, **self.compare_options())))]
+        return [Live(cast(jax.Array, _sort.sort(x, axis, **options)))]
     self.record(eqn, "sf.sort with its permutation (other operands follow it)")
-    values, permutation = _sort.sort(x, axis, return_permutation=True, **self.compare_options())
-    outs: list[Any] = [Live(values)]
-    for value, atom in zip(invals[1:], eqn.invars[1:], strict=True):
-        moved = jnp.moveaxis(jnp.asarray(unwrap(value)), axis, -1)[..., None, :]
-        moved = jnp.broadcast_to(moved, permutation.shape)
-        if floating(aval(atom)):
-            outs.append(Live(jnp.moveaxis(expectation(permutation, moved), -1, axis)))
-        else:
-            # Output j is input i with probability P[..., j, i]: a distribution per element.
-            outs.append(
-                Categorical(
-                    jnp.moveaxis(moved, -2, axis),
-                    jnp.moveaxis(permutation, -2, axis),
-                    None,
-                )
-            )
-    return outs
+    values, permutation = _sort.sort(x, axis, return_permutation=True, **options)
+    return [Live(values), *_follow(self, eqn, permutation, axis, invals[1:], eqn.invars[1:])]
+
+
+@rule("top_k")
+def _top_k_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
+    """``lax.top_k``: :func:`softflow.top_k`, the indices a distribution over the positions."""
+    if not _live_float_operand(eqn, invals):
+        return self.default(eqn, invals)
+    layout = _jaxpr.top_k(eqn)
+    x = unwrap(invals[0])
+    options = {**self.compare_options(), "method": SORT_METHOD}
+    values, index = _sort.top_k(x, layout.k, layout.axis, **options)
+    n = x.shape[layout.axis]
+    probs = jnp.moveaxis(index, -2, layout.axis)
+    cands = np.broadcast_to(np.arange(n, dtype=aval(eqn.outvars[1]).dtype), probs.shape)
+    self.record(eqn, "sf.top_k (the indices a distribution over the positions)")
+    return [Live(values), Categorical(cands, probs, hard_thunk(eqn, invals)(1))]
 
 
 def _weights_over_positions(index: Categorical, n: int) -> jax.Array:
@@ -269,3 +439,43 @@ def _scatter_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     new = written(mean(updates), w.dtype)
     blended = blend((1 - w, w), (old, new))
     return [SoftBool(blended, hard) if out_aval.dtype == jnp.bool_ else Expected(blended, hard)]
+
+
+@rule("scatter-add", "scatter_add")
+def _scatter_add_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
+    r"""``x.at[i].add(v)`` at relaxed indices (a histogram of binned floats, ``jnp.bincount``,
+    ``segment_sum``): the expected sums, :math:`x + \sum_k` (``v`` times the probability of
+    candidate index ``k``) added at ``k``, each candidate index handled as the program's
+    scatter handles it (dropped or clipped when out of range)."""
+    operand, indices, updates = invals
+    if not isinstance(indices, Categorical) or any(
+        isinstance(v, Categorical) for v in (operand, updates)
+    ):
+        return self.default(eqn, invals)
+    layout = _jaxpr.scatter(eqn)
+    out_aval = aval(eqn.outvars[0])
+    dtype = out_aval.dtype if floating(out_aval) else indices.probs.dtype
+    cands = indices.cands
+    # The probability of each candidate index vector, placed on the axes of the updates.
+    probs = jnp.broadcast_to(indices.probs, cands.shape)[..., 0, :]
+    for d in sorted(layout.window_dims):
+        probs = jnp.expand_dims(probs, d)
+    base = jnp.asarray(mean(operand) if is_soft(operand) else unwrap(operand)).astype(dtype)
+    values = jnp.asarray(mean(updates) if is_soft(updates) else unwrap(updates)).astype(dtype)
+
+    def candidate(index, p):
+        return jax.lax.scatter_add(
+            jnp.zeros_like(base),
+            index,
+            values * p,
+            layout.numbers,
+            indices_are_sorted=layout.indices_are_sorted,
+            mode=layout.mode,
+        )
+
+    added = jax.vmap(candidate, in_axes=(-1, -1))(cands, probs.astype(dtype))
+    total = base + jnp.sum(added, axis=0)
+    self.record(eqn, "expected sums over the candidate indices (soft counts)")
+    if floating(out_aval):
+        return [Live(total)]
+    return [Expected(total, hard_thunk(eqn, invals)(0))]

@@ -13,18 +13,29 @@ from .._branch import soft_select
 from .._loop import _soft_while, soft_while
 from . import _jaxpr
 from ._boundaries import (
+    DEAD,
+    LIVE,
+    MAX_STATES,
+    Kind,
     carry_kinds,
     decode,
     decode_all,
     encode,
     encode_all,
     exit_loop_kinds,
-    join,
+    joined,
     kind_of,
     kinds_after,
 )
 from ._errors import RelaxError
-from ._interpreter import CALL_RULES, Interpreter, hard_of, rule
+from ._interpreter import (
+    CALL_RULES,
+    EXPECTED_ADVICE,
+    EXPECTED_WHY,
+    Interpreter,
+    hard_of,
+    rule,
+)
 from ._markers import EXACT_NAME, EXITS_NAME
 from ._values import (
     Categorical,
@@ -95,13 +106,11 @@ def _cond_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     if isinstance(index, Expected):
         raise self.unsupported(
             eqn,
-            "its branch index is an integer known only by its expected value",
-            "choose the branch with a comparison of floats, or keep the index exact with sf.exact",
+            "its branch index is " + EXPECTED_WHY.format(MAX_STATES),
+            EXPECTED_ADVICE.format(MAX_STATES),
         )
     if not is_soft(index):
-        kinds = [kind_of(None, a) for a in avals]
-        for branch in run:
-            kinds = [join(k, n) for k, n in zip(kinds, kinds_after(branch, avals), strict=True)]
+        kinds = functools.reduce(joined, [kinds_after(branch, avals) for branch in run])
         outs = _exact_switch(self, unwrap(index), branches, operands, kinds, avals)
         return decode_all(outs, kinds, avals)
     categorical = bernoulli(index) if isinstance(index, SoftBool) else index
@@ -152,6 +161,11 @@ def _exits_marker(body: Jaxpr) -> JaxprEqn | None:
     return None
 
 
+# An exact integer or boolean of a relaxed while loop: exact in each run of the loop, carried as a
+# float so that the result can be the expectation over the step at which the loop stops.
+PATH = Kind("path")
+
+
 @rule("while")
 def _while_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     layout = _jaxpr.while_loop(eqn)
@@ -198,7 +212,7 @@ def _while_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
             kinds, soft_exit = exit_loop_kinds(body_parts, init, avals)
         decoded = decode_all(encode_all(init, kinds, avals), kinds, avals)
         (condition,) = kinds_after(lambda: [cond(decoded)], [jax.ShapeDtypeStruct((), bool)])
-        return kinds, condition in ("bool", "int") or soft_exit
+        return kinds, condition.soft or soft_exit
 
     kinds, soft = self.analysed(eqn, invals, analyse)
     if not soft:
@@ -220,20 +234,17 @@ def _while_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
         )
     # In each run of the loop the exact integers are exact; they are carried as floats so that the
     # result can be the expectation over the exit step.
-    state_kinds = [
-        k if floating(a) or k in ("bool", "int") else "path"
-        for k, a in zip(kinds, avals, strict=True)
-    ]
+    state_kinds = [k if floating(a) or k.soft else PATH for k, a in zip(kinds, avals, strict=True)]
 
     def to_state(values):
         return [
-            encode(v, "dead", a).astype(default_float()) if k == "path" else encode(v, k, a)
+            encode(v, DEAD, a).astype(default_float()) if k == PATH else encode(v, k, a)
             for v, k, a in zip(values, state_kinds, avals, strict=True)
         ]
 
     def from_state(x):
         return [
-            Live(v.astype(a.dtype)) if k == "path" else decode(v, k, a)
+            Live(v.astype(a.dtype)) if k == PATH else decode(v, k, a)
             for v, k, a in zip(x, state_kinds, avals, strict=True)
         ]
 
@@ -271,8 +282,8 @@ def _while_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     outs = _check_stopped(self, eqn, outs, info.remaining_mass)
     result = []
     for x, k, a in zip(outs, state_kinds, avals, strict=True):
-        if k != "path":
-            result.append(decode(x, "live" if k == "dead" else k, a))
+        if k != PATH:
+            result.append(decode(x, LIVE if k.name == "dead" else k, a))
         elif a.dtype == jnp.bool_:
             result.append(SoftBool(x, None))
         else:

@@ -1,14 +1,16 @@
 """Rules for comparisons, logic, conversions and ``select_n`` (``jnp.where``)."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.extend.core import JaxprEqn
 
-from .. import _compare, _logic, _steps
+from .. import _compare, _logic
 from .._branch import soft_where
+from .._checks import is_concrete
 from . import _jaxpr, _views
-from ._interpreter import Interpreter, hard_thunk, rule
+from ._boundaries import MAX_STATES
+from ._interpreter import EXPECTED_ADVICE, EXPECTED_WHY, Interpreter, hard_thunk, rule
+from ._rules_arrays import integer_distribution
 from ._values import (
     Categorical,
     Expected,
@@ -129,22 +131,7 @@ def _convert_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
         self.record(eqn, "sf.not_equal(x, 0)")
         p = _compare.not_equal(x, jnp.zeros((), x.dtype), **self.compare_options())
         return [SoftBool(p, hard_thunk(eqn, invals)(0))]
-    return _truncate(self, eqn, x)
-
-
-def _truncate(self: Interpreter, eqn: JaxprEqn, x: jax.Array) -> list:
-    """A float converted to an integer (rounded towards zero): its soft staircase.
-
-    trunc(x) = floor(x) + [x < 0] away from the integers, so its relaxation is
-    ``sf.floor(x) + sf.less(x, 0)``, an integer known by its expected value.
-    """
-    o = self.options
-    options = {"softness": o.softness, "kind": o.kind, "mode": "soft"}
-    soft = _steps.floor(x, **options) + _compare.less(x, jnp.zeros((), x.dtype), **options)
-    hard = _jaxpr.bind(eqn, [x])[0]
-    self.record(eqn, "sf.floor(x) + sf.less(x, 0) (conversion to integer)")
-    value = self.with_mode(hard.astype(soft.dtype), soft)
-    return [Expected(value, lambda: hard)]
+    return [integer_distribution(self, eqn, value)]
 
 
 @rule("select_n")
@@ -154,8 +141,8 @@ def _select_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     if isinstance(pred, Expected):
         raise self.unsupported(
             eqn,
-            "its selector is an integer known only by its expected value",
-            "select with a comparison of floats, or keep the selector exact with sf.exact",
+            "its selector is " + EXPECTED_WHY.format(MAX_STATES),
+            EXPECTED_ADVICE.format(MAX_STATES),
         )
     hard = hard_thunk(eqn, invals)(0)
     if isinstance(pred, SoftBool) and not any(isinstance(c, Categorical) for c in cases):
@@ -178,9 +165,12 @@ def _select_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
             return [Expected(soft_where(p, m1, m0), hard)]
         self.record(eqn, "distribution over the two integers")
         shape = jnp.broadcast_shapes(p.shape, *(np.shape(unwrap(c)) for c in cases))
-        c0, c1 = (jnp.broadcast_to(unwrap(c), shape) for c in cases)
+        # Integers known at trace time stay known (NumPy), so that a state carried by a loop
+        # has a static range.
+        xp = np if is_concrete([unwrap(c) for c in cases]) else jnp
+        c0, c1 = (xp.broadcast_to(unwrap(c), shape) for c in cases)
         probs = jnp.stack([1 - p, p], axis=-1)
-        return [Categorical(jnp.stack([c0, c1], axis=-1), probs, hard)]
+        return [Categorical(xp.stack([c0, c1], axis=-1), probs, hard)]
     if isinstance(pred, SoftBool | Categorical):
         if floating(out_aval):
             self.record(eqn, "select per candidate of a distribution (expectation)")

@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._checks import is_concrete
 from .._select import weighted_sum
 
 
@@ -41,15 +42,29 @@ class Origin:
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
+class Staircase:
+    """How a relaxed ``floor`` / ``ceil`` / ``round`` value was made: from ``source``, whose exact
+    staircase value is ``exact``, with the jump into ``exact + j`` at ``exact + j + offset``. An
+    integer conversion of the value then becomes a distribution over the integers near
+    ``exact`` (see ``_steps.staircase_distribution``) rather than a staircase of a staircase."""
+
+    source: jax.Array
+    exact: jax.Array
+    offset: float
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
 class Live:
     """An exact value that depends on a floating-point input of the relaxed function.
 
     ``origin`` is known when the value is a view (broadcast, reshape, slice, ...) of another live
-    value, so that comparing an element with itself can stay exact (see ``_views``).
+    value, so that comparing an element with itself can stay exact (see ``_views``);
+    ``staircase`` when it is a relaxed ``floor`` / ``ceil`` / ``round``.
     """
 
     value: jax.Array
     origin: Origin | None = None
+    staircase: Staircase | None = None
 
 
 Thunk = Callable[[], jax.Array] | None
@@ -151,6 +166,15 @@ def probability(condition) -> jax.Array:
     return jnp.asarray(unwrap(condition)).astype(default_float())
 
 
+def _known(x):
+    """``x`` as a NumPy array when its values are known at trace time, else as it is."""
+    return np.asarray(x) if is_concrete(x) else x
+
+
+def _tile(x, k: int):
+    return np.tile(x, k) if isinstance(x, np.ndarray) else jnp.tile(x, k)
+
+
 def merge(categoricals: Sequence[Categorical]) -> tuple[jax.Array, list[jax.Array]]:
     """Common probabilities and aligned candidates of several categoricals.
 
@@ -172,9 +196,10 @@ def merge(categoricals: Sequence[Categorical]) -> tuple[jax.Array, list[jax.Arra
         k1, k2 = probs.shape[-1], c.probs.shape[-1]
         outer = probs[..., :, None] * c.probs[..., None, :]
         probs = outer.reshape((*outer.shape[:-2], k1 * k2))
+        # Candidates known at trace time stay NumPy arrays (a loop's states keep a static range).
         for g in groups[:-1]:
-            g[:] = [jnp.repeat(x, k2, axis=-1) for x in g]
-        groups[-1] = [jnp.tile(x, k1) for x in groups[-1]]
+            g[:] = [_known(x).repeat(k2, axis=-1) for x in g]
+        groups[-1] = [_tile(_known(x), k1) for x in groups[-1]]
     position = [0] * len(groups)
     aligned = []
     for g in index:
