@@ -13,7 +13,13 @@ pytest reports it, so that it moves to the programs that run.
 import pathlib
 import sys
 
+import jax
+import jax.numpy as jnp
+import numpy as np
 import pytest
+from helpers import assert_exactly_equal
+
+import softflow as sf
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "benchmarks"))
 
@@ -90,3 +96,23 @@ def test_relax_runs_the_program_or_refuses_it_clearly(program):
     else:
         assert outcome.status == "runs", f"{outcome.status}: {outcome.reason}"
         assert not outcome.failures
+
+
+def test_an_integer_table_read_at_a_relaxed_index_is_a_distribution_over_its_entries():
+    # The dynamic_slice rule once cast the probabilities to the table's integer dtype: the
+    # relaxed value was 0 with no gradient (the finite-state machine above read its table so).
+    table = jnp.array([3, 5, 7, 11], jnp.int32)
+
+    def lookup(x):
+        return table[jnp.argmax(x)]
+
+    x = jnp.array([0.1, 0.5, 0.3, -0.2])
+    relaxed = sf.relax(lookup, softness=0.3)
+
+    def reference(v):
+        return sf.argmax(v, softness=0.3) @ table.astype(v.dtype)
+
+    np.testing.assert_allclose(relaxed(x), reference(x), rtol=1e-6)
+    np.testing.assert_allclose(jax.grad(relaxed)(x), jax.grad(reference)(x), rtol=1e-5)
+    assert_exactly_equal(sf.relax(lookup, mode="hard")(x), lookup(x))
+    assert sf.relax(lookup, mode="straight_through")(x) == lookup(x)
