@@ -59,7 +59,7 @@ def _staircase(x: jax.Array, exact: jax.Array, offset: float, tau: jax.Array, ki
     return exact + jnp.sum(sign * _window(distance) * tails, axis=-1)
 
 
-def candidate_reach(tau: jax.Array, kind: str, dtype) -> int:
+def candidate_reach(tau: ArrayLike, kind: str, dtype) -> int:
     """How many integers on each side of the exact value of a staircase carry probability: the
     least ``r`` whose tail :math:`s(-r/\tau)` is below the rounding of ``dtype``, at most 16 (32
     in float64); the most when the softness is traced."""

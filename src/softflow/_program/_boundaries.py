@@ -73,26 +73,28 @@ def kind_of(value, aval) -> Kind:
     return DEAD if found is None else Kind("dead", *found)
 
 
+def _union(a: Kind, b: Kind) -> tuple[int, int] | None:
+    """The range holding both kinds' ranges, if both are known."""
+    if a.lo is None or a.hi is None or b.lo is None or b.hi is None:
+        return None
+    return min(a.lo, b.lo), max(a.hi, b.hi)
+
+
 def join(a: Kind, b: Kind) -> Kind:
     """The kind that can carry values of both kinds."""
-    if a.name == b.name and a.name in ("cat", "dead"):
-        if a.lo is None or b.lo is None:
-            return DEAD if a.name == "dead" else INT
-        return (
-            Kind(a.name, min(a.lo, b.lo), max(a.hi, b.hi))
-            if a.name == "dead"
-            else (_categorical(min(a.lo, b.lo), max(a.hi, b.hi)))
-        )
-    if "cat" in (a.name, b.name):
-        cat, other = (a, b) if a.name == "cat" else (b, a)
-        if other.name == "dead" and other.lo is not None:
-            return _categorical(min(cat.lo, other.lo), max(cat.hi, other.hi))
-        if other.name in ("dead", "live"):
-            return INT  # an exact integer of unknown range joins it: only its expectation
+    names = {a.name, b.name}
+    if names == {"dead"}:
+        both = _union(a, b)
+        return DEAD if both is None else Kind("dead", *both)
+    if "cat" in names and names <= {"cat", "dead", "live"}:
+        # An exact integer joining a distribution must be one of its values: its range must be
+        # known (a constant); else only the expectation can carry both.
+        both = _union(a, b) if "live" not in names else None
+        return INT if both is None else _categorical(*both)
     return a if _ORDER[a.name] >= _ORDER[b.name] else b
 
 
-def encode(value, kind: Kind, aval) -> jax.Array:
+def encode(value, kind: Kind, aval) -> jax.Array | np.ndarray:
     exact = kind.name == "dead" and not is_soft(value) and not isinstance(value, Live)
     if exact and is_concrete(value):
         return np.asarray(value)  # known at trace time: a loop's states keep a static range

@@ -22,6 +22,7 @@ from typing import Any, NamedTuple, cast
 
 import jax
 import numpy as np
+from jax.core import eval_jaxpr
 from jax.extend.core import ClosedJaxpr, Jaxpr, JaxprEqn
 
 from ._errors import RelaxError
@@ -169,6 +170,11 @@ def scan(eqn: JaxprEqn) -> Scan:
         bool(param(eqn, "reverse")),
         param(eqn, "unroll"),
     )
+
+
+def evaluate(closed: Closed, *args) -> list:
+    """Evaluate a jaxpr exactly, as the program does."""
+    return eval_jaxpr(closed.jaxpr, closed.consts, *args)
 
 
 def truncated(jaxpr: Jaxpr, eqns: Sequence[JaxprEqn], outvars: Sequence) -> Jaxpr:

@@ -6,6 +6,7 @@ from typing import Any, cast
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.core import Tracer
 from jax.extend.core import JaxprEqn
 
 from .. import _compare, _select, _sort, _steps
@@ -13,7 +14,8 @@ from .._blend import blend
 from .._checks import is_concrete, softness_array
 from .._modes import straight_through
 from . import _jaxpr, _views
-from ._interpreter import Interpreter, call_rule, hard_thunk, rule
+from ._generic import hard_thunk
+from ._interpreter import Interpreter, call_rule, rule
 from ._values import (
     Categorical,
     Expected,
@@ -79,7 +81,7 @@ def _relaxed_quotient(self: Interpreter, x, y, offset, exact_quotient) -> jax.Ar
 
 def _static_softness(softness, tau):
     """The softness as a NumPy array when it is known at trace time, else the traced ``tau``."""
-    return tau if isinstance(softness, jax.core.Tracer) else np.asarray(softness)
+    return tau if isinstance(softness, Tracer) else np.asarray(softness)
 
 
 def _remainder(self: Interpreter, eqn: JaxprEqn, invals: list, *, floored: bool) -> list:
@@ -210,9 +212,7 @@ def _searchsorted_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     n = a.shape[0]
     body = _jaxpr.call_body(eqn)
     with jax.ensure_compile_time_eval():  # which side: where a query equal to a boundary goes
-        probe = jax.core.eval_jaxpr(
-            body.jaxpr, body.consts, jnp.zeros(a.shape, a.dtype), jnp.zeros(v.shape, v.dtype)
-        )[0]
+        probe = _jaxpr.evaluate(body, jnp.zeros(a.shape, a.dtype), jnp.zeros(v.shape, v.dtype))[0]
     right = n > 0 and bool(np.all(np.asarray(probe) == n))
     compare = _compare.less_equal if right else _compare.less
     below = compare(a, v[..., None], **self.compare_options())  # P(a_i below v), (..., n)
@@ -255,14 +255,12 @@ def _follow(self: Interpreter, eqn: JaxprEqn, permutation, axis: int, invals, at
         if floating(aval(atom)):
             outs.append(Live(jnp.moveaxis(expectation(permutation, moved), -1, axis)))
         else:
-            xp = np if isinstance(moved, np.ndarray) else jnp
-            outs.append(
-                Categorical(
-                    xp.moveaxis(moved, -2, axis),
-                    jnp.moveaxis(permutation, -2, axis),
-                    None,
-                )
+            cands = (
+                np.moveaxis(moved, -2, axis)
+                if isinstance(moved, np.ndarray)
+                else jnp.moveaxis(moved, -2, axis)
             )
+            outs.append(Categorical(cands, jnp.moveaxis(permutation, -2, axis), None))
     return outs
 
 

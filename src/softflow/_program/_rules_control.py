@@ -28,14 +28,8 @@ from ._boundaries import (
     kinds_after,
 )
 from ._errors import RelaxError
-from ._interpreter import (
-    CALL_RULES,
-    EXPECTED_ADVICE,
-    EXPECTED_WHY,
-    Interpreter,
-    hard_of,
-    rule,
-)
+from ._generic import EXPECTED_ADVICE, EXPECTED_WHY, hard_of
+from ._interpreter import CALL_RULES, Interpreter, rule
 from ._markers import EXACT_NAME, EXITS_NAME
 from ._values import (
     Categorical,

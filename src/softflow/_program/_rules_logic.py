@@ -9,7 +9,8 @@ from .._branch import soft_where
 from .._checks import is_concrete
 from . import _jaxpr, _views
 from ._boundaries import MAX_STATES
-from ._interpreter import EXPECTED_ADVICE, EXPECTED_WHY, Interpreter, hard_thunk, rule
+from ._generic import EXPECTED_ADVICE, EXPECTED_WHY, hard_thunk
+from ._interpreter import Interpreter, rule
 from ._rules_arrays import integer_distribution
 from ._values import (
     Categorical,

@@ -19,6 +19,7 @@ operation that made it, which is what :func:`softflow.exact` uses to keep chosen
 """
 
 import dataclasses
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -134,9 +135,9 @@ def floatify(x, dtype) -> jax.Array:
     return x.astype(dtype)
 
 
-def expectation(probs: jax.Array, values: jax.Array) -> jax.Array:
+def expectation(probs: jax.Array, values: jax.Array | np.ndarray) -> jax.Array:
     """The expectation over the candidates (last axis), exact at one-hot probabilities."""
-    return weighted_sum(probs.astype(values.dtype), values)
+    return weighted_sum(probs.astype(values.dtype), jnp.asarray(values))
 
 
 def bernoulli(value: SoftBool) -> Categorical:
@@ -179,32 +180,29 @@ def merge(categoricals: Sequence[Categorical]) -> tuple[jax.Array, list[jax.Arra
     """Common probabilities and aligned candidates of several categoricals.
 
     Categoricals sharing their ``probs`` are one distribution (aligned candidate by candidate);
-    the others are independent of each other (their outer product).
+    the others are independent of each other (their outer product, the first one's candidate
+    varying slowest).
     """
-    probs = categoricals[0].probs
-    seen = {id(probs): 0}
-    index = [0]
-    groups = [[categoricals[0].cands]]
-    for c in categoricals[1:]:
-        if id(c.probs) in seen:
-            groups[seen[id(c.probs)]].append(c.cands)
-            index.append(seen[id(c.probs)])
-            continue
-        seen[id(c.probs)] = len(groups)
-        index.append(len(groups))
-        groups.append([c.cands])
-        k1, k2 = probs.shape[-1], c.probs.shape[-1]
-        outer = probs[..., :, None] * c.probs[..., None, :]
-        probs = outer.reshape((*outer.shape[:-2], k1 * k2))
-        # Candidates known at trace time stay NumPy arrays (a loop's states keep a static range).
-        for g in groups[:-1]:
-            g[:] = [_known(x).repeat(k2, axis=-1) for x in g]
-        groups[-1] = [_tile(_known(x), k1) for x in groups[-1]]
-    position = [0] * len(groups)
-    aligned = []
-    for g in index:
-        aligned.append(groups[g][position[g]])
-        position[g] += 1
+    groups: list[tuple[jax.Array, list[int]]] = []
+    position: dict[int, int] = {}
+    for n, c in enumerate(categoricals):
+        if id(c.probs) not in position:
+            position[id(c.probs)] = len(groups)
+            groups.append((c.probs, []))
+        groups[position[id(c.probs)]][1].append(n)
+    probs = groups[0][0]
+    for group_probs, _ in groups[1:]:
+        outer = probs[..., :, None] * group_probs[..., None, :]
+        probs = outer.reshape((*outer.shape[:-2], outer.shape[-2] * outer.shape[-1]))
+    sizes = [g[0].shape[-1] for g in groups]
+    aligned: list[Any] = [None] * len(categoricals)
+    for g, (_, members) in enumerate(groups):
+        slower, faster = math.prod(sizes[:g]), math.prod(sizes[g + 1 :])
+        for n in members:
+            # Candidates known at trace time stay NumPy arrays (a loop's states keep a static
+            # range).
+            cands = _known(categoricals[n].cands).repeat(faster, axis=-1)
+            aligned[n] = _tile(cands, slower)
     return probs, aligned
 
 

@@ -1,0 +1,355 @@
+"""Operations on relaxed integers and truth values that have no rule of their own.
+
+A soft truth value is held as its probability, a relaxed integer as a distribution over candidate
+values or as its expected value (see ``_values``). An equation on them without a rule is
+evaluated on the probabilities (equations that only move elements), on each candidate (integer
+operations, element by element), or on the expectations (linear operations); anything else is a
+clear error. :class:`SoftIntegerOps` holds these evaluations; the interpreter inherits them.
+"""
+
+import contextlib
+import functools
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.extend.core import JaxprEqn
+
+from .._checks import is_concrete
+from . import _jaxpr
+from ._boundaries import MAX_STATES
+from ._errors import RelaxError
+from ._values import (
+    Categorical,
+    Expected,
+    Live,
+    SoftBool,
+    Thunk,
+    aval,
+    bernoulli,
+    expectation,
+    floatify,
+    floating,
+    is_soft,
+    mean,
+    merge,
+    unwrap,
+)
+
+# Primitives acting element by element (with NumPy broadcasting of scalars in a jaxpr).
+ELEMENTWISE = frozenset(
+    {
+        "add",
+        "sub",
+        "mul",
+        "div",
+        "rem",
+        "neg",
+        "abs",
+        "sign",
+        "max",
+        "min",
+        "pow",
+        "integer_pow",
+        "clamp",
+        "select_n",
+        "eq",
+        "ne",
+        "lt",
+        "le",
+        "gt",
+        "ge",
+        "and",
+        "or",
+        "not",
+        "xor",
+        "shift_left",
+        "shift_right_logical",
+        "shift_right_arithmetic",
+        "convert_element_type",
+        "floor",
+        "ceil",
+        "round",
+        "copy",
+        "copy_p",
+        "square",
+    }
+)
+# Primitives that only move, copy or gather elements: they apply to a probability array as well.
+STRUCTURAL = frozenset(
+    {
+        "broadcast_in_dim",
+        "reshape",
+        "squeeze",
+        "expand_dims",
+        "transpose",
+        "slice",
+        "rev",
+        "concatenate",
+        "stack",
+        "copy",
+        "copy_p",
+        "dynamic_slice",
+        "gather",
+        "pad",
+    }
+)
+# Operations on integers that commute with taking expectations (or are continuous in them).
+LINEAR = STRUCTURAL | frozenset(
+    {
+        "add",
+        "sub",
+        "neg",
+        "mul",
+        "reduce_sum",
+        "cumsum",
+        "max",
+        "min",
+        "abs",
+        "clamp",
+        "reduce_max",
+        "reduce_min",
+        "dot_general",
+        "convert_element_type",
+    }
+)
+# Equations whose trailing operands are indices: the number of leading operands that are data.
+_DATA_COUNT = {"dynamic_slice": 1, "gather": 1, "dynamic_update_slice": 2}
+
+
+#: Why an integer is known only by its expected value, and how to keep it a distribution.
+EXPECTED_WHY = (
+    "an integer known only by its expected value (a count of relaxed truth values, or an "
+    "integer carried through a relaxed loop whose range is not known at trace time or has more "
+    "than {} values)"
+)
+EXPECTED_ADVICE = (
+    "bound the integer where it is computed, jnp.clip(i, 0, K - 1) with K <= {}, so that relax "
+    "carries it as a distribution over K values; or keep it exact with sf.exact on the "
+    "condition it comes from"
+)
+
+
+def data_operands(eqn: JaxprEqn) -> int:
+    return _DATA_COUNT.get(eqn.primitive.name, len(eqn.invars))
+
+
+def hard_of(value, where: Callable[[], str] | None = None) -> jax.Array:
+    """The exact value behind ``value`` (a RelaxError if it was lost in a loop or branch)."""
+    if not is_soft(value):
+        return unwrap(value)
+    if value.hard is None:
+        at = f" at {where()}" if where is not None else ""
+        raise RelaxError(
+            f"sf.exact{at} cannot recover the exact value of its argument: it comes out of a "
+            "relaxed loop or branch. Apply sf.exact to the condition where it is computed, "
+            "inside the loop or branch."
+        )
+    return value.hard()
+
+
+def hard_thunk(eqn: JaxprEqn, invals: Sequence) -> Callable[[int], Thunk]:
+    """Thunks recomputing each output of ``eqn`` exactly from the exact inputs (evaluated once)."""
+
+    @functools.cache
+    def outputs():
+        return _jaxpr.bind(eqn, [hard_of(v) for v in invals])
+
+    return lambda i: lambda: outputs()[i]
+
+
+class SoftIntegerOps:
+    """The evaluation of equations on relaxed integers and truth values without a rule."""
+
+    def record(self, eqn: JaxprEqn, rule: str) -> None:
+        raise NotImplementedError
+
+    def unsupported(self, eqn: JaxprEqn, why: str, advice: str) -> RelaxError:
+        raise NotImplementedError
+
+    def generic(self, eqn: JaxprEqn, invals: list) -> list:
+        """An equation on soft integers or booleans without a rule of its own."""
+        name = eqn.primitive.name
+        if any(isinstance(v, Expected) for v in invals):
+            return self.on_expectations(eqn, invals)
+        categoricals = [v for v in invals if isinstance(v, Categorical)]
+        if not categoricals and name in STRUCTURAL:
+            return self.on_probabilities(eqn, invals)
+        scalar_source = all(c.probs.ndim == 1 for c in categoricals)
+        if name in ELEMENTWISE or scalar_source:
+            return self.per_candidate(eqn, invals)
+        if name == "gather" and not any(is_soft(v) for v in invals[:1]):
+            return self.gather_per_element(eqn, invals)
+        if name in STRUCTURAL:
+            return self.structural_categorical(eqn, invals)
+        if name in LINEAR:
+            return self.on_expectations(eqn, invals)
+        raise self.unsupported(
+            eqn,
+            "its operand is a relaxed integer or truth value (a distribution over values) with "
+            "no rule for this operation",
+            "convert the truth value to a float first (x.astype(float)) or keep this value exact "
+            "with sf.exact",
+        )
+
+    def on_probabilities(self, eqn: JaxprEqn, invals: list) -> list:
+        """A structural equation on soft booleans: move their probabilities the same way."""
+        probs = [v.p for v in invals if isinstance(v, SoftBool)]
+        dtype = jnp.result_type(*probs)
+        data = data_operands(eqn)
+        args = [
+            v.p
+            if isinstance(v, SoftBool)
+            else floatify(unwrap(v), dtype)
+            if i < data
+            else unwrap(v)
+            for i, v in enumerate(invals)
+        ]
+        hard = hard_thunk(eqn, invals)
+        outs = _jaxpr.bind(eqn, args)
+        return [
+            SoftBool(out, hard(i)) if aval(atom).dtype == jnp.bool_ else Live(out)
+            for i, (out, atom) in enumerate(zip(outs, eqn.outvars, strict=True))
+        ]
+
+    def on_expectations(self, eqn: JaxprEqn, invals: list) -> list:
+        """A linear equation on expected integers: apply it to the expectations."""
+        if eqn.primitive.name not in LINEAR:
+            raise self.unsupported(
+                eqn,
+                "its operand is an integer known only by its expected value (a count of soft "
+                "truth values, or the counter of a relaxed loop), and the operation is not linear",
+                "compute it on floats, or keep the integer exact with sf.exact on the condition "
+                "it comes from",
+            )
+        dtype = jnp.result_type(*(mean(v) for v in invals if is_soft(v)))
+        data = data_operands(eqn)
+        args = []
+        for i, v in enumerate(invals):
+            if is_soft(v):
+                if i >= data:
+                    raise self.unsupported(
+                        eqn,
+                        "its index is " + EXPECTED_WHY.format(MAX_STATES),
+                        EXPECTED_ADVICE.format(MAX_STATES),
+                    )
+                args.append(mean(v).astype(dtype))
+            else:
+                args.append(floatify(unwrap(v), dtype) if i < data else unwrap(v))
+        if eqn.primitive.name == "convert_element_type":
+            target = _jaxpr.new_dtype(eqn)
+            if target == jnp.bool_:
+                raise self.unsupported(
+                    eqn,
+                    "a relaxed integer converted to bool",
+                    "compare it explicitly (n != 0)",
+                )
+            if not jnp.issubdtype(target, jnp.floating):
+                return [Expected(args[0], hard_thunk(eqn, invals)(0))]
+            return [Live(args[0].astype(target))]
+        outs = _jaxpr.bind(eqn, args, _jaxpr.with_result_dtype(eqn, dtype))
+        hard = hard_thunk(eqn, invals)
+        result = []
+        for i, (value, atom) in enumerate(zip(outs, eqn.outvars, strict=True)):
+            if floating(aval(atom)):
+                result.append(Live(value.astype(aval(atom).dtype)))
+            else:
+                result.append(Expected(value, hard(i)))
+        return result
+
+    def per_candidate(self, eqn: JaxprEqn, invals: list) -> list:
+        """Evaluate ``eqn`` on each candidate value of its relaxed operands."""
+        soft = [
+            bernoulli(v) if isinstance(v, SoftBool) else v
+            for v in invals
+            if isinstance(v, SoftBool | Categorical)
+        ]
+        probs, cands = merge(soft)
+        cands_iter = iter(cands)
+        args, in_axes = [], []
+        for v in invals:
+            if isinstance(v, SoftBool | Categorical):
+                args.append(next(cands_iter))
+                in_axes.append(-1)
+            else:
+                args.append(unwrap(v))
+                in_axes.append(None)
+        # Candidates known at trace time (the indices of an argmax, normalised by JAX's `i < 0`
+        # select) are computed at trace time, so that later rules can see them.
+        known = (
+            contextlib.nullcontext() if not is_concrete(args) else jax.ensure_compile_time_eval()
+        )
+        with known:
+            outs = jax.vmap(lambda *a: _jaxpr.bind(eqn, a), in_axes=in_axes, out_axes=-1)(*args)
+            outs = [np.asarray(o) if is_concrete(o) else o for o in outs]
+        hard = hard_thunk(eqn, invals)
+        result = []
+        for i, (value, atom) in enumerate(zip(outs, eqn.outvars, strict=True)):
+            if floating(aval(atom)):
+                result.append(Live(expectation(probs, value)))
+            else:
+                result.append(Categorical(value, probs, hard(i)))
+        return result
+
+    def gather_per_element(self, eqn: JaxprEqn, invals: list) -> list:
+        """``x[indices]`` where each index has its own distribution (as after ``argsort``)."""
+        operand, indices = invals
+        probs = jnp.broadcast_to(indices.probs, indices.cands.shape)[..., 0, :]
+        for d in sorted(_jaxpr.gather_offset_dims(eqn)):
+            probs = jnp.expand_dims(probs, d)
+        values = jax.vmap(lambda i: _jaxpr.bind(eqn, [unwrap(operand), i])[0], -1, -1)(
+            indices.cands
+        )
+        self.record(eqn, "read at each candidate index (expectation)")
+        if floating(aval(eqn.outvars[0])):
+            return [Live(expectation(probs, values))]
+        return [Categorical(values, probs, hard_thunk(eqn, invals)(0))]
+
+    def structural_categorical(self, eqn: JaxprEqn, invals: list) -> list:
+        """Move elements of per-element distributions: candidates and probabilities alike.
+
+        An exact operand among the moved ones (a concatenated constant, a padding value) is a
+        distribution with all its candidates equal, so any probabilities do for it.
+        """
+        soft = [
+            bernoulli(v) if isinstance(v, SoftBool) else v
+            for v in invals
+            if isinstance(v, SoftBool | Categorical)
+        ]
+        probs, cands = merge(soft)
+        k = probs.shape[-1]
+        data = data_operands(eqn)
+        cands_iter = iter(cands)
+        cand_args, prob_args, in_axes = [], [], []
+        for i, v in enumerate(invals):
+            if isinstance(v, SoftBool | Categorical):
+                c = next(cands_iter)
+                cand_args.append(c)
+                prob_args.append(jnp.broadcast_to(probs, c.shape))
+                in_axes.append(-1)
+            elif i < data:
+                x = jnp.asarray(unwrap(v))
+                shape = (*x.shape, k)
+                cand_args.append(jnp.broadcast_to(x[..., None], shape))
+                # The joint probabilities where a relaxed operand has the same shape (the pieces
+                # of an index vector), so that each moved element keeps the outcome's
+                # probability; any other probabilities would do for an exact element.
+                same = [c for c in cands if c.shape == shape]
+                prob_args.append(
+                    jnp.broadcast_to(probs, shape) if same else jnp.full(shape, 1 / k, probs.dtype)
+                )
+                in_axes.append(-1)
+            else:  # an index: the same for every candidate
+                cand_args.append(unwrap(v))
+                prob_args.append(unwrap(v))
+                in_axes.append(None)
+
+        def move(*args):
+            return jax.vmap(lambda *a: _jaxpr.bind(eqn, a), in_axes=in_axes, out_axes=-1)(*args)
+
+        hard = hard_thunk(eqn, invals)
+        return [
+            Categorical(value, p, hard(i))
+            for i, (value, p) in enumerate(zip(move(*cand_args), move(*prob_args), strict=True))
+        ]

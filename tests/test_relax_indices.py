@@ -1,0 +1,281 @@
+"""sf.relax of integers made from floats and carried through loops: float-to-integer casts used as
+indices (lookups, grids, histograms), discrete modes through loops, top_k, ranks and float
+modulo. Each against an independent reference written from soft steps by hand."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from helpers import assert_exactly_equal
+from jax import lax
+
+import softflow as sf
+
+TAU = 0.3
+
+
+def floor_probabilities(q, lo, hi):
+    """P(floor(q) = k) for k = lo..hi from soft steps at the integers, the mass below lo and
+    above hi at the ends (a sum of many steps, written independently of relax)."""
+    k = jnp.arange(lo, hi + 2)
+    at_least = sf.greater_equal(q[..., None], k, softness=TAU)  # P(floor(q) >= k)
+    at_least = at_least.at[..., 0].set(1.0).at[..., -1].set(0.0)
+    return at_least[..., :-1] - at_least[..., 1:]
+
+
+# -- lookups and histograms -------------------------------------------------------------------
+
+GRID = np.array([0.0, 1.0, 4.0, 9.0, 16.0, 25.0])
+
+
+def lookup(x):
+    return jnp.asarray(GRID)[jnp.floor(x).astype(jnp.int32)]
+
+
+def test_a_lookup_at_a_floored_index_is_the_expectation_over_the_indices(x64):
+    x = jnp.array([0.5, 1.2, 2.7, 3.95, 4.5])
+    k = np.arange(-40, 46)
+    probs = floor_probabilities(x, -40, 45)
+    at = jax.vmap(lambda i: jnp.asarray(GRID)[i])(jnp.asarray(k))  # the program per candidate
+    expected = probs @ at
+    np.testing.assert_allclose(sf.relax(lookup, softness=TAU)(x), expected, rtol=1e-12)
+    for mode in ("hard", "straight_through"):
+        assert_exactly_equal(sf.relax(lookup, mode=mode)(x), lookup(x))
+    relaxed = sf.relax(lookup, softness=TAU)
+    step = 1e-6
+    grad = jax.grad(lambda v: relaxed(v).sum())(x)
+    numeric = jax.vmap(lambda b: (relaxed(x + b).sum() - relaxed(x - b).sum()) / (2 * step))(
+        step * jnp.eye(5)
+    )
+    np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-9)
+    rules = [op.rule for op in relaxed.explain(x)]
+    assert any(r.startswith("distribution over") for r in rules)
+
+
+def bilinear(p, grid):
+    i = jnp.clip(jnp.floor(p[0]).astype(jnp.int32), 0, grid.shape[0] - 2)
+    j = jnp.clip(jnp.floor(p[1]).astype(jnp.int32), 0, grid.shape[1] - 2)
+    u, v = p[0] - i, p[1] - j
+    return (
+        (1 - u) * (1 - v) * grid[i, j]
+        + u * (1 - v) * grid[i + 1, j]
+        + (1 - u) * v * grid[i, j + 1]
+        + u * v * grid[i + 1, j + 1]
+    )
+
+
+def test_bilinear_interpolation_relaxes_over_both_indices_jointly(x64):
+    """Each read of the grid is the expectation over both floors (independent), and a float
+    computed from a relaxed integer (the fractions u, v) is its expectation, as documented."""
+    grid = jnp.asarray(np.random.default_rng(0).normal(size=(4, 5)))
+    p = jnp.array([1.3, 2.6])
+    k = jnp.arange(-40, 46)
+    pi, pj = floor_probabilities(p[0], -40, 45), floor_probabilities(p[1], -40, 45)
+    i, j = jnp.clip(k, 0, 2), jnp.clip(k, 0, 3)
+    u, v = p[0] - pi @ i, p[1] - pj @ j
+
+    def read(a, b):  # E[grid[i + a, j + b]] over the joint distribution of the two floors
+        return jnp.einsum("a,b,ab->", pi, pj, grid[i[:, None] + a, j[None, :] + b])
+
+    expected = (
+        (1 - u) * (1 - v) * read(0, 0)
+        + u * (1 - v) * read(1, 0)
+        + (1 - u) * v * read(0, 1)
+        + u * v * read(1, 1)
+    )
+    relaxed = sf.relax(bilinear, softness=TAU)
+    np.testing.assert_allclose(relaxed(p, grid), expected, rtol=1e-12)
+    assert_exactly_equal(sf.relax(bilinear, mode="hard")(p, grid), bilinear(p, grid))
+    assert_exactly_equal(sf.relax(bilinear, mode="straight_through")(p, grid), bilinear(p, grid))
+    grad = jax.grad(relaxed)(p, grid)
+    assert np.all(np.isfinite(grad)) and np.all(grad != 0)
+
+
+def histogram(x):
+    return jnp.zeros(4).at[jnp.floor(4 * x).astype(jnp.int32)].add(1.0)
+
+
+def _binned(x):
+    return jnp.floor(4 * x).astype(jnp.int32)
+
+
+@pytest.mark.parametrize(
+    ("fn", "of_bins"),
+    [
+        (histogram, lambda b: jnp.zeros(4).at[b].add(1.0)),
+        (
+            lambda x: jnp.bincount(_binned(x), length=4),
+            lambda b: jnp.bincount(b, length=4),
+        ),
+        (
+            lambda x: jax.ops.segment_sum(jnp.ones_like(x), _binned(x), 4),
+            lambda b: jax.ops.segment_sum(jnp.ones(b.shape), b, 4),
+        ),
+    ],
+    ids=["scatter-add", "bincount", "segment_sum"],
+)
+def test_a_histogram_of_binned_floats_is_the_expected_count_per_bin(fn, of_bins, x64):
+    x = jnp.array([0.1, 0.3, 0.35, 0.8, 0.99, -0.05])
+    probs = floor_probabilities(4 * x, -40, 45)  # P(bin of x_i = k), k = -40..45
+    # the program's own counts for one element in bin k (out of range: as the program does)
+    counts = jax.vmap(lambda k: of_bins(k[None]))(jnp.arange(-40, 46))
+    expected = jnp.einsum("ik,kb->b", probs, counts)
+    np.testing.assert_allclose(sf.relax(fn, softness=TAU)(x), expected, rtol=1e-12, atol=1e-15)
+    forward = sf.relax(fn, mode="straight_through")(x)
+    np.testing.assert_array_equal(forward, np.asarray(fn(x), forward.dtype))
+    assert_exactly_equal(sf.relax(fn, mode="hard")(x), fn(x))
+    np.testing.assert_allclose(
+        jax.jacobian(sf.relax(fn, softness=TAU))(x),
+        jax.jacobian(lambda v: jnp.einsum("ik,kb->b", floor_probabilities(4 * v, -40, 45), counts))(
+            x
+        ),
+        rtol=1e-10,
+        atol=1e-14,
+    )
+
+
+def test_a_truncation_is_a_distribution_over_the_integers_towards_zero(x64):
+    fn = lambda x: (10 * x.astype(jnp.int32)).astype(jnp.float64)  # noqa: E731
+    x = jnp.array([-2.5, -0.7, 0.2, 1.5, 3.0])
+    k = jnp.arange(1.0, 41.0)
+    expected = 10 * (
+        sf.greater_equal(x[:, None], k, softness=TAU).sum(1)
+        - sf.less_equal(x[:, None], -k, softness=TAU).sum(1)
+    )
+    np.testing.assert_allclose(sf.relax(fn, softness=TAU)(x), expected, rtol=1e-12)
+    np.testing.assert_array_equal(sf.relax(fn, mode="straight_through")(x), fn(x))
+
+
+# -- discrete modes through loops -----------------------------------------------------------
+
+
+def thermostat(temperature, setpoint):
+    """A hybrid system: heating on or off, switched with hysteresis; the mode is carried."""
+
+    def step(carry, _):
+        t, mode = carry
+        mode = jnp.where(t < setpoint - 1, 1, jnp.where(t > setpoint + 1, 0, mode))
+        t = lax.switch(mode, [lambda t: t - 0.5, lambda t: t + 1.0], t)
+        return (t, mode), t
+
+    return lax.scan(step, (temperature, 0), None, length=12)[1]
+
+
+def thermostat_by_hand(temperature, setpoint):
+    """The relaxation written by hand: the probability that the heating is on is carried."""
+
+    def step(carry, _):
+        t, on = carry
+        cold = sf.less(t, setpoint - 1, softness=TAU)
+        hot = sf.greater(t, setpoint + 1, softness=TAU)
+        on = cold + (1 - cold) * (1 - hot) * on
+        t = sf.soft_switch(jnp.stack([1 - on, on]), [lambda t: t - 0.5, lambda t: t + 1.0], t)
+        return (t, on), t
+
+    return lax.scan(step, (temperature, jnp.zeros(())), None, length=12)[1]
+
+
+def test_a_mode_carried_through_a_loop_is_a_distribution_over_its_values(x64):
+    t0, setpoint = jnp.float64(18.3), jnp.float64(20.0)
+    relaxed = sf.relax(thermostat, softness=TAU)
+    np.testing.assert_allclose(relaxed(t0, setpoint), thermostat_by_hand(t0, setpoint), rtol=1e-12)
+    np.testing.assert_allclose(
+        jax.grad(lambda s: relaxed(t0, s).sum())(setpoint),
+        jax.grad(lambda s: thermostat_by_hand(t0, s).sum())(setpoint),
+        rtol=1e-10,
+    )
+    for mode in ("hard", "straight_through"):
+        assert_exactly_equal(
+            sf.relax(thermostat, mode=mode)(t0, setpoint), thermostat(t0, setpoint)
+        )
+    np.testing.assert_allclose(
+        jax.jit(sf.relax(thermostat, softness=TAU))(t0, setpoint), relaxed(t0, setpoint), rtol=1e-14
+    )
+
+
+def counted_until(x, limit):
+    """A counter that the loop increments on a relaxed condition, used as an index."""
+
+    def step(carry, _):
+        n, value = carry
+        n = jnp.where(value > limit, n + 1, n)
+        return (n, value * 1.1), None
+
+    n, _ = lax.scan(step, (0, x), None, length=70)[0]
+    return jnp.arange(100.0)[n]
+
+
+def test_an_unbounded_counter_used_as_an_index_says_how_to_bound_it():
+    with pytest.raises(sf.RelaxError, match=r"jnp\.clip\(i, 0, K - 1\) with K <= 64"):
+        sf.relax(counted_until)(1.0, 2.0)
+
+    def bounded(x, limit):
+        def step(carry, _):
+            n, value = carry
+            n = jnp.clip(jnp.where(value > limit, n + 1, n), 0, 9)
+            return (n, value * 1.1), None
+
+        n, _ = lax.scan(step, (0, x), None, length=70)[0]
+        return jnp.arange(100.0)[n]
+
+    assert sf.relax(bounded, softness=1e-3)(1.0, 2.0) == pytest.approx(float(bounded(1.0, 2.0)))
+
+
+# -- selections and ranks -----------------------------------------------------------------------
+
+
+def test_top_k_and_ranks_are_softflow_s():
+    x = jnp.array([0.3, 1.0, -2.0, 0.9, 0.1])
+    values, index = sf.relax(lambda x: lax.top_k(x, 2), softness=TAU)(x)
+    expected_values, expected_index = sf.top_k(x, 2, softness=TAU)
+    np.testing.assert_allclose(values, expected_values, rtol=1e-6)
+    np.testing.assert_allclose(index, expected_index @ jnp.arange(5.0), rtol=1e-6)
+    ranks = lambda x: jnp.argsort(jnp.argsort(x)).astype(jnp.float32)  # noqa: E731
+    np.testing.assert_allclose(
+        sf.relax(ranks, softness=TAU)(x), sf.rank(x, softness=TAU), rtol=1e-5
+    )
+    np.testing.assert_array_equal(sf.relax(ranks, mode="straight_through")(x), ranks(x))
+    rows = jnp.stack([x, -x])
+    along = lambda x: jnp.argsort(jnp.argsort(x, axis=0), axis=0).astype(jnp.float32)  # noqa: E731
+    np.testing.assert_allclose(
+        sf.relax(along, softness=TAU)(rows), sf.rank(rows, axis=0, softness=TAU), rtol=1e-5
+    )
+
+
+def knn_vote(query, points, labels):
+    nearest = jnp.argsort(jnp.abs(points - query))[:3]
+    return jnp.bincount(labels[nearest], length=2).argmax()
+
+
+def test_a_k_nearest_neighbour_vote():
+    points, labels = jnp.array([0.1, 0.4, 0.5, 0.9, 1.2]), jnp.array([0, 0, 1, 1, 1])
+    for query in (0.2, 0.45, 0.8, 1.3):
+        assert float(sf.relax(knn_vote, softness=1e-3)(query, points, labels)) == float(
+            knn_vote(query, points, labels)
+        )
+        assert_exactly_equal(
+            sf.relax(knn_vote, mode="hard")(query, points, labels), knn_vote(query, points, labels)
+        )
+    grad = jax.grad(sf.relax(knn_vote, softness=0.1))(0.45, points, labels)
+    assert np.isfinite(grad) and grad != 0
+
+
+@pytest.mark.parametrize(
+    ("fn", "floored"),
+    [(lambda x: x % 2.0, True), (lambda x: jnp.fmod(x, 2.0), False)],
+    ids=["remainder", "fmod"],
+)
+def test_float_modulo_relaxes_the_quotient(fn, floored, x64):
+    x = jnp.array([0.3, 2.7, -1.2, 5.5, -3.9])
+    q = x / 2.0
+    k = jnp.arange(1.0, 41.0)
+    if floored:  # floor(q) = sum over k >= 1 of [q >= k] - sum over k >= 0 of [q < -k]
+        quotient = sf.greater_equal(q[:, None], k, softness=TAU).sum(1) - sf.less(
+            q[:, None], 1 - k, softness=TAU
+        ).sum(1)
+    else:
+        quotient = sf.greater_equal(q[:, None], k, softness=TAU).sum(1) - sf.less_equal(
+            q[:, None], -k, softness=TAU
+        ).sum(1)
+    np.testing.assert_allclose(sf.relax(fn, softness=TAU)(x), x - 2.0 * quotient, rtol=1e-12)
+    assert_exactly_equal(sf.relax(fn, mode="straight_through")(x), fn(x))
