@@ -277,9 +277,10 @@ def _gradients(p: Program, outcome: Outcome, seed: int = 0) -> None:
                     return
 
 
-def check(p: Program, *, float32: bool = True) -> Outcome:
+def check(p: Program, *, float32: bool = True, numeric: bool = True) -> Outcome:
     """Every check of the module docstring on one program: in float64 (one compilation), and
-    with ``float32`` the exact forward checks in float32 too (a second one)."""
+    with ``float32`` the exact forward checks in float32 too (a second one); without
+    ``numeric`` only whether relax runs or refuses it (an abstract trace, nothing compiled)."""
     outcome = Outcome(p.name, p.family, "runs")
     try:
         explanation = relaxed(p).explain(*arguments(p, jnp.float32))
@@ -296,7 +297,8 @@ def check(p: Program, *, float32: bool = True) -> Outcome:
         outcome.reason = _first_line(error)
         outcome.failures.append("".join(traceback.format_exception(error)[-3:]))
         return outcome
-    for part in (_gradients, _exact_forward) if float32 else (_gradients,):
+    parts = (_gradients, _exact_forward) if float32 else (_gradients,)
+    for part in parts if numeric else ():
         try:
             part(p, outcome)
         except Exception as error:
@@ -381,8 +383,9 @@ def cost(p: Program, settings: harness.Settings, batch: int) -> dict:
     }
 
 
-def measure(settings: harness.Settings, names=None, batch: int = 64) -> dict:
+def measure(settings: harness.Settings, names=None, batch: int | None = None) -> dict:
     """The benchmark section: per program that runs, cost ratios and compile times."""
+    batch = batch or (8 if settings.tiny else 64)
     columns = [
         "program",
         "original ms",
@@ -445,7 +448,7 @@ def compile_loop_seconds(steps: int) -> float:
     return time.perf_counter() - tick
 
 
-def loop_compile(settings: harness.Settings, steps=(10, 30), timeout: float = 600) -> dict:
+def loop_compile(settings: harness.Settings, steps=(10, 30), timeout: float = 300) -> dict:
     """Compile time of the Python-syntax PID controller's gradient against its trip count, each
     in a fresh process (so that no cache helps), cut at ``timeout`` seconds."""
     sec = harness.section(
@@ -507,7 +510,7 @@ def main() -> None:
             )
     else:
         settings = harness.TINY if args.tiny else harness.QUICK
-        sections = [measure(settings, args.only, batch=8 if args.tiny else 64)]
+        sections = [measure(settings, args.only)]
         if not args.only:
             sections.append(loop_compile(settings))
         data = {"meta": harness.machine_info(), "sections": sections}

@@ -17,6 +17,7 @@ import time
 import traceback
 
 import harness
+import relax_programs
 import render
 import sections
 
@@ -31,6 +32,8 @@ SECTIONS = {
     "life_plain": (sections.life_against_plain, 20),
     "softjax": (sections.life_against_softjax, 40),
     "algovision": (sections.sort_against_algovision, 40),
+    "relax_programs": (relax_programs.measure, 120),
+    "relax_loop_compile": (relax_programs.loop_compile, 60),
 }
 
 
