@@ -124,20 +124,13 @@ def _first_line(error: Exception) -> str:
     return text.splitlines()[0][:300]
 
 
-def _ulps(a: np.ndarray, b: np.ndarray) -> float:
-    """The largest difference of two float arrays in units of the last place."""
-    a, b = a.astype(b.dtype), b
-    spacing = np.spacing(np.maximum(np.abs(a), np.abs(b)))
-    return float(np.max(np.abs(a.astype(np.float64) - b) / spacing, initial=0.0))
-
-
-def _compare_exact(p: Program, outcome: Outcome, original, hard, st, args) -> None:
+def _compare_exact(p: Program, outcome: Outcome, original, hard, st) -> None:
     """Hard mode bit for bit the original (values and dtypes); the straight-through forward
     value the original's (as floats). A program in Python syntax runs eagerly as the original,
-    so the compiled hard program may round differently: there, up to float rounding. A jitted
-    straight-through forward that differs from the jitted original is run again eagerly: bit for
-    bit there, the difference is XLA rounding two different programs differently (a note, not a
-    failure)."""
+    so the compiled hard program may round differently: there, up to float rounding. The
+    straight-through program is another program (relax evaluates nested jits equation by
+    equation, with the soft parts beside), which XLA may round differently: a difference within
+    4 ulp of the largest output is a note, not a failure."""
     o_leaves = [np.asarray(o) for o in jax.tree_util.tree_leaves(original)]
     h_leaves = [np.asarray(h) for h in jax.tree_util.tree_leaves(hard)]
     s_leaves = [np.asarray(s) for s in jax.tree_util.tree_leaves(st)]
@@ -156,19 +149,15 @@ def _compare_exact(p: Program, outcome: Outcome, original, hard, st, args) -> No
     if not differ:
         return
     difference = max(np.max(np.abs(o.astype(np.float64) - s.astype(np.float64))) for o, s in differ)
-    if not p.python_syntax:
-        eager_original = jax.tree_util.tree_leaves(p.fn(*args))
-        eager_st = jax.tree_util.tree_leaves(relaxed(p, mode="straight_through")(*args))
-        if all(
-            same(np.asarray(o), np.asarray(s))
-            for o, s in zip(eager_original, eager_st, strict=True)
-        ):
-            ulps = max(_ulps(o, s) for o, s in differ)
-            outcome.notes.append(
-                f"straight-through forward {ulps:.0f} ulp (|Δ| {difference:.2g}) from the original "
-                f"under jit ({differ[0][0].dtype}), bit for bit eagerly"
-            )
-            return
+    rounding = max(
+        4 * float(np.spacing(np.max(np.abs(o), initial=0).astype(s.dtype))) for o, s in differ
+    )
+    if not p.python_syntax and difference <= rounding:
+        outcome.notes.append(
+            f"straight-through forward {difference:.2g} from the original under jit "
+            f"({differ[0][0].dtype}: rounding, within 4 ulp of the largest output)"
+        )
+        return
     outcome.failures.append(
         f"straight-through forward differs from the original ({differ[0][0].dtype}, max |Δ| "
         f"{difference:.3g})"
@@ -185,7 +174,7 @@ def _exact_forward(p: Program, outcome: Outcome) -> None:
         hard, st = jax.jit(lambda *a: (hard_fn(*a), st_fn(*a)))(*args)
     else:
         original, hard, st = jax.jit(lambda *a: (p.fn(*a), hard_fn(*a), st_fn(*a)))(*args)
-    _compare_exact(p, outcome, original, hard, st, args)
+    _compare_exact(p, outcome, original, hard, st)
 
 
 def _leaves64(tree) -> list[np.ndarray]:
@@ -239,7 +228,7 @@ def _gradients(p: Program, outcome: Outcome, seed: int = 0) -> None:
         _, tiny, _, _, _ = evaluate(diff, up, jnp.float64(TINY_SOFTNESS))
         if p.python_syntax:
             original = p.fn(*args)
-        _compare_exact(p, outcome, original, hard, st, args)
+        _compare_exact(p, outcome, original, hard, st)
 
         for h, t in zip(_leaves64(hard), _leaves64(tiny), strict=True):
             if not np.allclose(h, t, rtol=1e-4, atol=1e-4, equal_nan=True):
