@@ -521,3 +521,28 @@ def test_softness_is_validated_the_same_way_in_every_mode(mode):
 def test_arguments_that_do_not_broadcast_are_named():
     with pytest.raises(ValueError, match=r"x \(2,\), y \(3,\)"):
         sf.greater(jnp.ones(2), jnp.ones(3))
+
+
+@ALL_KINDS
+def test_equal_infinities_are_ties(kind):
+    # inf - inf is NaN; two equal infinities compare as a tie does (as in sf.sort and sf.argmax).
+    inf = jnp.inf
+    x = jnp.array([inf, -inf, inf, 1.0])
+    y = jnp.array([inf, -inf, -inf, 1.0])  # the last pair: a finite tie, for reference
+
+    @jax.jit
+    def comparisons(x, y, tau):
+        def values(x):
+            options = {"softness": tau, "kind": kind}
+            return [fn(x, y, **options) for fn in BINARY_COMPARISONS] + [
+                sf.between(x, y, y, **options)
+            ]
+
+        return values(x), jax.grad(lambda x: sum(jnp.sum(v) for v in values(x)))(x)
+
+    values, gradient = comparisons(x, y, 0.5)
+    hard = [fn(x, y, mode="hard") for fn in BINARY_COMPARISONS] + [sf.between(x, y, y, mode="hard")]
+    for value, exact in zip(values, hard, strict=True):
+        np.testing.assert_allclose(value[:2], [value[3], value[3]], rtol=1e-6)
+        assert value[2] == exact[2]  # inf against -inf: saturated, the hard value
+    assert np.all(np.isfinite(gradient))

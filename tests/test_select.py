@@ -193,3 +193,34 @@ def test_infinite_padding_keeps_values_and_gradients_finite(kind):
     # +inf entries share the whole weight.
     weights = sf.argmax(jnp.array([1.0, jnp.inf, 0.0, jnp.inf]), **options)
     np.testing.assert_array_equal(weights, [0, 0.5, 0, 0.5])
+
+
+@ALL_KINDS
+def test_slices_of_equal_infinities_and_huge_values(kind):
+    inf = np.inf
+    x = X.copy()  # the shape evaluate() is compiled for
+    x[:3] = [[-inf] * 7, [inf, 1, inf, 0, 0, 0, 0], [-inf, 2, -inf, -inf, -inf, -inf, -inf]]
+    results = evaluate(kind)(x, 1e-3)
+    # Equal infinities tie: the soft index is uniform over them (the limit of a tie), and the
+    # soft max / min is that infinity, as jnp.max / jnp.min.
+    uniform = np.array([[1] * 7, [1, 0, 1, 0, 0, 0, 0], [0, 1, 0, 0, 0, 0, 0]]) / [[7], [2], [1]]
+    np.testing.assert_allclose(results["argmax", "soft"][:3], uniform, rtol=1e-6)
+    np.testing.assert_array_equal(results["max", "soft"][:3], [-inf, inf, 2])
+    np.testing.assert_array_equal(np.asarray(results["min", "soft"])[[0, 2]], [-inf, -inf])
+    assert float(sf.min(jnp.array([inf]), kind=kind)) == inf
+    # x / softness overflows here; the soft index must still pick the larger one.
+    huge = jnp.array([3e36, 1e36, -3e38])
+    np.testing.assert_array_equal(sf.argmax(huge, softness=1e-3, kind=kind), [1, 0, 0])
+    np.testing.assert_array_equal(sf.argmin(-huge, softness=1e-3, kind=kind), [1, 0, 0])
+
+    # A row of padding masked out of the loss leaves every gradient finite.
+    @jax.jit
+    def gradient(x):
+        def loss(x):
+            return jnp.sum(jnp.where(jnp.isfinite(x[:, 1]), sf.max(x, softness=0.5, kind=kind), 0))
+
+        return jax.grad(loss)(x)
+
+    grad = gradient(jnp.asarray(x[:3]).at[1].set(1.0))
+    assert np.all(np.isfinite(grad)), grad
+    np.testing.assert_array_equal(grad[0], 0)

@@ -348,3 +348,165 @@ def test_infinities_sort_with_the_gradient_of_the_limit(method):
     huge = jnp.where(jnp.isinf(x), jnp.sign(x) * 1e30, x)
     gradient = jax.jit(jax.grad(loss))
     np.testing.assert_allclose(gradient(x), gradient(huge), rtol=1e-6)
+
+
+def quantile_reference(x, q):
+    """jnp.quantile's "linear" rule in NumPy, in the dtype of ``q`` as jnp computes it, except that
+    an order statistic of weight exactly 0 does not count (jnp multiplies it by 0: inf gives NaN).
+    """
+    y = np.sort(np.asarray(x, np.float64), axis=-1).astype(np.asarray(x).dtype)
+    q = np.asarray(q)
+    n = y.shape[-1]
+    position = q * q.dtype.type(n - 1)
+    low, high = np.floor(position), np.ceil(position)
+    fraction = position - low
+    y_low = y[..., low.astype(int)].astype(q.dtype)
+    y_high = y[..., high.astype(int)].astype(q.dtype)
+    with np.errstate(invalid="ignore"):
+        mixed = y_low * (1 - fraction) + y_high * fraction
+    return np.moveaxis(np.where(fraction == 0, y_low, mixed), -1, 0).astype(y.dtype)
+
+
+def test_quantile_and_median_keep_infinities_and_signed_zeros():
+    inf = np.inf
+    rows = np.array(
+        [
+            [1, 2, inf, 5],
+            [1, inf, inf, inf],
+            [-0.0, 1, 2, 3],
+            [-inf, -inf, 0, 0.5],
+            [-0.0, -0.0, 4, 1],
+            [3e38, 3e38, 1, -1],  # (a + b) / 2 overflows in float32
+            [-inf, inf, 1, 2],
+        ],
+        np.float32,
+    )
+    levels = np.array([0.0, 1 / 3, 0.5, 2 / 3, 1.0], np.float32)
+    expected = quantile_reference(rows, levels)
+
+    @jax.jit
+    def quantiles(x, q, tau):
+        return [sf.quantile(x, q, softness=tau, mode=mode) for mode in sf.MODES] + [
+            sf.median(x, softness=tau, mode=mode) for mode in sf.MODES
+        ]
+
+    soft, hard, straight_through, *medians = quantiles(rows, levels, 1e-30)
+    assert_exactly_equal(soft, jnp.asarray(expected))
+    for value in hard, straight_through:  # jnp.quantile, NaN where it multiplies inf by 0
+        assert_exactly_equal(value, jnp.quantile(rows, levels, axis=-1))
+    # jnp.median is the midpoint of the two middle order statistics; it overflows to inf on the
+    # huge row, the soft median does not.
+    middle = np.sort(rows, -1)[:, 1:3].astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        assert_exactly_equal(medians[0], jnp.asarray(middle.mean(-1), jnp.float32))
+    for value in medians[1:]:
+        assert_exactly_equal(value, jnp.median(rows, axis=-1))
+    # The cases of the report, odd and one-element axes included.
+    assert float(sf.median(jnp.array([1.0, 2.0, inf]), softness=0.01)) == 2.0
+    assert float(sf.quantile(jnp.array([1.0, inf]), 0.0, softness=0.01)) == 1.0
+    assert float(sf.quantile(jnp.array([1.0, inf]), 1.0, softness=0.01)) == inf
+    assert_exactly_equal(sf.median(jnp.array([-0.0]), softness=0.01), jnp.array(-0.0))
+
+
+def test_traced_q_outside_the_unit_interval_is_an_error():
+    x = jnp.array([0.0, 10.0])
+    quantile = jax.jit(lambda x, q: sf.quantile(x, q, softness=0.1))
+    np.testing.assert_allclose(quantile(x, 0.25), 2.5, rtol=1e-5)
+    for q in (-0.5, 1.5, np.nan, np.array([0.5, 1.01], np.float32)):
+        with pytest.raises(Exception, match=r"q must lie in \[0, 1\]"):
+            quantile(x, q).block_until_ready()
+    # Also when only the gradient with respect to x is asked for, in every mode.
+    for mode in sf.MODES:
+        gradient = jax.jit(jax.grad(lambda x, q, mode=mode: sf.quantile(x, q, mode=mode)))
+        with pytest.raises(Exception, match=r"q must lie in \[0, 1\]"):
+            gradient(x, -0.5).block_until_ready()
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16", "float32", "x64 float32", "float64"])
+def test_hard_quantile_is_jnp_quantile_bit_for_bit(dtype):
+    # The levels are used in their own dtype (a Python float is float32, or float64 under x64),
+    # as jnp.quantile uses them: casting them to the dtype of x first changes the last bits.
+    with jax.enable_x64(dtype.startswith("x64") or dtype == "float64"):
+        dtype = jnp.dtype(dtype.split()[-1])
+        rng = np.random.default_rng(5)
+        rows = jnp.asarray(rng.normal(size=(200, 4)), dtype)
+        rows = rows.at[0].set(jnp.array([3, 1, 2, 2.5], dtype))
+        levels = [
+            0.3,
+            np.float32(0.3),
+            np.array([0.1, 0.3, 0.7], np.float32),
+            jnp.array(0.3, dtype),
+        ]
+        for q in levels:
+            assert_exactly_equal(
+                sf.quantile(rows, q, mode="hard"), jnp.quantile(rows, jnp.asarray(q), axis=-1)
+            )
+        # Straight-through is the hard value forward. The soft quantile reaches it exactly once
+        # the network is saturated (values a quarter apart at least; ties blend to themselves).
+        # Both jitted: XLA may fuse the final multiply and add, as in jnp.quantile, always jitted.
+        quarters = jnp.asarray(rng.integers(-40, 40, size=(200, 4)) / 4, dtype)
+        tiny = jnp.finfo(dtype).tiny
+
+        @jax.jit
+        def modes(rows, quarters, q, several):
+            return (
+                sf.quantile(rows, q, mode="straight_through"),
+                sf.quantile(quarters, q, softness=tiny),
+                sf.quantile(quarters, several, softness=tiny),
+                sf.median(quarters, softness=tiny),
+            )
+
+        q, several = levels[0], levels[2]
+        expected = (
+            jnp.quantile(rows, q, axis=-1),
+            jnp.quantile(quarters, q, axis=-1),
+            jnp.quantile(quarters, several, axis=-1),
+            jnp.median(quarters, axis=-1),
+        )
+        assert_exactly_equal(modes(rows, quarters, q, several), expected)
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        sf.sort,
+        sf.argsort,
+        sf.rank,
+        sf.median,
+        functools.partial(sf.top_k, k=2),
+        functools.partial(sf.quantile, q=0.5),
+        sf.argmax,
+        sf.max,
+        sf.argmin,
+        sf.min,
+    ],
+    ids=lambda fn: getattr(fn, "__name__", None) or fn.func.__name__,
+)
+def test_softness_arrays_never_add_axes(fn):
+    x = jnp.asarray(X[:3, :5])
+    # One softness per slice: it broadcasts to the shape of x without the axis.
+    per_row = jax.eval_shape(lambda: fn(x, softness=jnp.array([0.1, 0.5, 1.0])))
+    assert per_row == jax.eval_shape(lambda: fn(x, softness=0.5))
+    for softness in (jnp.ones((3, 1)), jnp.ones((2, 3)), jnp.ones(5), jnp.ones((1, 3))):
+        with pytest.raises(ValueError, match=r"softness of shape .* shape \(3,\) of x without"):
+            fn(x, softness=softness)
+    with pytest.raises(ValueError, match=r"softness of shape \(4,\)"):
+        fn(jnp.arange(4.0), softness=jnp.full(4, 0.1))
+
+
+def test_flags_and_axes_are_validated():
+    with pytest.raises(TypeError, match="return_permutation must be a bool"):
+        sf.sort(X, return_permutation="no")
+    with pytest.raises(TypeError, match="descending must be a bool"):
+        sf.sort(X, descending=1)
+    # NumPy bools and integers are what they say.
+    assert_exactly_equal(
+        sf.sort(X, descending=np.True_, mode="hard"), sf.sort(X, descending=True, mode="hard")
+    )
+    for fn in (sf.sort, sf.rank, sf.median, sf.argmax, sf.max):
+        assert_exactly_equal(fn(X, axis=np.int64(0), mode="hard"), fn(X, axis=0, mode="hard"))
+    with pytest.raises(TypeError, match="axis must be an int"):
+        sf.sort(X, axis=np.True_)
+    for fn in (sf.median, functools.partial(sf.quantile, q=0.5)):
+        with pytest.raises(ValueError, match="x has size 0 along axis 1"):
+            fn(jnp.zeros((3, 0)))

@@ -30,6 +30,17 @@ def check_choice(name: str, value: Any, choices: Iterable[str]) -> Any:
     return value
 
 
+def check_bool(name: str, value: Any) -> bool:
+    """Return ``value`` as a bool if it is a Python or NumPy bool; otherwise raise naming it.
+
+    Flags that change the structure or meaning of a result are not read by truthiness: a string
+    such as ``"no"`` is true, and an integer usually means a mistaken argument order.
+    """
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(f"{name} must be a bool; got {value!r} of type {type(value).__name__}.")
+    return bool(value)
+
+
 def check_int(name: str, value: Any, *, minimum: int, maximum: int = 2**31 - 1) -> int:
     """Return ``value`` if it is a Python int in [minimum, maximum]; otherwise raise naming it."""
     if isinstance(value, bool) or not isinstance(value, int | np.integer):
@@ -75,7 +86,9 @@ def float_dtype(*dtypes: DTypeLike) -> np.dtype:
     return np.dtype(dtype)
 
 
-def softness_array(softness: Any, dtype: DTypeLike, shape: tuple[int, ...]) -> jax.Array:
+def softness_array(
+    softness: Any, dtype: DTypeLike, shape: tuple[int, ...], *, slices: str | None = None
+) -> jax.Array:
     """Validate ``softness`` and return it as an array of ``dtype``.
 
     ``softness`` must be a real scalar or array that broadcasts against ``shape`` (the shape of the
@@ -83,6 +96,10 @@ def softness_array(softness: Any, dtype: DTypeLike, shape: tuple[int, ...]) -> j
     is rejected like 0. A concrete softness is checked here; a traced one (under jit, vmap or grad,
     or learned) is checked at run time by :func:`check_traced_softness`, attached to the returned
     array so that the check runs wherever the softness is used.
+
+    ``slices`` describes ``shape`` when it is the shape of the slices of an operation along an
+    axis (``"x without axis 1"``): there the softness gives one value per slice and must broadcast
+    *to* ``shape``, never add axes to the result.
     """
     if isinstance(softness, bool):
         raise TypeError(
@@ -92,12 +109,20 @@ def softness_array(softness: Any, dtype: DTypeLike, shape: tuple[int, ...]) -> j
     given = None if isinstance(softness, Tracer) else np.asarray(softness)
     softness = as_real_array("softness", softness, allow_bool=False)
     try:
-        jnp.broadcast_shapes(softness.shape, shape)
+        broadcast = jnp.broadcast_shapes(softness.shape, shape)
     except ValueError:
+        broadcast = None
+    if slices is not None and broadcast != tuple(shape):
+        raise ValueError(
+            f"softness of shape {softness.shape} does not broadcast to the shape {tuple(shape)} of "
+            f"{slices}: give a scalar or one softness per slice, an array that broadcasts to "
+            "that shape without adding axes."
+        )
+    if broadcast is None:
         raise ValueError(
             f"softness of shape {softness.shape} does not broadcast against the shape {shape} of "
             "the values it relaxes; give a scalar or an array that broadcasts against them."
-        ) from None
+        )
     if given is None:
         # Checked where it is used: a check on the result alone would be dead code under grad.
         cast = softness.astype(dtype)
@@ -128,6 +153,23 @@ def check_traced_softness(result: Any, softness: jax.Array) -> Any:
         ~(jnp.isfinite(softness) & (softness > 0)),
         f"softness must be positive and finite in {softness.dtype}; a traced softness was <= 0, "
         "NaN or inf, or underflowed to 0 in that dtype.",
+    )
+
+
+def check_unit_interval(name: str, value: jax.Array) -> jax.Array:
+    """``value``, if every entry lies in [0, 1]; otherwise a ValueError naming it (NaN included).
+
+    A concrete value is checked now. A traced one is checked at run time (like a traced softness)
+    by a check attached to the returned array, so that it runs wherever the value is used.
+    """
+    message = f"{name} must lie in [0, 1]"
+    if is_concrete(value):
+        given = np.asarray(value)
+        if not np.all((given >= 0) & (given <= 1)):
+            raise ValueError(f"{message}; got {given.tolist()!r}.")
+        return value
+    return eqx.error_if(
+        value, ~((value >= 0) & (value <= 1)), f"{message}; a traced {name} was outside or NaN."
     )
 
 

@@ -65,12 +65,17 @@ def scaled(difference: jax.Array, softness: jax.Array) -> jax.Array:
     return jnp.where(infinite, difference, finite_part)
 
 
+def difference(x: jax.Array, y: jax.Array) -> jax.Array:
+    """``x - y``, but 0 (not NaN) where both are the same infinity: they are tied."""
+    return jnp.where(jnp.isinf(x) & (x == y), jnp.zeros((), x.dtype), x - y)
+
+
 def _step(kind):
-    return lambda x, y, softness: step(scaled(x - y, softness), kind)
+    return lambda x, y, softness: step(scaled(difference(x, y), softness), kind)
 
 
 def _step_below(kind):
-    return lambda x, y, softness: step(scaled(y - x, softness), kind)
+    return lambda x, y, softness: step(scaled(difference(y, x), softness), kind)
 
 
 def greater(
@@ -209,7 +214,7 @@ def _bump(kind):
     # that the tails keep their precision, and |z| is taken with where (not abs, whose derivative
     # at 0 is 0) so that derivatives of every order at the tie are those of the bump.
     def bump(a, b, t):
-        z = scaled(a - b, t)
+        z = scaled(difference(a, b), t)
         low = step(jnp.where(z > 0, -z, z), kind)
         value = 4 * low * (1 - low)
         # Rounding of 1 - low can push the product an ulp above 1 next to z = 0; clip with
@@ -319,7 +324,9 @@ def between(
     """
 
     def soft(a, low, high, t):
-        return step(scaled(a - low, t), kind) * step(scaled(high - a, t), kind)
+        return step(scaled(difference(a, low), t), kind) * step(
+            scaled(difference(high, a), t), kind
+        )
 
     def hard(a, low, high):
         return (low <= a) & (a <= high)

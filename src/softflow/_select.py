@@ -9,6 +9,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
 
 from ._checks import (
@@ -18,7 +19,7 @@ from ._checks import (
     float_dtype,
     softness_array,
 )
-from ._compare import scaled
+from ._compare import difference, scaled
 from ._kinds import KINDS, Kind, step
 from ._modes import MODES, Mode, straight_through
 from ._scope import primitive
@@ -27,9 +28,9 @@ from ._scope import primitive
 class AlongAxis:
     """An array prepared for an operation along one axis.
 
-    ``values`` has the axis moved last and is broadcast against the softness (as given: integers
-    stay integers for the exact hard result); ``softness`` has shape ``(..., 1)`` so that it
-    broadcasts against ``values``; ``dtype`` is the floating dtype the relaxation runs in.
+    ``values`` has the axis moved last (as given: integers stay integers for the exact hard
+    result); ``softness`` has shape ``(..., 1)`` so that it broadcasts against ``values``, whose
+    shape it never changes; ``dtype`` is the floating dtype the relaxation runs in.
     """
 
     def __init__(self, values: jax.Array, softness: jax.Array, dtype, axis_from_end: int):
@@ -51,9 +52,13 @@ class AlongAxis:
 
 
 def check_axis(axis: Any, ndim: int, name: str = "x") -> int:
-    """``axis`` as a non-negative int, or a clear error for a non-int or out-of-range axis."""
-    if isinstance(axis, bool) or not isinstance(axis, int):
+    """``axis`` as a non-negative int, or a clear error for a non-int or out-of-range axis.
+
+    NumPy integers are accepted (an axis computed with NumPy), bools are not.
+    """
+    if isinstance(axis, bool) or not isinstance(axis, int | np.integer):
         raise TypeError(f"axis must be an int; got {axis!r} of type {type(axis).__name__}.")
+    axis = int(axis)
     if ndim == 0:
         raise ValueError(f"{name} must have at least one dimension to work along an axis.")
     if not -ndim <= axis < ndim:
@@ -79,7 +84,7 @@ def along_axis(
     ``integers`` says whether integer (and boolean) ``x`` is accepted: operations that return
     weights or ranks accept it (compared exactly in hard mode), those that return values of ``x``
     do not, since their soft values are blends that an integer dtype cannot hold. The softness
-    broadcasts against ``x`` without the axis (one softness per slice).
+    broadcasts to the shape of ``x`` without the axis (one softness per slice), never adding axes.
     """
     check_choice("kind", kind, KINDS)
     check_choice("mode", mode, MODES)
@@ -95,9 +100,7 @@ def along_axis(
         raise ValueError(f"x has size 0 along axis {axis}; the operation needs one element.")
     dtype = float_dtype(x.dtype)
     values = jnp.moveaxis(x, axis, -1)
-    tau = softness_array(softness, dtype, values.shape[:-1])
-    batch = jnp.broadcast_shapes(values.shape[:-1], tau.shape)
-    values = jnp.broadcast_to(values, (*batch, values.shape[-1]))
+    tau = softness_array(softness, dtype, values.shape[:-1], slices=f"x without axis {axis}")
     return AlongAxis(values, tau[..., None], dtype, axis - x.ndim)
 
 
@@ -121,18 +124,23 @@ def _weighted_sum(weights: jax.Array, values: jax.Array) -> jax.Array:
     weights, values = jnp.broadcast_arrays(weights, values)
     hidden = (weights == 0) & ~jnp.isfinite(values)
     total = jnp.sum(weights * jnp.where(hidden, jnp.zeros((), values.dtype), values), axis=-1)
-    chosen = weights == 1
-    picked = jnp.take_along_axis(values, jnp.argmax(chosen, axis=-1)[..., None], axis=-1)
-    return jnp.where(jnp.any(chosen, axis=-1), picked[..., 0], total)
+    # A one-hot row picks its value as it is (the sum would turn -0.0 into +0.0); a weight of 1
+    # beside other nonzero (or NaN) weights is an ordinary term of the sum.
+    one_hot = jnp.all((weights == 0) | (weights == 1), axis=-1) & (
+        jnp.sum(weights != 0, axis=-1) == 1
+    )
+    picked = jnp.take_along_axis(values, jnp.argmax(weights == 1, axis=-1)[..., None], axis=-1)
+    return jnp.where(one_hot, picked[..., 0], total)
 
 
 @jax.custom_jvp
 def weighted_sum(weights: jax.Array, values: jax.Array) -> jax.Array:
     r""":math:`\sum_i w_i v_i` over the last axis, exact at one-hot weights.
 
-    Values of weight exactly 0 do not reach the result even when they are inf or NaN, and at a
-    weight exactly 1 the result is that value bit for bit (-0.0 included), as in
-    :func:`softflow._blend.blend`; the derivative with respect to :math:`w_i` is :math:`v_i`.
+    Values of weight exactly 0 do not reach the result even when they are inf or NaN, and at
+    one-hot weights (one weight exactly 1, all others exactly 0) the result is that value bit for
+    bit (-0.0 included), as in :func:`softflow._blend.blend`; the derivative with respect to
+    :math:`w_i` is :math:`v_i`.
     """
     return _weighted_sum(weights, values)
 
@@ -167,11 +175,6 @@ def _expectation_jvp(primals, tangents):
     return out, jnp.sum(weight_tangent * finite + value_part, axis=-1)
 
 
-def difference(x: jax.Array, y: jax.Array) -> jax.Array:
-    """``x - y``, but 0 (not NaN) where both are the same infinity: they are tied."""
-    return jnp.where(jnp.isinf(x) & (x == y), jnp.zeros((), x.dtype), x - y)
-
-
 def _log_step(z: jax.Array, kind: str) -> jax.Array:
     """``log s(z)``: -inf where the step is exactly 0, with a zero (not NaN) derivative there."""
     s = step(z, kind)
@@ -183,12 +186,12 @@ def _log_step(z: jax.Array, kind: str) -> jax.Array:
 def soft_argmax(x: jax.Array, softness: jax.Array, kind: str) -> jax.Array:
     """The soft index of the largest entry along the last axis (see :func:`argmax`)."""
     if kind == "logistic":
-        z = scaled(x, softness)
-        # With +inf in the slice the limit is uniform over the +inf entries; the where keeps
-        # inf - inf out of the softmax (and its gradient).
-        top = jnp.isposinf(jnp.max(z, axis=-1, keepdims=True))
-        limit = jnp.where(jnp.isposinf(z), jnp.zeros((), z.dtype), jnp.full((), -jnp.inf, z.dtype))
-        return jax.nn.softmax(jnp.where(top, limit, z), axis=-1)
+        # softmax(x / tau), shifted by the largest entry before the division: x / tau itself
+        # overflows for large x and a small softness (3e36 and 1e36 would tie at inf). The shift
+        # is 0 between equal infinities, so a slice whose largest entries are +inf, or one that is
+        # -inf throughout, is uniform over them (the limit of the ties) instead of NaN.
+        top = jax.lax.stop_gradient(jnp.max(x, axis=-1, keepdims=True))
+        return jax.nn.softmax(scaled(difference(x, top), softness), axis=-1)
     # Pairwise wins: log w_i = sum_j log s((x_i - x_j) / tau), normalised. The diagonal term is
     # log s(0), the same for every i, so it cancels in the normalisation.
     differences = difference(x[..., :, None], x[..., None, :])
@@ -225,23 +228,27 @@ def argmax(
     which also equals ``[greater(a, b), less(a, b)]`` for two elements, and tends to the one-hot of
     the largest element as :math:`\tau \to 0` (ties share the weight). It costs
     :math:`O(n^2)` per slice, against :math:`O(n)` for the logistic kind. Weights are
-    non-negative, sum to 1, and can be read with :func:`softflow.take`.
+    non-negative, sum to 1, and can be read with :func:`softflow.take`. Equal infinities tie like
+    equal numbers (a slice that is -inf throughout is uniform). On purpose, a slice holding a NaN
+    gives NaN weights in soft mode, where :func:`jax.numpy.argmax` (and hard mode) picks the
+    first NaN.
 
     Arguments:
         x: real array (integers are compared exactly in hard mode).
         axis: the axis to select along.
-        softness: :math:`\tau > 0`, a float or an array broadcasting against ``x`` without
-            ``axis`` (one softness per slice).
+        softness: :math:`\tau > 0`, a float or an array that broadcasts to the shape of ``x``
+            without ``axis`` (one softness per slice).
         kind: one of :data:`softflow.KINDS`.
         mode: ``"soft"``, ``"hard"`` (the one-hot of :func:`jax.numpy.argmax`: the first index
             among ties) or ``"straight_through"``.
 
     Returns:
-        Weights with the shape of ``x`` (broadcast against the softness), in the floating dtype of
-        ``x`` (the default float dtype for integer ``x``).
+        Weights with the shape of ``x``, in the floating dtype of ``x`` (the default float dtype
+        for integer ``x``).
 
     Raises:
-        ValueError: for an axis out of range or an empty axis.
+        ValueError: for an axis out of range, an empty axis, or a softness that does not
+            broadcast to the shape of ``x`` without ``axis``.
 
     Example:
         >>> import jax.numpy as jnp

@@ -16,7 +16,14 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from ._blend import blend
-from ._checks import as_real_array, check_choice, check_int, is_concrete
+from ._checks import (
+    as_real_array,
+    check_bool,
+    check_choice,
+    check_int,
+    check_unit_interval,
+    float_dtype,
+)
 from ._compare import scaled
 from ._kinds import Kind, step
 from ._modes import Mode
@@ -163,11 +170,12 @@ def _sorted(a: AlongAxis, kind: str, method: str, descending: bool, with_permuta
     return _reverse(values, permutation, descending)
 
 
-def _prepare(x, axis, softness, kind, mode, method, descending, *, integers: bool) -> AlongAxis:
+def _prepare(
+    x, axis, softness, kind, mode, method, descending, *, integers: bool, nonempty: bool = False
+) -> AlongAxis:
     check_choice("method", method, METHODS)
-    if not isinstance(descending, bool):
-        raise TypeError(f"descending must be a bool; got {descending!r}.")
-    return along_axis(x, axis, softness, kind, mode, integers=integers)
+    check_bool("descending", descending)
+    return along_axis(x, axis, softness, kind, mode, integers=integers, nonempty=nonempty)
 
 
 @primitive
@@ -206,7 +214,7 @@ def sort(
         method: ``"odd_even"`` or ``"bitonic"`` (see :data:`softflow.SORTING_METHODS`).
         descending: sort from largest to smallest (the ascending network, reversed).
         return_permutation: also return :math:`P`.
-        softness: :math:`\tau > 0`, float or array broadcasting against ``x`` without ``axis``.
+        softness: :math:`\tau > 0`, float or array broadcasting to ``x`` without ``axis``.
         kind: one of :data:`softflow.KINDS`.
         mode: ``"soft"``, ``"hard"`` (:func:`jax.numpy.sort`, and :math:`P` the one-hot of the
             stable :func:`jax.numpy.argsort`) or ``"straight_through"`` (the hard values and
@@ -218,7 +226,8 @@ def sort(
 
     Raises:
         ValueError: for an unknown method, an axis out of range, or a bad softness.
-        TypeError: if ``x`` is not floating.
+        TypeError: if ``x`` is not floating, or ``descending`` or ``return_permutation`` is not
+            a bool.
 
     Example:
         >>> import jax.numpy as jnp
@@ -232,6 +241,7 @@ def sort(
                [0., 0., 1.],
                [1., 0., 0.]], dtype=float32)
     """
+    return_permutation = check_bool("return_permutation", return_permutation)
     a = _prepare(x, axis, softness, kind, mode, method, descending, integers=False)
 
     def hard():
@@ -412,27 +422,84 @@ def top_k(
     return a.restore(values), index
 
 
-def _quantile_levels(q: ArrayLike, dtype) -> jax.Array:
+def _quantile_levels(q: ArrayLike) -> jax.Array:
+    """``q`` checked (real, at most 1-D, in [0, 1]), in its own floating dtype.
+
+    jnp.quantile computes in the dtype of ``q`` (a Python float is float32, or float64 under x64)
+    and casts the result to the dtype of ``x``; casting ``q`` to the dtype of ``x`` first would
+    change the last bits. Integer levels (0 or 1), which jnp refuses, are exact in the default
+    float dtype.
+    """
     q = as_real_array("q", q, allow_bool=False)
     if q.ndim > 1:
         raise ValueError(f"q must be a scalar or a 1-D array; got shape {q.shape}.")
-    if is_concrete(q) and not np.all((np.asarray(q) >= 0) & (np.asarray(q) <= 1)):
-        raise ValueError(f"q must lie in [0, 1]; got {np.asarray(q).tolist()!r}.")
-    return q.astype(dtype)
+    if not jnp.issubdtype(q.dtype, jnp.floating):
+        q = q.astype(float_dtype(q.dtype))
+    return check_unit_interval("q", q)
+
+
+def _without_nan(a: AlongAxis) -> tuple[jax.Array, jax.Array]:
+    """The values of ``a`` with slices holding a NaN set to 0, and where those slices are.
+
+    jnp.quantile and jnp.median give NaN for such a slice; zeroing it before the soft sort keeps
+    NaN out of the gradient of the other entries, as jnp's own gradient does.
+    """
+    has_nan = jnp.any(jnp.isnan(a.values), axis=-1)
+    return jnp.where(has_nan[..., None], jnp.zeros((), a.dtype), a.values), has_nan
 
 
 def _interpolate(sorted_values: jax.Array, q: jax.Array) -> jax.Array:
-    """Linear interpolation between order statistics (NumPy's default ``"linear"`` method)."""
+    r"""jnp.quantile's ``"linear"`` rule on (softly) sorted values, in the dtype of ``q``.
+
+    With :math:`p = q (n - 1)`: :math:`y_{\lfloor p \rfloor} (1 - f) + y_{\lceil p \rceil} f`,
+    :math:`f = p - \lfloor p \rfloor`, in the same operations as jnp (so bit for bit the same on
+    the same sorted values), except that at :math:`f = 0` the result is
+    :math:`y_{\lfloor p \rfloor}` itself: jnp's :math:`\infty \cdot 0` gives NaN there.
+    """
     n = sorted_values.shape[-1]
-    position = q * (n - 1)
-    below = jnp.clip(jnp.floor(position), 0, n - 1)
-    fraction = position - below
-    below = below.astype(jnp.int32)
-    above = jnp.minimum(below + 1, n - 1)
-    result = (1 - fraction) * jnp.take(sorted_values, below, axis=-1) + fraction * jnp.take(
-        sorted_values, above, axis=-1
+    position = q * (jnp.asarray(n, q.dtype) - 1)
+    low, high = jnp.floor(position), jnp.ceil(position)
+    high_weight = position - low
+    low_weight = 1 - high_weight
+
+    def order_statistic(index):
+        index = jnp.clip(index, 0, n - 1).astype(jnp.int32)
+        return jnp.take(sorted_values, index, axis=-1).astype(q.dtype)
+
+    y_low, y_high = order_statistic(low), order_statistic(high)
+    exact = high_weight == 0
+    zero = jnp.zeros((), q.dtype)
+    # The mixed branch sees zeros where it is not taken, so that its gradient stays finite there.
+    mixed = (
+        jnp.where(exact, zero, y_low) * low_weight + jnp.where(exact, zero, y_high) * high_weight
     )
+    result = jnp.where(exact, y_low, mixed).astype(sorted_values.dtype)
     return jnp.moveaxis(result, -1, 0) if q.ndim == 1 else result
+
+
+def _midpoint(sorted_values: jax.Array) -> jax.Array:
+    """jnp.median's rule on (softly) sorted values: the mean of the two middle ones.
+
+    jnp computes :math:`(y_i + y_j) / 2` in the dtype of ``x``, which overflows to inf when both
+    exceed half the largest float (even for one middle value, :math:`i = j`); here the middle
+    value itself, and :math:`y_i / 2 + y_j / 2` where the sum overflows.
+    """
+    n = sorted_values.shape[-1]
+    y_low, y_high = sorted_values[..., (n - 1) // 2], sorted_values[..., n // 2]
+    if n % 2:
+        return y_low
+    half = jnp.asarray(0.5, sorted_values.dtype)
+    total = y_low + y_high
+    overflow = jnp.isinf(total) & jnp.isfinite(y_low) & jnp.isfinite(y_high)
+    return jnp.where(overflow, y_low * half + y_high * half, total * half)
+
+
+def _soft_order_statistics(a: AlongAxis, kind: str, method: str, rule, *levels) -> jax.Array:
+    """``rule`` applied to the softly sorted slices of ``a``; NaN for a slice holding a NaN."""
+    values, has_nan = _without_nan(a)
+    prepared = AlongAxis(values, a.softness, a.dtype, a.axis_from_end)
+    result = rule(_sorted(prepared, kind, method, False, False)[0], *levels)
+    return jnp.where(has_nan, jnp.full((), jnp.nan, result.dtype), result)
 
 
 @primitive
@@ -449,27 +516,35 @@ def quantile(
     r"""Soft quantile along an axis: linear interpolation between softly sorted values.
 
     With :math:`y = \mathrm{sort}(x)` (see :func:`sort`), :math:`p = q (n - 1)` and
-    :math:`i = \lfloor p \rfloor`:
+    :math:`f = p - \lfloor p \rfloor`:
 
-    .. math:: \mathrm{quantile}(x, q) = (1 - (p - i))\, y_i + (p - i)\, y_{i + 1}
+    .. math:: \mathrm{quantile}(x, q) = (1 - f)\, y_{\lfloor p \rfloor}
+        + f\, y_{\lceil p \rceil}
 
     as :func:`jax.numpy.quantile` with its default ``method="linear"`` (``method`` here chooses the
-    sorting network).
+    sorting network), computed as jnp computes it: in the dtype of ``q`` (a Python float is
+    float32, or float64 under x64), the result cast to the dtype of ``x``. A slice holding a NaN
+    gives NaN. On purpose, an order statistic of weight exactly 0 (:math:`f = 0`) does not reach
+    the result: ``quantile([1, inf], 1)`` is inf, where jnp (and so ``mode="hard"``) multiplies
+    inf by 0 and gives NaN.
 
     Arguments:
         x: floating array.
-        q: level(s) in [0, 1], a scalar or a 1-D array.
+        q: level(s) in [0, 1], a scalar or a 1-D array; a traced ``q`` outside [0, 1] or NaN
+            raises at run time (:func:`equinox.error_if`), as a traced softness does.
         axis: the axis to reduce.
         method: the sorting network, ``"odd_even"`` or ``"bitonic"``.
         softness: :math:`\tau > 0`, float or array (one per slice).
         kind: one of :data:`softflow.KINDS`.
-        mode: ``"soft"``, ``"hard"`` (:func:`jax.numpy.quantile`) or ``"straight_through"``.
+        mode: ``"soft"``, ``"hard"`` (:func:`jax.numpy.quantile`, bit for bit) or
+            ``"straight_through"``.
 
     Returns:
-        ``x`` reduced over ``axis``; for a 1-D ``q`` the levels are the first axis.
+        ``x`` reduced over ``axis``, in its dtype; for a 1-D ``q`` the levels are the first axis.
 
     Raises:
-        ValueError: if ``q`` is outside [0, 1] or has more than one dimension.
+        ValueError: if ``q`` is outside [0, 1] or has more than one dimension, or ``axis`` is
+            empty.
 
     Example:
         >>> import jax.numpy as jnp
@@ -478,12 +553,12 @@ def quantile(
         >>> sf.quantile(x, jnp.array([0.0, 0.5]), mode="hard")
         Array([1. , 2.5], dtype=float32)
     """
-    a = _prepare(x, axis, softness, kind, mode, method, False, integers=False)
-    q = _quantile_levels(q, a.dtype)
+    a = _prepare(x, axis, softness, kind, mode, method, False, integers=False, nonempty=True)
+    q = _quantile_levels(q)
     return by_mode(
         mode,
         lambda: jnp.quantile(a.values, q, axis=-1),
-        lambda: _interpolate(_sorted(a, kind, method, False, False)[0], q),
+        lambda: _soft_order_statistics(a, kind, method, _interpolate, q),
         a.softness,
     )
 
@@ -498,10 +573,15 @@ def median(
     kind: Kind = "logistic",
     mode: Mode = "soft",
 ) -> jax.Array:
-    r"""Soft median along an axis: :func:`quantile` at :math:`q = 1/2`.
+    r"""Soft median along an axis: the midpoint of the two middle softly sorted values.
 
     .. math:: \mathrm{median}(x) = \tfrac12 \left(y_{\lfloor (n-1)/2 \rfloor}
         + y_{\lceil (n-1)/2 \rceil}\right), \qquad y = \mathrm{sort}(x)
+
+    as :func:`jax.numpy.median` (its ``"midpoint"`` rule, in the dtype of ``x``); a slice holding
+    a NaN gives NaN. On purpose, the soft median of an odd number of values is the middle one
+    itself, and where the sum of the two middle values overflows their halves are added:
+    jnp (and so ``mode="hard"``) overflows to inf beyond half the largest float.
 
     Arguments:
         x: floating array.
@@ -514,17 +594,19 @@ def median(
     Returns:
         ``x`` reduced over ``axis``, in its dtype.
 
+    Raises:
+        ValueError: if ``axis`` is empty.
+
     Example:
         >>> import jax.numpy as jnp
         >>> import softflow as sf
         >>> float(sf.median(jnp.array([5.0, -1.0, 2.0]), softness=0.01))
         2.0
     """
-    a = _prepare(x, axis, softness, kind, mode, method, False, integers=False)
-    half = jnp.asarray(0.5, a.dtype)
+    a = _prepare(x, axis, softness, kind, mode, method, False, integers=False, nonempty=True)
     return by_mode(
         mode,
         lambda: jnp.median(a.values, axis=-1),
-        lambda: _interpolate(_sorted(a, kind, method, False, False)[0], half),
+        lambda: _soft_order_statistics(a, kind, method, _midpoint),
         a.softness,
     )
