@@ -48,8 +48,9 @@ KNOWN_WRONG = {
     "gamma_lut": "clip(round(x)).astype(int): the conversion relaxes truncation again on the "
     "value that round already made an integer, which sits on a jump (half the mass one below)",
     "absmax_int8": "the same as gamma_lut: round, clip, astype(int8) is half a step off",
-    "dijkstra_dense": "jnp.inf as the distance of unreached / visited nodes: blended by a soft "
-    "where and read by a soft argmin, 0 * inf makes the soft forward and gradient NaN",
+    "dijkstra_dense": "jnp.inf as the distance of unreached nodes: the forward is finite (equal "
+    "infinities tie), but the soft read dist[u] = sum_i w_i dist_i has the derivative dist_i = inf "
+    "in w_i, and 0 * inf makes the whole gradient NaN (a finite sentinel such as 1e9 does not)",
     "ray_trace_spheres": "jnp.inf for rays that miss: the soft where blends inf and the soft "
     "argmin / min see it, so the gradient is NaN",
     "top_k_mask": "logits < top_k(logits)[-1]: the k-th value is compared with the element it "
