@@ -474,6 +474,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", default=None, help="program names")
     parser.add_argument("--tiny", action="store_true")
     parser.add_argument("--out", type=pathlib.Path, default=None)
+    parser.add_argument("--loop-timeout", type=float, default=300, help="seconds per compile")
     args = parser.parse_args()
     if args.what == "compile-loop":
         print(compile_loop_seconds(args.steps))
@@ -501,7 +502,7 @@ def main() -> None:
         settings = harness.TINY if args.tiny else harness.QUICK
         sections = [measure(settings, args.only)]
         if not args.only:
-            sections.append(loop_compile(settings))
+            sections.append(loop_compile(settings, timeout=args.loop_timeout))
         data = {"meta": harness.machine_info(), "sections": sections}
         print(json.dumps(sections, indent=1, default=str))
         if args.out:
