@@ -17,6 +17,7 @@ import time
 import traceback
 
 import harness
+import relax_programs
 import render
 import sections
 
@@ -33,6 +34,8 @@ SECTIONS = {
     "softjax": (sections.life_against_softjax, 40),
     "algovision": (sections.sort_against_algovision, 40),
     "smoothing": (sections.smoothing_cost, 20),
+    "relax_programs": (relax_programs.measure, 120),
+    "relax_loop_compile": (relax_programs.loop_compile, 60),
 }
 
 

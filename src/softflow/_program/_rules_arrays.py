@@ -381,6 +381,10 @@ def _dynamic_slice_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     ]
     full_sizes = tuple(n if d == axis else size for d, size in enumerate(sizes))
     window = jax.lax.dynamic_slice(x, exact, full_sizes)
+    if not floating(aval(eqn.outvars[0])):
+        self.record(eqn, "read at a distribution over indices (a distribution over the values)")
+        cands = jnp.expand_dims(jnp.moveaxis(window, axis, -1), axis)
+        return [Categorical(cands, weights, hard_thunk(eqn, invals)(0))]
     value = expectation(weights, jnp.moveaxis(window, axis, -1))
     self.record(eqn, "sf.take (read at a distribution over indices)")
     return [Live(jnp.expand_dims(value, axis))]
