@@ -7,7 +7,6 @@ operations, element by element), or on the expectations (linear operations); any
 clear error. :class:`SoftIntegerOps` holds these evaluations; the interpreter inherits them.
 """
 
-import contextlib
 import functools
 from collections.abc import Callable, Sequence
 
@@ -129,6 +128,16 @@ EXPECTED_ADVICE = (
     "carries it as a distribution over K values; or keep it exact with sf.exact on the "
     "condition it comes from"
 )
+
+
+def at_trace_time(fn: Callable, *args) -> list:
+    """``fn(*args)``, evaluated at trace time (as NumPy arrays) when every argument is known then:
+    candidates known at trace time (the indices of an argmax, a rule table's entries) stay known,
+    so that later rules, and loops, can see the values they range over."""
+    if not is_concrete(args):
+        return fn(*args)
+    with jax.ensure_compile_time_eval():
+        return [np.asarray(o) for o in fn(*args)]
 
 
 def data_operands(eqn: JaxprEqn) -> int:
@@ -275,14 +284,9 @@ class SoftIntegerOps:
             else:
                 args.append(unwrap(v))
                 in_axes.append(None)
-        # Candidates known at trace time (the indices of an argmax, normalised by JAX's `i < 0`
-        # select) are computed at trace time, so that later rules can see them.
-        known = (
-            contextlib.nullcontext() if not is_concrete(args) else jax.ensure_compile_time_eval()
+        outs = at_trace_time(
+            jax.vmap(lambda *a: _jaxpr.bind(eqn, a), in_axes=in_axes, out_axes=-1), *args
         )
-        with known:
-            outs = jax.vmap(lambda *a: _jaxpr.bind(eqn, a), in_axes=in_axes, out_axes=-1)(*args)
-            outs = [np.asarray(o) if is_concrete(o) else o for o in outs]
         hard = hard_thunk(eqn, invals)
         result = []
         for i, (value, atom) in enumerate(zip(outs, eqn.outvars, strict=True)):
@@ -298,8 +302,10 @@ class SoftIntegerOps:
         probs = jnp.broadcast_to(indices.probs, indices.cands.shape)[..., 0, :]
         for d in sorted(_jaxpr.gather_offset_dims(eqn)):
             probs = jnp.expand_dims(probs, d)
-        values = jax.vmap(lambda i: _jaxpr.bind(eqn, [unwrap(operand), i])[0], -1, -1)(
-            indices.cands
+        (values,) = at_trace_time(
+            jax.vmap(lambda x, i: _jaxpr.bind(eqn, [x, i]), (None, -1), -1),
+            unwrap(operand),
+            indices.cands,
         )
         self.record(eqn, "read at each candidate index (expectation)")
         if floating(aval(eqn.outvars[0])):
@@ -309,35 +315,47 @@ class SoftIntegerOps:
     def structural_categorical(self, eqn: JaxprEqn, invals: list) -> list:
         """Move elements of per-element distributions: candidates and probabilities alike.
 
-        An exact operand among the moved ones (a concatenated constant, a padding value) is a
-        distribution with all its candidates equal, so any probabilities do for it.
+        Relaxed operands of the same shape (the pieces of an index vector) move with their joint
+        distribution, so that every element of an index keeps the probability of the outcome.
+        Operands of different shapes (the pieces that ``jnp.roll`` concatenates) hold different
+        elements: each keeps its own distribution, widened to a common number of candidates by
+        candidates of probability 0. An exact operand among the moved ones (a concatenated
+        constant, a padding value) is a distribution with all its candidates equal, so any
+        probabilities do for it.
         """
         soft = [
             bernoulli(v) if isinstance(v, SoftBool) else v
             for v in invals
             if isinstance(v, SoftBool | Categorical)
         ]
-        probs, cands = merge(soft)
-        k = probs.shape[-1]
+        joint = len({c.cands.shape for c in soft}) == 1
+        if joint:
+            probs, cands = merge(soft)
+            k = probs.shape[-1]
+            pieces = [(c, jnp.broadcast_to(probs, c.shape)) for c in cands]
+        else:
+            k = max(c.cands.shape[-1] for c in soft)
+            pieces = [_widened(c, k) for c in soft]
         data = data_operands(eqn)
-        cands_iter = iter(cands)
+        pieces_iter = iter(pieces)
         cand_args, prob_args, in_axes = [], [], []
         for i, v in enumerate(invals):
             if isinstance(v, SoftBool | Categorical):
-                c = next(cands_iter)
+                c, p = next(pieces_iter)
                 cand_args.append(c)
-                prob_args.append(jnp.broadcast_to(probs, c.shape))
+                prob_args.append(p)
                 in_axes.append(-1)
             elif i < data:
-                x = jnp.asarray(unwrap(v))
-                shape = (*x.shape, k)
-                cand_args.append(jnp.broadcast_to(x[..., None], shape))
+                x = unwrap(v)
+                shape = (*np.shape(x), k)
+                cand_args.append(_broadcast_candidates(x, shape))
                 # The joint probabilities where a relaxed operand has the same shape (the pieces
                 # of an index vector), so that each moved element keeps the outcome's
                 # probability; any other probabilities would do for an exact element.
-                same = [c for c in cands if c.shape == shape]
+                same = joint and any(c.shape == shape for c, _ in pieces)
+                dtype = pieces[0][1].dtype
                 prob_args.append(
-                    jnp.broadcast_to(probs, shape) if same else jnp.full(shape, 1 / k, probs.dtype)
+                    jnp.broadcast_to(probs, shape) if same else jnp.full(shape, 1 / k, dtype)
                 )
                 in_axes.append(-1)
             else:  # an index: the same for every candidate
@@ -349,7 +367,25 @@ class SoftIntegerOps:
             return jax.vmap(lambda *a: _jaxpr.bind(eqn, a), in_axes=in_axes, out_axes=-1)(*args)
 
         hard = hard_thunk(eqn, invals)
-        return [
-            Categorical(value, p, hard(i))
-            for i, (value, p) in enumerate(zip(move(*cand_args), move(*prob_args), strict=True))
-        ]
+        moved = zip(at_trace_time(move, *cand_args), move(*prob_args), strict=True)
+        return [Categorical(value, p, hard(i)) for i, (value, p) in enumerate(moved)]
+
+
+def _broadcast_candidates(x, shape: tuple) -> jax.Array | np.ndarray:
+    """An exact value as ``shape[-1]`` equal candidates (NumPy when known at trace time)."""
+    if is_concrete(x):
+        return np.broadcast_to(np.asarray(x)[..., None], shape)
+    return jnp.broadcast_to(jnp.asarray(x)[..., None], shape)
+
+
+def _widened(c: Categorical, k: int) -> tuple:
+    """The candidates and probabilities of ``c``, widened to ``k`` candidates by repeating its
+    first candidate with probability 0."""
+    probs = jnp.broadcast_to(c.probs, c.cands.shape)
+    extra = k - c.cands.shape[-1]
+    if extra == 0:
+        return c.cands, probs
+    xp = np if is_concrete(c.cands) else jnp
+    first = xp.repeat(xp.asarray(c.cands)[..., :1], extra, axis=-1)
+    zeros = jnp.zeros((*probs.shape[:-1], extra), probs.dtype)
+    return xp.concatenate([c.cands, first], axis=-1), jnp.concatenate([probs, zeros], axis=-1)

@@ -190,6 +190,16 @@ def merge(categoricals: Sequence[Categorical]) -> tuple[jax.Array, list[jax.Arra
             position[id(c.probs)] = len(groups)
             groups.append((c.probs, []))
         groups[position[id(c.probs)]][1].append(n)
+    if len(groups) > 1:
+        # Independent distributions multiply their numbers of candidates: first merge the
+        # candidates of equal value of each (a rule table's many entries of the same few
+        # values), so that a chain of lookups does not grow geometrically. A lone distribution
+        # is kept as it is: its probabilities align it with other values of the same outcome.
+        categoricals = list(categoricals)
+        for g, (_, members) in enumerate(groups):
+            if len(members) == 1:
+                categoricals[members[0]] = distinct(categoricals[members[0]])
+                groups[g] = (categoricals[members[0]].probs, members)
     probs = groups[0][0]
     for group_probs, _ in groups[1:]:
         outer = probs[..., :, None] * group_probs[..., None, :]
@@ -204,6 +214,21 @@ def merge(categoricals: Sequence[Categorical]) -> tuple[jax.Array, list[jax.Arra
             cands = _known(categoricals[n].cands).repeat(faster, axis=-1)
             aligned[n] = _tile(cands, slower)
     return probs, aligned
+
+
+def distinct(c: Categorical) -> Categorical:
+    """``c`` with its candidates of equal value merged, when they are known at trace time and
+    repeat (the same distribution over fewer candidates; else ``c`` itself)."""
+    if not is_concrete(c.cands):
+        return c
+    cands = np.asarray(c.cands)
+    values = np.unique(cands)
+    if values.size >= cands.shape[-1]:
+        return c
+    on = cands[..., :, None] == values  # [..., candidate, value]
+    probs = jnp.broadcast_to(c.probs, cands.shape)
+    merged = jnp.sum(jnp.where(on, probs[..., None], 0), axis=-2)
+    return Categorical(np.broadcast_to(values, merged.shape), merged, c.hard)
 
 
 def aval(var) -> Any:
