@@ -560,7 +560,9 @@ def _spheres_args(r):
 def ray_trace_spheres(centers, radii):
     """A ray caster (the "ray tracing in one weekend" intersection): the nearer root of the
     ray-sphere quadratic where the discriminant is positive, the nearest sphere by ``argmin``,
-    Lambert shading of the hit, background elsewhere; an 6x6 image."""
+    Lambert shading of the hit, background elsewhere; a 6x6 image. The square root is guarded
+    by a tiny positive floor: ``sqrt(maximum(disc, 0))`` has a NaN gradient in plain JAX where
+    a ray misses (``0 * inf``), in the original program as in the relaxed one."""
     u = jnp.linspace(-1.0, 1.0, 6)
     dirs = jnp.stack([*jnp.meshgrid(u, u, indexing="ij"), jnp.ones((6, 6))], -1).reshape(-1, 3)
     dirs = dirs / jnp.linalg.norm(dirs, axis=-1, keepdims=True)
@@ -568,7 +570,7 @@ def ray_trace_spheres(centers, radii):
     b = dirs @ oc.T  # (rays, spheres)
     c = jnp.sum(oc**2, -1) - radii**2
     disc = b**2 - c
-    t = -b - jnp.sqrt(jnp.maximum(disc, 0.0))
+    t = -b - jnp.sqrt(jnp.maximum(disc, 1e-12))
     t = jnp.where((disc > 0) & (t > 0), t, jnp.inf)
     nearest = jnp.argmin(t, axis=-1)
     t_hit = jnp.min(t, axis=-1)

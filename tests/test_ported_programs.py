@@ -38,21 +38,11 @@ REFUSED = {
 
 #: Programs relax runs (or crashes on) but gets wrong today: name -> diagnosis.
 KNOWN_WRONG = {
-    "rule30_table": "jnp.roll of a per-element distribution (cells thresholded to int) is a "
-    "slice + concatenate: structural_categorical merges the pieces into one joint distribution "
-    "and cannot broadcast pieces of different lengths (ValueError)",
-    "life_rule_table": "the same: jnp.roll of the alive cells (a concatenate of per-element "
-    "distributions) fails in structural_categorical (ValueError)",
     "nucleus_top_p": "keep_sorted[argsort(order)]: a gather of a relaxed bool at per-element "
-    "relaxed indices (ranks) reaches structural_categorical, which cannot broadcast (ValueError)",
-    "gamma_lut": "clip(round(x)).astype(int): the conversion relaxes truncation again on the "
-    "value that round already made an integer, which sits on a jump (half the mass one below)",
-    "absmax_int8": "the same as gamma_lut: round, clip, astype(int8) is half a step off",
-    "dijkstra_dense": "jnp.inf as the distance of unreached nodes: the forward is finite (equal "
-    "infinities tie), but the soft read dist[u] = sum_i w_i dist_i has the derivative dist_i = inf "
-    "in w_i, and 0 * inf makes the whole gradient NaN (a finite sentinel such as 1e9 does not)",
-    "ray_trace_spheres": "jnp.inf for rays that miss: the soft where blends inf and the soft "
-    "argmin / min see it, so the gradient is NaN",
+    "relaxed indices (ranks) fails with 'indices must have an integer type'",
+    "ray_trace_spheres": "jnp.inf for rays that miss: the soft where blends inf into every ray "
+    "with any probability of missing (p * inf + (1 - p) * t is inf), so every ray is a miss at "
+    "any softness; a large finite sentinel relaxes",
     "top_k_mask": "logits < top_k(logits)[-1]: the k-th value is compared with the element it "
     "is (1/2 at any softness, not the exact False of a self-comparison), and the -1e9 of the "
     "soft where swamps every logit with any probability of being masked (softmax saturates, "

@@ -8,6 +8,7 @@ clear error. :class:`SoftIntegerOps` holds these evaluations; the interpreter in
 """
 
 import functools
+import math
 from collections.abc import Callable, Sequence
 
 import jax
@@ -16,6 +17,7 @@ import numpy as np
 from jax.extend.core import JaxprEqn
 
 from .._checks import is_concrete
+from .._count import count_distribution
 from . import _jaxpr
 from ._boundaries import MAX_STATES
 from ._errors import RelaxError
@@ -35,6 +37,8 @@ from ._values import (
     merge,
     unwrap,
 )
+
+_COMPARISONS = frozenset({"eq", "ne", "lt", "le", "gt", "ge"})
 
 # Primitives acting element by element (with NumPy broadcasting of scalars in a jaxpr).
 ELEMENTWISE = frozenset(
@@ -192,6 +196,8 @@ class SoftIntegerOps:
             return self.gather_per_element(eqn, invals)
         if name in STRUCTURAL:
             return self.structural_categorical(eqn, invals)
+        if name == "reduce_sum" and _countable(invals[0], _jaxpr.axes(eqn)):
+            return self.count(eqn, invals[0])
         if name in LINEAR:
             return self.on_expectations(eqn, invals)
         raise self.unsupported(
@@ -201,6 +207,20 @@ class SoftIntegerOps:
             "convert the truth value to a float first (x.astype(float)) or keep this value exact "
             "with sf.exact",
         )
+
+    def count(self, eqn: JaxprEqn, value: Categorical) -> list:
+        """The sum of relaxed 0/1 integers: the exact law of the number of ones (the elements
+        are independent; see :func:`softflow.count_distribution`)."""
+        axes = _jaxpr.axes(eqn)
+        p = mean(value)  # the probability of a one, element by element
+        kept = [d for d in range(p.ndim) if d not in axes]
+        p = jnp.transpose(p, (*kept, *axes))
+        p = p.reshape((*p.shape[: len(kept)], -1))
+        probs = count_distribution(p, axis=-1)
+        self.record(eqn, "sf.count_distribution (the exact law of a count of truth values)")
+        dtype = aval(eqn.outvars[0]).dtype
+        cands = np.broadcast_to(np.arange(probs.shape[-1], dtype=dtype), probs.shape)
+        return [Categorical(cands, probs, hard_thunk(eqn, [value])(0))]
 
     def on_probabilities(self, eqn: JaxprEqn, invals: list) -> list:
         """A structural equation on soft booleans: move their probabilities the same way."""
@@ -274,7 +294,7 @@ class SoftIntegerOps:
             for v in invals
             if isinstance(v, SoftBool | Categorical)
         ]
-        probs, cands = merge(soft)
+        probs, cands, factors = merge(soft)
         cands_iter = iter(cands)
         args, in_axes = [], []
         for v in invals:
@@ -287,13 +307,21 @@ class SoftIntegerOps:
         outs = at_trace_time(
             jax.vmap(lambda *a: _jaxpr.bind(eqn, a), in_axes=in_axes, out_axes=-1), *args
         )
+        name = eqn.primitive.name
+        if name in _COMPARISONS and not _same_for_every_candidate(outs[0]):
+            # (An index compared with 0 to wrap it is the same for every candidate: not listed.)
+            self.record(eqn, "exact probability under the distribution of the relaxed integer")
+        elif name in ("add", "sub") and len(soft) > 1:
+            self.record(
+                eqn, "exact distribution of the result, over the joint outcomes of its terms"
+            )
         hard = hard_thunk(eqn, invals)
         result = []
         for i, (value, atom) in enumerate(zip(outs, eqn.outvars, strict=True)):
             if floating(aval(atom)):
                 result.append(Live(expectation(probs, value)))
             else:
-                result.append(Categorical(value, probs, hard(i)))
+                result.append(Categorical(value, probs, hard(i), factors))
         return result
 
     def gather_per_element(self, eqn: JaxprEqn, invals: list) -> list:
@@ -328,9 +356,9 @@ class SoftIntegerOps:
             for v in invals
             if isinstance(v, SoftBool | Categorical)
         ]
-        joint = len({c.cands.shape for c in soft}) == 1
+        joint = len({c.cands.shape[:-1] for c in soft}) == 1
         if joint:
-            probs, cands = merge(soft)
+            probs, cands, _ = merge(soft)
             k = probs.shape[-1]
             pieces = [(c, jnp.broadcast_to(probs, c.shape)) for c in cands]
         else:
@@ -369,6 +397,35 @@ class SoftIntegerOps:
         hard = hard_thunk(eqn, invals)
         moved = zip(at_trace_time(move, *cand_args), move(*prob_args), strict=True)
         return [Categorical(value, p, hard(i)) for i, (value, p) in enumerate(moved)]
+
+
+# The largest count whose law a relaxed sum gets (beyond: its expected value), and the most
+# probabilities such laws may hold in all.
+_MAX_COUNT = 4096
+_MAX_COUNT_SIZE = 1 << 22
+
+
+def _same_for_every_candidate(value) -> bool:
+    if not is_concrete(value):
+        return False
+    value = np.asarray(value)
+    return bool(np.all(value == value[..., :1]))
+
+
+def _countable(value, axes: tuple[int, ...]) -> bool:
+    """Whether a sum of ``value`` along ``axes`` counts independent 0/1 integers."""
+    if not isinstance(value, Categorical) or not is_concrete(value.cands):
+        return False
+    cands = np.asarray(value.cands)
+    if not np.all((cands == 0) | (cands == 1)):
+        return False
+    shape = cands.shape[:-1]
+    probs_shape = (1,) * (len(shape) + 1 - value.probs.ndim) + value.probs.shape
+    # A distribution broadcast along a summed axis is one outcome repeated, not independent ones.
+    if any(probs_shape[d] != shape[d] for d in axes):
+        return False
+    n = math.prod(shape[d] for d in axes)
+    return n <= _MAX_COUNT and math.prod(shape) // max(n, 1) * (n + 1) <= _MAX_COUNT_SIZE
 
 
 def _broadcast_candidates(x, shape: tuple) -> jax.Array | np.ndarray:

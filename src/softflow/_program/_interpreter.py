@@ -271,7 +271,8 @@ class Interpreter(SoftIntegerOps):
                 "compute it outside the relaxed function, write it with comparisons / "
                 "softflow's array operations, or smooth the exact program with sf.smooth",
             )
-        return _views.moved(eqn, invals, _jaxpr.bind(eqn, [unwrap(v) for v in invals]))
+        outs = _views.moved(eqn, invals, _jaxpr.bind(eqn, [unwrap(v) for v in invals]))
+        return _with_staircase(eqn, invals, outs)
 
     def unrelaxable(self, eqn: JaxprEqn, why: str, advice: str) -> None:
         """A discontinuity without a soft rule: an error, or where the user accepted it
@@ -285,6 +286,34 @@ class Interpreter(SoftIntegerOps):
             f"{advice}; or pass on_unrelaxable='stop_gradient' to sf.relax to keep it exact with "
             "no gradient through it (explain lists each such place)",
         )
+
+
+# Exact elementwise maps that keep a relaxed staircase a distribution over integers when its
+# other operands are exact (clipping, shifting, scaling a rounded value).
+_STAIRCASE_MAPS = frozenset({"clamp", "max", "min", "add", "sub", "mul", "neg", "abs"})
+
+
+def _with_staircase(eqn: JaxprEqn, invals: list, outs: list) -> list:
+    """``outs`` with the staircase of the one live operand carried on, pushed through ``eqn``."""
+    if eqn.primitive.name not in _STAIRCASE_MAPS or len(outs) != 1:
+        return outs
+    live = [i for i, v in enumerate(invals) if is_live(v)]
+    if len(live) != 1 or not isinstance(invals[live[0]], Live):
+        return outs
+    position = live[0]
+    staircase = invals[position].staircase
+    if staircase is None or aval(eqn.outvars[0]).shape != np.shape(staircase.exact):
+        return outs
+    constants = [unwrap(v) for v in invals]
+
+    def then(candidate):
+        if staircase.then is not None:
+            candidate = staircase.then(candidate)
+        args = [candidate if i == position else c for i, c in enumerate(constants)]
+        return _jaxpr.bind(eqn, args)[0]
+
+    moved = dataclasses.replace(staircase, then=then)
+    return [dataclasses.replace(outs[0], staircase=moved)]
 
 
 def output(value) -> jax.Array:

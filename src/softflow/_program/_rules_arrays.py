@@ -121,11 +121,13 @@ def integer_distribution(self: Interpreter, eqn: JaxprEqn, value: Live) -> Categ
     integers near the exact value, from the staircase that made the float (``floor``, ``ceil``,
     ``round``) or else from truncation towards zero; exact in hard mode, and in
     straight-through mode exact forward with the soft gradient."""
+    then = None
     if value.staircase is not None:
-        source, exact, offset = (
+        source, exact, offset, then = (
             value.staircase.source,
             value.staircase.exact,
             value.staircase.offset,
+            value.staircase.then,
         )
         made = "the relaxed staircase"
     else:
@@ -142,6 +144,8 @@ def integer_distribution(self: Interpreter, eqn: JaxprEqn, value: Live) -> Categ
     )
     if self.options.mode == "straight_through":
         probs = straight_through(jnp.zeros_like(probs).at[..., reach].set(1), probs)
+    if then is not None:
+        cands = jax.vmap(then, -1, -1)(cands)
     integers = jax.vmap(lambda c: _jaxpr.bind(eqn, [c])[0], -1, -1)(cands)
     self.record(eqn, f"distribution over {2 * reach + 1} integers ({made})")
     return Categorical(integers, probs, hard_thunk(eqn, [value])(0))

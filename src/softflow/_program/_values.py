@@ -19,6 +19,7 @@ operation that made it, which is what :func:`softflow.exact` uses to keep chosen
 """
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -52,6 +53,9 @@ class Staircase:
     source: jax.Array
     exact: jax.Array
     offset: float
+    # Exact maps applied since (``jnp.clip(jnp.round(x), 0, 255)``), one integer candidate at a
+    # time: the integer conversion then sees the staircase's candidates pushed through them.
+    then: Callable[[jax.Array], jax.Array] | None = None
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -92,6 +96,33 @@ class Categorical:
     cands: jax.Array | np.ndarray
     probs: jax.Array
     hard: Thunk
+    # The independent distributions whose joint outcome the candidates enumerate (their outer
+    # product, the first one's outcome varying slowest); None: ``probs`` is one distribution.
+    factors: "tuple[Factor, ...] | None" = None
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Factor:
+    """One distribution of independent outcomes, identified by its ``probs`` array.
+
+    ``coarsens`` is set when the distribution was made by merging the outcomes of equal value of
+    finer ones (see :func:`distinct`): the finer factors and, for each of their joint outcomes,
+    the index of the outcome of this one that it falls into. A value made from the coarse outcome
+    can then be joined exactly with values made from the finer ones (in the Game of Life step,
+    ``n == 3`` with ``alive & (n == 2)``), instead of as if they were independent.
+    """
+
+    probs: jax.Array
+    coarsens: "tuple[tuple[Factor, ...], np.ndarray] | None" = None
+
+    @functools.cached_property
+    def ancestry(self) -> frozenset[int]:
+        """The identities of this factor and of every finer factor it was made from."""
+        found = {id(self.probs)}
+        if self.coarsens is not None:
+            for finer in self.coarsens[0]:
+                found |= finer.ancestry
+        return frozenset(found)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,11 +172,15 @@ def expectation(probs: jax.Array, values: jax.Array | np.ndarray) -> jax.Array:
 
 
 def bernoulli(value: SoftBool) -> Categorical:
-    """A soft truth value as a distribution over False and True."""
-    p = value.p
-    shape = (*p.shape, 2)
-    cands = np.broadcast_to(np.array([False, True]), shape)
-    return Categorical(cands, jnp.stack([1 - p, p], axis=-1), value.hard)
+    """A soft truth value as a distribution over False and True (the same one at every use of
+    the truth value, so that the values made from it stay joined)."""
+    made = value.__dict__.get("_bernoulli")
+    if made is None:
+        p = value.p
+        cands = np.broadcast_to(np.array([False, True]), (*p.shape, 2))
+        made = Categorical(cands, jnp.stack([1 - p, p], axis=-1), value.hard)
+        object.__setattr__(value, "_bernoulli", made)
+    return made
 
 
 def mean(value) -> jax.Array:
@@ -176,49 +211,136 @@ def _tile(x, k: int):
     return np.tile(x, k) if isinstance(x, np.ndarray) else jnp.tile(x, k)
 
 
-def merge(categoricals: Sequence[Categorical]) -> tuple[jax.Array, list[jax.Array]]:
-    """Common probabilities and aligned candidates of several categoricals.
+def factors_of(c: Categorical) -> tuple[Factor, ...]:
+    return c.factors if c.factors is not None else (Factor(c.probs),)
 
-    Categoricals sharing their ``probs`` are one distribution (aligned candidate by candidate);
-    the others are independent of each other (their outer product, the first one's candidate
-    varying slowest).
-    """
-    groups: list[tuple[jax.Array, list[int]]] = []
-    position: dict[int, int] = {}
-    for n, c in enumerate(categoricals):
-        if id(c.probs) not in position:
-            position[id(c.probs)] = len(groups)
-            groups.append((c.probs, []))
-        groups[position[id(c.probs)]][1].append(n)
-    if len(groups) > 1:
-        # Independent distributions multiply their numbers of candidates: first merge the
-        # candidates of equal value of each (a rule table's many entries of the same few
-        # values), so that a chain of lookups does not grow geometrically. A lone distribution
-        # is kept as it is: its probabilities align it with other values of the same outcome.
-        categoricals = list(categoricals)
-        for g, (_, members) in enumerate(groups):
-            if len(members) == 1:
-                categoricals[members[0]] = distinct(categoricals[members[0]])
-                groups[g] = (categoricals[members[0]].probs, members)
-    probs = groups[0][0]
-    for group_probs, _ in groups[1:]:
-        outer = probs[..., :, None] * group_probs[..., None, :]
+
+def joint(factors: Sequence[Factor]) -> jax.Array:
+    """The probabilities of the joint outcomes of independent factors (the first one's outcome
+    varying slowest)."""
+    probs = factors[0].probs
+    for f in factors[1:]:
+        outer = probs[..., :, None] * f.probs[..., None, :]
         probs = outer.reshape((*outer.shape[:-2], outer.shape[-2] * outer.shape[-1]))
-    sizes = [g[0].shape[-1] for g in groups]
-    aligned: list[Any] = [None] * len(categoricals)
-    for g, (_, members) in enumerate(groups):
-        slower, faster = math.prod(sizes[:g]), math.prod(sizes[g + 1 :])
-        for n in members:
-            # Candidates known at trace time stay NumPy arrays (a loop's states keep a static
-            # range).
-            cands = _known(categoricals[n].cands).repeat(faster, axis=-1)
-            aligned[n] = _tile(cands, slower)
-    return probs, aligned
+    return probs
+
+
+def _refine(cands, factors: tuple[Factor, ...], position: int):
+    """Candidates over ``factors`` as candidates over the finer factors of factor ``position``
+    (None where the shapes do not allow it)."""
+    coarse = factors[position]
+    assert coarse.coarsens is not None
+    finer, outcome_of = coarse.coarsens
+    sizes = [f.probs.shape[-1] for f in factors]
+    xp = np if isinstance(cands, np.ndarray) else jnp
+    lead = cands.shape[:-1]
+    try:
+        index = np.broadcast_to(outcome_of, (*lead, outcome_of.shape[-1]))
+    except ValueError:
+        return None
+    grid = cands.reshape((*lead, *sizes))
+    # The coarse outcome of each fine outcome, on the coarse factor's axis of the grid.
+    axis = len(lead) + position
+    index = index.reshape((*lead, *(1,) * position, -1, *(1,) * (len(sizes) - position - 1)))
+    target = (*lead, *sizes[:position], index.shape[axis], *sizes[position + 1 :])
+    grid = xp.take_along_axis(grid, np.broadcast_to(index, target), axis=axis)
+    return grid.reshape((*lead, -1)), (*factors[:position], *finer, *factors[position + 1 :])
+
+
+def _refined(categoricals: Sequence[Categorical]) -> list[Categorical]:
+    """The categoricals with their coarse factors refined wherever another one holds a factor
+    of the same origin, so that their join is exact."""
+    entries = [dataclasses.replace(c, cands=_known(c.cands)) for c in categoricals]
+    changed = True
+    while changed:
+        changed = False
+        for n, c in enumerate(entries):
+            theirs = [
+                (id(g.probs), g.ancestry)
+                for m, other in enumerate(entries)
+                if m != n
+                for g in factors_of(other)
+            ]
+            factors = factors_of(c)
+            for position, f in enumerate(factors):
+                if f.coarsens is None:
+                    continue
+                mine = f.ancestry
+                if not any(key != id(f.probs) and mine & seen for key, seen in theirs):
+                    continue
+                refined = _refine(c.cands, factors, position)
+                if refined is not None:
+                    cands, finer = refined
+                    entries[n] = Categorical(cands, joint(finer), c.hard, finer)
+                    changed = True
+                    break
+    return entries
+
+
+def merge(categoricals: Sequence[Categorical]) -> tuple[jax.Array, list, tuple[Factor, ...]]:
+    """The joint probabilities, aligned candidates and factors of several categoricals.
+
+    Categoricals that share a factor (the same distribution, or outcomes merged from the same
+    finer ones) are aligned outcome by outcome; distributions without such a link are
+    independent (their outer product, the first one's outcome varying slowest).
+    """
+    entries = _refined(categoricals)
+    # Categoricals linked through a shared factor form one component.
+    owner: dict[int, int] = {}
+    component = list(range(len(entries)))
+
+    def root(n: int) -> int:
+        while component[n] != n:
+            n = component[n]
+        return n
+
+    for n, c in enumerate(entries):
+        for f in factors_of(c):
+            if id(f.probs) in owner:
+                component[root(n)] = root(owner[id(f.probs)])
+            else:
+                owner[id(f.probs)] = n
+    roots = [root(n) for n in range(len(entries))]
+    if len(set(roots)) > 1:
+        # Independent distributions multiply their numbers of outcomes: first merge the
+        # outcomes of equal value of each categorical that is alone in its component (a rule
+        # table's many entries of the same few values, a count's many ways to the same number),
+        # so that a chain of lookups or sums does not grow geometrically. The merged outcomes
+        # remember their finer ones, so a later join with a relative is still exact.
+        entries = [distinct(c) if roots.count(roots[n]) == 1 else c for n, c in enumerate(entries)]
+    union: list[Factor] = []
+    slot: dict[int, int] = {}
+    for c in entries:
+        for f in factors_of(c):
+            if id(f.probs) not in slot:
+                slot[id(f.probs)] = len(union)
+                union.append(f)
+    sizes = [f.probs.shape[-1] for f in union]
+    aligned = [
+        _spread(_known(c.cands), [slot[id(f.probs)] for f in factors_of(c)], sizes) for c in entries
+    ]
+    return joint(union), aligned, tuple(union)
+
+
+def _spread(cands, slots: list[int], sizes: list[int]):
+    """Candidates over some of the factors (in the order of ``slots``) as candidates over all
+    of them: repeated along the factors they do not depend on."""
+    xp = np if isinstance(cands, np.ndarray) else jnp
+    lead = cands.shape[:-1]
+    own = cands.reshape((*lead, *(sizes[s] for s in slots)))
+    order = sorted(range(len(slots)), key=lambda k: slots[k])
+    own = xp.transpose(own, (*range(len(lead)), *(len(lead) + k for k in order)))
+    shape = [1] * len(sizes)
+    for s in slots:
+        shape[s] = sizes[s]
+    own = own.reshape((*lead, *shape))
+    return xp.broadcast_to(own, (*lead, *sizes)).reshape((*lead, math.prod(sizes)))
 
 
 def distinct(c: Categorical) -> Categorical:
     """``c`` with its candidates of equal value merged, when they are known at trace time and
-    repeat (the same distribution over fewer candidates; else ``c`` itself)."""
+    repeat (the same distribution over fewer candidates, which remembers how its outcomes were
+    merged; else ``c`` itself)."""
     if not is_concrete(c.cands):
         return c
     cands = np.asarray(c.cands)
@@ -228,7 +350,9 @@ def distinct(c: Categorical) -> Categorical:
     on = cands[..., :, None] == values  # [..., candidate, value]
     probs = jnp.broadcast_to(c.probs, cands.shape)
     merged = jnp.sum(jnp.where(on, probs[..., None], 0), axis=-2)
-    return Categorical(np.broadcast_to(values, merged.shape), merged, c.hard)
+    outcome_of = np.searchsorted(values, cands)
+    factor = Factor(merged, (factors_of(c), outcome_of))
+    return Categorical(np.broadcast_to(values, merged.shape), merged, c.hard, (factor,))
 
 
 def aval(var) -> Any:

@@ -1,0 +1,157 @@
+"""sf.relax of counts of truth values: a sum of 0/1 integers made from comparisons is the exact
+law of the count (independent elements), comparisons of the count are exact probabilities under
+that law, and events made from one count stay joined. References: enumeration of every outcome,
+and the Game of Life step written from sf.count_distribution by hand."""
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+import softflow as sf
+
+TAU = 0.7
+NEIGHBOURS = [(i, j) for i in (-1, 0, 1) for j in (-1, 0, 1) if (i, j) != (0, 0)]
+
+
+def life_step(board):
+    """The Game of Life as plain JAX writes it: a sum of eight rolled boards."""
+    alive = board > 0
+    cells = alive.astype(jnp.int32)
+    n = sum(jnp.roll(cells, shift, (0, 1)) for shift in NEIGHBOURS)
+    return (n == 3) | (alive & (n == 2))
+
+
+def life_step_stacked(board):
+    alive = board > 0
+    cells = alive.astype(jnp.int32)
+    n = jnp.sum(jnp.stack([jnp.roll(cells, s, (0, 1)) for s in NEIGHBOURS]), axis=0)
+    return (n == 3) | (alive & (n == 2))
+
+
+def life_step_block(board):
+    """The count as the 3 x 3 block minus the cell: terms that share the cell stay joined."""
+    cells = (board > 0).astype(jnp.int32)
+    column = cells + jnp.roll(cells, 1, 0) + jnp.roll(cells, -1, 0)
+    block = column + jnp.roll(column, 1, 1) + jnp.roll(column, -1, 1)
+    n = block - cells
+    return jnp.where(cells == 1, (n == 2) | (n == 3), n == 3)
+
+
+def probabilistic_life(p):
+    """P(alive next) for independent cells of probabilities p, from the count law by hand."""
+    law = sf.count_distribution(jnp.stack([jnp.roll(p, s, (0, 1)) for s in NEIGHBOURS]), axis=0)
+    return law[..., 3] + p * law[..., 2]
+
+
+def enumerated(fn, p):
+    """E[fn(outcome)] over every 0/1 outcome of independent events of probabilities p."""
+    p = np.asarray(p, np.float64)
+    total = 0.0
+    for bits in itertools.product((0, 1), repeat=p.size):
+        bits = np.array(bits)
+        weight = np.prod(np.where(bits == 1, p, 1 - p))
+        total = total + weight * np.asarray(fn(bits), np.float64)
+    return total
+
+
+@pytest.mark.parametrize("step", [life_step, life_step_stacked, life_step_block])
+def test_the_relaxed_life_step_is_the_probabilistic_life_step(step):
+    board = jax.random.normal(jax.random.key(0), (7, 9))
+    relaxed = sf.relax(step, softness=TAU)
+    expected = probabilistic_life(jax.nn.sigmoid(board / TAU))
+    np.testing.assert_allclose(relaxed(board), expected, atol=2e-7)
+    rules = {op.rule for op in relaxed.explain(board)}
+    assert any("exact probability under the distribution" in r for r in rules)
+    assert any("count" in r or "joint outcomes" in r for r in rules)
+    hard = sf.relax(step, mode="hard")(board)
+    np.testing.assert_array_equal(hard, step(board).astype(hard.dtype))
+
+
+def test_the_relaxed_life_step_has_the_gradient_of_the_count_law(x64):
+    board = jax.random.normal(jax.random.key(1), (5, 5), jnp.float64)
+    weights = jax.random.normal(jax.random.key(2), (5, 5), jnp.float64)
+    relaxed = sf.relax(life_step, softness=TAU)
+    got = jax.grad(lambda b: jnp.sum(weights * relaxed(b)))(board)
+    want = jax.grad(lambda b: jnp.sum(weights * probabilistic_life(jax.nn.sigmoid(b / TAU))))(board)
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "program",
+    [
+        lambda n: n >= 3,
+        lambda n: n == 2,
+        lambda n: (n == 1) | (n == 4),  # two events of one count: joined, not independent
+        lambda n: jnp.where(n > 2, n - 2, n) == 1,
+        lambda n: (n % 2 == 0) & (n != 0),
+    ],
+)
+def test_a_count_of_comparisons_against_enumeration(program, x64):
+    x = jnp.array([0.3, -0.8, 1.1, 0.05, -0.4, 0.6], jnp.float64)
+    p = jax.nn.sigmoid(x / TAU)
+
+    def from_floats(x):
+        return program(jnp.sum((x > 0).astype(jnp.int32)))
+
+    got = sf.relax(from_floats, softness=TAU)(x)
+    want = enumerated(lambda bits: program(np.sum(bits)), p)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+
+
+def test_a_count_along_an_axis_is_batched_over_the_others(x64):
+    x = jax.random.normal(jax.random.key(3), (3, 5, 4), jnp.float64)
+    counts = sf.relax(lambda x: jnp.sum(x > 0.2, axis=(0, 2)) == 5, softness=TAU)(x)
+    p = jax.nn.sigmoid((x - 0.2) / TAU)
+    law = sf.count_distribution(jnp.moveaxis(p, 1, 0).reshape(5, -1), axis=-1)
+    np.testing.assert_allclose(counts, law[:, 5], rtol=1e-12)
+
+
+def test_one_outcome_repeated_is_not_counted_as_independent_ones():
+    # A truth value broadcast to five places is one event: the sum is 0 or 5, never 1 to 4.
+    def program(x):
+        one = (x > 0).astype(jnp.int32)
+        return jnp.sum(jnp.broadcast_to(one, (5,))) == 5
+
+    np.testing.assert_allclose(
+        sf.relax(program, softness=TAU)(0.3), jax.nn.sigmoid(0.3 / TAU), rtol=1e-6
+    )
+
+
+def test_a_count_inside_a_loop_body():
+    def program(board):
+        def body(b, _):
+            return life_step(b).astype(b.dtype) - 0.5, None
+
+        return lax.scan(body, board, None, length=2)[0]
+
+    board = jax.random.normal(jax.random.key(4), (6, 6))
+    relaxed = sf.relax(program, softness=0.05)
+    hard = sf.relax(program, mode="hard")(board)
+    np.testing.assert_array_equal(hard, program(board))
+    assert relaxed(board).shape == board.shape
+    assert np.all(np.isfinite(jax.grad(lambda b: relaxed(b).sum())(board)))
+
+
+def test_a_table_read_at_two_relaxed_indices_of_different_ranges(x64):
+    # The index vector (i, j) joins a distribution over 2 values with one over 3: each candidate
+    # pair keeps its joint probability (they were once paired candidate by candidate, wrongly).
+    table = jnp.arange(2 * 9, dtype=jnp.float64).reshape(2, 9) ** 1.5
+    x, y, z = (
+        jnp.array(v, jnp.float64) for v in ([0.5, -0.5, 0.3], [1.5, 0.5, -0.3], [0.2, 0.9, -1.0])
+    )
+
+    def program(x, y, z):
+        i = (x > 0).astype(jnp.int32)
+        j = (y > 0).astype(jnp.int32) + (z > 0).astype(jnp.int32)
+        return table[i, j]
+
+    got = sf.relax(program, softness=TAU)(x, y, z)
+    for e in range(3):
+        p = jax.nn.sigmoid(jnp.array([x[e], y[e], z[e]]) / TAU)
+        want = enumerated(lambda b: table[b[0], b[1] + b[2]], p)
+        np.testing.assert_allclose(got[e], want, rtol=1e-12)
+    np.testing.assert_array_equal(sf.relax(program, mode="hard")(x, y, z), program(x, y, z))
