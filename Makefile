@@ -33,8 +33,13 @@ $(STAMP): pyproject.toml $(OLDEST)
 
 install: $(STAMP)
 
+# Compilation dominates the suite and runs on one core per process: one worker per core (the
+# tests of a file share their compiled functions, so a file stays on one worker).
+PYTEST_WORKERS ?= auto
+PYTEST := -m pytest -n $(PYTEST_WORKERS) --dist loadfile
+
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python $(PYTEST)
 
 $(NEWEST_STAMP): pyproject.toml
 	@python=$$(.ci/newest-python); \
@@ -50,7 +55,7 @@ $(NEWEST_STAMP): pyproject.toml
 # Python >= 3.12 get from pip).
 test-newest: $(NEWEST_STAMP)
 	@$(NEWEST_VENV)/bin/python -c "import sys, jax; print('Python', sys.version.split()[0], 'jax', jax.__version__)"
-	$(NEWEST_VENV)/bin/python -m pytest
+	$(NEWEST_VENV)/bin/python $(PYTEST)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests examples benchmarks docs

@@ -38,8 +38,9 @@ REFUSED = {
 
 #: Programs relax runs (or crashes on) but gets wrong today: name -> diagnosis.
 KNOWN_WRONG = {
-    "nucleus_top_p": "keep_sorted[argsort(order)]: a gather of a relaxed bool at per-element "
-    "relaxed indices (ranks) fails with 'indices must have an integer type'",
+    "dijkstra_dense": "jnp.inf as the distance of unreached nodes: the soft read dist[u] = "
+    "sum_i w_i dist_i has the derivative dist_i = inf in w_i (softflow's blends keep that slope "
+    "honest), and 0 * inf makes the whole gradient NaN; a finite sentinel such as 1e9 relaxes",
     "ray_trace_spheres": "jnp.inf for rays that miss: the soft where blends inf into every ray "
     "with any probability of missing (p * inf + (1 - p) * t is inf), so every ray is a miss at "
     "any softness; a large finite sentinel relaxes",

@@ -88,6 +88,9 @@ def test_the_relaxed_life_step_has_the_gradient_of_the_count_law(x64):
         lambda n: (n == 1) | (n == 4),  # two events of one count: joined, not independent
         lambda n: jnp.where(n > 2, n - 2, n) == 1,
         lambda n: (n % 2 == 0) & (n != 0),
+        lambda n: n**2,  # (these three were refused when a count was only its expectation)
+        lambda n: jnp.array([5, 1, 4, 1, 5, 9, 2])[n] * 3,
+        lambda n: jnp.where(n > 3, 1, 2 * n),  # (integers: a float made from n is E[n]'s)
     ],
 )
 def test_a_count_of_comparisons_against_enumeration(program, x64):

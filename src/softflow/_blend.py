@@ -22,10 +22,7 @@ def blend(weights: Sequence[jax.Array], values: Sequence[jax.Array]) -> jax.Arra
     ``x`` for every ``x``, -0.0 included, where ``x + 0.0`` turns -0.0 into +0.0): so a value of
     weight 0 never reaches the result, inf or NaN, and one-hot weights return the chosen value
     bit for bit. No other weight is special: weights (1e-30, 1 - 1e-30) still blend. The
-    derivative with respect to :math:`w_k` is :math:`v_k`, taken as 0 where the value is not
-    finite: the blend is then inf (or NaN) for every positive weight, so it does not change with
-    the weight, and ``0 * inf`` in the chain rule would make the whole gradient NaN (an ``inf``
-    used as a sentinel, ``jnp.where(visited, jnp.inf, dist)``).
+    derivative with respect to :math:`w_k` is :math:`v_k`.
     """
     total = None
     for w, v in zip(weights, values, strict=True):
@@ -42,10 +39,7 @@ def _blend_jvp(primals, tangents):
     out = blend(weights, values)
     out_tangent = jnp.zeros_like(out)
     for w, v, dw, dv in zip(weights, values, weight_tangents, value_tangents, strict=True):
-        zero = jnp.zeros((), v.dtype)
-        hidden = w == 0
-        slope = jnp.where(jnp.isfinite(v), v, zero)
-        out_tangent = out_tangent + dw * slope + jnp.where(hidden, zero, w * dv)
+        out_tangent = out_tangent + dw * v + w * dv
     return out, out_tangent
 
 

@@ -140,10 +140,7 @@ def weighted_sum(weights: jax.Array, values: jax.Array) -> jax.Array:
     Values of weight exactly 0 do not reach the result even when they are inf or NaN, and at
     one-hot weights (one weight exactly 1, all others exactly 0) the result is that value bit for
     bit (-0.0 included), as in :func:`softflow._blend.blend`; the derivative with respect to
-    :math:`w_i` is :math:`v_i`, taken as 0 where the value is not finite (an unreached node's
-    ``inf`` distance, a missed ray's ``inf`` hit): the sum is then inf or NaN for every positive
-    weight, so it does not change with the weight, and ``0 * inf`` in the chain rule would make
-    the whole gradient NaN.
+    :math:`w_i` is :math:`v_i`.
     """
     return _weighted_sum(weights, values)
 
@@ -153,12 +150,7 @@ def _weighted_sum_jvp(primals, tangents):
     weights, values = primals
     weight_tangent, value_tangent = tangents
     out = weighted_sum(weights, values)
-    weights, values = jnp.broadcast_arrays(weights, values)
-    hidden = weights == 0
-    zero = jnp.zeros((), values.dtype)
-    slope = jnp.where(jnp.isfinite(values), values, zero)
-    value_part = jnp.where(hidden, zero, weights * value_tangent)
-    return out, jnp.sum(weight_tangent * slope + value_part, axis=-1)
+    return out, jnp.sum(weight_tangent * values + weights * value_tangent, axis=-1)
 
 
 @jax.custom_jvp

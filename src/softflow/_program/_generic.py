@@ -192,7 +192,7 @@ class SoftIntegerOps:
         scalar_source = all(c.probs.ndim == 1 for c in categoricals)
         if name in ELEMENTWISE or scalar_source:
             return self.per_candidate(eqn, invals)
-        if name == "gather" and not any(is_soft(v) for v in invals[:1]):
+        if name == "gather" and not isinstance(invals[0], Categorical | Expected):
             return self.gather_per_element(eqn, invals)
         if name in STRUCTURAL:
             return self.structural_categorical(eqn, invals)
@@ -330,12 +330,16 @@ class SoftIntegerOps:
         probs = jnp.broadcast_to(indices.probs, indices.cands.shape)[..., 0, :]
         for d in sorted(_jaxpr.gather_offset_dims(eqn)):
             probs = jnp.expand_dims(probs, d)
+        # A soft truth value is read as its probability: the probability of the element read.
+        source = operand.p if isinstance(operand, SoftBool) else unwrap(operand)
         (values,) = at_trace_time(
             jax.vmap(lambda x, i: _jaxpr.bind(eqn, [x, i]), (None, -1), -1),
-            unwrap(operand),
+            source,
             indices.cands,
         )
         self.record(eqn, "read at each candidate index (expectation)")
+        if isinstance(operand, SoftBool):
+            return [SoftBool(expectation(probs, values), hard_thunk(eqn, invals)(0))]
         if floating(aval(eqn.outvars[0])):
             return [Live(expectation(probs, values))]
         return [Categorical(values, probs, hard_thunk(eqn, invals)(0))]
