@@ -196,8 +196,13 @@ class SoftIntegerOps:
             return self.gather_per_element(eqn, invals)
         if name in STRUCTURAL:
             return self.structural_categorical(eqn, invals)
-        if name == "reduce_sum" and _countable(invals[0], _jaxpr.axes(eqn)):
-            return self.count(eqn, invals[0])
+        summed = invals[0]
+        if (
+            name == "reduce_sum"
+            and isinstance(summed, Categorical)
+            and _countable(summed, _jaxpr.axes(eqn))
+        ):
+            return self.count(eqn, summed)
         if name in LINEAR:
             return self.on_expectations(eqn, invals)
         raise self.unsupported(
@@ -361,6 +366,7 @@ class SoftIntegerOps:
             if isinstance(v, SoftBool | Categorical)
         ]
         joint = len({c.cands.shape[:-1] for c in soft}) == 1
+        probs = None
         if joint:
             probs, cands, _ = merge(soft)
             k = probs.shape[-1]
@@ -387,7 +393,9 @@ class SoftIntegerOps:
                 same = joint and any(c.shape == shape for c, _ in pieces)
                 dtype = pieces[0][1].dtype
                 prob_args.append(
-                    jnp.broadcast_to(probs, shape) if same else jnp.full(shape, 1 / k, dtype)
+                    jnp.broadcast_to(probs, shape)
+                    if same and probs is not None
+                    else jnp.full(shape, 1 / k, dtype)
                 )
                 in_axes.append(-1)
             else:  # an index: the same for every candidate
@@ -416,9 +424,9 @@ def _same_for_every_candidate(value) -> bool:
     return bool(np.all(value == value[..., :1]))
 
 
-def _countable(value, axes: tuple[int, ...]) -> bool:
+def _countable(value: Categorical, axes: tuple[int, ...]) -> bool:
     """Whether a sum of ``value`` along ``axes`` counts independent 0/1 integers."""
-    if not isinstance(value, Categorical) or not is_concrete(value.cands):
+    if not is_concrete(value.cands):
         return False
     cands = np.asarray(value.cands)
     if not np.all((cands == 0) | (cands == 1)):
