@@ -31,7 +31,6 @@ from ported_programs import PROGRAMS, PROGRAMS_BY_NAME
 #: Programs refused today, with the primitive the RelaxError names.
 REFUSED = {
     "gearbox_switch": "dynamic_slice",
-    "fsm_detector": "dynamic_slice",
     "stack_machine": "dynamic_slice",
     "insertion_sort": "scatter",
 }

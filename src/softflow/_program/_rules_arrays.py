@@ -14,7 +14,7 @@ from .._blend import blend
 from .._checks import is_concrete, softness_array
 from .._modes import straight_through
 from . import _jaxpr, _views
-from ._generic import hard_thunk
+from ._generic import at_trace_time, hard_thunk
 from ._interpreter import Interpreter, call_rule, rule
 from ._values import (
     Categorical,
@@ -381,14 +381,20 @@ def _dynamic_slice_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     n = x.shape[axis]
     weights = _weights_over_positions(index, n)
     exact = [
-        jnp.zeros((), index.cands.dtype) if d == axis else unwrap(i) for d, i in enumerate(indices)
+        np.zeros((), index.cands.dtype) if d == axis else unwrap(i) for d, i in enumerate(indices)
     ]
     full_sizes = tuple(n if d == axis else size for d, size in enumerate(sizes))
-    window = jax.lax.dynamic_slice(x, exact, full_sizes)
     if not floating(aval(eqn.outvars[0])):
+        # A table known at trace time gives candidates known then (a state carried by a loop
+        # keeps its static range).
+        (window,) = at_trace_time(
+            lambda x, *at: [jax.lax.dynamic_slice(x, at, full_sizes)], x, *exact
+        )
+        xp = np if isinstance(window, np.ndarray) else jnp
         self.record(eqn, "read at a distribution over indices (a distribution over the values)")
-        cands = jnp.expand_dims(jnp.moveaxis(window, axis, -1), axis)
+        cands = xp.expand_dims(xp.moveaxis(window, axis, -1), axis)
         return [Categorical(cands, weights, hard_thunk(eqn, invals)(0))]
+    window = jax.lax.dynamic_slice(x, exact, full_sizes)
     value = expectation(weights, jnp.moveaxis(window, axis, -1))
     self.record(eqn, "sf.take (read at a distribution over indices)")
     return [Live(jnp.expand_dims(value, axis))]
