@@ -33,16 +33,12 @@ REFUSED = {
     "gearbox_switch": "dynamic_slice",
     "stack_machine": "dynamic_slice",
     "insertion_sort": "scatter",
+    "dijkstra_dense": "select_n",  # jnp.inf as a sentinel, chosen by a relaxed condition
+    "ray_trace_spheres": "select_n",
 }
 
 #: Programs relax runs (or crashes on) but gets wrong today: name -> diagnosis.
 KNOWN_WRONG = {
-    "dijkstra_dense": "jnp.inf as the distance of unreached nodes: the soft read dist[u] = "
-    "sum_i w_i dist_i has the derivative dist_i = inf in w_i (softflow's blends keep that slope "
-    "honest), and 0 * inf makes the whole gradient NaN; a finite sentinel such as 1e9 relaxes",
-    "ray_trace_spheres": "jnp.inf for rays that miss: the soft where blends inf into every ray "
-    "with any probability of missing (p * inf + (1 - p) * t is inf), so every ray is a miss at "
-    "any softness; a large finite sentinel relaxes",
     "top_k_mask": "logits < top_k(logits)[-1]: the k-th value is compared with the element it "
     "is (1/2 at any softness, not the exact False of a self-comparison), and the -1e9 of the "
     "soft where swamps every logit with any probability of being masked (softmax saturates, "

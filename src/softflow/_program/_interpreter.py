@@ -117,6 +117,9 @@ class Interpreter(SoftIntegerOps):
         self.enclosing: list[JaxprEqn] = []  # the equations whose inner jaxprs are being run
         self.analyses: dict[tuple, Any] = {}  # see analysed
         self.producers: dict[Any, JaxprEqn] = {}  # the equation that made each variable
+        # Inputs of a jaxpr known at trace time (a literal passed into a nested jit, as jnp.where
+        # passes jnp.inf): what an equation's operand was made from, across calls.
+        self.known_inputs: dict[Any, Any] = {}
 
     # -- bookkeeping -----------------------------------------------------------------------
 
@@ -188,6 +191,8 @@ class Interpreter(SoftIntegerOps):
             env[var] = value
         for var, value in zip(jaxpr.invars, args, strict=True):
             env[var] = value
+            if not isinstance(value, Live) and not is_soft(value) and is_concrete(value):
+                self.known_inputs[var] = value
         exact_only = self.exact_only(jaxpr)
         for eqn in jaxpr.eqns:
             invals = [read(atom) for atom in eqn.invars]

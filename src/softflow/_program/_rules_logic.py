@@ -135,6 +135,25 @@ def _convert_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     return [integer_distribution(self, eqn, value)]
 
 
+def _infinite_constant(self: Interpreter, atom) -> bool:
+    """Whether ``atom`` is an infinite or NaN constant of the program: ``jnp.inf`` converted,
+    broadcast or reshaped, whatever its value is traced as."""
+    while True:
+        known = getattr(atom, "val", None)
+        if known is None:
+            known = self.known_inputs.get(atom)
+        if known is not None:
+            return not bool(np.all(np.isfinite(np.asarray(known))))
+        producer = self.producers.get(atom)
+        if producer is None or producer.primitive.name not in (
+            "broadcast_in_dim",
+            "convert_element_type",
+            "reshape",
+        ):
+            return False
+        atom = producer.invars[0]
+
+
 @rule("select_n")
 def _select_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     pred, *cases = invals
@@ -149,6 +168,15 @@ def _select_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     if isinstance(pred, SoftBool) and not any(isinstance(c, Categorical) for c in cases):
         p = pred.p
         if floating(out_aval):
+            if any(_infinite_constant(self, atom) for atom in eqn.invars[1:]):
+                raise self.unsupported(
+                    eqn,
+                    "a relaxed condition chooses an infinite constant (jnp.inf as a sentinel): "
+                    "the blend p * inf + (1 - p) * x is infinite wherever the condition is at all "
+                    "uncertain, and its gradient NaN",
+                    "use a large finite sentinel instead (1e9, or a bound of the problem), or keep "
+                    "the condition exact with sf.exact",
+                )
             self.record(eqn, "sf.soft_where")
             values = [unwrap(c) for c in cases]
             blended = soft_where(p, values[1], values[0])
