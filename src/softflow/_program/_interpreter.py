@@ -193,6 +193,8 @@ class Interpreter(SoftIntegerOps):
             env[var] = value
             if not isinstance(value, Live) and not is_soft(value) and is_concrete(value):
                 self.known_inputs[var] = value
+            else:  # (a loop body runs again with other inputs)
+                self.known_inputs.pop(var, None)
         exact_only = self.exact_only(jaxpr)
         for eqn in jaxpr.eqns:
             invals = [read(atom) for atom in eqn.invars]

@@ -207,10 +207,6 @@ def _known(x):
     return np.asarray(x) if is_concrete(x) else x
 
 
-def _tile(x, k: int):
-    return np.tile(x, k) if isinstance(x, np.ndarray) else jnp.tile(x, k)
-
-
 def factors_of(c: Categorical) -> tuple[Factor, ...]:
     return c.factors if c.factors is not None else (Factor(c.probs),)
 
