@@ -30,11 +30,8 @@ from ported_programs import PROGRAMS, PROGRAMS_BY_NAME
 
 #: Programs refused today, with the primitive the RelaxError names.
 REFUSED = {
-    "gearbox_switch": "dynamic_slice",
     "stack_machine": "dynamic_slice",
     "insertion_sort": "scatter",
-    "dijkstra_dense": "select_n",  # jnp.inf as a sentinel, chosen by a relaxed condition
-    "ray_trace_spheres": "select_n",
 }
 
 #: Programs relax runs (or crashes on) but gets wrong today: name -> diagnosis.

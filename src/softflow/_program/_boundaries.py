@@ -14,7 +14,6 @@ value that becomes soft in the body is soft from the first iteration on, and the
 :data:`MAX_STATES` values).
 """
 
-import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -156,46 +155,130 @@ def _widened(kinds: list[Kind], init: list, avals) -> list[Kind]:
     return [join(k, kind_of(v, a)) for k, v, a in zip(kinds, init, avals, strict=True)]
 
 
-def carry_kinds(body: Callable, init: list, avals, extra_avals=()) -> tuple[list, list]:
+def _ranges_only(old: list[Kind], new: list[Kind]) -> bool:
+    """Whether ``new`` differs from ``old`` only in the ranges of categorical kinds."""
+    pairs = zip(old, new, strict=True)
+    return all(a.name == b.name and (a == b or a.name == "cat") for a, b in pairs)
+
+
+def _exact_known(value) -> bool:
+    """Whether ``value`` is exact and known at trace time."""
+    return not is_soft(value) and not isinstance(value, Live) and is_concrete(value)
+
+
+def _same_exact(before, after) -> bool:
+    """Whether ``after`` is ``before``, an exact value known at trace time, unchanged."""
+    if not _exact_known(after):
+        return False
+    return np.shape(before) == np.shape(after) and bool(np.all(np.asarray(before) == after))
+
+
+class _Round:
+    """One abstract pass over a loop body, at the carry's current kinds.
+
+    An exact carry is given its initial value, known at trace time, so that what the body makes
+    of it stays known (a mode, a state read from a table) -- unless a previous pass saw the body
+    change it (a counter ``n + 1``): in the loop it is a different value at each step, so it is
+    given as an abstract value, and what the body makes of it is known only by its type.
+    """
+
+    def __init__(self, init: list, kinds: list[Kind], avals, varying: list[bool]):
+        self.decoded = decode_all(encode_all(init, kinds, avals), kinds, avals)
+        self.positions = [
+            i for i, (k, v) in enumerate(zip(kinds, varying, strict=True)) if v and k.name == "dead"
+        ]
+        self.abstract = [
+            jax.ShapeDtypeStruct(avals[i].shape, avals[i].dtype) for i in self.positions
+        ]
+
+    def state(self, abstract) -> list:
+        values = list(self.decoded)
+        for i, value in zip(self.positions, abstract, strict=True):
+            values[i] = value
+        return values
+
+    def changed(self, state: list, after: list) -> list[bool]:
+        """Which exact carries known at trace time the body changed."""
+        return [
+            _exact_known(b) and not _same_exact(b, a) for b, a in zip(state, after, strict=True)
+        ]
+
+
+def carry_kinds(
+    body: Callable, init: list, avals, extra_avals=(), *, steps: int | None = None
+) -> tuple[list, list]:
     """Kinds of a loop carry at its fixed point: a value that becomes soft in the body is soft.
 
     ``body`` returns the next carry followed by other outputs (a scan's ``ys``) of
-    ``extra_avals``, whose kinds at the fixed point are returned too.
+    ``extra_avals``, whose kinds at the fixed point are returned too. ``steps``: the most times
+    the loop runs its body, if known. The ranges after ``r`` rounds hold every value the loop
+    reaches in ``r`` steps, so after ``steps`` rounds they hold all the values it reaches (a
+    counter of soft events over a scan of 40 steps has the range 0..40, even though its fixed
+    point is unbounded); the mass the body would move beyond them is exactly zero.
     """
+    n = len(avals)
     kinds = [kind_of(v, a) for v, a in zip(init, avals, strict=True)]
+    varying = [False] * n
+    rounds = 0
     while True:
-        decoded = decode_all(encode_all(init, kinds, avals), kinds, avals)
-        after = kinds_after(functools.partial(body, decoded), [*avals, *extra_avals])
-        new = _widened(joined(kinds, after[: len(avals)]), init, avals)
-        if new == kinds:
-            return kinds, after[len(avals) :]
-        kinds = new
+        step = _Round(init, kinds, avals, varying)
+        found: list = []
+
+        def trace(*abstract, step=step, found=found):
+            state = step.state(abstract)
+            values = body(state)
+            found[:] = [
+                [kind_of(v, a) for v, a in zip(values, [*avals, *extra_avals], strict=True)],
+                step.changed(state, values[:n]),
+            ]
+            return [jnp.asarray(unwrap(v)) if not is_soft(v) else mean(v) for v in values]
+
+        jax.eval_shape(trace, *step.abstract)
+        after, changed = found
+        new = _widened(joined(kinds, after[:n]), init, avals)
+        new_varying = [v or c for v, c in zip(varying, changed, strict=True)]
+        rounds += 1
+        settled = new_varying == varying
+        if settled and (
+            new == kinds or (steps is not None and rounds > steps and _ranges_only(kinds, new))
+        ):
+            return kinds, after[n:]
+        kinds, varying = new, new_varying
 
 
-def exit_loop_kinds(body_parts: Callable, init: list, avals) -> tuple[list, bool]:
+def exit_loop_kinds(
+    body_parts: Callable, init: list, avals, *, steps: int | None = None
+) -> tuple[list, bool]:
     """:func:`carry_kinds` of a loop with exits in its body (a converted ``break``): a carry is
     soft when it is soft at the end of the body or at an exit; and whether an exit's condition
     is soft. ``body_parts(state)`` returns the exits' conditions, their states and the final
     state."""
-
-    def after(kinds: list) -> tuple[list, bool]:
-        decoded = decode_all(encode_all(init, kinds, avals), kinds, avals)
+    kinds = [kind_of(v, a) for v, a in zip(init, avals, strict=True)]
+    varying = [False] * len(avals)
+    rounds = 0
+    while True:
+        step = _Round(init, kinds, avals, varying)
         found: list = []
 
-        def trace():
-            conds, exits, final = body_parts(decoded)
+        def trace(*abstract, step=step, found=found, kinds=kinds):
+            state = step.state(abstract)
+            conds, exits, final = body_parts(state)
             new = list(kinds)
-            for state in (final, *exits):
-                new = joined(new, [kind_of(v, a) for v, a in zip(state, avals, strict=True)])
-            found[:] = [new, any(is_soft(c) for c in conds)]
+            changed = [False] * len(avals)
+            for end in (final, *exits):
+                new = joined(new, [kind_of(v, a) for v, a in zip(end, avals, strict=True)])
+                changed = [c or d for c, d in zip(changed, step.changed(state, end), strict=True)]
+            found[:] = [new, any(is_soft(c) for c in conds), changed]
             return [mean(v) if is_soft(v) else jnp.asarray(unwrap(v)) for v in final]
 
-        jax.eval_shape(trace)
-        return _widened(found[0], init, avals), found[1]
-
-    kinds = [kind_of(v, a) for v, a in zip(init, avals, strict=True)]
-    while True:
-        new, soft_exit = after(kinds)
-        if new == kinds:
+        jax.eval_shape(trace, *step.abstract)
+        joined_kinds, soft_exit, changed = found
+        new = _widened(joined_kinds, init, avals)
+        new_varying = [v or c for v, c in zip(varying, changed, strict=True)]
+        rounds += 1
+        settled = new_varying == varying
+        if settled and (
+            new == kinds or (steps is not None and rounds > steps and _ranges_only(kinds, new))
+        ):
             return kinds, soft_exit
-        kinds = new
+        kinds, varying = new, new_varying

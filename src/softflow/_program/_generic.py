@@ -35,6 +35,7 @@ from ._values import (
     is_soft,
     mean,
     merge,
+    mixed,
     unwrap,
 )
 
@@ -321,10 +322,11 @@ class SoftIntegerOps:
                 eqn, "exact distribution of the result, over the joint outcomes of its terms"
             )
         hard = hard_thunk(eqn, invals)
+        live = any(isinstance(v, Live) for v in invals)
         result = []
         for i, (value, atom) in enumerate(zip(outs, eqn.outvars, strict=True)):
             if floating(aval(atom)):
-                result.append(Live(expectation(probs, value)))
+                result.append(mixed(probs, value, factors, live=live))
             else:
                 result.append(Categorical(value, probs, hard(i), factors))
         return result
@@ -346,7 +348,7 @@ class SoftIntegerOps:
         if isinstance(operand, SoftBool):
             return [SoftBool(expectation(probs, values), hard_thunk(eqn, invals)(0))]
         if floating(aval(eqn.outvars[0])):
-            return [Live(expectation(probs, values))]
+            return [mixed(probs, values, live=isinstance(operand, Live))]
         return [Categorical(values, probs, hard_thunk(eqn, invals)(0))]
 
     def structural_categorical(self, eqn: JaxprEqn, invals: list) -> list:

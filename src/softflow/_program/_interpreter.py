@@ -24,7 +24,7 @@ from .._scope import SCOPE
 from . import _jaxpr, _source, _views
 from ._errors import RelaxError
 from ._explain import RelaxedOp
-from ._generic import SoftIntegerOps, hard_of
+from ._generic import SoftIntegerOps, at_trace_time, hard_of
 from ._markers import EXACT_NAME
 from ._values import (
     Live,
@@ -279,7 +279,7 @@ class Interpreter(SoftIntegerOps):
                 "softflow's array operations, or smooth the exact program with sf.smooth",
             )
         outs = _views.moved(eqn, invals, _jaxpr.bind(eqn, [unwrap(v) for v in invals]))
-        return _with_staircase(eqn, invals, outs)
+        return _with_mixture(eqn, invals, _with_staircase(eqn, invals, outs))
 
     def unrelaxable(self, eqn: JaxprEqn, why: str, advice: str) -> None:
         """A discontinuity without a soft rule: an error, or where the user accepted it
@@ -321,6 +321,62 @@ def _with_staircase(eqn: JaxprEqn, invals: list, outs: list) -> list:
 
     moved = dataclasses.replace(staircase, then=then)
     return [dataclasses.replace(outs[0], staircase=moved)]
+
+
+# Exact maps of a float that a mixture over a relaxed integer's candidates is pushed through
+# (``up[mode] * 2``, ``table[i].astype(int)`` after a squeeze), so that a later comparison or
+# integer conversion still acts candidate by candidate.
+_MIXTURE_MAPS = frozenset(
+    {
+        "add",
+        "sub",
+        "mul",
+        "div",
+        "neg",
+        "abs",
+        "max",
+        "min",
+        "pow",
+        "integer_pow",
+        "square",
+        "sqrt",
+        "exp",
+        "log",
+        "clamp",
+        "convert_element_type",
+        "copy",
+        "copy_p",
+    }
+)
+_MIXTURE_VIEWS = frozenset(
+    {"broadcast_in_dim", "reshape", "squeeze", "expand_dims", "transpose", "slice", "rev"}
+)
+
+
+def _with_mixture(eqn: JaxprEqn, invals: list, outs: list) -> list:
+    """``outs`` with the mixture of the one operand that has one pushed through ``eqn``, when
+    every other operand is exact (a constant, not a value that depends on the inputs)."""
+    name = eqn.primitive.name
+    if len(outs) != 1 or not floating(aval(eqn.outvars[0])):
+        return outs
+    mixed = [i for i, v in enumerate(invals) if isinstance(v, Live) and v.mixture is not None]
+    if len(mixed) != 1 or any(is_live(v) for i, v in enumerate(invals) if i != mixed[0]):
+        return outs
+    mixture = invals[mixed[0]].mixture
+    assert mixture is not None
+    same_shape = aval(eqn.outvars[0]).shape == np.shape(invals[mixed[0]].value)
+    scalar_index = np.ndim(mixture.probs) == 1
+    if not (name in _MIXTURE_MAPS and (same_shape or scalar_index)) and not (
+        name in _MIXTURE_VIEWS and scalar_index
+    ):
+        return outs
+    args = [mixture.values if i == mixed[0] else v for i, v in enumerate(invals)]
+    in_axes = [-1 if i == mixed[0] else None for i in range(len(invals))]
+    (values,) = at_trace_time(
+        jax.vmap(lambda *a: _jaxpr.bind(eqn, a), in_axes=in_axes, out_axes=-1), *args
+    )
+    moved = dataclasses.replace(mixture, values=values)
+    return [dataclasses.replace(outs[0], mixture=moved)]
 
 
 def output(value) -> jax.Array:

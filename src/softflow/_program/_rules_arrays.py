@@ -27,6 +27,7 @@ from ._values import (
     floating,
     is_soft,
     mean,
+    mixed,
     unwrap,
 )
 
@@ -394,10 +395,11 @@ def _dynamic_slice_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
         self.record(eqn, "read at a distribution over indices (a distribution over the values)")
         cands = xp.expand_dims(xp.moveaxis(window, axis, -1), axis)
         return [Categorical(cands, weights, hard_thunk(eqn, invals)(0))]
-    window = jax.lax.dynamic_slice(x, exact, full_sizes)
-    value = expectation(weights, jnp.moveaxis(window, axis, -1))
+    (window,) = at_trace_time(lambda x, *at: [jax.lax.dynamic_slice(x, at, full_sizes)], x, *exact)
+    xp = np if isinstance(window, np.ndarray) else jnp
+    cands = xp.expand_dims(xp.moveaxis(window, axis, -1), axis)
     self.record(eqn, "sf.take (read at a distribution over indices)")
-    return [Live(jnp.expand_dims(value, axis))]
+    return [mixed(weights, cands, live=isinstance(operand, Live))]
 
 
 @rule("scatter")

@@ -6,10 +6,12 @@ import functools
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from equinox.internal import unvmap_any
 from jax.extend.core import Jaxpr, JaxprEqn
 
 from .._branch import select_by_weights
+from .._checks import is_concrete
 from .._loop import _soft_while, soft_while
 from . import _jaxpr
 from ._boundaries import (
@@ -43,6 +45,7 @@ from ._values import (
     is_live,
     is_soft,
     mean,
+    merge,
     probability,
     unwrap,
 )
@@ -129,6 +132,10 @@ def _cond_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
         elif out_aval.dtype == jnp.bool_:
             probs = [mean(v).astype(weights[0].dtype) for v in values]
             outs.append(SoftBool(select_by_weights(weights, probs), None))
+        elif any(isinstance(v, SoftBool | Categorical) for v in values) and not any(
+            isinstance(v, Expected) for v in values
+        ):
+            outs.append(_selected_per_candidate(categorical, values, n, out_aval))
         elif any(is_soft(v) for v in values):
             means = [mean(v).astype(weights[0].dtype) for v in values]
             outs.append(Expected(select_by_weights(weights, means), None))
@@ -136,6 +143,37 @@ def _cond_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
             stacked = jnp.stack([jnp.broadcast_to(unwrap(v), out_aval.shape) for v in values], -1)
             outs.append(Categorical(stacked, jnp.stack(weights, -1), None))
     return outs
+
+
+def _selected_per_candidate(index: Categorical, values: list, n: int, out_aval) -> Categorical:
+    """A branch's integer result where some branches give a distribution: for each joint outcome
+    of the index and the results, the result of the branch the index chooses. A result computed
+    from the same distribution as the index (a program counter and the opcode it fetches) stays
+    joined with it outcome by outcome."""
+    soft = [index] + [
+        bernoulli(v) if isinstance(v, SoftBool) else v
+        for v in values
+        if isinstance(v, SoftBool | Categorical)
+    ]
+    probs, cands, factors = merge(soft)
+    k = probs.shape[-1]
+    shape = (*out_aval.shape, k)
+    soft_iter = iter(cands[1:])
+    branch_cands = [
+        next(soft_iter)
+        if isinstance(v, SoftBool | Categorical)
+        else np.expand_dims(v, -1)
+        if not isinstance(v, Live) and is_concrete(v)
+        else jnp.expand_dims(jnp.asarray(unwrap(v)), -1)
+        for v in values
+    ]
+    # Candidates known at trace time stay known (a loop carries them with a static range).
+    xp = np if is_concrete([cands, branch_cands]) else jnp
+    dtype = out_aval.dtype
+    stacked = xp.stack([xp.broadcast_to(xp.asarray(c, dtype), shape) for c in branch_cands])
+    chosen = xp.broadcast_to(xp.clip(xp.asarray(cands[0]), 0, n - 1), shape).astype(np.int32)
+    picked = xp.take_along_axis(stacked, chosen[None], axis=0)[0]
+    return Categorical(picked, probs, None, factors)
 
 
 def _taken_branch(index: Categorical, weights: list, n: int) -> jax.Array:
@@ -197,15 +235,24 @@ def _while_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
         exits = [[*flat[i * n_state : (i + 1) * n_state], running] for i in range(n_exits)]
         return conds, exits, [*flat[n_exits * n_state :], running]
 
-    def analyse():
+    def analyse_with(steps):
         if marker is None:
-            kinds, _ = carry_kinds(body, init, avals)
+            kinds, _ = carry_kinds(body, init, avals, steps=steps)
             soft_exit = False
         else:
-            kinds, soft_exit = exit_loop_kinds(body_parts, init, avals)
+            kinds, soft_exit = exit_loop_kinds(body_parts, init, avals, steps=steps)
         decoded = decode_all(encode_all(init, kinds, avals), kinds, avals)
         (condition,) = kinds_after(lambda: [cond(decoded)], [jax.ShapeDtypeStruct((), bool)])
         return kinds, condition.soft or soft_exit
+
+    def analyse():
+        # A relaxed loop runs at most max_steps times, which bounds the range of its integers;
+        # a loop that turns out exact may run any number of times.
+        steps = self.options.max_steps
+        kinds, soft = analyse_with(steps)
+        if steps is not None and not soft:
+            kinds, soft = analyse_with(None)
+        return kinds, soft
 
     kinds, soft = self.analysed(eqn, invals, analyse)
     if not soft:
@@ -324,7 +371,9 @@ def _scan_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     kinds, y_kinds = self.analysed(
         eqn,
         invals,
-        lambda: carry_kinds(lambda c: step(c, x_slices), init, carry_avals, y_avals),
+        lambda: carry_kinds(
+            lambda c: step(c, x_slices), init, carry_avals, y_avals, steps=layout.length
+        ),
     )
 
     def body(c, x):

@@ -1,5 +1,6 @@
 """Rules for comparisons, logic, conversions and ``select_n`` (``jnp.where``)."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.extend.core import JaxprEqn
@@ -18,6 +19,7 @@ from ._values import (
     Live,
     SoftBool,
     aval,
+    expectation,
     floating,
     is_soft,
     mean,
@@ -29,6 +31,9 @@ def _compare_rule(soft_fn):
     def compare(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
         a, b = invals
         if floating(aval(eqn.invars[0])):
+            mixed = _one_mixture(a, b)
+            if mixed is not None:
+                return _compare_per_candidate(self, eqn, invals, soft_fn, mixed)
             x, y = unwrap(a), unwrap(b)
             same = _views.same_elements(a, b)
             if same is not None and same.all():
@@ -50,6 +55,29 @@ def _compare_rule(soft_fn):
         return self.default(eqn, invals)
 
     return compare
+
+
+def _one_mixture(a, b) -> int | None:
+    """The position of the one operand that is a mixture over a relaxed integer's candidates."""
+    mixed = [isinstance(v, Live) and v.mixture is not None for v in (a, b)]
+    return mixed.index(True) if sum(mixed) == 1 else None
+
+
+def _compare_per_candidate(self: Interpreter, eqn: JaxprEqn, invals: list, soft_fn, at: int):
+    """A comparison with a float known for each candidate of a relaxed integer (``x > t[i]``):
+    exact per candidate where both sides are exact, else the soft comparison per candidate; the
+    probability is over the candidates."""
+    mixture = invals[at].mixture
+    other = invals[1 - at]
+    if not mixture.live and not isinstance(other, Live):
+        operands = list(invals)
+        operands[at] = mixture.categorical()
+        return self.per_candidate(eqn, operands)
+    sides = [mixture.values, jnp.expand_dims(jnp.asarray(unwrap(other)), -1)]
+    x, y = sides if at == 0 else sides[::-1]
+    p = soft_fn(x, y, **self.compare_options())
+    self.record(eqn, f"sf.{soft_fn.__name__} for each candidate of a relaxed integer")
+    return [SoftBool(expectation(mixture.probs, p), hard_thunk(eqn, invals)(0))]
 
 
 for _name, _fn in {
@@ -127,6 +155,9 @@ def _convert_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     source = aval(eqn.invars[0]).dtype
     if not jnp.issubdtype(source, jnp.floating) or jnp.issubdtype(target, jnp.floating):
         return [Live(out) for out in _jaxpr.bind(eqn, [unwrap(value)])]
+    if isinstance(value, Live) and value.mixture is not None and not value.mixture.live:
+        # An exact table read at a relaxed index (a jump target): convert each candidate.
+        return self.per_candidate(eqn, [value.mixture.categorical()])
     x = unwrap(value)
     if target == jnp.bool_:
         self.record(eqn, "sf.not_equal(x, 0)")
@@ -135,23 +166,67 @@ def _convert_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     return [integer_distribution(self, eqn, value)]
 
 
-def _infinite_constant(self: Interpreter, atom) -> bool:
-    """Whether ``atom`` is an infinite or NaN constant of the program: ``jnp.inf`` converted,
-    broadcast or reshaped, whatever its value is traced as."""
+def _constant_value(self: Interpreter, atom) -> np.ndarray | None:
+    """The value of ``atom`` when it is a constant of the program (``jnp.inf`` converted,
+    broadcast or reshaped, whatever it is traced as), else None."""
     while True:
         known = getattr(atom, "val", None)
         if known is None:
             known = self.known_inputs.get(atom)
         if known is not None:
-            return not bool(np.all(np.isfinite(np.asarray(known))))
+            return np.asarray(known)
         producer = self.producers.get(atom)
         if producer is None or producer.primitive.name not in (
             "broadcast_in_dim",
             "convert_element_type",
             "reshape",
         ):
-            return False
+            return None
         atom = producer.invars[0]
+
+
+def _sentinel(self: Interpreter, atom) -> float | None:
+    """``inf`` or ``-inf`` when ``atom`` is that constant everywhere (a sentinel); NaN when it is
+    some other constant that is not finite everywhere; None when it is finite or not a constant."""
+    known = _constant_value(self, atom)
+    if known is None or np.all(np.isfinite(known)):
+        return None
+    for sentinel in (np.inf, -np.inf):
+        if np.all(known == sentinel):
+            return sentinel
+    return np.nan
+
+
+def _safe_log(q: jax.Array) -> jax.Array:
+    """``log q``, -inf at 0 with a zero (not NaN) derivative there."""
+    positive = q > 0
+    return jnp.where(positive, jnp.log(jnp.where(positive, q, 1)), -jnp.inf)
+
+
+def _select_sentinel(self: Interpreter, eqn: JaxprEqn, p, cases, sentinels) -> jax.Array:
+    """``jnp.where(c, x, inf)`` with a relaxed ``c``: the element is ``x`` with probability
+    ``q`` and absent (``inf``) otherwise. Its relaxed value is ``x - τ log q``: a soft minimum
+    at softness τ (``sf.min``, ``argmin``, ``minimum``) weighs it by ``exp(-x / τ) q``, the
+    expected weight of the element, and it is ``x`` at ``q = 1`` and ``inf`` at ``q = 0``; with
+    ``-inf``, ``x + τ log q`` for a maximum or a softmax."""
+    at = 0 if sentinels[0] is not None else 1
+    sentinel, other = sentinels[at], cases[1 - at]
+    if (sentinel is None) == (sentinels[1 - at] is None) or np.isnan(sentinel):
+        raise self.unsupported(
+            eqn,
+            "a relaxed condition chooses a constant that is not finite (and not one sentinel, "
+            "inf or -inf, against finite values)",
+            "choose between a finite value and one sentinel, or keep the condition exact with "
+            "sf.exact",
+        )
+    q = p if at == 0 else 1 - p  # the probability of the finite case (case 1 when pred is True)
+    tau = jnp.asarray(self.options.softness, q.dtype)
+    shift = tau * _safe_log(q)
+    self.record(
+        eqn, f"present with probability q: x {'-' if sentinel > 0 else '+'} softness * log(q)"
+    )
+    x = jnp.asarray(unwrap(other))
+    return x - shift if sentinel > 0 else x + shift
 
 
 @rule("select_n")
@@ -168,15 +243,9 @@ def _select_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     if isinstance(pred, SoftBool) and not any(isinstance(c, Categorical) for c in cases):
         p = pred.p
         if floating(out_aval):
-            if any(_infinite_constant(self, atom) for atom in eqn.invars[1:]):
-                raise self.unsupported(
-                    eqn,
-                    "a relaxed condition chooses an infinite constant (jnp.inf as a sentinel): "
-                    "the blend p * inf + (1 - p) * x is infinite wherever the condition is at all "
-                    "uncertain, and its gradient NaN",
-                    "use a large finite sentinel instead (1e9, or a bound of the problem), or keep "
-                    "the condition exact with sf.exact",
-                )
+            sentinels = [_sentinel(self, atom) for atom in eqn.invars[1:]]
+            if any(s is not None for s in sentinels):
+                return [Live(_select_sentinel(self, eqn, p, cases, sentinels))]
             self.record(eqn, "sf.soft_where")
             values = [unwrap(c) for c in cases]
             blended = soft_where(p, values[1], values[0])

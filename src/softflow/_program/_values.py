@@ -64,12 +64,32 @@ class Live:
 
     ``origin`` is known when the value is a view (broadcast, reshape, slice, ...) of another live
     value, so that comparing an element with itself can stay exact (see ``_views``);
-    ``staircase`` when it is a relaxed ``floor`` / ``ceil`` / ``round``.
+    ``staircase`` when it is a relaxed ``floor`` / ``ceil`` / ``round``. ``mixture`` when it is
+    the expectation of a value computed for each candidate of a relaxed integer (a table read at
+    a distribution over indices): the candidates' values and probabilities, so that a comparison
+    or an integer conversion can act on each candidate (``v > up[mode]`` is the probability over
+    the modes, and stays finite where the table holds ``inf``) instead of on the expectation.
     """
 
     value: jax.Array
     origin: Origin | None = None
     staircase: Staircase | None = None
+    mixture: "Mixture | None" = None
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Mixture:
+    """The values a float takes for each candidate of a relaxed integer: ``values`` has the float's
+    shape plus a last axis of candidates, ``probs`` broadcasts against it (with ``factors`` as in
+    :class:`Categorical`); ``live``: whether the values depend on a floating-point input."""
+
+    values: jax.Array | np.ndarray
+    probs: jax.Array
+    factors: "tuple[Factor, ...] | None"
+    live: bool
+
+    def categorical(self) -> "Categorical":
+        return Categorical(self.values, self.probs, None, self.factors)
 
 
 Thunk = Callable[[], jax.Array] | None
@@ -169,6 +189,11 @@ def floatify(x, dtype) -> jax.Array:
 def expectation(probs: jax.Array, values: jax.Array | np.ndarray) -> jax.Array:
     """The expectation over the candidates (last axis), exact at one-hot probabilities."""
     return weighted_sum(probs.astype(values.dtype), jnp.asarray(values))
+
+
+def mixed(probs: jax.Array, values, factors=None, *, live: bool) -> Live:
+    """The expectation of a float computed for each candidate, remembering the candidates."""
+    return Live(expectation(probs, values), mixture=Mixture(values, probs, factors, live))
 
 
 def bernoulli(value: SoftBool) -> Categorical:

@@ -1,0 +1,186 @@
+"""sf.relax on values known for each candidate of a relaxed integer, and on infinite sentinels.
+
+* A float read from a table at a relaxed index (``up[mode]``) is compared candidate by candidate:
+  the probability is ``sum_k p_k s((v - up_k) / tau)``, finite where the table holds ``inf``.
+* An exact float table read at a relaxed index and converted to an integer (a jump target) is a
+  distribution over the converted entries.
+* A branch index and the integers its branches compute from the same distribution stay joined.
+* A counter of soft events carried through a ``lax.scan`` of N steps has the range 0..N: its law
+  is the Poisson-binomial law of ``sf.count_distribution``.
+* ``jnp.where(c, x, inf)`` with a relaxed ``c`` is ``x - tau log q`` (``q``: the probability of
+  ``x``), so that a soft argmin weighs the element by its probability of being present.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+import softflow as sf
+
+TAU = 0.3
+
+
+def _mode(x):
+    """A relaxed integer in 0..2: the number of thresholds (0 and 1) below x."""
+    return jnp.where(x > 0.0, 1, 0) + jnp.where(x > 1.0, 1, 0)
+
+
+def _mode_probs(x, tau):
+    a, b = jax.nn.sigmoid(x / tau), jax.nn.sigmoid((x - 1.0) / tau)
+    return jnp.stack([(1 - a) * (1 - b), a * (1 - b) + (1 - a) * b, a * b])
+
+
+def test_a_comparison_with_a_table_read_at_a_relaxed_index_is_per_candidate(x64):
+    def program(x, v, up):
+        table = jnp.concatenate([up, jnp.array([jnp.inf])])
+        return (v > table[_mode(x)]).astype(v.dtype)
+
+    def reference(x, v, up):
+        table = jnp.concatenate([up, jnp.array([jnp.inf])])
+        return _mode_probs(x, TAU) @ jax.nn.sigmoid((v - table) / TAU)
+
+    relaxed = sf.relax(program, softness=TAU)
+    up = jnp.array([0.2, 0.9])
+    for x, v in [(0.4, 0.5), (1.3, 0.1), (-0.2, 2.0)]:
+        x, v = jnp.float64(x), jnp.float64(v)
+        np.testing.assert_allclose(relaxed(x, v, up), reference(x, v, up), rtol=1e-12)
+        grads = jax.grad(relaxed, argnums=(0, 1, 2))(x, v, up)
+        expected = jax.grad(reference, argnums=(0, 1, 2))(x, v, up)
+        for g, e in zip(grads, expected, strict=True):
+            np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-14)
+    assert "for each candidate" in str(relaxed.explain(x, v, up))
+    hard = sf.relax(program, mode="hard")
+    assert hard(0.5, 2.0, up) == 1.0 and hard(0.5, 0.1, up) == 0.0 and hard(1.3, 9.0, up) == 0.0
+
+
+def test_an_exact_float_table_read_and_converted_is_a_distribution(x64):
+    targets = jnp.array([4.0, 7.0, 9.0])
+
+    def program(x):
+        return jnp.array([10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 100.0])[
+            targets[_mode(x)].astype(jnp.int32)
+        ]
+
+    relaxed = sf.relax(program, softness=TAU)
+    x = jnp.float64(0.6)
+
+    # Per candidate: entry 4, 7 or 9; the expectation of the expected index (7.x) read linearly
+    # would differ.
+    def reference(x):
+        return _mode_probs(x, TAU) @ jnp.array([50.0, 80.0, 100.0])
+
+    np.testing.assert_allclose(relaxed(x), reference(x), rtol=1e-12)
+    np.testing.assert_allclose(jax.grad(relaxed)(x), jax.grad(reference)(x), rtol=1e-12)
+
+
+def test_a_branch_result_from_the_index_distribution_stays_joined(x64):
+    branches = [lambda i: i * 10, lambda i: i + 1, lambda i: 7 - i]
+
+    def program(x):
+        i = _mode(x)
+        return lax.switch(i, [lambda i, f=f: f(i) for f in branches], i).astype(x.dtype)
+
+    relaxed = sf.relax(program, softness=TAU)
+    x = jnp.float64(0.7)
+    # Outcome k takes branch k with the value k: 0, 2, 5. Mixing every branch with every
+    # outcome as if independent would give another expectation.
+    expected = _mode_probs(x, TAU) @ jnp.array([0.0, 2.0, 5.0])
+    np.testing.assert_allclose(relaxed(x), expected, rtol=1e-12)
+
+
+def _central_differences(f, x, step=1e-6):
+    basis = np.eye(x.size).reshape(x.size, *x.shape)
+    return np.array([(f(x + step * e) - f(x - step * e)) / (2 * step) for e in basis])
+
+
+@pytest.mark.parametrize("steps", [5, 12])
+def test_a_counter_through_a_scan_has_the_law_of_the_count(x64, steps):
+    table = jnp.arange(steps + 1, dtype=jnp.float64) ** 2
+
+    def program(xs):
+        def step(n, x):
+            return jnp.where(x > 0, n + 1, n), None
+
+        n, _ = lax.scan(step, 0, xs)
+        return table[n]
+
+    xs = jnp.linspace(-1.0, 1.2, steps)
+    relaxed = jax.jit(sf.relax(program, softness=TAU))
+    law = sf.count_distribution(jax.nn.sigmoid(xs / TAU))
+    np.testing.assert_allclose(relaxed(xs), law @ table, rtol=1e-10)
+    np.testing.assert_allclose(
+        jax.grad(relaxed)(xs), _central_differences(relaxed, xs), rtol=1e-6, atol=1e-9
+    )
+
+
+def test_an_infinite_sentinel_is_present_with_the_probability_of_its_condition(x64):
+    def nearest(d, r):
+        masked = jnp.where(d > r, d, jnp.inf)
+        return jnp.argmin(masked).astype(d.dtype), jnp.min(masked)
+
+    d = jnp.array([0.5, 1.2, 2.0, 0.9])
+    r = jnp.float64(1.0)
+    relaxed = jax.jit(sf.relax(nearest, softness=TAU))
+    q = jax.nn.sigmoid((d - r) / TAU)
+    # The soft argmin weighs each element by exp(-d / tau) times its probability of being there;
+    # the (exact) minimum is that of d - tau log q.
+    weights = q * jnp.exp(-d / TAU) / jnp.sum(q * jnp.exp(-d / TAU))
+    index, minimum = relaxed(d, r)
+    np.testing.assert_allclose(index, weights @ jnp.arange(4.0), rtol=1e-12)
+    np.testing.assert_allclose(minimum, jnp.min(d - TAU * jnp.log(q)), rtol=1e-12)
+    for output in range(2):
+
+        def f(d, output=output):
+            return relaxed(d, r)[output]
+
+        np.testing.assert_allclose(jax.grad(f)(d), _central_differences(f, d), rtol=1e-6, atol=1e-9)
+    # The hard limit is the exact program, and a mask that is surely empty gives inf.
+    assert sf.relax(nearest, mode="hard")(d, r) == nearest(d, r)
+    assert relaxed(d, jnp.float64(500.0))[1] == jnp.inf
+    grad = jax.grad(lambda d: relaxed(d, jnp.float64(500.0))[0])(d)
+    assert np.all(np.isfinite(grad))
+
+
+def test_a_negative_infinite_sentinel_before_an_argmax(x64):
+    def masked_argmax(x, keep):
+        return jnp.argmax(jnp.where(keep > 0, x, -jnp.inf)).astype(x.dtype)
+
+    x = jnp.array([0.3, 1.1, -0.4])
+    keep = jnp.array([0.5, -0.2, 0.1])
+    relaxed = sf.relax(masked_argmax, softness=TAU)
+    q = jax.nn.sigmoid(keep / TAU)
+    weights = q * jnp.exp(x / TAU) / jnp.sum(q * jnp.exp(x / TAU))
+    np.testing.assert_allclose(relaxed(x, keep), weights @ jnp.arange(3.0), rtol=1e-12)
+    st = sf.relax(masked_argmax, softness=TAU, mode="straight_through")
+    assert st(x, keep) == masked_argmax(x, keep)
+    assert np.all(np.isfinite(jnp.concatenate(jax.grad(st, argnums=(0, 1))(x, keep))))
+
+
+def test_a_non_finite_constant_that_is_not_one_sentinel_is_refused():
+    def program(x):
+        return jnp.where(x > 0, x, jnp.array([jnp.inf, -jnp.inf]))
+
+    with pytest.raises(sf.RelaxError, match=r"select_n.*not finite"):
+        sf.relax(program)(jnp.array([0.5, -0.5]))
+
+
+def test_an_exact_counter_chosen_by_a_relaxed_condition_in_a_loop(x64):
+    # The step at which x was last positive: the counter n is exact but differs at every step,
+    # so the analysis of the loop must not take it for its initial value (it once did, and the
+    # relaxed result was 0 at every softness).
+    def last_positive(xs):
+        def step(carry, x):
+            n, last = carry
+            return (n + 1, jnp.where(x > 0, n, last)), None
+
+        (_, last), _ = lax.scan(step, (0, 0), xs)
+        return last.astype(xs.dtype)
+
+    xs = jnp.array([0.5, -0.3, 0.8, -1.0, 0.2])
+    p = jax.nn.sigmoid(xs / TAU)
+    later_not = jnp.array([jnp.prod(1 - p[t + 1 :]) for t in range(5)])
+    expected = jnp.sum(jnp.arange(5.0) * p * later_not)
+    np.testing.assert_allclose(sf.relax(last_positive, softness=TAU)(xs), expected, rtol=1e-12)
+    assert sf.relax(last_positive, softness=1e-3)(xs) == pytest.approx(4.0, abs=1e-6)
