@@ -184,3 +184,40 @@ def test_an_exact_counter_chosen_by_a_relaxed_condition_in_a_loop(x64):
     expected = jnp.sum(jnp.arange(5.0) * p * later_not)
     np.testing.assert_allclose(sf.relax(last_positive, softness=TAU)(xs), expected, rtol=1e-12)
     assert sf.relax(last_positive, softness=1e-3)(xs) == pytest.approx(4.0, abs=1e-6)
+
+
+# A tiny interpreter: opcode 0 adds ARG * x to the accumulator, 1 jumps to ARG if x < 0, 2 halts.
+# Both paths halt after three steps.
+_OPS = np.array([0, 1, 0, 2, 0, 2], np.int32)
+_ARGS = np.array([1.0, 4.0, 10.0, 0.0, 1000.0, 0.0])
+
+
+def _interpret(x):
+    ops, args = jnp.asarray(_OPS), jnp.asarray(_ARGS, x.dtype)
+
+    def body(state):
+        pc, acc = state
+        op = ops[pc]
+        acc = jnp.where(op == 0, acc + args[pc] * x, acc)
+        jump = (op == 1) & (x < 0)
+        return jnp.where(jump, args[pc].astype(jnp.int32), pc + 1), acc
+
+    return lax.while_loop(lambda s: ops[s[0]] != 2, body, (0, jnp.zeros((), x.dtype)))[1]
+
+
+def test_a_program_counter_becomes_a_distribution_over_the_instructions(x64):
+    # pc is exact until the conditional jump: the loop is analysed again with pc (an exact
+    # integer the loop changes at every step) carried as a distribution over its values, and
+    # the jump target read from the float table is exact for each candidate.
+    relaxed = jax.jit(sf.relax(_interpret, softness=TAU, max_steps=8))
+    for x in (-0.2, 0.15):
+        x = jnp.float64(x)
+        p = jax.nn.sigmoid(-x / TAU)
+        np.testing.assert_allclose(relaxed(x), (p * 1001 + (1 - p) * 11) * x, rtol=1e-12)
+        grad = jax.grad(relaxed)(x)
+        step = 1e-6
+        np.testing.assert_allclose(
+            grad, (relaxed(x + step) - relaxed(x - step)) / (2 * step), rtol=1e-6
+        )
+        st = sf.relax(_interpret, softness=TAU, max_steps=8, mode="straight_through")
+        assert st(x) == _interpret(x)

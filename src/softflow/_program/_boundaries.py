@@ -22,7 +22,18 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._checks import is_concrete
-from ._values import Categorical, Expected, Live, SoftBool, default_float, is_soft, mean, unwrap
+from ._errors import RelaxError
+from ._values import (
+    Categorical,
+    Expected,
+    Live,
+    SoftBool,
+    default_float,
+    interval,
+    is_soft,
+    mean,
+    unwrap,
+)
 
 #: The most values a relaxed integer may take to be carried as a distribution over them.
 MAX_STATES = 64
@@ -62,7 +73,7 @@ def _categorical(lo: int, hi: int) -> Kind:
 
 def kind_of(value, aval) -> Kind:
     if isinstance(value, Categorical) and _integer(aval):
-        found = _range(value.cands)
+        found = interval(value)
         return INT if found is None else _categorical(*found)
     if is_soft(value):
         return BOOL if aval.dtype == jnp.bool_ else INT
@@ -204,6 +215,64 @@ class _Round:
         ]
 
 
+def _fixed_point(one_round: Callable, init: list, avals, steps, promoted=()) -> tuple:
+    """The kinds of a loop carry at the fixed point of ``one_round(step, kinds)``, which returns
+    the kinds joined after one pass of the body, anything else the caller wants back, and which
+    exact carries the pass changed. The carries in ``promoted`` start as distributions over
+    their initial values. Returns the kinds, the caller's extra and the varying carries."""
+    kinds = [
+        _categorical(*_range(v)) if i in promoted else kind_of(v, a)  # type: ignore[misc]
+        for i, (v, a) in enumerate(zip(init, avals, strict=True))
+    ]
+    varying = [False] * len(avals)
+    rounds = 0
+    while True:
+        try:
+            after, extra, changed = one_round(_Round(init, kinds, avals, varying), kinds)
+        except RelaxError as error:
+            return kinds, error, varying
+        new = _widened(after, init, avals)
+        new_varying = [v or c for v, c in zip(varying, changed, strict=True)]
+        rounds += 1
+        settled = new_varying == varying
+        if settled and (
+            new == kinds or (steps is not None and rounds > steps and _ranges_only(kinds, new))
+        ):
+            return kinds, extra, varying
+        kinds, varying = new, new_varying
+
+
+def _with_promotion(one_round: Callable, init: list, avals, steps) -> tuple[list, Any]:
+    """:func:`_fixed_point`; where an exact integer that the loop changes at every step (a
+    program counter, a position) ends up known only by its expected value because a relaxed
+    condition chooses it, the loop is analysed again with that integer carried as a
+    distribution over its values from the start, which keeps it a distribution if its range
+    stays small."""
+
+    def promotable(kinds: list[Kind], varying: list[bool]) -> set[int]:
+        return {
+            i
+            for i, (k, v, a) in enumerate(zip(kinds, init, avals, strict=True))
+            if varying[i] and k == INT and _integer(a) and _exact_known(v) and _range(v) is not None
+        }
+
+    kinds, extra, varying = _fixed_point(one_round, init, avals, steps)
+    promoted: set[int] = set()
+    found = promotable(kinds, varying)
+    # Promoting one integer can make others that it chooses among distributions too (a stack
+    # pointer moved by the instruction at a program counter): promote until none is left.
+    while found - promoted:
+        promoted |= found
+        again, extra_again, varying_again = _fixed_point(one_round, init, avals, steps, promoted)
+        kept = all(again[i].name == "cat" for i in promoted)
+        if kept and not isinstance(extra_again, RelaxError):
+            return again, extra_again
+        found = promotable(again, varying_again)
+    if isinstance(extra, RelaxError):
+        raise extra
+    return kinds, extra
+
+
 def carry_kinds(
     body: Callable, init: list, avals, extra_avals=(), *, steps: int | None = None
 ) -> tuple[list, list]:
@@ -217,14 +286,11 @@ def carry_kinds(
     point is unbounded); the mass the body would move beyond them is exactly zero.
     """
     n = len(avals)
-    kinds = [kind_of(v, a) for v, a in zip(init, avals, strict=True)]
-    varying = [False] * n
-    rounds = 0
-    while True:
-        step = _Round(init, kinds, avals, varying)
+
+    def one_round(step: _Round, kinds: list) -> tuple:
         found: list = []
 
-        def trace(*abstract, step=step, found=found):
+        def trace(*abstract):
             state = step.state(abstract)
             values = body(state)
             found[:] = [
@@ -235,15 +301,9 @@ def carry_kinds(
 
         jax.eval_shape(trace, *step.abstract)
         after, changed = found
-        new = _widened(joined(kinds, after[:n]), init, avals)
-        new_varying = [v or c for v, c in zip(varying, changed, strict=True)]
-        rounds += 1
-        settled = new_varying == varying
-        if settled and (
-            new == kinds or (steps is not None and rounds > steps and _ranges_only(kinds, new))
-        ):
-            return kinds, after[n:]
-        kinds, varying = new, new_varying
+        return joined(kinds, after[:n]), after[n:], changed
+
+    return _with_promotion(one_round, init, avals, steps)
 
 
 def exit_loop_kinds(
@@ -253,14 +313,11 @@ def exit_loop_kinds(
     soft when it is soft at the end of the body or at an exit; and whether an exit's condition
     is soft. ``body_parts(state)`` returns the exits' conditions, their states and the final
     state."""
-    kinds = [kind_of(v, a) for v, a in zip(init, avals, strict=True)]
-    varying = [False] * len(avals)
-    rounds = 0
-    while True:
-        step = _Round(init, kinds, avals, varying)
+
+    def one_round(step: _Round, kinds: list) -> tuple:
         found: list = []
 
-        def trace(*abstract, step=step, found=found, kinds=kinds):
+        def trace(*abstract):
             state = step.state(abstract)
             conds, exits, final = body_parts(state)
             new = list(kinds)
@@ -272,13 +329,6 @@ def exit_loop_kinds(
             return [mean(v) if is_soft(v) else jnp.asarray(unwrap(v)) for v in final]
 
         jax.eval_shape(trace, *step.abstract)
-        joined_kinds, soft_exit, changed = found
-        new = _widened(joined_kinds, init, avals)
-        new_varying = [v or c for v, c in zip(varying, changed, strict=True)]
-        rounds += 1
-        settled = new_varying == varying
-        if settled and (
-            new == kinds or (steps is not None and rounds > steps and _ranges_only(kinds, new))
-        ):
-            return kinds, soft_exit
-        kinds, varying = new, new_varying
+        return found[0], found[1], found[2]
+
+    return _with_promotion(one_round, init, avals, steps)

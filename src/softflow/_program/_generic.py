@@ -32,6 +32,7 @@ from ._values import (
     expectation,
     floatify,
     floating,
+    interval,
     is_soft,
     mean,
     merge,
@@ -323,12 +324,13 @@ class SoftIntegerOps:
             )
         hard = hard_thunk(eqn, invals)
         live = any(isinstance(v, Live) for v in invals)
+        bounds = None if is_concrete(outs) else _result_interval(name, invals)
         result = []
         for i, (value, atom) in enumerate(zip(outs, eqn.outvars, strict=True)):
             if floating(aval(atom)):
                 result.append(mixed(probs, value, factors, live=live))
             else:
-                result.append(Categorical(value, probs, hard(i), factors))
+                result.append(Categorical(value, probs, hard(i), factors, bounds))
         return result
 
     def gather_per_element(self, eqn: JaxprEqn, invals: list) -> list:
@@ -417,6 +419,40 @@ class SoftIntegerOps:
 # probabilities such laws may hold in all.
 _MAX_COUNT = 4096
 _MAX_COUNT_SIZE = 1 << 22
+
+
+def _result_interval(name: str, invals: list) -> tuple[int, int] | None:
+    """Static bounds of an integer operation's result from its operands' (interval
+    arithmetic), for the operations that bound or shift a loop's integer state."""
+    if name == "clamp":
+        low, high = interval(invals[0]), interval(invals[2])
+        return None if low is None or high is None else (low[0], high[1])
+    found = [interval(v) for v in invals]
+    if name == "select_n":
+        found = found[1:]
+    if any(f is None for f in found):
+        return None
+    if name in ("convert_element_type", "copy", "copy_p"):
+        return found[0]
+    if name == "neg":
+        return -found[0][1], -found[0][0]
+    if name == "select_n":
+        return min(f[0] for f in found), max(f[1] for f in found)
+    if len(found) != 2:
+        return None
+    (a0, a1), (b0, b1) = found
+    if name == "add":
+        return a0 + b0, a1 + b1
+    if name == "sub":
+        return a0 - b1, a1 - b0
+    if name == "mul":
+        products = (a0 * b0, a0 * b1, a1 * b0, a1 * b1)
+        return min(products), max(products)
+    if name == "max":
+        return max(a0, b0), max(a1, b1)
+    if name == "min":
+        return min(a0, b0), min(a1, b1)
+    return None
 
 
 def _same_for_every_candidate(value) -> bool:

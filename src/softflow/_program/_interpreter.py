@@ -95,15 +95,38 @@ ADVICE = {
 _FOLD_SIZE = 1 << 12  # the most elements of an integer result computed at trace time
 
 
+# Operations that only read or move elements (or convert them exactly, as a float table entry
+# to the integer it holds): their float results can be computed at trace time bit for bit.
+_EXACT_MOVES = frozenset(
+    {
+        "dynamic_slice",
+        "gather",
+        "slice",
+        "squeeze",
+        "reshape",
+        "broadcast_in_dim",
+        "expand_dims",
+        "concatenate",
+        "convert_element_type",
+    }
+)
+
+
 def _foldable(eqn: JaxprEqn, invals: list) -> bool:
-    """Whether ``eqn`` computes small integers or booleans from values known at trace time."""
+    """Whether ``eqn`` computes small integers or booleans, or reads small float entries, from
+    values known at trace time."""
+    moves = eqn.primitive.name in _EXACT_MOVES
+
+    def small_result(v) -> bool:
+        # (A weakly typed float would lose its weak type as a NumPy array.)
+        kind_ok = not floating(aval(v)) or (moves and not aval(v).weak_type)
+        return kind_ok and np.prod(aval(v).shape, dtype=int) <= _FOLD_SIZE
+
     return (
         not eqn.effects
         and not _jaxpr.is_call(eqn)
-        and all(
-            not floating(aval(v)) and np.prod(aval(v).shape, dtype=int) <= _FOLD_SIZE
-            for v in eqn.outvars
-        )
+        and all(small_result(v) for v in eqn.outvars)
+        and not any(jax.dtypes.issubdtype(aval(v).dtype, jax.dtypes.extended) for v in eqn.outvars)
         and is_concrete(invals)
     )
 
@@ -210,14 +233,19 @@ class Interpreter(SoftIntegerOps):
 
     def exact_only(self, jaxpr: Jaxpr) -> frozenset[int]:
         """The equations of ``jaxpr`` whose results are used only through :func:`softflow.exact`
-        (directly or through other such equations): relax evaluates them exactly, as the
-        program does, and never relaxes what is inside them."""
+        or ``stop_gradient`` (directly or through other such equations): relax evaluates them
+        exactly, as the program does, and never relaxes what is inside them. (No gradient
+        flows through ``stop_gradient``, so relaxing below it would only change the value: a
+        hand-written straight-through ``x + stop_gradient(round(x) - x)`` keeps its exact
+        forward.)"""
         key = ("exact_only", id(jaxpr))
         if key not in self.analyses:
             soft_needed = {v for v in jaxpr.outvars if not isinstance(v, JaxprLiteral)}
             exact = set()
             for eqn in reversed(jaxpr.eqns):
-                if _jaxpr.is_call(eqn) and _jaxpr.call_name(eqn) == EXACT_NAME:
+                if eqn.primitive.name == "stop_gradient" or (
+                    _jaxpr.is_call(eqn) and _jaxpr.call_name(eqn) == EXACT_NAME
+                ):
                     continue
                 if any(v in soft_needed for v in eqn.outvars if not isinstance(v, DropVar)):
                     soft_needed.update(v for v in eqn.invars if not isinstance(v, JaxprLiteral))

@@ -20,6 +20,7 @@ from ._values import (
     Categorical,
     Expected,
     Live,
+    Mixture,
     SoftBool,
     Staircase,
     aval,
@@ -27,7 +28,6 @@ from ._values import (
     floating,
     is_soft,
     mean,
-    mixed,
     unwrap,
 )
 
@@ -162,6 +162,15 @@ def _argmax_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     x = mean(invals[0]) if expected else unwrap(invals[0])
     (axis,) = _jaxpr.axes(eqn)
     fn = _select.argmax if eqn.primitive.name == "argmax" else _select.argmin
+    if expected:
+        # Integers that tie are equal, and jnp picks the first: a bias of less than 1/2 toward
+        # earlier indices breaks the tie as jnp does and keeps every strict order of integers
+        # (jnp.piecewise picks its piece by the argmax of a cumulative count).
+        n = x.shape[axis]
+        shape = [1] * x.ndim
+        shape[axis] = n
+        bias = (np.arange(n) / (2 * n)).reshape(shape).astype(x.dtype)
+        x = x - bias if eqn.primitive.name == "argmax" else x + bias
     of = " of expected values" if expected else ""
     self.record(eqn, f"sf.{fn.__name__}{of} (a distribution over the indices)")
     probs = jnp.moveaxis(fn(x, axis, **self.compare_options()), axis, -1)
@@ -379,27 +388,37 @@ def _dynamic_slice_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     axis = soft_axes[0]
     index = indices[axis]
     x = unwrap(operand)
-    n = x.shape[axis]
-    weights = _weights_over_positions(index, n)
     exact = [
         np.zeros((), index.cands.dtype) if d == axis else unwrap(i) for d, i in enumerate(indices)
     ]
-    full_sizes = tuple(n if d == axis else size for d, size in enumerate(sizes))
+
+    def read(x, *at):
+        # The slice at each candidate index (clamped into range, as dynamic_slice does), the
+        # candidates on the last axis: candidate k is the index's outcome k, so the values read
+        # stay joined with everything else computed from that outcome (a program counter and the
+        # jump target it fetches).
+        def one(i):
+            return jax.lax.dynamic_slice(
+                x, [i if d == axis else a for d, a in enumerate(at)], sizes
+            )
+
+        return [jax.vmap(one, out_axes=-1)(index.cands)]
+
+    (values,) = at_trace_time(read, x, *exact)
     if not floating(aval(eqn.outvars[0])):
         # A table known at trace time gives candidates known then (a state carried by a loop
         # keeps its static range).
-        (window,) = at_trace_time(
-            lambda x, *at: [jax.lax.dynamic_slice(x, at, full_sizes)], x, *exact
-        )
-        xp = np if isinstance(window, np.ndarray) else jnp
         self.record(eqn, "read at a distribution over indices (a distribution over the values)")
-        cands = xp.expand_dims(xp.moveaxis(window, axis, -1), axis)
-        return [Categorical(cands, weights, hard_thunk(eqn, invals)(0))]
-    (window,) = at_trace_time(lambda x, *at: [jax.lax.dynamic_slice(x, at, full_sizes)], x, *exact)
-    xp = np if isinstance(window, np.ndarray) else jnp
-    cands = xp.expand_dims(xp.moveaxis(window, axis, -1), axis)
+        return [Categorical(values, index.probs, hard_thunk(eqn, invals)(0), index.factors)]
+    # The expectation: summed densely over the positions of the axis, so that the gradient with
+    # respect to the table is dense too.
+    n = x.shape[axis]
+    full_sizes = tuple(n if d == axis else size for d, size in enumerate(sizes))
+    window = jax.lax.dynamic_slice(x, exact, full_sizes)
+    value = expectation(_weights_over_positions(index, n), jnp.moveaxis(window, axis, -1))
+    mixture = Mixture(values, index.probs, index.factors, isinstance(operand, Live))
     self.record(eqn, "sf.take (read at a distribution over indices)")
-    return [mixed(weights, cands, live=isinstance(operand, Live))]
+    return [Live(jnp.expand_dims(value, axis), mixture=mixture)]
 
 
 @rule("scatter")

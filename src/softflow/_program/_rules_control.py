@@ -106,6 +106,10 @@ def _cond_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
             "its branch index is " + EXPECTED_WHY.format(MAX_STATES),
             EXPECTED_ADVICE.format(MAX_STATES),
         )
+    if not is_soft(index) and not isinstance(index, Live) and is_concrete(index):
+        # The branch is known at trace time (an opcode fetched from a constant program, a
+        # mode known in a loop's first pass): run it alone, so its results stay known too.
+        return run[int(np.clip(np.asarray(index), 0, len(branches) - 1))]()
     if not is_soft(index):
         kinds = functools.reduce(joined, [kinds_after(branch, avals) for branch in run])
         outs = _exact_switch(self, unwrap(index), branches, operands, kinds, avals)
@@ -362,8 +366,12 @@ def _scan_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     x_avals = [aval(v) for v in layout.body.jaxpr.invars[nc + ncarry :]]
     x_kinds = [kind_of(v, a) for v, a in zip(xs, x_avals, strict=True)]
     xs_x = encode_all(xs, x_kinds, x_avals)
-    # Abstract slices of xs, to trace the body for the kinds of carry and outputs.
-    x_slices = decode_all([x[0] for x in xs_x], x_kinds, x_avals)
+
+    def x_slices() -> list:
+        """Abstract slices of xs, to trace the body for the kinds of carry and outputs: a slice
+        known at trace time is made opaque, as it is in the loop, where each step reads its own
+        (the first slice alone would hide the values that later ones lead to)."""
+        return decode_all([jax.lax.optimization_barrier(x[0]) for x in xs_x], x_kinds, x_avals)
 
     def step(carry, x_values):
         return self.run_closed(layout.body, [*consts, *carry, *x_values])
@@ -372,7 +380,7 @@ def _scan_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
         eqn,
         invals,
         lambda: carry_kinds(
-            lambda c: step(c, x_slices), init, carry_avals, y_avals, steps=layout.length
+            lambda c: step(c, x_slices()), init, carry_avals, y_avals, steps=layout.length
         ),
     )
 

@@ -26,6 +26,9 @@ from ._values import (
     unwrap,
 )
 
+# Where an integer comparison decides: a > b means a > b + 1/2, a >= b means a > b - 1/2, ...
+_HALF_INTEGER = {"gt": 0.5, "ge": -0.5, "lt": -0.5, "le": 0.5}
+
 
 def _compare_rule(soft_fn):
     def compare(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
@@ -49,7 +52,13 @@ def _compare_rule(soft_fn):
                 self.record(eqn, f"sf.{soft_fn.__name__}")
             return [SoftBool(p, hard_thunk(eqn, invals)(0))]
         if any(isinstance(v, Expected) for v in invals):
-            p = soft_fn(mean(a), mean(b), **self.compare_options())
+            # Between integers, a > b is a > b + 1/2: the soft comparison decides at the
+            # half-integer, so an expected count that is exactly an integer compares exactly
+            # (E[q] = 0 is not "q > 0" with probability 1/2).
+            shift = _HALF_INTEGER.get(eqn.primitive.name, 0.0)
+            if aval(eqn.invars[0]).dtype == jnp.bool_:
+                shift = 0.0
+            p = soft_fn(mean(a), mean(b) + shift, **self.compare_options())
             self.record(eqn, f"sf.{soft_fn.__name__} of expected values")
             return [SoftBool(p, hard_thunk(eqn, invals)(0))]
         return self.default(eqn, invals)
@@ -229,10 +238,35 @@ def _select_sentinel(self: Interpreter, eqn: JaxprEqn, p, cases, sentinels) -> j
     return x - shift if sentinel > 0 else x + shift
 
 
+def _gradient_stopped_copy(self: Interpreter, eqn: JaxprEqn) -> int | None:
+    """The case of ``select_n(c, stop_gradient(x), x)`` (either order) that is ``x`` itself.
+
+    ``jax.vmap`` of a ``cond`` on a batched predicate writes this before each branch, so that a
+    branch not taken sends no gradient to ``x``. Relaxed, every branch is taken in part: both
+    cases are the same value, and the gradient must flow through it.
+    """
+    if len(eqn.invars) != 3:
+        return None
+    first, second = eqn.invars[1:]
+    for plain, stopped in ((1, first), (0, second)):
+        producer = self.producers.get(stopped)
+        if (
+            producer is not None
+            and producer.primitive.name == "stop_gradient"
+            and producer.invars[0] is eqn.invars[1 + plain]
+        ):
+            return plain
+    return None
+
+
 @rule("select_n")
 def _select_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     pred, *cases = invals
     out_aval = aval(eqn.outvars[0])
+    plain = _gradient_stopped_copy(self, eqn)
+    if plain is not None and is_soft(pred):
+        self.record(eqn, "the same value in both cases (one with its gradient stopped)")
+        return [cases[plain]]
     if isinstance(pred, Expected):
         raise self.unsupported(
             eqn,

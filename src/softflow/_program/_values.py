@@ -119,6 +119,9 @@ class Categorical:
     # The independent distributions whose joint outcome the candidates enumerate (their outer
     # product, the first one's outcome varying slowest); None: ``probs`` is one distribution.
     factors: "tuple[Factor, ...] | None" = None
+    # Static bounds of candidates that are not known at trace time (``jnp.clip(q + d, 0, 5)``
+    # of a traced ``d``), so that a loop can still carry the integer as a distribution.
+    bounds: tuple[int, int] | None = None
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -184,6 +187,22 @@ def floatify(x, dtype) -> jax.Array:
     if jnp.issubdtype(x.dtype, jnp.floating):
         return x
     return x.astype(dtype)
+
+
+def interval(value) -> tuple[int, int] | None:
+    """Static bounds of an integer or boolean value, if known: its values or candidates when
+    known at trace time, else the bounds recorded with them."""
+    if isinstance(value, SoftBool):
+        return 0, 1
+    if isinstance(value, Categorical):
+        if is_concrete(value.cands) and np.size(value.cands):
+            cands = np.asarray(value.cands)
+            return int(cands.min()), int(cands.max())
+        return value.bounds
+    if isinstance(value, Live | Expected) or not is_concrete(value) or np.size(value) == 0:
+        return None
+    known = np.asarray(value)
+    return int(known.min()), int(known.max())
 
 
 def expectation(probs: jax.Array, values: jax.Array | np.ndarray) -> jax.Array:
