@@ -34,12 +34,7 @@ REFUSED = {
 }
 
 #: Programs relax runs (or crashes on) but gets wrong today: name -> diagnosis.
-KNOWN_WRONG = {
-    "top_k_mask": "logits < top_k(logits)[-1]: the k-th value is compared with the element it "
-    "is (1/2 at any softness, not the exact False of a self-comparison), and the -1e9 of the "
-    "soft where swamps every logit with any probability of being masked (softmax saturates, "
-    "zero gradient)",
-}
+KNOWN_WRONG: dict[str, str] = {}
 
 #: Programs whose full check compiles for more than ~4 s on jax 0.10.2 (2 CPU cores): traced
 #: only here; the table script checks them fully.

@@ -189,9 +189,12 @@ class SoftIntegerOps:
         if any(isinstance(v, Expected) for v in invals):
             return self.on_expectations(eqn, invals)
         categoricals = [v for v in invals if isinstance(v, Categorical)]
-        if not categoricals and name in STRUCTURAL:
+        exact_scatter = name == "scatter" and not is_soft(invals[1])
+        if not categoricals and (name in STRUCTURAL or exact_scatter):
+            # (A scatter at exact indices moves truth values like any structural operation.)
             return self.on_probabilities(eqn, invals)
-        scalar_source = all(c.probs.ndim == 1 for c in categoricals)
+        sources = [bernoulli(v) if isinstance(v, SoftBool) else v for v in invals if is_soft(v)]
+        scalar_source = all(c.probs.ndim == 1 for c in sources)
         if name in ELEMENTWISE or scalar_source:
             return self.per_candidate(eqn, invals)
         if name == "gather" and not isinstance(invals[0], Categorical | Expected):
@@ -234,11 +237,13 @@ class SoftIntegerOps:
         probs = [v.p for v in invals if isinstance(v, SoftBool)]
         dtype = jnp.result_type(*probs)
         data = data_operands(eqn)
+        # (A scatter's indices are its second operand, between the data.)
+        index = 1 if eqn.primitive.name == "scatter" else None
         args = [
             v.p
             if isinstance(v, SoftBool)
             else floatify(unwrap(v), dtype)
-            if i < data
+            if i < data and i != index
             else unwrap(v)
             for i, v in enumerate(invals)
         ]

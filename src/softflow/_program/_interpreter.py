@@ -218,8 +218,10 @@ class Interpreter(SoftIntegerOps):
                 self.known_inputs[var] = value
             else:  # (a loop body runs again with other inputs)
                 self.known_inputs.pop(var, None)
-        exact_only = self.exact_only(jaxpr)
+        exact_only, unused = self.exact_only(jaxpr)
         for eqn in jaxpr.eqns:
+            if id(eqn) in unused:
+                continue  # dead code (a converted loop's value that nothing reads)
             invals = [read(atom) for atom in eqn.invars]
             if id(eqn) in exact_only:
                 outs = self.exactly(eqn, invals)
@@ -231,28 +233,34 @@ class Interpreter(SoftIntegerOps):
                     self.producers[var] = eqn
         return [read(atom) for atom in jaxpr.outvars]
 
-    def exact_only(self, jaxpr: Jaxpr) -> frozenset[int]:
+    def exact_only(self, jaxpr: Jaxpr) -> tuple[frozenset[int], frozenset[int]]:
         """The equations of ``jaxpr`` whose results are used only through :func:`softflow.exact`
         or ``stop_gradient`` (directly or through other such equations): relax evaluates them
         exactly, as the program does, and never relaxes what is inside them. (No gradient
         flows through ``stop_gradient``, so relaxing below it would only change the value: a
         hand-written straight-through ``x + stop_gradient(round(x) - x)`` keeps its exact
-        forward.)"""
+        forward.) And the equations whose results nothing reads, which are not evaluated."""
         key = ("exact_only", id(jaxpr))
         if key not in self.analyses:
             soft_needed = {v for v in jaxpr.outvars if not isinstance(v, JaxprLiteral)}
-            exact = set()
+            exact_needed: set = set()
+            exact, unused = set(), set()
             for eqn in reversed(jaxpr.eqns):
-                if eqn.primitive.name == "stop_gradient" or (
-                    _jaxpr.is_call(eqn) and _jaxpr.call_name(eqn) == EXACT_NAME
-                ):
-                    continue
-                if any(v in soft_needed for v in eqn.outvars if not isinstance(v, DropVar)):
-                    soft_needed.update(v for v in eqn.invars if not isinstance(v, JaxprLiteral))
-                elif not eqn.effects:
+                outs = [v for v in eqn.outvars if not isinstance(v, DropVar)]
+                ins = [v for v in eqn.invars if not isinstance(v, JaxprLiteral)]
+                if eqn.effects or any(v in soft_needed for v in outs):
+                    marker = eqn.primitive.name == "stop_gradient" or (
+                        _jaxpr.is_call(eqn) and _jaxpr.call_name(eqn) == EXACT_NAME
+                    )
+                    (exact_needed if marker else soft_needed).update(ins)
+                elif any(v in exact_needed for v in outs):
                     exact.add(id(eqn))
-            self.analyses[key] = (jaxpr, frozenset(exact))  # the jaxpr kept alive: ids stay valid
-        return self.analyses[key][1]
+                    exact_needed.update(ins)
+                else:
+                    unused.add(id(eqn))
+            # The jaxpr is kept alive, so that the ids stay valid.
+            self.analyses[key] = (jaxpr, frozenset(exact), frozenset(unused))
+        return self.analyses[key][1], self.analyses[key][2]
 
     def exactly(self, eqn: JaxprEqn, invals: list) -> list:
         """``eqn`` evaluated as the program does, on the exact values behind its operands."""
@@ -394,17 +402,29 @@ def _with_mixture(eqn: JaxprEqn, invals: list, outs: list) -> list:
     assert mixture is not None
     same_shape = aval(eqn.outvars[0]).shape == np.shape(invals[mixed[0]].value)
     scalar_index = np.ndim(mixture.probs) == 1
-    if not (name in _MIXTURE_MAPS and (same_shape or scalar_index)) and not (
-        name in _MIXTURE_VIEWS and scalar_index
-    ):
+    # Distributions of their own for each element move with the elements.
+    per_element = np.shape(mixture.probs) == np.shape(mixture.values)
+    view = name in _MIXTURE_VIEWS and (scalar_index or per_element)
+    if not (name in _MIXTURE_MAPS and (same_shape or scalar_index)) and not view:
         return outs
-    args = [mixture.values if i == mixed[0] else v for i, v in enumerate(invals)]
     in_axes = [-1 if i == mixed[0] else None for i in range(len(invals))]
-    (values,) = at_trace_time(
-        jax.vmap(lambda *a: _jaxpr.bind(eqn, a), in_axes=in_axes, out_axes=-1), *args
-    )
-    moved = dataclasses.replace(mixture, values=values)
-    return [dataclasses.replace(outs[0], mixture=moved)]
+
+    def candidatewise(operand):
+        args = [operand if i == mixed[0] else v for i, v in enumerate(invals)]
+        return at_trace_time(
+            jax.vmap(lambda *a: _jaxpr.bind(eqn, a), in_axes=in_axes, out_axes=-1), *args
+        )[0]
+
+    changes = {"values": candidatewise(mixture.values)}
+    if view and per_element and not scalar_index:
+        changes["probs"] = candidatewise(mixture.probs)
+    if mixture.origin is not None:
+        keeps = view or name in ("convert_element_type", "copy", "copy_p")
+        origin = mixture.origin
+        changes["origin"] = (
+            dataclasses.replace(origin, index=candidatewise(origin.index)) if keeps else None
+        )
+    return [dataclasses.replace(outs[0], mixture=dataclasses.replace(mixture, **changes))]
 
 
 def output(value) -> jax.Array:

@@ -21,6 +21,7 @@ from ._values import (
     Expected,
     Live,
     Mixture,
+    Origin,
     SoftBool,
     Staircase,
     aval,
@@ -353,7 +354,17 @@ def _top_k_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     probs = jnp.moveaxis(index, -2, layout.axis)
     cands = np.broadcast_to(np.arange(n, dtype=aval(eqn.outvars[1]).dtype), probs.shape)
     self.record(eqn, f"sf.top_k (method={SORT_METHOD!r}; indices: a distribution)")
-    return [Live(values), Categorical(cands, probs, hard_thunk(eqn, invals)(1))]
+    # The k-th value is one of x's elements, with the probabilities of the index: a mixture
+    # whose candidates remember which element they are (logits < top_k(logits)[-1] is then
+    # exactly False for the element that is the k-th).
+    elements = jnp.expand_dims(jnp.moveaxis(x, layout.axis, -1), layout.axis)
+    source = _views.origin(invals[0])
+    origin = None
+    if source is not None:
+        index_of = np.expand_dims(np.moveaxis(source.index, layout.axis, -1), layout.axis)
+        origin = Origin(source.token, np.broadcast_to(index_of, probs.shape))
+    mixture = Mixture(jnp.broadcast_to(elements, probs.shape), probs, None, True, origin)
+    return [Live(values, mixture=mixture), Categorical(cands, probs, hard_thunk(eqn, invals)(1))]
 
 
 def _weights_over_positions(index: Categorical, n: int) -> jax.Array:
@@ -438,6 +449,19 @@ def _scatter_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
         and layout.inserted_dims == layout.operand_dims
         and not layout.batching_dims
     )
+    if (
+        isinstance(indices, Categorical)
+        and not layout.combines
+        and (indices.probs.ndim != 1 or indices.cands.shape != (1, indices.probs.shape[0]))
+    ):
+        raise self.unsupported(
+            eqn,
+            "it writes at several relaxed indices, each with its own distribution (a vector of "
+            "ranks or of binned positions): where two writes may land on the same element, the "
+            "value depends on which lands last, and no soft rule models that",
+            "accumulate with x.at[i].add(v) (the expected sums, as a soft histogram), or write "
+            "one relaxed index at a time",
+        )
     if (
         isinstance(operand, Categorical)
         or isinstance(updates, Categorical)

@@ -269,6 +269,14 @@ def _while_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
 
         outs = jax.lax.while_loop(exact_cond, exact_body, encode_all(init, kinds, avals))
         return decode_all(outs, kinds, avals)
+    if aval(layout.cond.jaxpr.outvars[0]).shape != ():
+        raise self.unsupported(
+            eqn,
+            "its relaxed condition is a batch of truth values (jax.vmap of the loop inside the "
+            "relaxed function), and a soft loop stops on one",
+            "vmap the relaxed function, jax.vmap(sf.relax(fn, ...)), so that each loop "
+            "of the batch is relaxed on its own",
+        )
     if self.options.max_steps is None:
         raise RelaxError(
             f"sf.relax: the while loop at {self.where(eqn)} has a relaxed condition, so it becomes "

@@ -3,7 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.extend.core import JaxprEqn
+from jax.extend.core import JaxprEqn, Literal as JaxprLiteral
 
 from .. import _compare, _logic
 from .._branch import soft_where
@@ -44,6 +44,9 @@ def _compare_rule(soft_fn):
                 # when the element does, so it is exact.
                 return [Live(_jaxpr.bind(eqn, [x, y])[0])]
             p = soft_fn(x, y, **self.compare_options())
+            if same is None and _order_statistic_pair(self, eqn):
+                # x >= max(x): where the two are equal, the maximum is that element itself.
+                same = x == y
             if same is not None:  # a buffer compared with itself: exact on its diagonal
                 hard = _jaxpr.bind(eqn, [x, y])[0]
                 p = jnp.where(same, hard.astype(p.dtype), p)
@@ -66,6 +69,42 @@ def _compare_rule(soft_fn):
     return compare
 
 
+# Operations that keep elements as they are; and those whose result is one of their operand's
+# elements, chosen by the order of the values (equal to it exactly where it is that element).
+_VIEWS = frozenset(
+    {"broadcast_in_dim", "reshape", "squeeze", "expand_dims", "convert_element_type", "copy"}
+)
+_ORDER_STATISTICS = frozenset({"reduce_max", "reduce_min", "cummax", "cummin"})
+
+
+def _order_statistic_pair(self: Interpreter, eqn: JaxprEqn) -> bool:
+    """Whether one side of the comparison is an order statistic of the other (``x >= max(x)``,
+    ``x >= lax.cummax(x)``), up to broadcasts and reshapes."""
+
+    if any(isinstance(v, JaxprLiteral) for v in eqn.invars):
+        return False
+
+    def root(atom):
+        while not isinstance(atom, JaxprLiteral) and (
+            (producer := self.producers.get(atom)) is not None and producer.primitive.name in _VIEWS
+        ):
+            atom = producer.invars[0]
+        return atom
+
+    first, second = (root(v) for v in eqn.invars)
+    for statistic, source in ((first, second), (second, first)):
+        if isinstance(statistic, JaxprLiteral):
+            continue
+        producer = self.producers.get(statistic)
+        if (
+            producer is not None
+            and producer.primitive.name in _ORDER_STATISTICS
+            and root(producer.invars[0]) is source
+        ):
+            return True
+    return False
+
+
 def _one_mixture(a, b) -> int | None:
     """The position of the one operand that is a mixture over a relaxed integer's candidates."""
     mixed = [isinstance(v, Live) and v.mixture is not None for v in (a, b)]
@@ -86,6 +125,13 @@ def _compare_per_candidate(self: Interpreter, eqn: JaxprEqn, invals: list, soft_
     x, y = sides if at == 0 else sides[::-1]
     p = soft_fn(x, y, **self.compare_options())
     self.record(eqn, f"sf.{soft_fn.__name__} for each candidate of a relaxed integer")
+    source = _views.origin(other) if isinstance(other, Live) else None
+    if mixture.origin is not None and source is not None and source.token is mixture.origin.token:
+        # A candidate that is the compared element itself: exact (x < x is False).
+        same = np.expand_dims(source.index, -1) == mixture.origin.index
+        if same.any():
+            hard = _jaxpr.bind(eqn, list(jnp.broadcast_arrays(x, y)))[0]
+            p = jnp.where(same, hard.astype(p.dtype), p)
     return [SoftBool(expectation(mixture.probs, p), hard_thunk(eqn, invals)(0))]
 
 
@@ -194,16 +240,23 @@ def _constant_value(self: Interpreter, atom) -> np.ndarray | None:
         atom = producer.invars[0]
 
 
+#: The smallest magnitude of a finite constant taken for a sentinel (``-1e9`` for a masked logit,
+#: ``1e9`` for an unreached node): blended linearly, such a constant swamps the other value at
+#: any probability (``p * -1e9 + (1 - p) * x``), so it is treated like ``inf`` instead.
+SENTINEL_MAGNITUDE = 1e8
+
+
 def _sentinel(self: Interpreter, atom) -> float | None:
-    """``inf`` or ``-inf`` when ``atom`` is that constant everywhere (a sentinel); NaN when it is
-    some other constant that is not finite everywhere; None when it is finite or not a constant."""
+    """The sentinel when ``atom`` is one constant everywhere, ``inf``, ``-inf`` or finite of a
+    magnitude of at least :data:`SENTINEL_MAGNITUDE`; NaN when it is some other constant that is
+    not finite everywhere; None otherwise."""
     known = _constant_value(self, atom)
-    if known is None or np.all(np.isfinite(known)):
+    if known is None or known.size == 0:
         return None
-    for sentinel in (np.inf, -np.inf):
-        if np.all(known == sentinel):
-            return sentinel
-    return np.nan
+    first = known.reshape(-1)[0]
+    if np.all(known == first) and abs(first) >= SENTINEL_MAGNITUDE:
+        return float(first)
+    return None if np.all(np.isfinite(known)) else np.nan
 
 
 def _safe_log(q: jax.Array) -> jax.Array:
@@ -213,11 +266,13 @@ def _safe_log(q: jax.Array) -> jax.Array:
 
 
 def _select_sentinel(self: Interpreter, eqn: JaxprEqn, p, cases, sentinels) -> jax.Array:
-    """``jnp.where(c, x, inf)`` with a relaxed ``c``: the element is ``x`` with probability
+    r"""``jnp.where(c, x, inf)`` with a relaxed ``c``: the element is ``x`` with probability
     ``q`` and absent (``inf``) otherwise. Its relaxed value is ``x - τ log q``: a soft minimum
-    at softness τ (``sf.min``, ``argmin``, ``minimum``) weighs it by ``exp(-x / τ) q``, the
-    expected weight of the element, and it is ``x`` at ``q = 1`` and ``inf`` at ``q = 0``; with
-    ``-inf``, ``x + τ log q`` for a maximum or a softmax."""
+    at softness τ (``argmin``, ``sf.min``) weighs it by ``exp(-x / τ) q``, the expected weight
+    of the element, and it is ``x`` at ``q = 1`` and ``inf`` at ``q = 0``; with ``-inf``,
+    ``x + τ log q`` for a maximum or a softmax. A large finite sentinel ``M`` (``-1e9``) is
+    present with probability ``1 - q``: :math:`\mp τ \log(q e^{\mp x/τ} + (1 - q) e^{\mp M/τ})`.
+    """
     at = 0 if sentinels[0] is not None else 1
     sentinel, other = sentinels[at], cases[1 - at]
     if (sentinel is None) == (sentinels[1 - at] is None) or np.isnan(sentinel):
@@ -230,12 +285,14 @@ def _select_sentinel(self: Interpreter, eqn: JaxprEqn, p, cases, sentinels) -> j
         )
     q = p if at == 0 else 1 - p  # the probability of the finite case (case 1 when pred is True)
     tau = jnp.asarray(self.options.softness, q.dtype)
-    shift = tau * _safe_log(q)
-    self.record(
-        eqn, f"present with probability q: x {'-' if sentinel > 0 else '+'} softness * log(q)"
-    )
     x = jnp.asarray(unwrap(other))
-    return x - shift if sentinel > 0 else x + shift
+    sign = 1.0 if sentinel > 0 else -1.0  # a sentinel for minima (+) or maxima (-)
+    self.record(eqn, f"present with probability q: x {'-+'[sentinel < 0]} softness * log(q)")
+    if np.isinf(sentinel):
+        return x - sign * tau * _safe_log(q)
+    kept = -sign * x / tau + _safe_log(q)
+    absent = -sign * jnp.asarray(sentinel, x.dtype) / tau + _safe_log(1 - q)
+    return -sign * tau * jnp.logaddexp(kept, absent)
 
 
 def _gradient_stopped_copy(self: Interpreter, eqn: JaxprEqn) -> int | None:
@@ -245,7 +302,7 @@ def _gradient_stopped_copy(self: Interpreter, eqn: JaxprEqn) -> int | None:
     branch not taken sends no gradient to ``x``. Relaxed, every branch is taken in part: both
     cases are the same value, and the gradient must flow through it.
     """
-    if len(eqn.invars) != 3:
+    if len(eqn.invars) != 3 or any(isinstance(v, JaxprLiteral) for v in eqn.invars[1:]):
         return None
     first, second = eqn.invars[1:]
     for plain, stopped in ((1, first), (0, second)):

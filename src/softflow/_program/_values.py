@@ -87,6 +87,11 @@ class Mixture:
     probs: jax.Array
     factors: "tuple[Factor, ...] | None"
     live: bool
+    # Which element of which source each candidate value is (``index`` of the shape of
+    # ``values``), when the candidates are elements of a live value (the k-th largest of
+    # ``lax.top_k`` is one of ``x``'s elements): comparing ``x`` with it is then exact where a
+    # candidate is the element itself.
+    origin: "Origin | None" = None
 
     def categorical(self) -> "Categorical":
         return Categorical(self.values, self.probs, None, self.factors)

@@ -1,0 +1,178 @@
+"""sf.relax on idioms a hostile probe ported from public code found wrong, crashing or refused
+unclearly: each test states the exact program's answer or an independent reference."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+import softflow as sf
+
+TAU = 0.2
+
+
+def _central_differences(f, x, step=1e-6):
+    basis = np.eye(x.size).reshape(x.size, *x.shape)
+    return np.array([(f(x + step * e) - f(x - step * e)) / (2 * step) for e in basis])
+
+
+def test_an_integer_state_driven_by_constant_inputs_of_a_scan(x64):
+    # The scan's xs are constants: every step reads its own slice, so the range of the stock is
+    # found from all of them (it was found from the first one, and the mass of the others lost).
+    demand = jnp.asarray([0, 1, 3, 2], jnp.int32)
+
+    def restock(level):
+        def step(stock, d):
+            stock = jnp.where(stock < level, 8, stock) - d
+            return stock, stock
+
+        return lax.scan(step, 5, demand)[1]
+
+    level = jnp.float64(4.4)
+    exact = restock(level).astype(jnp.float64)
+    for mode, softness in (("soft", 1e-6), ("straight_through", TAU)):
+        relaxed = sf.relax(restock, softness=softness, mode=mode)
+        np.testing.assert_allclose(relaxed(level), exact, atol=1e-9)
+
+
+def test_an_expected_integer_compares_at_the_half_integer(x64):
+    # An unbounded queue is carried by its expected length; q > 0 at E[q] = 0 is False, not 1/2.
+    uv = jnp.asarray([[0.2, 0.3], [0.9, 0.1], [0.3, 0.9], [0.1, 0.2]])
+
+    def queue(p):
+        def step(q, u):
+            serve = ((q > 0) & (u[1] < 0.4)).astype(jnp.int32)
+            q = q + (u[0] < p).astype(jnp.int32) - serve
+            return q, q
+
+        return lax.scan(step, 0, uv)[1]
+
+    p = jnp.float64(0.5)
+    exact = queue(p).astype(jnp.float64)
+    np.testing.assert_allclose(sf.relax(queue, softness=1e-6)(p), exact, atol=1e-9)
+
+
+def test_argmax_of_tied_counts_picks_the_first_as_jnp(x64):
+    def pw(x):
+        return jnp.piecewise(
+            x, [x < -0.5, x > 0.5], [lambda v: -v, jnp.square, lambda v: 0.25 + 0 * v]
+        )
+
+    x = jnp.asarray([0.0, 1.5, -1.3, 2.0, 0.1])
+    np.testing.assert_allclose(sf.relax(pw, softness=1e-6)(x), pw(x), atol=1e-9)
+    relaxed = jax.jit(sf.relax(lambda x: jnp.sum(pw(x)), softness=TAU))
+    np.testing.assert_allclose(
+        jax.grad(relaxed)(x), _central_differences(relaxed, x), rtol=1e-5, atol=1e-8
+    )
+
+
+def test_vmap_of_a_cond_differentiates_through_both_branches(x64):
+    def per_example(x):
+        return lax.cond(x < 0, lambda v: -v, lambda v: v**2, x)
+
+    x = jnp.asarray([-0.03, 0.5])
+    batched = jax.jit(sf.relax(lambda x: jnp.sum(jax.vmap(per_example)(x)), softness=0.1))
+    looped = jax.jit(sf.relax(lambda x: per_example(x[0]) + per_example(x[1]), softness=0.1))
+    np.testing.assert_allclose(batched(x), looped(x), rtol=1e-12)
+    np.testing.assert_allclose(jax.grad(batched)(x), jax.grad(looped)(x), rtol=1e-10)
+    np.testing.assert_allclose(jax.grad(batched)(x), _central_differences(batched, x), rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "program",
+    [
+        lambda x: (x >= jnp.max(x)).astype(x.dtype),
+        lambda x: (x >= lax.cummax(x)).astype(x.dtype),
+        lambda x: (jnp.min(x) < x).astype(x.dtype),
+        lambda x: (x < lax.top_k(x, 3)[0][-1]).astype(x.dtype),
+    ],
+    ids=["max", "cummax", "min", "top_k"],
+)
+def test_a_value_compared_with_an_order_statistic_of_itself(x64, program):
+    # The maximum is one of the elements: comparing it with itself is exact, not 1/2.
+    x = jnp.asarray([0.3, -1.0, 0.8, 1.5, 0.1, 0.7])
+    np.testing.assert_allclose(sf.relax(program, softness=1e-6)(x), program(x), atol=1e-9)
+    assert sf.relax(program, mode="straight_through", softness=TAU)(x).tolist() == (
+        program(x).tolist()
+    )
+
+
+def test_a_large_finite_sentinel_masks_with_the_probability_of_its_condition(x64):
+    def top_k_mask(logits):
+        kth = lax.top_k(logits, 3)[0][-1]
+        return jax.nn.softmax(jnp.where(logits < kth, -1e9, logits))
+
+    x = jnp.asarray([0.3, -1.0, 0.8, 1.5, 0.1, 0.7])
+    relaxed = jax.jit(sf.relax(lambda x: top_k_mask(x) @ jnp.arange(6.0), softness=TAU))
+    np.testing.assert_allclose(sf.relax(top_k_mask, softness=1e-6)(x), top_k_mask(x), atol=1e-9)
+    grad = jax.grad(relaxed)(x)
+    assert np.all(np.isfinite(grad)) and np.any(grad != 0)
+    np.testing.assert_allclose(grad, _central_differences(relaxed, x), rtol=1e-5, atol=1e-8)
+
+    # The masked logit is the log of its expected weight at softness tau: the logit with
+    # probability q of being kept, -1e9 otherwise.
+    def masked(x, keep):
+        return jnp.where(keep > 0, x, -1e9)
+
+    keep = jnp.asarray([0.1, -0.3, 0.05, 0.4, -0.2, 0.0])
+    q = jax.nn.sigmoid(keep / TAU)
+    expected = TAU * jnp.log(q * jnp.exp(x / TAU) + (1 - q) * jnp.exp(-1e9 / TAU))
+    np.testing.assert_allclose(sf.relax(masked, softness=TAU)(x, keep), expected, rtol=1e-12)
+
+
+def test_values_used_only_under_stop_gradient_stay_exact(x64):
+    def straight_through_round(x):
+        return x + lax.stop_gradient(jnp.round(x) - x)
+
+    x = jnp.asarray([0.2, 0.4, 1.7])
+    relaxed = sf.relax(straight_through_round, softness=TAU)
+    assert relaxed(x).tolist() == straight_through_round(x).tolist()
+    assert jax.grad(lambda x: relaxed(x).sum())(x).tolist() == [1.0, 1.0, 1.0]
+
+
+def test_a_key_made_inside_the_relaxed_function(x64):
+    def noisy_step(x):
+        noise = jax.random.normal(jax.random.key(0), x.shape)
+        return jnp.where(x + 0.1 * noise > 0, x, -x)
+
+    x = jnp.asarray([0.5, -0.2, 0.01])
+    np.testing.assert_allclose(sf.relax(noisy_step, softness=1e-6)(x), noisy_step(x), atol=1e-9)
+
+
+def test_a_python_loop_whose_unused_value_comes_out_of_a_relaxed_branch(x64):
+    def early_stop(losses):
+        best = losses[0]
+        wait = 0
+        for t in range(1, 6):
+            if losses[t] < best:
+                best = losses[t]
+            else:
+                wait = wait + 1
+            if wait >= 2:
+                break
+        return best
+
+    x = jnp.asarray([1.0, 0.9, 0.95, 0.97, 0.8, 0.99])
+    assert sf.relax(early_stop, softness=1e-4)(x) == pytest.approx(float(early_stop(x)), abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("program", "words"),
+    [
+        (
+            lambda x: jnp.zeros_like(x).at[jnp.sum(x[None, :] < x[:, None], axis=1)].set(x),
+            "several relaxed indices",
+        ),
+        (lambda x: jnp.unique(x, size=3, fill_value=99.0), "scatter-add"),
+        (
+            jax.vmap(lambda a: lax.while_loop(lambda v: v < a, lambda v: v + 0.5, 0.0)),
+            "batch of truth values",
+        ),
+    ],
+    ids=["scatter-set-of-ranks", "unique", "vmapped-while"],
+)
+def test_refusals_name_what_is_relaxed(program, words):
+    with pytest.raises(sf.RelaxError, match=words) as error:
+        sf.relax(program, softness=TAU, max_steps=8)(jnp.asarray([0.3, -1.0, 0.8]))
+    assert "test_relax_probe.py" in str(error.value)
