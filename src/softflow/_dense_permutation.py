@@ -59,8 +59,45 @@ def permutation(
     return _permutation(x, softness, method, descending, _anchors(x, descending, rows))
 
 
+#: Up to this length the order statistics are counted (O(n^2) in two fused reductions) rather
+#: than sorted: XLA's sort on the CPU calls its comparator element by element, and at n = 16 it
+#: takes as long as the rest of SoftSort's forward and backward pass together.
+COUNTED_UP_TO = 64
+
+
 def _anchors(x: jax.Array, descending: bool, rows: int) -> jax.Array:
-    return jnp.sort(x, axis=-1, descending=descending)[..., :rows]
+    """The first ``rows`` of ``jnp.sort(x, axis=-1, descending=descending)``, bit for bit, with
+    its gradient (each order statistic's to its entry)."""
+    n = x.shape[-1]
+    if n > COUNTED_UP_TO:
+        return jnp.sort(x, axis=-1, descending=descending)[..., :rows]
+    # The stable ascending position of x_i: the entries below it, and its equals before it (-0.0
+    # and 0.0 are equal, as jnp.sort has them); the descending sort is the ascending one
+    # reversed, as in jnp.sort. With a NaN the positions collide, but then every row of P is NaN.
+    a, b = x[..., :, None], x[..., None, :]
+    earlier = jnp.asarray(np.tri(n, k=-1, dtype=bool))  # [i, k]: k < i
+    position = jnp.sum((b < a) | ((b == a) & earlier), axis=-1)
+    if descending:
+        position = n - 1 - position
+    return _chosen_entries(x, position[..., None, :] == np.arange(rows)[:, None])
+
+
+@jax.custom_jvp
+def _chosen_entries(x: jax.Array, chosen: jax.Array) -> jax.Array:
+    """``x_i`` for the one ``i`` of each row ``j`` of ``chosen`` (``(..., rows, n)``), bit for bit.
+
+    The largest of that entry and -inf elsewhere is the entry itself, -0.0 included (a sum
+    would start from +0.0); the derivative is that of the entry.
+    """
+    return jnp.max(jnp.where(chosen, x[..., None, :], jnp.array(-jnp.inf, x.dtype)), axis=-1)
+
+
+@_chosen_entries.defjvp
+def _chosen_entries_jvp(primals, tangents):
+    x, chosen = primals
+    d_x = tangents[0]
+    tangent = jnp.sum(jnp.where(chosen, d_x[..., None, :], jnp.zeros((), d_x.dtype)), axis=-1)
+    return _chosen_entries(x, chosen), tangent
 
 
 def _permutation(
