@@ -44,11 +44,26 @@ def scores(x: jax.Array, softness: Softness, method: str, descending: bool, anch
         distance = jnp.where(a == b, jnp.zeros((), x.dtype), jnp.abs(a - b))
         return scaled(-distance, tau)
     # NeuralSort: every entry's total distance to the others; infinite entries make it inf - inf.
-    total = jnp.sum(jnp.abs(x[..., :, None] - x[..., None, :]), axis=-1)
+    total = _total_distance(x)
     position = np.arange(rows)
     coefficient = (n - 1 - 2 * position) if descending else (2 * position + 1 - n)
     coefficient = jnp.asarray(coefficient, x.dtype)[:, None]
     return (coefficient * x[..., None, :] - total[..., None, :]) / tau
+
+
+@jax.custom_jvp
+def _total_distance(x: jax.Array) -> jax.Array:
+    """:math:`\\sum_k |x_i - x_k|` for every :math:`i` (NeuralSort's :math:`A 1`)."""
+    return jnp.sum(jnp.abs(x[..., :, None] - x[..., None, :]), axis=-1)
+
+
+@_total_distance.defjvp
+def _total_distance_jvp(primals, tangents):
+    (x,), (d_x,) = primals, tangents
+    # d|x_i - x_k| = sign(x_i - x_k) (dx_i - dx_k), 0 at ties as jnp.abs has it: one sign
+    # matrix and one product, where autodiff of the sum keeps two masked n x n reductions.
+    sign = jnp.sign(x[..., :, None] - x[..., None, :])
+    return _total_distance(x), d_x * jnp.sum(sign, axis=-1) - _matvec(sign, d_x)
 
 
 def permutation(
