@@ -106,12 +106,15 @@ $(TORCHSORT_STAMP): $(BENCH_STAMP)
 	PATH="$$path" $(BIN)/python -m pip install --quiet --no-build-isolation torchsort && touch $@ \
 		|| echo "torchsort not installed: its rows of the sort benchmark will be skipped"
 
+# softflow runs there from the source tree (PYTHONPATH), so its own dependencies come too.
+MALT := "diastatic-malt>=2.15.3,<2.16"
 $(SOFTJAX_VENV)/.installed:
 	@if [ -z "$(PYTHON312)" ]; then echo "no python3.12: the softjax comparison will be skipped"; \
 	else set -e; jax=$$($(BIN)/python -c "import jax; print(jax.__version__)"); \
 		$(PYTHON312) -m venv $(SOFTJAX_VENV); \
-		$(SOFTJAX_VENV)/bin/python -m pip install --quiet softjax equinox optax "jax==$$jax" \
-			"jaxlib==$$jax" || $(SOFTJAX_VENV)/bin/python -m pip install --quiet softjax equinox optax; \
+		$(SOFTJAX_VENV)/bin/python -m pip install --quiet softjax equinox optax $(MALT) \
+			"jax==$$jax" "jaxlib==$$jax" \
+			|| $(SOFTJAX_VENV)/bin/python -m pip install --quiet softjax equinox optax $(MALT); \
 		touch $@; fi
 
 bench-env: $(STAMP) $(BENCH_STAMP)

@@ -206,3 +206,38 @@ def test_other_kinds_are_refused(method):
         sf.sort(jnp.ones(3), method=method, kind="cauchy")
     with pytest.raises(ValueError, match="kind must be 'logistic'"):
         sf.Relaxation(0.3, kind="gaussian").rank(jnp.ones(3), method=method)
+
+
+@pytest.mark.parametrize("descending", [False, True])
+def test_counted_order_statistics_are_jnp_sort_bit_for_bit(descending):
+    # Up to n = COUNTED_UP_TO the anchors are counted, not sorted: the same floats (ties, -0.0
+    # and 0.0, infinities) and the same gradient as jnp.sort's.
+    from softflow import _dense_permutation
+
+    special = np.array([0.0, -0.0, 1.0, -1.0, 2.5, np.inf, -np.inf, 3.0], np.float32)
+    rng = np.random.default_rng(6)
+    x = jnp.asarray(rng.choice(special, size=(5, 13)))
+    weights = jnp.asarray(rng.normal(size=(5, 13)), jnp.float32)
+
+    def counted(x):
+        return _dense_permutation._anchors(x, descending, 13)
+
+    def sorted_(x):
+        return jnp.sort(x, axis=-1, descending=descending)
+
+    assert _dense_permutation.COUNTED_UP_TO >= 13
+    assert_exactly_equal(counted(x), sorted_(x))
+    finite = jnp.where(jnp.isinf(x), 7.0, x)
+    assert_exactly_equal(
+        jax.grad(lambda x: jnp.sum(weights * counted(x)))(finite),
+        jax.grad(lambda x: jnp.sum(weights * sorted_(x)))(finite),
+    )
+
+
+@DENSE
+def test_one_hot_rows_return_their_entry_bit_for_bit(method):
+    # The values are one matrix product, but a one-hot row still returns its entry (-0.0 too).
+    x = jnp.array([[-0.0, 3.0, -2.0, 1.0], [2.0, -0.0, 5.0, 4.0]], jnp.float32)
+    values, permutation = sf.sort(x, method=method, softness=1e-3, return_permutation=True)
+    assert_exactly_equal(permutation, jax.nn.one_hot(jnp.argsort(x, axis=-1), 4))
+    assert_exactly_equal(values, jnp.sort(x, axis=-1))

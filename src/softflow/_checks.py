@@ -15,6 +15,9 @@ import numpy as np
 from jax.core import Tracer
 from jax.typing import DTypeLike
 
+#: A softness as the operations take it: an array, NumPy where it is known at trace time.
+Softness = jax.Array | np.ndarray
+
 
 def is_concrete(x) -> bool:
     """Whether ``x`` has a value now (Python number or array), as opposed to a tracer under jit."""
@@ -93,7 +96,8 @@ def softness_array(
     *,
     slices: str | None = None,
     name: str = "softness",
-) -> jax.Array:
+    numpy: bool = False,
+) -> Softness:
     """Validate ``softness`` and return it as an array of ``dtype``.
 
     ``softness`` must be a real scalar or array that broadcasts against ``shape`` (the shape of the
@@ -105,6 +109,9 @@ def softness_array(
     ``slices`` describes ``shape`` when it is the shape of the slices of an operation along an
     axis (``"x without axis 1"``): there the softness gives one value per slice and must broadcast
     *to* ``shape``, never add axes to the result.
+
+    ``numpy=True`` returns a concrete softness as a NumPy array (a traced one stays traced), for
+    callers that pass it on to :func:`check_traced_softness`: it stays concrete under jit.
     """
     if isinstance(softness, bool):
         raise TypeError(
@@ -142,10 +149,13 @@ def softness_array(
             f"{name} must be positive and finite in {dtype_name}; got {shown!r}"
             + (f" (it rounds to 0 or inf in {dtype_name})." if valid else ".")
         )
-    return jnp.asarray(cast)
+    # A NumPy array stays known under jit: check_traced_softness then adds no run-time check
+    # (jnp.asarray would be staged as a tracer, and eqx.error_if, even folded away by XLA, leaves
+    # the compiled function slower to call: 30 us a call on the CPU).
+    return cast if numpy else jnp.asarray(cast)
 
 
-def check_traced_softness(result: Any, softness: jax.Array, *, name: str = "softness") -> Any:
+def check_traced_softness(result: Any, softness: Softness, *, name: str = "softness") -> Any:
     """``result``, raising at run time if the traced ``softness`` is <= 0, NaN or inf.
 
     Attach it to what is computed: a result that does not use the softness (hard mode) carries the

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from ._checks import (
+    Softness,
     as_real_array,
     check_choice,
     check_traced_softness,
@@ -57,7 +58,7 @@ def relaxed(
     return check_traced_softness(straight_through(hard, soft), tau)
 
 
-def scaled(difference: jax.Array, softness: jax.Array) -> jax.Array:
+def scaled(difference: jax.Array, softness: Softness) -> jax.Array:
     """``difference / softness``, with a finite derivative in the softness where the difference
     is infinite (the step is flat there, and ``inf / softness**2`` would give 0 * inf = NaN)."""
     infinite = jnp.isinf(difference)

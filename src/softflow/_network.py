@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._blend import blend
+from ._checks import Softness
 from ._compare import scaled
 from ._kinds import step
 from ._select import difference
@@ -202,7 +203,7 @@ def _mix(rows, layer: Layer, alpha) -> jax.Array:
     return _join(rows, layer, second + moved, first - moved)
 
 
-def _to_wires(x: jax.Array, softness: jax.Array):
+def _to_wires(x: jax.Array, softness: Softness):
     """``x`` (``(..., n)``) as ``(n, batch)`` and the softness as ``(1, batch)`` or scalar."""
     n = x.shape[-1]
     batch = int(np.prod(x.shape[:-1]))
@@ -222,7 +223,7 @@ def _from_wires(values: jax.Array, shape: tuple[int, ...]) -> jax.Array:
 # ----------------------------------------------------------------------------------- the passes
 
 
-def sort(x: jax.Array, softness: jax.Array, kind: str, method: str, with_permutation: bool):
+def sort(x: jax.Array, softness: Softness, kind: str, method: str, with_permutation: bool):
     """Run the relaxed network along the last axis of ``x``: ``(values, P or None)``.
 
     ``softness`` broadcasts against ``x`` (a trailing axis of 1). :math:`P` (``(..., n, n)``,
@@ -247,7 +248,7 @@ def sort(x: jax.Array, softness: jax.Array, kind: str, method: str, with_permuta
     return values, _bitonic_permutation(weights, network(n, method), x.shape, x.dtype)
 
 
-def sort_and_weights(x: jax.Array, softness: jax.Array, kind: str, method: str):
+def sort_and_weights(x: jax.Array, softness: Softness, kind: str, method: str):
     """Run the relaxed network: ``(values, weights)``, with every layer's :math:`\\alpha` in
     ``weights`` for :func:`pull_back`."""
     wires, tau = _to_wires(x, softness)

@@ -13,6 +13,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from ._checks import (
+    Softness,
     as_real_array,
     check_choice,
     check_traced_softness,
@@ -33,7 +34,7 @@ class AlongAxis:
     shape it never changes; ``dtype`` is the floating dtype the relaxation runs in.
     """
 
-    def __init__(self, values: jax.Array, softness: jax.Array, dtype, axis_from_end: int):
+    def __init__(self, values: jax.Array, softness: Softness, dtype, axis_from_end: int):
         self.values = values
         self.softness = softness
         self.dtype = dtype
@@ -100,12 +101,15 @@ def along_axis(
         raise ValueError(f"x has size 0 along axis {axis}; the operation needs one element.")
     dtype = float_dtype(x.dtype)
     values = jnp.moveaxis(x, axis, -1)
-    tau = softness_array(softness, dtype, values.shape[:-1], slices=f"x without axis {axis}")
+    # A concrete softness stays a NumPy array, so that no run-time check is attached under jit.
+    tau = softness_array(
+        softness, dtype, values.shape[:-1], slices=f"x without axis {axis}", numpy=True
+    )
     return AlongAxis(values, tau[..., None], dtype, axis - x.ndim)
 
 
 def by_mode(
-    mode: str, hard_fn: Callable[[], Any], soft_fn: Callable[[], Any], softness: jax.Array
+    mode: str, hard_fn: Callable[[], Any], soft_fn: Callable[[], Any], softness: Softness
 ) -> Any:
     """The result of ``mode`` from the exact and the relaxed computation (pytrees of arrays).
 
@@ -183,7 +187,7 @@ def _log_step(z: jax.Array, kind: str) -> jax.Array:
     return jnp.where(positive, log_s, jnp.full((), -jnp.inf, s.dtype))
 
 
-def soft_argmax(x: jax.Array, softness: jax.Array, kind: str) -> jax.Array:
+def soft_argmax(x: jax.Array, softness: Softness, kind: str) -> jax.Array:
     """The soft index of the largest entry along the last axis (see :func:`argmax`)."""
     if kind == "logistic":
         # softmax(x / tau), shifted by the largest entry before the division: x / tau itself

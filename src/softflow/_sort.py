@@ -41,8 +41,7 @@ def _sorted(
     if method in NETWORKS:
         values, permutation = _network.sort(x, a.softness, kind, method, with_permutation)
         return _reverse(values, permutation, descending)
-    permutation = _dense_permutation.permutation(x, a.softness, method, descending)
-    values = _dense_permutation.expected_values(permutation, x)
+    values, permutation = _dense_permutation.sorted_rows(x, a.softness, method, descending)
     return values, permutation if with_permutation else None
 
 
@@ -68,8 +67,7 @@ def _soft_top_k(a: AlongAxis, kind: str, method: str, k: int) -> tuple[jax.Array
         # Row j of the descending P is row n - 1 - j of the ascending one: e_{n-1-j}^T P.
         unit = jnp.asarray(np.eye(n)[::-1][:k], x.dtype)
         return values[..., ::-1][..., :k], _network.pull_back(weights, unit, x.shape, method)
-    index = _dense_permutation.permutation(x, a.softness, method, True, rows=k)
-    return _dense_permutation.expected_values(index, x), index
+    return _dense_permutation.sorted_rows(x, a.softness, method, True, rows=k)
 
 
 def _reverse(values: jax.Array, permutation: jax.Array | None, descending: bool):
