@@ -18,6 +18,7 @@ from .._modes import MODES, Mode
 
 # The rule modules fill the interpreter's registry when they are imported.
 from . import _rules_arrays, _rules_control, _rules_logic  # noqa: F401
+from ._errors import ExpectedIntegerError
 from ._explain import Explanation
 from ._interpreter import ON_UNRELAXABLE, Interpreter, OnUnrelaxable, Options, output
 from ._syntax import call_converted_with
@@ -89,13 +90,24 @@ class Relaxed:
             self._cache[key] = (closed, out_tree[0])
         return closed, out_tree[0], leaves
 
-    def _interpret(self, interpreter: Interpreter, closed, leaves):
+    def _interpret(self, options: Options, closed, leaves) -> tuple[list, Interpreter]:
+        """The relaxed outputs, and the interpreter that made them (its records for explain)."""
+
         def live_if_float(x):
             return Live(x) if jnp.issubdtype(jnp.result_type(x), jnp.floating) else x
 
         consts = [live_if_float(c) if isinstance(c, Tracer) else c for c in closed.consts]
         args = [live_if_float(x) for x in leaves]
-        return [output(o) for o in interpreter.run(closed.jaxpr, consts, args)]
+        interpreter = Interpreter(options)
+        try:
+            return [output(o) for o in interpreter.run(closed.jaxpr, consts, args)], interpreter
+        except ExpectedIntegerError:
+            pass
+        # An integer known only by its expected value was used as an index or a branch: analyse
+        # the loops again, bounding their integers by their trip counts and carrying the ones
+        # they change at every step as distributions (costlier, so only where it is needed).
+        interpreter = Interpreter(options, precise_loops=True)
+        return [output(o) for o in interpreter.run(closed.jaxpr, consts, args)], interpreter
 
     def __call__(self, *args, **kwargs):
         options = self._options
@@ -109,7 +121,7 @@ class Relaxed:
             outs = [_as_array(o) for o in jaxpr_as_fun(closed)(*leaves)]
             outs = [check_traced_softness(o, tau) for o in outs]
         else:
-            outs = [_as_array(o) for o in self._interpret(Interpreter(options), closed, leaves)]
+            outs = [_as_array(o) for o in self._interpret(options, closed, leaves)[0]]
         return jax.tree_util.tree_unflatten(out_tree, outs)
 
     def _hard_eager(self, tau, args, kwargs):
@@ -137,9 +149,15 @@ class Relaxed:
         options = dataclasses.replace(
             self._options, mode="soft" if self._options.mode == "hard" else self._options.mode
         )
-        interpreter = Interpreter(options)
-        jax.eval_shape(lambda *x: self._interpret(interpreter, closed, x), *leaves)
-        return Explanation(interpreter.records.values())
+        found: list[Interpreter] = []
+
+        def trace(*x):
+            outs, interpreter = self._interpret(options, closed, x)
+            found.append(interpreter)
+            return outs
+
+        jax.eval_shape(trace, *leaves)
+        return Explanation(found[0].records.values())
 
 
 def relax(

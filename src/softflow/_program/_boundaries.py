@@ -242,12 +242,17 @@ def _fixed_point(one_round: Callable, init: list, avals, steps, promoted=()) -> 
         kinds, varying = new, new_varying
 
 
-def _with_promotion(one_round: Callable, init: list, avals, steps) -> tuple[list, Any]:
-    """:func:`_fixed_point`; where an exact integer that the loop changes at every step (a
-    program counter, a position) ends up known only by its expected value because a relaxed
-    condition chooses it, the loop is analysed again with that integer carried as a
-    distribution over its values from the start, which keeps it a distribution if its range
-    stays small."""
+def _escalated(one_round: Callable, init: list, avals, steps, precise: bool) -> tuple[list, Any]:
+    """:func:`_fixed_point`; with ``precise``, more precise where the plain analysis leaves an
+    integer known only by its expected value (cheap, and enough unless it is used as an index
+    or a branch, which relax then analyses again with ``precise``: see ``Interpreter``).
+
+    First the loop's trip count ``steps`` bounds the values its integers reach (a gear that
+    shifts up at most once a step). Then an exact integer that the loop changes at every step
+    and that ends up known only by its expected value because a relaxed condition chooses it (a
+    program counter, a position) is carried as a distribution over its values from the start,
+    which keeps it one if its range stays small.
+    """
 
     def promotable(kinds: list[Kind], varying: list[bool]) -> set[int]:
         return {
@@ -256,25 +261,35 @@ def _with_promotion(one_round: Callable, init: list, avals, steps) -> tuple[list
             if varying[i] and k == INT and _integer(a) and _exact_known(v) and _range(v) is not None
         }
 
-    kinds, extra, varying = _fixed_point(one_round, init, avals, steps)
+    kinds, extra, varying = _fixed_point(one_round, init, avals, steps if precise else None)
+    if not precise:
+        if isinstance(extra, RelaxError):
+            raise extra
+        return kinds, extra
+    first = kinds, extra
     promoted: set[int] = set()
     found = promotable(kinds, varying)
     # Promoting one integer can make others that it chooses among distributions too (a stack
     # pointer moved by the instruction at a program counter): promote until none is left.
     while found - promoted:
         promoted |= found
-        again, extra_again, varying_again = _fixed_point(one_round, init, avals, steps, promoted)
-        kept = all(again[i].name == "cat" for i in promoted)
-        if kept and not isinstance(extra_again, RelaxError):
+        again, extra_again, varying = _fixed_point(one_round, init, avals, steps, promoted)
+        if not isinstance(extra_again, RelaxError):
             return again, extra_again
-        found = promotable(again, varying_again)
-    if isinstance(extra, RelaxError):
-        raise extra
-    return kinds, extra
+        found = promotable(again, varying)
+    if isinstance(first[1], RelaxError):
+        raise first[1]
+    return first
 
 
 def carry_kinds(
-    body: Callable, init: list, avals, extra_avals=(), *, steps: int | None = None
+    body: Callable,
+    init: list,
+    avals,
+    extra_avals=(),
+    *,
+    steps: int | None = None,
+    precise: bool = False,
 ) -> tuple[list, list]:
     """Kinds of a loop carry at its fixed point: a value that becomes soft in the body is soft.
 
@@ -303,11 +318,11 @@ def carry_kinds(
         after, changed = found
         return joined(kinds, after[:n]), after[n:], changed
 
-    return _with_promotion(one_round, init, avals, steps)
+    return _escalated(one_round, init, avals, steps, precise)
 
 
 def exit_loop_kinds(
-    body_parts: Callable, init: list, avals, *, steps: int | None = None
+    body_parts: Callable, init: list, avals, *, steps: int | None = None, precise: bool = False
 ) -> tuple[list, bool]:
     """:func:`carry_kinds` of a loop with exits in its body (a converted ``break``): a carry is
     soft when it is soft at the end of the body or at an exit; and whether an exit's condition
@@ -331,4 +346,4 @@ def exit_loop_kinds(
         jax.eval_shape(trace, *step.abstract)
         return found[0], found[1], found[2]
 
-    return _with_promotion(one_round, init, avals, steps)
+    return _escalated(one_round, init, avals, steps, precise)

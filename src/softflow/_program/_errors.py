@@ -21,6 +21,12 @@ class RelaxError(TypeError):
     """
 
 
+class ExpectedIntegerError(RelaxError):
+    """An integer known only by its expected value used where a distribution is needed (an
+    index, a branch index, a selector): relax tries again with the loops analysed more
+    precisely before it raises this (see ``Interpreter.precise_loops``)."""
+
+
 class ConversionError(RelaxError):
     """Python syntax that :func:`softflow.relax` cannot convert from Python to JAX.
 

@@ -20,7 +20,7 @@ from .._checks import is_concrete
 from .._count import count_distribution
 from . import _jaxpr
 from ._boundaries import MAX_STATES
-from ._errors import RelaxError
+from ._errors import ExpectedIntegerError, RelaxError
 from ._values import (
     Categorical,
     Expected,
@@ -183,6 +183,16 @@ class SoftIntegerOps:
     def unsupported(self, eqn: JaxprEqn, why: str, advice: str) -> RelaxError:
         raise NotImplementedError
 
+    def where(self, eqn: JaxprEqn) -> str:
+        raise NotImplementedError
+
+    def expected_integer(self, eqn: JaxprEqn, what: str) -> ExpectedIntegerError:
+        """The error for an integer known only by its expected value used as ``what``."""
+        return ExpectedIntegerError(
+            f"sf.relax cannot relax `{eqn.primitive.name}` at {self.where(eqn)}: {what} is "
+            f"{EXPECTED_WHY.format(MAX_STATES)}. Instead: {EXPECTED_ADVICE.format(MAX_STATES)}."
+        )
+
     def generic(self, eqn: JaxprEqn, invals: list) -> list:
         """An equation on soft integers or booleans without a rule of its own."""
         name = eqn.primitive.name
@@ -270,11 +280,7 @@ class SoftIntegerOps:
         for i, v in enumerate(invals):
             if is_soft(v):
                 if i >= data:
-                    raise self.unsupported(
-                        eqn,
-                        "its index is " + EXPECTED_WHY.format(MAX_STATES),
-                        EXPECTED_ADVICE.format(MAX_STATES),
-                    )
+                    raise self.expected_integer(eqn, "its index")
                 args.append(mean(v).astype(dtype))
             else:
                 args.append(floatify(unwrap(v), dtype) if i < data else unwrap(v))

@@ -134,8 +134,12 @@ def _foldable(eqn: JaxprEqn, invals: list) -> bool:
 class Interpreter(SoftIntegerOps):
     """Evaluates jaxprs with soft values; one per call of a relaxed function."""
 
-    def __init__(self, options: Options):
+    def __init__(self, options: Options, *, precise_loops: bool = False):
         self.options = options
+        # Whether the loops' integers are bounded by their trip counts and the integers they
+        # change at every step promoted to distributions (see _boundaries._escalated): costlier,
+        # so only in a second pass, when the first used an expected integer as an index.
+        self.precise_loops = precise_loops
         self.records: dict[tuple[int, str, str], RelaxedOp] = {}
         self.enclosing: list[JaxprEqn] = []  # the equations whose inner jaxprs are being run
         self.analyses: dict[tuple, Any] = {}  # see analysed

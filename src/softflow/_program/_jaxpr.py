@@ -101,6 +101,26 @@ def custom_body(eqn: JaxprEqn) -> Closed:
     raise layout_error(eqn, f"no primal jaxpr among {sorted(eqn.params)}")
 
 
+def hi_primitive_body(eqn: JaxprEqn) -> Closed:
+    """What a ``call_hi_primitive`` equation computes, in lower-level primitives (JAX >= 0.12
+    writes ``jnp.nonzero`` and its users so): its primitive's ``expand``, traced to a jaxpr."""
+    prim = param(eqn, "_prim")
+    try:
+        in_tree, out_tree, expand = prim.in_tree, prim.out_tree, prim.expand
+    except AttributeError as error:
+        raise layout_error(eqn, f"a hi primitive without {error.name!r}") from None
+
+    def lowered(*flat):
+        outs = expand(*jax.tree_util.tree_unflatten(in_tree, flat))
+        leaves, tree = jax.tree_util.tree_flatten(outs)
+        if tree != out_tree:
+            raise layout_error(eqn, f"expand returned {tree}, not {out_tree}")
+        return leaves
+
+    made = jax.make_jaxpr(lowered)(*(v.aval for v in eqn.invars))
+    return Closed(made.jaxpr, list(made.consts))
+
+
 class Remat(NamedTuple):
     body: Jaxpr
     prevent_cse: bool

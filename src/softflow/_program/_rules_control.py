@@ -17,7 +17,6 @@ from . import _jaxpr
 from ._boundaries import (
     DEAD,
     LIVE,
-    MAX_STATES,
     Kind,
     carry_kinds,
     decode,
@@ -30,7 +29,7 @@ from ._boundaries import (
     kinds_after,
 )
 from ._errors import RelaxError
-from ._generic import EXPECTED_ADVICE, EXPECTED_WHY, hard_of
+from ._generic import hard_of
 from ._interpreter import CALL_RULES, Interpreter, rule
 from ._markers import EXACT_NAME, EXITS_NAME
 from ._values import (
@@ -101,11 +100,7 @@ def _cond_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     avals = [aval(v) for v in eqn.outvars]
     run = [functools.partial(self.run_closed, b, operands) for b in branches]
     if isinstance(index, Expected):
-        raise self.unsupported(
-            eqn,
-            "its branch index is " + EXPECTED_WHY.format(MAX_STATES),
-            EXPECTED_ADVICE.format(MAX_STATES),
-        )
+        raise self.expected_integer(eqn, "its branch index")
     if not is_soft(index) and not isinstance(index, Live) and is_concrete(index):
         # The branch is known at trace time (an opcode fetched from a constant program, a
         # mode known in a loop's first pass): run it alone, so its results stay known too.
@@ -241,10 +236,12 @@ def _while_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
 
     def analyse_with(steps):
         if marker is None:
-            kinds, _ = carry_kinds(body, init, avals, steps=steps)
+            kinds, _ = carry_kinds(body, init, avals, steps=steps, precise=self.precise_loops)
             soft_exit = False
         else:
-            kinds, soft_exit = exit_loop_kinds(body_parts, init, avals, steps=steps)
+            kinds, soft_exit = exit_loop_kinds(
+                body_parts, init, avals, steps=steps, precise=self.precise_loops
+            )
         decoded = decode_all(encode_all(init, kinds, avals), kinds, avals)
         (condition,) = kinds_after(lambda: [cond(decoded)], [jax.ShapeDtypeStruct((), bool)])
         return kinds, condition.soft or soft_exit
@@ -254,7 +251,7 @@ def _while_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
         # a loop that turns out exact may run any number of times.
         steps = self.options.max_steps
         kinds, soft = analyse_with(steps)
-        if steps is not None and not soft:
+        if self.precise_loops and steps is not None and not soft:
             kinds, soft = analyse_with(None)
         return kinds, soft
 
@@ -388,7 +385,12 @@ def _scan_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
         eqn,
         invals,
         lambda: carry_kinds(
-            lambda c: step(c, x_slices()), init, carry_avals, y_avals, steps=layout.length
+            lambda c: step(c, x_slices()),
+            init,
+            carry_avals,
+            y_avals,
+            steps=layout.length,
+            precise=self.precise_loops,
         ),
     )
 
@@ -442,6 +444,12 @@ def _remat_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
 
     checkpointed = jax.checkpoint(encoded, prevent_cse=layout.prevent_cse, policy=layout.policy)
     return decode_all(checkpointed(*args), out_kinds, out_avals)
+
+
+@rule("call_hi_primitive")
+def _hi_primitive_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
+    """A JAX >= 0.12 "hi" primitive (``jnp.nonzero``): relaxed as what it expands to."""
+    return self.run_closed(_jaxpr.hi_primitive_body(eqn), invals)
 
 
 @rule("custom_jvp_call", "custom_vjp_call", "custom_vjp_call_jaxpr")

@@ -9,8 +9,7 @@ from .. import _compare, _logic
 from .._branch import soft_where
 from .._checks import is_concrete
 from . import _jaxpr, _views
-from ._boundaries import MAX_STATES
-from ._generic import EXPECTED_ADVICE, EXPECTED_WHY, hard_thunk
+from ._generic import hard_thunk
 from ._interpreter import Interpreter, rule
 from ._rules_arrays import integer_distribution
 from ._values import (
@@ -325,17 +324,14 @@ def _select_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
         self.record(eqn, "the same value in both cases (one with its gradient stopped)")
         return [cases[plain]]
     if isinstance(pred, Expected):
-        raise self.unsupported(
-            eqn,
-            "its selector is " + EXPECTED_WHY.format(MAX_STATES),
-            EXPECTED_ADVICE.format(MAX_STATES),
-        )
+        raise self.expected_integer(eqn, "its selector")
     hard = hard_thunk(eqn, invals)(0)
     if isinstance(pred, SoftBool) and not any(isinstance(c, Categorical) for c in cases):
         p = pred.p
         if floating(out_aval):
             sentinels = [_sentinel(self, atom) for atom in eqn.invars[1:]]
-            if any(s is not None for s in sentinels):
+            two_finite = all(s is not None and np.isfinite(s) for s in sentinels)
+            if any(s is not None for s in sentinels) and not two_finite:
                 return [Live(_select_sentinel(self, eqn, p, cases, sentinels))]
             self.record(eqn, "sf.soft_where")
             values = [unwrap(c) for c in cases]
