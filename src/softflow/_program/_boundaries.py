@@ -298,7 +298,8 @@ def carry_kinds(
     the loop runs its body, if known. The ranges after ``r`` rounds hold every value the loop
     reaches in ``r`` steps, so after ``steps`` rounds they hold all the values it reaches (a
     counter of soft events over a scan of 40 steps has the range 0..40, even though its fixed
-    point is unbounded); the mass the body would move beyond them is exactly zero.
+    point is unbounded); the mass the body would move beyond them is exactly zero. They are used
+    with ``precise`` only (see :func:`_escalated`).
     """
     n = len(avals)
 
