@@ -438,10 +438,9 @@ def _result_interval(name: str, invals: list) -> tuple[int, int] | None:
     if name == "clamp":
         low, high = interval(invals[0]), interval(invals[2])
         return None if low is None or high is None else (low[0], high[1])
-    found = [interval(v) for v in invals]
-    if name == "select_n":
-        found = found[1:]
-    if any(f is None for f in found):
+    maybe = [interval(v) for v in (invals[1:] if name == "select_n" else invals)]
+    found = [f for f in maybe if f is not None]
+    if len(found) != len(maybe):
         return None
     if name in ("convert_element_type", "copy", "copy_p"):
         return found[0]

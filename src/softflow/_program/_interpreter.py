@@ -126,7 +126,7 @@ def _foldable(eqn: JaxprEqn, invals: list) -> bool:
         not eqn.effects
         and not _jaxpr.is_call(eqn)
         and all(small_result(v) for v in eqn.outvars)
-        and not any(jax.dtypes.issubdtype(aval(v).dtype, jax.dtypes.extended) for v in eqn.outvars)
+        and not any(jnp.issubdtype(aval(v).dtype, jax.dtypes.extended) for v in eqn.outvars)
         and is_concrete(invals)
     )
 

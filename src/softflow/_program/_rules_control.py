@@ -110,6 +110,7 @@ def _cond_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
         outs = _exact_switch(self, unwrap(index), branches, operands, kinds, avals)
         return decode_all(outs, kinds, avals)
     categorical = bernoulli(index) if isinstance(index, SoftBool) else index
+    assert isinstance(categorical, Categorical)
     if categorical.probs.ndim != 1:
         raise self.unsupported(
             eqn, "its index holds a batch of distributions", "vmap the relaxed function"
@@ -170,8 +171,10 @@ def _selected_per_candidate(index: Categorical, values: list, n: int, out_aval) 
     xp = np if is_concrete([cands, branch_cands]) else jnp
     dtype = out_aval.dtype
     stacked = xp.stack([xp.broadcast_to(xp.asarray(c, dtype), shape) for c in branch_cands])
-    chosen = xp.broadcast_to(xp.clip(xp.asarray(cands[0]), 0, n - 1), shape).astype(np.int32)
-    picked = xp.take_along_axis(stacked, chosen[None], axis=0)[0]
+    chosen = xp.broadcast_to(xp.clip(xp.asarray(cands[0]), 0, n - 1), shape)
+    picked = stacked[0]
+    for j in range(1, len(branch_cands)):
+        picked = xp.where(chosen == j, stacked[j], picked)
     return Categorical(picked, probs, None, factors)
 
 
