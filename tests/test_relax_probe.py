@@ -176,3 +176,24 @@ def test_refusals_name_what_is_relaxed(program, words):
     with pytest.raises(sf.RelaxError, match=words) as error:
         sf.relax(program, softness=TAU, max_steps=8)(jnp.asarray([0.3, -1.0, 0.8]))
     assert "test_relax_probe.py" in str(error.value)
+
+
+def test_a_mode_set_from_the_state_reads_a_float_table_in_a_scan(x64):
+    # The mode's candidates are not known at trace time in the loop's analysis: reading the
+    # table at them once converted a tracer to NumPy (a TracerArrayConversionError).
+    def thermostat(u):
+        def step(carry, ui):
+            m, y = carry
+            m = jnp.where(y > 1.0, 0, jnp.where(y < 0.5, 1, m))
+            y = y + jnp.array([-0.3, 0.4])[m] * ui
+            return (m, y), y
+
+        return jnp.sum(lax.scan(step, (0, 0.2), u)[1])
+
+    u = jnp.array([0.2, 0.9, 0.4, 1.3, 0.1, 0.6])
+    relaxed = jax.jit(sf.relax(thermostat, softness=TAU))
+    np.testing.assert_allclose(
+        jax.grad(relaxed)(u), _central_differences(relaxed, u), rtol=1e-5, atol=1e-8
+    )
+    tiny = sf.relax(thermostat, softness=1e-6)(u)
+    np.testing.assert_allclose(tiny, thermostat(u), atol=1e-9)

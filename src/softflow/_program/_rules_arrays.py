@@ -403,7 +403,7 @@ def _dynamic_slice_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
         np.zeros((), index.cands.dtype) if d == axis else unwrap(i) for d, i in enumerate(indices)
     ]
 
-    def read(x, *at):
+    def read(x, cands, *at):
         # The slice at each candidate index (clamped into range, as dynamic_slice does), the
         # candidates on the last axis: candidate k is the index's outcome k, so the values read
         # stay joined with everything else computed from that outcome (a program counter and the
@@ -413,9 +413,9 @@ def _dynamic_slice_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
                 x, [i if d == axis else a for d, a in enumerate(at)], sizes
             )
 
-        return [jax.vmap(one, out_axes=-1)(index.cands)]
+        return [jax.vmap(one, out_axes=-1)(cands)]
 
-    (values,) = at_trace_time(read, x, *exact)
+    (values,) = at_trace_time(read, x, index.cands, *exact)
     if not floating(aval(eqn.outvars[0])):
         # A table known at trace time gives candidates known then (a state carried by a loop
         # keeps its static range).
