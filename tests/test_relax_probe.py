@@ -197,3 +197,27 @@ def test_a_mode_set_from_the_state_reads_a_float_table_in_a_scan(x64):
     )
     tiny = sf.relax(thermostat, softness=1e-6)(u)
     np.testing.assert_allclose(tiny, thermostat(u), atol=1e-9)
+
+
+def test_a_clipped_mode_fed_back_from_the_state_chooses_a_branch(x64):
+    # A hybrid system: the mode (clipped to 0..2) moves with the state that its branch computes.
+    # Its first step is known at trace time through nested jits (jnp.where, jnp.clip), so the
+    # loop carries it as a distribution over 0..2 (it was refused as an expected integer).
+    def hybrid(u):
+        def step(carry, ui):
+            m, y = carry
+            m = jnp.clip(m + jnp.where(ui > 0.5, 1, 0) - jnp.where(y > 1.0, 1, 0), 0, 2)
+            branches = [lambda y: y * 0.5, lambda y: y + ui, lambda y: y - 0.3 * ui]
+            y = lax.switch(m, branches, y)
+            return (m, y), y
+
+        (m, _), ys = lax.scan(step, (0, 0.2), u)
+        return jnp.sum(ys) + m
+
+    # (No state meets the threshold 1.0 exactly, where the soft comparison is 1/2.)
+    u = jnp.array([0.25, 0.85, 0.4, 1.3, 0.15, 0.6])
+    relaxed = jax.jit(sf.relax(hybrid, softness=TAU))
+    np.testing.assert_allclose(
+        jax.grad(relaxed)(u), _central_differences(relaxed, u), rtol=1e-5, atol=1e-8
+    )
+    np.testing.assert_allclose(sf.relax(hybrid, softness=1e-6)(u), hybrid(u), atol=1e-9)

@@ -282,6 +282,10 @@ class Interpreter(SoftIntegerOps):
                 # counter), so that relaxed integers made from them keep a static range.
                 with jax.ensure_compile_time_eval():
                     return [np.asarray(out) for out in _jaxpr.bind(eqn, invals)]
+            if _jaxpr.is_call(eqn) and is_concrete(invals):
+                # A nested jit of values known at trace time (jnp.where, jnp.clip): run its body,
+                # so that its small integer results stay known too (bound, it would be traced).
+                return self.run_closed(_jaxpr.call_body(eqn), invals)
             return _jaxpr.bind(eqn, invals)
         if _jaxpr.in_name_scope(eqn, SCOPE):
             # softflow's own operation (sf.greater, sf.soft_where, ...) called inside fn: already
