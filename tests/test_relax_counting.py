@@ -158,3 +158,45 @@ def test_a_table_read_at_two_relaxed_indices_of_different_ranges(x64):
         want = enumerated(lambda b: table[b[0], b[1] + b[2]], p)
         np.testing.assert_allclose(got[e], want, rtol=1e-12)
     np.testing.assert_array_equal(sf.relax(program, mode="hard")(x, y, z), program(x, y, z))
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_a_running_count_used_as_an_index_against_enumeration(reverse, x64):
+    # cumsum of truth values: at every position the law of the count so far (a prefix of the
+    # elements, or a suffix with reverse), read from a table after the program's own clip.
+    table = jnp.array([0.0, 1.0, 4.0, 9.0, 16.0], jnp.float64)
+
+    def program(x, t):
+        hits = x > t
+        running = lax.cumsum(hits.astype(jnp.int32), reverse=reverse)
+        return table[jnp.clip(running, 0, 4)]
+
+    x = jnp.array([0.3, -0.2, 0.8, 0.1, 0.5, -1.0, 0.7], jnp.float64)
+    t = jnp.float64(0.25)
+    relaxed = sf.relax(program, softness=TAU)
+    p = jax.nn.sigmoid((x - t) / TAU)
+
+    def reference(bits):
+        running = np.cumsum(bits[::-1])[::-1] if reverse else np.cumsum(bits)
+        return np.asarray(table)[np.clip(running, 0, 4)]
+
+    np.testing.assert_allclose(relaxed(x, t), enumerated(reference, p), rtol=1e-12)
+    assert "prefix count" in str(relaxed.explain(x, t))
+    np.testing.assert_array_equal(sf.relax(program, mode="hard")(x, t), program(x, t))
+    straight = sf.relax(program, softness=TAU, mode="straight_through")
+    np.testing.assert_array_equal(straight(x, t), program(x, t))
+    # The gradient in the threshold, against central differences of the soft program.
+    grad = jax.grad(lambda t: relaxed(x, t).sum())(t)
+    step = 1e-6
+    numeric = (relaxed(x, t + step).sum() - relaxed(x, t - step).sum()) / (2 * step)
+    np.testing.assert_allclose(grad, numeric, rtol=1e-7)
+
+
+def test_a_running_count_along_an_axis_is_batched_over_the_others(x64):
+    x = jax.random.normal(jax.random.key(5), (4, 3), jnp.float64)
+    got = sf.relax(lambda x: jnp.cumsum(x > 0, axis=0) == 2, softness=TAU)(x)
+    p = jax.nn.sigmoid(x / TAU)
+    for i in range(4):
+        law = sf.count_distribution(p[: i + 1], axis=0)
+        want = law[:, 2] if i >= 1 else jnp.zeros(3)
+        np.testing.assert_allclose(got[i], want, rtol=1e-12, atol=1e-15)

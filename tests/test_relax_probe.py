@@ -164,7 +164,7 @@ def test_a_python_loop_whose_unused_value_comes_out_of_a_relaxed_branch(x64):
             lambda x: jnp.zeros_like(x).at[jnp.sum(x[None, :] < x[:, None], axis=1)].set(x),
             "several relaxed indices",
         ),
-        (lambda x: jnp.unique(x, size=3, fill_value=99.0), "scatter-add"),
+        (lambda x: jnp.unique(x, size=3, fill_value=99.0), "known only by its expected value"),
         (
             jax.vmap(lambda a: lax.while_loop(lambda v: v < a, lambda v: v + 0.5, 0.0)),
             "batch of truth values",

@@ -11,7 +11,9 @@ below rounding for the thin-tailed kinds, are left out. Only the jumps within ``
 part; the window w is 1 up to half that distance and falls smoothly to 0 at it, so that the
 relaxation stays continuous as jumps enter and leave the window. Because the sum is anchored at
 the exact value, the result is exact in magnitude for any x (1e30 or 1e-30 alike), and the cost is
-a fixed 2 * _REACH steps per element whatever the softness.
+at most 2 * _REACH steps per element whatever the softness. A softness known at trace time keeps
+only the jumps whose tail can rise above rounding somewhere in the cell (6 at softness 0.1 in
+float32, for the logistic kind).
 """
 
 import jax
@@ -49,7 +51,10 @@ def _staircase(x: jax.Array, exact: jax.Array, offset: float, tau: jax.Array, ki
     """
     # x - exact is exact in floating point; at x = ±inf it is set to 0 so the result stays inf.
     fraction = jnp.where(jnp.isfinite(x), x - exact, jnp.zeros((), x.dtype))[..., None]
-    j = np.arange(-_REACH + 1, _REACH + 1)
+    # A softness known at trace time leaves out the jumps whose tails are below rounding at every
+    # x (most of them for a small softness); the window is 1 on those kept.
+    reach = min(candidate_reach(tau, kind, x.dtype) + 1, _REACH)
+    j = np.arange(-reach + 1, reach + 1)
     passed = j <= 0
     jumps = (j + offset).astype(x.dtype)  # positions of the jumps relative to ``exact``
     distance = jnp.where(passed, fraction - jumps, jumps - fraction)
@@ -131,7 +136,8 @@ def _relaxed_step(name, x, softness, kind, mode, hard_fn, soft_fn):
             f"x must be a floating array; got dtype {x.dtype}. {name} of an integer is the "
             "integer itself, with nothing to relax: cast x to a float dtype to relax it."
         )
-    tau = softness_array(softness, x.dtype, x.shape)
+    # (Concrete: a NumPy array, so that no run-time check is attached and the reach is known.)
+    tau = softness_array(softness, x.dtype, x.shape, numpy=True)
     shape = jnp.broadcast_shapes(x.shape, tau.shape)
     x = jnp.broadcast_to(x, shape)
     if mode == "hard":

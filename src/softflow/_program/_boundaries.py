@@ -29,9 +29,11 @@ from ._values import (
     Live,
     SoftBool,
     default_float,
+    fold_onto,
     interval,
     is_soft,
     mean,
+    shared_row,
     unwrap,
 )
 
@@ -60,13 +62,6 @@ def _integer(aval) -> bool:
     return jnp.issubdtype(aval.dtype, jnp.integer)
 
 
-def _range(values) -> tuple[int, int] | None:
-    if not is_concrete(values) or np.size(values) == 0:
-        return None
-    values = np.asarray(values)
-    return int(values.min()), int(values.max())
-
-
 def _categorical(lo: int, hi: int) -> Kind:
     return Kind("cat", lo, hi) if hi - lo + 1 <= MAX_STATES else INT
 
@@ -79,7 +74,7 @@ def kind_of(value, aval) -> Kind:
         return BOOL if aval.dtype == jnp.bool_ else INT
     if isinstance(value, Live):
         return LIVE
-    found = _range(value) if _integer(aval) else None
+    found = interval(value) if _integer(aval) else None
     return DEAD if found is None else Kind("dead", *found)
 
 
@@ -116,6 +111,9 @@ def encode(value, kind: Kind, aval) -> jax.Array | np.ndarray:
     states = np.arange(kind.lo, kind.hi + 1)
     if isinstance(value, Categorical):
         probs = jnp.broadcast_to(value.probs, value.cands.shape).astype(default_float())
+        row = shared_row(np.asarray(value.cands)) if is_concrete(value.cands) else None
+        if row is not None:
+            return fold_onto(probs, row - kind.lo, states.size)
         on = jnp.asarray(value.cands)[..., :, None] == states  # [..., candidate, state]
         return jnp.sum(jnp.where(on, probs[..., None], 0), axis=-2)
     return (jnp.asarray(unwrap(value))[..., None] == states).astype(default_float())
@@ -221,7 +219,7 @@ def _fixed_point(one_round: Callable, init: list, avals, steps, promoted=()) -> 
     exact carries the pass changed. The carries in ``promoted`` start as distributions over
     their initial values. Returns the kinds, the caller's extra and the varying carries."""
     kinds = [
-        _categorical(*_range(v)) if i in promoted else kind_of(v, a)  # type: ignore[misc]
+        _categorical(*interval(v)) if i in promoted else kind_of(v, a)  # type: ignore[misc]
         for i, (v, a) in enumerate(zip(init, avals, strict=True))
     ]
     varying = [False] * len(avals)
@@ -258,7 +256,11 @@ def _escalated(one_round: Callable, init: list, avals, steps, precise: bool) -> 
         return {
             i
             for i, (k, v, a) in enumerate(zip(kinds, init, avals, strict=True))
-            if varying[i] and k == INT and _integer(a) and _exact_known(v) and _range(v) is not None
+            if varying[i]
+            and k == INT
+            and _integer(a)
+            and _exact_known(v)
+            and interval(v) is not None
         }
 
     kinds, extra, varying = _fixed_point(one_round, init, avals, steps if precise else None)

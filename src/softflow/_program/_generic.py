@@ -218,6 +218,8 @@ class SoftIntegerOps:
             and _countable(summed, _jaxpr.axes(eqn))
         ):
             return self.count(eqn, summed)
+        if name == "cumsum" and isinstance(summed, Categorical) and _prefix_countable(eqn, summed):
+            return self.prefix_counts(eqn, summed)
         if name in LINEAR:
             return self.on_expectations(eqn, invals)
         raise self.unsupported(
@@ -240,6 +242,32 @@ class SoftIntegerOps:
         self.record(eqn, "sf.count_distribution (the exact law of a count of truth values)")
         dtype = aval(eqn.outvars[0]).dtype
         cands = np.broadcast_to(np.arange(probs.shape[-1], dtype=dtype), probs.shape)
+        return [Categorical(cands, probs, hard_thunk(eqn, [value])(0))]
+
+    def prefix_counts(self, eqn: JaxprEqn, value: Categorical) -> list:
+        """The running sum of relaxed 0/1 integers (``cumsum``): at each position the exact law of
+        the number of ones up to it, by the recursion of :func:`softflow.count_distribution`
+        carried along the axis (the elements are independent)."""
+        axis, reverse = _jaxpr.cumulative(eqn)
+        p = jnp.moveaxis(mean(value), axis, 0)  # the probability of a one, element by element
+        if reverse:
+            p = p[::-1]
+        n = p.shape[0]
+        none = jnp.zeros((*p.shape[1:], n + 1), p.dtype).at[..., 0].set(1)
+
+        def one_more(law, p_i):
+            p_i = p_i[..., None]
+            one_less = jnp.concatenate([jnp.zeros_like(law[..., :1]), law[..., :-1]], axis=-1)
+            law = law * (1 - p_i) + one_less * p_i
+            return law, law
+
+        _, laws = jax.lax.scan(one_more, none, p)
+        if reverse:
+            laws = laws[::-1]
+        probs = jnp.moveaxis(laws, 0, axis)
+        self.record(eqn, "running sf.count_distribution (the exact law of each prefix count)")
+        dtype = aval(eqn.outvars[0]).dtype
+        cands = np.broadcast_to(np.arange(n + 1, dtype=dtype), probs.shape)
         return [Categorical(cands, probs, hard_thunk(eqn, [value])(0))]
 
     def on_probabilities(self, eqn: JaxprEqn, invals: list) -> list:
@@ -470,6 +498,16 @@ def _same_for_every_candidate(value) -> bool:
         return False
     value = np.asarray(value)
     return bool(np.all(value == value[..., :1]))
+
+
+def _prefix_countable(eqn: JaxprEqn, value: Categorical) -> bool:
+    """Whether a running sum of ``value`` counts independent 0/1 integers, with laws small
+    enough to keep at every position."""
+    axis, _ = _jaxpr.cumulative(eqn)
+    if not _countable(value, (axis,)):
+        return False
+    n = value.cands.shape[axis]
+    return math.prod(value.cands.shape[:-1]) * (n + 1) <= _MAX_COUNT_SIZE
 
 
 def _countable(value: Categorical, axes: tuple[int, ...]) -> bool:

@@ -392,9 +392,6 @@ _MIXTURE_MAPS = frozenset(
         "copy_p",
     }
 )
-_MIXTURE_VIEWS = frozenset(
-    {"broadcast_in_dim", "reshape", "squeeze", "expand_dims", "transpose", "slice", "rev"}
-)
 
 
 def _with_mixture(eqn: JaxprEqn, invals: list, outs: list) -> list:
@@ -412,7 +409,7 @@ def _with_mixture(eqn: JaxprEqn, invals: list, outs: list) -> list:
     scalar_index = np.ndim(mixture.probs) == 1
     # Distributions of their own for each element move with the elements.
     per_element = np.shape(mixture.probs) == np.shape(mixture.values)
-    view = name in _MIXTURE_VIEWS and (scalar_index or per_element)
+    view = name in _views.MOVES and (scalar_index or per_element)
     if not (name in _MIXTURE_MAPS and (same_shape or scalar_index)) and not view:
         return outs
     in_axes = [-1 if i == mixed[0] else None for i in range(len(invals))]

@@ -213,6 +213,11 @@ def axes(eqn: JaxprEqn) -> tuple[int, ...]:
     return tuple(int(a) for a in param(eqn, "axes"))
 
 
+def cumulative(eqn: JaxprEqn) -> tuple[int, bool]:
+    """The axis of ``cumsum`` / ``cummax`` / ... and whether it runs in reverse."""
+    return int(param(eqn, "axis")), bool(param(eqn, "reverse"))
+
+
 def index_dtype(eqn: JaxprEqn) -> np.dtype:
     return np.dtype(param(eqn, "index_dtype"))
 

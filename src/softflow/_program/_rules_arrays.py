@@ -27,6 +27,7 @@ from ._values import (
     aval,
     expectation,
     floating,
+    fold_onto,
     is_soft,
     mean,
     unwrap,
@@ -157,7 +158,8 @@ def integer_distribution(self: Interpreter, eqn: JaxprEqn, value: Live) -> Categ
 def _argmax_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     if isinstance(invals[0], SoftBool):
         return _first_true(self, eqn, invals)
-    expected = isinstance(invals[0], Expected)  # counts (a vote by bincount): their expectation
+    # Counts (a vote by bincount, a running count): their expectation.
+    expected = isinstance(invals[0], Expected | Categorical)
     if not (_live_float_operand(eqn, invals) or expected):
         return self.default(eqn, invals)
     x = mean(invals[0]) if expected else unwrap(invals[0])
@@ -373,7 +375,7 @@ def _weights_over_positions(index: Categorical, n: int) -> jax.Array:
         position = np.clip(np.asarray(index.cands), 0, n - 1)
         if np.array_equal(position, np.arange(n)):
             return index.probs  # the usual case: the candidates of an argmax over this axis
-        return jnp.zeros((n,), index.probs.dtype).at[position].add(index.probs)
+        return fold_onto(index.probs, position, n)
     position = jnp.clip(index.cands, 0, n - 1)
     return jnp.zeros((n,), index.probs.dtype).at[position].add(index.probs)
 

@@ -70,9 +70,7 @@ def _compare_rule(soft_fn):
 
 # Operations that keep elements as they are; and those whose result is one of their operand's
 # elements, chosen by the order of the values (equal to it exactly where it is that element).
-_VIEWS = frozenset(
-    {"broadcast_in_dim", "reshape", "squeeze", "expand_dims", "convert_element_type", "copy"}
-)
+_VIEWS = _views.RESHAPES | _views.COPIES
 _ORDER_STATISTICS = frozenset({"reduce_max", "reduce_min", "cummax", "cummin"})
 
 

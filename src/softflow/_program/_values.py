@@ -382,6 +382,40 @@ def _spread(cands, slots: list[int], sizes: list[int]):
     return xp.broadcast_to(own, (*lead, *sizes)).reshape((*lead, math.prod(sizes)))
 
 
+def shared_row(cands: np.ndarray) -> np.ndarray | None:
+    """The candidates of every position when they are the same at each, else None."""
+    row = cands.reshape(-1, cands.shape[-1])[0] if cands.size else None
+    return row if row is not None and np.all(cands == row) else None
+
+
+# The most runs of consecutive targets that fold_onto adds slice by slice; beyond, one product
+# with a 0/1 matrix.
+_MOST_RUNS = 8
+
+
+def fold_onto(probs: jax.Array, targets: np.ndarray, size: int) -> jax.Array:
+    """The probabilities of the candidates (last axis) summed into ``size`` outcomes, candidate
+    ``i`` into outcome ``targets[i]`` (known at trace time, the same at every position; a target
+    outside ``0..size-1`` drops its candidate).
+
+    Candidates whose targets follow each other (a distribution shifted by one, as a counter that
+    may step) are added as slices: no ``candidates x outcomes`` comparison at run time."""
+    targets = np.asarray(targets)
+    kept = (targets >= 0) & (targets < size)
+    breaks = np.flatnonzero((np.diff(targets) != 1) | ~kept[1:] | ~kept[:-1]) + 1
+    runs = [(int(r[0]), len(r)) for r in np.split(np.arange(targets.size), breaks) if kept[r[0]]]
+    if len(runs) > _MOST_RUNS:
+        onto = (targets[:, None] == np.arange(size)).astype(probs.dtype)
+        return probs @ onto
+    lead = [(0, 0)] * (probs.ndim - 1)
+    out = jnp.zeros((*probs.shape[:-1], size), probs.dtype)
+    for start, length in runs:
+        at = int(targets[start])
+        part = probs[..., start : start + length]
+        out = out + jnp.pad(part, [*lead, (at, size - at - length)])
+    return out
+
+
 def distinct(c: Categorical) -> Categorical:
     """``c`` with its candidates of equal value merged, when they are known at trace time and
     repeat (the same distribution over fewer candidates, which remembers how its outcomes were
@@ -392,10 +426,14 @@ def distinct(c: Categorical) -> Categorical:
     values = np.unique(cands)
     if values.size >= cands.shape[-1]:
         return c
-    on = cands[..., :, None] == values  # [..., candidate, value]
     probs = jnp.broadcast_to(c.probs, cands.shape)
-    merged = jnp.sum(jnp.where(on, probs[..., None], 0), axis=-2)
     outcome_of = np.searchsorted(values, cands)
+    row = shared_row(outcome_of)
+    if row is not None:
+        merged = fold_onto(probs, row, values.size)
+    else:
+        on = cands[..., :, None] == values  # [..., candidate, value]
+        merged = jnp.sum(jnp.where(on, probs[..., None], 0), axis=-2)
     factor = Factor(merged, (factors_of(c), outcome_of))
     return Categorical(np.broadcast_to(values, merged.shape), merged, c.hard, (factor,))
 

@@ -20,21 +20,12 @@ from jax.extend.core import JaxprEqn
 from . import _jaxpr
 from ._values import Live, Origin
 
-# Primitives that only move the elements of their one operand (or convert their precision).
-_MOVES = frozenset(
-    {
-        "broadcast_in_dim",
-        "reshape",
-        "squeeze",
-        "expand_dims",
-        "transpose",
-        "slice",
-        "rev",
-        "copy",
-        "copy_p",
-        "convert_element_type",
-    }
-)
+# Primitives that keep every element of their one operand and only change the shape around it.
+RESHAPES = frozenset({"broadcast_in_dim", "reshape", "squeeze", "expand_dims"})
+# Primitives that only move the elements of their one operand.
+MOVES = RESHAPES | {"transpose", "slice", "rev"}
+# Primitives that return their operand's elements as they are, or in another precision.
+COPIES = frozenset({"copy", "copy_p", "convert_element_type"})
 _MAX_SIZE = 1 << 22  # larger values are not tracked (their index would cost as much memory)
 _MAX_ROW = 4096  # argmax ties are looked for along axes of at most this many elements
 _FRESH = [1]  # the next negative index for elements that come from nowhere else
@@ -69,7 +60,7 @@ def moved(eqn: JaxprEqn, invals: list, outs: list) -> list[Live]:
     origins when ``eqn`` only moves elements of live values."""
     name = eqn.primitive.name
     found = None
-    if name in _MOVES and len(invals) == 1 and len(outs) == 1:
+    if name in MOVES | COPIES and len(invals) == 1 and len(outs) == 1:
         source = origin(invals[0])
         if source is not None:
             found = Origin(source.token, _moved_index(eqn, source.index))
