@@ -166,11 +166,15 @@ def test_a_python_loop_whose_unused_value_comes_out_of_a_relaxed_branch(x64):
         ),
         (lambda x: jnp.unique(x, size=3, fill_value=99.0), "known only by its expected value"),
         (
+            lambda x: jax.ops.segment_max(x, jnp.floor(x + 1).astype(jnp.int32), num_segments=3),
+            "its indices are relaxed integers",
+        ),
+        (
             jax.vmap(lambda a: lax.while_loop(lambda v: v < a, lambda v: v + 0.5, 0.0)),
             "batch of truth values",
         ),
     ],
-    ids=["scatter-set-of-ranks", "unique", "vmapped-while"],
+    ids=["scatter-set-of-ranks", "unique", "segment-max", "vmapped-while"],
 )
 def test_refusals_name_what_is_relaxed(program, words):
     with pytest.raises(sf.RelaxError, match=words) as error:
@@ -221,3 +225,94 @@ def test_a_clipped_mode_fed_back_from_the_state_chooses_a_branch(x64):
         jax.grad(relaxed)(u), _central_differences(relaxed, u), rtol=1e-5, atol=1e-8
     )
     np.testing.assert_allclose(sf.relax(hybrid, softness=1e-6)(u), hybrid(u), atol=1e-9)
+
+
+def _staircase_probs(x, jumps, tau):
+    """P(floor(x) = k) for k = jumps[0] - 1, ..., jumps[-1] (logistic steps at ``jumps``)."""
+    tails = jax.nn.sigmoid((x - jumps) / tau)  # P(value >= jump)
+    upper = jnp.concatenate([jnp.ones(1), tails])
+    lower = jnp.concatenate([tails, jnp.zeros(1)])
+    return upper - lower
+
+
+@pytest.mark.parametrize(
+    ("program", "on_integer"),
+    [
+        (lambda f: (f >= 11.0).astype(f.dtype), lambda k: float(k >= 11)),
+        (lambda f: f % 2, lambda k: float(k % 2)),
+        (lambda f: jnp.floor(f / 2), lambda k: float(np.floor(k / 2))),
+        (lambda f: jnp.fmod(f, 3.0) == 1.0, lambda k: float(np.fmod(k, 3) == 1)),
+    ],
+    ids=["compare", "floor-mod", "floor-again", "fmod-equal"],
+)
+def test_what_follows_a_relaxed_floor_acts_on_each_integer(program, on_integer, x64):
+    # jnp.floor(x) is an integer for each outcome: comparing it, taking its remainder or
+    # flooring it again acts on each integer with its probability (it was a soft step at the
+    # integer itself: 1/2 at every softness).
+    def fn(x):
+        return program(jnp.floor(x))
+
+    relaxed = sf.relax(fn, softness=TAU)
+    for x in (10.6, 11.45, 12.2, 9.3):
+        jumps = jnp.arange(np.floor(x) - 5, np.floor(x) + 7)
+        probs = _staircase_probs(jnp.float64(x), jumps, TAU)
+        values = np.array([on_integer(k) for k in np.arange(jumps[0] - 1, jumps[-1] + 1)])
+        np.testing.assert_allclose(relaxed(jnp.float64(x)), probs @ values, atol=1e-12)
+        assert sf.relax(fn, softness=1e-6)(jnp.float64(x)) == fn(x)
+        assert sf.relax(fn, softness=TAU, mode="straight_through")(jnp.float64(x)) == fn(x)
+
+
+def test_a_select_of_an_expected_integer_by_a_relaxed_condition(x64):
+    # A digit accumulator reset by a relaxed digit: the carry is unbounded (an expected value)
+    # and selected by a relaxed truth value; it crashed with a TypeError.
+    def digits(x):
+        d = jnp.clip(jnp.round(x), 0, 9).astype(jnp.int32)
+
+        def step(value, digit):
+            return jnp.where(digit == 0, 0, value * 10 + digit), None
+
+        return lax.scan(step, jnp.int32(0), d)[0].astype(x.dtype)
+
+    x = jnp.asarray([3.2, 1.6, 0.4, 7.8])
+    assert sf.relax(digits, softness=1e-6)(x) == digits(x)
+    relaxed = sf.relax(digits, softness=TAU)
+    np.testing.assert_allclose(
+        jax.grad(relaxed)(x), _central_differences(relaxed, np.asarray(x)), rtol=1e-6
+    )
+
+
+def test_a_clamp_at_an_infinite_input_has_the_exact_zero_gradient():
+    def clamp(x):
+        return jnp.where(x > 1.0, 1.0, x) * 2.0
+
+    x = jnp.asarray([0.3, jnp.inf, -1.0])
+    for mode in ("soft", "straight_through"):
+        relaxed = sf.relax(clamp, softness=TAU, mode=mode)
+        grad = jax.grad(lambda v, relaxed=relaxed: relaxed(v).sum())(x)
+        assert np.all(np.isfinite(grad)) and grad[1] == 0.0
+
+
+@pytest.mark.parametrize("method", ["odd_even", "bitonic", "softsort"])
+def test_a_nan_sorts_last_as_in_jnp(method):
+    x = jnp.asarray([0.3, jnp.nan, -1.0, 2.0, jnp.inf])
+    for descending in (False, True):
+        got = sf.sort(x, softness=1e-4, method=method, descending=descending)
+        np.testing.assert_array_equal(got, jnp.sort(x, descending=descending))
+    smallest = sf.relax(lambda v: jnp.sort(v)[:3] * 2.0, softness=TAU)
+    grad = jax.grad(lambda v: smallest(v).sum())(x)
+    assert np.all(np.isfinite(smallest(x))) and np.all(np.isfinite(grad))
+    assert grad[1] == 0.0
+
+
+def test_hard_mode_on_concrete_arguments_is_the_function_on_them():
+    # NumPy arguments stay NumPy's (float64 arithmetic and pairwise sums), and a Python number
+    # returned stays one: the function itself, not the function on JAX arrays.
+    def centred(x):
+        return x * 0.1 - x.mean(), 8.0
+
+    x = np.asarray([0.3, 0.7, 0.2, 0.9, 0.1, 0.45, 0.25, 0.8], np.float64)
+    got, eight = sf.relax(centred, mode="hard")(x)
+    want, _ = centred(x)
+    assert type(got) is type(want) and got.dtype == want.dtype
+    np.testing.assert_array_equal(got, want)
+    assert eight == 8.0 and type(eight) is float

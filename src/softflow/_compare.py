@@ -59,11 +59,12 @@ def relaxed(
 
 
 def scaled(difference: jax.Array, softness: Softness) -> jax.Array:
-    """``difference / softness``, with a finite derivative in the softness where the difference
-    is infinite (the step is flat there, and ``inf / softness**2`` would give 0 * inf = NaN)."""
+    """``difference / softness``, with a zero derivative where the difference is infinite: the
+    step is flat there, and ``inf / softness**2`` would give 0 * inf = NaN, as would an infinite
+    cotangent (a blend with an infinite branch) times the step's zero slope."""
     infinite = jnp.isinf(difference)
     finite_part = jnp.where(infinite, jnp.zeros((), difference.dtype), difference) / softness
-    return jnp.where(infinite, difference, finite_part)
+    return jnp.where(infinite, jax.lax.stop_gradient(difference), finite_part)
 
 
 def difference(x: jax.Array, y: jax.Array) -> jax.Array:

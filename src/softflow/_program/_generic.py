@@ -222,6 +222,15 @@ class SoftIntegerOps:
             return self.prefix_counts(eqn, summed)
         if name in LINEAR:
             return self.on_expectations(eqn, invals)
+        if name.startswith("scatter") and isinstance(invals[1], Categorical):
+            raise self.unsupported(
+                eqn,
+                "its indices are relaxed integers (a distribution over positions): relax writes "
+                "at relaxed indices with x.at[i].set (a blend) and x.at[i].add (expected sums, "
+                "segment_sum) only",
+                "accumulate with .at[i].add / jax.ops.segment_sum, or keep the indices exact: "
+                "sf.exact(jnp.floor(x).astype(int)) (no gradient through the choice of index)",
+            )
         raise self.unsupported(
             eqn,
             "its operand is a relaxed integer or truth value (a distribution over values) with "
@@ -300,7 +309,9 @@ class SoftIntegerOps:
                 "its operand is an integer known only by its expected value (a count of soft "
                 "truth values, or the counter of a relaxed loop), and the operation is not linear",
                 "compute it on floats, or keep the integer exact with sf.exact on the condition "
-                "it comes from",
+                "it comes from; positions found from a relaxed mask (jnp.nonzero, jnp.argwhere, "
+                "jnp.unique with size=) cannot be relaxed: weigh the elements by the mask "
+                "instead (jnp.where(mask, x, 0), sf.top_k)",
             )
         dtype = jnp.result_type(*(mean(v) for v in invals if is_soft(v)))
         data = data_operands(eqn)

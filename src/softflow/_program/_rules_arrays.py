@@ -28,6 +28,7 @@ from ._values import (
     expectation,
     floating,
     fold_onto,
+    is_live,
     is_soft,
     mean,
     unwrap,
@@ -49,15 +50,34 @@ def _step_rule(soft_fn):
     def step(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
         if not _live_float_operand(eqn, invals):
             return self.default(eqn, invals)
+        exact_candidates = _exact_mixture(invals[0])
+        if exact_candidates is not None:
+            # Already integers for each candidate (floor(floor(x)), round(table[i])): exact.
+            return self.per_candidate(eqn, [exact_candidates])
         x = unwrap(invals[0])
         self.record(eqn, f"sf.{soft_fn.__name__}")
         soft = soft_fn(x, softness=self.options.softness, kind=self.options.kind, mode="soft")
         exact = _jaxpr.bind(eqn, [x])[0]
         name = soft_fn.__name__
-        staircase = Staircase(x, exact, _JUMP_OFFSETS[name]) if name in _JUMP_OFFSETS else None
-        return [Live(self.with_mode(exact, soft), staircase=staircase)]
+        if name not in _JUMP_OFFSETS:
+            return [Live(self.with_mode(exact, soft))]
+        staircase = Staircase(x, exact, _JUMP_OFFSETS[name])
+        # The integers it may be, with their probabilities: what a later comparison, remainder or
+        # step of the value acts on, candidate by candidate (floor(x) >= 11 is P(floor(x) >= 11),
+        # not a soft comparison at 11 of a value that is 11).
+        cands, probs, _ = staircase_law(self, x, exact, _JUMP_OFFSETS[name])
+        mixture = Mixture(cands, probs, None, False)
+        return [Live(self.with_mode(exact, soft), staircase=staircase, mixture=mixture)]
 
     return step
+
+
+def _exact_mixture(value) -> Categorical | None:
+    """The candidates of a float known exactly for each candidate of a relaxed integer (a relaxed
+    ``floor``, an exact table read at a relaxed index), as a distribution; else None."""
+    if isinstance(value, Live) and value.mixture is not None and not value.mixture.live:
+        return value.mixture.categorical()
+    return None
 
 
 for _fn in (_steps.sign, _steps.floor, _steps.ceil, _steps.round):
@@ -101,12 +121,25 @@ def _remainder(self: Interpreter, eqn: JaxprEqn, invals: list, *, floored: bool)
     return [Live(self.with_mode(exact, soft.astype(exact.dtype)))]
 
 
+def _remainder_per_candidate(self: Interpreter, eqn: JaxprEqn, invals: list) -> list | None:
+    """A remainder of a float known exactly for each candidate (``jnp.floor(x) % 2``) by an exact
+    divisor: exact for each candidate."""
+    x, y = invals
+    candidates = _exact_mixture(x)
+    if candidates is None or is_live(y):
+        return None
+    return self.per_candidate(eqn, [candidates, y])
+
+
 @call_rule("remainder")
 def _floor_mod_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     """``x % y`` on floats (Python's modulo, the sign of ``y``): ``x - y * floor(x / y)`` with the
     relaxed floor of the quotient."""
     if any(is_soft(v) for v in invals) or not floating(aval(eqn.outvars[0])):
         return self.run_closed(_jaxpr.call_body(eqn), invals)
+    per_candidate = _remainder_per_candidate(self, eqn, invals)
+    if per_candidate is not None:
+        return per_candidate
     return _remainder(self, eqn, invals, floored=True)
 
 
@@ -116,27 +149,16 @@ def _rem_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     of the quotient."""
     if any(is_soft(v) for v in invals) or not floating(aval(eqn.outvars[0])):
         return self.default(eqn, invals)
+    per_candidate = _remainder_per_candidate(self, eqn, invals)
+    if per_candidate is not None:
+        return per_candidate
     return _remainder(self, eqn, invals, floored=False)
 
 
-def integer_distribution(self: Interpreter, eqn: JaxprEqn, value: Live) -> Categorical:
-    """A float converted to an integer (``convert_element_type``): a distribution over the
-    integers near the exact value, from the staircase that made the float (``floor``, ``ceil``,
-    ``round``) or else from truncation towards zero; exact in hard mode, and in
-    straight-through mode exact forward with the soft gradient."""
-    then = None
-    if value.staircase is not None:
-        source, exact, offset, then = (
-            value.staircase.source,
-            value.staircase.exact,
-            value.staircase.offset,
-            value.staircase.then,
-        )
-        made = "the relaxed staircase"
-    else:
-        source = unwrap(value)
-        exact, offset = jnp.trunc(source), _truncation_offset
-        made = "truncation"
+def staircase_law(self: Interpreter, source, exact, offset) -> tuple[jax.Array, jax.Array, int]:
+    """The relaxed staircase of ``source`` (exact value ``exact``, jumps at ``offset``) as a
+    distribution: candidates (floats), probabilities, and the reach on each side; exact in hard
+    mode, and in straight-through mode exact forward with the soft gradient."""
     tau = softness_array(self.options.softness, source.dtype, source.shape)
     # The number of candidates is static: from a concrete softness, or the most when it is traced.
     reach = _steps.candidate_reach(
@@ -147,8 +169,26 @@ def integer_distribution(self: Interpreter, eqn: JaxprEqn, value: Live) -> Categ
     )
     if self.options.mode == "straight_through":
         probs = straight_through(jnp.zeros_like(probs).at[..., reach].set(1), probs)
-    if then is not None:
-        cands = jax.vmap(then, -1, -1)(cands)
+    return cands, probs, reach
+
+
+def integer_distribution(self: Interpreter, eqn: JaxprEqn, value: Live) -> Categorical:
+    """A float converted to an integer (``convert_element_type``): a distribution over the
+    integers near the exact value, from the staircase that made the float (``floor``, ``ceil``,
+    ``round``) or else from truncation towards zero; exact in hard mode, and in
+    straight-through mode exact forward with the soft gradient."""
+    if value.staircase is not None:
+        staircase = value.staircase
+        cands, probs, reach = staircase_law(
+            self, staircase.source, staircase.exact, staircase.offset
+        )
+        if staircase.then is not None:
+            cands = jax.vmap(staircase.then, -1, -1)(cands)
+        made = "the relaxed staircase"
+    else:
+        source = unwrap(value)
+        cands, probs, reach = staircase_law(self, source, jnp.trunc(source), _truncation_offset)
+        made = "truncation"
     integers = jax.vmap(lambda c: _jaxpr.bind(eqn, [c])[0], -1, -1)(cands)
     self.record(eqn, f"distribution over {2 * reach + 1} integers ({made})")
     return Categorical(integers, probs, hard_thunk(eqn, [value])(0))

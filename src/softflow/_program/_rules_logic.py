@@ -18,6 +18,7 @@ from ._values import (
     Live,
     SoftBool,
     aval,
+    bernoulli,
     expectation,
     floating,
     is_soft,
@@ -33,6 +34,11 @@ def _compare_rule(soft_fn):
     def compare(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
         a, b = invals
         if floating(aval(eqn.invars[0])):
+            if all(
+                isinstance(v, Live) and v.mixture is not None and not v.mixture.live for v in invals
+            ):
+                # Both exact for each candidate (floor(x) >= floor(y)): over the joint outcomes.
+                return self.per_candidate(eqn, [v.mixture.categorical() for v in invals])
             mixed = _one_mixture(a, b)
             if mixed is not None:
                 return _compare_per_candidate(self, eqn, invals, soft_fn, mixed)
@@ -207,7 +213,9 @@ def _convert_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     source = aval(eqn.invars[0]).dtype
     if not jnp.issubdtype(source, jnp.floating) or jnp.issubdtype(target, jnp.floating):
         return [Live(out) for out in _jaxpr.bind(eqn, [unwrap(value)])]
-    if isinstance(value, Live) and value.mixture is not None and not value.mixture.live:
+    # (A staircase's own integer conversion is below.)
+    exact_table = isinstance(value, Live) and value.staircase is None
+    if exact_table and value.mixture is not None and not value.mixture.live:
         # An exact table read at a relaxed index (a jump target): convert each candidate.
         return self.per_candidate(eqn, [value.mixture.categorical()])
     x = unwrap(value)
@@ -313,6 +321,21 @@ def _gradient_stopped_copy(self: Interpreter, eqn: JaxprEqn) -> int | None:
     return None
 
 
+def _expected_selection(self: Interpreter, eqn: JaxprEqn, pred, cases: list, hard) -> Expected:
+    """``select_n`` of integers, some known only by their expected values, by a relaxed
+    selector: the expected value of the selected case."""
+    selector = bernoulli(pred) if isinstance(pred, SoftBool) else pred
+    cands = jnp.asarray(selector.cands).astype(jnp.int32)
+    probs = jnp.broadcast_to(selector.probs, cands.shape)
+    dtype = jnp.result_type(probs.dtype, *(mean(c).dtype for c in cases if is_soft(c)))
+    total = jnp.zeros((), dtype)
+    for j, case in enumerate(cases):
+        weight = jnp.sum(jnp.where(cands == j, probs, 0), axis=-1).astype(dtype)
+        total = total + weight * mean(case).astype(dtype)
+    self.record(eqn, "select on expected values (expectation over the selector)")
+    return Expected(total, hard)
+
+
 @rule("select_n")
 def _select_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     pred, *cases = invals
@@ -355,6 +378,9 @@ def _select_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
         probs = jnp.stack([1 - p, p], axis=-1)
         return [Categorical(xp.stack([c0, c1], axis=-1), probs, hard)]
     if isinstance(pred, SoftBool | Categorical):
+        if any(isinstance(c, Expected) for c in cases):
+            # A case known only by its expected value: the expectation over the selector.
+            return [_expected_selection(self, eqn, pred, cases, hard)]
         if floating(out_aval):
             self.record(eqn, "select per candidate of a distribution (expectation)")
         return self.per_candidate(eqn, invals)
