@@ -126,18 +126,15 @@ class Relaxed:
 
     def _hard_eager(self, tau, args, kwargs):
         """Hard mode with a concrete softness: the function itself, converted, on the arguments
-        as given, its result as it returns it. On concrete arrays every ``if`` / ``while`` /
-        ``for`` runs as Python runs it, operation by operation, so the result is the plain
-        function's bit for bit (the traced program's ``lax.cond`` would be compiled, and XLA may
-        fuse ``a * b + c`` in it into one multiply-add). Under ``jit`` it traces the program that
-        the other modes relax."""
+        as arrays. On concrete arrays every ``if`` / ``while`` / ``for`` runs as Python runs it,
+        operation by operation, so the result is the plain function's bit for bit (the traced
+        program's ``lax.cond`` would be compiled, and XLA may fuse ``a * b + c`` in it into one
+        multiply-add). Under ``jit`` it traces the program that the other modes relax."""
         leaves_with_path, in_tree = jax.tree_util.tree_flatten_with_path((args, kwargs))
         leaves = [_input_leaf(path, leaf) for path, leaf in leaves_with_path]
-        if _concrete(leaves):
-            # The arguments as given (NumPy arithmetic stays NumPy's) and the result as returned.
-            return self._eager(*args, **kwargs)
         a, k = jax.tree_util.tree_unflatten(in_tree, leaves)
-        flat, out_tree = jax.tree_util.tree_flatten(self._fn(*a, **k))
+        fn = self._eager if _concrete(leaves) else self._fn
+        flat, out_tree = jax.tree_util.tree_flatten(fn(*a, **k))
         outs = [check_traced_softness(_as_array(o), tau) for o in flat]
         return jax.tree_util.tree_unflatten(out_tree, outs)
 
