@@ -292,14 +292,14 @@ def test_a_clamp_at_an_infinite_input_has_the_exact_zero_gradient():
         assert np.all(np.isfinite(grad)) and grad[1] == 0.0
 
 
-@pytest.mark.parametrize("method", ["odd_even", "bitonic", "softsort"])
-def test_a_nan_sorts_last_as_in_jnp(method):
+def test_a_nan_sorts_last_as_in_jnp():
     x = jnp.asarray([0.3, jnp.nan, -1.0, 2.0, jnp.inf])
-    for descending in (False, True):
-        got = sf.sort(x, softness=1e-4, method=method, descending=descending)
-        np.testing.assert_array_equal(got, jnp.sort(x, descending=descending))
+    for program in (jnp.sort, lambda v: jnp.sort(v, descending=True), lambda v: lax.sort(v)):
+        np.testing.assert_array_equal(sf.relax(program, softness=1e-4)(x), program(x))
+    finite = x[:4]  # (a NaN is sorted as inf: after an inf in jnp, tied with it here)
+    with_positions = sf.relax(lambda v: jnp.sort(v)[jnp.argsort(v)], softness=1e-4)
+    np.testing.assert_array_equal(with_positions(finite), jnp.sort(finite)[jnp.argsort(finite)])
     smallest = sf.relax(lambda v: jnp.sort(v)[:3] * 2.0, softness=TAU)
     grad = jax.grad(lambda v: smallest(v).sum())(x)
     assert np.all(np.isfinite(smallest(x))) and np.all(np.isfinite(grad))
     assert grad[1] == 0.0
-

@@ -185,20 +185,7 @@ def sort(
         return (values, _hard_permutation(a, descending)) if return_permutation else (values,)
 
     def soft():
-        # NaN sorts last, as in jnp.sort (first when descending): it is sorted as inf, and the
-        # places it ends at are NaN, so it never mixes with the other entries.
-        nan = jnp.isnan(a.values)
-        ordered = AlongAxis(
-            jnp.where(nan, jnp.array(jnp.inf, a.values.dtype), a.values),
-            a.softness,
-            a.dtype,
-            a.axis_from_end,
-        )
-        values, permutation = _sorted(ordered, kind, method, descending, return_permutation)
-        count = jnp.sum(nan, axis=-1, keepdims=True)
-        place = jnp.arange(a.size)
-        at_nan = place < count if descending else place >= a.size - count
-        values = jnp.where(at_nan, jnp.array(jnp.nan, values.dtype), values)
+        values, permutation = _sorted(a, kind, method, descending, return_permutation)
         return (values, permutation) if return_permutation else (values,)
 
     result = by_mode(mode, hard, soft, a.softness)

@@ -369,16 +369,26 @@ def _sort_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
             "sort by one float key with sf.sort (return_permutation=True gives the permutation)",
         )
     x = unwrap(invals[0])
+    # A NaN sorts last, as in jnp.sort: it is sorted as inf and the places it ends at are NaN,
+    # so that it never mixes with the other values.
+    nan = jnp.isnan(x)
+    ordered = jnp.where(nan, jnp.array(jnp.inf, x.dtype), x)
+    count = jnp.sum(nan, axis=axis, keepdims=True)
+    n = x.shape[axis]
+    place = np.arange(n).reshape([n if d == axis else 1 for d in range(x.ndim)])
+    at_nan = place >= n - count
     options = self.compare_options()
     if len(invals) == 1:
         self.record(eqn, f"sf.sort (method={SORT_METHOD!r})")
-        return [Live(cast(jax.Array, _sort.sort(x, axis, method=SORT_METHOD, **options)))]
+        values = cast(jax.Array, _sort.sort(ordered, axis, method=SORT_METHOD, **options))
+        return [Live(jnp.where(at_nan, jnp.array(jnp.nan, x.dtype), values))]
     self.record(
         eqn, f"sf.sort with its permutation (method={PERMUTATION_METHOD!r}; others follow it)"
     )
     values, permutation = _sort.sort(
-        x, axis, return_permutation=True, method=PERMUTATION_METHOD, **options
+        ordered, axis, return_permutation=True, method=PERMUTATION_METHOD, **options
     )
+    values = jnp.where(at_nan, jnp.array(jnp.nan, x.dtype), values)
     return [Live(values), *_follow(self, eqn, permutation, axis, invals[1:], eqn.invars[1:])]
 
 
