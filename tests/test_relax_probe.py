@@ -265,17 +265,26 @@ def test_what_follows_a_relaxed_floor_acts_on_each_integer(program, on_integer, 
 def test_a_select_of_an_expected_integer_by_a_relaxed_condition(x64):
     # A digit accumulator reset by a relaxed digit: the carry is unbounded (an expected value)
     # and selected by a relaxed truth value; it crashed with a TypeError.
-    def digits(x):
-        d = jnp.clip(jnp.round(x), 0, 9).astype(jnp.int32)
-
+    def accumulated(d, dtype):
         def step(value, digit):
             return jnp.where(digit == 0, 0, value * 10 + digit), None
 
-        return lax.scan(step, jnp.int32(0), d)[0].astype(x.dtype)
+        return lax.scan(step, jnp.int32(0), d)[0].astype(dtype)
+
+    def digits(x):
+        return accumulated(jnp.clip(jnp.round(x), 0, 9).astype(jnp.int32), x.dtype)
+
+    def unclipped_digits(x):
+        return accumulated(jnp.round(x).astype(jnp.int32), x.dtype)
 
     x = jnp.asarray([3.2, 1.6, 0.4, 7.8])
     assert sf.relax(digits, softness=1e-6)(x) == digits(x)
     relaxed = sf.relax(digits, softness=TAU)
+    # The same relaxation under jit as on concrete values: each digit a distribution with or
+    # without a static range (under jit, an unclipped digit was only its expected value).
+    unclipped = sf.relax(unclipped_digits, softness=TAU)
+    for fn in (relaxed, unclipped):
+        np.testing.assert_allclose(jax.jit(fn)(x), fn(x), rtol=1e-12)
     np.testing.assert_allclose(
         jax.grad(relaxed)(x), _central_differences(relaxed, np.asarray(x)), rtol=1e-6
     )

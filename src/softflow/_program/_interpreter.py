@@ -7,6 +7,7 @@ probabilities, on each candidate value, or on the expectation (see :meth:`Interp
 """
 
 import dataclasses
+import math
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
@@ -363,8 +364,47 @@ def _with_staircase(eqn: JaxprEqn, invals: list, outs: list) -> list:
         args = [candidate if i == position else c for i, c in enumerate(constants)]
         return _jaxpr.bind(eqn, args)[0]
 
-    moved = dataclasses.replace(staircase, then=then)
+    bounds = _mapped_bounds(eqn.primitive.name, constants, position, staircase.bounds)
+    moved = dataclasses.replace(staircase, then=then, bounds=bounds)
     return [dataclasses.replace(outs[0], staircase=moved)]
+
+
+def _mapped_bounds(name: str, operands: list, position: int, bounds) -> tuple[float, float]:
+    """Bounds of an exact map of a value within ``bounds`` (operand ``position``) by constants
+    (interval arithmetic; unbounded where a constant is not known at trace time)."""
+    known = [
+        (float(np.min(c)), float(np.max(c))) if is_concrete(c) and np.size(c) else None
+        for c in operands
+    ]
+    if any(k is None for i, k in enumerate(known) if i != position):
+        return (-math.inf, math.inf)
+    lo, hi = bounds
+    others = [k for i, k in enumerate(known) if i != position]
+    if name == "clamp":
+        if position != 1:
+            return (-math.inf, math.inf)
+        (low, _), (_, high) = known[0], known[2]
+        return (min(max(lo, low), high), max(min(hi, high), low))
+    if name == "neg":
+        return (-hi, -lo)
+    if name == "abs":
+        return (0.0 if lo <= 0 <= hi else min(abs(lo), abs(hi)), max(abs(lo), abs(hi)))
+    ((c_lo, c_hi),) = others
+    if name == "max":
+        return (max(lo, c_lo), max(hi, c_hi))
+    if name == "min":
+        return (min(lo, c_lo), min(hi, c_hi))
+    if name == "add":
+        return (lo + c_lo, hi + c_hi)
+    if name == "sub":
+        return (lo - c_hi, hi - c_lo) if position == 0 else (c_lo - hi, c_hi - lo)
+    if name == "mul":
+        with np.errstate(invalid="ignore"):
+            products = [a * b for a in (lo, hi) for b in (c_lo, c_hi)]
+        if any(math.isnan(v) for v in products):
+            return (-math.inf, math.inf)
+        return (min(products), max(products))
+    return (-math.inf, math.inf)
 
 
 # Exact maps of a float that a mixture over a relaxed integer's candidates is pushed through

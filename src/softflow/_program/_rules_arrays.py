@@ -1,6 +1,7 @@
 """Rules for array operations: elementwise steps, ``argmax`` / ``argmin``, ``sort``, and reads
 and writes at a relaxed index (``dynamic_slice``, ``scatter``)."""
 
+import math
 from typing import Any, cast
 
 import jax
@@ -177,6 +178,7 @@ def integer_distribution(self: Interpreter, eqn: JaxprEqn, value: Live) -> Categ
     integers near the exact value, from the staircase that made the float (``floor``, ``ceil``,
     ``round``) or else from truncation towards zero; exact in hard mode, and in
     straight-through mode exact forward with the soft gradient."""
+    bounds = None
     if value.staircase is not None:
         staircase = value.staircase
         cands, probs, reach = staircase_law(
@@ -185,13 +187,16 @@ def integer_distribution(self: Interpreter, eqn: JaxprEqn, value: Live) -> Categ
         if staircase.then is not None:
             cands = jax.vmap(staircase.then, -1, -1)(cands)
         made = "the relaxed staircase"
+        lo, hi = staircase.bounds
+        if math.isfinite(lo) and math.isfinite(hi):
+            bounds = (math.ceil(lo), math.floor(hi))
     else:
         source = unwrap(value)
         cands, probs, reach = staircase_law(self, source, jnp.trunc(source), _truncation_offset)
         made = "truncation"
     integers = jax.vmap(lambda c: _jaxpr.bind(eqn, [c])[0], -1, -1)(cands)
     self.record(eqn, f"distribution over {2 * reach + 1} integers ({made})")
-    return Categorical(integers, probs, hard_thunk(eqn, [value])(0))
+    return Categorical(integers, probs, hard_thunk(eqn, [value])(0), bounds=bounds)
 
 
 @rule("argmax", "argmin")

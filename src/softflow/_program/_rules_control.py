@@ -16,6 +16,7 @@ from .._loop import _soft_while, soft_while
 from . import _jaxpr
 from ._boundaries import (
     DEAD,
+    INT,
     LIVE,
     Kind,
     carry_kinds,
@@ -387,13 +388,31 @@ def _scan_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     y_avals = [aval(v) for v in eqn.outvars[ncarry:]]
     x_avals = [aval(v) for v in layout.body.jaxpr.invars[nc + ncarry :]]
     x_kinds = [kind_of(v, a) for v, a in zip(xs, x_avals, strict=True)]
-    xs_x = encode_all(xs, x_kinds, x_avals)
+    # A relaxed integer of xs whose values have no static range (a rounded input) is scanned
+    # with its candidates: each step reads its own distribution, as on concrete values.
+    with_candidates = [
+        isinstance(v, Categorical) and k == INT for v, k in zip(xs, x_kinds, strict=True)
+    ]
+    xs_x = [
+        (jnp.asarray(v.cands), jnp.broadcast_to(v.probs, np.shape(v.cands))) if scanned else encoded
+        for v, scanned, encoded in zip(
+            xs, with_candidates, encode_all(xs, x_kinds, x_avals), strict=True
+        )
+    ]
+
+    def decode_xs(slices) -> list:
+        return [
+            Categorical(*x, None) if scanned else decode(x, k, a)
+            for x, scanned, k, a in zip(slices, with_candidates, x_kinds, x_avals, strict=True)
+        ]
 
     def x_slices() -> list:
         """Abstract slices of xs, to trace the body for the kinds of carry and outputs: a slice
         known at trace time is made opaque, as it is in the loop, where each step reads its own
         (the first slice alone would hide the values that later ones lead to)."""
-        return decode_all([jax.lax.optimization_barrier(x[0]) for x in xs_x], x_kinds, x_avals)
+        return decode_xs(
+            [jax.tree_util.tree_map(lambda a: jax.lax.optimization_barrier(a[0]), x) for x in xs_x]
+        )
 
     def step(carry, x_values):
         return self.run_closed(layout.body, [*consts, *carry, *x_values])
@@ -412,7 +431,7 @@ def _scan_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     )
 
     def body(c, x):
-        outs = step(decode_all(c, kinds, carry_avals), decode_all(x, x_kinds, x_avals))
+        outs = step(decode_all(c, kinds, carry_avals), decode_xs(x))
         new_c = encode_all(outs[:ncarry], kinds, carry_avals)
         return new_c, encode_all(outs[ncarry:], y_kinds, y_avals)
 

@@ -56,6 +56,9 @@ class Staircase:
     # Exact maps applied since (``jnp.clip(jnp.round(x), 0, 255)``), one integer candidate at a
     # time: the integer conversion then sees the staircase's candidates pushed through them.
     then: Callable[[jax.Array], jax.Array] | None = None
+    # Static bounds of the values after those maps (a clip's), so that an integer made from
+    # them has a static range under jit as it has on concrete values.
+    bounds: tuple[float, float] = (-math.inf, math.inf)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
