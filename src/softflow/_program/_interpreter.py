@@ -372,17 +372,19 @@ def _with_staircase(eqn: JaxprEqn, invals: list, outs: list) -> list:
 def _mapped_bounds(name: str, operands: list, position: int, bounds) -> tuple[float, float]:
     """Bounds of an exact map of a value within ``bounds`` (operand ``position``) by constants
     (interval arithmetic; unbounded where a constant is not known at trace time)."""
+    unbounded = (-math.inf, math.inf)
+    if not all(is_concrete(c) and np.size(c) for i, c in enumerate(operands) if i != position):
+        return unbounded
+    # The range of each constant operand (the value's own entry is not used).
     known = [
-        (float(np.min(c)), float(np.max(c))) if is_concrete(c) and np.size(c) else None
-        for c in operands
+        (float(np.min(c)), float(np.max(c))) if i != position else unbounded
+        for i, c in enumerate(operands)
     ]
-    if any(k is None for i, k in enumerate(known) if i != position):
-        return (-math.inf, math.inf)
     lo, hi = bounds
     others = [k for i, k in enumerate(known) if i != position]
     if name == "clamp":
         if position != 1:
-            return (-math.inf, math.inf)
+            return unbounded
         (low, _), (_, high) = known[0], known[2]
         return (min(max(lo, low), high), max(min(hi, high), low))
     if name == "neg":
@@ -402,9 +404,9 @@ def _mapped_bounds(name: str, operands: list, position: int, bounds) -> tuple[fl
         with np.errstate(invalid="ignore"):
             products = [a * b for a in (lo, hi) for b in (c_lo, c_hi)]
         if any(math.isnan(v) for v in products):
-            return (-math.inf, math.inf)
+            return unbounded
         return (min(products), max(products))
-    return (-math.inf, math.inf)
+    return unbounded
 
 
 # Exact maps of a float that a mixture over a relaxed integer's candidates is pushed through

@@ -402,7 +402,7 @@ def _scan_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
 
     def decode_xs(slices) -> list:
         return [
-            Categorical(*x, None) if scanned else decode(x, k, a)
+            Categorical(x[0], x[1], None) if scanned else decode(x, k, a)
             for x, scanned, k, a in zip(slices, with_candidates, x_kinds, x_avals, strict=True)
         ]
 
