@@ -433,13 +433,14 @@ def measure(settings: harness.Settings, names=None, batch: int | None = None) ->
         )
         worst_why = (
             "the programs whose integer state is a distribution over many values pay for each "
-            "value at each step: the gear of gearbox_switch (a 40-step scan; the gear may shift "
-            "at every step, so it is carried over 0..40) and the program counter and stack "
-            "pointer of stack_machine; and lookups at relaxed float-to-integer indices read the "
-            "table at every candidate: five integers per coordinate at softness 0.1 in float32, "
-            "jointly over the coordinates, so a trilinear lookup reads 8 corners at 125 "
-            "candidate positions (the exact interpolation is continuous already and needs no "
-            "relaxation)"
+            "value at each step: the gear of gearbox_switch is carried over 0..40 (a 40-step "
+            "scan, the gear may shift at every step; a gear past the last threshold, inf, never "
+            "shifts, but relax does not prune values of probability 0), and the rule-table Life "
+            "step reads its table at the 18 joint outcomes of a cell and its neighbour count; "
+            "lookups at relaxed float-to-integer indices read the table at every candidate: five "
+            "integers per coordinate at softness 0.1 in float32, jointly over the coordinates, "
+            "so a trilinear lookup reads 8 corners at 125 candidate positions (the exact "
+            "interpolation is continuous already and needs no relaxation)"
         )
         harness.goal(
             sec,
