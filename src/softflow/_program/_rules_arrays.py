@@ -26,6 +26,7 @@ from ._values import (
     SoftBool,
     Staircase,
     aval,
+    exact_candidates,
     expectation,
     floating,
     fold_onto,
@@ -51,10 +52,10 @@ def _step_rule(soft_fn):
     def step(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
         if not _live_float_operand(eqn, invals):
             return self.default(eqn, invals)
-        exact_candidates = _exact_mixture(invals[0])
-        if exact_candidates is not None:
+        known = exact_candidates(invals[0])
+        if known is not None:
             # Already integers for each candidate (floor(floor(x)), round(table[i])): exact.
-            return self.per_candidate(eqn, [exact_candidates])
+            return self.per_candidate(eqn, [known])
         x = unwrap(invals[0])
         self.record(eqn, f"sf.{soft_fn.__name__}")
         soft = soft_fn(x, softness=self.options.softness, kind=self.options.kind, mode="soft")
@@ -71,14 +72,6 @@ def _step_rule(soft_fn):
         return [Live(self.with_mode(exact, soft), staircase=staircase, mixture=mixture)]
 
     return step
-
-
-def _exact_mixture(value) -> Categorical | None:
-    """The candidates of a float known exactly for each candidate of a relaxed integer (a relaxed
-    ``floor``, an exact table read at a relaxed index), as a distribution; else None."""
-    if isinstance(value, Live) and value.mixture is not None and not value.mixture.live:
-        return value.mixture.categorical()
-    return None
 
 
 for _fn in (_steps.sign, _steps.floor, _steps.ceil, _steps.round):
@@ -126,7 +119,7 @@ def _remainder_per_candidate(self: Interpreter, eqn: JaxprEqn, invals: list) -> 
     """A remainder of a float known exactly for each candidate (``jnp.floor(x) % 2``) by an exact
     divisor: exact for each candidate."""
     x, y = invals
-    candidates = _exact_mixture(x)
+    candidates = exact_candidates(x)
     if candidates is None or is_live(y):
         return None
     return self.per_candidate(eqn, [candidates, y])

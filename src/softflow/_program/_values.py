@@ -419,6 +419,14 @@ def fold_onto(probs: jax.Array, targets: np.ndarray, size: int) -> jax.Array:
     return out
 
 
+def exact_candidates(value) -> Categorical | None:
+    """The candidates of a float known exactly for each candidate of a relaxed integer (a relaxed
+    ``floor``, an exact table read at a relaxed index), as a distribution; else None."""
+    if isinstance(value, Live) and value.mixture is not None and not value.mixture.live:
+        return value.mixture.categorical()
+    return None
+
+
 def distinct(c: Categorical) -> Categorical:
     """``c`` with its candidates of equal value merged, when they are known at trace time and
     repeat (the same distribution over fewer candidates, which remembers how its outcomes were
