@@ -128,12 +128,8 @@ class _Events:
             )[0]
             return read(law)
 
-        def add_event_stacked(q, p_i):
-            fewer = jnp.concatenate([jnp.zeros_like(q[:1]), q[:-1]])
-            return q * (1 - p_i) + fewer * p_i, None
-
         law = jnp.zeros((largest + 1, *self.batch), self.work).at[0].set(1)
-        law = jax.lax.scan(add_event_stacked, law, p, unroll=_UNROLL)[0]
+        law = jax.lax.scan(lambda q, p_i: (with_event(q, p_i), None), law, p, unroll=_UNROLL)[0]
         return read(jnp.moveaxis(law, 0, -1))
 
     def hard_count(self) -> jax.Array:
@@ -155,6 +151,13 @@ class _Events:
         if result.ndim > has_nan.ndim:  # a law: the counts are a last axis
             has_nan = has_nan[..., None]
         return jnp.where(has_nan, jnp.array(jnp.nan, result.dtype), result)
+
+
+def with_event(law: jax.Array, p: jax.Array) -> jax.Array:
+    """The law of a count (counts on the first axis) after one more independent event that
+    happens with probability ``p`` (the batch shape): the count stays, or moves up by one."""
+    one_less = jnp.concatenate([jnp.zeros_like(law[:1]), law[:-1]])
+    return law * (1 - p) + one_less * p
 
 
 def _as_array(law: list[jax.Array] | jax.Array) -> jax.Array:

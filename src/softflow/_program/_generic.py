@@ -17,7 +17,7 @@ import numpy as np
 from jax.extend.core import JaxprEqn
 
 from .._checks import is_concrete
-from .._count import count_distribution
+from .._count import count_distribution, with_event
 from . import _jaxpr
 from ._boundaries import MAX_STATES
 from ._errors import ExpectedIntegerError, RelaxError
@@ -262,15 +262,14 @@ class SoftIntegerOps:
         if reverse:
             p = p[::-1]
         n = p.shape[0]
-        none = jnp.zeros((*p.shape[1:], n + 1), p.dtype).at[..., 0].set(1)
+        none = jnp.zeros((n + 1, *p.shape[1:]), p.dtype).at[0].set(1)
 
         def one_more(law, p_i):
-            p_i = p_i[..., None]
-            one_less = jnp.concatenate([jnp.zeros_like(law[..., :1]), law[..., :-1]], axis=-1)
-            law = law * (1 - p_i) + one_less * p_i
+            law = with_event(law, p_i)
             return law, law
 
-        _, laws = jax.lax.scan(one_more, none, p)
+        _, laws = jax.lax.scan(one_more, none, p)  # [position, count, ...]
+        laws = jnp.moveaxis(laws, 1, -1)
         if reverse:
             laws = laws[::-1]
         probs = jnp.moveaxis(laws, 0, axis)

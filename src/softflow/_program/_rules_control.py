@@ -40,6 +40,7 @@ from ._values import (
     SoftBool,
     aval,
     bernoulli,
+    case_weights,
     default_float,
     floating,
     is_live,
@@ -47,7 +48,6 @@ from ._values import (
     mean,
     merge,
     probability,
-    shared_row,
     unwrap,
 )
 
@@ -119,12 +119,7 @@ def _cond_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
         )
     n = len(branches)
     # One weight array per branch, never sliced out of a stack (see _branch._blend_trees).
-    row = shared_row(np.asarray(categorical.cands)) if is_concrete(categorical.cands) else None
-    if row is not None:
-        weights = [_summed(categorical.probs, np.clip(row, 0, n - 1) == j) for j in range(n)]
-    else:
-        cands = jnp.clip(categorical.cands, 0, n - 1)
-        weights = [jnp.sum(jnp.where(cands == j, categorical.probs, 0), axis=-1) for j in range(n)]
+    weights = case_weights(categorical, n)
     self.record(eqn, "sf.soft_if" if n == 2 else "sf.soft_switch")
     results = [branch() for branch in run]
     outs = []
@@ -149,15 +144,6 @@ def _cond_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
             stacked = jnp.stack([jnp.broadcast_to(unwrap(v), out_aval.shape) for v in values], -1)
             outs.append(Categorical(stacked, jnp.stack(weights, -1), None))
     return outs
-
-
-def _summed(probs: jax.Array, chosen: np.ndarray) -> jax.Array:
-    """The sum of the probabilities of the candidates ``chosen`` (known at trace time): of a
-    slice when they follow each other."""
-    (at,) = np.nonzero(chosen)
-    if at.size and at[-1] - at[0] + 1 == at.size:
-        return jnp.sum(probs[..., at[0] : at[-1] + 1], axis=-1)
-    return jnp.sum(jnp.where(chosen, probs, 0), axis=-1)
 
 
 def _selected_per_candidate(index: Categorical, values: list, n: int, out_aval) -> Categorical:

@@ -19,6 +19,7 @@ from ._values import (
     SoftBool,
     aval,
     bernoulli,
+    case_weights,
     expectation,
     floating,
     is_soft,
@@ -325,13 +326,11 @@ def _expected_selection(self: Interpreter, eqn: JaxprEqn, pred, cases: list, har
     """``select_n`` of integers, some known only by their expected values, by a relaxed
     selector: the expected value of the selected case."""
     selector = bernoulli(pred) if isinstance(pred, SoftBool) else pred
-    cands = jnp.asarray(selector.cands).astype(jnp.int32)
-    probs = jnp.broadcast_to(selector.probs, cands.shape)
-    dtype = jnp.result_type(probs.dtype, *(mean(c).dtype for c in cases if is_soft(c)))
+    weights = case_weights(selector, len(cases))
+    dtype = jnp.result_type(selector.probs.dtype, *(mean(c).dtype for c in cases if is_soft(c)))
     total = jnp.zeros((), dtype)
-    for j, case in enumerate(cases):
-        weight = jnp.sum(jnp.where(cands == j, probs, 0), axis=-1).astype(dtype)
-        total = total + weight * mean(case).astype(dtype)
+    for weight, case in zip(weights, cases, strict=True):
+        total = total + weight.astype(dtype) * mean(case).astype(dtype)
     self.record(eqn, "select on expected values (expectation over the selector)")
     return Expected(total, hard)
 

@@ -391,6 +391,27 @@ def shared_row(cands: np.ndarray) -> np.ndarray | None:
     return row if row is not None and np.all(cands == row) else None
 
 
+def case_weights(index: Categorical, n: int) -> list[jax.Array]:
+    """The probability of each case ``0..n-1`` chosen by a relaxed index clipped to that range
+    (the branches of ``lax.switch``, the cases of ``select_n``): sums of slices of its
+    probabilities when its candidates are known at trace time, kept as separate arrays (one
+    elementwise pass each, no stacked copy to slice)."""
+    probs = jnp.broadcast_to(index.probs, np.shape(index.cands))
+    row = shared_row(np.asarray(index.cands)) if is_concrete(index.cands) else None
+    if row is None:
+        cands = jnp.clip(jnp.asarray(index.cands).astype(jnp.int32), 0, n - 1)
+        return [jnp.sum(jnp.where(cands == j, probs, 0), axis=-1) for j in range(n)]
+    chosen = np.clip(row.astype(np.int64), 0, n - 1)
+    weights = []
+    for j in range(n):
+        (at,) = np.nonzero(chosen == j)
+        if at.size and at[-1] - at[0] + 1 == at.size:
+            weights.append(jnp.sum(probs[..., at[0] : at[-1] + 1], axis=-1))
+        else:
+            weights.append(jnp.sum(jnp.where(chosen == j, probs, 0), axis=-1))
+    return weights
+
+
 # The most runs of consecutive targets that fold_onto adds slice by slice; beyond, one product
 # with a 0/1 matrix.
 _MOST_RUNS = 8
