@@ -17,7 +17,7 @@ from .._logic import TNORMS, TNorm
 from .._modes import MODES, Mode
 
 # The rule modules fill the interpreter's registry when they are imported.
-from . import _rules_arrays, _rules_control, _rules_logic  # noqa: F401
+from . import _rules_arrays, _rules_control, _rules_indexing, _rules_logic  # noqa: F401
 from ._errors import ExpectedIntegerError
 from ._explain import Explanation
 from ._interpreter import ON_UNRELAXABLE, Interpreter, OnUnrelaxable, Options, output

@@ -1,5 +1,5 @@
-"""Rules for array operations: elementwise steps, ``argmax`` / ``argmin``, ``sort``, and reads
-and writes at a relaxed index (``dynamic_slice``, ``scatter``)."""
+"""Rules for array operations: elementwise steps and remainders, ``argmax`` / ``argmin``,
+``searchsorted``, ``sort`` and ``top_k``."""
 
 import math
 from typing import Any, cast
@@ -11,11 +11,10 @@ from jax.core import Tracer
 from jax.extend.core import JaxprEqn
 
 from .. import _compare, _select, _sort, _steps
-from .._blend import blend
 from .._checks import is_concrete, softness_array
 from .._modes import straight_through
 from . import _jaxpr, _views
-from ._generic import at_trace_time, hard_thunk
+from ._generic import hard_thunk
 from ._interpreter import Interpreter, call_rule, rule
 from ._values import (
     Categorical,
@@ -29,7 +28,6 @@ from ._values import (
     exact_candidates,
     expectation,
     floating,
-    fold_onto,
     is_live,
     is_soft,
     mean,
@@ -415,185 +413,3 @@ def _top_k_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
         origin = Origin(source.token, np.broadcast_to(index_of, probs.shape))
     mixture = Mixture(jnp.broadcast_to(elements, probs.shape), probs, None, True, origin)
     return [Live(values, mixture=mixture), Categorical(cands, probs, hard_thunk(eqn, invals)(1))]
-
-
-def _weights_over_positions(index: Categorical, n: int) -> jax.Array:
-    """The probability of each position 0..n-1 (candidates clamped into range), shape (n,)."""
-    if is_concrete(index.cands):
-        position = np.clip(np.asarray(index.cands), 0, n - 1)
-        if np.array_equal(position, np.arange(n)):
-            return index.probs  # the usual case: the candidates of an argmax over this axis
-        return fold_onto(index.probs, position, n)
-    position = jnp.clip(index.cands, 0, n - 1)
-    return jnp.zeros((n,), index.probs.dtype).at[position].add(index.probs)
-
-
-@rule("dynamic_slice")
-def _dynamic_slice_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
-    """``x[i]`` with a relaxed index along one axis: the expectation as one weighted sum.
-
-    Per candidate this is the slice at that index (clamped into range, as ``dynamic_slice``
-    does); summed densely over the positions of the axis, so that the gradient is dense too.
-    """
-    operand, *indices = invals
-    soft_axes = [d for d, i in enumerate(indices) if is_soft(i)]
-    sizes = _jaxpr.slice_sizes(eqn)
-    if (
-        is_soft(operand)
-        or len(soft_axes) != 1
-        or not isinstance(indices[soft_axes[0]], Categorical)
-        or indices[soft_axes[0]].probs.ndim != 1
-        or sizes[soft_axes[0]] != 1
-    ):
-        return self.default(eqn, invals)
-    axis = soft_axes[0]
-    index = indices[axis]
-    x = unwrap(operand)
-    exact = [
-        np.zeros((), index.cands.dtype) if d == axis else unwrap(i) for d, i in enumerate(indices)
-    ]
-
-    def read(x, cands, *at):
-        # The slice at each candidate index (clamped into range, as dynamic_slice does), the
-        # candidates on the last axis: candidate k is the index's outcome k, so the values read
-        # stay joined with everything else computed from that outcome (a program counter and the
-        # jump target it fetches).
-        def one(i):
-            return jax.lax.dynamic_slice(
-                x, [i if d == axis else a for d, a in enumerate(at)], sizes
-            )
-
-        return [jax.vmap(one, out_axes=-1)(cands)]
-
-    (values,) = at_trace_time(read, x, index.cands, *exact)
-    if not floating(aval(eqn.outvars[0])):
-        # A table known at trace time gives candidates known then (a state carried by a loop
-        # keeps its static range).
-        self.record(eqn, "read at a distribution over indices (a distribution over the values)")
-        return [Categorical(values, index.probs, hard_thunk(eqn, invals)(0), index.factors)]
-    # The expectation: summed densely over the positions of the axis, so that the gradient with
-    # respect to the table is dense too.
-    n = x.shape[axis]
-    full_sizes = tuple(n if d == axis else size for d, size in enumerate(sizes))
-    window = jax.lax.dynamic_slice(x, exact, full_sizes)
-    value = expectation(_weights_over_positions(index, n), jnp.moveaxis(window, axis, -1))
-    mixture = Mixture(values, index.probs, index.factors, isinstance(operand, Live))
-    self.record(eqn, "sf.take (read at a distribution over indices)")
-    return [Live(jnp.expand_dims(value, axis), mixture=mixture)]
-
-
-@rule("scatter")
-def _scatter_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
-    """``x.at[i].set(v)`` with a relaxed index along one axis: :func:`softflow.put`'s blend.
-
-    Per candidate this writes ``v`` at that index (a candidate out of range writes nothing, as
-    ``scatter`` drops it); in expectation every position j along the axis becomes
-    ``(1 - w_j) x_j + w_j v`` with ``w_j`` the probability of index j. Written into booleans this
-    is the probability of True; into integers, each element is ``x_j`` or ``v`` (a distribution
-    of two candidates), or its expected value when ``x`` or ``v`` is already one.
-    """
-    operand, indices, updates = invals
-    layout = _jaxpr.scatter(eqn)
-    one_axis = (
-        len(layout.operand_dims) == 1
-        and layout.inserted_dims == layout.operand_dims
-        and not layout.batching_dims
-    )
-    if (
-        isinstance(indices, Categorical)
-        and not layout.combines
-        and (indices.probs.ndim != 1 or indices.cands.shape != (1, indices.probs.shape[0]))
-    ):
-        raise self.unsupported(
-            eqn,
-            "it writes at several relaxed indices, each with its own distribution (a vector of "
-            "ranks or of binned positions): where two writes may land on the same element, the "
-            "value depends on which lands last, and no soft rule models that",
-            "accumulate with x.at[i].add(v) (the expected sums, as a soft histogram), or write "
-            "one relaxed index at a time",
-        )
-    if (
-        isinstance(operand, Categorical)
-        or isinstance(updates, Categorical)
-        or not isinstance(indices, Categorical)
-        or indices.probs.ndim != 1
-        or indices.cands.shape != (1, indices.probs.shape[0])
-        or not one_axis
-        or layout.combines
-    ):
-        return self.default(eqn, invals)
-    (axis,) = layout.operand_dims
-    out_aval = aval(eqn.outvars[0])
-    n = out_aval.shape[axis]
-    known = is_concrete(indices.cands)  # candidates known at trace time stay known
-    xp = np if known else jnp
-    cands = (np.asarray(indices.cands) if known else indices.cands)[0]
-    if layout.mode == jax.lax.GatherScatterMode.CLIP:
-        cands = xp.clip(cands, 0, n - 1)
-    # Out-of-range candidates have no position: they leave x as it is.
-    in_range = (cands >= 0) & (cands < n)
-    probs = jnp.where(in_range, indices.probs, 0)
-    weights = _weights_over_positions(Categorical(xp.where(in_range, cands, 0), probs, None), n)
-    shape = [1] * len(out_aval.shape)
-    shape[axis] = n
-    self.record(eqn, "sf.put (write at a distribution over indices)")
-
-    def written(value, dtype):
-        value = jnp.expand_dims(jnp.asarray(value), axis)
-        return jnp.broadcast_to(value, out_aval.shape).astype(dtype)
-
-    if floating(out_aval):
-        x = jnp.asarray(unwrap(operand))
-        w = weights.reshape(shape).astype(x.dtype)
-        return [Live(blend((1 - w, w), (x, written(unwrap(updates), x.dtype))))]
-    w = weights.reshape(shape)
-    hard = hard_thunk(eqn, invals)(0)
-    if out_aval.dtype != jnp.bool_ and not is_soft(operand) and not is_soft(updates):
-        x = jnp.broadcast_to(unwrap(operand), out_aval.shape)
-        both = jnp.stack([x, written(unwrap(updates), x.dtype)], axis=-1)
-        w = jnp.broadcast_to(w, out_aval.shape)
-        return [Categorical(both, jnp.stack([1 - w, w], axis=-1), hard)]
-    old = jnp.broadcast_to(mean(operand).astype(w.dtype), out_aval.shape)
-    new = written(mean(updates), w.dtype)
-    blended = blend((1 - w, w), (old, new))
-    return [SoftBool(blended, hard) if out_aval.dtype == jnp.bool_ else Expected(blended, hard)]
-
-
-@rule("scatter-add", "scatter_add")
-def _scatter_add_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
-    r"""``x.at[i].add(v)`` at relaxed indices (a histogram of binned floats, ``jnp.bincount``,
-    ``segment_sum``): the expected sums, :math:`x + \sum_k` (``v`` times the probability of
-    candidate index ``k``) added at ``k``, each candidate index handled as the program's
-    scatter handles it (dropped or clipped when out of range)."""
-    operand, indices, updates = invals
-    if not isinstance(indices, Categorical) or any(
-        isinstance(v, Categorical) for v in (operand, updates)
-    ):
-        return self.default(eqn, invals)
-    layout = _jaxpr.scatter(eqn)
-    out_aval = aval(eqn.outvars[0])
-    dtype = out_aval.dtype if floating(out_aval) else indices.probs.dtype
-    cands = indices.cands
-    # The probability of each candidate index vector, placed on the axes of the updates.
-    probs = jnp.broadcast_to(indices.probs, cands.shape)[..., 0, :]
-    for d in sorted(layout.window_dims):
-        probs = jnp.expand_dims(probs, d)
-    base = jnp.asarray(mean(operand) if is_soft(operand) else unwrap(operand)).astype(dtype)
-    values = jnp.asarray(mean(updates) if is_soft(updates) else unwrap(updates)).astype(dtype)
-
-    def candidate(index, p):
-        return jax.lax.scatter_add(
-            jnp.zeros_like(base),
-            index,
-            values * p,
-            layout.numbers,
-            indices_are_sorted=layout.indices_are_sorted,
-            mode=layout.mode,
-        )
-
-    added = jax.vmap(candidate, in_axes=(-1, -1))(cands, probs.astype(dtype))
-    total = base + jnp.sum(added, axis=0)
-    self.record(eqn, "expected sums over the candidate indices (soft counts)")
-    if floating(out_aval):
-        return [Live(total)]
-    return [Expected(total, hard_thunk(eqn, invals)(0))]

@@ -1,0 +1,267 @@
+"""Rules for reads and writes at a relaxed index: ``dynamic_slice``, ``scatter`` and
+``scatter-add`` (``x[i]``, ``x.at[i].set(v)``, ``x.at[i].add(v)``, histograms)."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.extend.core import JaxprEqn
+
+from .._blend import blend
+from .._checks import is_concrete
+from . import _jaxpr
+from ._generic import at_trace_time, hard_thunk
+from ._interpreter import Interpreter, rule
+from ._values import (
+    Categorical,
+    Expected,
+    Live,
+    Mixture,
+    SoftBool,
+    aval,
+    expectation,
+    floating,
+    fold_onto,
+    is_soft,
+    mean,
+    merge,
+    unwrap,
+)
+
+
+def _weights_over_positions(index: Categorical, n: int) -> jax.Array:
+    """The probability of each position 0..n-1 (candidates clamped into range), shape (n,)."""
+    if is_concrete(index.cands):
+        position = np.clip(np.asarray(index.cands), 0, n - 1)
+        if np.array_equal(position, np.arange(n)):
+            return index.probs  # the usual case: the candidates of an argmax over this axis
+        return fold_onto(index.probs, position, n)
+    position = jnp.clip(index.cands, 0, n - 1)
+    return jnp.zeros((n,), index.probs.dtype).at[position].add(index.probs)
+
+
+@rule("dynamic_slice")
+def _dynamic_slice_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
+    """``x[i]`` with a relaxed index along one axis: the expectation as one weighted sum.
+
+    Per candidate this is the slice at that index (clamped into range, as ``dynamic_slice``
+    does); summed densely over the positions of the axis, so that the gradient is dense too.
+    """
+    operand, *indices = invals
+    soft_axes = [d for d, i in enumerate(indices) if is_soft(i)]
+    sizes = _jaxpr.slice_sizes(eqn)
+    if is_soft(operand) and soft_axes:
+        return _relaxed_read(self, eqn, invals)
+    if (
+        is_soft(operand)
+        or len(soft_axes) != 1
+        or not isinstance(indices[soft_axes[0]], Categorical)
+        or indices[soft_axes[0]].probs.ndim != 1
+        or sizes[soft_axes[0]] != 1
+    ):
+        return self.default(eqn, invals)
+    axis = soft_axes[0]
+    index = indices[axis]
+    x = unwrap(operand)
+    exact = [
+        np.zeros((), index.cands.dtype) if d == axis else unwrap(i) for d, i in enumerate(indices)
+    ]
+
+    def read(x, cands, *at):
+        # The slice at each candidate index (clamped into range, as dynamic_slice does), the
+        # candidates on the last axis: candidate k is the index's outcome k, so the values read
+        # stay joined with everything else computed from that outcome (a program counter and the
+        # jump target it fetches).
+        def one(i):
+            return jax.lax.dynamic_slice(
+                x, [i if d == axis else a for d, a in enumerate(at)], sizes
+            )
+
+        return [jax.vmap(one, out_axes=-1)(cands)]
+
+    (values,) = at_trace_time(read, x, index.cands, *exact)
+    if not floating(aval(eqn.outvars[0])):
+        # A table known at trace time gives candidates known then (a state carried by a loop
+        # keeps its static range).
+        self.record(eqn, "read at a distribution over indices (a distribution over the values)")
+        return [Categorical(values, index.probs, hard_thunk(eqn, invals)(0), index.factors)]
+    # The expectation: summed densely over the positions of the axis, so that the gradient with
+    # respect to the table is dense too.
+    n = x.shape[axis]
+    full_sizes = tuple(n if d == axis else size for d, size in enumerate(sizes))
+    window = jax.lax.dynamic_slice(x, exact, full_sizes)
+    value = expectation(_weights_over_positions(index, n), jnp.moveaxis(window, axis, -1))
+    mixture = Mixture(values, index.probs, index.factors, isinstance(operand, Live))
+    self.record(eqn, "sf.take (read at a distribution over indices)")
+    return [Live(jnp.expand_dims(value, axis), mixture=mixture)]
+
+
+def _relaxed_read(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
+    """``x[i, j]`` where ``x`` is relaxed too (a board of truth values written at relaxed
+    positions, as an ant or a head on a tape writes): for each joint outcome of the indices the
+    slice of ``x``'s law there, weighted by the outcome's probability. ``x`` is taken as
+    independent of the indices (its law at each position is its marginal)."""
+    operand, *indices = invals
+    soft = [i for i in indices if is_soft(i)]
+    if not all(isinstance(i, Categorical) and i.probs.ndim == 1 for i in soft):
+        raise self.unsupported(
+            eqn,
+            "it reads a relaxed array at an index known only by its expected value, or at an "
+            "index with a distribution per element",
+            "keep the index exact with sf.exact, or read an exact array",
+        )
+    probs, cands, _ = merge(soft)
+    chosen = iter(cands)
+    starts = [
+        jnp.asarray(next(chosen)) if is_soft(i) else jnp.broadcast_to(unwrap(i), probs.shape)
+        for i in indices
+    ]
+    sizes = _jaxpr.slice_sizes(eqn)
+
+    def read(x, *extra):
+        """The slices of ``x`` (with trailing axes of sizes ``extra``), outcomes last."""
+
+        def one(*at):
+            return jax.lax.dynamic_slice(x, [*at, *(0 for _ in extra)], [*sizes, *extra])
+
+        return jax.vmap(one, out_axes=-1)(*starts)
+
+    hard = hard_thunk(eqn, invals)(0)
+    self.record(eqn, "read a relaxed array at a distribution over indices (expectation)")
+    if isinstance(operand, SoftBool):
+        return [SoftBool(expectation(probs, read(operand.p)), hard)]
+    if isinstance(operand, Expected):
+        return [Expected(expectation(probs, read(mean(operand))), hard)]
+    assert isinstance(operand, Categorical)
+    m = operand.cands.shape[-1]
+    law = jnp.broadcast_to(operand.probs, operand.cands.shape)
+    values = read(jnp.asarray(operand.cands), m)  # [..., m, outcome]
+    weights = read(law, m) * probs
+    shape = (*values.shape[:-2], m * probs.shape[-1])
+    return [Categorical(values.reshape(shape), weights.reshape(shape), hard)]
+
+
+@rule("scatter")
+def _scatter_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
+    """``x.at[i].set(v)`` (``x.at[i, j].set(v)``) with one relaxed position: :func:`softflow.put`'s
+    blend.
+
+    Per outcome of the position this writes ``v`` there (an outcome out of range writes nothing,
+    as ``scatter`` drops it); in expectation every position j becomes ``(1 - w_j) x_j + w_j v``
+    with ``w_j`` the probability of position j. Written into booleans this is the probability of
+    True; into integers, each element is ``x_j`` or ``v`` (a distribution of two candidates), or
+    its expected value when ``x`` or ``v`` is already one.
+    """
+    operand, indices, updates = invals
+    layout = _jaxpr.scatter(eqn)
+    at_points = layout.inserted_dims == tuple(sorted(layout.operand_dims))
+    one_position = (
+        isinstance(indices, Categorical)
+        and indices.probs.ndim == 1
+        and indices.cands.shape == (len(layout.operand_dims), indices.probs.shape[0])
+    )
+    if isinstance(indices, Categorical) and not layout.combines and not one_position:
+        raise self.unsupported(
+            eqn,
+            "it writes at several relaxed indices, each with its own distribution (a vector of "
+            "ranks or of binned positions): where two writes may land on the same element, the "
+            "value depends on which lands last, and no soft rule models that",
+            "accumulate with x.at[i].add(v) (the expected sums, as a soft histogram), or write "
+            "one relaxed index at a time",
+        )
+    if (
+        isinstance(operand, Categorical)
+        or isinstance(updates, Categorical)
+        or not one_position
+        or not at_points
+        or layout.batching_dims
+        or layout.combines
+    ):
+        return self.default(eqn, invals)
+    assert isinstance(indices, Categorical)
+    dims = layout.operand_dims
+    out_aval = aval(eqn.outvars[0])
+    sizes = [out_aval.shape[d] for d in dims]
+    known = is_concrete(indices.cands)  # candidates known at trace time stay known
+    xp = np if known else jnp
+    cands = np.asarray(indices.cands) if known else indices.cands
+    if layout.mode == jax.lax.GatherScatterMode.CLIP:
+        cands = xp.stack([xp.clip(cands[i], 0, n - 1) for i, n in enumerate(sizes)])
+    # Out-of-range outcomes have no position: they leave x as it is.
+    in_range = xp.all(
+        xp.stack([(cands[i] >= 0) & (cands[i] < n) for i, n in enumerate(sizes)]), axis=0
+    )
+    flat = xp.zeros_like(cands[0])
+    for i, n in enumerate(sizes):
+        flat = flat * n + xp.where(in_range, cands[i], 0)
+    probs = jnp.where(in_range, indices.probs, 0)
+    grid = _weights_over_positions(Categorical(flat, probs, None), math.prod(sizes))
+    # The weights on the written axes (in the order of the index's components), 1 elsewhere.
+    order = np.argsort(dims)
+    weights = jnp.transpose(grid.reshape(sizes), order)
+    shape = [1] * len(out_aval.shape)
+    for d, n in zip(dims, sizes, strict=True):
+        shape[d] = n
+    weights = weights.reshape(shape)
+    self.record(eqn, "sf.put (write at a distribution over indices)")
+
+    def written(value, dtype):
+        value = jnp.expand_dims(jnp.asarray(value), tuple(sorted(dims)))
+        return jnp.broadcast_to(value, out_aval.shape).astype(dtype)
+
+    if floating(out_aval):
+        x = jnp.asarray(unwrap(operand))
+        w = weights.astype(x.dtype)
+        return [Live(blend((1 - w, w), (x, written(unwrap(updates), x.dtype))))]
+    w = weights
+    hard = hard_thunk(eqn, invals)(0)
+    if out_aval.dtype != jnp.bool_ and not is_soft(operand) and not is_soft(updates):
+        x = jnp.broadcast_to(unwrap(operand), out_aval.shape)
+        both = jnp.stack([x, written(unwrap(updates), x.dtype)], axis=-1)
+        w = jnp.broadcast_to(w, out_aval.shape)
+        return [Categorical(both, jnp.stack([1 - w, w], axis=-1), hard)]
+    old = jnp.broadcast_to(mean(operand).astype(w.dtype), out_aval.shape)
+    new = written(mean(updates), w.dtype)
+    blended = blend((1 - w, w), (old, new))
+    return [SoftBool(blended, hard) if out_aval.dtype == jnp.bool_ else Expected(blended, hard)]
+
+
+@rule("scatter-add", "scatter_add")
+def _scatter_add_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
+    r"""``x.at[i].add(v)`` at relaxed indices (a histogram of binned floats, ``jnp.bincount``,
+    ``segment_sum``): the expected sums, :math:`x + \sum_k` (``v`` times the probability of
+    candidate index ``k``) added at ``k``, each candidate index handled as the program's
+    scatter handles it (dropped or clipped when out of range)."""
+    operand, indices, updates = invals
+    if not isinstance(indices, Categorical) or any(
+        isinstance(v, Categorical) for v in (operand, updates)
+    ):
+        return self.default(eqn, invals)
+    layout = _jaxpr.scatter(eqn)
+    out_aval = aval(eqn.outvars[0])
+    dtype = out_aval.dtype if floating(out_aval) else indices.probs.dtype
+    cands = indices.cands
+    # The probability of each candidate index vector, placed on the axes of the updates.
+    probs = jnp.broadcast_to(indices.probs, cands.shape)[..., 0, :]
+    for d in sorted(layout.window_dims):
+        probs = jnp.expand_dims(probs, d)
+    base = jnp.asarray(mean(operand) if is_soft(operand) else unwrap(operand)).astype(dtype)
+    values = jnp.asarray(mean(updates) if is_soft(updates) else unwrap(updates)).astype(dtype)
+
+    def candidate(index, p):
+        return jax.lax.scatter_add(
+            jnp.zeros_like(base),
+            index,
+            values * p,
+            layout.numbers,
+            indices_are_sorted=layout.indices_are_sorted,
+            mode=layout.mode,
+        )
+
+    added = jax.vmap(candidate, in_axes=(-1, -1))(cands, probs.astype(dtype))
+    total = base + jnp.sum(added, axis=0)
+    self.record(eqn, "expected sums over the candidate indices (soft counts)")
+    if floating(out_aval):
+        return [Live(total)]
+    return [Expected(total, hard_thunk(eqn, invals)(0))]
