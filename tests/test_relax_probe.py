@@ -312,3 +312,85 @@ def test_a_nan_sorts_last_as_in_jnp():
     grad = jax.grad(lambda v: smallest(v).sum())(x)
     assert np.all(np.isfinite(smallest(x))) and np.all(np.isfinite(grad))
     assert grad[1] == 0.0
+
+
+def _langtons_ant(board):
+    """Langton's ant on a 5 x 5 torus: the board read and written where the ant stands."""
+    cells = board > 0.5
+    turns = jnp.asarray([[-1, 0], [0, 1], [1, 0], [0, -1]])
+
+    def step(_, state):
+        cells, r, c, d = state
+        on = cells[r, c]
+        d = jnp.where(on, (d + 3) % 4, (d + 1) % 4)
+        cells = cells.at[r, c].set(~on)
+        return cells, (r + turns[d, 0]) % 5, (c + turns[d, 1]) % 5, d
+
+    cells, r, c, _ = lax.fori_loop(0, 4, step, (cells, 2, 2, 0))
+    return jnp.sum(cells), r, c
+
+
+def test_an_ant_reads_and_writes_a_relaxed_board_at_its_relaxed_position(x64):
+    # It crashed (indices must have an integer type): the board is relaxed once the ant wrote
+    # at a relaxed position, and is then read at one.
+    board = jax.random.uniform(jax.random.key(3), (5, 5), jnp.float64)
+    exact = [np.asarray(v, np.float64) for v in _langtons_ant(board)]
+    for mode, softness in (("soft", 1e-7), ("straight_through", TAU)):
+        got = sf.relax(_langtons_ant, softness=softness, mode=mode)(board)
+        np.testing.assert_allclose(np.asarray(got, np.float64), exact, atol=1e-6)
+    relaxed = sf.relax(_langtons_ant, softness=0.3)
+    np.testing.assert_allclose(jax.jit(relaxed)(board), relaxed(board), rtol=1e-12)
+
+    def cells_alive(b):
+        return float(relaxed(b)[0])
+
+    gradient = jax.grad(lambda b: relaxed(b)[0])(board)
+    reference = _central_differences(cells_alive, board)
+    np.testing.assert_allclose(gradient, reference.reshape(board.shape), rtol=1e-5, atol=1e-8)
+
+
+def test_a_relaxed_array_read_and_written_at_a_relaxed_index_as_its_floats(x64):
+    # Reading / writing a board of truth values at a relaxed position is reading / writing the
+    # board of their probabilities there (the board taken independent of the position).
+    def on_truth_values(x, y):
+        r, c = jnp.floor(y).astype(jnp.int32)
+        return (x > 0.0).at[r, c].set(True)[r - 1, c].astype(jnp.float64)
+
+    def on_floats(x, y):
+        r, c = jnp.floor(y).astype(jnp.int32)
+        return (x > 0.0).astype(jnp.float64).at[r, c].set(1.0)[r - 1, c]
+
+    x = jax.random.normal(jax.random.key(4), (4, 3), jnp.float64)
+    y = jnp.asarray([1.7, 0.4])
+    got = sf.relax(on_truth_values, softness=TAU)(x, y)
+    # (The two read the position's law through different rules, truncated at different tails.)
+    np.testing.assert_allclose(got, sf.relax(on_floats, softness=TAU)(x, y), rtol=1e-6)
+    assert 0.0 < float(got) < 1.0
+
+
+def test_an_elif_chain_of_returns_with_a_last_return_after_it(x64):
+    # Refused ("inside another if statement"): `elif` is an `if` nested in the `else`.
+    def chain(x):
+        if x < -1.0:
+            return -1.0 + 0.0 * x
+        elif x < 1.0:
+            return x * x * x
+        return 1.0 + 0.5 * (x - 1.0)
+
+    def sequence(x):
+        if x < -1.0:
+            return -1.0 + 0.0 * x
+        if x < 1.0:
+            return x * x * x
+        return 1.0 + 0.5 * (x - 1.0)
+
+    for x in (-2.0, -1.0, 0.5, 1.0, 3.0):
+        assert sf.relax(chain, mode="hard")(x) == chain(x)
+        np.testing.assert_allclose(
+            sf.relax(chain, softness=TAU)(x), sf.relax(sequence, softness=TAU)(x), rtol=1e-12
+        )
+        np.testing.assert_allclose(
+            jax.grad(sf.relax(chain, softness=TAU))(x),
+            jax.grad(sf.relax(sequence, softness=TAU))(x),
+            rtol=1e-12,
+        )

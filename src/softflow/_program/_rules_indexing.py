@@ -142,6 +142,24 @@ def _relaxed_read(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     return [Categorical(values.reshape(shape), weights.reshape(shape), hard)]
 
 
+def _one_joint_position(indices, d: int):
+    """The index vector of one position in ``d`` dimensions whose components have their own
+    distributions (``r, c = jnp.floor(y).astype(int)``: independent elements) as one
+    distribution over their joint outcomes; anything else as it is."""
+    if not (
+        isinstance(indices, Categorical)
+        and d > 1
+        and indices.cands.shape[:-1] == (d,)
+        and jnp.ndim(indices.probs) == 2
+    ):
+        return indices
+    probs = jnp.broadcast_to(indices.probs, indices.cands.shape)
+    components = [Categorical(indices.cands[i], probs[i], None) for i in range(d)]
+    joint, cands, factors = merge(components)
+    xp = np if is_concrete(cands) else jnp
+    return Categorical(xp.stack([xp.asarray(c) for c in cands]), joint, indices.hard, factors)
+
+
 @rule("scatter")
 def _scatter_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     """``x.at[i].set(v)`` (``x.at[i, j].set(v)``) with one relaxed position: :func:`softflow.put`'s
@@ -156,6 +174,7 @@ def _scatter_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     operand, indices, updates = invals
     layout = _jaxpr.scatter(eqn)
     at_points = layout.inserted_dims == tuple(sorted(layout.operand_dims))
+    indices = _one_joint_position(indices, len(layout.operand_dims))
     one_position = (
         isinstance(indices, Categorical)
         and indices.probs.ndim == 1

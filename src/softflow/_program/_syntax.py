@@ -218,8 +218,59 @@ def _convertible(fn) -> bool:
 # The converter
 
 
+def _always_returns(block: list) -> bool:
+    """Whether every path through the statements ``block`` ends in a ``return``."""
+    if not block:
+        return False
+    last = block[-1]
+    if isinstance(last, ast.Return):
+        return True
+    return isinstance(last, ast.If) and _always_returns(last.body) and _always_returns(last.orelse)
+
+
+def _hoisted(block: list) -> list:
+    """``if c: ... return`` with an ``else`` that does not return on every path, written as the
+    ``if`` without ``else`` followed by what the ``else`` held: the same Python program (an
+    ``elif`` chain of returns with the last ``return`` after it). The converter then meets a
+    sequence of returns on soft conditions, each an exit of the function, rather than a return
+    nested in the other side of a soft ``if``, which it cannot blend."""
+    out = []
+    for statement in block:
+        _hoist_within(statement)
+        if (
+            isinstance(statement, ast.If)
+            and statement.orelse
+            and _always_returns(statement.body)
+            and not _always_returns(statement.orelse)
+        ):
+            rest, statement.orelse = statement.orelse, []
+            out += [statement, *rest]
+        else:
+            out.append(statement)
+    return out
+
+
+def _hoist_within(node: ast.AST) -> None:
+    """:func:`_hoisted` applied to every list of statements inside ``node``, in place."""
+    for field, value in ast.iter_fields(node):
+        if isinstance(value, list):
+            if value and all(isinstance(v, ast.stmt) for v in value):
+                setattr(node, field, _hoisted(value))
+            else:
+                for item in value:
+                    if isinstance(item, ast.AST):
+                        _hoist_within(item)
+        elif isinstance(value, ast.AST):
+            _hoist_within(value)
+
+
 class _Transformer(_api.PyToPy):
-    """malt's source transformer with softflow's operators in place of malt's."""
+    """malt's source transformer with softflow's operators in place of malt's, after
+    :func:`_hoisted`."""
+
+    def transform_ast(self, node, ctx):
+        _hoist_within(node)
+        return super().transform_ast(node, ctx)
 
     def get_extra_locals(self):
         if self._extra_locals is None:
