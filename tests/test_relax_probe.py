@@ -1,6 +1,8 @@
 """sf.relax on idioms a hostile probe ported from public code found wrong, crashing or refused
 unclearly: each test states the exact program's answer or an independent reference."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -394,3 +396,32 @@ def test_an_elif_chain_of_returns_with_a_last_return_after_it(x64):
             jax.grad(sf.relax(sequence, softness=TAU))(x),
             rtol=1e-12,
         )
+
+
+def _secant_sqrt(a, exact_test=False):
+    def cond(state):
+        x0, x1, k = state
+        far = jnp.abs(x1 - x0) > 1e-5
+        return (sf.exact(far) if exact_test else far) & (k < 20)
+
+    def f(x):
+        return x * x - a
+
+    def body(state):
+        x0, x1, k = state
+        return x1, x1 - f(x1) * (x1 - x0) / (f(x1) - f(x0)), k + 1
+
+    return lax.while_loop(cond, body, (a, a + 1.0, 0))[1]
+
+
+def test_debug_names_a_soft_loop_run_past_convergence_into_nan(x64):
+    # Relaxed at a softness far above the tolerance, the loop goes on after converging, where the
+    # secant step is 0 / 0: the soft result is NaN, the exact one sqrt(2).
+    a = jnp.float64(2.0)
+    relaxed = sf.relax(_secant_sqrt, softness=0.1, max_steps=25, debug=True)
+    for fn in (relaxed, jax.jit(relaxed)):
+        with pytest.raises(Exception, match=r"while loop at .*test_relax_probe\.py.* not finite"):
+            jax.block_until_ready(fn(a))
+    assert np.isnan(sf.relax(_secant_sqrt, softness=0.1, max_steps=25)(a))
+    kept = sf.relax(functools.partial(_secant_sqrt, exact_test=True), softness=0.1, max_steps=25)
+    np.testing.assert_allclose(kept(a), np.sqrt(2.0), rtol=1e-9)

@@ -216,8 +216,9 @@ def relax(
             the gradient stops there, and ``explain`` lists each such place.
         debug: check at run time (with ``equinox.error_if``, so also under ``jit``) that no NaN
             or inf from a branch the exact program does not take leaks into a relaxed ``where``
-            / ``cond`` (the blended-guard pitfall: ``jnp.sqrt(h)`` under ``if h > 0``), and that
-            no relaxed ``while`` loop still runs with more than 0.1 % of its mass at
+            / ``cond`` (the blended-guard pitfall: ``jnp.sqrt(h)`` under ``if h > 0``) or into a
+            relaxed ``while`` loop's result (its body run past the exact stop), and that no
+            relaxed ``while`` loop still runs with more than 0.1 % of its mass at
             ``max_steps``; the error names the line. (A straight-through loop cut at
             ``max_steps`` before the exact loop stops is an error in every case.)
 

@@ -333,6 +333,7 @@ def _while_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
             exits=True,
         )
     outs = _check_stopped(self, eqn, outs, info.remaining_mass)
+    outs = _check_finite(self, eqn, invals, outs)
     result = []
     for x, k, a in zip(outs, state_kinds, avals, strict=True):
         if k != PATH:
@@ -362,6 +363,34 @@ def _check_stopped(self: Interpreter, eqn: JaxprEqn, outs: list, remaining: jax.
         f"sf.relax: the relaxed while loop at {self.where(eqn)} had not stopped after "
         f"max_steps={steps} iterations (in {mode} mode), so its result is that of a program cut "
         "short: pass a larger max_steps to sf.relax.",
+    )
+
+
+def _check_finite(self: Interpreter, eqn: JaxprEqn, invals: list, outs: list) -> list:
+    """The loop's results; in debug mode an error at run time where one is not finite although
+    the exact loop's is: the soft loop ran its body past the step where the exact loop stops, on
+    a state where the body is not finite (a secant step's 0 / 0 once it has converged)."""
+    if not self.options.debug:
+        return outs
+    try:
+        exact = _jaxpr.bind(eqn, [hard_of(v) for v in invals])
+    except RelaxError:  # inside a relaxed loop or branch: no exact value to compare with
+        return outs
+    leaks = [
+        jnp.any(~jnp.isfinite(out) & jnp.isfinite(jnp.asarray(ref, out.dtype)))
+        for out, ref in zip(outs, exact, strict=True)
+        if jnp.shape(out) == jnp.shape(ref) and jnp.issubdtype(out.dtype, jnp.floating)
+    ]
+    if not leaks:
+        return outs
+    return eqx.error_if(
+        outs,
+        functools.reduce(jnp.logical_or, leaks),
+        f"sf.relax(debug=True): the relaxed while loop at {self.where(eqn)} is not finite where "
+        "the exact loop is: the soft loop goes on with some probability after the exact one "
+        "stops, and its body is not finite there (a division by a difference that reached 0 "
+        "once the iteration converged). Keep a convergence test exact with sf.exact(...), or "
+        "use a softness well below the test's tolerance.",
     )
 
 
