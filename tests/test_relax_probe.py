@@ -175,8 +175,14 @@ def test_a_python_loop_whose_unused_value_comes_out_of_a_relaxed_branch(x64):
             jax.vmap(lambda a: lax.while_loop(lambda v: v < a, lambda v: v + 0.5, 0.0)),
             "batch of truth values",
         ),
+        (
+            lambda x: (
+                jnp.zeros(4).at[jnp.cumsum(jnp.clip(jnp.floor(3 * x).astype(int), 0, 2))].add(1)
+            ),
+            "scatter-add.*its index is an integer known only by its expected value",
+        ),
     ],
-    ids=["scatter-set-of-ranks", "unique", "segment-max", "vmapped-while"],
+    ids=["scatter-set-of-ranks", "unique", "segment-max", "vmapped-while", "index-cumsum"],
 )
 def test_refusals_name_what_is_relaxed(program, words):
     with pytest.raises(sf.RelaxError, match=words) as error:

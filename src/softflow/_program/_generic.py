@@ -125,14 +125,17 @@ _DATA_COUNT = {"dynamic_slice": 1, "gather": 1, "dynamic_update_slice": 2}
 
 #: Why an integer is known only by its expected value, and how to keep it a distribution.
 EXPECTED_WHY = (
-    "an integer known only by its expected value (a count of relaxed truth values, or an "
-    "integer carried through a relaxed loop whose range is not known at trace time or has more "
-    "than {} values)"
+    "an integer known only by its expected value (a sum or running sum of relaxed integers that "
+    "are not 0/1 truth values, a count of more than 4,096 truth values, the counter of a relaxed "
+    "while loop after it, or an integer carried through a relaxed loop whose range is not known "
+    "at trace time or has more than {} values)"
 )
 EXPECTED_ADVICE = (
-    "bound the integer where it is computed, jnp.clip(i, 0, K - 1) with K <= {}, so that relax "
-    "carries it as a distribution over K values; or keep it exact with sf.exact on the "
-    "condition it comes from"
+    "bound an integer carried by a loop where it is computed, jnp.clip(i, 0, K - 1) with "
+    "K <= {}, so that relax carries it as a distribution over K values (a clip after a sum does "
+    "not help: sum or cumsum truth values, x > t, whose counts keep their exact law; write a "
+    "while loop with a break as `for i in range(N)`, whose counter stays a distribution); or "
+    "keep it exact with sf.exact on the condition it comes from (no gradient through it)"
 )
 
 
@@ -302,6 +305,12 @@ class SoftIntegerOps:
 
     def on_expectations(self, eqn: JaxprEqn, invals: list) -> list:
         """A linear equation on expected integers: apply it to the expectations."""
+        data = data_operands(eqn)
+        # (A scatter's indices are its second operand, between the data.)
+        indices = range(data, len(invals)) if not eqn.primitive.name.startswith("scatter") else [1]
+        expected = [i for i, v in enumerate(invals) if isinstance(v, Expected)]
+        if expected and all(i in indices for i in expected):
+            raise self.expected_integer(eqn, "its index")
         if eqn.primitive.name not in LINEAR:
             raise self.unsupported(
                 eqn,
@@ -313,7 +322,6 @@ class SoftIntegerOps:
                 "instead (jnp.where(mask, x, 0), sf.top_k)",
             )
         dtype = jnp.result_type(*(mean(v) for v in invals if is_soft(v)))
-        data = data_operands(eqn)
         args = []
         for i, v in enumerate(invals):
             if is_soft(v):
