@@ -109,6 +109,28 @@ def test_long_axis_is_accurate_in_float32():
     np.testing.assert_allclose(sf.count_distribution(p.astype(np.float32)), reference, atol=2e-6)
 
 
+def test_small_tails_keep_relative_precision_in_float32():
+    # Rare events and almost sure ones: the tail was 1 - (1 - tail) in float32 (off by a factor
+    # of 4,000 at 6.5e-9, or negative); against scipy's binomial tails in float64.
+    n = 2000
+    rare = jnp.full(n, 1e-5, jnp.float32)
+    p = float(rare[0])  # the float32 value, to compare like with like
+    for k in (2, 3, 4):
+        np.testing.assert_allclose(
+            sf.count_greater_equal(rare, k), scipy.stats.binom.sf(k - 1, n, p), rtol=1e-4
+        )
+        likely = 1 - rare  # whose false values are rare, with the rounding of 1 - 1e-5
+        q = 1 - float(likely[0])
+        np.testing.assert_allclose(
+            sf.count_less_equal(likely, n - k), scipy.stats.binom.sf(k - 1, n, q), rtol=1e-4
+        )
+    sure = jnp.asarray(np.random.default_rng(3).uniform(0.999, 1.0, n), jnp.float32)
+    for function in COMPARISONS:
+        for k in (0, 1, 5, 1991, n - 1, n):
+            value = float(function(sure, k))
+            assert 0.0 <= value <= 1.0, (function.__name__, k, value)
+
+
 @pytest.mark.usefixtures("x64")
 def test_extreme_counts_keep_relative_precision():
     # P(all true) and P(all false) are products; read from the shorter side they stay exact.
@@ -377,6 +399,8 @@ def test_dtype_follows_the_truth_values(dtype):
         assert function(p, 3).dtype == dtype
         assert function(p, 3, mode="hard").dtype == dtype
     assert sf.count_equal(np.array([True, False]), 1).dtype == jnp.float32
+    # Python numbers among the values are weakly typed, as in jnp.
+    assert sf.count_expectation(p, [0.0, 1.0, 2.0]).dtype == dtype
 
 
 def test_nan_makes_its_slice_nan_in_every_mode():

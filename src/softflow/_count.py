@@ -102,22 +102,29 @@ class _Events:
             stacked = jnp.stack(values) if isinstance(values, list) else values
             self.values = stacked.astype(self.work)
 
-    def read_law(self, largest: int, read, *, false_ones: bool = False) -> jax.Array:
-        """``read(law)``, law = P(count = 0..largest) of the true (or false) ones.
+    def read_law(
+        self, largest: int, read, *, false_ones: bool = False, beyond: bool = False
+    ) -> jax.Array:
+        """``read(law)``, law = P(count = 0..largest) of the true (or false) ones, and with
+        ``beyond`` one more entry, P(count > largest).
 
-        The law is a list of arrays (one per count) when it is short, else an array with the
-        counts on a last axis; ``largest`` <= size. Short lists of events are unrolled, and XLA
-        fuses the recursion and what is read from it into one pass over the batch; recomputing
-        that pass in the backward pass (checkpoint) is cheaper than storing every partial law.
+        That entry gathers the mass that leaves the counts kept, so a small upper tail is a sum
+        of small numbers, not one minus a number close to 1. The law is a list of arrays (one per
+        count) when it is short, else an array with the counts on a last axis; ``largest`` <=
+        size. Short lists of events are unrolled, and XLA fuses the recursion and what is read
+        from it into one pass over the batch; recomputing that pass in the backward pass
+        (checkpoint) is cheaper than storing every partial law.
         """
 
         def add_event(q, p_i):
-            kept = [q_k * (1 - p_i) for q_k in q]
-            return [kept[0], *(kept[k] + q[k - 1] * p_i for k in range(1, len(q)))]
+            kept = q[: largest + 1]
+            moved = [q_k * (1 - p_i) for q_k in kept]
+            law = [moved[0], *(moved[k] + kept[k - 1] * p_i for k in range(1, len(kept)))]
+            return [*law, q[-1] + kept[-1] * p_i] if beyond else law
 
         def start():
             ones = jnp.ones(self.batch, self.work)
-            return [ones, *(jnp.zeros_like(ones) for _ in range(largest))]
+            return [ones, *(jnp.zeros_like(ones) for _ in range(largest + beyond))]
 
         if isinstance(self.values, list):
 
@@ -137,10 +144,13 @@ class _Events:
             )[0]
             return read(law)
 
-        law = jnp.zeros((largest + 1, *self.batch), self.work).at[0].set(1)
-        law = jax.lax.scan(
-            lambda q, p_i: (with_event(q, p_i), None), law, p, unroll=_scan_unroll()
-        )[0]
+        def add_event_stacked(q, p_i):
+            if not beyond:
+                return with_event(q, p_i), None
+            return jnp.concatenate([with_event(q[:-1], p_i), q[-1:] + q[-2:-1] * p_i]), None
+
+        law = jnp.zeros((largest + 1 + beyond, *self.batch), self.work).at[0].set(1)
+        law = jax.lax.scan(add_event_stacked, law, p, unroll=_scan_unroll())[0]
         return read(jnp.moveaxis(law, 0, -1))
 
     def hard_count(self) -> jax.Array:
@@ -308,8 +318,9 @@ def count_expectation(
     largest = len(given) - 1 if isinstance(given, list) else given.shape[-1] - 1
     if largest < 0:
         raise ValueError("values must give at least f(0); got none.")
-    dtypes = [v.dtype for v in given] if isinstance(given, list) else [given.dtype]
-    dtype = float_dtype(events.dtype, *dtypes)
+    # The arrays, not their dtypes: Python numbers among the values are weakly typed, and leave
+    # the dtype of p as it is (as in jnp).
+    dtype = float_dtype(events.dtype, *(given if isinstance(given, list) else [given]))
     work = jnp.promote_types(dtype, jnp.float32)
     try:
         shape = np.broadcast_shapes(events.batch, *value_shapes)
@@ -364,21 +375,25 @@ def _as_count(k: Any) -> np.ndarray | jax.Array:
     return np.asarray(k, np.int64) if is_concrete(k) else jnp.asarray(k)
 
 
-def _pick(law: list[jax.Array] | jax.Array, index, shape: tuple[int, ...], *, cumulative: bool):
-    """P(count == index) or P(count <= index) from a law, the index broadcasting to ``shape``."""
+def _pick(law: list[jax.Array] | jax.Array, index, shape: tuple[int, ...], read: str) -> jax.Array:
+    """From a law, the index broadcasting to ``shape``: P(count == index) (``read="equal"``),
+    P(count <= index) (``"at_most"``) or P(count > index) (``"above"``: the law's entries above
+    the index; its last entry holds every count beyond those it keeps)."""
     if isinstance(index, np.ndarray) and index.ndim == 0:
-        # A count known now: read it (or add up to it) without a one-hot.
+        # A count known now: read it (or add its side) without a one-hot.
+        at = int(index)
+        part = {"equal": at, "at_most": slice(None, at + 1), "above": slice(at + 1, None)}[read]
         if isinstance(law, list):
-            value = sum(law[: int(index) + 1]) if cumulative else law[int(index)]
+            value = law[part] if read == "equal" else sum(law[part])
         else:
-            value = jnp.sum(law[..., : int(index) + 1], -1) if cumulative else law[..., int(index)]
+            value = law[..., part] if read == "equal" else jnp.sum(law[..., part], -1)
         return jnp.broadcast_to(value, shape)
     law = _as_array(law)
-    if cumulative:
-        law = jnp.cumsum(law, axis=-1)
     law = law.reshape((1,) * (len(shape) + 1 - law.ndim) + law.shape)
-    one_hot = jnp.broadcast_to(index, shape)[..., None] == jnp.arange(law.shape[-1])
-    return jnp.sum(jnp.where(one_hot, law, 0), axis=-1)
+    index = jnp.broadcast_to(index, shape)[..., None]
+    counts = jnp.arange(law.shape[-1])
+    chosen = {"equal": index == counts, "at_most": counts <= index, "above": counts > index}[read]
+    return jnp.sum(jnp.where(chosen, law, 0), axis=-1)
 
 
 def _compare(
@@ -429,24 +444,33 @@ def _compare(
     # Counts that the law does not hold: 0 or 1 (or, for a traced k, an error below).
     clipped = np.clip(at, 0, max(largest, 0)) if known else jnp.clip(at, 0, max(largest, 0))
 
+    # A side of the law is read as the sum of its own entries while that is below 1/2, else as 1
+    # minus the other side: a small tail stays accurate (no 1 - (1 - tail)), and a sum of many
+    # entries close to 1 cannot round above it.
+    above_wanted = not exactly and (complement != use_false)
+
     def read(law):
-        return _pick(law, clipped, shape, cumulative=not exactly)
+        if exactly:
+            return _pick(law, clipped, shape, "equal")
+        above = _pick(law, clipped, shape, "above")
+        at_most = _pick(law, clipped, shape, "at_most")
+        wanted, other = (above, at_most) if above_wanted else (at_most, above)
+        return jnp.where(wanted < 0.5, wanted, 1 - other)
 
     def soft():
         if largest < 0:  # no k needs the law: the answer does not depend on p
             value = jnp.zeros(shape, events.work)
         else:
-            value = events.read_law(largest, read, false_ones=use_false)
+            value = events.read_law(largest, read, false_ones=use_false, beyond=not exactly)
         if exactly:
             outside = (at < 0) | (at > n)
             value = value if known and not outside.any() else jnp.where(outside, 0, value)
-            flip = complement
+            value = 1 - value if complement else value
         else:
             below, above = at < 0, at >= n
             if not (known and not (below.any() or above.any())):
-                value = jnp.where(below, 0, jnp.where(above, 1, value))
-            flip = complement != use_false
-        value = 1 - value if flip else value
+                # Below every count, C > at surely; at or above n, surely not.
+                value = jnp.where(below, above_wanted, jnp.where(above, not above_wanted, value))
         if not known and largest < top:
             # Entries above max_count were not computed: a traced k must not ask for them.
             value = eqx.error_if(
