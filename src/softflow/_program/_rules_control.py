@@ -12,7 +12,7 @@ from jax.extend.core import Jaxpr, JaxprEqn
 
 from .._branch import select_by_weights
 from .._checks import is_concrete
-from .._loop import _soft_while, soft_while
+from .._loop import _soft_while
 from . import _jaxpr
 from ._boundaries import (
     DEAD,
@@ -198,6 +198,9 @@ def _exits_marker(body: Jaxpr) -> JaxprEqn | None:
 # An exact integer or boolean of a relaxed while loop: exact in each run of the loop, carried as a
 # float so that the result can be the expectation over the step at which the loop stops.
 PATH = Kind("path")
+# The most stopping slots (steps times exits) over which such integers are kept as
+# distributions; beyond, they are known by their expected values.
+_MAX_SLOTS = 1024
 
 
 @rule("while")
@@ -301,37 +304,60 @@ def _while_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
             for v, k, a in zip(x, state_kinds, avals, strict=True)
         ]
 
+    n = len(avals)
+    # An exact integer of the loop is one value per step at which the loop may stop (and per exit
+    # there): each state carries a one-hot of its slot and the integer times it, so that the
+    # mixture gives each slot's probability and value, a distribution over the values.
+    counters = [
+        i
+        for i, (k, a) in enumerate(zip(state_kinds, avals, strict=True))
+        if k == PATH and a.dtype != jnp.bool_
+    ]
+    slots = (self.options.max_steps + 1) * (n_exits + 1)
+    if slots > _MAX_SLOTS:
+        counters = []
+
+    def slotted(values, slot):
+        """The state of ``values`` with, for the counters, the slot's one-hot and values."""
+        state = to_state(values)
+        if not counters:
+            return state
+        one_hot = (jnp.arange(slots) == slot).astype(default_float())
+        return [*state, one_hot, *(state[i][..., None] * one_hot for i in counters)]
+
     def soft_cond(x):
-        return probability(cond(from_state(x)))
+        return probability(cond(from_state(x[:n])))
 
     if marker is None:
         self.record(eqn, f"sf.soft_while (max_steps={self.options.max_steps})")
-        outs, info = soft_while(
-            soft_cond,
-            lambda x: to_state(body(from_state(x))),
-            to_state(init),
-            max_steps=self.options.max_steps,
-            return_info=True,
-        )
+
+        def body_step(t, x):
+            return slotted(body(from_state(x[:n])), (t + 1) * (n_exits + 1))
+
     else:
-
-        def body_with_exits(x):
-            conds, exits, final = body_parts(from_state(x))
-            probs = [probability(c) for c in conds]
-            return to_state(final), [(p, to_state(s)) for p, s in zip(probs, exits, strict=True)]
-
         self.record(eqn, f"sf.soft_while with breaks (max_steps={self.options.max_steps})")
-        outs, info = _soft_while(
-            lambda t, x: soft_cond(x),
-            lambda t, x: body_with_exits(x),
-            to_state(init),
-            max_steps=self.options.max_steps,
-            tol=1e-6,
-            semantics="halting",
-            chunk_size=None,
-            return_info=True,
-            exits=True,
-        )
+
+        def body_step(t, x):
+            conds, exits, final = body_parts(from_state(x[:n]))
+            probs = [probability(c) for c in conds]
+            at_exit = [
+                (p, slotted(s, t * (n_exits + 1) + 1 + j))
+                for j, (p, s) in enumerate(zip(probs, exits, strict=True))
+            ]
+            return slotted(final, (t + 1) * (n_exits + 1)), at_exit
+
+    outs, info = _soft_while(
+        lambda t, x: soft_cond(x),
+        body_step,
+        slotted(init, 0),
+        max_steps=self.options.max_steps,
+        tol=1e-6,
+        semantics="halting",
+        chunk_size=None,
+        return_info=True,
+        exits=marker is not None,
+    )
+    outs, extra = outs[:n], outs[n:]
     outs = _check_stopped(self, eqn, outs, info.remaining_mass)
     outs = _check_finite(self, eqn, invals, outs)
     result = []
@@ -342,6 +368,12 @@ def _while_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
             result.append(SoftBool(x, None))
         else:
             result.append(Expected(x, None))
+    if counters:
+        weights, values = extra[0], extra[1:]
+        for i, value in zip(counters, values, strict=True):
+            # Each slot's value is an integer times its weight: divided and rounded, exactly it.
+            cands = jnp.round(value / jnp.where(weights > 0, weights, 1))
+            result[i] = Categorical(cands.astype(avals[i].dtype), weights, None)
     return result
 
 
