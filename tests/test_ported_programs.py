@@ -29,9 +29,7 @@ import relax_programs
 from ported_programs import PROGRAMS, PROGRAMS_BY_NAME
 
 #: Programs refused today, with the primitive the RelaxError names.
-REFUSED = {
-    "insertion_sort": "scatter",
-}
+REFUSED: dict[str, str] = {}
 
 #: Programs relax runs (or crashes on) but gets wrong today: name -> diagnosis.
 KNOWN_WRONG: dict[str, str] = {}

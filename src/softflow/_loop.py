@@ -265,8 +265,12 @@ def _soft_while(
     cond_name: str = "cond_fn",
     breaks: bool = False,
     exits: bool = False,
+    last_state: bool = False,
 ) -> Any:
     r"""soft_while with cond_fn(t, state) and body_fn(t, state) that may use the step index t.
+
+    With ``last_state`` (and ``return_info``), also the state of the last step that ran (not
+    the mixture), frozen there under vmap.
 
     With ``breaks``, ``cond_fn`` gives the probability of stopping, not of going on. ``max_steps``
     is checked by the caller (0 is an empty loop).
@@ -430,6 +434,8 @@ def _soft_while(
         info = SoftWhileInfo(
             final.t.astype(dtype), jnp.where(truncated, final.condition, 0), final.t
         )
+    if last_state:
+        return value, info, final.state
     return (value, info) if return_info else value
 
 

@@ -306,8 +306,9 @@ def _while_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
 
     n = len(avals)
     # An exact integer of the loop is one value per step at which the loop may stop (and per exit
-    # there): each state carries a one-hot of its slot and the integer times it, so that the
-    # mixture gives each slot's probability and value, a distribution over the values.
+    # there). Each state carries a one-hot of its slot, whose mixture is the slot's probability;
+    # the running state records each slot's value as the loop reaches it (not mixed), so it is
+    # known also where the forward weight is 0 (straight-through) but its tangent is not.
     counters = [
         i
         for i, (k, a) in enumerate(zip(state_kinds, avals, strict=True))
@@ -317,22 +318,36 @@ def _while_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     if slots > _MAX_SLOTS:
         counters = []
 
-    def slotted(values, slot):
-        """The state of ``values`` with, for the counters, the slot's one-hot and values."""
+    def slotted(values, slot, record=None):
+        """The state of ``values`` with, for the counters, the slot's one-hot and the record of
+        the values at the slots reached (``record``: the running one, and the other slots'
+        ``(slot, values)`` to add, the exits')."""
         state = to_state(values)
         if not counters:
             return state
-        one_hot = (jnp.arange(slots) == slot).astype(default_float())
-        return [*state, one_hot, *(state[i][..., None] * one_hot for i in counters)]
+        one_hot = jnp.arange(slots) == slot
+        if record is None:
+            record = ([jnp.zeros((*jnp.shape(state[i]), slots)) for i in counters], [])
+        running, others = record
+        written = []
+        for c, i in enumerate(counters):
+            row = running[c]
+            for other_slot, other in [*others, (slot, state)]:
+                row = jnp.where(jnp.arange(slots) == other_slot, other[i][..., None], row)
+            written.append(row.astype(default_float()))
+        return [*state, one_hot.astype(default_float()), *written]
 
     def soft_cond(x):
         return probability(cond(from_state(x[:n])))
+
+    def records(x):
+        return ([x[n + 1 + c] for c in range(len(counters))], [])
 
     if marker is None:
         self.record(eqn, f"sf.soft_while (max_steps={self.options.max_steps})")
 
         def body_step(t, x):
-            return slotted(body(from_state(x[:n])), (t + 1) * (n_exits + 1))
+            return slotted(body(from_state(x[:n])), (t + 1) * (n_exits + 1), records(x))
 
     else:
         self.record(eqn, f"sf.soft_while with breaks (max_steps={self.options.max_steps})")
@@ -340,13 +355,16 @@ def _while_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
         def body_step(t, x):
             conds, exits, final = body_parts(from_state(x[:n]))
             probs = [probability(c) for c in conds]
+            exit_slots = [t * (n_exits + 1) + 1 + j for j in range(n_exits)]
+            exit_states = [to_state(s) for s in exits]
+            record = (records(x)[0], list(zip(exit_slots, exit_states, strict=True)))
             at_exit = [
-                (p, slotted(s, t * (n_exits + 1) + 1 + j))
-                for j, (p, s) in enumerate(zip(probs, exits, strict=True))
+                (p, slotted(s, slot, record))
+                for p, s, slot in zip(probs, exits, exit_slots, strict=True)
             ]
-            return slotted(final, (t + 1) * (n_exits + 1)), at_exit
+            return slotted(final, (t + 1) * (n_exits + 1), record), at_exit
 
-    outs, info = _soft_while(
+    outs, info, last = _soft_while(
         lambda t, x: soft_cond(x),
         body_step,
         slotted(init, 0),
@@ -356,6 +374,7 @@ def _while_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
         chunk_size=None,
         return_info=True,
         exits=marker is not None,
+        last_state=True,
     )
     outs, extra = outs[:n], outs[n:]
     outs = _check_stopped(self, eqn, outs, info.remaining_mass)
@@ -369,11 +388,10 @@ def _while_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
         else:
             result.append(Expected(x, None))
     if counters:
-        weights, values = extra[0], extra[1:]
-        for i, value in zip(counters, values, strict=True):
-            # Each slot's value is an integer times its weight: divided and rounded, exactly it.
-            cands = jnp.round(value / jnp.where(weights > 0, weights, 1))
-            result[i] = Categorical(cands.astype(avals[i].dtype), weights, None)
+        weights = extra[0]
+        for c, i in enumerate(counters):
+            cands = jax.lax.stop_gradient(last[n + 1 + c]).astype(avals[i].dtype)
+            result[i] = Categorical(cands, weights, None)
     return result
 
 
