@@ -413,10 +413,10 @@ def measure(settings: harness.Settings, names=None, batch: int | None = None) ->
         "Each program of benchmarks/ported_programs.py that relax runs, vmapped over a batch of "
         "argument sets (column 'batch': a power of two from 1024 up to 16384 at which the "
         "original takes about a millisecond), float32, jitted: the soft forward and the soft "
-        "forward + gradient (of a weighted sum of the outputs in the differentiable arguments) against "
-        "the original forward; 'original fwd+grad' is the plain JAX gradient of the original (zero "
-        "where the program is piecewise constant), the floor of what any gradient costs; compile "
-        "time of the soft gradient, tracing included.",
+        "forward + gradient (of a weighted sum of the outputs in the differentiable arguments) "
+        "against the original forward; 'original fwd+grad' is the plain JAX gradient of the "
+        "original (zero where the program is piecewise constant), the floor of what any gradient "
+        "costs; compile time of the soft gradient, tracing included.",
         columns,
     )
     ratios, over_own_gradient = {}, {}
