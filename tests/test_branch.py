@@ -311,3 +311,15 @@ def _chain_by_hand(p, x):
     for _ in range(3):
         x = p * (x * 2) + (1 - p) * (x - 1)
     return x
+
+
+def test_weights_that_are_not_probabilities_are_refused():
+    with pytest.raises(ValueError, match=r"p must hold truth values or weights in \[0, 1\]"):
+        sf.soft_where(2.0, 1.0, 0.0)
+    with pytest.raises(ValueError, match="weights must hold truth values"):
+        sf.soft_switch(jnp.asarray([-0.5, 1.5]), [lambda: 1.0, lambda: 2.0])
+    with pytest.raises(ValueError, match="weights must sum to 1"):
+        sf.soft_select(jnp.asarray([0.7, 0.7]), [1.0, 2.0])
+    # Weights rounded in float16 still sum to 1 within their rounding.
+    third = jnp.full(3, 1 / 3, jnp.float16)
+    assert sf.soft_select(third, jnp.asarray([1.0, 2.0, 3.0], jnp.float16)).dtype == jnp.float16

@@ -438,6 +438,11 @@ def test_bad_arguments_raise_clear_errors():
         sf.count_equal(np.array([1 + 1j]), 1)
 
 
+def test_k_that_does_not_broadcast_names_k_and_p():
+    with pytest.raises(ValueError, match=r"count_equal: k of shape \(3,\) does not broadcast"):
+        sf.count_equal(jnp.full((2, 3), 0.5), jnp.asarray([1, 2, 3]))
+
+
 def test_k_beyond_max_count():
     p = jnp.full((2, 10), 0.5)
     # A concrete k is answered from the cheaper side, so only a k in the middle is too far.

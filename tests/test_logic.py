@@ -137,3 +137,14 @@ def test_gradients_match_finite_differences(tnorm, x64):
         assert_grad_matches_finite_differences(
             lambda a, b, fn=fn: fn(jnp.stack([a, b]), tnorm=tnorm), (p, q)
         )
+
+
+def test_truth_values_outside_the_unit_interval_are_refused():
+    # They were used as they are: logical_and(2.0, 0.5) was 1.0, all([3, 2]) 6.0.
+    with pytest.raises(ValueError, match=r"p must hold truth values .* in \[0, 1\]"):
+        sf.logical_and(2.0, 0.5)
+    with pytest.raises(ValueError, match="q must hold truth values"):
+        sf.logical_or(0.5, -1.0, tnorm="lukasiewicz")
+    with pytest.raises(ValueError, match="p must hold truth values"):
+        sf.all(jnp.asarray([3.0, 2.0]))
+    assert float(sf.logical_and(1.0, 0.0)) == 0.0  # the ends of the interval are truth values

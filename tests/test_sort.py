@@ -550,3 +550,26 @@ def test_flags_and_axes_are_validated():
     for fn in (sf.median, functools.partial(sf.quantile, q=0.5)):
         with pytest.raises(ValueError, match="x has size 0 along axis 1"):
             fn(jnp.zeros((3, 0)))
+
+
+@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16])
+def test_neuralsort_in_half_precision_is_the_float32_sort_rounded(dtype):
+    # Its scores add n multiples of the entries: in float16 they overflowed on entries of a few
+    # thousand ([5, 5, 5] for [3e4, -3e4, 5], or NaN); in bfloat16 they lost the order.
+    rng = np.random.default_rng(2)
+    for x, tau in (
+        ([30000.0, -30000.0, 5.0], 100.0),
+        (list(np.linspace(-2500, 2500, 32)), 10.0),
+        (list(rng.permutation(np.arange(32.0))), 0.05),
+    ):
+        half = jnp.asarray(x, dtype)
+        got = sf.sort(half, method="neuralsort", softness=tau)
+        wide = sf.sort(half.astype(jnp.float32), method="neuralsort", softness=tau)
+        assert got.dtype == dtype
+        # (P is rounded to the dtype before it weighs the entries: within a rounding or two.)
+        np.testing.assert_allclose(
+            np.asarray(got, np.float32),
+            np.asarray(wide),
+            rtol=2 * float(jnp.finfo(dtype).eps),
+            atol=1e-6,
+        )

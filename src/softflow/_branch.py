@@ -9,7 +9,12 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from ._blend import blend
-from ._checks import as_real_array, check_float_leaves, check_same_structure
+from ._checks import (
+    as_real_array,
+    check_float_leaves,
+    check_same_structure,
+    check_truth_values,
+)
 from ._scope import primitive
 
 PyTree = Any
@@ -72,7 +77,7 @@ def _blend_trees(
 
 
 def _blend_two(p: ArrayLike, name_x: str, x: PyTree, name_y: str, y: PyTree) -> PyTree:
-    p = _weights("p", p)
+    p = check_truth_values("p", _weights("p", p))
     p = p.astype(jnp.result_type(float)) if p.dtype == jnp.bool_ else p
     return _blend_trees("p", (p, 1 - p), (name_x, name_y), (x, y))
 
@@ -196,7 +201,7 @@ def _check_weights(weights: ArrayLike, count: int, one: str, many: str) -> jax.A
             f"weights must have one entry per {one} on its last axis: got weights of shape "
             f"{weights.shape} for {count} {many}."
         )
-    return weights
+    return check_truth_values("weights", weights, sums_to_one=True)
 
 
 def soft_select(weights: ArrayLike, values: Sequence[PyTree] | jax.Array) -> PyTree:

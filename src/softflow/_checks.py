@@ -77,6 +77,32 @@ def as_real_array(name: str, x: Any, *, allow_bool: bool = True) -> jax.Array:
     raise TypeError(f"{name} must be a real number or an array of {accepted} dtype; got {what}.")
 
 
+def check_truth_values(name: str, p: jax.Array, *, sums_to_one: bool = False) -> jax.Array:
+    """``p``; a ValueError naming ``name`` when it is known now and outside [0, 1] (or, with
+    ``sums_to_one``, when its last axis does not sum to 1), beyond a few roundings. A traced
+    ``p`` is not checked: that would cost a test in every call, and soft comparisons never
+    leave [0, 1]."""
+    if not is_concrete(p) or not jnp.issubdtype(p.dtype, jnp.floating):
+        return p
+    values = np.asarray(p, np.float64)
+    if not values.size:
+        return p
+    eps = float(jnp.finfo(p.dtype).eps)
+    low, high = np.nanmin(values), np.nanmax(values)
+    if low < -8 * eps or high > 1 + 8 * eps:
+        raise ValueError(
+            f"{name} must hold truth values or weights in [0, 1]; got values from {low} to {high}."
+        )
+    if sums_to_one:
+        total = values.sum(axis=-1)
+        if np.any(np.abs(total - 1) > 4 * np.sqrt(eps)):
+            raise ValueError(
+                f"{name} must sum to 1 along its last axis (one weight per branch or value); "
+                f"got sums from {np.nanmin(total)} to {np.nanmax(total)}."
+            )
+    return p
+
+
 def float_dtype(*dtypes: DTypeLike) -> np.dtype:
     """The floating dtype that values of ``dtypes`` are relaxed in.
 

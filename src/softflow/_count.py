@@ -420,7 +420,13 @@ def _compare(
     events = _Events(p, axis)
     k = _as_count(k)
     n = events.size
-    shape = np.broadcast_shapes(events.batch, k.shape)
+    try:
+        shape = np.broadcast_shapes(events.batch, k.shape)
+    except ValueError:
+        raise ValueError(
+            f"{name}: k of shape {k.shape} does not broadcast against the shape {events.batch} "
+            "of p without the counted axis."
+        ) from None
     index = k + shift  # the count of P(C == index) or P(C <= index)
     # Counts whose answer needs the law (the others are 0 or 1 whatever p is).
     top = n if exactly else n - 1

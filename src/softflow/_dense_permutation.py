@@ -118,10 +118,16 @@ def _chosen_entries_jvp(primals, tangents):
 def _permutation(
     x: jax.Array, softness: Softness, method: str, descending: bool, anchors: jax.Array
 ) -> jax.Array:
-    z = scores(x, softness, method, descending, anchors)
     if method == "softsort":
-        return _softmax_of_nonpositive(z)
-    return jax.nn.softmax(z, axis=-1)
+        return _softmax_of_nonpositive(scores(x, softness, method, descending, anchors))
+    # NeuralSort's scores add and subtract n multiples of the entries: in float16 they overflow
+    # on entries of a few thousand, in bfloat16 they lose the differences that decide the order.
+    # They are computed in float32 at least, and P rounded once.
+    work = jnp.promote_types(x.dtype, jnp.float32)
+    z = scores(
+        x.astype(work), jnp.asarray(softness).astype(work), method, descending, anchors.astype(work)
+    )
+    return jax.nn.softmax(z, axis=-1).astype(x.dtype)
 
 
 def sorted_rows(

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from ._checks import as_real_array, check_choice, float_dtype
+from ._checks import as_real_array, check_choice, check_truth_values, float_dtype
 
 TNorm = Literal["product", "godel", "lukasiewicz"]
 TNORMS: tuple[str, ...] = get_args(TNorm)
@@ -18,7 +18,7 @@ Axis = int | tuple[int, ...] | None
 
 
 def _as_float(name: str, p: ArrayLike) -> jax.Array:
-    p = as_real_array(name, p)
+    p = check_truth_values(name, as_real_array(name, p))
     # Floats keep their (possibly weak) type, so a Python 0.5 does not promote a bfloat16 value.
     return p if jnp.issubdtype(p.dtype, jnp.floating) else p.astype(float_dtype(p.dtype))
 
