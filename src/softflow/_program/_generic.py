@@ -126,16 +126,14 @@ _DATA_COUNT = {"dynamic_slice": 1, "gather": 1, "dynamic_update_slice": 2}
 #: Why an integer is known only by its expected value, and how to keep it a distribution.
 EXPECTED_WHY = (
     "an integer known only by its expected value (a sum or running sum of relaxed integers that "
-    "are not 0/1 truth values, a count of more than 4,096 truth values, the counter of a relaxed "
-    "while loop after it, or an integer carried through a relaxed loop whose range is not known "
-    "at trace time or has more than {} values)"
+    "are not 0/1 truth values, a count of more than 4,096 truth values, or an integer carried "
+    "through a relaxed loop whose range is not known at trace time or has more than {} values)"
 )
 EXPECTED_ADVICE = (
     "bound an integer carried by a loop where it is computed, jnp.clip(i, 0, K - 1) with "
     "K <= {}, so that relax carries it as a distribution over K values (a clip after a sum does "
-    "not help: sum or cumsum truth values, x > t, whose counts keep their exact law; write a "
-    "while loop with a break as `for i in range(N)`, whose counter stays a distribution); or "
-    "keep it exact with sf.exact on the condition it comes from (no gradient through it)"
+    "not help: sum or cumsum truth values, x > t, whose counts keep their exact law); or keep it "
+    "exact with sf.exact on the condition it comes from (no gradient through it)"
 )
 
 
