@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from equinox.internal import unvmap_any
-from jax.extend.core import Jaxpr, JaxprEqn
+from jax.extend.core import DropVar, Jaxpr, JaxprEqn
 
 from .._branch import select_by_weights
 from .._checks import is_concrete
@@ -311,8 +311,8 @@ def _while_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     # known also where the forward weight is 0 (straight-through) but its tangent is not.
     counters = [
         i
-        for i, (k, a) in enumerate(zip(state_kinds, avals, strict=True))
-        if k == PATH and a.dtype != jnp.bool_
+        for i, (k, a, var) in enumerate(zip(state_kinds, avals, eqn.outvars, strict=True))
+        if k == PATH and a.dtype != jnp.bool_ and not isinstance(var, DropVar)
     ]
     slots = (self.options.max_steps + 1) * (n_exits + 1)
     if slots > _MAX_SLOTS:
