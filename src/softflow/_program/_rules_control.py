@@ -343,30 +343,26 @@ def _while_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     def records(x):
         return ([x[n + 1 + c] for c in range(len(counters))], [])
 
-    if marker is None:
-        self.record(eqn, f"sf.soft_while (max_steps={self.options.max_steps})")
+    def plain_step(t, x):
+        return slotted(body(from_state(x[:n])), (t + 1) * (n_exits + 1), records(x))
 
-        def body_step(t, x):
-            return slotted(body(from_state(x[:n])), (t + 1) * (n_exits + 1), records(x))
+    def step_with_exits(t, x):
+        conds, exits, final = body_parts(from_state(x[:n]))
+        probs = [probability(c) for c in conds]
+        exit_slots = [t * (n_exits + 1) + 1 + j for j in range(n_exits)]
+        exit_states = [to_state(s) for s in exits]
+        record = (records(x)[0], list(zip(exit_slots, exit_states, strict=True)))
+        at_exit = [
+            (p, slotted(s, slot, record))
+            for p, s, slot in zip(probs, exits, exit_slots, strict=True)
+        ]
+        return slotted(final, (t + 1) * (n_exits + 1), record), at_exit
 
-    else:
-        self.record(eqn, f"sf.soft_while with breaks (max_steps={self.options.max_steps})")
-
-        def body_step(t, x):
-            conds, exits, final = body_parts(from_state(x[:n]))
-            probs = [probability(c) for c in conds]
-            exit_slots = [t * (n_exits + 1) + 1 + j for j in range(n_exits)]
-            exit_states = [to_state(s) for s in exits]
-            record = (records(x)[0], list(zip(exit_slots, exit_states, strict=True)))
-            at_exit = [
-                (p, slotted(s, slot, record))
-                for p, s, slot in zip(probs, exits, exit_slots, strict=True)
-            ]
-            return slotted(final, (t + 1) * (n_exits + 1), record), at_exit
-
+    breaks = "" if marker is None else " with breaks"
+    self.record(eqn, f"sf.soft_while{breaks} (max_steps={self.options.max_steps})")
     outs, info, last = _soft_while(
         lambda t, x: soft_cond(x),
-        body_step,
+        plain_step if marker is None else step_with_exits,
         slotted(init, 0),
         max_steps=self.options.max_steps,
         tol=1e-6,

@@ -217,7 +217,7 @@ def _scatter_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     probs = jnp.where(in_range, indices.probs, 0)
     grid = _weights_over_positions(Categorical(flat, probs, None), math.prod(sizes))
     # The weights on the written axes (in the order of the index's components), 1 elsewhere.
-    order = np.argsort(dims)
+    order = [int(i) for i in np.argsort(dims)]
     weights = jnp.transpose(grid.reshape(sizes), order)
     shape = [1] * len(out_aval.shape)
     for d, n in zip(dims, sizes, strict=True):
