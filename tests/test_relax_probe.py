@@ -475,3 +475,21 @@ def test_the_counter_of_a_while_loop_is_a_distribution_after_it(x64):
     np.testing.assert_allclose(
         gradient[1], _central_differences(lambda v: float(relaxed(x, v)), t), rtol=1e-5
     )
+
+
+def test_tuple_unpacking_keeps_what_relax_knows_of_each_element(x64):
+    # jax 0.12 traces `a, b = x` as one `unstack`: the candidates of a relaxed floor were lost
+    # there (a >= 1 was 1/2 at floor(a) = 1) and a relaxed integer vector was refused.
+    def unpacked(y):
+        a, b = jnp.floor(y)
+        return (a >= 1).astype(y.dtype) + b % 2
+
+    def indexed(y):
+        a, b = jnp.floor(y[0]), jnp.floor(y[1])
+        return (a >= 1).astype(y.dtype) + b % 2
+
+    y = jnp.asarray([1.5, 3.5])
+    assert float(sf.relax(unpacked, softness=1e-4)(y)) == pytest.approx(float(unpacked(y)))
+    np.testing.assert_allclose(
+        sf.relax(unpacked, softness=TAU)(y), sf.relax(indexed, softness=TAU)(y), rtol=1e-12
+    )

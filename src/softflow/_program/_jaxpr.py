@@ -218,6 +218,11 @@ def cumulative(eqn: JaxprEqn) -> tuple[int, bool]:
     return int(param(eqn, "axis")), bool(param(eqn, "reverse"))
 
 
+def unstacked_axis(eqn: JaxprEqn) -> int:
+    """The axis that ``unstack`` (tuple unpacking of an array, jax >= 0.12) splits."""
+    return int(param(eqn, "axis"))
+
+
 def index_dtype(eqn: JaxprEqn) -> np.dtype:
     return np.dtype(param(eqn, "index_dtype"))
 

@@ -413,3 +413,21 @@ def _top_k_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
         origin = Origin(source.token, np.broadcast_to(index_of, probs.shape))
     mixture = Mixture(jnp.broadcast_to(elements, probs.shape), probs, None, True, origin)
     return [Live(values, mixture=mixture), Categorical(cands, probs, hard_thunk(eqn, invals)(1))]
+
+
+@rule("unstack")
+def _unstack_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
+    """``a, b = x`` (jax >= 0.12 traces tuple unpacking as one ``unstack``): the slices and
+    squeezes that older versions trace, each through its rule, so that every element keeps what
+    relax knows of it (its candidates after a relaxed ``floor``, its origin, its law)."""
+    operand = aval(eqn.invars[0])
+    axis = _jaxpr.unstacked_axis(eqn)
+
+    def pieces(x):
+        return [
+            jax.lax.squeeze(jax.lax.slice_in_dim(x, k, k + 1, axis=axis), (axis,))
+            for k in range(operand.shape[axis])
+        ]
+
+    closed = jax.make_jaxpr(pieces)(jax.ShapeDtypeStruct(operand.shape, operand.dtype))
+    return self.run_closed(closed, invals)
