@@ -478,10 +478,23 @@ def test_the_counter_of_a_while_loop_is_a_distribution_after_it(x64):
 
 
 def test_tuple_unpacking_keeps_what_relax_knows_of_each_element(x64):
-    # jax 0.12 traces `a, b = x` as one `unstack`: the candidates of a relaxed floor were lost
-    # there (a >= 1 was 1/2 at floor(a) = 1) and a relaxed integer vector was refused.
+    # jax 0.12 traces `a, b = x` as one `unstack`, jnp.split is one `split`: the candidates of a
+    # relaxed floor were lost there (a >= 1 was 1/2 at floor(a) = 1), as in a gather at constant
+    # indices and in the concatenation of jnp.roll, and a relaxed integer vector was refused.
     def unpacked(y):
         a, b = jnp.floor(y)
+        return (a >= 1).astype(y.dtype) + b % 2
+
+    def split(y):  # jnp.split is one `split` on every version
+        a, b = jnp.split(jnp.floor(y), 2)
+        return jnp.sum((a >= 1).astype(y.dtype) + b % 2)
+
+    def taken(y):  # a gather at constant indices
+        a, b = jnp.floor(y)[jnp.asarray([0, 1])]
+        return (a >= 1).astype(y.dtype) + b % 2
+
+    def rolled(y):  # two slices concatenated
+        b, a = jnp.roll(jnp.floor(y), 1)
         return (a >= 1).astype(y.dtype) + b % 2
 
     def indexed(y):
@@ -489,7 +502,8 @@ def test_tuple_unpacking_keeps_what_relax_knows_of_each_element(x64):
         return (a >= 1).astype(y.dtype) + b % 2
 
     y = jnp.asarray([1.5, 3.5])
-    assert float(sf.relax(unpacked, softness=1e-4)(y)) == pytest.approx(float(unpacked(y)))
-    np.testing.assert_allclose(
-        sf.relax(unpacked, softness=TAU)(y), sf.relax(indexed, softness=TAU)(y), rtol=1e-12
-    )
+    for program in (unpacked, split, taken, rolled):
+        assert float(sf.relax(program, softness=1e-4)(y)) == pytest.approx(float(unpacked(y)))
+        np.testing.assert_allclose(
+            sf.relax(program, softness=TAU)(y), sf.relax(indexed, softness=TAU)(y), rtol=1e-12
+        )

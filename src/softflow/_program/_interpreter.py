@@ -29,6 +29,7 @@ from ._generic import SoftIntegerOps, at_trace_time, hard_of
 from ._markers import EXACT_NAME
 from ._values import (
     Live,
+    Mixture,
     aval,
     floating,
     is_live,
@@ -443,6 +444,8 @@ def _with_mixture(eqn: JaxprEqn, invals: list, outs: list) -> list:
     if len(outs) != 1 or not floating(aval(eqn.outvars[0])):
         return outs
     mixed = [i for i, v in enumerate(invals) if isinstance(v, Live) and v.mixture is not None]
+    if name == "concatenate" and len(mixed) == len(invals) > 1:
+        return _concatenated_mixtures(eqn, invals, outs)
     if len(mixed) != 1 or any(is_live(v) for i, v in enumerate(invals) if i != mixed[0]):
         return outs
     mixture = invals[mixed[0]].mixture
@@ -451,7 +454,8 @@ def _with_mixture(eqn: JaxprEqn, invals: list, outs: list) -> list:
     scalar_index = np.ndim(mixture.probs) == 1
     # Distributions of their own for each element move with the elements.
     per_element = np.shape(mixture.probs) == np.shape(mixture.values)
-    view = name in _views.MOVES and (scalar_index or per_element)
+    # (A gather at exact indices, jnp.take or x[[1, 0]], only moves elements too.)
+    view = (name in _views.MOVES or name == "gather") and (scalar_index or per_element)
     if not (name in _MIXTURE_MAPS and (same_shape or scalar_index)) and not view:
         return outs
     in_axes = [-1 if i == mixed[0] else None for i in range(len(invals))]
@@ -472,6 +476,27 @@ def _with_mixture(eqn: JaxprEqn, invals: list, outs: list) -> list:
             dataclasses.replace(origin, index=candidatewise(origin.index)) if keeps else None
         )
     return [dataclasses.replace(outs[0], mixture=dataclasses.replace(mixture, **changes))]
+
+
+def _concatenated_mixtures(eqn: JaxprEqn, invals: list, outs: list) -> list:
+    """Pieces of floats that each keep their values per candidate of their own elements'
+    distributions (the two slices ``jnp.roll`` joins after a relaxed ``floor``), concatenated
+    alike."""
+    mixtures = [v.mixture for v in invals]
+    if (
+        any(m.factors is not None or np.shape(m.probs) != np.shape(m.values) for m in mixtures)
+        or len({np.shape(m.values)[-1] for m in mixtures}) != 1
+    ):
+        return outs
+
+    def joined(parts):
+        return at_trace_time(
+            jax.vmap(lambda *a: _jaxpr.bind(eqn, a), in_axes=-1, out_axes=-1), *parts
+        )[0]
+
+    values, probs = joined([m.values for m in mixtures]), joined([m.probs for m in mixtures])
+    mixture = Mixture(values, probs, None, any(m.live for m in mixtures))
+    return [dataclasses.replace(outs[0], mixture=mixture)]
 
 
 def output(value) -> jax.Array:

@@ -223,6 +223,11 @@ def unstacked_axis(eqn: JaxprEqn) -> int:
     return int(param(eqn, "axis"))
 
 
+def split_sizes(eqn: JaxprEqn) -> tuple[tuple[int, ...], int]:
+    """The sizes of the pieces that ``split`` (``jnp.split``) cuts, and the axis it cuts."""
+    return tuple(int(n) for n in param(eqn, "sizes")), int(param(eqn, "axis"))
+
+
 def index_dtype(eqn: JaxprEqn) -> np.dtype:
     return np.dtype(param(eqn, "index_dtype"))
 

@@ -1,6 +1,7 @@
 """Rules for array operations: elementwise steps and remainders, ``argmax`` / ``argmin``,
 ``searchsorted``, ``sort`` and ``top_k``."""
 
+import itertools
 import math
 from typing import Any, cast
 
@@ -415,19 +416,39 @@ def _top_k_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     return [Live(values, mixture=mixture), Categorical(cands, probs, hard_thunk(eqn, invals)(1))]
 
 
+def _as_slices(self: Interpreter, eqn: JaxprEqn, invals: list, pieces) -> list:
+    """``eqn`` evaluated as the slices (and squeezes) ``pieces(x)`` of its one operand, each
+    through its rule, so that every element keeps what relax knows of it (its candidates after
+    a relaxed ``floor``, its origin, its law)."""
+    operand = aval(eqn.invars[0])
+    closed = jax.make_jaxpr(pieces)(jax.ShapeDtypeStruct(operand.shape, operand.dtype))
+    return self.run(closed.jaxpr, list(closed.consts), invals)
+
+
 @rule("unstack")
 def _unstack_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
-    """``a, b = x`` (jax >= 0.12 traces tuple unpacking as one ``unstack``): the slices and
-    squeezes that older versions trace, each through its rule, so that every element keeps what
-    relax knows of it (its candidates after a relaxed ``floor``, its origin, its law)."""
-    operand = aval(eqn.invars[0])
+    """``a, b = x`` (jax >= 0.12 traces tuple unpacking as one ``unstack``)."""
     axis = _jaxpr.unstacked_axis(eqn)
 
     def pieces(x):
         return [
             jax.lax.squeeze(jax.lax.slice_in_dim(x, k, k + 1, axis=axis), (axis,))
-            for k in range(operand.shape[axis])
+            for k in range(x.shape[axis])
         ]
 
-    closed = jax.make_jaxpr(pieces)(jax.ShapeDtypeStruct(operand.shape, operand.dtype))
-    return self.run_closed(closed, invals)
+    return _as_slices(self, eqn, invals, pieces)
+
+
+@rule("split")
+def _split_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
+    """``jnp.split(x, ...)``."""
+    sizes, axis = _jaxpr.split_sizes(eqn)
+    starts = np.cumsum((0, *sizes))
+
+    def pieces(x):
+        return [
+            jax.lax.slice_in_dim(x, int(a), int(b), axis=axis)
+            for a, b in itertools.pairwise(starts)
+        ]
+
+    return _as_slices(self, eqn, invals, pieces)
