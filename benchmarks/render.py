@@ -121,6 +121,27 @@ def render_any(data, level: str) -> list[str]:
     return ["```", json.dumps(data, indent=1), "```", ""]
 
 
+#: Mean absolute error that the CPU reversal of 300 Kaggle-protocol boards in 180 s must reach.
+LIFE_CPU_GOAL = 0.025
+
+
+def _life_cpu_goal() -> str:
+    """The goal line of the CPU reversal, judged from ``life_cpu.json`` (empty without it)."""
+    path = RESULTS / "life_cpu.json"
+    if not path.exists():
+        return ""
+    report = json.loads(path.read_text())
+    mae = report["score"]["overall"]["mae"]
+    verdict = "met" if mae <= LIFE_CPU_GOAL else "missed"
+    return (
+        f"**{verdict}**: MAE ≤ {LIFE_CPU_GOAL} on 300 boards within 180 s, compilation included "
+        f"— measured {mae:.4f} on {report['boards']} boards in {report['seconds_budget']:.0f} s "
+        f"(seed {report['seed']}). Run: `python benchmarks/life_cpu.py --boards 300 --seconds "
+        f"180 --seed {report['seed']} --out benchmarks/results/life_cpu.json` (one XLA device "
+        "per core)."
+    )
+
+
 def _optional(name: str, title: str, placeholder: str, note: str = "") -> list[str]:
     path = RESULTS / name
     lines = [f"## {title}", "", f"<!-- generated from benchmarks/results/{name} -->", ""]
@@ -208,6 +229,7 @@ def render(cpu: dict) -> str:
         "life_cpu.json",
         "Game of Life reversal (CPU)",
         "Written by the Game of Life benchmark scripts (`benchmarks/life_*.py`).",
+        _life_cpu_goal(),
     )
     lines += _optional(
         "life_throughput.json",

@@ -232,7 +232,9 @@ def sharded_case() -> np.ndarray:
     return gol.reverse(
         stops,
         np.full(BOARDS, 2, np.int32),
-        iterations=25,
+        # Two descent checks: the second passes the state the first returned (its optimiser
+        # moments were once replicated, not split, and the compiled step refused them).
+        iterations=50,
         search_iterations=100,
         seed=7,
         options=OPTIONS,
@@ -279,5 +281,7 @@ def test_local_search_rejects_bad_input():
         gol.SolverOptions(search_temperature=-1.0)
     with pytest.raises(ValueError, match="search_share"):
         gol.SolverOptions(search_share=1.0)
+    with pytest.raises(ValueError, match="search_pairs"):
+        gol.SolverOptions(search_proposals=4, search_pairs=5)
     with pytest.raises(ValueError, match="multiple of check_every"):
         gol.SolverOptions(round_iterations=30, check_every=25)

@@ -44,6 +44,7 @@ SLOW = {
     "pid_python_loop",
     "cgp_program",
     "odd_even_network",
+    "longest_run_above",
 }
 
 #: Programs whose tracing alone takes ~9 s (the loop analysis makes one abstract pass over the

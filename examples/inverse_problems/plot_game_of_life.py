@@ -424,6 +424,7 @@ animation.save(output_dir() / "life_multistep.gif", writer=PillowWriter(fps=8))
 # The Kaggle-protocol benchmark, ``benchmarks/life_reverse.py``, runs this multi-step descent on
 # thousands of boards within a time budget, split over every available device with
 # :mod:`jax.sharding`: restarts side by side, rounds that start again from fresh logits, the best
-# hardened board of each kept. It then refines each answer by a hard local search, single-cell
-# flips scored by a bit-packed exact step, which fixes cells that a descent leaves wrong; its
-# scores, with and without the search, are on the :doc:`benchmarks page </benchmarks>`.
+# hardened board of each kept. It then refines each answer by a hard local search, flips of
+# single cells and of neighbouring pairs scored by a bit-packed exact step, which fixes cells
+# that a descent leaves wrong; its scores, with and without the search, are on the
+# :doc:`benchmarks page </benchmarks>`.
