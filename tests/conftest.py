@@ -19,7 +19,7 @@ if _worker and hasattr(os, "sched_setaffinity"):
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
-from hypothesis import settings
+from hypothesis import settings  # noqa: E402
 
 # JAX compilation dominates the cost of an example, so keep the number modest and never time out.
 settings.register_profile("softflow", max_examples=30, deadline=None, derandomize=True)
