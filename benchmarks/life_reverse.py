@@ -290,8 +290,8 @@ class SolverOptions:
             best of them, subject to the annealing acceptance).
         search_pairs: how many of those proposals flip a cell together with one of its eight
             neighbours, the others flipping one cell (pairs cross the barriers between single
-            flips: on 100 held-out boards, 20,000 iterations, 0.0276 MAE against 0.0319 with
-            single flips only).
+            flips: on 100 Kaggle-protocol boards, 20,000 iterations, 0.0276 MAE against 0.0319
+            with single flips only).
         search_check_every: local-search iterations per jitted call (the time budget is
             checked between calls).
         search_temperature: temperature of the local search's acceptance, in wrong cells: a

@@ -18,7 +18,7 @@ from jax.extend.core import JaxprEqn
 
 from .._checks import is_concrete
 from .._count import count_distribution, with_event
-from . import _jaxpr
+from . import _jaxpr, _trace_time
 from ._boundaries import MAX_STATES
 from ._errors import ExpectedIntegerError, RelaxError
 from ._values import (
@@ -143,6 +143,9 @@ def at_trace_time(fn: Callable, *args) -> list:
     so that later rules, and loops, can see the values they range over."""
     if not is_concrete(args):
         return fn(*args)
+    exact = _trace_time.evaluate(fn, args)
+    if exact is not None:
+        return exact
     with jax.ensure_compile_time_eval():
         return [np.asarray(o) for o in fn(*args)]
 

@@ -1,0 +1,123 @@
+"""The NumPy evaluation of values known at trace time is jax's evaluation, bit for bit.
+
+Relax evaluates primitives on the candidates of relaxed integers at trace time; ``_trace_time``
+does it with NumPy where NumPy's result is XLA's exactly, and hands everything else back to jax.
+Each case here is evaluated both ways, on random and extreme values (integer overflow, NaN,
+infinities, -0.0, subnormals), vmapped over a candidate axis as relax does.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+from softflow._program import _trace_time
+
+_RNG = np.random.default_rng(0)
+_I32 = np.iinfo(np.int32)
+_INTS = np.concatenate(
+    [_RNG.integers(-50, 50, 20), [0, 1, -1, _I32.max, _I32.min, _I32.max - 1]]
+).astype(np.int32)
+_FLOATS = np.array(
+    [0.0, -0.0, 1.5, -2.25, np.nan, np.inf, -np.inf, 1e-30, 3.0, 3.0, -7.0, 1e30], np.float32
+)
+_SUBNORMAL = np.array([1e-45, -1e-45, 0.0, 1.0], np.float32)
+
+CASES = {
+    "integer arithmetic": (
+        lambda a, b: (a + b, a - b, a * b, -a, jnp.maximum(a, b)),
+        (_INTS, _INTS[::-1]),
+    ),
+    "bitwise and abs": (
+        lambda a, b: (a & b, a | b, a ^ b, ~a, jnp.abs(a), jnp.sign(a)),
+        (_INTS, _INTS[::-1]),
+    ),
+    "comparisons of ints": (
+        lambda a, b: (a < b, a <= b, a == b, a != b, a > b, a >= b),
+        (_INTS, _INTS[::-1]),
+    ),
+    "comparisons of floats": (
+        lambda a, b: (a < b, a == b, a != b, a >= b),
+        (_FLOATS, _FLOATS[::-1]),
+    ),
+    "select and clip": (
+        lambda a, b: (jnp.where(a > b, a, b), jnp.clip(a, -3, 7), lax.clamp(-2, a, 9)),
+        (_INTS, _INTS[::-1]),
+    ),
+    "conversions": (
+        lambda a, b: (
+            a.astype(jnp.int8),
+            a.astype(bool),
+            (a > b).astype(jnp.int32),
+            jnp.clip(a, -1000, 1000).astype(jnp.float32),
+        ),
+        (_INTS, _INTS[::-1]),
+    ),
+    "moves": (
+        lambda a, b: (
+            jnp.concatenate([a[:3], b[::-1]]),
+            jnp.reshape(a, (2, -1)).T,
+            jnp.broadcast_to(a, (3, a.size)),
+            a[2:9:3],
+            jnp.flip(b),
+        ),
+        (_INTS, _INTS[::-1]),
+    ),
+    "reductions": (
+        lambda a, b: (jnp.sum(a), jnp.max(b), jnp.any(a > b), jnp.all(a > b), jnp.argmax(a)),
+        (_INTS, _INTS[::-1]),
+    ),
+    "iota": (
+        lambda a, b: (
+            a + jnp.arange(a.size, dtype=a.dtype),
+            lax.broadcasted_iota(jnp.int32, (2, 3), 1),
+        ),
+        (_INTS, _INTS[::-1]),
+    ),
+    "float arithmetic goes to jax": (lambda a, b: (a * b + 1.0, a / 3.0), (_FLOATS, _FLOATS[::-1])),
+    "subnormal comparisons go to jax": (
+        lambda a, b: (a > 0, a < b),
+        (_SUBNORMAL, _SUBNORMAL[::-1]),
+    ),
+    "a gather goes to jax": (lambda a, b: (a[jnp.clip(b, 0, a.size - 1)],), (_INTS, _INTS[::-1])),
+}
+
+
+def _bits(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x).view(np.uint8)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize("batched", [False, True])
+def test_numpy_evaluation_is_jax_bit_for_bit(name, batched):
+    fn, args = CASES[name]
+    if batched:  # a candidate axis last, as relax vmaps a primitive over candidates
+        args = tuple(np.stack([a, np.roll(a, 1)], axis=-1) for a in args)
+        fn = jax.vmap(fn, in_axes=-1, out_axes=-1)
+    with jax.ensure_compile_time_eval():
+        expected = [np.asarray(o) for o in jax.tree.leaves(fn(*args))]
+    got = _trace_time.evaluate(fn, args)
+    if got is None:
+        return  # handed back to jax, which then computes ``expected`` itself
+    assert len(got) == len(expected)
+    for g, e in zip(got, expected, strict=True):
+        assert g.dtype == e.dtype and g.shape == e.shape
+        np.testing.assert_array_equal(_bits(g), _bits(e))
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["float arithmetic goes to jax", "subnormal comparisons go to jax", "a gather goes to jax"],
+)
+def test_what_numpy_may_compute_otherwise_goes_to_jax(name):
+    fn, args = CASES[name]
+    assert _trace_time.evaluate(fn, args) is None
+
+
+@pytest.mark.parametrize(
+    "name", ["integer arithmetic", "comparisons of floats", "moves", "conversions"]
+)
+def test_exact_operations_are_evaluated_by_numpy(name):
+    fn, args = CASES[name]
+    assert _trace_time.evaluate(fn, args) is not None
