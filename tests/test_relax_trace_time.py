@@ -75,12 +75,52 @@ CASES = {
         ),
         (_INTS, _INTS[::-1]),
     ),
+    "floats to integers": (
+        lambda a, b: (a.astype(jnp.int32), b.astype(jnp.int8), b.astype(jnp.int16)),
+        (
+            np.array([2.7, -2.7, 0.5, -0.5, -0.0, 1e6, -1e6, 127.9, 255.5], np.float32),
+            np.array([1.0, -128.9, 127.99, 0.0, 3.5, -3.5, 100.0, -100.0, 0.2], np.float32),
+        ),
+    ),
+    "NaN to an integer goes to jax": (
+        lambda a, b: (lax.convert_element_type(a, jnp.int32),),
+        (_FLOATS, _FLOATS),
+    ),
     "float arithmetic goes to jax": (lambda a, b: (a * b + 1.0, a / 3.0), (_FLOATS, _FLOATS[::-1])),
     "subnormal comparisons go to jax": (
         lambda a, b: (a > 0, a < b),
         (_SUBNORMAL, _SUBNORMAL[::-1]),
     ),
-    "a gather goes to jax": (lambda a, b: (a[jnp.clip(b, 0, a.size - 1)],), (_INTS, _INTS[::-1])),
+    "integer division": (
+        lambda a, b: (a // 7, a % 7, lax.div(a, 3), lax.rem(a, 5), a % (jnp.abs(b) % 5 + 1)),
+        (_INTS, _INTS[::-1]),
+    ),
+    "division by zero goes to jax": (lambda a, b: (lax.rem(a, b * 0),), (_INTS, _INTS)),
+    "gathers": (
+        lambda a, b: (
+            a[jnp.clip(b, 0, a.size - 1)],
+            a[b % a.size],
+            jnp.take(a, b, mode="clip"),
+            jnp.reshape(a, (2, -1))[b[:4] % 2, b[4:8] % 13],
+            jnp.reshape(a, (2, -1))[:, b[0] % 13],
+            lax.dynamic_slice(a, (b[0] % 30,), (4,)),
+            jnp.take_along_axis(
+                jnp.reshape(a, (2, -1)), jnp.reshape(b % 13, (2, -1)), axis=1, mode="clip"
+            ),
+        ),
+        (_INTS, _INTS[::-1]),
+    ),
+    "a gather of floats": (
+        lambda a, b: (
+            a[jnp.asarray([3, 0, 11, 5])],
+            jnp.take(a, jnp.asarray([2, 40]), mode="clip"),
+        ),
+        (_FLOATS, _FLOATS),
+    ),
+    "a gather that fills goes to jax": (
+        lambda a, b: (jnp.take(a, b, mode="fill", fill_value=-1),),
+        (_INTS, _INTS[::-1]),
+    ),
 }
 
 
@@ -96,7 +136,8 @@ def test_numpy_evaluation_is_jax_bit_for_bit(name, batched):
         args = tuple(np.stack([a, np.roll(a, 1)], axis=-1) for a in args)
         fn = jax.vmap(fn, in_axes=-1, out_axes=-1)
     with jax.ensure_compile_time_eval():
-        expected = [np.asarray(o) for o in jax.tree.leaves(fn(*args))]
+        # (jax arrays: NumPy arguments would make ``a + b`` NumPy's own sum.)
+        expected = [np.asarray(o) for o in jax.tree.leaves(fn(*map(jnp.asarray, args)))]
     got = _trace_time.evaluate(fn, args)
     if got is None:
         return  # handed back to jax, which then computes ``expected`` itself
@@ -108,7 +149,13 @@ def test_numpy_evaluation_is_jax_bit_for_bit(name, batched):
 
 @pytest.mark.parametrize(
     "name",
-    ["float arithmetic goes to jax", "subnormal comparisons go to jax", "a gather goes to jax"],
+    [
+        "float arithmetic goes to jax",
+        "subnormal comparisons go to jax",
+        "a gather that fills goes to jax",
+        "division by zero goes to jax",
+        "NaN to an integer goes to jax",
+    ],
 )
 def test_what_numpy_may_compute_otherwise_goes_to_jax(name):
     fn, args = CASES[name]
@@ -116,7 +163,17 @@ def test_what_numpy_may_compute_otherwise_goes_to_jax(name):
 
 
 @pytest.mark.parametrize(
-    "name", ["integer arithmetic", "comparisons of floats", "moves", "conversions"]
+    "name",
+    [
+        "integer arithmetic",
+        "integer division",
+        "comparisons of floats",
+        "moves",
+        "conversions",
+        "gathers",
+        "a gather of floats",
+        "floats to integers",
+    ],
 )
 def test_exact_operations_are_evaluated_by_numpy(name):
     fn, args = CASES[name]

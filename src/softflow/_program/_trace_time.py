@@ -5,10 +5,12 @@ trace time (an index's candidates, a table's entries at them), so that later rul
 see the values. Evaluated by jax, every new shape of every primitive costs one XLA compilation
 (some 15 ms on a CPU): the analysis of a loop over a program counter's values made about a
 thousand of them, 20 s at the first call in a process. The primitives below are evaluated with
-NumPy instead, where NumPy's result is XLA's bit for bit: moves and selections of elements,
-comparisons, and integer and boolean arithmetic (both wrap around in two's complement). Any other
+NumPy instead, where NumPy's result is XLA's bit for bit: moves, selections and clamped gathers
+of elements, comparisons, integer and boolean arithmetic (both wrap around in two's complement),
+division by positive integers and conversions of in-range floats to integers. Any other
 primitive (float arithmetic, whose rounding of subnormal numbers XLA:CPU may treat otherwise,
-gathers, divisions, conversions from floats) sends the whole program back to jax.
+gathers that fill out-of-bounds reads, integer division by zero or negative numbers, conversions
+of NaN or out-of-range floats to integers) sends the whole program back to jax.
 """
 
 from collections.abc import Callable, Sequence
@@ -74,6 +76,13 @@ def _convert(eqn: JaxprEqn, x: np.ndarray) -> np.ndarray:
     dtype = np.dtype(aval(eqn.outvars[0]).dtype)
     if x.dtype == dtype:
         return x
+    if x.dtype.kind == "f" and dtype.kind in "iu":
+        # Truncation toward zero, as XLA; NaN and values out of range (where XLA saturates and
+        # NumPy's cast is undefined) are left to jax.
+        bounds = np.iinfo(dtype)
+        if not np.all((x > bounds.min - 1.0) & (x < bounds.max + 1.0)):
+            raise _NotExact
+        return x.astype(dtype)
     if not _integral(x):
         raise _NotExact
     if dtype.kind == "f" and np.any(np.abs(x.astype(np.int64)) > _EXACT_IN_FLOAT):
@@ -120,6 +129,76 @@ def _reduce(eqn: JaxprEqn, x: np.ndarray) -> np.ndarray:
     return _REDUCTIONS[eqn.primitive.name](x, axis=tuple(_jaxpr.axes(eqn)))
 
 
+def _gather(eqn: JaxprEqn, operand: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """XLA's gather with clamped starts (jax's ``clip`` and ``promise_in_bounds`` modes).
+
+    Each batch element (the leading axes of ``indices``; the last holds the start) reads the
+    window of ``slice_sizes`` at its start, clamped into the operand; the output puts the
+    window's axes at ``offset_dims`` and the batch axes elsewhere, in order.
+    """
+    mode = _jaxpr.param(eqn, "mode")
+    if getattr(mode, "name", str(mode)) not in ("CLIP", "PROMISE_IN_BOUNDS"):
+        raise _NotExact  # filling out-of-bounds reads is part of jax's lowering
+    numbers = _jaxpr.param(eqn, "dimension_numbers")
+    sizes = tuple(_jaxpr.slice_sizes(eqn))
+    batching = tuple(getattr(numbers, "operand_batching_dims", ()))
+    index_batching = tuple(getattr(numbers, "start_indices_batching_dims", ()))
+    batch_shape = indices.shape[:-1]
+    starts = indices.reshape(-1, indices.shape[-1]).astype(np.int64)
+    count = starts.shape[0]
+    batch_position = np.unravel_index(np.arange(count), batch_shape) if batch_shape else ()
+    window = [d for d in range(operand.ndim) if d not in numbers.collapsed_slice_dims]
+    window = [d for d in window if d not in batching]
+    window_shape = tuple(sizes[d] for d in window)
+    reads = []
+    for d in range(operand.ndim):
+        if d in numbers.start_index_map:
+            start = starts[:, list(numbers.start_index_map).index(d)]
+        elif d in batching:
+            start = np.asarray(batch_position[index_batching[batching.index(d)]], np.int64)
+        else:
+            start = np.zeros(count, np.int64)
+        start = np.clip(start, 0, operand.shape[d] - sizes[d])
+        shape = [count] + [1] * len(window)
+        read = start.reshape(shape)
+        if d in window:
+            offset_shape = [1] * (1 + len(window))
+            offset_shape[1 + window.index(d)] = sizes[d]
+            read = read + np.arange(sizes[d]).reshape(offset_shape)
+        reads.append(np.broadcast_to(read, (count, *window_shape)))
+    values = operand[tuple(reads)].reshape(batch_shape + window_shape)
+    offset_dims = list(numbers.offset_dims)
+    rank = len(batch_shape) + len(window_shape)
+    batch_axes = iter(range(len(batch_shape)))
+    order = [
+        len(batch_shape) + offset_dims.index(p) if p in offset_dims else next(batch_axes)
+        for p in range(rank)
+    ]
+    return np.transpose(values, order)
+
+
+def _divide(name: str, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Integer ``div`` (rounded toward zero) and ``rem`` (the sign of ``x``) by positive ``y``.
+
+    (Division by zero or by a negative number, where XLA's conventions differ from NumPy's or
+    overflow, is left to jax.)
+    """
+    if not _integral(x, y) or x.dtype.kind == "b" or not np.all(y > 0):
+        raise _NotExact
+    remainder = np.fmod(x, y)
+    return remainder if name == "rem" else (x - remainder) // y
+
+
+def _dynamic_slice(eqn: JaxprEqn, x: np.ndarray, *starts: np.ndarray) -> np.ndarray:
+    """XLA's dynamic slice: each start clamped so that the slice lies inside ``x``."""
+    sizes = _jaxpr.slice_sizes(eqn)
+    clamped = [
+        int(np.clip(start, 0, dim - size))
+        for start, dim, size in zip(starts, x.shape, sizes, strict=True)
+    ]
+    return x[tuple(slice(c, c + size) for c, size in zip(clamped, sizes, strict=True))]
+
+
 def _apply(eqn: JaxprEqn, invals: Sequence[np.ndarray]) -> np.ndarray:
     name = eqn.primitive.name
     if name in _ARITHMETIC:
@@ -153,6 +232,12 @@ def _apply(eqn: JaxprEqn, invals: Sequence[np.ndarray]) -> np.ndarray:
         return np.flip(invals[0], tuple(_jaxpr.param(eqn, "dimensions")))
     if name == "iota":
         return _iota(eqn)
+    if name == "gather":
+        return _gather(eqn, *invals)
+    if name == "dynamic_slice":
+        return _dynamic_slice(eqn, *invals)
+    if name in ("div", "rem"):
+        return _divide(name, *invals)
     if name in ("copy", "copy_p"):
         return invals[0]
     raise _NotExact
