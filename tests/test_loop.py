@@ -1,5 +1,6 @@
 """soft_while / soft_fori_loop against a literal implementation of their formulas."""
 
+import functools
 import re
 
 import jax
@@ -109,8 +110,10 @@ def test_info_and_truncation():
         value, info = sf.soft_while(cond, body, 40.0, max_steps=6, tol=0.0, return_info=True)
         expected, mass = literal_while(cond, body, jnp.float64(40.0), 6)
         assert np.allclose(value, expected, rtol=1e-12)
-        assert np.allclose(info.remaining_mass, mass, rtol=1e-12)
-        assert mass > 0.1  # the loop was truncated with a lot of mass left
+        # a_T c_T: the mass at step 6 whose condition asks for a seventh body
+        last = functools.reduce(lambda x, _: body(x), range(6), jnp.float64(40.0))
+        assert np.allclose(info.remaining_mass, mass * cond(last), rtol=1e-12)
+        assert info.remaining_mass > 0.1  # the loop was truncated with a lot of mass left
         # expected number of body evaluations = sum_{t=1..T} a_t
         masses, state, a = [], jnp.float64(40.0), 1.0
         for _ in range(6):

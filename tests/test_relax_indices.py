@@ -43,10 +43,10 @@ def test_a_lookup_at_a_floored_index_is_the_expectation_over_the_indices(x64):
         assert_exactly_equal(sf.relax(lookup, mode=mode)(x), lookup(x))
     relaxed = sf.relax(lookup, softness=TAU)
     step = 1e-6
-    grad = jax.grad(lambda v: relaxed(v).sum())(x)
-    numeric = jax.vmap(lambda b: (relaxed(x + b).sum() - relaxed(x - b).sum()) / (2 * step))(
-        step * jnp.eye(5)
-    )
+    grad = jax.jit(jax.grad(lambda v: relaxed(v).sum()))(x)
+    numeric = jax.jit(
+        jax.vmap(lambda b: (relaxed(x + b).sum() - relaxed(x - b).sum()) / (2 * step))
+    )(step * jnp.eye(5))
     np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-9)
     rules = [op.rule for op in relaxed.explain(x)]
     assert any(r.startswith("distribution over") for r in rules)
@@ -87,7 +87,7 @@ def test_bilinear_interpolation_relaxes_over_both_indices_jointly(x64):
     np.testing.assert_allclose(relaxed(p, grid), expected, rtol=1e-12)
     assert_exactly_equal(sf.relax(bilinear, mode="hard")(p, grid), bilinear(p, grid))
     assert_exactly_equal(sf.relax(bilinear, mode="straight_through")(p, grid), bilinear(p, grid))
-    grad = jax.grad(relaxed)(p, grid)
+    grad = jax.jit(jax.grad(relaxed))(p, grid)
     assert np.all(np.isfinite(grad)) and np.all(grad != 0)
 
 
@@ -125,7 +125,7 @@ def test_a_histogram_of_binned_floats_is_the_expected_count_per_bin(fn, of_bins,
     np.testing.assert_array_equal(forward, np.asarray(fn(x), forward.dtype))
     assert_exactly_equal(sf.relax(fn, mode="hard")(x), fn(x))
     np.testing.assert_allclose(
-        jax.jacobian(sf.relax(fn, softness=TAU))(x),
+        jax.jit(jax.jacobian(sf.relax(fn, softness=TAU)))(x),
         jax.jacobian(lambda v: jnp.einsum("ik,kb->b", floor_probabilities(4 * v, -40, 45), counts))(
             x
         ),
@@ -180,7 +180,7 @@ def test_a_mode_carried_through_a_loop_is_a_distribution_over_its_values(x64):
     relaxed = sf.relax(thermostat, softness=TAU)
     np.testing.assert_allclose(relaxed(t0, setpoint), thermostat_by_hand(t0, setpoint), rtol=1e-12)
     np.testing.assert_allclose(
-        jax.grad(lambda s: relaxed(t0, s).sum())(setpoint),
+        jax.jit(jax.grad(lambda s: relaxed(t0, s).sum()))(setpoint),
         jax.grad(lambda s: thermostat_by_hand(t0, s).sum())(setpoint),
         rtol=1e-10,
     )
@@ -263,7 +263,7 @@ def test_a_k_nearest_neighbour_vote():
         assert_exactly_equal(
             sf.relax(knn_vote, mode="hard")(query, points, labels), knn_vote(query, points, labels)
         )
-    grad = jax.grad(sf.relax(knn_vote, softness=0.1))(0.45, points, labels)
+    grad = jax.jit(jax.grad(sf.relax(knn_vote, softness=0.1)))(0.45, points, labels)
     assert np.isfinite(grad) and grad != 0
 
 

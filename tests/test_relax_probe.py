@@ -15,8 +15,11 @@ TAU = 0.2
 
 
 def _central_differences(f, x, step=1e-6):
-    basis = np.eye(x.size).reshape(x.size, *x.shape)
-    return np.array([(f(x + step * e) - f(x - step * e)) / (2 * step) for e in basis])
+    # One jitted call over all the bumps: an eager relaxed program runs op by op.
+    x = jnp.asarray(x)
+    basis = jnp.eye(x.size, dtype=x.dtype).reshape(x.size, *x.shape)
+    ends = jax.jit(jax.vmap(lambda e: f(x + step * e) - f(x - step * e)))(basis)
+    return np.asarray(ends) / (2 * step)
 
 
 def test_an_integer_state_driven_by_constant_inputs_of_a_scan(x64):
@@ -352,7 +355,7 @@ def test_an_ant_reads_and_writes_a_relaxed_board_at_its_relaxed_position(x64):
     # One compiled program for the 50 central differences (each eager call traces the relaxed
     # program again).
     gradient = jax.grad(cells_alive)(board)
-    reference = _central_differences(lambda b: float(cells_alive(b)), board)
+    reference = _central_differences(cells_alive, board)
     np.testing.assert_allclose(gradient, reference.reshape(board.shape), rtol=1e-5, atol=1e-8)
 
 
@@ -465,14 +468,15 @@ def test_the_counter_of_a_while_loop_is_a_distribution_after_it(x64):
     )
     relaxed = sf.relax(_first_above, softness=TAU, max_steps=10)
     unrolled = sf.relax(_first_above_for, softness=TAU)
-    np.testing.assert_allclose(relaxed(x, t), unrolled(x, t), rtol=1e-9)
-    np.testing.assert_allclose(jax.jit(relaxed)(x, t), relaxed(x, t), rtol=1e-12)
-    gradient = jax.grad(relaxed, argnums=(0, 1))(x, t)
+    eager = relaxed(x, t)
+    np.testing.assert_allclose(eager, jax.jit(unrolled)(x, t), rtol=1e-9)
+    np.testing.assert_allclose(jax.jit(relaxed)(x, t), eager, rtol=1e-12)
+    gradient = jax.jit(jax.grad(relaxed, argnums=(0, 1)))(x, t)
     np.testing.assert_allclose(
-        gradient[0], _central_differences(lambda v: float(relaxed(v, t)), x), rtol=1e-5, atol=1e-8
+        gradient[0], _central_differences(lambda v: relaxed(v, t), x), rtol=1e-5, atol=1e-8
     )
     np.testing.assert_allclose(
-        gradient[1], _central_differences(lambda v: float(relaxed(x, v)), t), rtol=1e-5
+        gradient[1], _central_differences(lambda v: relaxed(x, v), t), rtol=1e-5
     )
 
 
@@ -506,3 +510,46 @@ def test_tuple_unpacking_keeps_what_relax_knows_of_each_element(x64):
         np.testing.assert_allclose(
             sf.relax(program, softness=TAU)(y), sf.relax(indexed, softness=TAU)(y), rtol=1e-12
         )
+
+
+def _paired_bounds(x):
+    a, b = lax.cond(x > 0, lambda: (2, 20), lambda: (1, 10))
+    return jnp.where(a * b == 40, 1.0, 0.0)
+
+
+def test_integers_a_relaxed_branch_returns_together_stay_joined(x64):
+    # Each was a distribution of its own over the branches (a * b == 40 had probability p^2,
+    # not p).
+    x = jnp.float64(0.3)
+    p = sf.greater(x, 0.0, softness=1.0)
+    relaxed = sf.relax(_paired_bounds, softness=1.0)
+    np.testing.assert_allclose(relaxed(x), p, rtol=1e-12)
+    np.testing.assert_allclose(jax.jit(relaxed)(x), p, rtol=1e-12)
+
+
+def _python_binary_search(table, x, ys):
+    lo, hi = 0, table.shape[0]
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if table[mid] < x:
+            lo = mid + 1
+        else:
+            hi = mid
+    i = min(max(lo, 1), table.shape[0] - 1)
+    w = (x - table[i - 1]) / (table[i] - table[i - 1])
+    return (1.0 - w) * ys[i - 1] + w * ys[i]
+
+
+def test_a_python_binary_search_relaxes_under_jit_as_on_concrete_values(x64):
+    # Under jit the first (peeled) iteration's new bounds were traced arrays, so the loop's
+    # bounds lost their static range and `(lo + hi) // 2` was refused; on concrete values it ran.
+    rng = np.random.default_rng(0)
+    table, ys = jnp.asarray(np.sort(rng.uniform(0, 1, 12))), jnp.asarray(rng.normal(size=12))
+    x = jnp.float64(0.5)
+    relaxed = sf.relax(_python_binary_search, softness=0.05, max_steps=8)
+    hard = jax.jit(sf.relax(_python_binary_search, mode="hard", max_steps=8))
+    assert hard(table, x, ys) == sf.relax(_python_binary_search, mode="hard")(table, x, ys)
+    np.testing.assert_allclose(jax.jit(relaxed)(table, x, ys), relaxed(table, x, ys), rtol=1e-12)
+    gradient = jax.jit(jax.grad(relaxed, argnums=1))(table, x, ys)
+    numeric = _central_differences(lambda v: relaxed(table, v, ys), x)
+    np.testing.assert_allclose(gradient, numeric[0], rtol=1e-5)

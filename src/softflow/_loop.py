@@ -51,9 +51,11 @@ class SoftWhileInfo(NamedTuple):
         expected_steps: expected number of body evaluations, :math:`\\sum_{t \\ge 1} a_t` under
             the halting semantics (with the mass cut off by ``tol`` counted where it was cut).
             Under the blend semantics, the number of steps run.
-        remaining_mass: :math:`a_T`, the probability that the loop was still running at
-            ``max_steps``. Far from 0 means ``max_steps`` is too small for these conditions.
-            Under the blend semantics, the condition value at ``max_steps`` (0 if it stopped).
+        remaining_mass: :math:`a_T c_T`, the probability that the loop was still running at
+            ``max_steps``: it had run ``max_steps`` bodies and its condition asked for one more
+            (0 when it stops exactly there). Far from 0 means ``max_steps`` is too small for
+            these conditions. Under the blend semantics, the condition value at ``max_steps``
+            (0 if it stopped).
         steps: number of body evaluations actually performed (the early exit point), an int32.
 
     Example:
@@ -75,7 +77,7 @@ class _HaltingCarry(NamedTuple):
     state: PyTree  # r_t
     running: jax.Array  # a_t, the probability that the loop is still running at step t
     expected_steps: jax.Array  # sum over the stops so far of P(stop at s) * s
-    remaining_mass: jax.Array  # a_T once the loop reached max_steps, else 0
+    remaining_mass: jax.Array  # a_T c_T once the loop reached max_steps, else 0
     done: jax.Array
 
 
@@ -314,10 +316,11 @@ def _soft_while(
         zero, one = jnp.zeros((), dtype), jnp.ones((), dtype)
 
         def going_on(t, state, done):
-            """c_t, the probability of running the body once more; 0 past max_steps, once done."""
+            """c_t, the probability of running the body once more: 0 past max_steps and once
+            done; and c_t as the condition says, past max_steps too (what was cut short)."""
             value = jnp.asarray(condition.call(condition_consts, t, state), dtype)
             value = 1 - value if breaks else value
-            return jnp.where(done | (t >= max_steps), zero, value)
+            return jnp.where(done | (t >= max_steps), zero, value), value
 
         def safe_input(state, stop):
             # Under vmap the body runs while any loop of the batch goes on; those that stopped
@@ -364,7 +367,7 @@ def _soft_while(
 
         def halting_step(c: _HaltingCarry):
             truncated = c.t >= max_steps
-            condition = going_on(c.t, c.state, c.done)
+            condition, wanted = going_on(c.t, c.state, c.done)
             weight = c.running * (1 - condition)  # a_t (1 - c_t): stop right after t steps
             running = c.running * condition  # a_{t+1}
             stop = c.done | truncated | (running <= tol)
@@ -383,14 +386,17 @@ def _soft_while(
                 state=state,
                 running=jnp.where(stop, zero, running),
                 expected_steps=expected_steps,
-                remaining_mass=jnp.where(truncated & ~c.done, c.running, c.remaining_mass),
+                # a_T c_T: the mass that would run the body again (none when the loop stops
+                # exactly at max_steps).
+                remaining_mass=jnp.where(truncated & ~c.done, c.running * wanted, c.remaining_mass),
                 done=stop,
             )
             return next_carry, stopped
 
         def blend_step(c: _BlendCarry):
-            condition = going_on(c.t, c.state, c.done)
-            stop = c.done | (c.t >= max_steps) | (condition <= tol)
+            condition, wanted = going_on(c.t, c.state, c.done)
+            truncated = c.t >= max_steps
+            stop = c.done | truncated | (condition <= tol)
 
             def mix(new, old):
                 def leaf(n, o):
@@ -402,7 +408,10 @@ def _soft_while(
             next_carry = _BlendCarry(
                 t=jnp.where(stop, c.t, c.t + 1),
                 state=advance(c.t, c.state, stop, mix),
-                condition=jnp.where(stop, c.condition, condition),
+                # At max_steps: the condition there, the weight the next body would have had.
+                condition=jnp.where(
+                    stop, jnp.where(truncated & ~c.done, wanted, c.condition), condition
+                ),
                 done=stop,
             )
             return next_carry, None

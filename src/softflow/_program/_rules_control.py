@@ -133,16 +133,13 @@ def _cond_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
         elif out_aval.dtype == jnp.bool_:
             probs = [mean(v).astype(weights[0].dtype) for v in values]
             outs.append(SoftBool(select_by_weights(weights, probs), None))
-        elif any(isinstance(v, SoftBool | Categorical) for v in values) and not any(
-            isinstance(v, Expected) for v in values
-        ):
-            outs.append(_selected_per_candidate(categorical, values, n, out_aval))
-        elif any(is_soft(v) for v in values):
+        elif any(isinstance(v, Expected) for v in values):
             means = [mean(v).astype(weights[0].dtype) for v in values]
             outs.append(Expected(select_by_weights(weights, means), None))
         else:
-            stacked = jnp.stack([jnp.broadcast_to(unwrap(v), out_aval.shape) for v in values], -1)
-            outs.append(Categorical(stacked, jnp.stack(weights, -1), None))
+            # Per outcome of the index, the chosen branch's result: the integers a branch
+            # returns together (a search's new bounds) stay joined through the index.
+            outs.append(_selected_per_candidate(categorical, values, n, out_aval))
     return outs
 
 
