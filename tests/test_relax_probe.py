@@ -553,3 +553,47 @@ def test_a_python_binary_search_relaxes_under_jit_as_on_concrete_values(x64):
     gradient = jax.jit(jax.grad(relaxed, argnums=1))(table, x, ys)
     numeric = _central_differences(lambda v: relaxed(table, v, ys), x)
     np.testing.assert_allclose(gradient, numeric[0], rtol=1e-5)
+
+
+def _int_and_bool(x):
+    a, c = lax.cond(x > 0, lambda: (2, True), lambda: (1, False))
+    return c & (a == 2), c ^ (a == 2), c.astype(jnp.int32) * a
+
+
+def _where_twice(x):
+    c = x > 0
+    a, b = jnp.where(c, 2, 5), jnp.where(c, 7, 3)
+    return a * b, a + b == 9
+
+
+def _compared_twice(x):
+    return jnp.where(x > 0, 2, 5) * jnp.where(x > 0, 7, 3)
+
+
+def _counted(xs):
+    n = lax.scan(lambda n, x: (n + (x > 0).astype(jnp.int32), None), 0, xs)[0]
+    return n * n, n == 1
+
+
+def test_values_of_one_event_stay_joined(x64):
+    # Each was a distribution of its own: a bool next to an int from one cond, two jnp.where on
+    # one mask, the same comparison written twice (c & (a == 2) had probability p^2, a * b was
+    # E[a] E[b]); and a loop's counter was its expected value in n * n and n == 1.
+    x, softness = jnp.float64(0.06), 0.1
+    p = float(sf.greater(x, 0.0, softness=softness))
+    cases = [
+        (_int_and_bool, x, [p, 0.0, 2 * p]),
+        (_where_twice, x, [14 * p + 15 * (1 - p), p]),
+        (_compared_twice, x, [14 * p + 15 * (1 - p)]),
+    ]
+    xs = jnp.asarray([0.06, -0.03])
+    p0, p1 = (float(sf.greater(v, 0.0, softness=softness)) for v in xs)
+    one = p0 * (1 - p1) + (1 - p0) * p1
+    cases.append((_counted, xs, [one + 4 * p0 * p1, one]))
+    for program, arg, expected in cases:
+        relaxed = sf.relax(program, softness=softness)
+        for got in (relaxed(arg), jax.jit(relaxed)(arg)):
+            got = [float(g) for g in jax.tree_util.tree_leaves(got)]
+            np.testing.assert_allclose(
+                got, expected, rtol=1e-12, atol=1e-15, err_msg=program.__name__
+            )

@@ -14,6 +14,7 @@ value that becomes soft in the body is soft from the first iteration on, and the
 :data:`MAX_STATES` values).
 """
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -43,11 +44,14 @@ MAX_STATES = 64
 
 class Kind(NamedTuple):
     """How a value crosses a boundary; ``lo`` / ``hi``: the range of a ``"cat"``, or the known
-    range of a ``"dead"`` integer (a constant), so that joining it with a ``"cat"`` keeps it."""
+    range of a ``"dead"`` integer (a constant), so that joining it with a ``"cat"`` keeps it.
+    ``saturated``: a ``"cat"`` whose values above ``hi`` are carried as ``hi`` (they behave
+    alike in the loop: see :mod:`._saturation`)."""
 
     name: str
     lo: int | None = None
     hi: int | None = None
+    saturated: bool = False
 
     @property
     def soft(self) -> bool:
@@ -109,6 +113,8 @@ def encode(value, kind: Kind, aval) -> jax.Array | np.ndarray:
         return mean(value).astype(default_float())
     assert kind.lo is not None and kind.hi is not None
     states = np.arange(kind.lo, kind.hi + 1)
+    if kind.saturated:  # values above hi are carried as hi
+        value = _capped(value, kind.hi)
     if isinstance(value, Categorical):
         probs = jnp.broadcast_to(value.probs, value.cands.shape).astype(default_float())
         row = shared_row(np.asarray(value.cands)) if is_concrete(value.cands) else None
@@ -117,6 +123,16 @@ def encode(value, kind: Kind, aval) -> jax.Array | np.ndarray:
         on = jnp.asarray(value.cands)[..., :, None] == states  # [..., candidate, state]
         return jnp.sum(jnp.where(on, probs[..., None], 0), axis=-2)
     return (jnp.asarray(unwrap(value))[..., None] == states).astype(default_float())
+
+
+def _capped(value, top: int):
+    """An integer (exact or a distribution) with its values above ``top`` replaced by ``top``."""
+    if isinstance(value, Categorical):
+        xp = np if is_concrete(value.cands) else jnp
+        return dataclasses.replace(value, cands=xp.minimum(value.cands, top))
+    if isinstance(value, Live):
+        return Live(jnp.minimum(unwrap(value), top))
+    return np.minimum(value, top) if is_concrete(value) else jnp.minimum(value, top)
 
 
 def decode(x, kind: Kind, aval):

@@ -119,6 +119,10 @@ LINEAR = STRUCTURAL | frozenset(
         "convert_element_type",
     }
 )
+# Operations of LINEAR that are not linear in an expected integer (continuous only), and those
+# that are linear in each operand alone.
+_NONLINEAR = frozenset({"max", "min", "abs", "clamp", "reduce_max", "reduce_min"})
+_PRODUCTS = frozenset({"mul", "dot_general"})
 # Equations whose trailing operands are indices: the number of leading operands that are data.
 _DATA_COUNT = {"dynamic_slice": 1, "gather": 1, "dynamic_update_slice": 2}
 
@@ -180,6 +184,16 @@ def hard_thunk(eqn: JaxprEqn, invals: Sequence) -> Callable[[int], Thunk]:
 
 class SoftIntegerOps:
     """The evaluation of equations on relaxed integers and truth values without a rule."""
+
+    precise_loops: bool
+
+    def approximated(self, eqn: JaxprEqn, what: str) -> None:
+        """Before an integer known only by its expected value is used where its expectation is
+        an approximation (a comparison, a product of two relaxed values): in the first pass,
+        ask for the precise analysis of the loops, which keeps a loop's counter a distribution
+        (``n * n`` was ``E[n]**2``, ``n == 1`` a comparison of ``E[n]``)."""
+        if not self.precise_loops:
+            raise self.expected_integer(eqn, what)
 
     def record(self, eqn: JaxprEqn, rule: str) -> None:
         raise NotImplementedError
@@ -322,6 +336,9 @@ class SoftIntegerOps:
                 "jnp.unique with size=) cannot be relaxed: weigh the elements by the mask "
                 "instead (jnp.where(mask, x, 0), sf.top_k)",
             )
+        name = eqn.primitive.name
+        if name in _NONLINEAR or (name in _PRODUCTS and sum(is_soft(v) for v in invals) > 1):
+            self.approximated(eqn, "an operand")
         dtype = jnp.result_type(*(mean(v) for v in invals if is_soft(v)))
         args = []
         for i, v in enumerate(invals):

@@ -146,6 +146,12 @@ class Interpreter(SoftIntegerOps):
         self.enclosing: list[JaxprEqn] = []  # the equations whose inner jaxprs are being run
         self.analyses: dict[tuple, Any] = {}  # see analysed
         self.producers: dict[Any, JaxprEqn] = {}  # the equation that made each variable
+        self.read_vars: set = set()  # the variables some equation or output reads
+        # Comparisons already relaxed in the jaxpr being run, by operands: the same comparison
+        # of the same values, written twice (jnp.where(x > 0, a, b) and jnp.where(x > 0, c, d)),
+        # is one event, as in the exact program (their operands are kept, so that their ids
+        # stay theirs). One scope per run of a jaxpr, which is in one trace.
+        self.events: dict[tuple, tuple[list, list]] = {}
         # Inputs of a jaxpr known at trace time (a literal passed into a nested jit, as jnp.where
         # passes jnp.inf): what an equation's operand was made from, across calls.
         self.known_inputs: dict[Any, Any] = {}
@@ -212,10 +218,6 @@ class Interpreter(SoftIntegerOps):
 
     def run(self, jaxpr: Jaxpr, consts: Sequence, args: Sequence) -> list:
         env: dict = {}
-
-        def read(atom):
-            return atom.val if isinstance(atom, JaxprLiteral) else env[atom]
-
         for var, value in zip(jaxpr.constvars, consts, strict=True):
             env[var] = value
         for var, value in zip(jaxpr.invars, args, strict=True):
@@ -225,6 +227,18 @@ class Interpreter(SoftIntegerOps):
             else:  # (a loop body runs again with other inputs)
                 self.known_inputs.pop(var, None)
         exact_only, unused = self.exact_only(jaxpr)
+        outer_events, self.events = self.events, {}
+        try:
+            return self._run_equations(jaxpr, env, exact_only, unused)
+        finally:
+            self.events = outer_events
+
+    def _run_equations(self, jaxpr: Jaxpr, env: dict, exact_only, unused) -> list:
+        def read(atom):
+            return atom.val if isinstance(atom, JaxprLiteral) else env[atom]
+
+        self.read_vars.update(v for e in jaxpr.eqns for v in e.invars if not _is_literal(v))
+        self.read_vars.update(v for v in jaxpr.outvars if not _is_literal(v))
         for eqn in jaxpr.eqns:
             if id(eqn) in unused:
                 continue  # dead code (a converted loop's value that nothing reads)
@@ -238,6 +252,11 @@ class Interpreter(SoftIntegerOps):
                     env[var] = value
                     self.producers[var] = eqn
         return [read(atom) for atom in jaxpr.outvars]
+
+    def unread(self, var) -> bool:
+        """Whether nothing reads ``var``, a result of an equation being evaluated (jax >= 0.12
+        no longer makes such results a ``DropVar``)."""
+        return isinstance(var, DropVar) or var not in self.read_vars
 
     def exact_only(self, jaxpr: Jaxpr) -> tuple[frozenset[int], frozenset[int]]:
         """The equations of ``jaxpr`` whose results are used only through :func:`softflow.exact`
@@ -297,11 +316,20 @@ class Interpreter(SoftIntegerOps):
         found = RULES.get(eqn.primitive.name)
         if found is None:
             return self.default(eqn, invals)
+        event = None
+        if eqn.primitive.name in _COMPARISONS:
+            operands = zip(eqn.invars, invals, strict=True)
+            event = (eqn.primitive.name, *(_operand_key(a, v) for a, v in operands))
+            if event in self.events:
+                return self.events[event][0]
         self.enclosing.append(eqn)
         try:
-            return found(self, eqn, invals)
+            outs = found(self, eqn, invals)
         finally:
             self.enclosing.pop()
+        if event is not None:
+            self.events[event] = (outs, invals)
+        return outs
 
     def default(self, eqn: JaxprEqn, invals: list) -> list:
         """Equations without a rule of their own: continuous ones as they are, else generic."""
@@ -504,3 +532,18 @@ def output(value) -> jax.Array:
     if not is_soft(value):
         return unwrap(value)
     return mean(value).astype(np.dtype(jnp.result_type(float)))
+
+
+def _is_literal(atom) -> bool:
+    return isinstance(atom, JaxprLiteral)
+
+
+_COMPARISONS = frozenset({"eq", "ne", "lt", "le", "gt", "ge"})
+
+
+def _operand_key(atom, value) -> tuple:
+    """What identifies an operand of a comparison: a literal's value and type, else the value
+    the interpreter holds (the same object for the same variable)."""
+    if isinstance(atom, JaxprLiteral):
+        return ("literal", str(aval(atom)), np.asarray(atom.val).tobytes())
+    return ("value", id(value))

@@ -121,6 +121,15 @@ def hi_primitive_body(eqn: JaxprEqn) -> Closed:
     return Closed(made.jaxpr, list(made.consts))
 
 
+def has_inner_jaxpr(eqn: JaxprEqn) -> bool:
+    """Whether ``eqn`` runs inner jaxprs (a loop, a branch, a call, a custom derivative)."""
+    inner = (Jaxpr, ClosedJaxpr)
+    return any(
+        isinstance(v, inner) or (isinstance(v, tuple) and any(isinstance(b, inner) for b in v))
+        for v in eqn.params.values()
+    )
+
+
 class Remat(NamedTuple):
     body: Jaxpr
     prevent_cse: bool

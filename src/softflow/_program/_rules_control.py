@@ -33,6 +33,7 @@ from ._errors import RelaxError
 from ._generic import hard_of
 from ._interpreter import CALL_RULES, Interpreter, rule
 from ._markers import EXACT_NAME, EXITS_NAME
+from ._saturation import saturated_kinds
 from ._values import (
     Categorical,
     Expected,
@@ -130,7 +131,7 @@ def _cond_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
             blended = select_by_weights(weights, branch_values)
             taken = _taken_branch(categorical, weights, n) if self.options.debug else None
             outs.append(Live(self.checked_blend(eqn, blended, branch_values, taken)))
-        elif out_aval.dtype == jnp.bool_:
+        elif out_aval.dtype == jnp.bool_ and any(is_soft(v) for v in values):
             probs = [mean(v).astype(weights[0].dtype) for v in values]
             outs.append(SoftBool(select_by_weights(weights, probs), None))
         elif any(isinstance(v, Expected) for v in values):
@@ -475,18 +476,19 @@ def _scan_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     def step(carry, x_values):
         return self.run_closed(layout.body, [*consts, *carry, *x_values])
 
-    kinds, y_kinds = self.analysed(
-        eqn,
-        invals,
-        lambda: carry_kinds(
+    def analyse():
+        kinds, y_kinds = carry_kinds(
             lambda c: step(c, x_slices()),
             init,
             carry_avals,
             y_avals,
             steps=layout.length,
             precise=self.precise_loops,
-        ),
-    )
+        )
+        unread = [self.unread(v) for v in eqn.outvars[:ncarry]]
+        return saturated_kinds(kinds, layout.body, consts, unread), y_kinds
+
+    kinds, y_kinds = self.analysed(eqn, invals, analyse)
 
     def body(c, x):
         outs = step(decode_all(c, kinds, carry_avals), decode_xs(x))

@@ -61,6 +61,7 @@ def _compare_rule(soft_fn):
                 self.record(eqn, f"sf.{soft_fn.__name__}")
             return [SoftBool(p, hard_thunk(eqn, invals)(0))]
         if any(isinstance(v, Expected) for v in invals):
+            self.approximated(eqn, "an operand")
             # Between integers, a > b is a > b + 1/2: the soft comparison decides at the
             # half-integer, so an expected count that is exactly an integer compares exactly
             # (E[q] = 0 is not "q > 0" with probability 1/2).
@@ -374,8 +375,10 @@ def _select_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
         # has a static range.
         xp = np if is_concrete([unwrap(c) for c in cases]) else jnp
         c0, c1 = (xp.broadcast_to(unwrap(c), shape) for c in cases)
-        probs = jnp.stack([1 - p, p], axis=-1)
-        return [Categorical(xp.stack([c0, c1], axis=-1), probs, hard)]
+        # The outcomes of the truth value itself, so that integers chosen by it stay joined
+        # (jnp.where(c, 2, 5) * jnp.where(c, 7, 3) is 14 or 15, never 6 or 35).
+        outcome = bernoulli(pred)
+        return [Categorical(xp.stack([c0, c1], axis=-1), outcome.probs, hard, outcome.factors)]
     if isinstance(pred, SoftBool | Categorical):
         if any(isinstance(c, Expected) for c in cases):
             # A case known only by its expected value: the expectation over the selector.

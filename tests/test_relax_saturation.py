@@ -1,0 +1,136 @@
+"""A loop's integer whose values from some H on behave alike (a mode that only shifts up, read
+through clamped indices) is carried over lo..H: the same results as the same loop unrolled, where
+no loop carries it."""
+
+import jax
+import jax.extend
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+import softflow as sf
+from softflow._program import _jaxpr
+
+STEPS = 8
+
+
+def _dynamics(k):
+    return lambda v: (3.0 - k) * (1.0 - v / (4.0 * (k + 1)))
+
+
+def _shift(v, mode, up):
+    return jnp.where(v > up[mode], mode + 1, mode)
+
+
+def gearbox(v0, shift_up):
+    """The gear only shifts up; past the last threshold (inf) it never does."""
+    up = jnp.concatenate([shift_up, jnp.array([jnp.inf])])
+
+    def step(state, _):
+        v, mode = state
+        mode = _shift(v, mode, up)
+        v = v + 0.2 * lax.switch(mode, [_dynamics(k) for k in range(3)], v)
+        return (v, mode), v
+
+    return lax.scan(step, (v0, 0), None, length=STEPS)[1]
+
+
+def gearbox_unrolled(v0, shift_up):
+    up = jnp.concatenate([shift_up, jnp.array([jnp.inf])])
+    v, mode, vs = v0, 0, []
+    for _ in range(STEPS):
+        mode = _shift(v, mode, up)
+        v = v + 0.2 * lax.switch(mode, [_dynamics(k) for k in range(3)], v)
+        vs.append(v)
+    return jnp.stack(vs)
+
+
+def gearbox_mode_seen(v0, shift_up):
+    """The mode enters the dynamics as a number: its values differ past 2, no saturation."""
+    up = jnp.concatenate([shift_up, jnp.array([jnp.inf])])
+
+    def step(state, _):
+        v, mode = state
+        mode = _shift(v, mode, up)
+        v = v + 0.2 * lax.switch(mode, [_dynamics(k) for k in range(3)], v) + 0.01 * mode
+        return (v, mode), v
+
+    return lax.scan(step, (v0, 0), None, length=STEPS)[1]
+
+
+def gearbox_mode_seen_unrolled(v0, shift_up):
+    up = jnp.concatenate([shift_up, jnp.array([jnp.inf])])
+    v, mode, vs = v0, 0, []
+    for _ in range(STEPS):
+        mode = _shift(v, mode, up)
+        v = v + 0.2 * lax.switch(mode, [_dynamics(k) for k in range(3)], v) + 0.01 * mode
+        vs.append(v)
+    return jnp.stack(vs)
+
+
+def gearbox_final_gear(v0, shift_up):
+    """The final gear is a result: its values past 2 are kept."""
+    up = jnp.concatenate([shift_up, jnp.array([jnp.inf, jnp.inf])])
+
+    def step(state, _):
+        v, mode = state
+        mode = _shift(v, mode, up)
+        v = v + 0.2 * lax.switch(mode, [_dynamics(k) for k in range(3)], v)
+        return (v, mode), None
+
+    return lax.scan(step, (v0, 0), None, length=STEPS)[0][1]
+
+
+def _carried_widths(fn, *args) -> list[int]:
+    """The widths of the last axis of every carry of the scans in the relaxed program."""
+    widths = []
+
+    def visit(jaxpr):
+        for eqn in jaxpr.eqns:
+            if eqn.primitive.name == "scan":
+                layout = _jaxpr.scan(eqn)
+                carry = eqn.invars[layout.num_consts : layout.num_consts + layout.num_carry]
+                widths.extend(v.aval.shape[-1] if v.aval.shape else 1 for v in carry)
+            for value in eqn.params.values():
+                for inner in value if isinstance(value, tuple) else (value,):
+                    if isinstance(inner, jax.extend.core.ClosedJaxpr):
+                        visit(inner.jaxpr)
+                    elif isinstance(inner, jax.extend.core.Jaxpr):
+                        visit(inner)
+
+    visit(jax.make_jaxpr(fn)(*args).jaxpr)
+    return widths
+
+
+def _args():
+    return jnp.float64(0.4), jnp.asarray([0.9, 1.25], jnp.float64)
+
+
+@pytest.mark.parametrize(
+    "looped, unrolled, states",
+    [(gearbox, gearbox_unrolled, 3), (gearbox_mode_seen, gearbox_mode_seen_unrolled, STEPS + 1)],
+    ids=["saturates", "mode-seen"],
+)
+def test_a_loop_carries_what_it_tells_apart(looped, unrolled, states, x64):
+    args = _args()
+    relaxed = sf.relax(looped, softness=0.1)
+    reference = sf.relax(unrolled, softness=0.1)
+    np.testing.assert_allclose(jax.jit(relaxed)(*args), jax.jit(reference)(*args), rtol=1e-11)
+    grads = [
+        jax.jit(jax.grad(lambda *a, f=f: jnp.sum(f(*a) ** 2), argnums=(0, 1)))(*args)
+        for f in (relaxed, reference)
+    ]
+    for got, want in zip(*grads, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-10)
+    assert states in _carried_widths(relaxed, *args)
+    hard = jax.jit(sf.relax(looped, mode="hard"))(*args)
+    np.testing.assert_array_equal(hard, jax.jit(looped)(*args))
+
+
+def test_a_final_value_that_is_a_result_keeps_its_range(x64):
+    args = _args()
+    relaxed = sf.relax(gearbox_final_gear, softness=0.3)
+    law = jax.jit(relaxed)(*args)
+    assert 0 <= float(law) <= STEPS
+    assert STEPS + 1 in _carried_widths(relaxed, *args)
