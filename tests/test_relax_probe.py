@@ -68,7 +68,7 @@ def test_argmax_of_tied_counts_picks_the_first_as_jnp(x64):
     np.testing.assert_allclose(sf.relax(pw, softness=1e-6)(x), pw(x), atol=1e-9)
     relaxed = jax.jit(sf.relax(lambda x: jnp.sum(pw(x)), softness=TAU))
     np.testing.assert_allclose(
-        jax.grad(relaxed)(x), _central_differences(relaxed, x), rtol=1e-5, atol=1e-8
+        jax.jit(jax.grad(relaxed))(x), _central_differences(relaxed, x), rtol=1e-5, atol=1e-8
     )
 
 
@@ -81,7 +81,9 @@ def test_vmap_of_a_cond_differentiates_through_both_branches(x64):
     looped = jax.jit(sf.relax(lambda x: per_example(x[0]) + per_example(x[1]), softness=0.1))
     np.testing.assert_allclose(batched(x), looped(x), rtol=1e-12)
     np.testing.assert_allclose(jax.grad(batched)(x), jax.grad(looped)(x), rtol=1e-10)
-    np.testing.assert_allclose(jax.grad(batched)(x), _central_differences(batched, x), rtol=1e-6)
+    np.testing.assert_allclose(
+        jax.jit(jax.grad(batched))(x), _central_differences(batched, x), rtol=1e-6
+    )
 
 
 @pytest.mark.parametrize(
@@ -111,7 +113,7 @@ def test_a_large_finite_sentinel_masks_with_the_probability_of_its_condition(x64
     x = jnp.asarray([0.3, -1.0, 0.8, 1.5, 0.1, 0.7])
     relaxed = jax.jit(sf.relax(lambda x: top_k_mask(x) @ jnp.arange(6.0), softness=TAU))
     np.testing.assert_allclose(sf.relax(top_k_mask, softness=1e-6)(x), top_k_mask(x), atol=1e-9)
-    grad = jax.grad(relaxed)(x)
+    grad = jax.jit(jax.grad(relaxed))(x)
     assert np.all(np.isfinite(grad)) and np.any(grad != 0)
     np.testing.assert_allclose(grad, _central_differences(relaxed, x), rtol=1e-5, atol=1e-8)
 
@@ -208,7 +210,7 @@ def test_a_mode_set_from_the_state_reads_a_float_table_in_a_scan(x64):
     u = jnp.array([0.2, 0.9, 0.4, 1.3, 0.1, 0.6])
     relaxed = jax.jit(sf.relax(thermostat, softness=TAU))
     np.testing.assert_allclose(
-        jax.grad(relaxed)(u), _central_differences(relaxed, u), rtol=1e-5, atol=1e-8
+        jax.jit(jax.grad(relaxed))(u), _central_differences(relaxed, u), rtol=1e-5, atol=1e-8
     )
     tiny = sf.relax(thermostat, softness=1e-6)(u)
     np.testing.assert_allclose(tiny, thermostat(u), atol=1e-9)
@@ -233,7 +235,7 @@ def test_a_clipped_mode_fed_back_from_the_state_chooses_a_branch(x64):
     u = jnp.array([0.25, 0.85, 0.4, 1.3, 0.15, 0.6])
     relaxed = jax.jit(sf.relax(hybrid, softness=TAU))
     np.testing.assert_allclose(
-        jax.grad(relaxed)(u), _central_differences(relaxed, u), rtol=1e-5, atol=1e-8
+        jax.jit(jax.grad(relaxed))(u), _central_differences(relaxed, u), rtol=1e-5, atol=1e-8
     )
     np.testing.assert_allclose(sf.relax(hybrid, softness=1e-6)(u), hybrid(u), atol=1e-9)
 
@@ -297,7 +299,7 @@ def test_a_select_of_an_expected_integer_by_a_relaxed_condition(x64):
     for fn in (relaxed, unclipped):
         np.testing.assert_allclose(jax.jit(fn)(x), fn(x), rtol=1e-12)
     np.testing.assert_allclose(
-        jax.grad(relaxed)(x), _central_differences(relaxed, np.asarray(x)), rtol=1e-6
+        jax.jit(jax.grad(relaxed))(x), _central_differences(relaxed, np.asarray(x)), rtol=1e-6
     )
 
 
@@ -320,7 +322,7 @@ def test_a_nan_sorts_last_as_in_jnp():
     with_positions = sf.relax(lambda v: jnp.sort(v)[jnp.argsort(v)], softness=1e-4)
     np.testing.assert_array_equal(with_positions(finite), jnp.sort(finite)[jnp.argsort(finite)])
     smallest = sf.relax(lambda v: jnp.sort(v)[:3] * 2.0, softness=TAU)
-    grad = jax.grad(lambda v: smallest(v).sum())(x)
+    grad = jax.jit(jax.grad(lambda v: smallest(v).sum()))(x)
     assert np.all(np.isfinite(smallest(x))) and np.all(np.isfinite(grad))
     assert grad[1] == 0.0
 
@@ -400,8 +402,8 @@ def test_an_elif_chain_of_returns_with_a_last_return_after_it(x64):
             sf.relax(chain, softness=TAU)(x), sf.relax(sequence, softness=TAU)(x), rtol=1e-12
         )
         np.testing.assert_allclose(
-            jax.grad(sf.relax(chain, softness=TAU))(x),
-            jax.grad(sf.relax(sequence, softness=TAU))(x),
+            jax.jit(jax.grad(sf.relax(chain, softness=TAU)))(x),
+            jax.jit(jax.grad(sf.relax(sequence, softness=TAU)))(x),
             rtol=1e-12,
         )
 
