@@ -100,7 +100,10 @@ class _Analysis:
                 return [_Known(o) for o in self.evaluate(eqn, invals, None)]
             return fresh
         if name == "select_n" and isinstance(invals[0], _Other):
-            if not all(isinstance(v, _Table | _Known) for v in invals[1:]):
+            # (One choice for every element: a choice per element would not survive a
+            # reduction or a move of the elements, which the analysis applies case by case.)
+            scalar = aval(eqn.invars[0]).shape == ()
+            if not scalar or not all(isinstance(v, _Table | _Known) for v in invals[1:]):
                 raise _Decline
             return [_Choice(invals[0], tuple(self.as_table(v) for v in invals[1:]))]
         if name == "dynamic_slice" and isinstance(invals[0], _Other):
