@@ -599,3 +599,18 @@ def test_values_of_one_event_stay_joined(x64):
             np.testing.assert_allclose(
                 got, expected, rtol=1e-12, atol=1e-15, err_msg=program.__name__
             )
+
+
+def test_a_truth_value_combined_with_itself_is_itself(x64):
+    # The product t-norm took the two operands as independent: c & c was p^2, c ^ c 2p(1 - p).
+    x = jnp.float64(0.06)
+    p = float(sf.greater(x, 0.0, softness=0.1))
+    programs = [
+        (lambda x: (x > 0) & (x > 0), p),
+        (lambda x: (x > 0) | (x > 0), p),
+        (lambda x: ((x > 0) ^ (x > 0)).astype(x.dtype), 0.0),
+        (lambda x: jnp.where((x > 0) | (x > 0), 2.0, 1.0), 1.0 + p),
+    ]
+    for program, expected in programs:
+        relaxed = jax.jit(sf.relax(program, softness=0.1))
+        np.testing.assert_allclose(float(relaxed(x)), expected, rtol=1e-12, atol=1e-15)

@@ -175,6 +175,13 @@ def _logic_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     if name == "not":
         self.record(eqn, "sf.logical_not")
         return [SoftBool(_logic.logical_not(probs[0]), hard)]
+    if invals[0] is invals[1]:
+        # One event with itself (the same comparison, written twice): c & c and c | c are c,
+        # c ^ c is false, whatever the t-norm (which takes its operands as independent).
+        self.record(eqn, f"logical_{name} of a truth value with itself")
+        if name == "xor":
+            return [Live(jnp.zeros(jnp.shape(probs[0]), bool))]
+        return [invals[0]]
     self.record(eqn, f"sf.logical_{name} (tnorm={self.options.tnorm!r})")
     return [SoftBool(_CONNECTIVES[name](*probs, tnorm=self.options.tnorm), hard)]
 
