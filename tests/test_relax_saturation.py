@@ -124,6 +124,8 @@ def test_a_loop_carries_what_it_tells_apart(looped, unrolled, states, x64):
     for got, want in zip(*grads, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-10)
     assert states in _carried_widths(relaxed, *args)
+    told = any("alike from 2 on" in op.rule for op in relaxed.explain(*args))
+    assert told == (states == 3)
     hard = jax.jit(sf.relax(looped, mode="hard"))(*args)
     np.testing.assert_array_equal(hard, jax.jit(looped)(*args))
 

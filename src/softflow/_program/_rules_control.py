@@ -486,7 +486,11 @@ def _scan_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
             precise=self.precise_loops,
         )
         unread = [self.unread(v) for v in eqn.outvars[:ncarry]]
-        return saturated_kinds(kinds, layout.body, consts, unread), y_kinds
+        found = saturated_kinds(kinds, layout.body, consts, unread)
+        for k in found:
+            if k.saturated:
+                self.record(eqn, f"an integer carried over {k.lo}..{k.hi} (alike from {k.hi} on)")
+        return found, y_kinds
 
     kinds, y_kinds = self.analysed(eqn, invals, analyse)
 
