@@ -19,54 +19,48 @@ def _dynamics(k):
     return lambda v: (3.0 - k) * (1.0 - v / (4.0 * (k + 1)))
 
 
-def _shift(v, mode, up):
-    return jnp.where(v > up[mode], mode + 1, mode)
+def _step(v, mode, up, seen):
+    """One step of the gearbox; with ``seen``, the mode also enters the dynamics as a number
+    (its values differ past 2: no saturation)."""
+    mode = jnp.where(v > up[mode], mode + 1, mode)
+    v = v + 0.2 * lax.switch(mode, [_dynamics(k) for k in range(3)], v)
+    if seen:
+        v = v + 0.01 * mode
+    return v, mode
 
 
-def gearbox(v0, shift_up):
+def _thresholds(shift_up):
     """The gear only shifts up; past the last threshold (inf) it never does."""
-    up = jnp.concatenate([shift_up, jnp.array([jnp.inf])])
-
-    def step(state, _):
-        v, mode = state
-        mode = _shift(v, mode, up)
-        v = v + 0.2 * lax.switch(mode, [_dynamics(k) for k in range(3)], v)
-        return (v, mode), v
-
-    return lax.scan(step, (v0, 0), None, length=STEPS)[1]
+    return jnp.concatenate([shift_up, jnp.array([jnp.inf])])
 
 
-def gearbox_unrolled(v0, shift_up):
-    up = jnp.concatenate([shift_up, jnp.array([jnp.inf])])
-    v, mode, vs = v0, 0, []
-    for _ in range(STEPS):
-        mode = _shift(v, mode, up)
-        v = v + 0.2 * lax.switch(mode, [_dynamics(k) for k in range(3)], v)
-        vs.append(v)
-    return jnp.stack(vs)
+def _scanned(seen):
+    def program(v0, shift_up):
+        up = _thresholds(shift_up)
+
+        def step(state, _):
+            v, mode = _step(*state, up, seen)
+            return (v, mode), v
+
+        return lax.scan(step, (v0, 0), None, length=STEPS)[1]
+
+    return program
 
 
-def gearbox_mode_seen(v0, shift_up):
-    """The mode enters the dynamics as a number: its values differ past 2, no saturation."""
-    up = jnp.concatenate([shift_up, jnp.array([jnp.inf])])
+def _unrolled(seen):
+    def program(v0, shift_up):
+        up = _thresholds(shift_up)
+        v, mode, vs = v0, 0, []
+        for _ in range(STEPS):
+            v, mode = _step(v, mode, up, seen)
+            vs.append(v)
+        return jnp.stack(vs)
 
-    def step(state, _):
-        v, mode = state
-        mode = _shift(v, mode, up)
-        v = v + 0.2 * lax.switch(mode, [_dynamics(k) for k in range(3)], v) + 0.01 * mode
-        return (v, mode), v
-
-    return lax.scan(step, (v0, 0), None, length=STEPS)[1]
+    return program
 
 
-def gearbox_mode_seen_unrolled(v0, shift_up):
-    up = jnp.concatenate([shift_up, jnp.array([jnp.inf])])
-    v, mode, vs = v0, 0, []
-    for _ in range(STEPS):
-        mode = _shift(v, mode, up)
-        v = v + 0.2 * lax.switch(mode, [_dynamics(k) for k in range(3)], v) + 0.01 * mode
-        vs.append(v)
-    return jnp.stack(vs)
+gearbox, gearbox_unrolled = _scanned(False), _unrolled(False)
+gearbox_mode_seen, gearbox_mode_seen_unrolled = _scanned(True), _unrolled(True)
 
 
 def gearbox_final_gear(v0, shift_up):
@@ -74,10 +68,7 @@ def gearbox_final_gear(v0, shift_up):
     up = jnp.concatenate([shift_up, jnp.array([jnp.inf, jnp.inf])])
 
     def step(state, _):
-        v, mode = state
-        mode = _shift(v, mode, up)
-        v = v + 0.2 * lax.switch(mode, [_dynamics(k) for k in range(3)], v)
-        return (v, mode), None
+        return _step(*state, up, False), None
 
     return lax.scan(step, (v0, 0), None, length=STEPS)[0][1]
 

@@ -237,8 +237,10 @@ class Interpreter(SoftIntegerOps):
         def read(atom):
             return atom.val if isinstance(atom, JaxprLiteral) else env[atom]
 
-        self.read_vars.update(v for e in jaxpr.eqns for v in e.invars if not _is_literal(v))
-        self.read_vars.update(v for v in jaxpr.outvars if not _is_literal(v))
+        if ("read", id(jaxpr)) not in self.analyses:  # once per jaxpr, not per pass of a loop
+            self.analyses[("read", id(jaxpr))] = jaxpr
+            atoms = [*(v for e in jaxpr.eqns for v in e.invars), *jaxpr.outvars]
+            self.read_vars.update(v for v in atoms if not isinstance(v, JaxprLiteral))
         for eqn in jaxpr.eqns:
             if id(eqn) in unused:
                 continue  # dead code (a converted loop's value that nothing reads)
@@ -321,6 +323,7 @@ class Interpreter(SoftIntegerOps):
             operands = zip(eqn.invars, invals, strict=True)
             event = (eqn.primitive.name, *(_operand_key(a, v) for a, v in operands))
             if event in self.events:
+                self.record(eqn, "the same event as the same comparison before it")
                 return self.events[event][0]
         self.enclosing.append(eqn)
         try:
@@ -532,10 +535,6 @@ def output(value) -> jax.Array:
     if not is_soft(value):
         return unwrap(value)
     return mean(value).astype(np.dtype(jnp.result_type(float)))
-
-
-def _is_literal(atom) -> bool:
-    return isinstance(atom, JaxprLiteral)
 
 
 _COMPARISONS = frozenset({"eq", "ne", "lt", "le", "gt", "ge"})
