@@ -40,6 +40,9 @@ from ._values import (
 
 #: The most values a relaxed integer may take to be carried as a distribution over them.
 MAX_STATES = 64
+#: In the plain analysis (see :func:`_escalated`), a range that grows at this many passes in a
+#: row is taken to grow without bound: its integer is carried as its expected value.
+_GROWING_PASSES = 8
 
 
 class Kind(NamedTuple):
@@ -229,16 +232,22 @@ class _Round:
         ]
 
 
-def _fixed_point(one_round: Callable, init: list, avals, steps, promoted=()) -> tuple:
+def _fixed_point(
+    one_round: Callable, init: list, avals, steps, promoted=(), *, plain: bool = False
+) -> tuple:
     """The kinds of a loop carry at the fixed point of ``one_round(step, kinds)``, which returns
     the kinds joined after one pass of the body, anything else the caller wants back, and which
     exact carries the pass changed. The carries in ``promoted`` start as distributions over
-    their initial values. Returns the kinds, the caller's extra and the varying carries."""
+    their initial values. With ``plain``, a range still growing after ``_GROWING_PASSES``
+    passes becomes an expected value at once, rather than after ``MAX_STATES`` passes (a
+    counter of soft events: its expectation is what the plain analysis carries). Returns the
+    kinds, the caller's extra and the varying carries."""
     kinds = [
         _categorical(*interval(v)) if i in promoted else kind_of(v, a)  # type: ignore[misc]
         for i, (v, a) in enumerate(zip(init, avals, strict=True))
     ]
     varying = [False] * len(avals)
+    growing = [0] * len(avals)
     rounds = 0
     while True:
         try:
@@ -246,6 +255,12 @@ def _fixed_point(one_round: Callable, init: list, avals, steps, promoted=()) -> 
         except RelaxError as error:
             return kinds, error, varying
         new = _widened(after, init, avals)
+        if plain:
+            growing = [
+                g + 1 if k.name == n.name == "cat" and k != n else 0
+                for g, k, n in zip(growing, kinds, new, strict=True)
+            ]
+            new = [INT if g >= _GROWING_PASSES else n for g, n in zip(growing, new, strict=True)]
         new_varying = [v or c for v, c in zip(varying, changed, strict=True)]
         rounds += 1
         settled = new_varying == varying
@@ -279,7 +294,9 @@ def _escalated(one_round: Callable, init: list, avals, steps, precise: bool) -> 
             and interval(v) is not None
         }
 
-    kinds, extra, varying = _fixed_point(one_round, init, avals, steps if precise else None)
+    kinds, extra, varying = _fixed_point(
+        one_round, init, avals, steps if precise else None, plain=not precise
+    )
     if not precise:
         if isinstance(extra, RelaxError):
             raise extra
