@@ -250,3 +250,68 @@ def test_a_straight_through_loop_cut_at_max_steps_is_an_error():
     # (from 0.5, no step lands on the condition's boundary, where the soft loop is undecided)
     debug = jax.jit(sf.relax(steps_to_reach, max_steps=29, debug=True, softness=1e-3))
     assert debug(0.5) == pytest.approx(29.0, abs=1e-6)
+
+
+# -- float floor division; truth values compared with truth values -----------------------------
+
+
+def test_float_floor_division_is_the_relaxed_floor_of_the_quotient(x64):
+    # Its steps were relaxed one by one (rem, sign, round): at 0.1 // 1.0 the soft value was -0.77
+    # and its slope negative.
+    x = jnp.concatenate([jnp.linspace(-2.3, 2.3, 47), jnp.asarray([1e6 + 0.5, -7.0])])
+    y = jnp.float64(0.5)
+    quotient = sf.relax(lambda x, y: x // y, softness=TAU)
+    # (sf.floor sums the steps' tails, relax the differences of the law: a few ulp apart.)
+    np.testing.assert_allclose(
+        quotient(x, y), sf.floor(x / y, softness=TAU), rtol=1e-10, atol=1e-11
+    )
+    # With the remainder: y * (x // y) + x % y is x.
+    np.testing.assert_allclose(
+        sf.relax(lambda x, y: y * (x // y) + x % y, softness=TAU)(x, y), x, atol=1e-9
+    )
+    slopes = jax.vmap(jax.grad(quotient), (0, None))(x, y)
+    assert np.all(slopes > 0)
+    assert_exactly_equal(sf.relax(lambda x, y: x // y, mode="hard")(x, y), x // y)
+    # As an index: the expectation over the quotients, P(floor(q) >= k) = sigmoid((q - k) / tau).
+    table = jnp.arange(12.0) ** 2
+    read = sf.relax(lambda x: table[jnp.clip((x // y).astype(jnp.int32), 0, 11)], softness=TAU)
+    at = jnp.asarray([1.3, 2.49])
+    k = jnp.arange(12.0)
+    q = (at / y)[:, None]
+    at_least = jax.nn.sigmoid((q - k) / TAU) - jax.nn.sigmoid((q - k - 1) / TAU)
+    np.testing.assert_allclose(read(at), at_least @ table, rtol=1e-6)
+
+
+def _truth_values(x):
+    return x > 0.5, x > 0.2
+
+
+def test_truth_values_compared_with_truth_values_are_their_exclusive_or(x64):
+    # A fixed-point loop's test, jnp.any(new != old), was refused; jnp.max of truth values was
+    # the largest probability, not the probability that one is true.
+    x = jnp.asarray([0.1, 0.4, 0.7, 0.45])
+    programs = {
+        "any !=": lambda x: jnp.any(jnp.not_equal(*_truth_values(x))),
+        "all ==": lambda x: jnp.all(jnp.equal(*_truth_values(x))),
+        "array_equal": lambda x: jnp.array_equal(*_truth_values(x)),
+        "max": lambda x: jnp.max(_truth_values(x)[0]),
+        "min": lambda x: jnp.min(_truth_values(x)[1]),
+        "!= itself": lambda x: jnp.any(_truth_values(x)[0] != _truth_values(x)[0]),
+    }
+    a, b = (sf.greater(x, t, softness=TAU) for t in (0.5, 0.2))
+    xor = a + b - 2 * a * b
+    references = {
+        "any !=": 1 - jnp.prod(1 - xor),
+        "all ==": jnp.prod(1 - xor),
+        "array_equal": jnp.prod(1 - xor),
+        "max": 1 - jnp.prod(1 - a),
+        "min": jnp.prod(b),
+        "!= itself": 0.0,
+    }
+    for name, program in programs.items():
+        soft = sf.relax(program, softness=TAU)
+        np.testing.assert_allclose(soft(x), references[name], rtol=1e-12, err_msg=name)
+        assert_exactly_equal(sf.relax(program, mode="hard")(x), program(x))
+    # A lambda's line is named without a function name (it read "(None)").
+    listed = str(sf.relax(programs["any !="], softness=TAU).explain(x))
+    assert "test_relax_edges.py" in listed and "None" not in listed

@@ -136,6 +136,31 @@ def _floor_mod_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     return _remainder(self, eqn, invals, floored=True)
 
 
+@call_rule("floor_divide")
+def _floor_divide_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
+    """``x // y`` on floats: the relaxed floor of ``x / y``, the quotient that ``x % y`` relaxes
+    (relaxing the steps of jnp's own formula one by one, ``rem``, ``sign``, ``round``, does not
+    give a floor), anchored at the program's own quotient."""
+    if any(is_soft(v) for v in invals) or not floating(aval(eqn.outvars[0])):
+        return self.run_closed(_jaxpr.call_body(eqn), invals)
+    per_candidate = _remainder_per_candidate(self, eqn, invals)
+    if per_candidate is not None:
+        return per_candidate
+    x, y = (jnp.asarray(unwrap(v)) for v in invals)
+    exact = _jaxpr.bind(eqn, [x, y])[0]
+    quotient = x / y
+    soft = _relaxed_quotient(self, x, y, 0.0, lambda _: exact)
+    cands, probs, _ = staircase_law(self, quotient, exact, 0.0)
+    self.record(eqn, "sf.floor(x / y)")
+    return [
+        Live(
+            self.with_mode(exact, soft.astype(exact.dtype)),
+            staircase=Staircase(quotient, exact, 0.0),
+            mixture=Mixture(cands, probs, None, False),
+        )
+    ]
+
+
 @rule("rem")
 def _rem_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     """``lax.rem`` / ``jnp.fmod`` on floats: ``x - y * trunc(x / y)`` with the relaxed truncation

@@ -60,6 +60,8 @@ def _compare_rule(soft_fn):
             else:
                 self.record(eqn, f"sf.{soft_fn.__name__}")
             return [SoftBool(p, hard_thunk(eqn, invals)(0))]
+        if _truth_values(eqn, invals) and eqn.primitive.name in ("eq", "ne"):
+            return _truth_value_equality(self, eqn, invals)
         if any(isinstance(v, Expected) for v in invals):
             self.approximated(eqn, "an operand")
             # Between integers, a > b is a > b + 1/2: the soft comparison decides at the
@@ -150,6 +152,39 @@ for _name, _fn in {
 }.items():
     rule(_name)(_compare_rule(_fn))
 
+
+def _truth_values(eqn: JaxprEqn, invals: list) -> bool:
+    """Whether ``eqn`` acts on truth values of which one at least is relaxed."""
+    return (
+        aval(eqn.invars[0]).dtype == jnp.bool_
+        and any(isinstance(v, SoftBool) for v in invals)
+        and not any(isinstance(v, Categorical | Expected) for v in invals)
+    )
+
+
+def _truth_value_equality(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
+    """``a != b`` on truth values is ``a ^ b``, and ``a == b`` its negation (as truth values
+    they are not integers: ``jnp.any(new != old)``, a fixed-point loop's test, is an ``any``)."""
+    name = eqn.primitive.name
+    if invals[0] is invals[1]:
+        self.record(eqn, f"{name} of a truth value with itself")
+        return [Live(jnp.full(aval(eqn.outvars[0]).shape, name == "eq"))]
+    probs = _probabilities(invals)
+    p = _logic.logical_xor(*probs, tnorm=self.options.tnorm)
+    if name == "eq":
+        p = _logic.logical_not(p)
+    self.record(eqn, f"sf.logical_xor{' negated' if name == 'eq' else ''} of truth values")
+    return [SoftBool(p, hard_thunk(eqn, invals)(0))]
+
+
+def _probabilities(invals: list) -> list:
+    """The probabilities of truth values, relaxed or exact, in one dtype."""
+    dtype = jnp.result_type(*(v.p for v in invals if isinstance(v, SoftBool)))
+    return [
+        v.p if isinstance(v, SoftBool) else jnp.asarray(unwrap(v)).astype(dtype) for v in invals
+    ]
+
+
 _CONNECTIVES = {
     "and": _logic.logical_and,
     "or": _logic.logical_or,
@@ -167,10 +202,7 @@ def _logic_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
         or not any(isinstance(v, SoftBool) for v in invals)
     ):
         return self.default(eqn, invals)
-    dtype = jnp.result_type(*(v.p for v in invals if isinstance(v, SoftBool)))
-    probs = [
-        v.p if isinstance(v, SoftBool) else jnp.asarray(unwrap(v)).astype(dtype) for v in invals
-    ]
+    probs = _probabilities(invals)
     hard = hard_thunk(eqn, invals)(0)
     if name == "not":
         self.record(eqn, "sf.logical_not")
@@ -186,12 +218,14 @@ def _logic_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     return [SoftBool(_CONNECTIVES[name](*probs, tnorm=self.options.tnorm), hard)]
 
 
-@rule("reduce_or", "reduce_and")
+@rule("reduce_or", "reduce_and", "reduce_max", "reduce_min")
 def _reduce_logic_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
+    """``any`` / ``all`` of truth values; ``max`` / ``min`` of truth values are the same (the
+    largest probability is not the probability that one is true)."""
     (value,) = invals
-    if not isinstance(value, SoftBool):
+    if not isinstance(value, SoftBool) or aval(eqn.invars[0]).dtype != jnp.bool_:
         return self.default(eqn, invals)
-    fn = _logic.any if eqn.primitive.name == "reduce_or" else _logic.all
+    fn = _logic.any if eqn.primitive.name in ("reduce_or", "reduce_max") else _logic.all
     self.record(eqn, f"sf.{fn.__name__} (tnorm={self.options.tnorm!r})")
     p = fn(value.p, axis=_jaxpr.axes(eqn), tnorm=self.options.tnorm)
     return [SoftBool(p, hard_thunk(eqn, invals)(0))]

@@ -60,7 +60,7 @@ def _user_line(eqn: JaxprEqn) -> str:
         if converted:
             return converted
         if not str(pathlib.Path(frame.file_name).resolve()).startswith(_PACKAGE_DIR):
-            return (
-                f"{frame.file_name}:{frame.start_line}:{frame.start_column} ({frame.function_name})"
-            )
+            # (A lambda at the top of a module has no function name in jax's traceback.)
+            name = f" ({frame.function_name})" if frame.function_name else ""
+            return f"{frame.file_name}:{frame.start_line}:{frame.start_column}{name}"
     return ""

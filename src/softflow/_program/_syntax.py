@@ -396,6 +396,8 @@ def convert(fn: Callable) -> Callable:
         module.__file__,
         {
             line.lineno: f"{origin.loc.filename}:{origin.loc.lineno} ({origin.function_name})"
+            if origin.function_name
+            else f"{origin.loc.filename}:{origin.loc.lineno}"
             for line, origin in source_map.items()
             if line.filename == module.__file__
         },
