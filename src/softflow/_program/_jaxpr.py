@@ -17,6 +17,7 @@ the JAX version and the range softflow is tested on, never a ``KeyError`` from i
 """
 
 import contextlib
+import pathlib
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple, cast
 
@@ -346,3 +347,48 @@ def user_frames(eqn: JaxprEqn) -> Iterable:
 def in_name_scope(eqn: JaxprEqn, scope: str) -> bool:
     """Whether ``eqn`` was traced inside ``jax.named_scope(scope)``."""
     return scope in str(eqn.source_info.name_stack)
+
+
+# Where library code lives: JAX, NumPy and softflow.
+_LIBRARIES = tuple(
+    str(pathlib.Path(path).resolve()) + "/"
+    for path in (
+        pathlib.Path(jax.__file__).parent,
+        pathlib.Path(np.__file__).parent,
+        pathlib.Path(__file__).parents[1],
+    )
+)
+
+
+def library_custom_function(eqn: JaxprEqn) -> bool:
+    """Whether the body of a ``custom_jvp_call`` / ``custom_vjp_call`` is library code (JAX's,
+    NumPy's or softflow's own: ``xlogy``, ``sinc``, ``det``, ``relu``): every equation of it was
+    traced with no frame outside the libraries between it and the custom function's entry."""
+    if _source_info is None:
+        return False
+    for inner in custom_body(eqn).jaxpr.eqns:
+        traceback = inner.source_info.traceback
+        if traceback is None:
+            return False
+        for frame in traceback.frames:
+            if "custom_derivatives" in frame.file_name:
+                break
+            if not str(pathlib.Path(frame.file_name).resolve()).startswith(_LIBRARIES):
+                return False
+        else:
+            return False
+    return True
+
+
+def primitive_names(jaxpr: Jaxpr) -> set[str]:
+    """The names of the primitives of ``jaxpr`` and of the jaxprs inside it."""
+    names = set()
+    for eqn in jaxpr.eqns:
+        names.add(eqn.primitive.name)
+        for value in eqn.params.values():
+            for inner in value if isinstance(value, tuple | list) else (value,):
+                if isinstance(inner, ClosedJaxpr):
+                    names |= primitive_names(inner.jaxpr)
+                elif isinstance(inner, Jaxpr):
+                    names |= primitive_names(inner)
+    return names

@@ -477,3 +477,18 @@ def _split_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
         ]
 
     return _as_slices(self, eqn, invals, pieces)
+
+
+@rule("lu")
+def _lu_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
+    """LU with partial pivoting (inside ``jnp.linalg.solve``, ``inv``, ``det``): its pivots are
+    integers chosen by comparing magnitudes, but the functions it serves are continuous, and JAX
+    differentiates them: run as it is, with exact pivots."""
+    if any(is_soft(v) for v in invals):
+        return self.default(eqn, invals)
+    self.record(eqn, "LU with partial pivoting: kept exact (pivots chosen as the program does)")
+    outs = _jaxpr.bind(eqn, [unwrap(v) for v in invals])
+    return [
+        Live(out) if floating(aval(var)) else out
+        for out, var in zip(outs, eqn.outvars, strict=True)
+    ]

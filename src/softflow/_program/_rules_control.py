@@ -552,8 +552,18 @@ def _hi_primitive_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     return self.run_closed(_jaxpr.hi_primitive_body(eqn), invals)
 
 
+# What a library function's conditions are made of (relu's max is not one).
+_DECISIONS = frozenset({"eq", "ne", "lt", "le", "gt", "ge", "select_n", "cond", "while"})
+
+
 @rule("custom_jvp_call", "custom_vjp_call", "custom_vjp_call_jaxpr")
 def _custom_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
+    if not any(is_soft(v) for v in invals) and _jaxpr.library_custom_function(eqn):
+        # A library function with its own derivative (xlogy, det): its conditions are
+        # numerical guards of a continuous function, not the program's decisions.
+        if _jaxpr.primitive_names(_jaxpr.custom_body(eqn).jaxpr) & _DECISIONS:
+            self.record(eqn, "a library function with its own derivative rule: kept exact")
+        return [Live(out) for out in _jaxpr.bind(eqn, [unwrap(v) for v in invals])]
     before = len(self.records)
     outs = self.run_closed(_jaxpr.custom_body(eqn), invals)
     if len(self.records) == before and not any(is_soft(v) for v in invals):
