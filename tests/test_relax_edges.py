@@ -346,3 +346,54 @@ def test_library_functions_with_their_own_derivatives_stay_exact(x64):
     np.testing.assert_allclose(
         chosen(a, 0.5), sf.greater(jnp.linalg.inv(a)[0, 0], 0.5, softness=TAU), rtol=1e-12
     )
+
+
+# -- one value written at several relaxed indices ----------------------------------------------
+
+
+def _marked(p, x):
+    return x.at[jnp.round(p).astype(jnp.int32)].set(2.0)
+
+
+def _marked_cells(p, x):
+    return x.at[jnp.floor(p[:, 0]).astype(jnp.int32), jnp.floor(p[:, 1]).astype(jnp.int32)].set(
+        True
+    )
+
+
+def test_one_value_written_at_several_relaxed_indices_stays_where_none_lands(x64):
+    # It was refused (the last write decides): with one value, an element keeps x with the
+    # probability that no write lands on it, the product over the writes of single writes'.
+    p = jnp.asarray([2.6, 3.4, 5.5, 3.1])
+    x = jnp.linspace(-1.0, 1.0, 8)
+    many = sf.relax(_marked, softness=TAU)
+    one = sf.relax(lambda q: _marked(q, jnp.zeros(8)) / 2, softness=TAU)
+
+    def reference(p, x):
+        missed = jnp.prod(1 - jax.vmap(one)(p), axis=0)
+        return missed * x + (1 - missed) * 2.0
+
+    both = jax.jit(
+        lambda p, x: [
+            (f(p, x), jax.grad(lambda q, f=f: jnp.sum(jnp.sin(f(q, x))))(p))
+            for f in (many, reference)
+        ]
+    )
+    (got, got_grad), (want, want_grad) = both(p, x)
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    np.testing.assert_allclose(got_grad, want_grad, rtol=1e-10)
+    assert_exactly_equal(sf.relax(_marked, mode="hard")(p, x), _marked(p, x))
+    # Cells of a board of truth values, at pairs of relaxed coordinates.
+    cells = jnp.asarray([[1.5, 2.05], [2.9, 0.5], [1.2, 2.7]])
+    board = jnp.zeros((4, 5), bool).at[0, 0].set(True)
+    single = jax.vmap(
+        sf.relax(lambda c: _marked_cells(c[None], jnp.zeros((4, 5), bool)), softness=TAU)
+    )
+    marked = jax.jit(
+        lambda c, b: (
+            sf.relax(_marked_cells, softness=TAU)(c, b),
+            1 - jnp.prod(1 - single(c), axis=0) * (1 - b),
+        )
+    )
+    got, want = marked(cells, board)
+    np.testing.assert_allclose(got, want, rtol=1e-12)

@@ -161,3 +161,74 @@ def test_a_clamped_count_keeps_its_range_when_its_growth_outlasts_the_plain_anal
     got, want = both(xs, threshold)
     np.testing.assert_allclose(got, want, rtol=1e-12)
     assert 12 in _carried_widths(relaxed, xs, threshold)
+
+
+def _capacity_left(looped: bool):
+    """Knapsack backtracking: the capacity left after taking the chosen items, each of a weight
+    known only at run time, clipped to the table's rows."""
+
+    def program(x, weights):
+        rows = jnp.arange(6.0) ** 1.5
+        left = 5
+        if looped:
+
+            def step(left, i):
+                return jnp.clip(jnp.where(x[i] > 0, left - weights[i], left), 0, 5), None
+
+            left = lax.scan(step, left, jnp.arange(x.shape[0]))[0]
+        else:
+            for i in range(x.shape[0]):
+                left = jnp.clip(jnp.where(x[i] > 0, left - weights[i], left), 0, 5)
+        return rows[left]
+
+    return program
+
+
+def test_a_clip_bounds_an_integer_shifted_by_values_known_only_at_run_time(x64):
+    # The clip's bounds were lost where an operand had no static range (the weights are an
+    # argument): the capacity was an expected value, and the read refused.
+    x, weights = jnp.asarray([1.0, -1.0, 0.5, 0.05]), jnp.asarray([2, 1, 1, 3], jnp.int32)
+    relaxed = sf.relax(_capacity_left(True), softness=0.2)
+    reference = sf.relax(_capacity_left(False), softness=0.2)
+    both = jax.jit(lambda x, w: [(f(x, w), jax.grad(f)(x, w)) for f in (relaxed, reference)])
+    (got, got_grad), (want, want_grad) = both(x, weights)
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    np.testing.assert_allclose(got_grad, want_grad, rtol=1e-10, atol=1e-14)
+    assert 6 in _carried_widths(relaxed, x, weights)
+    hard = jax.jit(sf.relax(_capacity_left(True), mode="hard"))(x, weights)
+    np.testing.assert_array_equal(hard, _capacity_left(True)(x, weights))
+
+
+def _backtrack(looped: bool):
+    """Viterbi backtracking: the states followed back along relaxed back-pointers."""
+
+    def program(scores, last):
+        pointers = jnp.argmax(scores, axis=1)
+        state = jnp.argmax(last)
+        if looped:
+
+            def back(state, pointer):
+                return pointer[state], state
+
+            return lax.scan(back, state, pointers, reverse=True)[1]
+        path = []
+        for t in reversed(range(pointers.shape[0])):
+            path.append(state)
+            state = pointers[t][state]
+        return jnp.stack(path[::-1])
+
+    return program
+
+
+def test_back_pointers_are_followed_through_a_scan(x64):
+    # The state read from the relaxed pointers had no static range: the next read was refused.
+    scores = jax.random.normal(jax.random.key(0), (4, 3, 3), jnp.float64)
+    last = jnp.asarray([0.1, 0.9, 0.3])
+    relaxed = sf.relax(_backtrack(True), softness=0.3)
+    reference = sf.relax(_backtrack(False), softness=0.3)
+    got, want = jax.jit(lambda *a: (relaxed(*a), reference(*a)))(scores, last)
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    assert 3 in _carried_widths(relaxed, scores, last)
+    np.testing.assert_array_equal(
+        sf.relax(_backtrack(True), mode="hard")(scores, last), _backtrack(True)(scores, last)
+    )

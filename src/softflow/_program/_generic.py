@@ -32,7 +32,7 @@ from ._values import (
     expectation,
     floatify,
     floating,
-    interval,
+    half_interval,
     is_soft,
     mean,
     merge,
@@ -487,8 +487,13 @@ class SoftIntegerOps:
             return jax.vmap(lambda *a: _jaxpr.bind(eqn, a), in_axes=in_axes, out_axes=-1)(*args)
 
         hard = hard_thunk(eqn, invals)
-        moved = zip(at_trace_time(move, *cand_args), move(*prob_args), strict=True)
-        return [Categorical(value, p, hard(i)) for i, (value, p) in enumerate(moved)]
+        moved = list(zip(at_trace_time(move, *cand_args), move(*prob_args), strict=True))
+        # The values are moved, not changed: those of every moved operand bound them.
+        lows, highs = zip(*(half_interval(v) for v in invals[:data]), strict=True)
+        bounds = (min(lows), max(highs))
+        if is_concrete(moved[0][0]) or bounds == (-math.inf, math.inf):
+            bounds = None
+        return [Categorical(value, p, hard(i), bounds=bounds) for i, (value, p) in enumerate(moved)]
 
 
 # The largest count whose law a relaxed sum gets (beyond: its expected value), and the most
@@ -497,16 +502,20 @@ _MAX_COUNT = 4096
 _MAX_COUNT_SIZE = 1 << 22
 
 
-def _result_interval(name: str, invals: list) -> tuple[int, int] | None:
+def _result_interval(name: str, invals: list) -> tuple[float, float] | None:
     """Static bounds of an integer operation's result from its operands' (interval
-    arithmetic), for the operations that bound or shift a loop's integer state."""
+    arithmetic), for the operations that bound or shift a loop's integer state; a bound not
+    known is infinite (``jnp.clip(r - w[i], 0, 5)`` of a traced ``w[i]`` is 0..5)."""
     if name == "clamp":
-        low, high = interval(invals[0]), interval(invals[2])
-        return None if low is None or high is None else (low[0], high[1])
-    maybe = [interval(v) for v in (invals[1:] if name == "select_n" else invals)]
-    found = [f for f in maybe if f is not None]
-    if len(found) != len(maybe):
-        return None
+        found = (half_interval(invals[0])[0], half_interval(invals[2])[1])
+    else:
+        found = _operation_interval(
+            name, [half_interval(v) for v in (invals[1:] if name == "select_n" else invals)]
+        )
+    return None if found is None or found == (-math.inf, math.inf) else found
+
+
+def _operation_interval(name: str, found: list) -> tuple[float, float] | None:
     if name in ("convert_element_type", "copy", "copy_p"):
         return found[0]
     if name == "neg":
@@ -521,6 +530,8 @@ def _result_interval(name: str, invals: list) -> tuple[int, int] | None:
     if name == "sub":
         return a0 - b1, a1 - b0
     if name == "mul":
+        if not all(math.isfinite(b) for b in (a0, a1, b0, b1)):
+            return None
         products = (a0 * b0, a0 * b1, a1 * b0, a1 * b1)
         return min(products), max(products)
     if name == "max":

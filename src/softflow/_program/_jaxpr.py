@@ -17,6 +17,8 @@ the JAX version and the range softflow is tested on, never a ``KeyError`` from i
 """
 
 import contextlib
+import functools
+import os
 import pathlib
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple, cast
@@ -351,7 +353,7 @@ def in_name_scope(eqn: JaxprEqn, scope: str) -> bool:
 
 # Where library code lives: JAX, NumPy and softflow.
 _LIBRARIES = tuple(
-    str(pathlib.Path(path).resolve()) + "/"
+    str(path.resolve()) + os.sep
     for path in (
         pathlib.Path(jax.__file__).parent,
         pathlib.Path(np.__file__).parent,
@@ -360,10 +362,15 @@ _LIBRARIES = tuple(
 )
 
 
+@functools.cache
+def _in_library(file_name: str) -> bool:
+    return str(pathlib.Path(file_name).resolve()).startswith(_LIBRARIES)
+
+
 def library_custom_function(eqn: JaxprEqn) -> bool:
     """Whether the body of a ``custom_jvp_call`` / ``custom_vjp_call`` is library code (JAX's,
-    NumPy's or softflow's own: ``xlogy``, ``sinc``, ``det``, ``relu``): every equation of it was
-    traced with no frame outside the libraries between it and the custom function's entry."""
+    NumPy's or softflow's own: ``xlogy``, ``det``, ``relu``): every equation of it was traced
+    with no frame outside the libraries between it and the custom function's entry."""
     if _source_info is None:
         return False
     for inner in custom_body(eqn).jaxpr.eqns:
@@ -373,7 +380,7 @@ def library_custom_function(eqn: JaxprEqn) -> bool:
         for frame in traceback.frames:
             if "custom_derivatives" in frame.file_name:
                 break
-            if not str(pathlib.Path(frame.file_name).resolve()).startswith(_LIBRARIES):
+            if not _in_library(frame.file_name):
                 return False
         else:
             return False

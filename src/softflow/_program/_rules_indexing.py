@@ -23,6 +23,7 @@ from ._values import (
     expectation,
     floating,
     fold_onto,
+    interval,
     is_soft,
     mean,
     merge,
@@ -139,7 +140,10 @@ def _relaxed_read(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     values = read(jnp.asarray(operand.cands), m)  # [..., m, outcome]
     weights = read(law, m) * probs
     shape = (*values.shape[:-2], m * probs.shape[-1])
-    return [Categorical(values.reshape(shape), weights.reshape(shape), hard)]
+    # What is read is among the array's candidates: a loop can carry it over their range
+    # (following back-pointers).
+    bounds = interval(operand)
+    return [Categorical(values.reshape(shape), weights.reshape(shape), hard, bounds=bounds)]
 
 
 def _one_joint_position(indices, d: int):
@@ -181,6 +185,9 @@ def _scatter_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
         and indices.cands.shape == (len(layout.operand_dims), indices.probs.shape[0])
     )
     if isinstance(indices, Categorical) and not layout.combines and not one_position:
+        value = _one_written_value(eqn, updates, layout)
+        if value is not None and at_points and not layout.batching_dims:
+            return _one_value_at_many(self, eqn, invals, indices, value, layout)
         raise self.unsupported(
             eqn,
             "it writes at several relaxed indices, each with its own distribution (a vector of "
@@ -243,6 +250,67 @@ def _scatter_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     old = jnp.broadcast_to(mean(operand).astype(w.dtype), out_aval.shape)
     new = written(mean(updates), w.dtype)
     blended = blend((1 - w, w), (old, new))
+    return [SoftBool(blended, hard) if out_aval.dtype == jnp.bool_ else Expected(blended, hard)]
+
+
+def _one_written_value(eqn: JaxprEqn, updates, layout: _jaxpr.Scatter):
+    """The one value every write of ``eqn`` writes, when it is known at trace time and each
+    write covers whole axes besides the point it addresses; else None."""
+    if is_soft(updates) or isinstance(updates, Live) or not is_concrete(updates):
+        return None
+    written = np.asarray(updates)
+    shape = aval(eqn.outvars[0]).shape
+    window = [n for axis, n in enumerate(shape) if axis not in layout.operand_dims]
+    if written.size == 0 or [written.shape[d] for d in layout.window_dims] != window:
+        return None
+    first = written.reshape(-1)[0]
+    return first if np.all(written == first) else None
+
+
+def _one_value_at_many(
+    self: Interpreter, eqn: JaxprEqn, invals: list, indices: Categorical, value, layout
+) -> list:
+    r"""``x.at[idx].set(c)`` of one value ``c`` at a vector of relaxed indices (marking pixels,
+    visited cells): the order of the writes does not matter, so each element keeps ``x`` with
+    the probability that no write lands on it, :math:`\prod_k (1 - p_k)` (the writes taken as
+    independent), and is ``c`` otherwise."""
+    operand = invals[0]
+    out_aval = aval(eqn.outvars[0])
+    dims = layout.operand_dims
+    sizes = [out_aval.shape[d] for d in dims]
+    d, k = len(dims), indices.cands.shape[-1]
+    cands = jnp.asarray(indices.cands).reshape(-1, d, k)
+    probs = jnp.broadcast_to(indices.probs, indices.cands.shape).reshape(-1, d, k)
+    n = cands.shape[0]
+    if layout.mode == jax.lax.GatherScatterMode.CLIP:
+        cands = jnp.stack([jnp.clip(cands[:, i], 0, m - 1) for i, m in enumerate(sizes)], 1)
+    # The joint outcomes of each write's components; out of range, a write writes nothing.
+    flat = jnp.zeros((n, 1), cands.dtype)
+    joint = jnp.ones((n, 1), probs.dtype)
+    for i, m in enumerate(sizes):
+        inside = (cands[:, i] >= 0) & (cands[:, i] < m)
+        flat = (flat[:, :, None] * m + jnp.where(inside, cands[:, i], 0)[:, None, :]).reshape(n, -1)
+        joint = (joint[:, :, None] * jnp.where(inside, probs[:, i], 0)[:, None, :]).reshape(n, -1)
+    landing = jnp.zeros((n, math.prod(sizes)), probs.dtype)
+    landing = landing.at[jnp.arange(n)[:, None], flat].add(joint)
+    missed = jnp.prod(1 - landing, axis=0).reshape(sizes)
+    shape = [1] * len(out_aval.shape)
+    for axis, m in zip(dims, sizes, strict=True):
+        shape[axis] = m
+    missed = jnp.transpose(missed, [int(i) for i in np.argsort(dims)]).reshape(shape)
+    missed = jnp.broadcast_to(missed, out_aval.shape)
+    self.record(eqn, "one value written at several relaxed indices: kept where none lands")
+    hard = hard_thunk(eqn, invals)(0)
+    if floating(out_aval):
+        x = jnp.asarray(unwrap(operand))
+        missed = missed.astype(x.dtype)
+        return [Live(blend((missed, 1 - missed), (x, jnp.full_like(x, value))))]
+    if out_aval.dtype != jnp.bool_ and not is_soft(operand):
+        x = jnp.broadcast_to(unwrap(operand), out_aval.shape)
+        both = jnp.stack([x, jnp.full_like(x, value)], axis=-1)
+        return [Categorical(both, jnp.stack([missed, 1 - missed], axis=-1), hard)]
+    old = jnp.broadcast_to(mean(operand).astype(missed.dtype), out_aval.shape)
+    blended = missed * old + (1 - missed) * jnp.asarray(value, missed.dtype)
     return [SoftBool(blended, hard) if out_aval.dtype == jnp.bool_ else Expected(blended, hard)]
 
 

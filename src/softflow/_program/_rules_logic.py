@@ -22,6 +22,7 @@ from ._values import (
     case_weights,
     expectation,
     floating,
+    half_interval,
     is_soft,
     mean,
     unwrap,
@@ -419,7 +420,10 @@ def _select_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
         # The outcomes of the truth value itself, so that integers chosen by it stay joined
         # (jnp.where(c, 2, 5) * jnp.where(c, 7, 3) is 14 or 15, never 6 or 35).
         outcome = bernoulli(pred)
-        return [Categorical(xp.stack([c0, c1], axis=-1), outcome.probs, hard, outcome.factors)]
+        lows, highs = zip(*(half_interval(c) for c in cases), strict=True)
+        bounds = None if xp is np else (min(lows), max(highs))
+        stacked = xp.stack([c0, c1], axis=-1)
+        return [Categorical(stacked, outcome.probs, hard, outcome.factors, bounds)]
     if isinstance(pred, SoftBool | Categorical):
         if any(isinstance(c, Expected) for c in cases):
             # A case known only by its expected value: the expectation over the selector.

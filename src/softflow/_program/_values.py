@@ -128,8 +128,9 @@ class Categorical:
     # product, the first one's outcome varying slowest); None: ``probs`` is one distribution.
     factors: "tuple[Factor, ...] | None" = None
     # Static bounds of candidates that are not known at trace time (``jnp.clip(q + d, 0, 5)``
-    # of a traced ``d``), so that a loop can still carry the integer as a distribution.
-    bounds: tuple[int, int] | None = None
+    # of a traced ``d``), so that a loop can still carry the integer as a distribution; one of
+    # them may be infinite (``jnp.maximum(q - d, 0)``, before the clip's upper bound).
+    bounds: tuple[float, float] | None = None
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -206,11 +207,23 @@ def interval(value) -> tuple[int, int] | None:
         if is_concrete(value.cands) and np.size(value.cands):
             cands = np.asarray(value.cands)
             return int(cands.min()), int(cands.max())
-        return value.bounds
+        if value.bounds is None or not all(map(math.isfinite, value.bounds)):
+            return None
+        return int(value.bounds[0]), int(value.bounds[1])
     if isinstance(value, Live | Expected) or not is_concrete(value) or np.size(value) == 0:
         return None
     known = np.asarray(value)
     return int(known.min()), int(known.max())
+
+
+def half_interval(value) -> tuple[float, float]:
+    """Static bounds of an integer value, each infinite where it is not known."""
+    found = interval(value)
+    if found is not None:
+        return found
+    if isinstance(value, Categorical) and value.bounds is not None:
+        return value.bounds
+    return -math.inf, math.inf
 
 
 def expectation(probs: jax.Array, values: jax.Array | np.ndarray) -> jax.Array:
