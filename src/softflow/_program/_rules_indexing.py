@@ -284,15 +284,14 @@ def _one_value_at_many(
     n = cands.shape[0]
     if layout.mode == jax.lax.GatherScatterMode.CLIP:
         cands = jnp.stack([jnp.clip(cands[:, i], 0, m - 1) for i, m in enumerate(sizes)], 1)
-    # The joint outcomes of each write's components; out of range, a write writes nothing.
-    flat = jnp.zeros((n, 1), cands.dtype)
-    joint = jnp.ones((n, 1), probs.dtype)
+    # Where each write lands: the outer product of its components' laws over their axes (a
+    # candidate out of range matches no position: the write writes nothing).
+    landing = jnp.ones((n, 1), probs.dtype)
     for i, m in enumerate(sizes):
-        inside = (cands[:, i] >= 0) & (cands[:, i] < m)
-        flat = (flat[:, :, None] * m + jnp.where(inside, cands[:, i], 0)[:, None, :]).reshape(n, -1)
-        joint = (joint[:, :, None] * jnp.where(inside, probs[:, i], 0)[:, None, :]).reshape(n, -1)
-    landing = jnp.zeros((n, math.prod(sizes)), probs.dtype)
-    landing = landing.at[jnp.arange(n)[:, None], flat].add(joint)
+        on_axis = jnp.sum(
+            jnp.where(cands[:, i, :, None] == jnp.arange(m), probs[:, i, :, None], 0), axis=1
+        )
+        landing = (landing[:, :, None] * on_axis[:, None, :]).reshape(n, -1)
     missed = jnp.prod(1 - landing, axis=0).reshape(sizes)
     shape = [1] * len(out_aval.shape)
     for axis, m in zip(dims, sizes, strict=True):
