@@ -333,6 +333,7 @@ def test_library_functions_with_their_own_derivatives_stay_exact(x64):
         "det": (jnp.linalg.det, (a[:2, :2],)),
         "solve": (lambda a, b: jnp.linalg.solve(a, b), (a, q)),
         "inv": (jnp.linalg.inv, (a,)),
+        "logcdf": (jax.scipy.stats.norm.logcdf, (jnp.asarray([-1.3, 0.0, 6.0, -40.0]),)),
     }
     for name, (program, args) in programs.items():
         relaxed = sf.relax(program, softness=TAU)
