@@ -52,6 +52,62 @@ def test_a_lookup_at_a_floored_index_is_the_expectation_over_the_indices(x64):
     assert any(r.startswith("distribution over") for r in rules)
 
 
+TABLE = np.array([3.0, -1.0, 4.0, 1.5, -5.0])
+TABLE_2D = np.random.default_rng(1).normal(size=(3, 4))
+READS = {  # a read at an integer index, as programs write it, in each of gather's modes
+    "take_fill": lambda i: jnp.take(jnp.asarray(TABLE), i, mode="fill", fill_value=0.5),
+    "take_clip": lambda i: jnp.take(jnp.asarray(TABLE), i, mode="clip"),
+    "get_fill": lambda i: jnp.asarray(TABLE).at[i].get(mode="fill", fill_value=-1.0),
+    "integers": lambda i: jnp.take(jnp.arange(5) * 3 - 4, i, mode="fill", fill_value=-7),
+}
+
+
+@pytest.mark.parametrize("read", READS.values(), ids=READS.keys())
+def test_a_read_at_a_floored_index_follows_the_gather_mode_at_every_candidate(read, x64):
+    # Near both ends of the table, so that candidates fall out of range (at softness 0.3 they
+    # reach 5 integers away); the program's own read at each integer is the reference.
+    x = jnp.array([-0.6, 0.2, 2.5, 4.9, 5.4, 7.2])
+    k = jnp.arange(-40, 46)
+    expected = floor_probabilities(x, -40, 45) @ jax.vmap(read)(k).astype(x.dtype)
+
+    def program(x):
+        return read(jnp.floor(x).astype(jnp.int32))
+
+    np.testing.assert_allclose(sf.relax(program, softness=TAU)(x), expected, rtol=1e-12)
+    assert_exactly_equal(sf.relax(program, mode="hard")(x), program(x))
+
+
+@pytest.mark.parametrize("mode", ["fill", "clip", "promise_in_bounds"])
+def test_a_read_of_a_grid_at_two_floored_indices_is_over_their_joint_outcomes(mode, x64):
+    x, y = jnp.array([-0.4, 1.3, 2.8]), jnp.array([3.6, 0.1, -0.7])
+
+    def read(i, j):
+        return jnp.asarray(TABLE_2D).at[i, j].get(mode=mode, fill_value=2.0)
+
+    def program(x, y):
+        return read(jnp.floor(x).astype(jnp.int32), jnp.floor(y).astype(jnp.int32))
+
+    k = jnp.arange(-40, 46)
+    # (Promised in bounds, a read out of range is XLA's: the nearest element, as clip reads.)
+    values = jax.vmap(lambda i: jax.vmap(lambda j: read(i, j))(k))(k)  # [i, j]
+    px, py = floor_probabilities(x, -40, 45), floor_probabilities(y, -40, 45)
+    expected = jnp.einsum("na,nb,ab->n", px, py, values)
+    relaxed = sf.relax(program, softness=TAU)
+    np.testing.assert_allclose(relaxed(x, y), expected, rtol=1e-12)
+    assert_exactly_equal(sf.relax(program, mode="hard")(x, y), program(x, y))
+    grads = jax.jit(jax.grad(lambda x, y: relaxed(x, y).sum(), argnums=(0, 1)))(x, y)
+    step = 1e-6
+    for g, numeric in zip(
+        grads,
+        (
+            (relaxed(x + step, y) - relaxed(x - step, y)) / (2 * step),
+            (relaxed(x, y + step) - relaxed(x, y - step)) / (2 * step),
+        ),
+        strict=True,
+    ):
+        np.testing.assert_allclose(g, numeric, rtol=1e-5, atol=1e-8)
+
+
 def bilinear(p, grid):
     i = jnp.clip(jnp.floor(p[0]).astype(jnp.int32), 0, grid.shape[0] - 2)
     j = jnp.clip(jnp.floor(p[1]).astype(jnp.int32), 0, grid.shape[1] - 2)

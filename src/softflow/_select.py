@@ -126,15 +126,13 @@ def by_mode(
 
 def _weighted_sum(weights: jax.Array, values: jax.Array) -> jax.Array:
     weights, values = jnp.broadcast_arrays(weights, values)
-    hidden = (weights == 0) & ~jnp.isfinite(values)
-    total = jnp.sum(weights * jnp.where(hidden, jnp.zeros((), values.dtype), values), axis=-1)
-    # A one-hot row picks its value as it is (the sum would turn -0.0 into +0.0); a weight of 1
-    # beside other nonzero (or NaN) weights is an ordinary term of the sum.
-    one_hot = jnp.all((weights == 0) | (weights == 1), axis=-1) & (
-        jnp.sum(weights != 0, axis=-1) == 1
-    )
-    picked = jnp.take_along_axis(values, jnp.argmax(weights == 1, axis=-1)[..., None], axis=-1)
-    return jnp.where(one_hot, picked[..., 0], total)
+    # Terms of weight 0 are -0.0, the identity of addition, as is the start of the sum: a value of
+    # weight 0 does not reach the result even when it is inf or NaN, and a one-hot row gives its
+    # value bit for bit (a sum from +0.0 would turn -0.0 into +0.0). One reduction, no search for
+    # the one-hot position.
+    negative_zero = jnp.array(-0.0, values.dtype)
+    terms = jnp.where(weights == 0, negative_zero, weights * values)
+    return jax.lax.reduce(terms, negative_zero, jax.lax.add, (terms.ndim - 1,))
 
 
 @jax.custom_jvp

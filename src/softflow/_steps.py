@@ -12,7 +12,7 @@ part; the window w is 1 up to half that distance and falls smoothly to 0 at it, 
 relaxation stays continuous as jumps enter and leave the window. Because the sum is anchored at
 the exact value, the result is exact in magnitude for any x (1e30 or 1e-30 alike), and the cost is
 at most 2 * _REACH steps per element whatever the softness. A softness known at trace time keeps
-only the jumps whose tail can rise above rounding somewhere in the cell (6 at softness 0.1 in
+only the jumps whose tail can rise above rounding somewhere in the cell (4 at softness 0.1 in
 float32, for the logistic kind).
 """
 
@@ -52,16 +52,18 @@ def _staircase(x: jax.Array, exact: jax.Array, offset: float, tau: jax.Array, ki
     # x - exact is exact in floating point; at x = ±inf it is set to 0 so the result stays inf.
     fraction = jnp.where(jnp.isfinite(x), x - exact, jnp.zeros((), x.dtype))[..., None]
     # A softness known at trace time leaves out the jumps whose tails are below rounding at every
-    # x (most of them for a small softness); the window is 1 on those kept.
-    reach = min(candidate_reach(tau, kind, x.dtype) + 1, _REACH)
+    # x: those left out are at least ``reach`` from x (most of them for a small softness).
+    reach = min(candidate_reach(tau, kind, x.dtype), _REACH)
     j = np.arange(-reach + 1, reach + 1)
     passed = j <= 0
     jumps = (j + offset).astype(x.dtype)  # positions of the jumps relative to ``exact``
     distance = jnp.where(passed, fraction - jumps, jumps - fraction)
     # Passed jumps contribute s((x - a) / tau) - 1 = -s((a - x) / tau); the others s((x - a) / tau).
-    tails = step(scaled(-distance, tau[..., None]), kind)
+    tails = step(-distance / tau[..., None], kind)  # (every distance is finite)
+    if reach + 1 > _REACH // 2:  # (nearer jumps are all inside the window's flat part)
+        tails = _window(distance) * tails
     sign = np.where(passed, -1, 1).astype(x.dtype)
-    return exact + jnp.sum(sign * _window(distance) * tails, axis=-1)
+    return exact + jnp.sum(sign * tails, axis=-1)
 
 
 def candidate_reach(tau: ArrayLike, kind: str, dtype) -> int:
@@ -111,7 +113,7 @@ def staircase_distribution(x, exact, offset, tau, kind: str, reach: int):
     passed = j <= 0
     distance = jnp.where(passed, fraction - jumps, jumps - fraction)
     # Passed jumps: P(value < exact + j) (a lower tail); the others: P(value >= exact + j).
-    tails = step(scaled(-distance, jnp.asarray(tau)[..., None]), kind)
+    tails = step(-distance / jnp.asarray(tau)[..., None], kind)  # (every distance is finite)
     below, above = tails[..., :reach], tails[..., reach:]
     zero = jnp.zeros_like(tails[..., :1])
     below = jnp.concatenate([zero, below], axis=-1)

@@ -20,6 +20,7 @@ from .._checks import is_concrete
 from .._count import count_distribution, with_event
 from . import _jaxpr, _trace_time
 from ._boundaries import MAX_STATES
+from ._candidates import ELEMENTWISE, candidatewise, read_points
 from ._errors import ExpectedIntegerError, RelaxError
 from ._values import (
     Categorical,
@@ -42,45 +43,6 @@ from ._values import (
 
 _COMPARISONS = frozenset({"eq", "ne", "lt", "le", "gt", "ge"})
 
-# Primitives acting element by element (with NumPy broadcasting of scalars in a jaxpr).
-ELEMENTWISE = frozenset(
-    {
-        "add",
-        "sub",
-        "mul",
-        "div",
-        "rem",
-        "neg",
-        "abs",
-        "sign",
-        "max",
-        "min",
-        "pow",
-        "integer_pow",
-        "clamp",
-        "select_n",
-        "eq",
-        "ne",
-        "lt",
-        "le",
-        "gt",
-        "ge",
-        "and",
-        "or",
-        "not",
-        "xor",
-        "shift_left",
-        "shift_right_logical",
-        "shift_right_arithmetic",
-        "convert_element_type",
-        "floor",
-        "ceil",
-        "round",
-        "copy",
-        "copy_p",
-        "square",
-    }
-)
 # Primitives that only move, copy or gather elements: they apply to a probability array as well.
 STRUCTURAL = frozenset(
     {
@@ -379,17 +341,9 @@ class SoftIntegerOps:
         ]
         probs, cands, factors = merge(soft)
         cands_iter = iter(cands)
-        args, in_axes = [], []
-        for v in invals:
-            if isinstance(v, SoftBool | Categorical):
-                args.append(next(cands_iter))
-                in_axes.append(-1)
-            else:
-                args.append(unwrap(v))
-                in_axes.append(None)
-        outs = at_trace_time(
-            jax.vmap(lambda *a: _jaxpr.bind(eqn, a), in_axes=in_axes, out_axes=-1), *args
-        )
+        batched = [isinstance(v, SoftBool | Categorical) for v in invals]
+        args = [next(cands_iter) if b else unwrap(v) for v, b in zip(invals, batched, strict=True)]
+        outs = at_trace_time(lambda *a: candidatewise(eqn, a, batched), *args)
         name = eqn.primitive.name
         if name in _COMPARISONS and not _same_for_every_candidate(outs[0]):
             # (An index compared with 0 to wrap it is the same for every candidate: not listed.)
@@ -417,11 +371,7 @@ class SoftIntegerOps:
             probs = jnp.expand_dims(probs, d)
         # A soft truth value is read as its probability: the probability of the element read.
         source = operand.p if isinstance(operand, SoftBool) else unwrap(operand)
-        (values,) = at_trace_time(
-            jax.vmap(lambda x, i: _jaxpr.bind(eqn, [x, i]), (None, -1), -1),
-            source,
-            indices.cands,
-        )
+        (values,) = at_trace_time(lambda x, i: [read_points(eqn, x, i)], source, indices.cands)
         self.record(eqn, "read at each candidate index (expectation)")
         if isinstance(operand, SoftBool):
             return [SoftBool(expectation(probs, values), hard_thunk(eqn, invals)(0))]
@@ -483,8 +433,10 @@ class SoftIntegerOps:
                 prob_args.append(unwrap(v))
                 in_axes.append(None)
 
+        batched = [axis is not None for axis in in_axes]
+
         def move(*args):
-            return jax.vmap(lambda *a: _jaxpr.bind(eqn, a), in_axes=in_axes, out_axes=-1)(*args)
+            return candidatewise(eqn, args, batched)
 
         hard = hard_thunk(eqn, invals)
         moved = list(zip(at_trace_time(move, *cand_args), move(*prob_args), strict=True))

@@ -23,6 +23,7 @@ from .._logic import TNorm
 from .._modes import Mode, straight_through
 from .._scope import SCOPE
 from . import _jaxpr, _source, _views
+from ._candidates import candidatewise
 from ._errors import RelaxError
 from ._explain import RelaxedOp
 from ._generic import SoftIntegerOps, at_trace_time, hard_of
@@ -489,22 +490,20 @@ def _with_mixture(eqn: JaxprEqn, invals: list, outs: list) -> list:
     view = (name in _views.MOVES or name == "gather") and (scalar_index or per_element)
     if not (name in _MIXTURE_MAPS and (same_shape or scalar_index)) and not view:
         return outs
-    in_axes = [-1 if i == mixed[0] else None for i in range(len(invals))]
+    batched = [i == mixed[0] for i in range(len(invals))]
 
-    def candidatewise(operand):
+    def each_candidate(operand):
         args = [operand if i == mixed[0] else v for i, v in enumerate(invals)]
-        return at_trace_time(
-            jax.vmap(lambda *a: _jaxpr.bind(eqn, a), in_axes=in_axes, out_axes=-1), *args
-        )[0]
+        return at_trace_time(lambda *a: candidatewise(eqn, a, batched), *args)[0]
 
-    changes = {"values": candidatewise(mixture.values)}
+    changes = {"values": each_candidate(mixture.values)}
     if view and per_element and not scalar_index:
-        changes["probs"] = candidatewise(mixture.probs)
+        changes["probs"] = each_candidate(mixture.probs)
     if mixture.origin is not None:
         keeps = view or name in ("convert_element_type", "copy", "copy_p")
         origin = mixture.origin
         changes["origin"] = (
-            dataclasses.replace(origin, index=candidatewise(origin.index)) if keeps else None
+            dataclasses.replace(origin, index=each_candidate(origin.index)) if keeps else None
         )
     return [dataclasses.replace(outs[0], mixture=dataclasses.replace(mixture, **changes))]
 
@@ -521,9 +520,7 @@ def _concatenated_mixtures(eqn: JaxprEqn, invals: list, outs: list) -> list:
         return outs
 
     def joined(parts):
-        return at_trace_time(
-            jax.vmap(lambda *a: _jaxpr.bind(eqn, a), in_axes=-1, out_axes=-1), *parts
-        )[0]
+        return at_trace_time(lambda *a: candidatewise(eqn, a, [True] * len(a)), *parts)[0]
 
     values, probs = joined([m.values for m in mixtures]), joined([m.probs for m in mixtures])
     mixture = Mixture(values, probs, None, any(m.live for m in mixtures))

@@ -292,6 +292,61 @@ def gather_offset_dims(eqn: JaxprEqn) -> tuple[int, ...]:
     return tuple(param(eqn, "dimension_numbers").offset_dims)
 
 
+def with_trailing_axis(eqn: JaxprEqn, size: int) -> dict | None:
+    """The parameters of ``eqn``, an operation that moves elements, applied to operands with one
+    more trailing axis of ``size`` that it carries along; None for other operations."""
+    name = eqn.primitive.name
+    params = dict(eqn.params)
+    if name in ("squeeze", "rev", "concatenate", "copy", "copy_p"):
+        return params
+    if params.get("sharding") is not None:
+        return None
+    if name == "slice":
+        params["start_indices"] = (*params["start_indices"], 0)
+        params["limit_indices"] = (*params["limit_indices"], size)
+        if params.get("strides") is not None:
+            params["strides"] = (*params["strides"], 1)
+        return params
+    if name == "transpose":
+        permutation = tuple(params["permutation"])
+        params["permutation"] = (*permutation, len(permutation))
+        return params
+    if name == "broadcast_in_dim":
+        shape = tuple(params["shape"])
+        params["shape"] = (*shape, size)
+        params["broadcast_dimensions"] = (*params["broadcast_dimensions"], len(shape))
+        return params
+    if name == "reshape" and params.get("dimensions") is None:
+        params["new_sizes"] = (*params["new_sizes"], size)
+        return params
+    return None
+
+
+class PointGather(NamedTuple):
+    """A gather that reads single elements (``x[i, j]`` with index arrays): every operand axis
+    addressed by the index vector, in the order ``axes``, with slices of size 1."""
+
+    axes: tuple[int, ...]  # the operand axis of each component of the index vector
+    mode: Any  # jax.lax.GatherScatterMode
+    fill_value: Any  # what FILL_OR_DROP reads out of bounds (None: the dtype's default)
+
+
+def point_gather(eqn: JaxprEqn, ndim: int) -> PointGather | None:
+    """The layout of a gather from an operand of ``ndim`` axes that reads single elements, or
+    None for any other gather (windows, batching axes)."""
+    numbers = param(eqn, "dimension_numbers")
+    axes = tuple(int(d) for d in numbers.start_index_map)
+    if (
+        tuple(numbers.offset_dims)
+        or tuple(getattr(numbers, "operand_batching_dims", ()))
+        or sorted(axes) != list(range(ndim))
+        or sorted(int(d) for d in numbers.collapsed_slice_dims) != list(range(ndim))
+        or any(int(s) != 1 for s in param(eqn, "slice_sizes"))
+    ):
+        return None
+    return PointGather(axes, param(eqn, "mode"), eqn.params.get("fill_value"))
+
+
 class Scatter(NamedTuple):
     operand_dims: tuple[int, ...]  # the operand axes that the index vector addresses
     inserted_dims: tuple[int, ...]  # the operand axes that the update window does not cover

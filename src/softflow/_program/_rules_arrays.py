@@ -15,6 +15,7 @@ from .. import _compare, _select, _sort, _steps
 from .._checks import is_concrete, softness_array
 from .._modes import straight_through
 from . import _jaxpr, _views
+from ._candidates import candidatewise
 from ._generic import hard_thunk
 from ._interpreter import Interpreter, call_rule, rule
 from ._values import (
@@ -212,7 +213,7 @@ def integer_distribution(self: Interpreter, eqn: JaxprEqn, value: Live) -> Categ
         source = unwrap(value)
         cands, probs, reach = staircase_law(self, source, jnp.trunc(source), _truncation_offset)
         made = "truncation"
-    integers = jax.vmap(lambda c: _jaxpr.bind(eqn, [c])[0], -1, -1)(cands)
+    (integers,) = candidatewise(eqn, [cands], [True])
     self.record(eqn, f"distribution over {2 * reach + 1} integers ({made})")
     return Categorical(integers, probs, hard_thunk(eqn, [value])(0), bounds=bounds)
 

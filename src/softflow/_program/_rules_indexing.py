@@ -335,18 +335,35 @@ def _scatter_add_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     base = jnp.asarray(mean(operand) if is_soft(operand) else unwrap(operand)).astype(dtype)
     values = jnp.asarray(mean(updates) if is_soft(updates) else unwrap(updates)).astype(dtype)
 
-    def candidate(index, p):
-        return jax.lax.scatter_add(
-            jnp.zeros_like(base),
-            index,
-            values * p,
-            layout.numbers,
-            indices_are_sorted=layout.indices_are_sorted,
+    probs = probs.astype(dtype)
+    scattered = np.ndim(values) - len(layout.window_dims)  # the axes of updates that indices index
+    if not layout.batching_dims and layout.window_dims == tuple(range(scattered, np.ndim(values))):
+        # One scatter of every candidate's update: the candidates are one more axis of indices.
+        numbers = jax.lax.ScatterDimensionNumbers(
+            update_window_dims=tuple(d + 1 for d in layout.window_dims),
+            inserted_window_dims=layout.inserted_dims,
+            scatter_dims_to_operand_dims=layout.operand_dims,
+        )
+        total = jax.lax.scatter_add(
+            jnp.broadcast_to(base, out_aval.shape),
+            jnp.moveaxis(jnp.asarray(cands), -1, -2),
+            jnp.expand_dims(values, scattered) * jnp.moveaxis(probs, -1, scattered),
+            numbers,
             mode=layout.mode,
         )
+    else:
 
-    added = jax.vmap(candidate, in_axes=(-1, -1))(cands, probs.astype(dtype))
-    total = base + jnp.sum(added, axis=0)
+        def candidate(index, p):
+            return jax.lax.scatter_add(
+                jnp.zeros_like(base),
+                index,
+                values * p,
+                layout.numbers,
+                indices_are_sorted=layout.indices_are_sorted,
+                mode=layout.mode,
+            )
+
+        total = base + jnp.sum(jax.vmap(candidate, in_axes=(-1, -1))(cands, probs), axis=0)
     self.record(eqn, "expected sums over the candidate indices (soft counts)")
     if floating(out_aval):
         return [Live(total)]
