@@ -108,6 +108,102 @@ def test_a_read_of_a_grid_at_two_floored_indices_is_over_their_joint_outcomes(mo
         np.testing.assert_allclose(g, numeric, rtol=1e-5, atol=1e-8)
 
 
+WRITES = {  # values written at a vector of floored positions, as programs write them
+    "floats": lambda i, v: jnp.full(6, -1.0).at[i].set(v),
+    "integers": lambda i, v: jnp.arange(6).at[i].set(jnp.array([7, -3, 9])),
+    "clipped": lambda i, v: jnp.zeros(6).at[i].set(v, mode="clip"),
+    "maximum": lambda i, v: jnp.full(6, 0.2).at[i].max(v),
+    "minimum": lambda i, v: jnp.full(6, 0.2).at[i].min(v, mode="clip"),
+}
+
+
+@pytest.mark.parametrize("write", WRITES.values(), ids=WRITES.keys())
+def test_values_written_at_relaxed_positions_are_the_last_write_that_lands(write, x64):
+    # Three writes, two of them likely on the same element: by enumeration of the joint outcomes
+    # of the three floors (independent), the program's own scatter at each outcome weighed by
+    # its probability (the last write wins where two land together, as XLA's scatter does; the
+    # largest or smallest value for .max and .min).
+    x = jnp.array([1.4, 1.7, 4.9])
+    v = jnp.array([0.5, -2.0, 3.0])
+
+    def program(x, v):
+        return write(jnp.floor(x).astype(jnp.int32), v)
+
+    k = jnp.arange(-6, 13)  # at softness 0.3 the floors stay within 5 of x
+    law = floor_probabilities(x, -6, 12)  # [write, outcome]
+    outcomes = jnp.stack(jnp.meshgrid(k, k, k, indexing="ij"), -1).reshape(-1, 3)
+    weights = jnp.einsum("a,b,c->abc", *law).reshape(-1)
+    expected = weights @ jax.vmap(lambda i: write(i, v))(outcomes).astype(x.dtype)
+    relaxed = sf.relax(program, softness=TAU)
+    np.testing.assert_allclose(relaxed(x, v), expected, rtol=1e-10, atol=1e-12)
+    assert_exactly_equal(sf.relax(program, mode="hard")(x, v), program(x, v))
+    grads = jax.jit(jax.grad(lambda x, v: relaxed(x, v) @ jnp.arange(1.0, 7.0), (0, 1)))(x, v)
+    step = 1e-6
+    for g, shift in zip(grads, ((step, 0.0), (0.0, step)), strict=True):
+        for n in range(3):
+            e = jnp.zeros(3).at[n].set(1.0)
+            up = relaxed(x + shift[0] * e, v + shift[1] * e) @ jnp.arange(1.0, 7.0)
+            down = relaxed(x - shift[0] * e, v - shift[1] * e) @ jnp.arange(1.0, 7.0)
+            np.testing.assert_allclose(g[n], (up - down) / (2 * step), rtol=1e-5, atol=1e-8)
+
+
+def test_segment_max_of_relaxed_segments_keeps_empty_segments_apart(x64):
+    # A segment that may stay empty (-inf) is, as jnp.where(c, x, -inf) is relaxed, the maximum
+    # of the writes that land there given that one does, plus softness * log of the probability
+    # that one does (by enumeration of the floors' joint outcomes): finite wherever a write may
+    # land, -inf in the hard limit where none does.
+    x = jnp.array([0.2, 1.5, 1.9])
+
+    def program(x):
+        return jax.ops.segment_max(x, jnp.floor(x).astype(jnp.int32), num_segments=3)
+
+    k = jnp.arange(-6, 8)
+    law = floor_probabilities(x, -6, 7)
+    outcomes = jnp.stack(jnp.meshgrid(k, k, k, indexing="ij"), -1).reshape(-1, 3)
+    weights = jnp.einsum("a,b,c->abc", *law).reshape(-1)
+    maxima = jax.vmap(lambda i: jax.ops.segment_max(x, i, num_segments=3))(outcomes)
+    landed = jnp.isfinite(maxima)
+    q = weights @ landed
+    given = (weights @ jnp.where(landed, maxima, 0.0)) / q
+    np.testing.assert_allclose(
+        sf.relax(program, softness=TAU)(x), given + TAU * jnp.log(q), rtol=1e-10
+    )
+    assert_exactly_equal(sf.relax(program, softness=1e-9)(x), program(x))
+    assert np.isneginf(program(x)[2]) and np.isneginf(sf.relax(program, mode="hard")(x)[2])
+
+
+def test_values_put_at_their_ranks_are_sorted_in_the_hard_limit(x64):
+    def by_ranks(x):
+        return jnp.zeros_like(x).at[jnp.sum(x[None, :] < x[:, None], axis=1)].set(x)
+
+    x = jnp.array([0.3, -1.2, 2.5, 0.9, -0.4])
+    np.testing.assert_allclose(sf.relax(by_ranks, softness=1e-6)(x), jnp.sort(x), atol=1e-12)
+    relaxed = sf.relax(by_ranks, softness=0.3)
+    soft = relaxed(x)
+    assert np.all(np.diff(soft) > 0)  # still in order, pulled together
+    grad = jax.grad(lambda x: relaxed(x) @ jnp.arange(1.0, 6.0))(x)
+    assert np.all(np.isfinite(grad)) and np.all(grad > 0)
+
+
+def test_values_written_on_a_grid_at_two_relaxed_coordinates(x64):
+    x, y = jnp.array([0.3, 2.6]), jnp.array([1.2, 1.4])
+    v = jnp.array([4.0, -1.0])
+
+    def program(x, y):
+        i, j = jnp.floor(x).astype(jnp.int32), jnp.floor(y).astype(jnp.int32)
+        return jnp.zeros((3, 2)).at[i, j].set(v)
+
+    k = jnp.arange(-6, 10)
+    lx, ly = floor_probabilities(x, -6, 9), floor_probabilities(y, -6, 9)
+    a, b, c, d = jnp.meshgrid(k, k, k, k, indexing="ij")
+    weights = jnp.einsum("a,b,c,d->abcd", lx[0], lx[1], ly[0], ly[1]).reshape(-1)
+    i = jnp.stack([a.reshape(-1), b.reshape(-1)], -1)
+    j = jnp.stack([c.reshape(-1), d.reshape(-1)], -1)
+    written = jax.vmap(lambda i, j: jnp.zeros((3, 2)).at[i, j].set(v))(i, j)
+    expected = jnp.einsum("o,oab->ab", weights, written)
+    np.testing.assert_allclose(sf.relax(program, softness=TAU)(x, y), expected, rtol=1e-10)
+
+
 def bilinear(p, grid):
     i = jnp.clip(jnp.floor(p[0]).astype(jnp.int32), 0, grid.shape[0] - 2)
     j = jnp.clip(jnp.floor(p[1]).astype(jnp.int32), 0, grid.shape[1] - 2)

@@ -10,6 +10,7 @@ from jax.extend.core import JaxprEqn
 
 from .._blend import blend
 from .._checks import is_concrete
+from .._select import weighted_sum
 from . import _jaxpr
 from ._generic import at_trace_time, hard_thunk
 from ._interpreter import Interpreter, rule
@@ -188,13 +189,23 @@ def _scatter_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
         value = _one_written_value(eqn, updates, layout)
         if value is not None and at_points and not layout.batching_dims:
             return _one_value_at_many(self, eqn, invals, indices, value, layout)
+        writes = math.prod(indices.cands.shape[:-2])
+        if (
+            at_points
+            and not layout.batching_dims
+            and not layout.window_dims
+            and len(layout.operand_dims) == len(aval(eqn.outvars[0]).shape)
+            and writes * math.prod(aval(eqn.outvars[0]).shape) <= _MAX_WRITES
+        ):
+            return _values_at_many(self, eqn, invals, indices, layout)
         raise self.unsupported(
             eqn,
-            "it writes at several relaxed indices, each with its own distribution (a vector of "
-            "ranks or of binned positions): where two writes may land on the same element, the "
-            "value depends on which lands last, and no soft rule models that",
-            "accumulate with x.at[i].add(v) (the expected sums, as a soft histogram), or write "
-            "one relaxed index at a time",
+            "it writes windows (rows, slices) at several relaxed indices, each with its own "
+            "distribution: relax weighs the writes of single elements (the last one that lands "
+            "wins) and of one value at many indices",
+            "write single elements (x.at[i, j].set(v) with one index per axis), accumulate with "
+            "x.at[i].add(v) (the expected sums, as a soft histogram), or write one relaxed index "
+            "at a time",
         )
     if (
         isinstance(operand, Categorical)
@@ -267,6 +278,41 @@ def _one_written_value(eqn: JaxprEqn, updates, layout: _jaxpr.Scatter):
     return first if np.all(written == first) else None
 
 
+def _landing(indices: Categorical, layout, sizes: list[int]) -> jax.Array:
+    """Where each of the writes of a vector of relaxed indices lands: ``[write, position]`` over
+    the positions of the written axes (flattened, in the order of the index's components), the
+    outer product of its components' laws; a candidate out of range lands nowhere (the write
+    writes nothing) unless the scatter clips."""
+    d, k = len(sizes), indices.cands.shape[-1]
+    cands = jnp.asarray(indices.cands).reshape(-1, d, k)
+    probs = jnp.broadcast_to(indices.probs, indices.cands.shape).reshape(-1, d, k)
+    n = cands.shape[0]
+    if layout.mode == jax.lax.GatherScatterMode.CLIP:
+        cands = jnp.stack([jnp.clip(cands[:, i], 0, m - 1) for i, m in enumerate(sizes)], 1)
+    landing = jnp.ones((n, 1), probs.dtype)
+    for i, m in enumerate(sizes):
+        on_axis = jnp.sum(
+            jnp.where(cands[:, i, :, None] == jnp.arange(m), probs[:, i, :, None], 0), axis=1
+        )
+        landing = (landing[:, :, None] * on_axis[:, None, :]).reshape(n, -1)
+    return landing
+
+
+def _on_operand(per_position: jax.Array, layout, out_shape) -> jax.Array:
+    """``[..., position]`` over the written axes (flattened in the index's order) as an array of
+    the operand's shape (plus the leading axes)."""
+    dims = layout.operand_dims
+    sizes = [out_shape[d] for d in dims]
+    lead = per_position.shape[:-1]
+    grid = per_position.reshape((*lead, *sizes))
+    order = [int(i) for i in np.argsort(dims)]
+    grid = jnp.transpose(grid, [*range(len(lead)), *(len(lead) + i for i in order)])
+    shape = [1] * len(out_shape)
+    for axis, m in zip(dims, sizes, strict=True):
+        shape[axis] = m
+    return jnp.broadcast_to(grid.reshape((*lead, *shape)), (*lead, *out_shape))
+
+
 def _one_value_at_many(
     self: Interpreter, eqn: JaxprEqn, invals: list, indices: Categorical, value, layout
 ) -> list:
@@ -276,28 +322,9 @@ def _one_value_at_many(
     independent), and is ``c`` otherwise."""
     operand = invals[0]
     out_aval = aval(eqn.outvars[0])
-    dims = layout.operand_dims
-    sizes = [out_aval.shape[d] for d in dims]
-    d, k = len(dims), indices.cands.shape[-1]
-    cands = jnp.asarray(indices.cands).reshape(-1, d, k)
-    probs = jnp.broadcast_to(indices.probs, indices.cands.shape).reshape(-1, d, k)
-    n = cands.shape[0]
-    if layout.mode == jax.lax.GatherScatterMode.CLIP:
-        cands = jnp.stack([jnp.clip(cands[:, i], 0, m - 1) for i, m in enumerate(sizes)], 1)
-    # Where each write lands: the outer product of its components' laws over their axes (a
-    # candidate out of range matches no position: the write writes nothing).
-    landing = jnp.ones((n, 1), probs.dtype)
-    for i, m in enumerate(sizes):
-        on_axis = jnp.sum(
-            jnp.where(cands[:, i, :, None] == jnp.arange(m), probs[:, i, :, None], 0), axis=1
-        )
-        landing = (landing[:, :, None] * on_axis[:, None, :]).reshape(n, -1)
-    missed = jnp.prod(1 - landing, axis=0).reshape(sizes)
-    shape = [1] * len(out_aval.shape)
-    for axis, m in zip(dims, sizes, strict=True):
-        shape[axis] = m
-    missed = jnp.transpose(missed, [int(i) for i in np.argsort(dims)]).reshape(shape)
-    missed = jnp.broadcast_to(missed, out_aval.shape)
+    sizes = [out_aval.shape[d] for d in layout.operand_dims]
+    landing = _landing(indices, layout, sizes)
+    missed = _on_operand(jnp.prod(1 - landing, axis=0), layout, out_aval.shape)
     self.record(eqn, "one value written at several relaxed indices: kept where none lands")
     hard = hard_thunk(eqn, invals)(0)
     if floating(out_aval):
@@ -311,6 +338,110 @@ def _one_value_at_many(
     old = jnp.broadcast_to(mean(operand).astype(missed.dtype), out_aval.shape)
     blended = missed * old + (1 - missed) * jnp.asarray(value, missed.dtype)
     return [SoftBool(blended, hard) if out_aval.dtype == jnp.bool_ else Expected(blended, hard)]
+
+
+# The most write-position pairs a scatter of many values at relaxed indices weighs.
+_MAX_WRITES = 1 << 22
+
+
+def _values_at_many(
+    self: Interpreter,
+    eqn: JaxprEqn,
+    invals: list,
+    indices: Categorical,
+    layout,
+    combine=None,
+) -> list:
+    r"""``x.at[idx].set(v)`` of one value per write at a vector of relaxed indices (points
+    rasterised with their own values, values put at their ranks): where several writes land on
+    an element, the last in the program's order wins, as XLA's scatter does. Each element is
+    ``x`` with the probability that no write lands on it, and ``v_n`` with the probability
+    :math:`p_n \prod_{m > n} (1 - p_m)` that write n lands there and no later one does (the
+    writes taken as independent): exact at one-hot laws.
+
+    ``x.at[idx].max(v)`` (``combine``: ``jnp.maximum``) is the same with the writes in increasing
+    order of their values, each combined with ``x``: the largest value that lands wins.
+    """
+    operand, _, updates = invals
+    out_aval = aval(eqn.outvars[0])
+    sizes = [out_aval.shape[d] for d in layout.operand_dims]
+    landing = _landing(indices, layout, sizes)  # [write, position]
+    n = landing.shape[0]
+    if combine is not None:
+        written = jnp.reshape(unwrap(updates), n)
+        order = jnp.argsort(written if combine is jnp.maximum else -written)
+        landing, updates = landing[order], written[order]
+    # The probability that no write from n on lands: an exclusive running product from the end.
+    kept = jnp.cumprod((1 - landing)[::-1], axis=0)[::-1]
+    later = jnp.concatenate([kept[1:], jnp.ones_like(kept[:1])], axis=0)
+    weights = jnp.concatenate([kept[:1], landing * later], axis=0)  # [1 + write, position]
+    weights = jnp.moveaxis(_on_operand(weights, layout, out_aval.shape), 0, -1)
+    wins = "the last" if combine is None else "the extreme"
+    self.record(eqn, f"values written at several relaxed indices: {wins} write that lands")
+    hard = hard_thunk(eqn, invals)(0)
+    if floating(out_aval) or is_soft(operand) or is_soft(updates):
+        dtype = out_aval.dtype if floating(out_aval) else weights.dtype
+        old = jnp.asarray(mean(operand) if is_soft(operand) else unwrap(operand), dtype)
+        new = jnp.asarray(mean(updates) if is_soft(updates) else unwrap(updates), dtype)
+        old = jnp.broadcast_to(old, out_aval.shape)[..., None]
+        new = jnp.broadcast_to(new.reshape(n), (*out_aval.shape, n))
+        weights = weights.astype(dtype)
+        if combine is None:
+            value = weighted_sum(weights, jnp.concatenate([old, new], axis=-1))
+        else:
+            tau = jnp.asarray(self.options.softness, dtype)
+            value = _combined(combine is jnp.maximum, tau, old[..., 0], new, weights)
+        if floating(out_aval):
+            return [Live(value)]
+        return [SoftBool(value, hard) if out_aval.dtype == jnp.bool_ else Expected(value, hard)]
+    x = jnp.broadcast_to(jnp.asarray(unwrap(operand)), out_aval.shape)
+    new = jnp.broadcast_to(jnp.asarray(unwrap(updates), x.dtype).reshape(n), (*x.shape, n))
+    return [Categorical(jnp.concatenate([x[..., None], new], axis=-1), weights, hard)]
+
+
+def _combined(maximum: bool, tau, old, new, weights) -> jax.Array:
+    """The largest (smallest) value that lands on each element, or ``old``, weighed by
+    ``weights`` (``[..., 1 + write]``, the first for none landing). Where ``old`` is -inf (inf),
+    as in the empty segments of ``segment_max``, the value of the writes that land less
+    (plus) ``tau * log q``, q the probability that one lands, as ``jnp.where(c, x, -inf)`` is
+    relaxed: -inf (inf) only where no write can land, not wherever one might miss."""
+    identity = -jnp.inf if maximum else jnp.inf
+    empty = old == identity
+    safe_old = jnp.where(empty, jnp.zeros((), old.dtype), old)[..., None]
+    combine = jnp.maximum if maximum else jnp.minimum
+    value = weighted_sum(weights, jnp.concatenate([safe_old, combine(safe_old, new)], axis=-1))
+    landed = weights[..., 1:]
+    q = jnp.sum(landed, axis=-1)
+    some = q > 0
+    safe_q = jnp.where(some, q, 1)
+    present = weighted_sum(landed / safe_q[..., None], new)
+    present = present + (1 if maximum else -1) * tau * jnp.log(safe_q)
+    return jnp.where(empty, jnp.where(some, present, identity), value)
+
+
+@rule("scatter-max", "scatter_max", "scatter-min", "scatter_min")
+def _scatter_extreme_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
+    """``x.at[idx].max(v)`` / ``.min(v)`` (``segment_max``, max-pooling into cells) of floats at
+    relaxed indices: the largest (smallest) value that lands on an element, or ``x``."""
+    operand, indices, updates = invals
+    layout = _jaxpr.scatter(eqn)
+    out_aval = aval(eqn.outvars[0])
+    indices = _one_joint_position(indices, len(layout.operand_dims))
+    if (
+        not isinstance(indices, Categorical)
+        or not floating(out_aval)
+        or is_soft(operand)
+        or is_soft(updates)
+        or layout.inserted_dims != tuple(sorted(layout.operand_dims))
+        or layout.batching_dims
+        or layout.window_dims
+        or len(layout.operand_dims) != len(out_aval.shape)
+        or math.prod(indices.cands.shape[:-2]) * math.prod(out_aval.shape) > _MAX_WRITES
+    ):
+        return self.default(eqn, invals)
+    maximum = eqn.primitive.name.endswith("max")
+    combine = jnp.maximum if maximum else jnp.minimum
+    return _values_at_many(self, eqn, [operand, indices, updates], indices, layout, combine)
 
 
 @rule("scatter-add", "scatter_add")
