@@ -618,3 +618,46 @@ def test_a_truth_value_combined_with_itself_is_itself(x64):
     for program, expected in programs:
         relaxed = jax.jit(sf.relax(program, softness=0.1))
         np.testing.assert_allclose(float(relaxed(x)), expected, rtol=1e-12, atol=1e-15)
+
+
+def _newton(a, limit):
+    def cond(s):
+        return (s[1] < limit) & (jnp.abs(s[0] * s[0] - a) > 1e-3)
+
+    def body(s):
+        return 0.5 * (s[0] + a / s[0]), s[1] + 1
+
+    return lax.while_loop(cond, body, (a, 0))[0]
+
+
+def test_a_while_loop_bounded_by_its_own_counter_needs_no_max_steps(x64):
+    # `(i < max_iter) & (error > tol)`, the usual iteration cap, bounds the loop: relax reads the
+    # bound (a literal, or a constant; <, <=, >, >=; a float counter too) where no max_steps is
+    # given, and the loop is the one relaxed with max_steps set to it.
+    a = jnp.float64(2.0)
+    for limit in (6, jnp.int32(6)):
+        fn = functools.partial(_newton, limit=limit)
+        inferred = sf.relax(fn, softness=0.05)
+        np.testing.assert_array_equal(inferred(a), sf.relax(fn, softness=0.05, max_steps=6)(a))
+        assert "sf.soft_while (max_steps=6)" in [op.rule for op in inferred.explain(a)]
+        assert sf.relax(fn, softness=1e-9)(a) == fn(a)
+
+    def float_counter(x):
+        def body(s):
+            return s[0] + x, s[1] + 1.0
+
+        cond = lambda s: lax.ge(jnp.float64(2.5), s[1]) & (s[0] < 10.0)  # noqa: E731
+        return lax.while_loop(cond, body, (0.0, 0.0))[0]
+
+    assert "sf.soft_while (max_steps=3)" in [
+        op.rule for op in sf.relax(float_counter, softness=0.1).explain(jnp.float64(1.5))
+    ]
+    # A counter that moves by 2, or a bound known only at run time, bounds nothing relax reads.
+    for fn in (
+        lambda a: lax.while_loop(
+            lambda s: (s[1] < 6) & (s[0] > 1.5), lambda s: (s[0] / 2, s[1] + 2), (a, 0)
+        )[0],
+        lambda a: _newton(a, jnp.floor(a).astype(jnp.int32) + 4),
+    ):
+        with pytest.raises(sf.RelaxError, match="pass max_steps=N"):
+            sf.relax(fn, softness=0.05)(a)

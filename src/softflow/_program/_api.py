@@ -198,7 +198,9 @@ def relax(
             forward value of ``fn`` with the gradient of the soft operations along its path.
         tnorm: the t-norm of ``&``, ``|`` and ``^``, one of :data:`softflow.TNORMS`.
         max_steps: the bound of every ``while`` loop whose condition is relaxed (required when
-            there is one).
+            there is one, unless its condition caps a counter: ``(i < N) & (err > tol)`` with
+            ``i`` starting at a value known at trace time and growing by 1 at each step is
+            bounded by ``N`` minus the start).
         convert: convert Python control flow (``if``, ``while``, ``for``, ``and`` / ``or`` /
             ``not``, ``a if c else b``) on traced values in ``fn`` and the functions it calls
             first (see "Python syntax" on the page "Relaxing a whole program"); ``False`` traces

@@ -20,6 +20,7 @@ from ._boundaries import (
     LIVE,
     Kind,
     carry_kinds,
+    counted_steps,
     decode,
     decode_all,
     encode,
@@ -207,6 +208,15 @@ def _while_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     cn, bn = layout.cond_nconsts, layout.body_nconsts
     cond_consts, body_consts, init = invals[:cn], invals[cn : cn + bn], invals[cn + bn :]
     avals = [aval(v) for v in eqn.outvars]
+    max_steps = self.options.max_steps
+    if max_steps is None:  # a counter with a bound in the condition bounds the loop
+        max_steps = counted_steps(
+            layout.cond.jaxpr,
+            layout.body.jaxpr,
+            [None if is_soft(c) else unwrap(c) for c in cond_consts],
+            bn,
+            [None if is_soft(v) else unwrap(v) for v in init],
+        )
 
     def cond(state):
         return self.run_closed(layout.cond, [*cond_consts, *state])[0]
@@ -254,7 +264,7 @@ def _while_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     def analyse():
         # A relaxed loop runs at most max_steps times, which bounds the range of its integers;
         # a loop that turns out exact may run any number of times.
-        steps = self.options.max_steps
+        steps = max_steps
         kinds, soft = analyse_with(steps)
         if self.precise_loops and steps is not None and not soft:
             kinds, soft = analyse_with(None)
@@ -279,12 +289,12 @@ def _while_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
             "vmap the relaxed function, jax.vmap(sf.relax(fn, ...)), so that each loop "
             "of the batch is relaxed on its own",
         )
-    if self.options.max_steps is None:
+    if max_steps is None:
         raise RelaxError(
             f"sf.relax: the while loop at {self.where(eqn)} has a relaxed condition, so it becomes "
             "a soft_while (a mixture over the step at which it stops), which needs a bound: pass "
-            "max_steps=N to sf.relax (the most iterations the loop may run), or keep the loop's "
-            "condition exact with sf.exact."
+            "max_steps=N to sf.relax (the most iterations the loop may run), cap a counter in "
+            "the condition, (i < N) & ..., or keep the loop's condition exact with sf.exact."
         )
     # In each run of the loop the exact integers are exact; they are carried as floats so that the
     # result can be the expectation over the exit step.
@@ -312,7 +322,7 @@ def _while_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
         for i, (k, a, var) in enumerate(zip(state_kinds, avals, eqn.outvars, strict=True))
         if k == PATH and a.dtype != jnp.bool_ and not isinstance(var, DropVar)
     ]
-    slots = (self.options.max_steps + 1) * (n_exits + 1)
+    slots = (max_steps + 1) * (n_exits + 1)
     if slots > _MAX_SLOTS:
         counters = []
 
@@ -357,12 +367,12 @@ def _while_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
         return slotted(final, (t + 1) * (n_exits + 1), record), at_exit
 
     breaks = "" if marker is None else " with breaks"
-    self.record(eqn, f"sf.soft_while{breaks} (max_steps={self.options.max_steps})")
+    self.record(eqn, f"sf.soft_while{breaks} (max_steps={max_steps})")
     outs, info, last = _soft_while(
         lambda t, x: soft_cond(x),
         plain_step if marker is None else step_with_exits,
         slotted(init, 0),
-        max_steps=self.options.max_steps,
+        max_steps=max_steps,
         tol=1e-6,
         semantics="halting",
         chunk_size=None,
@@ -371,7 +381,7 @@ def _while_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
         last_state=True,
     )
     outs, extra = outs[:n], outs[n:]
-    outs = _check_stopped(self, eqn, outs, info.remaining_mass)
+    outs = _check_stopped(self, eqn, outs, info.remaining_mass, max_steps)
     outs = _check_finite(self, eqn, invals, outs)
     result = []
     for x, k, a in zip(outs, state_kinds, avals, strict=True):
@@ -389,12 +399,12 @@ def _while_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     return result
 
 
-def _check_stopped(self: Interpreter, eqn: JaxprEqn, outs: list, remaining: jax.Array) -> list:
+def _check_stopped(self: Interpreter, eqn: JaxprEqn, outs: list, remaining, steps: int) -> list:
     """The loop's results; an error at run time when it was cut at ``max_steps`` while still
     running: in straight-through mode whenever the exact loop had not stopped (its value would be
     that of a truncated program), in debug mode also when more than 0.1 % of the soft loop's
     mass was still running."""
-    mode, steps = self.options.mode, self.options.max_steps
+    mode = self.options.mode
     if mode == "straight_through":
         cut = remaining > 0
     elif self.options.debug:
