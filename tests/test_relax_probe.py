@@ -661,3 +661,48 @@ def test_a_while_loop_bounded_by_its_own_counter_needs_no_max_steps(x64):
     ):
         with pytest.raises(sf.RelaxError, match="pass max_steps=N"):
             sf.relax(fn, softness=0.05)(a)
+
+
+def _toppled(x):
+    g = jnp.floor(jnp.abs(x) * 3).astype(jnp.int32)
+
+    def body(g, _):
+        topple = (g >= 4).astype(jnp.int32)
+        return g - 4 * topple + jnp.roll(topple, 1), None
+
+    return lax.scan(body, g, None, length=2)[0].astype(x.dtype)
+
+
+def test_a_loop_over_integers_relaxed_from_the_inputs_is_the_same_eager_and_under_jit(x64):
+    # On concrete arguments (or under an eager jax.grad) the candidates of a relaxed floor were
+    # known at trace time, and the loop carried them as a distribution where under jit it carries
+    # their expected value: the eager value was not jit's, and the eager gradient (of one) did not
+    # match the finite differences (of the other).
+    x = jnp.array([0.5, 1.2, 1.4, -1.5])
+    relaxed = sf.relax(_toppled, softness=0.2)
+    np.testing.assert_allclose(relaxed(x), jax.jit(relaxed)(x), rtol=1e-12)
+    weights = jnp.arange(1.0, 5.0)
+    grad = jax.grad(lambda v: relaxed(v) @ weights)(x)
+    np.testing.assert_allclose(
+        grad, jax.jit(jax.grad(lambda v: relaxed(v) @ weights))(x), rtol=1e-12
+    )
+    numeric = _central_differences(lambda v: relaxed(v) @ weights, x)
+    np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-8)
+
+
+def test_any_of_comparisons_of_relaxed_integers_element_by_element(x64):
+    # jnp.any(g >= 4) with g a board of relaxed integers (a sandpile's "does any cell topple")
+    # was refused: each element's truth value is its probability, the elements independent.
+    x = jnp.array([0.5, 1.2, 1.4, -1.3])
+
+    def program(x):
+        g = jnp.floor(jnp.abs(x) * 3).astype(jnp.int32)
+        return jnp.any(g >= 4), jnp.all(g >= 2)
+
+    tau = 0.2
+    at_least = [jax.nn.sigmoid((jnp.abs(x) * 3 - k) / tau) for k in (4, 2)]  # P(g >= k)
+    relaxed_any, relaxed_all = sf.relax(program, softness=tau)(x)
+    np.testing.assert_allclose(relaxed_any, 1 - jnp.prod(1 - at_least[0]), rtol=1e-9)
+    np.testing.assert_allclose(relaxed_all, jnp.prod(at_least[1]), rtol=1e-9)
+    hard = sf.relax(program, mode="hard")(x)
+    assert [bool(h) for h in hard] == [bool(p) for p in program(x)]

@@ -17,7 +17,7 @@ from .._logic import TNORMS, TNorm
 from .._modes import MODES, Mode
 
 # The rule modules fill the interpreter's registry when they are imported.
-from . import _rules_arrays, _rules_control, _rules_indexing, _rules_logic  # noqa: F401
+from . import _jaxpr, _rules_arrays, _rules_control, _rules_indexing, _rules_logic  # noqa: F401
 from ._errors import ExpectedIntegerError
 from ._explain import Explanation
 from ._interpreter import ON_UNRELAXABLE, Interpreter, OnUnrelaxable, Options, output
@@ -120,9 +120,52 @@ class Relaxed:
         if tau is not None:
             outs = [_as_array(o) for o in jaxpr_as_fun(closed)(*leaves)]
             outs = [check_traced_softness(o, tau) for o in outs]
+        elif (
+            options.mode == "soft" and not options.debug and self._relaxes(options, closed, leaves)
+        ):
+            outs = self._compiled(options, closed)(*leaves)
         else:
             outs = [_as_array(o) for o in self._interpret(options, closed, leaves)[0]]
         return jax.tree_util.tree_unflatten(out_tree, outs)
+
+    def _relaxes(self, options: Options, closed, leaves) -> bool:
+        """Whether the program has a loop and relaxes an operation (found by an abstract trace,
+        once per jaxpr): a loop's analysis is what values known at trace time could change; a
+        program that relaxes nothing runs as it is, bit for bit, without ``jit``."""
+        if any(isinstance(c, Tracer) for c in closed.consts) or not (
+            _jaxpr.primitive_names(closed.jaxpr) & {"while", "scan"}
+        ):
+            # Inside the trace that made the jaxpr nothing is concrete; outside loops, values
+            # known at trace time are computed as they would be at run time.
+            return False
+        key = ("relaxes", id(closed))
+        if key not in self._cache:
+            found: list[Interpreter] = []
+
+            def trace(*x):
+                outs, interpreter = self._interpret(options, closed, x)
+                found.append(interpreter)
+                return outs
+
+            jax.eval_shape(trace, *leaves)
+            self._cache[key] = (bool(found[0].records), closed)
+        return self._cache[key][0]
+
+    def _compiled(self, options: Options, closed) -> Callable:
+        """The relaxed program under ``jit``, so that it is relaxed from abstract arguments in
+        every call. Interpreted on concrete arguments (or on the tracers of an eager
+        ``jax.grad``, which hold concrete values), the integers relaxed from the inputs would
+        have candidates known at trace time, and a loop could carry them as distributions where
+        under ``jit`` it carries their expected values: eager calls and gradients would not be
+        those of the program that ``jit`` relaxes."""
+        key = ("compiled", id(closed))
+        if key not in self._cache:
+
+            def run(*leaves):
+                return [_as_array(o) for o in self._interpret(options, closed, leaves)[0]]
+
+            self._cache[key] = (jax.jit(run), closed)  # (closed: keeps its id taken)
+        return self._cache[key][0]
 
     def _hard_eager(self, tau, args, kwargs):
         """Hard mode with a concrete softness: the function itself, converted, on the arguments

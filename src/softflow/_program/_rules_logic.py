@@ -224,7 +224,12 @@ def _reduce_logic_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     """``any`` / ``all`` of truth values; ``max`` / ``min`` of truth values are the same (the
     largest probability is not the probability that one is true)."""
     (value,) = invals
-    if not isinstance(value, SoftBool) or aval(eqn.invars[0]).dtype != jnp.bool_:
+    boolean = aval(eqn.invars[0]).dtype == jnp.bool_
+    if boolean and isinstance(value, Categorical) and jnp.ndim(value.probs) > 1:
+        # Truth values with a law per element (comparisons of relaxed integers, g >= 4 on a
+        # board of them): each its probability, the elements independent, as in a count.
+        value = SoftBool(mean(value), value.hard)
+    if not isinstance(value, SoftBool) or not boolean:
         return self.default(eqn, invals)
     fn = _logic.any if eqn.primitive.name in ("reduce_or", "reduce_max") else _logic.all
     self.record(eqn, f"sf.{fn.__name__} (tnorm={self.options.tnorm!r})")
