@@ -140,16 +140,21 @@ class Relaxed:
             return False
         key = ("relaxes", id(closed))
         if key not in self._cache:
-            found: list[Interpreter] = []
-
-            def trace(*x):
-                outs, interpreter = self._interpret(options, closed, x)
-                found.append(interpreter)
-                return outs
-
-            jax.eval_shape(trace, *leaves)
-            self._cache[key] = (bool(found[0].records), closed)
+            relaxed = bool(self._abstract_interpreter(options, closed, leaves).records)
+            self._cache[key] = (relaxed, closed)
         return self._cache[key][0]
+
+    def _abstract_interpreter(self, options: Options, closed, leaves) -> Interpreter:
+        """The interpreter that relaxed the program traced abstractly (nothing computed)."""
+        found: list[Interpreter] = []
+
+        def trace(*x):
+            outs, interpreter = self._interpret(options, closed, x)
+            found.append(interpreter)
+            return outs
+
+        jax.eval_shape(trace, *leaves)
+        return found[0]
 
     def _compiled(self, options: Options, closed) -> Callable:
         """The relaxed program under ``jit``, so that it is relaxed from abstract arguments in
@@ -192,15 +197,7 @@ class Relaxed:
         options = dataclasses.replace(
             self._options, mode="soft" if self._options.mode == "hard" else self._options.mode
         )
-        found: list[Interpreter] = []
-
-        def trace(*x):
-            outs, interpreter = self._interpret(options, closed, x)
-            found.append(interpreter)
-            return outs
-
-        jax.eval_shape(trace, *leaves)
-        return Explanation(found[0].records.values())
+        return Explanation(self._abstract_interpreter(options, closed, leaves).records.values())
 
 
 def relax(
