@@ -189,14 +189,7 @@ def _scatter_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
         value = _one_written_value(eqn, updates, layout)
         if value is not None and at_points and not layout.batching_dims:
             return _one_value_at_many(self, eqn, invals, indices, value, layout)
-        writes = math.prod(indices.cands.shape[:-2])
-        if (
-            at_points
-            and not layout.batching_dims
-            and not layout.window_dims
-            and len(layout.operand_dims) == len(aval(eqn.outvars[0]).shape)
-            and writes * math.prod(aval(eqn.outvars[0]).shape) <= _MAX_WRITES
-        ):
+        if _writes_elements(indices, layout, aval(eqn.outvars[0]).shape):
             return _values_at_many(self, eqn, invals, indices, layout)
         raise self.unsupported(
             eqn,
@@ -344,13 +337,26 @@ def _one_value_at_many(
 _MAX_WRITES = 1 << 22
 
 
+def _writes_elements(indices: Categorical, layout, out_shape) -> bool:
+    """Whether a scatter at relaxed indices writes single elements, one index per axis of the
+    operand, with few enough write-position pairs to weigh them all."""
+    writes = math.prod(indices.cands.shape[:-2])
+    return (
+        layout.inserted_dims == tuple(sorted(layout.operand_dims))
+        and not layout.batching_dims
+        and not layout.window_dims
+        and len(layout.operand_dims) == len(out_shape)
+        and writes * math.prod(out_shape) <= _MAX_WRITES
+    )
+
+
 def _values_at_many(
     self: Interpreter,
     eqn: JaxprEqn,
     invals: list,
     indices: Categorical,
     layout,
-    combine=None,
+    maximum: bool | None = None,
 ) -> list:
     r"""``x.at[idx].set(v)`` of one value per write at a vector of relaxed indices (points
     rasterised with their own values, values put at their ranks): where several writes land on
@@ -359,24 +365,25 @@ def _values_at_many(
     :math:`p_n \prod_{m > n} (1 - p_m)` that write n lands there and no later one does (the
     writes taken as independent): exact at one-hot laws.
 
-    ``x.at[idx].max(v)`` (``combine``: ``jnp.maximum``) is the same with the writes in increasing
-    order of their values, each combined with ``x``: the largest value that lands wins.
+    ``x.at[idx].max(v)`` (``maximum``: True; ``.min``: False) is the same with the writes in
+    increasing (decreasing) order of their values, each combined with ``x``: the largest
+    (smallest) value that lands wins.
     """
     operand, _, updates = invals
     out_aval = aval(eqn.outvars[0])
     sizes = [out_aval.shape[d] for d in layout.operand_dims]
     landing = _landing(indices, layout, sizes)  # [write, position]
     n = landing.shape[0]
-    if combine is not None:
+    if maximum is not None:
         written = jnp.reshape(unwrap(updates), n)
-        order = jnp.argsort(written if combine is jnp.maximum else -written)
+        order = jnp.argsort(written if maximum else -written)
         landing, updates = landing[order], written[order]
     # The probability that no write from n on lands: an exclusive running product from the end.
     kept = jnp.cumprod((1 - landing)[::-1], axis=0)[::-1]
     later = jnp.concatenate([kept[1:], jnp.ones_like(kept[:1])], axis=0)
     weights = jnp.concatenate([kept[:1], landing * later], axis=0)  # [1 + write, position]
     weights = jnp.moveaxis(_on_operand(weights, layout, out_aval.shape), 0, -1)
-    wins = "the last" if combine is None else "the extreme"
+    wins = "the last" if maximum is None else "the extreme"
     self.record(eqn, f"values written at several relaxed indices: {wins} write that lands")
     hard = hard_thunk(eqn, invals)(0)
     if floating(out_aval) or is_soft(operand) or is_soft(updates):
@@ -386,11 +393,11 @@ def _values_at_many(
         old = jnp.broadcast_to(old, out_aval.shape)[..., None]
         new = jnp.broadcast_to(new.reshape(n), (*out_aval.shape, n))
         weights = weights.astype(dtype)
-        if combine is None:
+        if maximum is None:
             value = weighted_sum(weights, jnp.concatenate([old, new], axis=-1))
         else:
             tau = jnp.asarray(self.options.softness, dtype)
-            value = _combined(combine is jnp.maximum, tau, old[..., 0], new, weights)
+            value = _combined(maximum, tau, old[..., 0], new, weights)
         if floating(out_aval):
             return [Live(value)]
         return [SoftBool(value, hard) if out_aval.dtype == jnp.bool_ else Expected(value, hard)]
@@ -432,16 +439,11 @@ def _scatter_extreme_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> lis
         or not floating(out_aval)
         or is_soft(operand)
         or is_soft(updates)
-        or layout.inserted_dims != tuple(sorted(layout.operand_dims))
-        or layout.batching_dims
-        or layout.window_dims
-        or len(layout.operand_dims) != len(out_aval.shape)
-        or math.prod(indices.cands.shape[:-2]) * math.prod(out_aval.shape) > _MAX_WRITES
+        or not _writes_elements(indices, layout, out_aval.shape)
     ):
         return self.default(eqn, invals)
     maximum = eqn.primitive.name.endswith("max")
-    combine = jnp.maximum if maximum else jnp.minimum
-    return _values_at_many(self, eqn, [operand, indices, updates], indices, layout, combine)
+    return _values_at_many(self, eqn, [operand, indices, updates], indices, layout, maximum)
 
 
 @rule("scatter-add", "scatter_add")
