@@ -243,6 +243,59 @@ def test_bilinear_interpolation_relaxes_over_both_indices_jointly(x64):
     assert np.all(np.isfinite(grad)) and np.all(grad != 0)
 
 
+def trilinear(p, grid):
+    corner = jnp.clip(jnp.floor(p).astype(jnp.int32), 0, grid.shape[0] - 2)
+    frac = p - corner
+    total = 0.0
+    for offset in np.ndindex(2, 2, 2):
+        weight = jnp.prod(jnp.where(jnp.array(offset) == 1, frac, 1 - frac))
+        i, j, k = corner + jnp.array(offset)
+        total = total + weight * grid[i, j, k]
+    return total
+
+
+def test_a_small_table_read_at_independent_floors_is_summed_over_its_positions(x64):
+    """A grid no larger than a few times the joint outcomes of its indices is read as a sum over
+    its positions, one factor per axis: the same expectation as over the joint outcomes, a
+    gradient into every element it can reach, nothing from elements it cannot (inf, NaN), and
+    the exact program at a tiny softness."""
+    grid = np.random.default_rng(2).normal(size=(16, 16, 16))
+    # Beyond every candidate of p's floors (they reach 12 integers away at this softness).
+    grid[15, 15, 15], grid[15, 14, 15] = np.inf, np.nan
+    grid = jnp.asarray(grid)
+    p = jnp.array([1.3, 0.6, 2.8])
+    k = jnp.arange(-40, 46)
+    f = [floor_probabilities(p[d], -40, 45) for d in range(3)]
+    corner = jnp.clip(k, 0, 14)
+    frac = p - jnp.stack([f[d] @ corner for d in range(3)])
+    expected = 0.0
+    for offset in np.ndindex(2, 2, 2):
+        weight = jnp.prod(jnp.where(jnp.array(offset) == 1, frac, 1 - frac))
+        at = [corner + o for o in offset]
+        reads = grid[at[0][:, None, None], at[1][None, :, None], at[2][None, None, :]]
+        finite = jnp.where(jnp.isfinite(reads), reads, 0.0)  # read with probability 0 only
+        expected = expected + weight * jnp.einsum("a,b,c,abc->", *f, finite)
+    relaxed = sf.relax(trilinear, softness=TAU)
+    assert any(
+        op.rule.startswith("expectation summed over the table") for op in relaxed.explain(p, grid)
+    )
+    np.testing.assert_allclose(relaxed(p, grid), expected, rtol=1e-12)
+    grads = jax.jit(jax.grad(relaxed, argnums=(0, 1)))(p, grid)
+    step = 1e-6
+    numeric = jax.vmap(lambda b: (relaxed(p + b, grid) - relaxed(p - b, grid)) / (2 * step))(
+        step * jnp.eye(3)
+    )
+    np.testing.assert_allclose(grads[0], numeric, rtol=1e-6)
+    # The value is linear in the grid: its gradient is the weight of each element.
+    element = (2, 1, 3)
+    bump = jnp.zeros_like(grid).at[element].set(1.0)
+    weight = (relaxed(p, grid + bump) - relaxed(p, grid - bump)) / 2
+    np.testing.assert_allclose(grads[1][element], weight, rtol=1e-9)
+    assert grads[1][15, 15, 15] == 0 and grads[1][15, 14, 15] == 0
+    tiny = sf.relax(trilinear, softness=1e-9)
+    assert_exactly_equal(tiny(p, grid), trilinear(p, grid))
+
+
 def histogram(x):
     return jnp.zeros(4).at[jnp.floor(4 * x).astype(jnp.int32)].add(1.0)
 

@@ -20,12 +20,13 @@ from .._checks import is_concrete
 from .._count import count_distribution, with_event
 from . import _jaxpr, _trace_time
 from ._boundaries import MAX_STATES
-from ._candidates import ELEMENTWISE, candidatewise, read_points
+from ._candidates import ELEMENTWISE, candidatewise, gathered_point, read_points
 from ._errors import ExpectedIntegerError, RelaxError
 from ._values import (
     Categorical,
     Expected,
     Live,
+    Mixture,
     SoftBool,
     Thunk,
     aval,
@@ -34,6 +35,7 @@ from ._values import (
     floatify,
     floating,
     half_interval,
+    independent,
     is_soft,
     mean,
     merge,
@@ -355,13 +357,29 @@ class SoftIntegerOps:
         hard = hard_thunk(eqn, invals)
         live = any(isinstance(v, Live) for v in invals)
         bounds = None if is_concrete(outs) else _result_interval(name, invals)
+        components = _index_components(eqn, invals, joint=True)
+        dense = None
+        if name == "gather" and not is_soft(invals[0]) and floating(aval(eqn.outvars[0])):
+            dense = self.dense_read(eqn, unwrap(invals[0]), invals[1])
         result = []
         for i, (value, atom) in enumerate(zip(outs, eqn.outvars, strict=True)):
-            if floating(aval(atom)):
+            if dense is not None:
+                result.append(Live(dense, mixture=Mixture(value, probs, factors, live)))
+            elif floating(aval(atom)):
                 result.append(mixed(probs, value, factors, live=live))
             else:
-                result.append(Categorical(value, probs, hard(i), factors, bounds))
+                result.append(Categorical(value, probs, hard(i), factors, bounds, components))
         return result
+
+    def dense_read(self, eqn: JaxprEqn, source, indices) -> jax.Array | None:
+        """A point gather's expectation summed over the table (see ``expected_point``), where
+        the index vector's components are independent and the table is small; else None."""
+        if not isinstance(indices, Categorical) or indices.components is None:
+            return None
+        value = gathered_point(eqn, source, indices.components)
+        if value is not None:
+            self.record(eqn, DENSE_READ)
+        return value
 
     def gather_per_element(self, eqn: JaxprEqn, invals: list) -> list:
         """``x[indices]`` where each index has its own distribution (as after ``argsort``)."""
@@ -372,12 +390,18 @@ class SoftIntegerOps:
         # A soft truth value is read as its probability: the probability of the element read.
         source = operand.p if isinstance(operand, SoftBool) else unwrap(operand)
         (values,) = at_trace_time(lambda x, i: [read_points(eqn, x, i)], source, indices.cands)
-        self.record(eqn, "read at each candidate index (expectation)")
+        if not (isinstance(operand, SoftBool) or floating(aval(eqn.outvars[0]))):
+            self.record(eqn, "read at each candidate index (expectation)")
+            return [Categorical(values, probs, hard_thunk(eqn, invals)(0))]
+        dense = self.dense_read(eqn, source, indices)
+        if dense is None:
+            self.record(eqn, "read at each candidate index (expectation)")
+        # (Under jit, the values at each candidate are computed only where a later comparison
+        # or integer conversion looks at them.)
+        value = expectation(probs, values) if dense is None else dense
         if isinstance(operand, SoftBool):
-            return [SoftBool(expectation(probs, values), hard_thunk(eqn, invals)(0))]
-        if floating(aval(eqn.outvars[0])):
-            return [mixed(probs, values, live=isinstance(operand, Live))]
-        return [Categorical(values, probs, hard_thunk(eqn, invals)(0))]
+            return [SoftBool(value, hard_thunk(eqn, invals)(0))]
+        return [Live(value, mixture=Mixture(values, probs, None, isinstance(operand, Live)))]
 
     def structural_categorical(self, eqn: JaxprEqn, invals: list) -> list:
         """Move elements of per-element distributions: candidates and probabilities alike.
@@ -445,7 +469,34 @@ class SoftIntegerOps:
         bounds = (min(lows), max(highs))
         if is_concrete(moved[0][0]) or bounds == (-math.inf, math.inf):
             bounds = None
-        return [Categorical(value, p, hard(i), bounds=bounds) for i, (value, p) in enumerate(moved)]
+        components = _index_components(eqn, invals, joint=joint)
+        return [
+            Categorical(value, p, hard(i), bounds=bounds, components=components)
+            for i, (value, p) in enumerate(moved)
+        ]
+
+
+DENSE_READ = "expectation summed over the table (independent indices, one factor per axis)"
+
+
+def _index_components(eqn: JaxprEqn, invals: list, *, joint: bool) -> tuple | None:
+    """Each component's own candidates and probabilities when ``eqn`` joins independently
+    relaxed integers into an index vector (``x[floor(u), floor(v)]`` concatenates them on the
+    last axis): one relaxed integer per component, each one distribution of its own, so that
+    their joint outcomes are the outer product (see :class:`Categorical`)."""
+    if eqn.primitive.name != "concatenate" or not joint or not independent(invals):
+        return None
+    axis = _jaxpr.concatenate_dimension(eqn)
+    shape = aval(eqn.outvars[0]).shape
+    if axis != len(shape) - 1 or any(np.shape(v.cands)[axis] != 1 for v in invals):
+        return None
+    return tuple(
+        (
+            np.squeeze(v.cands, axis) if is_concrete(v.cands) else jnp.squeeze(v.cands, axis),
+            jnp.squeeze(jnp.broadcast_to(v.probs, np.shape(v.cands)), axis),
+        )
+        for v in invals
+    )
 
 
 # The largest count whose law a relaxed sum gets (beyond: its expected value), and the most

@@ -284,6 +284,11 @@ def iota_dimension(eqn: JaxprEqn) -> int:
     return int(param(eqn, "dimension"))
 
 
+def concatenate_dimension(eqn: JaxprEqn) -> int:
+    """The axis along which a ``concatenate`` joins its operands."""
+    return int(param(eqn, "dimension"))
+
+
 def slice_sizes(eqn: JaxprEqn) -> tuple[int, ...]:
     return tuple(int(s) for s in param(eqn, "slice_sizes"))
 

@@ -1,6 +1,7 @@
 """Rules for reads and writes at a relaxed index: ``dynamic_slice``, ``scatter`` and
 ``scatter-add`` (``x[i]``, ``x.at[i].set(v)``, ``x.at[i].add(v)``, histograms)."""
 
+import dataclasses
 import math
 
 import jax
@@ -12,7 +13,8 @@ from .._blend import blend
 from .._checks import is_concrete
 from .._select import weighted_sum
 from . import _jaxpr
-from ._generic import at_trace_time, hard_thunk
+from ._candidates import expected_point
+from ._generic import DENSE_READ, at_trace_time, hard_thunk
 from ._interpreter import Interpreter, rule
 from ._values import (
     Categorical,
@@ -24,6 +26,7 @@ from ._values import (
     expectation,
     floating,
     fold_onto,
+    independent,
     interval,
     is_soft,
     mean,
@@ -55,6 +58,10 @@ def _dynamic_slice_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     sizes = _jaxpr.slice_sizes(eqn)
     if is_soft(operand) and soft_axes:
         return _relaxed_read(self, eqn, invals)
+    if len(soft_axes) > 1 and not is_soft(operand) and floating(aval(eqn.outvars[0])):
+        summed = _summed_point_read(self, eqn, invals)
+        if summed is not None:
+            return summed
     if (
         is_soft(operand)
         or len(soft_axes) != 1
@@ -97,6 +104,34 @@ def _dynamic_slice_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     mixture = Mixture(values, index.probs, index.factors, isinstance(operand, Live))
     self.record(eqn, "sf.take (read at a distribution over indices)")
     return [Live(jnp.expand_dims(value, axis), mixture=mixture)]
+
+
+def _summed_point_read(self: Interpreter, eqn: JaxprEqn, invals: list) -> list | None:
+    """``x[i, j]`` of a small table at scalar indices relaxed independently (each one
+    distribution of its own): the reads at each joint outcome, for what compares them, and their
+    expectation summed over the table (see ``expected_point``); None for anything else."""
+    operand, *indices = invals
+    soft = [i for i in indices if is_soft(i)]
+    if (
+        any(size != 1 for size in _jaxpr.slice_sizes(eqn))
+        or not independent(soft)
+        or any(np.ndim(i.probs) != 1 for i in soft)
+    ):
+        return None
+    dtype = soft[0].probs.dtype
+    components = [
+        (i.cands, i.probs) if is_soft(i) else (jnp.reshape(unwrap(i), (1,)), jnp.ones(1, dtype))
+        for i in indices
+    ]
+    value = expected_point(unwrap(operand), components)
+    if value is None:
+        return None
+    (read,) = self.default(eqn, invals)
+    if not isinstance(read, Live):
+        return None
+    self.record(eqn, DENSE_READ)
+    out = aval(eqn.outvars[0])
+    return [dataclasses.replace(read, value=jnp.reshape(value, out.shape).astype(out.dtype))]
 
 
 def _relaxed_read(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:

@@ -131,6 +131,13 @@ class Categorical:
     # of a traced ``d``), so that a loop can still carry the integer as a distribution; one of
     # them may be infinite (``jnp.maximum(q - d, 0)``, before the clip's upper bound).
     bounds: tuple[float, float] | None = None
+    # When the value is an index vector (its components on the axis before the candidates)
+    # joined from independently relaxed integers, ``x[floor(u), floor(v)]``: each component's
+    # own candidates and probabilities (shape: the value's, that axis left out, plus its own
+    # candidates), the joint outcomes being their outer product. A read of a small table can
+    # then sum over the table's positions, one factor per axis, instead of reading it at every
+    # joint outcome.
+    components: tuple[tuple[Any, jax.Array], ...] | None = None
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -274,6 +281,22 @@ def _known(x):
 
 def factors_of(c: Categorical) -> tuple[Factor, ...]:
     return c.factors if c.factors is not None else (Factor(c.probs),)
+
+
+def own_distribution(c: Categorical) -> jax.Array | None:
+    """The probabilities of ``c`` when they are one distribution of its own (not a joint of
+    several, nor outcomes merged from finer ones), else None."""
+    factors = factors_of(c)
+    if len(factors) != 1 or factors[0].coarsens is not None:
+        return None
+    return factors[0].probs
+
+
+def independent(categoricals: Sequence) -> bool:
+    """Whether these are relaxed integers of one distribution each, no two the same: merged,
+    their joint outcomes are the outer product of their candidates."""
+    owns = [own_distribution(c) if isinstance(c, Categorical) else None for c in categoricals]
+    return all(p is not None for p in owns) and len({id(p) for p in owns}) == len(owns)
 
 
 def joint(factors: Sequence[Factor]) -> jax.Array:
