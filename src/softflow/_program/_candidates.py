@@ -159,15 +159,19 @@ def expected_point(source, components: Sequence) -> jax.Array | None:
     outcomes = math.prod(np.shape(probs)[-1] for _, probs in components)
     if math.prod(shape) > _DENSE_PER_OUTCOME * outcomes:
         return None
-    weights = None
-    for (cands, probs), n in zip(components, shape, strict=True):
-        lands = jnp.clip(jnp.asarray(cands), 0, n - 1)[..., None] == np.arange(n)
-        axis_weights = jnp.sum(jnp.where(lands, probs[..., None], 0), axis=-2)
-        if weights is None:
-            weights = axis_weights
-        else:
-            outer = weights[..., :, None] * axis_weights[..., None, :]
-            weights = outer.reshape((*outer.shape[:-2], -1))
+    per_axis = [
+        jnp.sum(
+            jnp.where(
+                jnp.clip(jnp.asarray(c), 0, n - 1)[..., None] == np.arange(n), p[..., None], 0
+            ),
+            axis=-2,
+        )
+        for (c, p), n in zip(components, shape, strict=True)
+    ]
+    weights = per_axis[0]
+    for axis_weights in per_axis[1:]:
+        outer = weights[..., :, None] * axis_weights[..., None, :]
+        weights = outer.reshape((*outer.shape[:-2], -1))
     source = jnp.reshape(source, (-1,))
     return _table_sum(weights.astype(source.dtype), source)
 
