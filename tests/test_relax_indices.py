@@ -108,6 +108,32 @@ def test_a_read_of_a_grid_at_two_floored_indices_is_over_their_joint_outcomes(mo
         np.testing.assert_allclose(g, numeric, rtol=1e-5, atol=1e-8)
 
 
+SAME_TWICE = {  # one relaxed integer in both places of an index, as programs write it
+    "diagonal": lambda i: jnp.asarray(TABLE_6)[i, i],
+    "band": lambda i: jnp.asarray(TABLE_6)[i, jnp.clip(i + 1, 0, 5)],
+    "element_twice": lambda i: jnp.asarray(TABLE_6)[i[0], i[0]] * jnp.ones(2),
+}
+TABLE_6 = np.random.default_rng(3).normal(size=(6, 6))
+
+
+@pytest.mark.parametrize("read", SAME_TWICE.values(), ids=SAME_TWICE.keys())
+def test_one_relaxed_integer_read_twice_in_one_index_is_one_outcome(read, x64):
+    """``grid[i, i]`` reads the diagonal at each outcome of ``i``: the two indices are views of
+    the same relaxed integer (broadcast or sliced apart), not independent ones."""
+    x = jnp.array([2.4, 3.7])
+    k = jnp.arange(-40, 46)
+    probs = floor_probabilities(x, -40, 45)
+    per_outcome = jax.vmap(read)(jnp.stack([k, k], axis=-1))  # [outcome, element]
+    if read is SAME_TWICE["element_twice"]:
+        probs = jnp.broadcast_to(probs[0], probs.shape)  # both outputs follow element 0
+    expected = jnp.einsum("nk,kn->n", probs, per_outcome)
+
+    def program(x):
+        return read(jnp.floor(x).astype(jnp.int32))
+
+    np.testing.assert_allclose(sf.relax(program, softness=TAU)(x), expected, rtol=1e-12)
+
+
 WRITES = {  # values written at a vector of floored positions, as programs write them
     "floats": lambda i, v: jnp.full(6, -1.0).at[i].set(v),
     "integers": lambda i, v: jnp.arange(6).at[i].set(jnp.array([7, -3, 9])),

@@ -145,6 +145,9 @@ def _fill_value(eqn: JaxprEqn, fill_value, dtype) -> jax.Array:
 # and the gradient into the table is a dense sum rather than a scatter of every outcome.
 _DENSE_PER_OUTCOME = 2
 
+#: What explain says of such a read.
+DENSE_READ = "expectation summed over the table (independent indices, one factor per axis)"
+
 
 def expected_point(source, components: Sequence) -> jax.Array | None:
     r"""The expectation of the element of ``source`` at an index whose components (one per axis,

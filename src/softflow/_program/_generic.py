@@ -18,9 +18,9 @@ from jax.extend.core import JaxprEqn
 
 from .._checks import is_concrete
 from .._count import count_distribution, with_event
-from . import _jaxpr, _trace_time
+from . import _jaxpr, _trace_time, _views
 from ._boundaries import MAX_STATES
-from ._candidates import ELEMENTWISE, candidatewise, gathered_point, read_points
+from ._candidates import DENSE_READ, ELEMENTWISE, candidatewise, gathered_point, read_points
 from ._errors import ExpectedIntegerError, RelaxError
 from ._values import (
     Categorical,
@@ -35,7 +35,6 @@ from ._values import (
     floatify,
     floating,
     half_interval,
-    independent,
     is_soft,
     mean,
     merge,
@@ -357,7 +356,7 @@ class SoftIntegerOps:
         hard = hard_thunk(eqn, invals)
         live = any(isinstance(v, Live) for v in invals)
         bounds = None if is_concrete(outs) else _result_interval(name, invals)
-        components = _index_components(eqn, invals, joint=True)
+        components = _views.index_components(eqn, invals, joint=True)
         dense = None
         if name == "gather" and not is_soft(invals[0]) and floating(aval(eqn.outvars[0])):
             dense = self.dense_read(eqn, unwrap(invals[0]), invals[1])
@@ -368,7 +367,10 @@ class SoftIntegerOps:
             elif floating(aval(atom)):
                 result.append(mixed(probs, value, factors, live=live))
             else:
-                result.append(Categorical(value, probs, hard(i), factors, bounds, components))
+                origin = _views.mapped_origin(soft, probs)
+                result.append(
+                    Categorical(value, probs, hard(i), factors, bounds, components, origin)
+                )
         return result
 
     def dense_read(self, eqn: JaxprEqn, source, indices) -> jax.Array | None:
@@ -469,34 +471,12 @@ class SoftIntegerOps:
         bounds = (min(lows), max(highs))
         if is_concrete(moved[0][0]) or bounds == (-math.inf, math.inf):
             bounds = None
-        components = _index_components(eqn, invals, joint=joint)
+        components = _views.index_components(eqn, invals, joint=joint)
+        origin = _views.categorical_view(eqn, soft, moved[0][0]) if len(invals) == 1 else None
         return [
-            Categorical(value, p, hard(i), bounds=bounds, components=components)
+            Categorical(value, p, hard(i), bounds=bounds, components=components, origin=origin)
             for i, (value, p) in enumerate(moved)
         ]
-
-
-DENSE_READ = "expectation summed over the table (independent indices, one factor per axis)"
-
-
-def _index_components(eqn: JaxprEqn, invals: list, *, joint: bool) -> tuple | None:
-    """Each component's own candidates and probabilities when ``eqn`` joins independently
-    relaxed integers into an index vector (``x[floor(u), floor(v)]`` concatenates them on the
-    last axis): one relaxed integer per component, each one distribution of its own, so that
-    their joint outcomes are the outer product (see :class:`Categorical`)."""
-    if eqn.primitive.name != "concatenate" or not joint or not independent(invals):
-        return None
-    axis = _jaxpr.concatenate_dimension(eqn)
-    shape = aval(eqn.outvars[0]).shape
-    if axis != len(shape) - 1 or any(np.shape(v.cands)[axis] != 1 for v in invals):
-        return None
-    return tuple(
-        (
-            np.squeeze(v.cands, axis) if is_concrete(v.cands) else jnp.squeeze(v.cands, axis),
-            jnp.squeeze(jnp.broadcast_to(v.probs, np.shape(v.cands)), axis),
-        )
-        for v in invals
-    )
 
 
 # The largest count whose law a relaxed sum gets (beyond: its expected value), and the most

@@ -13,8 +13,8 @@ from .._blend import blend
 from .._checks import is_concrete
 from .._select import weighted_sum
 from . import _jaxpr
-from ._candidates import expected_point
-from ._generic import DENSE_READ, at_trace_time, hard_thunk
+from ._candidates import DENSE_READ, expected_point
+from ._generic import at_trace_time, hard_thunk
 from ._interpreter import Interpreter, rule
 from ._values import (
     Categorical,

@@ -138,6 +138,11 @@ class Categorical:
     # then sum over the table's positions, one factor per axis, instead of reading it at every
     # joint outcome.
     components: tuple[tuple[Any, jax.Array], ...] | None = None
+    # Which element of which relaxed integer each element's distribution is, when the value is a
+    # view of another one's elements (``i[0]``, a broadcast of ``i``): the token is that one's
+    # ``probs``. Two views of the same elements are the same outcomes, not independent ones
+    # (``grid[i[0], i[0]]`` reads the diagonal).
+    origin: Origin | None = None
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -283,6 +288,35 @@ def factors_of(c: Categorical) -> tuple[Factor, ...]:
     return c.factors if c.factors is not None else (Factor(c.probs),)
 
 
+def categorical_origin(c: Categorical) -> Origin | None:
+    """Which element of which relaxed integer's distribution each element of ``c`` has: its own,
+    unless it is a view of another (see :class:`Categorical`); None where ``c``'s outcome is one
+    for all its elements (a shared row of probabilities) or too large to follow."""
+    if c.origin is not None:
+        return c.origin
+    shape = np.shape(c.cands)[:-1]
+    own = own_distribution(c) is c.probs
+    if not own or np.ndim(c.probs) != len(shape) + 1 or math.prod(shape) > 1 << 22:
+        return None
+    return Origin(c.probs, np.arange(math.prod(shape), dtype=np.int32).reshape(shape))
+
+
+def _unaliased(categoricals: Sequence) -> list:
+    """The categoricals with views of the same elements of one relaxed integer (``i[0]`` taken
+    twice) holding the same probabilities, the first view's: merged, they are then one outcome."""
+    first: dict[tuple, jax.Array] = {}
+    result = []
+    for c in categoricals:
+        own = own_distribution(c) if isinstance(c, Categorical) else None
+        if own is not None and own is c.probs and c.origin is not None:
+            key = (id(c.origin.token), c.origin.index.shape, c.origin.index.tobytes())
+            probs = first.setdefault(key, c.probs)
+            if probs is not c.probs and np.shape(probs) == np.shape(c.probs):
+                c = dataclasses.replace(c, probs=probs, factors=None)
+        result.append(c)
+    return result
+
+
 def own_distribution(c: Categorical) -> jax.Array | None:
     """The probabilities of ``c`` when they are one distribution of its own (not a joint of
     several, nor outcomes merged from finer ones), else None."""
@@ -295,7 +329,10 @@ def own_distribution(c: Categorical) -> jax.Array | None:
 def independent(categoricals: Sequence) -> bool:
     """Whether these are relaxed integers of one distribution each, no two the same: merged,
     their joint outcomes are the outer product of their candidates."""
-    owns = [own_distribution(c) if isinstance(c, Categorical) else None for c in categoricals]
+    owns = [
+        own_distribution(c) if isinstance(c, Categorical) else None
+        for c in _unaliased(categoricals)
+    ]
     return all(p is not None for p in owns) and len({id(p) for p in owns}) == len(owns)
 
 
@@ -368,7 +405,7 @@ def merge(categoricals: Sequence[Categorical]) -> tuple[jax.Array, list, tuple[F
     finer ones) are aligned outcome by outcome; distributions without such a link are
     independent (their outer product, the first one's outcome varying slowest).
     """
-    entries = _refined(categoricals)
+    entries = _refined(_unaliased(categoricals))
     # Categoricals linked through a shared factor form one component.
     owner: dict[int, int] = {}
     component = list(range(len(entries)))

@@ -8,6 +8,11 @@ the first. So a live value remembers, through the operations that only move elem
 which source each of its elements is (:class:`~._values.Origin`). A comparison of an element with
 itself is then evaluated exactly, and a soft argmax gives the mass of a repeated element to its
 first occurrence, as jnp breaks ties.
+
+Relaxed integers with a distribution per element are followed the same way: two views of the
+same element (``i[0]`` taken twice, or ``grid[i, i]``, whose indices are broadcast separately)
+are one outcome, while views of different elements, or relaxed integers of their own, are
+independent; an index vector of independent components can be read by summing over a table.
 """
 
 import math
@@ -17,8 +22,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.extend.core import JaxprEqn
 
+from .._checks import is_concrete
 from . import _jaxpr
-from ._values import Live, Origin
+from ._values import Live, Origin, aval, categorical_origin, independent
 
 # Primitives that keep every element of their one operand and only change the shape around it.
 RESHAPES = frozenset({"broadcast_in_dim", "reshape", "squeeze", "expand_dims"})
@@ -47,7 +53,7 @@ def _fresh(shape) -> np.ndarray:
     return -np.arange(start, _FRESH[0], dtype=np.int32).reshape(shape)
 
 
-def _moved_index(eqn: JaxprEqn, index: np.ndarray) -> np.ndarray:
+def moved_index(eqn: JaxprEqn, index: np.ndarray) -> np.ndarray:
     if eqn.primitive.name == "convert_element_type":
         return index
     with jax.ensure_compile_time_eval():
@@ -63,7 +69,7 @@ def moved(eqn: JaxprEqn, invals: list, outs: list) -> list[Live]:
     if name in MOVES | COPIES and len(invals) == 1 and len(outs) == 1:
         source = origin(invals[0])
         if source is not None:
-            found = Origin(source.token, _moved_index(eqn, source.index))
+            found = Origin(source.token, moved_index(eqn, source.index))
     elif name in ("concatenate", "stack") and len(outs) == 1:
         found = _concatenated(eqn, invals)
     if found is not None and found.index.shape != np.shape(outs[0]):
@@ -113,3 +119,48 @@ def first_occurrences(value: Live, axis: int) -> np.ndarray | None:
     equal = index[..., :, None] == index[..., None, :]
     first = np.argmax(equal, axis=-2)
     return None if np.array_equal(first, np.broadcast_to(np.arange(n), first.shape)) else first
+
+
+def categorical_view(eqn: JaxprEqn, soft: list, value) -> Origin | None:
+    """Where the elements of the result of ``eqn`` come from when it only moves the elements of
+    one relaxed integer (a slice, a reshape, a broadcast): see :class:`Categorical`."""
+    source = categorical_origin(soft[0]) if eqn.primitive.name in MOVES else None
+    if source is None:
+        return None
+    index = moved_index(eqn, source.index)
+    return Origin(source.token, index) if index.shape == np.shape(value)[:-1] else None
+
+
+def mapped_origin(soft: list, probs) -> Origin | None:
+    """A map of one relaxed integer (``i + 1``, ``i < 0 ? i + n : i``) is the same outcome as
+    it, element by element: the view's origin when every relaxed operand is that view."""
+    origins = [c.origin for c in soft]
+    first = origins[0]
+    if first is None or probs is not soft[0].probs:
+        return None
+    for other in origins[1:]:
+        if other is None or other.token is not first.token:
+            return None
+        if not np.array_equal(other.index, first.index):
+            return None
+    return first
+
+
+def index_components(eqn: JaxprEqn, invals: list, *, joint: bool) -> tuple | None:
+    """Each component's own candidates and probabilities when ``eqn`` joins independently
+    relaxed integers into an index vector (``x[floor(u), floor(v)]`` concatenates them on the
+    last axis): one relaxed integer per component, each one distribution of its own, so that
+    their joint outcomes are the outer product (see :class:`Categorical`)."""
+    if eqn.primitive.name != "concatenate" or not joint or not independent(invals):
+        return None
+    axis = _jaxpr.concatenate_dimension(eqn)
+    shape = aval(eqn.outvars[0]).shape
+    if axis != len(shape) - 1 or any(np.shape(v.cands)[axis] != 1 for v in invals):
+        return None
+    return tuple(
+        (
+            np.squeeze(v.cands, axis) if is_concrete(v.cands) else jnp.squeeze(v.cands, axis),
+            jnp.squeeze(jnp.broadcast_to(v.probs, np.shape(v.cands)), axis),
+        )
+        for v in invals
+    )
