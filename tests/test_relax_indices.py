@@ -134,6 +134,26 @@ def test_one_relaxed_integer_read_twice_in_one_index_is_one_outcome(read, x64):
     np.testing.assert_allclose(sf.relax(program, softness=TAU)(x), expected, rtol=1e-12)
 
 
+def test_pairwise_comparisons_of_relaxed_integers_are_exact_on_the_diagonal(x64):
+    """``b[:, None] == b[None, :]`` compares each relaxed integer with the others and with
+    itself: with itself it is one outcome (always equal, never less), with another element two
+    independent ones."""
+    x = jnp.array([0.5, 0.6, 2.5, 1.2])
+    k = jnp.arange(-40, 46)
+    p = floor_probabilities(x, -40, 45)
+    equal = p @ p.T
+    less = p @ (k[:, None] < k[None, :]).astype(p.dtype) @ p.T
+    off = 1 - jnp.eye(4)
+
+    def collisions(x):
+        b = jnp.floor(x).astype(jnp.int32)
+        return (b[:, None] == b[None, :]).sum(1), (b[:, None] < b[None, :]).sum(1)
+
+    same, below = sf.relax(collisions, softness=TAU)(x)
+    np.testing.assert_allclose(same, 1 + (equal * off).sum(1), rtol=1e-12)
+    np.testing.assert_allclose(below, (less * off).sum(1), rtol=1e-12)
+
+
 WRITES = {  # values written at a vector of floored positions, as programs write them
     "floats": lambda i, v: jnp.full(6, -1.0).at[i].set(v),
     "integers": lambda i, v: jnp.arange(6).at[i].set(jnp.array([7, -3, 9])),

@@ -301,20 +301,63 @@ def categorical_origin(c: Categorical) -> Origin | None:
     return Origin(c.probs, np.arange(math.prod(shape), dtype=np.int32).reshape(shape))
 
 
+def _viewed(c) -> Origin | None:
+    """The origin of a relaxed integer with one distribution of its own per element."""
+    if not isinstance(c, Categorical) or own_distribution(c) is not c.probs:
+        return None
+    return categorical_origin(c)
+
+
 def _unaliased(categoricals: Sequence) -> list:
     """The categoricals with views of the same elements of one relaxed integer (``i[0]`` taken
     twice) holding the same probabilities, the first view's: merged, they are then one outcome."""
     first: dict[tuple, jax.Array] = {}
     result = []
     for c in categoricals:
-        own = own_distribution(c) if isinstance(c, Categorical) else None
-        if own is not None and own is c.probs and c.origin is not None:
-            key = (id(c.origin.token), c.origin.index.shape, c.origin.index.tobytes())
+        origin = _viewed(c)
+        if origin is not None:
+            key = (id(origin.token), origin.index.shape, origin.index.tobytes())
             probs = first.setdefault(key, c.probs)
             if probs is not c.probs and np.shape(probs) == np.shape(c.probs):
                 c = dataclasses.replace(c, probs=probs, factors=None)
         result.append(c)
     return result
+
+
+def _partly_same(a, b) -> np.ndarray | None:
+    """Where two views of one relaxed integer are the same element, when they are at some
+    positions and not at others (``b[:, None] == b[None, :]``); else None."""
+    oa, ob = _viewed(a), _viewed(b)
+    if oa is None or ob is None or oa.token is not ob.token:
+        return None
+    try:
+        same = np.equal(*np.broadcast_arrays(oa.index, ob.index))
+    except ValueError:
+        return None
+    return same if same.any() and not same.all() else None
+
+
+def _pair_merged(categoricals: Sequence) -> tuple | None:
+    """:func:`merge` of two views of one relaxed integer that are the same element at some
+    positions only: their outer product where they are different elements, the one outcome
+    ``(k, k)`` with its probability where they are the same; as one new distribution."""
+    if len(categoricals) != 2:
+        return None
+    a, b = categoricals
+    same = _partly_same(a, b)
+    k = np.shape(a.cands)[-1]
+    if same is None or np.shape(b.cands)[-1] != k:
+        return None
+    lead = same.shape
+    pa = jnp.broadcast_to(a.probs, (*lead, k))
+    pb = jnp.broadcast_to(b.probs, (*lead, k))
+    outer = pa[..., :, None] * pb[..., None, :]
+    diagonal = pa[..., :, None] * np.eye(k, dtype=bool)
+    probs = jnp.where(same[..., None, None], diagonal, outer).reshape((*lead, k * k))
+    xp = np if is_concrete(a.cands) and is_concrete(b.cands) else jnp
+    ca = xp.broadcast_to(xp.asarray(a.cands)[..., :, None], (*lead, k, k)).reshape((*lead, k * k))
+    cb = xp.broadcast_to(xp.asarray(b.cands)[..., None, :], (*lead, k, k)).reshape((*lead, k * k))
+    return probs, [ca, cb], (Factor(probs),)
 
 
 def own_distribution(c: Categorical) -> jax.Array | None:
@@ -329,11 +372,15 @@ def own_distribution(c: Categorical) -> jax.Array | None:
 def independent(categoricals: Sequence) -> bool:
     """Whether these are relaxed integers of one distribution each, no two the same: merged,
     their joint outcomes are the outer product of their candidates."""
-    owns = [
-        own_distribution(c) if isinstance(c, Categorical) else None
-        for c in _unaliased(categoricals)
-    ]
-    return all(p is not None for p in owns) and len({id(p) for p in owns}) == len(owns)
+    entries = _unaliased(categoricals)
+    owns = [own_distribution(c) if isinstance(c, Categorical) else None for c in entries]
+    return (
+        all(p is not None for p in owns)
+        and len({id(p) for p in owns}) == len(owns)
+        and not any(
+            _partly_same(a, b) is not None for n, a in enumerate(entries) for b in entries[n + 1 :]
+        )
+    )
 
 
 def joint(factors: Sequence[Factor]) -> jax.Array:
@@ -405,6 +452,9 @@ def merge(categoricals: Sequence[Categorical]) -> tuple[jax.Array, list, tuple[F
     finer ones) are aligned outcome by outcome; distributions without such a link are
     independent (their outer product, the first one's outcome varying slowest).
     """
+    pair = _pair_merged(categoricals)
+    if pair is not None:
+        return pair
     entries = _refined(_unaliased(categoricals))
     # Categoricals linked through a shared factor form one component.
     owner: dict[int, int] = {}
