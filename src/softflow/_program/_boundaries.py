@@ -26,6 +26,7 @@ from jax.extend.core import Jaxpr, Literal
 
 from .._checks import is_concrete
 from ._errors import RelaxError
+from ._folds import fold_onto
 from ._values import (
     Categorical,
     Expected,
@@ -33,7 +34,6 @@ from ._values import (
     SoftBool,
     aval,
     default_float,
-    fold_onto,
     interval,
     is_soft,
     mean,

@@ -14,6 +14,7 @@ from .._checks import is_concrete
 from .._select import weighted_sum
 from . import _jaxpr
 from ._candidates import DENSE_READ, expected_point
+from ._folds import fold_onto
 from ._generic import at_trace_time, hard_thunk
 from ._interpreter import Interpreter, rule
 from ._values import (
@@ -25,7 +26,6 @@ from ._values import (
     aval,
     expectation,
     floating,
-    fold_onto,
     independent,
     interval,
     is_soft,

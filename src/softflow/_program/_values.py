@@ -30,6 +30,7 @@ import numpy as np
 
 from .._checks import is_concrete
 from .._select import weighted_sum
+from ._folds import fold_onto
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -533,34 +534,6 @@ def case_weights(index: Categorical, n: int) -> list[jax.Array]:
         else:
             weights.append(jnp.sum(jnp.where(chosen == j, probs, 0), axis=-1))
     return weights
-
-
-# The most runs of consecutive targets that fold_onto adds slice by slice; beyond, one product
-# with a 0/1 matrix.
-_MOST_RUNS = 8
-
-
-def fold_onto(probs: jax.Array, targets: np.ndarray, size: int) -> jax.Array:
-    """The probabilities of the candidates (last axis) summed into ``size`` outcomes, candidate
-    ``i`` into outcome ``targets[i]`` (known at trace time, the same at every position; a target
-    outside ``0..size-1`` drops its candidate).
-
-    Candidates whose targets follow each other (a distribution shifted by one, as a counter that
-    may step) are added as slices: no ``candidates x outcomes`` comparison at run time."""
-    targets = np.asarray(targets)
-    kept = (targets >= 0) & (targets < size)
-    breaks = np.flatnonzero((np.diff(targets) != 1) | ~kept[1:] | ~kept[:-1]) + 1
-    runs = [(int(r[0]), len(r)) for r in np.split(np.arange(targets.size), breaks) if kept[r[0]]]
-    if len(runs) > _MOST_RUNS:
-        onto = (targets[:, None] == np.arange(size)).astype(probs.dtype)
-        return probs @ onto
-    lead = [(0, 0)] * (probs.ndim - 1)
-    out = jnp.zeros((*probs.shape[:-1], size), probs.dtype)
-    for start, length in runs:
-        at = int(targets[start])
-        part = probs[..., start : start + length]
-        out = out + jnp.pad(part, [*lead, (at, size - at - length)])
-    return out
 
 
 def exact_candidates(value) -> Categorical | None:

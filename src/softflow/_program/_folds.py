@@ -1,0 +1,65 @@
+"""Summing the probabilities of a relaxed integer's candidates into fewer outcomes (candidates
+of equal value, positions clamped into range), with the mapping known at trace time: as slices
+where the targets of candidates follow each other, else as one product with a 0/1 matrix."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+# The most runs of consecutive targets that fold_onto adds slice by slice; beyond, one product
+# with a 0/1 matrix.
+_MOST_RUNS = 8
+
+
+def _runs(targets: np.ndarray, size: int) -> list[tuple[int, int, int]]:
+    """The candidates as runs ``(start, stride, length)`` whose targets follow each other (a
+    strided slice of the candidates lands on consecutive outcomes), few and long: the sum of a
+    count and a truth value, joined with the count's outcome varying slowest, is two runs of
+    stride 2."""
+    n = targets.size
+    free = (targets >= 0) & (targets < size)
+    order = np.argsort(targets, kind="stable")
+    bounds = np.searchsorted(targets[order], np.arange(size + 1))
+    runs = []
+    for start in range(n):
+        if not free[start]:
+            continue
+        best = (1, 1)
+        target = int(targets[start])
+        if target + 1 < size:
+            after = order[bounds[target + 1] : bounds[target + 2]]  # the candidates of target + 1
+            for stride in (after[after > start] - start)[:4]:
+                length = 1
+                while (
+                    start + stride * length < n
+                    and free[start + stride * length]
+                    and targets[start + stride * length] == target + length
+                ):
+                    length += 1
+                best = max(best, (length, int(stride)), key=lambda b: b[0])
+        length, stride = best
+        free[start : start + stride * length : stride] = False
+        runs.append((start, stride, length))
+    return runs
+
+
+def fold_onto(probs: jax.Array, targets: np.ndarray, size: int) -> jax.Array:
+    """The probabilities of the candidates (last axis) summed into ``size`` outcomes, candidate
+    ``i`` into outcome ``targets[i]`` (known at trace time, the same at every position; a target
+    outside ``0..size-1`` drops its candidate).
+
+    Candidates whose targets follow each other (a distribution shifted by one, as a counter that
+    may step; every other candidate of a count plus a truth value) are added as slices: no
+    ``candidates x outcomes`` comparison at run time."""
+    targets = np.asarray(targets)
+    runs = _runs(targets, size)
+    if len(runs) > _MOST_RUNS:
+        onto = (targets[:, None] == np.arange(size)).astype(probs.dtype)
+        return probs @ onto
+    lead = [(0, 0)] * (probs.ndim - 1)
+    out = jnp.zeros((*probs.shape[:-1], size), probs.dtype)
+    for start, stride, length in runs:
+        at = int(targets[start])
+        part = probs[..., start : start + stride * (length - 1) + 1 : stride]
+        out = out + jnp.pad(part, [*lead, (at, size - at - length)])
+    return out
