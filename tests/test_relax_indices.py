@@ -154,6 +154,43 @@ def test_pairwise_comparisons_of_relaxed_integers_are_exact_on_the_diagonal(x64)
     np.testing.assert_allclose(below, (less * off).sum(1), rtol=1e-12)
 
 
+LADDER = np.array([0.0, 10.0, 20.0, 30.0, 40.0])
+
+
+def test_integers_made_from_clipped_or_chosen_floats_saturate_exactly(x64):
+    """A float that is exactly an integer where the program is flat (``jnp.clip`` saturated, a
+    sign, ``jnp.where`` of integer constants) converts to that integer: the clip is applied to
+    the integers of the value before it (``trunc(clip(x, a, b)) = clip(trunc(x), a, b)``), a
+    sign or a choice of constants is a distribution over its values; never half the integer
+    below, at any softness."""
+    table = jnp.asarray(LADDER)
+    programs = {
+        "clip_cast": lambda x: table[jnp.clip(x, 0.0, 4.0).astype(jnp.int32)],
+        "minimum_floor": lambda x: table[jnp.floor(jnp.minimum(x, 4.0)).astype(jnp.int32)],
+        "sign_cast": lambda x: table[(jnp.sign(x) + 1).astype(jnp.int32)],
+        "where_cast": lambda x: table[jnp.where(x > 0, 3.0, 1.0).astype(jnp.int32)],
+    }
+    x = jnp.array([7.3, 4.6, -2.2, 0.4])
+    k = jnp.arange(-40, 46)
+    p = floor_probabilities(x, -40, 45)
+    up = sf.greater(x, 0.0, softness=TAU)
+    # trunc(x) steps into c at c for c >= 1 and at c - 1 for c <= 0 (towards zero).
+    at_least = sf.greater_equal(x[:, None], jnp.where(k >= 1, k, k - 1), softness=TAU)
+    at_least = at_least.at[:, 0].set(1.0)
+    truncated = at_least - jnp.concatenate([at_least[:, 1:], jnp.zeros((4, 1))], axis=1)
+    expected = {
+        "clip_cast": truncated @ table[jnp.clip(k, 0, 4)],
+        "minimum_floor": p @ table[jnp.clip(k, -40, 4)],  # negative indices wrap
+        "sign_cast": up * table[2] + (1 - up) * table[0],
+        "where_cast": up * table[3] + (1 - up) * table[1],
+    }
+    for name, program in programs.items():
+        np.testing.assert_allclose(
+            sf.relax(program, softness=TAU)(x), expected[name], rtol=1e-12, err_msg=name
+        )
+        assert_exactly_equal(sf.relax(program, softness=1e-9)(x), program(x).astype(x.dtype))
+
+
 WRITES = {  # values written at a vector of floored positions, as programs write them
     "floats": lambda i, v: jnp.full(6, -1.0).at[i].set(v),
     "integers": lambda i, v: jnp.arange(6).at[i].set(jnp.array([7, -3, 9])),

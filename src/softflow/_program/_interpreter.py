@@ -29,6 +29,7 @@ from ._explain import RelaxedOp
 from ._generic import SoftIntegerOps, at_trace_time, hard_of
 from ._markers import EXACT_NAME
 from ._values import (
+    Clamp,
     Live,
     Mixture,
     aval,
@@ -357,7 +358,8 @@ class Interpreter(SoftIntegerOps):
                 "softflow's array operations, or smooth the exact program with sf.smooth",
             )
         outs = _views.moved(eqn, invals, _jaxpr.bind(eqn, [unwrap(v) for v in invals]))
-        return _with_mixture(eqn, invals, _with_staircase(eqn, invals, outs))
+        outs = _with_mixture(eqn, invals, _with_staircase(eqn, invals, outs))
+        return _with_clamp(eqn, invals, outs)
 
     def unrelaxable(self, eqn: JaxprEqn, why: str, advice: str) -> None:
         """A discontinuity without a soft rule: an error, or where the user accepted it
@@ -400,6 +402,37 @@ def _with_staircase(eqn: JaxprEqn, invals: list, outs: list) -> list:
     bounds = _mapped_bounds(eqn.primitive.name, constants, position, staircase.bounds)
     moved = dataclasses.replace(staircase, then=then, bounds=bounds)
     return [dataclasses.replace(outs[0], staircase=moved)]
+
+
+def _with_clamp(eqn: JaxprEqn, invals: list, outs: list) -> list:
+    """``outs`` with how ``max`` / ``min`` / ``clamp`` by exact bounds clipped the one live
+    operand (see :class:`Clamp`), composed with how it was clipped before."""
+    name = eqn.primitive.name
+    if name not in ("max", "min", "clamp") or len(outs) != 1 or not floating(aval(eqn.outvars[0])):
+        return outs
+    live = [i for i, v in enumerate(invals) if is_live(v)]
+    if len(live) != 1 or (name == "clamp" and live != [1]):
+        return outs
+    (position,) = live
+    value = invals[position]
+    if not isinstance(value, Live):
+        return outs
+    shape = aval(eqn.outvars[0]).shape
+    if np.shape(value.value) != shape:
+        return outs
+    clamp = value.clamp or Clamp(value.value)
+    low, high = clamp.low, clamp.high
+    bounds = [unwrap(v) for i, v in enumerate(invals) if i != position]
+    # max(., c) raises both bounds to c, min(., c) lowers both: the result is again a clip.
+    raises = bounds[:1] if name in ("max", "clamp") else []
+    lowers = bounds[-1:] if name in ("min", "clamp") else []
+    for c in raises:
+        low = c if low is None else jnp.maximum(low, c)
+        high = None if high is None else jnp.maximum(high, c)
+    for c in lowers:
+        low = None if low is None else jnp.minimum(low, c)
+        high = c if high is None else jnp.minimum(high, c)
+    return [dataclasses.replace(outs[0], clamp=Clamp(clamp.source, low, high))]
 
 
 def _mapped_bounds(name: str, operands: list, position: int, bounds) -> tuple[float, float]:

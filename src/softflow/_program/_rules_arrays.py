@@ -20,6 +20,7 @@ from ._generic import hard_thunk
 from ._interpreter import Interpreter, call_rule, rule
 from ._values import (
     Categorical,
+    Clamp,
     Expected,
     Live,
     Mixture,
@@ -57,12 +58,20 @@ def _step_rule(soft_fn):
             # Already integers for each candidate (floor(floor(x)), round(table[i])): exact.
             return self.per_candidate(eqn, [known])
         x = unwrap(invals[0])
-        self.record(eqn, f"sf.{soft_fn.__name__}")
-        soft = soft_fn(x, softness=self.options.softness, kind=self.options.kind, mode="soft")
-        exact = _jaxpr.bind(eqn, [x])[0]
         name = soft_fn.__name__
+        exact = _jaxpr.bind(eqn, [x])[0]
+        clamp = invals[0].clamp
+        if clamp is not None and name in _JUMP_OFFSETS:
+            return [_clipped_staircase(self, eqn, clamp, exact, _JUMP_OFFSETS[name])]
+        self.record(eqn, f"sf.{name}")
+        soft = soft_fn(x, softness=self.options.softness, kind=self.options.kind, mode="soft")
         if name not in _JUMP_OFFSETS:
-            return [Live(self.with_mode(exact, soft))]
+            # The sign is -1 or 1, with probabilities (1 -+ soft) / 2: what an integer
+            # conversion or a comparison of it acts on, one value at a time.
+            signs = jnp.broadcast_to(jnp.array([-1, 1], exact.dtype), (*exact.shape, 2))
+            probs = jnp.stack([(1 - soft) / 2, (1 + soft) / 2], axis=-1)
+            mixture = Mixture(signs, probs, None, False)
+            return [Live(self.with_mode(exact, soft), mixture=mixture)]
         staircase = Staircase(x, exact, _JUMP_OFFSETS[name])
         # The integers it may be, with their probabilities: what a later comparison, remainder or
         # step of the value acts on, candidate by candidate (floor(x) >= 11 is P(floor(x) >= 11),
@@ -76,6 +85,35 @@ def _step_rule(soft_fn):
 
 for _fn in (_steps.sign, _steps.floor, _steps.ceil, _steps.round):
     rule(_fn.__name__)(_step_rule(_fn))
+
+
+def _clipped_staircase(self: Interpreter, eqn: JaxprEqn, clamp: Clamp, exact, offset) -> Live:
+    """``floor`` / ``ceil`` / ``round`` of a value clipped by exact bounds: the staircase of the
+    unclipped value with its integers clipped to the staircase of the bounds (see
+    :class:`Clamp`); its soft value is the expectation of those integers."""
+    low, high = (
+        None if b is None else _jaxpr.bind(eqn, [jnp.asarray(b, exact.dtype)])[0]
+        for b in (clamp.low, clamp.high)
+    )
+
+    def then(candidate):  # one candidate, of the value's shape
+        return jnp.clip(candidate, low, high)
+
+    unclipped = _jaxpr.bind(eqn, [clamp.source])[0]
+    cands, probs, _ = staircase_law(self, clamp.source, unclipped, offset)
+    cands = jax.vmap(then, -1, -1)(cands)
+    soft = _select.weighted_sum(probs.astype(cands.dtype), cands).astype(exact.dtype)
+    self.record(eqn, f"sf.{eqn.primitive.name} of the value before its clip, clipped")
+    known = [b for b in (low, high) if b is not None]
+    bounds = (-math.inf, math.inf)
+    if all(is_concrete(b) for b in known):
+        bounds = (
+            -math.inf if low is None else float(np.min(low)),
+            math.inf if high is None else float(np.max(high)),
+        )
+    staircase = Staircase(clamp.source, unclipped, offset, then, bounds)
+    mixture = Mixture(cands, probs, None, False)
+    return Live(self.with_mode(exact, soft), staircase=staircase, mixture=mixture)
 
 
 def _truncation_offset(candidates):
@@ -209,6 +247,17 @@ def integer_distribution(self: Interpreter, eqn: JaxprEqn, value: Live) -> Categ
         lo, hi = staircase.bounds
         if math.isfinite(lo) and math.isfinite(hi):
             bounds = (math.ceil(lo), math.floor(hi))
+    elif value.clamp is not None:
+        # Truncation of a clipped value: of the value before its clip, clipped (see Clamp).
+        clamp = value.clamp
+        source = clamp.source
+        cands, probs, reach = staircase_law(self, source, jnp.trunc(source), _truncation_offset)
+        low, high = (None if b is None else jnp.trunc(b) for b in (clamp.low, clamp.high))
+        edges = [None if b is None else jnp.asarray(b)[..., None] for b in (low, high)]
+        cands = jnp.clip(cands, *edges)
+        made = "truncation of the value before its clip"
+        if low is not None and high is not None and is_concrete(low) and is_concrete(high):
+            bounds = (int(np.min(low)), int(np.max(high)))
     else:
         source = unwrap(value)
         cands, probs, reach = staircase_law(self, source, jnp.trunc(source), _truncation_offset)

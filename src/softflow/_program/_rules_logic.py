@@ -16,6 +16,7 @@ from ._values import (
     Categorical,
     Expected,
     Live,
+    Mixture,
     SoftBool,
     aval,
     bernoulli,
@@ -23,6 +24,7 @@ from ._values import (
     expectation,
     floating,
     half_interval,
+    is_live,
     is_soft,
     mean,
     unwrap,
@@ -407,7 +409,15 @@ def _select_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
             taken = (
                 (pred.hard() if pred.hard is not None else p >= 0.5) if self.options.debug else None
             )
-            return [Live(self.checked_blend(eqn, blended, values, taken))]
+            mixture = None
+            if not any(is_live(c) for c in cases):
+                # Exact cases (jnp.where(x > 0, 3.0, 1.0)): the value is one of them, so an
+                # integer conversion of it is over the two integers, not a staircase at 2.0.
+                outcome = bernoulli(pred)
+                shape = out_aval.shape
+                stacked = jnp.stack([jnp.broadcast_to(v, shape) for v in values], axis=-1)
+                mixture = Mixture(stacked, outcome.probs, outcome.factors, False)
+            return [Live(self.checked_blend(eqn, blended, values, taken), mixture=mixture)]
         if out_aval.dtype == jnp.bool_:
             q0, q1 = (mean(c).astype(p.dtype) for c in cases)
             self.record(eqn, "sf.soft_where on probabilities")

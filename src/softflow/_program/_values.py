@@ -63,12 +63,26 @@ class Staircase:
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
+class Clamp:
+    """How a live value was clipped by exact bounds: it is ``min(max(source, low), high)`` (a
+    bound of None: none). A staircase of it (``jnp.clip(x, 0, 4).astype(int)``) is the staircase
+    of ``source`` with its integers clipped to the staircase of the bounds, which is the same for
+    every monotone staircase and exact where the clip saturates; the staircase of the clipped
+    value itself would sit on a jump there (4.0 cast to an integer: half 3, half 4)."""
+
+    source: jax.Array
+    low: Any = None
+    high: Any = None
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
 class Live:
     """An exact value that depends on a floating-point input of the relaxed function.
 
     ``origin`` is known when the value is a view (broadcast, reshape, slice, ...) of another live
     value, so that comparing an element with itself can stay exact (see ``_views``);
-    ``staircase`` when it is a relaxed ``floor`` / ``ceil`` / ``round``. ``mixture`` when it is
+    ``staircase`` when it is a relaxed ``floor`` / ``ceil`` / ``round``, ``clamp`` when it is a
+    live value clipped by exact bounds. ``mixture`` when it is
     the expectation of a value computed for each candidate of a relaxed integer (a table read at
     a distribution over indices): the candidates' values and probabilities, so that a comparison
     or an integer conversion can act on each candidate (``v > up[mode]`` is the probability over
@@ -79,6 +93,7 @@ class Live:
     origin: Origin | None = None
     staircase: Staircase | None = None
     mixture: "Mixture | None" = None
+    clamp: Clamp | None = None
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
