@@ -31,6 +31,7 @@ from ._values import (
     Thunk,
     aval,
     bernoulli,
+    distinct,
     expectation,
     floatify,
     floating,
@@ -394,7 +395,9 @@ class SoftIntegerOps:
         (values,) = at_trace_time(lambda x, i: [read_points(eqn, x, i)], source, indices.cands)
         if not (isinstance(operand, SoftBool) or floating(aval(eqn.outvars[0]))):
             self.record(eqn, "read at each candidate index (expectation)")
-            return [Categorical(values, probs, hard_thunk(eqn, invals)(0))]
+            # A rule table's many entries of the same few values: merged at once (what a sum or
+            # another read of them would do anyway), before they are moved or summed.
+            return [distinct(Categorical(values, probs, hard_thunk(eqn, invals)(0)))]
         dense = self.dense_read(eqn, source, indices)
         if dense is None:
             self.record(eqn, "read at each candidate index (expectation)")
