@@ -434,14 +434,15 @@ def measure(settings: harness.Settings, names=None, batch: int | None = None) ->
             else ""
         )
         worst_why = (
-            "lookups at relaxed float-to-integer indices read the table at every joint "
-            "candidate: five integers per coordinate at softness 0.1 in float32, so a trilinear "
-            "lookup reads each of its 8 corners at 125 candidate positions, and its gradient adds "
-            "as many updates into the grid (the exact interpolation is continuous already and "
-            "needs no relaxation); XLA:CPU's gathers and scatters cost about 4 ns per element. "
-            "The rule-table Life step reads its table at the 18 joint outcomes of a cell and its "
-            "neighbour count; a stack machine carries its program counter and stack pointer as "
-            "distributions through every step"
+            "a stack machine carries its program counter and stack pointer as distributions "
+            "through every step, and each step runs every opcode's handler on every candidate "
+            "state; a lookup at relaxed float-to-integer indices weighs five integers per "
+            "coordinate at softness 0.1 in float32 (125 joint outcomes per corner of a trilinear "
+            "lookup), summed over a small table's positions (a 4x4x4 grid) but read one by one "
+            "from a larger one, at about 4 ns per gathered element on XLA:CPU, while the exact "
+            "interpolation is continuous and needs no relaxation (keep its index exact with "
+            "sf.exact); a rule-table Life step weighs the 18 joint outcomes of a cell and its "
+            "neighbour count, twice"
         )
         harness.goal(
             sec,
