@@ -304,24 +304,19 @@ def factors_of(c: Categorical) -> tuple[Factor, ...]:
     return c.factors if c.factors is not None else (Factor(c.probs),)
 
 
-def categorical_origin(c: Categorical) -> Origin | None:
+def categorical_origin(c) -> Origin | None:
     """Which element of which relaxed integer's distribution each element of ``c`` has: its own,
-    unless it is a view of another (see :class:`Categorical`); None where ``c``'s outcome is one
-    for all its elements (a shared row of probabilities) or too large to follow."""
+    unless it is a view of another (see :class:`Categorical`); None where ``c`` is not one
+    distribution of its own per element (a joint of several, a shared row of probabilities) or
+    is too large to follow."""
+    if not isinstance(c, Categorical) or own_distribution(c) is not c.probs:
+        return None
     if c.origin is not None:
         return c.origin
     shape = np.shape(c.cands)[:-1]
-    own = own_distribution(c) is c.probs
-    if not own or np.ndim(c.probs) != len(shape) + 1 or math.prod(shape) > 1 << 22:
+    if np.ndim(c.probs) != len(shape) + 1 or math.prod(shape) > 1 << 22:
         return None
     return Origin(c.probs, np.arange(math.prod(shape), dtype=np.int32).reshape(shape))
-
-
-def _viewed(c) -> Origin | None:
-    """The origin of a relaxed integer with one distribution of its own per element."""
-    if not isinstance(c, Categorical) or own_distribution(c) is not c.probs:
-        return None
-    return categorical_origin(c)
 
 
 def _unaliased(categoricals: Sequence) -> list:
@@ -330,7 +325,7 @@ def _unaliased(categoricals: Sequence) -> list:
     first: dict[tuple, jax.Array] = {}
     result = []
     for c in categoricals:
-        origin = _viewed(c)
+        origin = categorical_origin(c)
         if origin is not None:
             key = (id(origin.token), origin.index.shape, origin.index.tobytes())
             probs = first.setdefault(key, c.probs)
@@ -343,7 +338,7 @@ def _unaliased(categoricals: Sequence) -> list:
 def _partly_same(a, b) -> np.ndarray | None:
     """Where two views of one relaxed integer are the same element, when they are at some
     positions and not at others (``b[:, None] == b[None, :]``); else None."""
-    oa, ob = _viewed(a), _viewed(b)
+    oa, ob = categorical_origin(a), categorical_origin(b)
     if oa is None or ob is None or oa.token is not ob.token:
         return None
     try:
