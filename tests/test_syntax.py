@@ -895,3 +895,28 @@ def test_explain_names_the_python_lines():
     explained = str(sf.relax(threshold).explain(1.0, 0.0))
     assert f"test_syntax.py:{line} (threshold): gt" in explained
     assert f"test_syntax.py:{line} (threshold): cond" in explained
+
+
+def _compounded(x, k):
+    r = x
+    for _ in range(k):
+        if x > 0.5:
+            r = r * 1.1
+    return r
+
+
+def test_a_python_int_argument_is_a_constant_of_the_program(x64):
+    """An ``int`` argument bounds a Python loop as it would with the argument closed over: the
+    loop runs ``k`` steps, and reverse mode differentiates it (a traced bound would make it a
+    ``while`` loop, which reverse mode cannot differentiate)."""
+    relaxed = sf.relax(_compounded, softness=0.1)
+    x = jnp.asarray(0.8)
+    for k in (3, 5):
+        closed = sf.relax(functools.partial(_compounded, k=k), softness=0.1)
+        np.testing.assert_array_equal(relaxed(x, k), closed(x))
+        grad = jax.grad(relaxed)(x, k)
+        np.testing.assert_array_equal(grad, jax.grad(closed)(x))
+        step = 1e-6
+        numeric = (relaxed(x + step, k) - relaxed(x - step, k)) / (2 * step)
+        np.testing.assert_allclose(grad, numeric, rtol=1e-6)
+    assert relaxed(x, 3) != relaxed(x, 5)

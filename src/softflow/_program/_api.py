@@ -25,10 +25,12 @@ from ._syntax import call_converted_with
 from ._values import Live, default_float
 
 
-def _input_leaf(path, leaf) -> jax.Array:
+def _input_leaf(path, leaf) -> jax.Array | int | bool:
     if isinstance(leaf, jax.Array | np.ndarray | np.generic | int | float | bool):
         dtype = jnp.result_type(leaf)
         if not jnp.issubdtype(dtype, jnp.complexfloating):
+            if isinstance(leaf, int) and type(leaf) in (int, bool):
+                return leaf  # a constant of the program (see Relaxed._trace)
             return leaf if isinstance(leaf, jax.Array) else jnp.asarray(leaf)
     where = jax.tree_util.keystr(path) or "(the argument itself)"
     raise TypeError(
@@ -66,19 +68,34 @@ class Relaxed:
         self._cache: dict = {}
 
     def _trace(self, args, kwargs):
+        """The program's jaxpr for these arguments, its output tree and the arguments it takes.
+
+        A Python ``int`` or ``bool`` argument is a constant of the program, as under ``jit``
+        with it static: ``range(k)`` of an integer argument is then a loop of ``k`` steps, which
+        reverse mode can differentiate (a traced bound makes it a ``while`` loop, which it
+        cannot)."""
         leaves_with_path, in_tree = jax.tree_util.tree_flatten_with_path((args, kwargs))
-        leaves = [_input_leaf(path, leaf) for path, leaf in leaves_with_path]
+        given = [_input_leaf(path, leaf) for path, leaf in leaves_with_path]
+        static = {n: leaf for n, leaf in enumerate(given) if type(leaf) in (int, bool)}
+        leaves = [jnp.asarray(leaf) for n, leaf in enumerate(given) if n not in static]
         avals = [jax.typeof(leaf) for leaf in leaves]
         fn = self._fn
         if self._options.mode == "straight_through" and _concrete(leaves):
             fn = self._unrolled
-        key = (fn, in_tree, tuple((a.shape, a.dtype, a.weak_type) for a in avals))
+        key = (
+            fn,
+            in_tree,
+            tuple((a.shape, a.dtype, a.weak_type) for a in avals),
+            tuple((n, type(v), v) for n, v in static.items()),
+        )
         if key in self._cache:
             return (*self._cache[key], leaves)
         out_tree = []
 
         def flat_fn(*flat):
-            a, k = jax.tree_util.tree_unflatten(in_tree, flat)
+            traced = iter(flat)
+            every = [static[n] if n in static else next(traced) for n in range(len(given))]
+            a, k = jax.tree_util.tree_unflatten(in_tree, every)
             out_flat, tree = jax.tree_util.tree_flatten(fn(*a, **k))
             out_tree.append(tree)
             return out_flat
