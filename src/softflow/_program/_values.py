@@ -319,13 +319,27 @@ def categorical_origin(c) -> Origin | None:
     return Origin(c.probs, np.arange(math.prod(shape), dtype=np.int32).reshape(shape))
 
 
+def _origin_token(c) -> object | None:
+    """The source of :func:`categorical_origin` without its index (cheap to compare)."""
+    if not isinstance(c, Categorical) or own_distribution(c) is not c.probs:
+        return None
+    return c.origin.token if c.origin is not None else c.probs
+
+
 def _unaliased(categoricals: Sequence) -> list:
     """The categoricals with views of the same elements of one relaxed integer (``i[0]`` taken
     twice) holding the same probabilities, the first view's: merged, they are then one outcome."""
+    # Only views that share their source with another one need their elements compared.
+    tokens = [_origin_token(c) for c in categoricals]
+    shared = {
+        id(t)
+        for n, t in enumerate(tokens)
+        if t is not None and any(u is t for u in tokens[n + 1 :])
+    }
     first: dict[tuple, jax.Array] = {}
     result = []
-    for c in categoricals:
-        origin = categorical_origin(c)
+    for c, token in zip(categoricals, tokens, strict=True):
+        origin = categorical_origin(c) if id(token) in shared else None
         if origin is not None:
             key = (id(origin.token), origin.index.shape, origin.index.tobytes())
             probs = first.setdefault(key, c.probs)
@@ -338,8 +352,11 @@ def _unaliased(categoricals: Sequence) -> list:
 def _partly_same(a, b) -> np.ndarray | None:
     """Where two views of one relaxed integer are the same element, when they are at some
     positions and not at others (``b[:, None] == b[None, :]``); else None."""
+    token = _origin_token(a)
+    if token is None or _origin_token(b) is not token:
+        return None
     oa, ob = categorical_origin(a), categorical_origin(b)
-    if oa is None or ob is None or oa.token is not ob.token:
+    if oa is None or ob is None:
         return None
     try:
         same = np.equal(*np.broadcast_arrays(oa.index, ob.index))
