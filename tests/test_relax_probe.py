@@ -706,3 +706,18 @@ def test_any_of_comparisons_of_relaxed_integers_element_by_element(x64):
     np.testing.assert_allclose(relaxed_all, jnp.prod(at_least[1]), rtol=1e-9)
     hard = sf.relax(program, mode="hard")(x)
     assert [bool(h) for h in hard] == [bool(p) for p in program(x)]
+
+
+def test_a_float_constant_chosen_by_a_relaxed_index_traces_under_jit():
+    """``jnp.where(i == jnp.argmax(x), -jnp.inf, x)`` (a float case that is not finite, chosen
+    per candidate of a relaxed index) has no integer bounds: under ``jit`` it is relaxed as on
+    concrete arguments, not an error about converting inf to an integer."""
+
+    def masked(x):
+        return jnp.where(jnp.arange(4) == jnp.argmax(x), -jnp.inf, x) + jnp.where(
+            jnp.arange(4) == jnp.argmin(x), jnp.nan, 0.0
+        )
+
+    x = jnp.array([0.3, -1.2, 2.4, 0.9])
+    relaxed = sf.relax(masked, softness=0.3)
+    np.testing.assert_array_equal(jax.jit(relaxed)(x), relaxed(x))

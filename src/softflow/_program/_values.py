@@ -233,15 +233,22 @@ def interval(value) -> tuple[int, int] | None:
         return 0, 1
     if isinstance(value, Categorical):
         if is_concrete(value.cands) and np.size(value.cands):
-            cands = np.asarray(value.cands)
-            return int(cands.min()), int(cands.max())
+            return _known_interval(np.asarray(value.cands))
         if value.bounds is None or not all(map(math.isfinite, value.bounds)):
             return None
         return int(value.bounds[0]), int(value.bounds[1])
     if isinstance(value, Live | Expected) or not is_concrete(value) or np.size(value) == 0:
         return None
-    known = np.asarray(value)
-    return int(known.min()), int(known.max())
+    return _known_interval(np.asarray(value))
+
+
+def _known_interval(known: np.ndarray) -> tuple[int, int] | None:
+    """The integer bounds of values known at trace time; None where they are not finite (a float
+    case such as ``-inf`` chosen by a relaxed index has no integer bounds)."""
+    low, high = known.min(), known.max()
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return None
+    return int(low), int(high)
 
 
 def half_interval(value) -> tuple[float, float]:
