@@ -27,6 +27,7 @@ from jax.extend.core import Jaxpr, Literal
 from .._checks import is_concrete
 from ._errors import RelaxError
 from ._folds import fold_onto
+from ._intervals import interval
 from ._values import (
     Categorical,
     Expected,
@@ -34,7 +35,6 @@ from ._values import (
     SoftBool,
     aval,
     default_float,
-    interval,
     is_soft,
     mean,
     shared_row,

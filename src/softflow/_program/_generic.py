@@ -22,6 +22,7 @@ from . import _jaxpr, _trace_time, _views
 from ._boundaries import MAX_STATES
 from ._candidates import DENSE_READ, ELEMENTWISE, candidatewise, gathered_point, read_points
 from ._errors import ExpectedIntegerError, RelaxError
+from ._intervals import half_interval
 from ._values import (
     Categorical,
     Expected,
@@ -35,7 +36,6 @@ from ._values import (
     expectation,
     floatify,
     floating,
-    half_interval,
     is_soft,
     mean,
     merge,

@@ -17,6 +17,7 @@ from ._candidates import DENSE_READ, expected_point
 from ._folds import fold_onto
 from ._generic import at_trace_time, hard_thunk
 from ._interpreter import Interpreter, rule
+from ._intervals import interval
 from ._values import (
     Categorical,
     Expected,
@@ -27,7 +28,6 @@ from ._values import (
     expectation,
     floating,
     independent,
-    interval,
     is_soft,
     mean,
     merge,

@@ -11,6 +11,7 @@ from .._checks import is_concrete
 from . import _jaxpr, _views
 from ._generic import hard_thunk
 from ._interpreter import Interpreter, rule
+from ._intervals import half_interval
 from ._rules_arrays import integer_distribution
 from ._values import (
     Categorical,
@@ -23,7 +24,6 @@ from ._values import (
     case_weights,
     expectation,
     floating,
-    half_interval,
     is_live,
     is_soft,
     mean,

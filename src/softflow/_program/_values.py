@@ -226,41 +226,6 @@ def floatify(x, dtype) -> jax.Array:
     return x.astype(dtype)
 
 
-def interval(value) -> tuple[int, int] | None:
-    """Static bounds of an integer or boolean value, if known: its values or candidates when
-    known at trace time, else the bounds recorded with them."""
-    if isinstance(value, SoftBool):
-        return 0, 1
-    if isinstance(value, Categorical):
-        if is_concrete(value.cands) and np.size(value.cands):
-            return _known_interval(np.asarray(value.cands))
-        if value.bounds is None or not all(map(math.isfinite, value.bounds)):
-            return None
-        return int(value.bounds[0]), int(value.bounds[1])
-    if isinstance(value, Live | Expected) or not is_concrete(value) or np.size(value) == 0:
-        return None
-    return _known_interval(np.asarray(value))
-
-
-def _known_interval(known: np.ndarray) -> tuple[int, int] | None:
-    """The integer bounds of values known at trace time; None where they are not finite (a float
-    case such as ``-inf`` chosen by a relaxed index has no integer bounds)."""
-    low, high = known.min(), known.max()
-    if not (math.isfinite(low) and math.isfinite(high)):
-        return None
-    return int(low), int(high)
-
-
-def half_interval(value) -> tuple[float, float]:
-    """Static bounds of an integer value, each infinite where it is not known."""
-    found = interval(value)
-    if found is not None:
-        return found
-    if isinstance(value, Categorical) and value.bounds is not None:
-        return value.bounds
-    return -math.inf, math.inf
-
-
 def expectation(probs: jax.Array, values: jax.Array | np.ndarray) -> jax.Array:
     """The expectation over the candidates (last axis), exact at one-hot probabilities."""
     return weighted_sum(probs.astype(values.dtype), jnp.asarray(values))
