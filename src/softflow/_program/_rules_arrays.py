@@ -88,32 +88,41 @@ for _fn in (_steps.sign, _steps.floor, _steps.ceil, _steps.round):
 
 
 def _clipped_staircase(self: Interpreter, eqn: JaxprEqn, clamp: Clamp, exact, offset) -> Live:
-    """``floor`` / ``ceil`` / ``round`` of a value clipped by exact bounds: the staircase of the
-    unclipped value with its integers clipped to the staircase of the bounds (see
-    :class:`Clamp`); its soft value is the expectation of those integers."""
+    """``floor`` / ``ceil`` / ``round`` of a value clipped by exact bounds (``_clipped_law``);
+    its soft value is the expectation of the clipped integers."""
+    cands, probs, _, then, bounds = _clipped_law(
+        self, clamp, lambda v: _jaxpr.bind(eqn, [v])[0], offset
+    )
+    soft = _select.weighted_sum(probs.astype(cands.dtype), cands).astype(exact.dtype)
+    self.record(eqn, f"sf.{eqn.primitive.name} of the value before its clip, clipped")
+    unclipped = _jaxpr.bind(eqn, [clamp.source])[0]
+    staircase = Staircase(clamp.source, unclipped, offset, then, bounds)
+    mixture = Mixture(cands, probs, None, False)
+    return Live(self.with_mode(exact, soft), staircase=staircase, mixture=mixture)
+
+
+def _clipped_law(self: Interpreter, clamp: Clamp, step, offset):
+    """The law of the staircase ``step`` (jumps at ``offset``) of a value clipped by exact bounds:
+    that of the value before its clip, its integers clipped to ``step`` of the bounds (see
+    :class:`Clamp`). Also the clip of one candidate, and its static bounds (infinite where not
+    known at trace time)."""
     low, high = (
-        None if b is None else _jaxpr.bind(eqn, [jnp.asarray(b, exact.dtype)])[0]
+        None if b is None else step(jnp.asarray(b, clamp.source.dtype))
         for b in (clamp.low, clamp.high)
     )
 
     def then(candidate):  # one candidate, of the value's shape
         return jnp.clip(candidate, low, high)
 
-    unclipped = _jaxpr.bind(eqn, [clamp.source])[0]
-    cands, probs, _ = staircase_law(self, clamp.source, unclipped, offset)
+    cands, probs, reach = staircase_law(self, clamp.source, step(clamp.source), offset)
     cands = jax.vmap(then, -1, -1)(cands)
-    soft = _select.weighted_sum(probs.astype(cands.dtype), cands).astype(exact.dtype)
-    self.record(eqn, f"sf.{eqn.primitive.name} of the value before its clip, clipped")
-    known = [b for b in (low, high) if b is not None]
     bounds = (-math.inf, math.inf)
-    if all(is_concrete(b) for b in known):
+    if all(is_concrete(b) for b in (low, high) if b is not None):
         bounds = (
             -math.inf if low is None else float(np.min(low)),
             math.inf if high is None else float(np.max(high)),
         )
-    staircase = Staircase(clamp.source, unclipped, offset, then, bounds)
-    mixture = Mixture(cands, probs, None, False)
-    return Live(self.with_mode(exact, soft), staircase=staircase, mixture=mixture)
+    return cands, probs, reach, then, bounds
 
 
 def _truncation_offset(candidates):
@@ -248,16 +257,12 @@ def integer_distribution(self: Interpreter, eqn: JaxprEqn, value: Live) -> Categ
         if math.isfinite(lo) and math.isfinite(hi):
             bounds = (math.ceil(lo), math.floor(hi))
     elif value.clamp is not None:
-        # Truncation of a clipped value: of the value before its clip, clipped (see Clamp).
-        clamp = value.clamp
-        source = clamp.source
-        cands, probs, reach = staircase_law(self, source, jnp.trunc(source), _truncation_offset)
-        low, high = (None if b is None else jnp.trunc(b) for b in (clamp.low, clamp.high))
-        edges = [None if b is None else jnp.asarray(b)[..., None] for b in (low, high)]
-        cands = jnp.clip(cands, *edges)
+        cands, probs, reach, _, (lo, hi) = _clipped_law(
+            self, value.clamp, jnp.trunc, _truncation_offset
+        )
         made = "truncation of the value before its clip"
-        if low is not None and high is not None and is_concrete(low) and is_concrete(high):
-            bounds = (int(np.min(low)), int(np.max(high)))
+        if math.isfinite(lo) and math.isfinite(hi):
+            bounds = (math.ceil(lo), math.floor(hi))
     else:
         source = unwrap(value)
         cands, probs, reach = staircase_law(self, source, jnp.trunc(source), _truncation_offset)
