@@ -574,3 +574,41 @@ def test_float_modulo_relaxes_the_quotient(fn, floored, x64):
         ).sum(1)
     np.testing.assert_allclose(sf.relax(fn, softness=TAU)(x), x - 2.0 * quotient, rtol=1e-12)
     assert_exactly_equal(sf.relax(fn, mode="straight_through")(x), fn(x))
+
+
+CASTS = {
+    "floor": lambda x: jnp.floor(x).astype(jnp.int32),
+    "round": lambda x: jnp.round(x).astype(jnp.int32),
+    "truncation": lambda x: x.astype(jnp.int32),
+}
+
+
+@pytest.mark.parametrize("kind", sf.KINDS)
+@pytest.mark.parametrize("cast", CASTS.values(), ids=CASTS.keys())
+def test_a_cast_index_has_the_derivatives_of_its_distribution(cast, kind, x64):
+    """The derivative of a relaxed float-to-integer index, in x and in a traced softness, for
+    every kind of step, against finite differences; the floor's value against the soft steps."""
+    x = jnp.array([0.31, 1.45, 2.5, 3.17, -0.62, 4.97])  # (no kink of a step at x ± h)
+    softness = jnp.asarray(0.37)
+
+    def read(x, softness):
+        fn = lambda x: jnp.take(jnp.asarray(TABLE), cast(x), mode="clip")  # noqa: E731
+        return sf.relax(fn, softness=softness, kind=kind)(x)
+
+    if cast is CASTS["floor"]:
+        k = jnp.arange(-20, 26)
+        at_least = sf.greater_equal(x[:, None], k, softness=softness, kind=kind)
+        at_least = at_least.at[:, 0].set(1.0).at[:, -1].set(0.0)
+        probs = at_least[:, :-1] - at_least[:, 1:]
+        expected = probs @ jnp.take(jnp.asarray(TABLE), k[:-1], mode="clip")
+        np.testing.assert_allclose(read(x, softness), expected, rtol=1e-10, atol=1e-12)
+    weights = jnp.linspace(0.5, 1.5, x.size)
+    loss = jax.jit(lambda x, s: jnp.sum(weights * read(x, s)))
+    grad_x, grad_s = jax.grad(loss, argnums=(0, 1))(x, softness)
+    h = 1e-6
+    numeric_x = jax.vmap(
+        lambda e: (loss(x + h * e, softness) - loss(x - h * e, softness)) / (2 * h)
+    )(jnp.eye(x.size))
+    numeric_s = (loss(x, softness + h) - loss(x, softness - h)) / (2 * h)
+    np.testing.assert_allclose(grad_x, numeric_x, rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(grad_s, numeric_s, rtol=1e-5, atol=1e-8)
