@@ -158,6 +158,41 @@ def test_a_negative_infinite_sentinel_before_an_argmax(x64):
     assert np.all(np.isfinite(jnp.concatenate(jax.grad(st, argnums=(0, 1))(x, keep))))
 
 
+MASKS = {  # the best element masked, as greedy selection (top-k by repeated argmax) writes it
+    "where_inf": (lambda x: jnp.where(jnp.arange(x.size) == jnp.argmax(x), -jnp.inf, x), None),
+    "set_inf": (lambda x: x.at[jnp.argmax(x)].set(-jnp.inf), None),
+    "where_finite": (lambda x: jnp.where(jnp.arange(x.size) == jnp.argmax(x), -1e9, x), -1e9),
+    "set_finite": (lambda x: x.at[jnp.argmax(x)].set(-1e9), -1e9),
+}
+
+
+@pytest.mark.parametrize("mask, finite", MASKS.values(), ids=MASKS.keys())
+def test_a_sentinel_written_at_a_relaxed_index_is_present_where_the_index_is_not(mask, finite, x64):
+    """An element masked at the relaxed argmax is present with the probability that the argmax
+    is elsewhere (a blend of the candidates would be the sentinel everywhere, and its gradient
+    NaN), as for a soft truth value; the second best element read through it is exact in the
+    hard limit, with the gradient of finite differences."""
+    x = jnp.array([0.3, -1.2, 2.4, 0.9, 2.3])
+    absent = jax.nn.softmax(x / TAU)  # the law of the relaxed argmax
+    if finite is None:
+        expected = x + TAU * jnp.log(1 - absent)
+    else:
+        expected = TAU * jnp.logaddexp(
+            x / TAU + jnp.log(1 - absent), finite / TAU + jnp.log(absent)
+        )
+    np.testing.assert_allclose(sf.relax(mask, softness=TAU)(x), expected, rtol=1e-12)
+
+    def second_best(x):
+        return x[jnp.argmax(mask(x))]
+
+    relaxed = jax.jit(sf.relax(second_best, softness=TAU))
+    np.testing.assert_allclose(
+        jax.grad(relaxed)(x), _central_differences(relaxed, x), rtol=1e-6, atol=1e-9
+    )
+    assert sf.relax(second_best, softness=1e-6)(x) == second_best(x)
+    assert sf.relax(second_best, mode="straight_through")(x) == second_best(x)
+
+
 def test_a_non_finite_constant_that_is_not_one_sentinel_is_refused():
     def program(x):
         return jnp.where(x > 0, x, jnp.array([jnp.inf, -jnp.inf]))

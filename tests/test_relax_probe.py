@@ -715,7 +715,7 @@ def test_a_float_constant_chosen_by_a_relaxed_index_traces_under_jit():
 
     def masked(x):
         return jnp.where(jnp.arange(4) == jnp.argmax(x), -jnp.inf, x) + jnp.where(
-            jnp.arange(4) == jnp.argmin(x), jnp.nan, 0.0
+            jnp.arange(4) == jnp.argmin(x), jnp.inf, 0.0
         )
 
     x = jnp.array([0.3, -1.2, 2.4, 0.9])

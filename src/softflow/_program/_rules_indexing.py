@@ -18,6 +18,7 @@ from ._folds import fold_onto
 from ._generic import at_trace_time, hard_thunk
 from ._interpreter import Interpreter, rule
 from ._intervals import interval
+from ._rules_logic import present_or_sentinel, sentinel
 from ._values import (
     Categorical,
     Expected,
@@ -269,6 +270,13 @@ def _scatter_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     for d, n in zip(dims, sizes, strict=True):
         shape[d] = n
     weights = weights.reshape(shape)
+    mask = sentinel(self, eqn.invars[2]) if floating(out_aval) else None
+    if mask is not None and not np.isnan(mask):
+        # x.at[jnp.argmax(x)].set(-jnp.inf): each element present where the write misses.
+        self.record(eqn, "a sentinel written at a relaxed index: present where it misses")
+        x = jnp.broadcast_to(jnp.asarray(unwrap(operand)), out_aval.shape)
+        q = 1 - weights.astype(x.dtype)
+        return [Live(present_or_sentinel(x, q, mask, self.options.softness))]
     self.record(eqn, "sf.put (write at a distribution over indices)")
 
     def written(value, dtype):
@@ -353,12 +361,18 @@ def _one_value_at_many(
     sizes = [out_aval.shape[d] for d in layout.operand_dims]
     landing = _landing(indices, layout, sizes)
     missed = _on_operand(jnp.prod(1 - landing, axis=0), layout, out_aval.shape)
-    self.record(eqn, "one value written at several relaxed indices: kept where none lands")
     hard = hard_thunk(eqn, invals)(0)
     if floating(out_aval):
         x = jnp.asarray(unwrap(operand))
         missed = missed.astype(x.dtype)
+        mask = sentinel(self, eqn.invars[2])
+        if mask is not None and not np.isnan(mask):  # (as in _scatter_rule)
+            self.record(eqn, "a sentinel written at relaxed indices: present where none lands")
+            x = jnp.broadcast_to(x, out_aval.shape)
+            return [Live(present_or_sentinel(x, missed, mask, self.options.softness))]
+        self.record(eqn, "one value written at several relaxed indices: kept where none lands")
         return [Live(blend((missed, 1 - missed), (x, jnp.full_like(x, value))))]
+    self.record(eqn, "one value written at several relaxed indices: kept where none lands")
     if out_aval.dtype != jnp.bool_ and not is_soft(operand):
         x = jnp.broadcast_to(unwrap(operand), out_aval.shape)
         both = jnp.stack([x, jnp.full_like(x, value)], axis=-1)

@@ -302,7 +302,7 @@ def _constant_value(self: Interpreter, atom) -> np.ndarray | None:
 SENTINEL_MAGNITUDE = 1e8
 
 
-def _sentinel(self: Interpreter, atom) -> float | None:
+def sentinel(self: Interpreter, atom) -> float | None:
     """The sentinel when ``atom`` is one constant everywhere, ``inf``, ``-inf`` or finite of a
     magnitude of at least :data:`SENTINEL_MAGNITUDE`; NaN when it is some other constant that is
     not finite everywhere; None otherwise."""
@@ -330,8 +330,8 @@ def _select_sentinel(self: Interpreter, eqn: JaxprEqn, p, cases, sentinels) -> j
     present with probability ``1 - q``: :math:`\mp τ \log(q e^{\mp x/τ} + (1 - q) e^{\mp M/τ})`.
     """
     at = 0 if sentinels[0] is not None else 1
-    sentinel, other = sentinels[at], cases[1 - at]
-    if (sentinel is None) == (sentinels[1 - at] is None) or np.isnan(sentinel):
+    mark, other = sentinels[at], cases[1 - at]
+    if (mark is None) == (sentinels[1 - at] is None) or np.isnan(mark):
         raise self.unsupported(
             eqn,
             "a relaxed condition chooses a constant that is not finite (and not one sentinel, "
@@ -340,10 +340,15 @@ def _select_sentinel(self: Interpreter, eqn: JaxprEqn, p, cases, sentinels) -> j
             "sf.exact",
         )
     q = p if at == 0 else 1 - p  # the probability of the finite case (case 1 when pred is True)
-    tau = jnp.asarray(self.options.softness, q.dtype)
-    x = jnp.asarray(unwrap(other))
+    self.record(eqn, f"present with probability q: x {'-+'[mark < 0]} softness * log(q)")
+    return present_or_sentinel(jnp.asarray(unwrap(other)), q, mark, self.options.softness)
+
+
+def present_or_sentinel(x, q, sentinel: float, softness) -> jax.Array:
+    """``x`` where it is present (with probability ``q``), ``sentinel`` where it is not, relaxed
+    as in :func:`_select_sentinel`."""
+    tau = jnp.asarray(softness, q.dtype)
     sign = 1.0 if sentinel > 0 else -1.0  # a sentinel for minima (+) or maxima (-)
-    self.record(eqn, f"present with probability q: x {'-+'[sentinel < 0]} softness * log(q)")
     if np.isinf(sentinel):
         return x - sign * tau * _safe_log(q)
     kept = -sign * x / tau + _safe_log(q)
@@ -399,7 +404,7 @@ def _select_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     if isinstance(pred, SoftBool) and not any(isinstance(c, Categorical) for c in cases):
         p = pred.p
         if floating(out_aval):
-            sentinels = [_sentinel(self, atom) for atom in eqn.invars[1:]]
+            sentinels = [sentinel(self, atom) for atom in eqn.invars[1:]]
             two_finite = all(s is not None and np.isfinite(s) for s in sentinels)
             if any(s is not None for s in sentinels) and not two_finite:
                 return [Live(_select_sentinel(self, eqn, p, cases, sentinels))]
@@ -440,6 +445,18 @@ def _select_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
         stacked = xp.stack([c0, c1], axis=-1)
         return [Categorical(stacked, outcome.probs, hard, outcome.factors, bounds)]
     if isinstance(pred, SoftBool | Categorical):
+        sentinels = [sentinel(self, atom) for atom in eqn.invars[1:]]
+        if (
+            floating(out_aval)
+            and np.dtype(aval(eqn.invars[0]).dtype) == np.bool_
+            and not any(is_soft(c) for c in cases)
+            and any(s is not None for s in sentinels)
+            and not all(s is not None and np.isfinite(s) for s in sentinels)
+        ):
+            # A condition on a relaxed integer (i == jnp.argmax(x)) choosing a sentinel (-inf,
+            # -1e9): as for a soft truth value, with its probability; a blend of the candidates'
+            # values would be the sentinel wherever one candidate chooses it.
+            return [Live(_select_sentinel(self, eqn, mean(pred), cases, sentinels))]
         if any(isinstance(c, Expected) for c in cases):
             # A case known only by its expected value: the expectation over the selector.
             return [_expected_selection(self, eqn, pred, cases, hard)]
