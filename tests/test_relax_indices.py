@@ -191,6 +191,31 @@ def test_integers_made_from_clipped_or_chosen_floats_saturate_exactly(x64):
         assert_exactly_equal(sf.relax(program, softness=1e-9)(x), program(x).astype(x.dtype))
 
 
+def test_floats_made_from_exact_integers_stay_exact(x64):
+    """A float made only from integers (a count of the values that are not NaN, as
+    ``jnp.nanquantile`` makes it) is piecewise constant: comparing, rounding or casting it is
+    exact at every softness, and a relaxed floor clipped by it keeps its law (the clip applied
+    to its integers), instead of a cast sitting on a jump (half the integer below)."""
+    y = jnp.array([0.3, jnp.nan, -1.2, 2.4, 0.9, jnp.nan, -0.6, 1.7, 0.05])
+
+    def position(x, y):
+        last = jnp.sum(~jnp.isnan(y)).astype(x.dtype) - 1  # 6.0
+        q = jnp.floor(0.7 * last)  # 4.0, exact
+        flat = jnp.minimum(q, last).astype(jnp.int32) + (last >= 6.0)
+        clipped = jnp.minimum(jnp.floor(3 * x), last).astype(jnp.int32)
+        return flat, clipped
+
+    x = jnp.array([0.31, 1.45, 2.55, 4.1])
+    flat, clipped = sf.relax(position, softness=TAU)(x, y)
+    assert flat == 5
+    k = jnp.arange(-30, 41)
+    expected = floor_probabilities(3 * x, -30, 40) @ jnp.minimum(k, 6).astype(x.dtype)
+    np.testing.assert_allclose(clipped, expected, rtol=1e-12)
+    quantile = lambda x: jnp.nanquantile(jnp.where(jnp.isnan(y), jnp.nan, x), 0.7)  # noqa: E731
+    x = jnp.array([0.3, 5.0, -1.2, 2.4, 0.9, 7.0, -0.6, 1.7, 0.05])
+    np.testing.assert_allclose(sf.relax(quantile, softness=1e-6)(x), quantile(x), rtol=1e-12)
+
+
 WRITES = {  # values written at a vector of floored positions, as programs write them
     "floats": lambda i, v: jnp.full(6, -1.0).at[i].set(v),
     "integers": lambda i, v: jnp.arange(6).at[i].set(jnp.array([7, -3, 9])),

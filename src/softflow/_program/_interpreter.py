@@ -38,6 +38,7 @@ from ._values import (
     is_soft,
     mean,
     unwrap,
+    varies,
 )
 
 OnUnrelaxable = Literal["error", "stop_gradient"]
@@ -342,7 +343,7 @@ class Interpreter(SoftIntegerOps):
             return self.generic(eqn, invals)
         name = eqn.primitive.name
         live_float = any(
-            isinstance(v, Live) and floating(aval(atom))
+            isinstance(v, Live) and floating(aval(atom)) and varies(v)
             for v, atom in zip(invals, eqn.invars, strict=True)
         )
         if live_float and name in ADVICE:
@@ -358,6 +359,11 @@ class Interpreter(SoftIntegerOps):
                 "softflow's array operations, or smooth the exact program with sf.smooth",
             )
         outs = _views.moved(eqn, invals, _jaxpr.bind(eqn, [unwrap(v) for v in invals]))
+        if any(is_live(v) for v in invals) and not any(varies(v) for v in invals):
+            # (Made from integers or truth values only: piecewise constant too.)
+            outs = [
+                dataclasses.replace(o, discrete=True) if isinstance(o, Live) else o for o in outs
+            ]
         outs = _with_mixture(eqn, invals, _with_staircase(eqn, invals, outs))
         return _with_clamp(eqn, invals, outs)
 
@@ -384,7 +390,7 @@ def _with_staircase(eqn: JaxprEqn, invals: list, outs: list) -> list:
     """``outs`` with the staircase of the one live operand carried on, pushed through ``eqn``."""
     if eqn.primitive.name not in _STAIRCASE_MAPS or len(outs) != 1:
         return outs
-    live = [i for i, v in enumerate(invals) if is_live(v)]
+    live = [i for i, v in enumerate(invals) if varies(v)]
     if len(live) != 1 or not isinstance(invals[live[0]], Live):
         return outs
     position = live[0]
@@ -410,7 +416,7 @@ def _with_clamp(eqn: JaxprEqn, invals: list, outs: list) -> list:
     name = eqn.primitive.name
     if name not in ("max", "min", "clamp") or len(outs) != 1 or not floating(aval(eqn.outvars[0])):
         return outs
-    live = [i for i, v in enumerate(invals) if is_live(v)]
+    live = [i for i, v in enumerate(invals) if varies(v)]
     if len(live) != 1 or (name == "clamp" and live != [1]):
         return outs
     (position,) = live
@@ -511,7 +517,7 @@ def _with_mixture(eqn: JaxprEqn, invals: list, outs: list) -> list:
     mixed = [i for i, v in enumerate(invals) if isinstance(v, Live) and v.mixture is not None]
     if name == "concatenate" and len(mixed) == len(invals) > 1:
         return _concatenated_mixtures(eqn, invals, outs)
-    if len(mixed) != 1 or any(is_live(v) for i, v in enumerate(invals) if i != mixed[0]):
+    if len(mixed) != 1 or any(varies(v) for i, v in enumerate(invals) if i != mixed[0]):
         return outs
     mixture = invals[mixed[0]].mixture
     assert mixture is not None
@@ -526,7 +532,7 @@ def _with_mixture(eqn: JaxprEqn, invals: list, outs: list) -> list:
     batched = [i == mixed[0] for i in range(len(invals))]
 
     def each_candidate(operand):
-        args = [operand if i == mixed[0] else v for i, v in enumerate(invals)]
+        args = [operand if i == mixed[0] else unwrap(v) for i, v in enumerate(invals)]
         return at_trace_time(lambda *a: candidatewise(eqn, a, batched), *args)[0]
 
     changes = {"values": each_candidate(mixture.values)}

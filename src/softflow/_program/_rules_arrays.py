@@ -35,11 +35,14 @@ from ._values import (
     is_soft,
     mean,
     unwrap,
+    varies,
 )
 
 
 def _live_float_operand(eqn: JaxprEqn, invals: list) -> bool:
-    return isinstance(invals[0], Live) and floating(aval(eqn.invars[0]))
+    """Whether the operand is a live float that varies (one that is piecewise constant is
+    rounded exactly)."""
+    return isinstance(invals[0], Live) and floating(aval(eqn.invars[0])) and varies(invals[0])
 
 
 # The offset of the jump into each value of the staircases (see _values.Staircase).

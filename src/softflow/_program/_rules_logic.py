@@ -28,6 +28,7 @@ from ._values import (
     is_soft,
     mean,
     unwrap,
+    varies,
 )
 
 # Where an integer comparison decides: a > b means a > b + 1/2, a >= b means a > b - 1/2, ...
@@ -37,6 +38,8 @@ _HALF_INTEGER = {"gt": 0.5, "ge": -0.5, "lt": -0.5, "le": 0.5}
 def _compare_rule(soft_fn):
     def compare(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
         a, b = invals
+        if floating(aval(eqn.invars[0])) and not any(varies(v) for v in invals):
+            return self.default(eqn, invals)  # (piecewise constant: exact)
         if floating(aval(eqn.invars[0])):
             if all(
                 isinstance(v, Live) and v.mixture is not None and not v.mixture.live for v in invals
@@ -263,7 +266,10 @@ def _convert_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
         return self.generic(eqn, invals)
     source = aval(eqn.invars[0]).dtype
     if not jnp.issubdtype(source, jnp.floating) or jnp.issubdtype(target, jnp.floating):
-        return [Live(out) for out in _jaxpr.bind(eqn, [unwrap(value)])]
+        (out,) = _jaxpr.bind(eqn, [unwrap(value)])
+        return [Live(out, discrete=not varies(value))]
+    if not varies(value):  # (piecewise constant: exact)
+        return self.default(eqn, invals)
     # (A staircase's own integer conversion is below.)
     exact_table = isinstance(value, Live) and value.staircase is None
     if exact_table and value.mixture is not None and not value.mixture.live:

@@ -94,6 +94,10 @@ class Live:
     staircase: Staircase | None = None
     mixture: "Mixture | None" = None
     clamp: Clamp | None = None
+    # Piecewise constant in the inputs: made by exact operations from integers or truth values
+    # only (jnp.sum(~jnp.isnan(x)) - 1.0), so comparing or rounding it is exact, and staircases,
+    # clips and mixtures pass through operations with it as with a constant (see ``varies``).
+    discrete: bool = False
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -203,6 +207,14 @@ def is_soft(value) -> bool:
 def is_live(value) -> bool:
     """Whether ``value`` depends on a floating-point input (exactly or relaxed)."""
     return isinstance(value, Live) or is_soft(value)
+
+
+def varies(value) -> bool:
+    """Whether ``value`` changes with a floating-point input other than by jumps of integers: a
+    relaxed value, or a live float that is not :attr:`Live.discrete`."""
+    if isinstance(value, Live):
+        return not value.discrete and jnp.issubdtype(jnp.result_type(value.value), jnp.inexact)
+    return is_soft(value)
 
 
 def unwrap(value):
