@@ -189,6 +189,12 @@ def test_integers_made_from_clipped_or_chosen_floats_saturate_exactly(x64):
             sf.relax(program, softness=TAU)(x), expected[name], rtol=1e-12, err_msg=name
         )
         assert_exactly_equal(sf.relax(program, softness=1e-9)(x), program(x).astype(x.dtype))
+        straight = sf.relax(program, softness=TAU, mode="straight_through")
+        assert_exactly_equal(straight(x), program(x).astype(x.dtype))
+    # A comparison of a sign's values is exact forward in straight-through mode too.
+    crossings = lambda x: jnp.sum(jnp.sign(x[1:]) != jnp.sign(x[:-1]))  # noqa: E731
+    straight = sf.relax(crossings, softness=TAU, mode="straight_through")
+    assert straight(x) == crossings(x)
 
 
 def test_floats_made_from_exact_integers_stay_exact(x64):

@@ -180,9 +180,10 @@ class Interpreter(SoftIntegerOps):
         return _source.where(eqn, self.enclosing)
 
     def unsupported(self, eqn: JaxprEqn, why: str, advice: str) -> RelaxError:
+        # (A library function called under jit, jnp.searchsorted, by its own name.)
+        name = (_jaxpr.call_name(eqn) if _jaxpr.is_call(eqn) else None) or eqn.primitive.name
         return RelaxError(
-            f"sf.relax cannot relax `{eqn.primitive.name}` at {self.where(eqn)}: {why}. "
-            f"Instead: {advice}."
+            f"sf.relax cannot relax `{name}` at {self.where(eqn)}: {why}. Instead: {advice}."
         )
 
     def with_mode(self, hard: jax.Array, soft: jax.Array) -> jax.Array:

@@ -70,11 +70,12 @@ def _step_rule(soft_fn):
         soft = soft_fn(x, softness=self.options.softness, kind=self.options.kind, mode="soft")
         if name not in _JUMP_OFFSETS:
             # The sign is -1 or 1, with probabilities (1 -+ soft) / 2: what an integer
-            # conversion or a comparison of it acts on, one value at a time.
+            # conversion or a comparison of it acts on, one value at a time (in straight-through
+            # mode the exact sign's, with the soft gradient).
+            value = self.with_mode(exact, soft)
             signs = jnp.broadcast_to(jnp.array([-1, 1], exact.dtype), (*exact.shape, 2))
-            probs = jnp.stack([(1 - soft) / 2, (1 + soft) / 2], axis=-1)
-            mixture = Mixture(signs, probs, None, False)
-            return [Live(self.with_mode(exact, soft), mixture=mixture)]
+            probs = jnp.stack([(1 - value) / 2, (1 + value) / 2], axis=-1)
+            return [Live(value, mixture=Mixture(signs, probs, None, False))]
         staircase = Staircase(x, exact, _JUMP_OFFSETS[name])
         # The integers it may be, with their probabilities: what a later comparison, remainder or
         # step of the value acts on, candidate by candidate (floor(x) >= 11 is P(floor(x) >= 11),
