@@ -256,3 +256,45 @@ def test_a_program_counter_becomes_a_distribution_over_the_instructions(x64):
         above, below = value_and_grad(x + step)[0], value_and_grad(x - step)[0]
         np.testing.assert_allclose(grad, (above - below) / (2 * step), rtol=1e-6)
         assert st(x) == _interpret(x)
+
+
+def _longest_increasing_run(write):
+    """The longest-increasing-subsequence DP on an integer table, each entry written with
+    ``write(dp, i, value)``."""
+
+    def length(x):
+        dp = jnp.ones(x.shape[0], dtype=jnp.int32)
+        for i in range(1, x.shape[0]):
+            dp = write(dp, i, jnp.max(jnp.where(x[:i] < x[i], dp[:i] + 1, 1)))
+        return jnp.max(dp)
+
+    return length
+
+
+INTEGER_WRITES = {
+    "set": lambda dp, i, v: dp.at[i].set(v),
+    "add": lambda dp, i, v: dp.at[i].add(v - 1),
+    "update_slice": lambda dp, i, v: lax.dynamic_update_slice(dp, v[None].astype(dp.dtype), (i,)),
+}
+
+
+@pytest.mark.parametrize("write", INTEGER_WRITES.values(), ids=INTEGER_WRITES.keys())
+def test_integers_known_by_their_expectation_are_written_at_exact_indices(write, x64):
+    """An integer known only by its expected value (a maximum of integers chosen by relaxed
+    comparisons) written at an exact index is the expectation written there: the program on an
+    integer table relaxes as the same program on a float table."""
+    x = jnp.array([0.3, -1.2, 2.4, 0.9, -0.6, 1.7, 0.05, 2.1])
+    on_integers = sf.relax(_longest_increasing_run(write), softness=TAU)
+
+    def on_floats(x):
+        dp = jnp.ones(x.shape[0])
+        for i in range(1, x.shape[0]):
+            dp = dp.at[i].set(jnp.max(jnp.where(x[:i] < x[i], dp[:i] + 1.0, 1.0)))
+        return jnp.max(dp)
+
+    np.testing.assert_allclose(on_integers(x), sf.relax(on_floats, softness=TAU)(x), rtol=1e-12)
+    np.testing.assert_allclose(
+        jax.grad(on_integers)(x), _central_differences(on_integers, x), rtol=1e-6, atol=1e-9
+    )
+    exact = _longest_increasing_run(write)(x)
+    assert sf.relax(_longest_increasing_run(write), softness=1e-9)(x) == exact

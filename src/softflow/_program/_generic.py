@@ -81,6 +81,11 @@ LINEAR = STRUCTURAL | frozenset(
         "reduce_min",
         "dot_general",
         "convert_element_type",
+        # Writes at exact indices select elements of the operand and the updates.
+        "scatter",
+        "scatter-add",
+        "scatter_add",
+        "dynamic_update_slice",
     }
 )
 # Operations of LINEAR that are linear in each operand alone: of two relaxed integers, the
@@ -307,12 +312,13 @@ class SoftIntegerOps:
         dtype = jnp.result_type(*(mean(v) for v in invals if is_soft(v)))
         args = []
         for i, v in enumerate(invals):
+            is_data = i < data and i not in indices
             if is_soft(v):
-                if i >= data:
+                if not is_data:
                     raise self.expected_integer(eqn, "its index")
                 args.append(mean(v).astype(dtype))
             else:
-                args.append(floatify(unwrap(v), dtype) if i < data else unwrap(v))
+                args.append(floatify(unwrap(v), dtype) if is_data else unwrap(v))
         if eqn.primitive.name == "convert_element_type":
             target = _jaxpr.new_dtype(eqn)
             if target == jnp.bool_:
@@ -324,7 +330,10 @@ class SoftIntegerOps:
             if not jnp.issubdtype(target, jnp.floating):
                 return [Expected(args[0], hard_thunk(eqn, invals)(0))]
             return [Live(args[0].astype(target))]
-        outs = _jaxpr.bind(eqn, args, _jaxpr.with_result_dtype(eqn, dtype))
+        if name in ("scatter-add", "scatter_add"):
+            outs = [_jaxpr.scatter_add_on(eqn, *args)]
+        else:
+            outs = _jaxpr.bind(eqn, args, _jaxpr.with_result_dtype(eqn, dtype))
         hard = hard_thunk(eqn, invals)
         result = []
         for i, (value, atom) in enumerate(zip(outs, eqn.outvars, strict=True)):

@@ -279,6 +279,20 @@ def with_result_dtype(eqn: JaxprEqn, dtype: Any) -> dict:
     return params
 
 
+def scatter_add_on(eqn: JaxprEqn, operand, indices, updates) -> jax.Array:
+    """The ``scatter-add`` ``eqn`` on operands of another dtype (integers summed as their
+    expected values): its reduction, typed for the original dtype, is built again."""
+    return jax.lax.scatter_add(
+        operand,
+        indices,
+        updates,
+        param(eqn, "dimension_numbers"),
+        indices_are_sorted=bool(param(eqn, "indices_are_sorted")),
+        unique_indices=bool(param(eqn, "unique_indices")),
+        mode=param(eqn, "mode"),
+    )
+
+
 def iota_dimension(eqn: JaxprEqn) -> int:
     """The axis along which an ``iota`` counts."""
     return int(param(eqn, "dimension"))
