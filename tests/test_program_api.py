@@ -315,6 +315,14 @@ def test_bad_arguments():
         sf.relax(threshold, softness=-1.0)(jnp.ones(2), 0.0)
     with pytest.raises(ValueError, match="softness"):
         sf.relax(threshold, softness=0.0, mode="hard")(jnp.ones(2), 0.0)
+    # Checked when relax is called, whatever the program relaxes: a softness that is 0 to XLA
+    # (subnormal), and an array, which would add its axes to the relaxed operations' values.
+    with pytest.raises(ValueError, match=r"softness.*subnormal"):
+        sf.relax(lambda x: x, softness=1e-40)
+    with pytest.raises(ValueError, match=r"softness must be a scalar.*vmap"):
+        sf.relax(threshold, softness=jnp.array([0.01, 1.0]))
+    with pytest.raises(TypeError, match="softness"):
+        sf.relax(threshold, softness="0.1")
 
 
 # -- a peer: AlgoVision's relaxed bubble sort ----------------------------------------------------

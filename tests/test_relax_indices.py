@@ -195,6 +195,9 @@ def test_integers_made_from_clipped_or_chosen_floats_saturate_exactly(x64):
     crossings = lambda x: jnp.sum(jnp.sign(x[1:]) != jnp.sign(x[:-1]))  # noqa: E731
     straight = sf.relax(crossings, softness=TAU, mode="straight_through")
     assert straight(x) == crossings(x)
+    wrong = lambda x: jnp.where(jnp.sign(x) != 1.0, 1.0, 0.0)  # noqa: E731
+    at_zero = jnp.array([0.0, 0.4, -0.3])  # (the sign of 0 is 0: a perceptron from w = 0)
+    assert_exactly_equal(sf.relax(wrong, mode="straight_through")(at_zero), wrong(at_zero))
 
 
 def test_floats_made_from_exact_integers_stay_exact(x64):

@@ -298,3 +298,29 @@ def test_integers_known_by_their_expectation_are_written_at_exact_indices(write,
     )
     exact = _longest_increasing_run(write)(x)
     assert sf.relax(_longest_increasing_run(write), softness=1e-9)(x) == exact
+
+
+def test_an_infinite_element_that_no_candidate_reads_leaves_the_gradient_finite(x64):
+    """``x[jnp.argmax(x)]`` of log-probabilities with a ``log 0``: the -inf element has
+    probability 0, so it moves nothing; the gradient of the others is that of finite
+    differences (it was NaN: 0 times -inf), in relax and in sf.take alike."""
+    x = jnp.log(jnp.array([0.5, 0.0, 0.1, 0.3]))
+    reads = {
+        "relax": sf.relax(lambda x: x[jnp.argmax(x)], softness=TAU),
+        "take": lambda x: sf.take(x, sf.argmax(x, softness=TAU)),
+    }
+    finite = jnp.array([0, 2, 3])
+    for name, read in reads.items():
+
+        def on_finite(v, read=read):
+            return read(x.at[finite].set(v))
+
+        grad = jax.grad(read)(x)
+        assert grad[1] == 0, name
+        np.testing.assert_allclose(
+            grad[finite],
+            _central_differences(on_finite, x[finite]),
+            rtol=1e-6,
+            atol=1e-9,
+            err_msg=name,
+        )

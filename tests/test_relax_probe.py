@@ -721,3 +721,32 @@ def test_a_float_constant_chosen_by_a_relaxed_index_traces_under_jit():
     x = jnp.array([0.3, -1.2, 2.4, 0.9])
     relaxed = sf.relax(masked, softness=0.3)
     np.testing.assert_array_equal(jax.jit(relaxed)(x), relaxed(x))
+
+
+def test_complex_values_are_continuous_and_blended():
+    """A float made complex (``x * 1j``, ``jnp.exp(1j * x)``, an FFT) is no float-to-integer
+    cast: nothing is relaxed there; and a relaxed ``where`` between complex values blends them
+    by the probability of its condition, as it does floats."""
+    x = jnp.array([0.5, -1.3, 2.0])
+    continuous = {
+        "scale": lambda x: jnp.abs(x * (1 + 1j)),
+        "phase": lambda x: jnp.exp(1j * x).imag,
+        "fft": lambda x: jnp.abs(jnp.fft.fft(x)),
+    }
+    for name, program in continuous.items():
+        relaxed = sf.relax(program, softness=0.1)
+        np.testing.assert_array_equal(relaxed(x), program(x), err_msg=name)
+        assert not relaxed.explain(x), name
+        np.testing.assert_allclose(
+            jax.grad(lambda x, f=relaxed: f(x).sum())(x),
+            jax.grad(lambda x, f=program: f(x).sum())(x),
+            rtol=1e-6,
+        )
+
+    def rotate(x):
+        return jnp.where(x > 0, x * 1j, x + 0j)
+
+    p = jax.nn.sigmoid(x / 0.1)
+    relaxed = sf.relax(rotate, softness=0.1)(x)
+    assert relaxed.dtype == rotate(x).dtype
+    np.testing.assert_allclose(relaxed, p * (x * 1j) + (1 - p) * x, rtol=1e-6)

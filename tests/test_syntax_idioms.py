@@ -4,6 +4,7 @@ relaxed (each refused with a ConversionError naming the construct and the user's
 
 import functools
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -352,3 +353,38 @@ def test_hard_mode_is_the_plain_function_bit_for_bit_on_concrete_arguments():
         plain = tax(jnp.float32(income))
         np.testing.assert_array_equal(hard(jnp.float32(income)), plain)
         np.testing.assert_array_equal(st(jnp.float32(income)), plain)
+
+
+class _Leaky:
+    """A model object: a plain class whose ``__call__`` branches on its input."""
+
+    def __init__(self, slope):
+        self.slope = slope
+
+    def __call__(self, x):
+        if x > 0:
+            return x
+        return self.slope * x
+
+
+class _LeakyModule(eqx.Module):
+    slope: jax.Array  # (an array field: the module is not hashable)
+
+    def __call__(self, x):
+        if x > 0:
+            return x
+        return self.slope * x
+
+
+@pytest.mark.parametrize("make", [_Leaky, _LeakyModule], ids=["plain", "eqx"])
+def test_objects_with_a_call_method_are_converted(make, x64):
+    """``sf.relax(model)`` and a model called inside the relaxed function: its ``__call__`` is
+    converted like any function of the user's (it was run as is: JAX's error on the ``if``)."""
+    model = make(jnp.asarray(0.1))
+    x = jnp.asarray(0.3)
+    p = sf.greater(x, 0.0, softness=TAU)
+    expected = p * x + (1 - p) * 0.1 * x
+    np.testing.assert_allclose(sf.relax(model, softness=TAU)(x), expected, rtol=1e-12)
+    inside = sf.relax(lambda x: 2 * model(x), softness=TAU)
+    np.testing.assert_allclose(inside(x), 2 * expected, rtol=1e-12)
+    assert sf.relax(model, mode="hard")(x) == model(x)

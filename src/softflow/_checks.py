@@ -167,13 +167,20 @@ def softness_array(
         return check_traced_softness(cast, cast, name=name)
     with np.errstate(over="ignore", under="ignore"):
         cast = given.astype(dtype)
-    if cast.size == 0 or not np.all(np.isfinite(cast)) or not np.all(cast > 0):
+    # A subnormal softness is 0 to XLA on CPU (flushed), and 1 / softness inf: NaN follows.
+    smallest = np.finfo(dtype).tiny
+    if cast.size == 0 or not np.all(np.isfinite(cast)) or not np.all(cast >= smallest):
         valid = given.size > 0 and np.all(given > 0) and np.all(np.isfinite(given))
         dtype_name = np.dtype(dtype).name
         shown = given.item() if given.ndim == 0 else given
         raise ValueError(
             f"{name} must be positive and finite in {dtype_name}; got {shown!r}"
-            + (f" (it rounds to 0 or inf in {dtype_name})." if valid else ".")
+            + (
+                f" (it rounds to 0, a subnormal number or inf in {dtype_name}: the least is "
+                f"{smallest:.3g})."
+                if valid
+                else "."
+            )
         )
     # A NumPy array stays known under jit: check_traced_softness then adds no run-time check
     # (jnp.asarray would be staged as a tracer, and eqx.error_if, even folded away by XLA, leaves
@@ -189,11 +196,12 @@ def check_traced_softness(result: Any, softness: Softness, *, name: str = "softn
     """
     if is_concrete(softness):
         return result
+    smallest = jnp.finfo(softness.dtype).tiny
     return eqx.error_if(
         result,
-        ~(jnp.isfinite(softness) & (softness > 0)),
+        ~(jnp.isfinite(softness) & (softness >= smallest)),
         f"{name} must be positive and finite in {softness.dtype}; a traced {name} was <= 0, "
-        "NaN or inf, or underflowed to 0 in that dtype.",
+        f"NaN or inf, or below {float(smallest):.3g} (0 or subnormal) in that dtype.",
     )
 
 
@@ -215,12 +223,13 @@ def check_unit_interval(name: str, value: jax.Array) -> jax.Array:
 
 
 def check_float_leaves(name: str, tree: Any) -> None:
-    """Raise a TypeError naming the first leaf of ``tree`` that is not a floating array."""
+    """Raise a TypeError naming the first leaf of ``tree`` that is not a floating array (real
+    or complex: a blend by real weights is defined for both)."""
     for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
         dtype = getattr(leaf, "dtype", None)
         if dtype is None:
             dtype = jnp.result_type(leaf)
-        if not jnp.issubdtype(dtype, jnp.floating):
+        if not jnp.issubdtype(dtype, jnp.inexact):
             where = jax.tree_util.keystr(path) or "(the value itself)"
             raise TypeError(
                 f"{name}: leaf {where} has dtype {dtype}; soft control flow blends values, so "

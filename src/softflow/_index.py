@@ -14,7 +14,7 @@ from jax.typing import ArrayLike
 from ._blend import blend
 from ._checks import as_real_array
 from ._scope import primitive
-from ._select import check_axis, weighted_sum
+from ._select import check_axis, expectation
 
 
 def _floating(name: str, value: ArrayLike) -> jax.Array:
@@ -140,9 +140,10 @@ def take(x: ArrayLike, index: ArrayLike, axis: int = -1) -> jax.Array:
         raise ValueError(f"x has size 0 along axis {axis}: there is no position to read.")
     weights = _aligned(_index_array(index), x.shape, axis, several=True).astype(x.dtype)
     values = jnp.moveaxis(x, axis, -1)
+    # (An element of weight 0 may be infinite, log 0: it leaves the derivative finite.)
     if weights.ndim == x.ndim + 1:  # k soft indices per slice: x once for each
-        return jnp.moveaxis(weighted_sum(weights, values[..., None, :]), -1, axis)
-    return weighted_sum(weights, values)
+        return jnp.moveaxis(expectation(weights, values[..., None, :]), -1, axis)
+    return expectation(weights, values)
 
 
 @primitive

@@ -249,7 +249,8 @@ def relax(
 
     Arguments:
         fn: a function of pytrees of arrays, written in plain JAX.
-        softness: :math:`\tau > 0`, passed to every relaxed comparison.
+        softness: :math:`\tau > 0`, a scalar passed to every relaxed operation (it may be
+            traced; vmap the relaxed function to use several).
         kind: the soft step family, one of :data:`softflow.KINDS`.
         mode: ``"soft"``; ``"hard"``, exactly ``fn``'s result; or ``"straight_through"``, the
             forward value of ``fn`` with the gradient of the soft operations along its path.
@@ -307,6 +308,15 @@ def relax(
     check_choice("mode", mode, MODES)
     check_choice("tnorm", tnorm, TNORMS)
     check_choice("on_unrelaxable", on_unrelaxable, ON_UNRELAXABLE)
+    # One softness for every relaxed operation, checked now (positive and finite when it is
+    # known): an array would broadcast against each operation's values and add its axes there.
+    if np.ndim(softness) != 0:
+        raise ValueError(
+            f"softness must be a scalar, one softness for every relaxed operation; got shape "
+            f"{np.shape(softness)}. To relax with several, jax.vmap the relaxed function over "
+            "them (or call sf.relax inside the vmapped function)."
+        )
+    softness_array(softness, default_float(), ())
     if max_steps is not None:
         check_int("max_steps", max_steps, minimum=1)
     if not callable(fn):

@@ -70,12 +70,14 @@ def _step_rule(soft_fn):
         soft = soft_fn(x, softness=self.options.softness, kind=self.options.kind, mode="soft")
         if name not in _JUMP_OFFSETS:
             # The sign is -1 or 1, with probabilities (1 -+ soft) / 2: what an integer
-            # conversion or a comparison of it acts on, one value at a time (in straight-through
-            # mode the exact sign's, with the soft gradient).
-            value = self.with_mode(exact, soft)
-            signs = jnp.broadcast_to(jnp.array([-1, 1], exact.dtype), (*exact.shape, 2))
-            probs = jnp.stack([(1 - value) / 2, (1 + value) / 2], axis=-1)
-            return [Live(value, mixture=Mixture(signs, probs, None, False))]
+            # conversion or a comparison of it acts on, one value at a time. In straight-through
+            # mode forward it is the exact sign, 0 included, with the soft gradient.
+            signs = jnp.broadcast_to(jnp.array([-1, 0, 1], exact.dtype), (*exact.shape, 3))
+            zero = jnp.zeros_like(soft)
+            probs = jnp.stack([(1 - soft) / 2, zero, (1 + soft) / 2], axis=-1)
+            probs = self.with_mode((signs == exact[..., None]).astype(probs.dtype), probs)
+            mixture = Mixture(signs, probs, None, False)
+            return [Live(self.with_mode(exact, soft), mixture=mixture)]
         staircase = Staircase(x, exact, _JUMP_OFFSETS[name])
         # The integers it may be, with their probabilities: what a later comparison, remainder or
         # step of the value acts on, candidate by candidate (floor(x) >= 11 is P(floor(x) >= 11),

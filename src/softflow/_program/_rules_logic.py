@@ -256,7 +256,7 @@ def _convert_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     (value,) = invals
     target = _jaxpr.new_dtype(eqn)
     if isinstance(value, SoftBool):
-        if jnp.issubdtype(target, jnp.floating):
+        if jnp.issubdtype(target, jnp.inexact):  # (floating or complex)
             self.record(eqn, "truth value as its probability")
             return [Live(value.p.astype(target))]
         if target == jnp.bool_:
@@ -265,7 +265,8 @@ def _convert_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     if isinstance(value, Categorical | Expected):
         return self.generic(eqn, invals)
     source = aval(eqn.invars[0]).dtype
-    if not jnp.issubdtype(source, jnp.floating) or jnp.issubdtype(target, jnp.floating):
+    # (Only a float to an integer or a truth value is a staircase; to a complex, it is exact.)
+    if not jnp.issubdtype(source, jnp.floating) or jnp.issubdtype(target, jnp.inexact):
         (out,) = _jaxpr.bind(eqn, [unwrap(value)])
         return [Live(out, discrete=not varies(value))]
     if not varies(value):  # (piecewise constant: exact)

@@ -92,9 +92,15 @@ def converted_call(f, args, kwargs, caller_fn_scope=None, options=None):
     check_mutation(f)
     if f is range and traced(args):
         return TracedRange(*args)
-    if f in _BUILTINS and traced((args, kwargs)):
-        return _BUILTINS[f](f, args, kwargs)
+    try:
+        builtin = _BUILTINS.get(f)
+    except TypeError:  # (an unhashable callable: an equinox Module holding arrays)
+        builtin = None
+    if builtin is not None and traced((args, kwargs)):
+        return builtin(f, args, kwargs)
     target = f.func if isinstance(f, functools.partial) else f
+    if target is f and _called_object(f):
+        return converted_call(f.__call__, args, kwargs)  # (its method, converted)
     if _api.is_autograph_artifact(target) or _not_converted(target) or not _convertible(target):
         return _call_as_is(f, args, kwargs)
     if isinstance(f, functools.partial):
@@ -207,6 +213,17 @@ _BUILTINS: dict[Any, Callable] = {
     bool: _python_number,
     round: _python_number,
 }
+
+
+def _called_object(obj) -> bool:
+    """An instance of a class whose ``__call__`` is a Python function (a model object)."""
+    if isinstance(obj, type) or inspect.isroutine(obj):
+        return False
+    try:
+        method = type(obj).__call__
+    except AttributeError:
+        return False
+    return inspect.isfunction(method)
 
 
 def _convertible(fn) -> bool:

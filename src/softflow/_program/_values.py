@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._checks import is_concrete
-from .._select import weighted_sum
+from .._select import expectation as finite_expectation
 from ._folds import fold_onto
 
 
@@ -226,8 +226,9 @@ def default_float() -> np.dtype:
 
 
 def floating(aval: Any) -> bool:
-    """Whether an abstract value (or a jaxpr variable's) has a floating-point dtype."""
-    return jnp.issubdtype(aval.dtype, jnp.floating)
+    """Whether an abstract value (or a jaxpr variable's) has a floating-point dtype, real or
+    complex (blended, not a distribution over values)."""
+    return jnp.issubdtype(aval.dtype, jnp.inexact)
 
 
 def floatify(x, dtype) -> jax.Array:
@@ -239,8 +240,10 @@ def floatify(x, dtype) -> jax.Array:
 
 
 def expectation(probs: jax.Array, values: jax.Array | np.ndarray) -> jax.Array:
-    """The expectation over the candidates (last axis), exact at one-hot probabilities."""
-    return weighted_sum(probs.astype(values.dtype), jnp.asarray(values))
+    """The expectation over the candidates (last axis), exact at one-hot probabilities. A
+    candidate of probability 0 that is infinite (``x[jnp.argmax(x)]`` with ``x`` holding
+    ``log 0``) leaves the derivative finite, as in :func:`softflow._select.expectation`."""
+    return finite_expectation(probs.astype(values.dtype), jnp.asarray(values))
 
 
 def mixed(probs: jax.Array, values, factors=None, *, live: bool) -> Live:
