@@ -325,6 +325,31 @@ def test_bad_arguments():
         sf.relax(threshold, softness="0.1")
 
 
+def _jax_max(x, y):
+    return jnp.where(x > y, x, y)
+
+
+def _python_max(x, y):
+    if x > y:
+        return x
+    return y
+
+
+@pytest.mark.parametrize("fn", [_jax_max, _python_max], ids=["jax", "python_syntax"])
+def test_a_call_that_does_not_fit_names_the_users_function(fn):
+    # The converted function that runs is a wrapper with another name; the refusal names fn.
+    relaxed = sf.relax(fn, softness=0.1)
+    name = fn.__qualname__
+    with pytest.raises(TypeError, match=rf"^{name}\(\) .*missing a required argument: 'y'"):
+        relaxed(jnp.ones(2))
+    with pytest.raises(TypeError, match=rf"^{name}\(\) .*too many positional arguments"):
+        relaxed(jnp.ones(2), 0.0, 1.0)
+    with pytest.raises(TypeError, match=rf"^{name}\(\) .*unexpected keyword argument 'z'"):
+        relaxed(jnp.ones(2), 0.0, z=1.0)
+    with pytest.raises(TypeError, match=rf"^{name}\(\) "):
+        relaxed.explain(jnp.ones(2))
+
+
 # -- a peer: AlgoVision's relaxed bubble sort ----------------------------------------------------
 
 

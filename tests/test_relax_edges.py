@@ -398,3 +398,52 @@ def test_one_value_written_at_several_relaxed_indices_stays_where_none_lands(x64
     )
     got, want = marked(cells, board)
     np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+# -- exact elements moved beside relaxed integers ----------------------------------------------
+
+
+def argmax_and_constants(s):
+    return jnp.concatenate([jnp.argmax(s, axis=1), jnp.array([1, 2, 7])])
+
+
+@pytest.mark.parametrize("classes", [3, 6, 10])
+def test_an_exact_element_concatenated_to_relaxed_integers_stays_exact(classes, x64):
+    # Spread over the candidates with probabilities 1/k, 7 came back as 7 (1 +- 2 ulp).
+    s = jnp.asarray(np.random.default_rng(classes).normal(size=(2, classes)))
+    exact = argmax_and_constants(s)
+    for mode in ("soft", "straight_through"):
+        out = sf.relax(argmax_and_constants, softness=TAU, mode=mode)(s)
+        assert_exactly_equal(out[2:], exact[2:].astype(out.dtype))
+    st = sf.relax(argmax_and_constants, softness=TAU, mode="straight_through")(s)
+    assert_exactly_equal(st, exact.astype(st.dtype))
+    reference = jnp.sum(sf.argmax(s, softness=TAU) * jnp.arange(classes), axis=-1)
+    soft = sf.relax(argmax_and_constants, softness=TAU)(s)
+    np.testing.assert_allclose(soft[:2], reference, rtol=1e-12)
+
+
+def viterbi_backtrack(last_scores, scores):
+    """Backpointers by argmax, followed back through a reversed scan from the best last state."""
+    pointers = jnp.argmax(scores, axis=1)
+    last = jnp.argmax(last_scores)
+
+    def back(state, row):
+        previous = row[state]
+        return previous, previous
+
+    _, path = lax.scan(back, last, pointers, reverse=True)
+    return jnp.concatenate([path, last[None]])
+
+
+def test_a_scanned_relaxed_integer_joins_one_of_float32_values_under_x64(x64):
+    # The scan carries its integer's probabilities in the default float (float64 under x64),
+    # the argmax of float32 values has float32 ones; concatenating them raised a dtype error.
+    rng = np.random.default_rng(0)
+    last, scores = rng.normal(size=3), rng.normal(size=(4, 3, 3))
+    relaxed = sf.relax(viterbi_backtrack, softness=TAU)
+    narrow = relaxed(jnp.asarray(last, jnp.float32), jnp.asarray(scores, jnp.float32))
+    wide = relaxed(jnp.asarray(last), jnp.asarray(scores))
+    np.testing.assert_allclose(narrow, wide, rtol=1e-5)
+    exact = viterbi_backtrack(jnp.asarray(last), jnp.asarray(scores))
+    tiny = sf.relax(viterbi_backtrack, softness=1e-6)(jnp.asarray(last), jnp.asarray(scores))
+    np.testing.assert_allclose(tiny, exact, atol=1e-9)

@@ -3,6 +3,7 @@ lists, helpers wrapped by JAX transformations, constant outputs, and the constru
 relaxed (each refused with a ConversionError naming the construct and the user's line)."""
 
 import functools
+import re
 
 import equinox as eqx
 import jax
@@ -64,6 +65,38 @@ def test_builtin_max_over_an_array_and_with_key():
         sf.relax(lambda v: max(v, key=lambda t: -t))(x)  # key=: Python's own, not converted
 
 
+def extremes_of_generators(x, t):
+    return max(v for v in x) + min(2 * v if v > t else v for v in x)
+
+
+def extremes_of_lists(x, t):
+    return max([v for v in x]) + min([2 * v if v > t else v for v in x])
+
+
+def middle_and_largest(a, b, c):
+    ordered = sorted([a, b, c])
+    return ordered[1] + 2 * sorted((a, b, c), reverse=True)[0] + sorted(v for v in (a, b))[0]
+
+
+def test_builtin_max_min_sorted_of_generators_and_sorted_of_traced_numbers(x64):
+    x, t = jnp.array([0.3, 0.9, -0.2, 0.5]), jnp.float64(0.4)
+    for mode, softness in (("soft", TAU), ("hard", 1.0)):
+        on_generators = sf.relax(extremes_of_generators, softness=softness, mode=mode)(x, t)
+        on_lists = sf.relax(extremes_of_lists, softness=softness, mode=mode)(x, t)
+        np.testing.assert_array_equal(on_generators, on_lists)
+    assert sf.relax(extremes_of_generators, mode="hard")(x, t) == extremes_of_lists(x, t)
+
+    a, b, c = jnp.float64(0.3), jnp.float64(-0.4), jnp.float64(0.8)
+    assert jax.jit(sf.relax(middle_and_largest, mode="hard"))(a, b, c) == 0.3 + 1.6 - 0.4
+    soft = sf.relax(middle_and_largest, softness=TAU)(a, b, c)
+    by_sort = sf.sort(jnp.stack([a, b, c]), softness=TAU, method="bitonic")
+    pair = sf.sort(jnp.stack([a, b]), softness=TAU, method="bitonic")
+    expected = by_sort[1] + 2 * by_sort[2] + pair[0]
+    np.testing.assert_allclose(soft, expected, rtol=1e-12)
+    tiny = sf.relax(middle_and_largest, softness=1e-6)(a, b, c)
+    np.testing.assert_allclose(tiny, middle_and_largest(0.3, -0.4, 0.8), atol=1e-9)
+
+
 @pytest.mark.parametrize("name", ["int", "float", "bool", "round"])
 def test_python_numbers_of_traced_values_are_refused(name):
     convert = {"int": int, "float": float, "bool": bool, "round": round}[name]
@@ -120,6 +153,134 @@ def test_lists_grown_under_a_soft_condition_are_refused(fn, shown):
     np.testing.assert_array_equal(
         sf.relax(fn, mode="hard")(jnp.float32(10.0)), fn(jnp.float32(10.0))
     )
+
+
+def filtered_by_a_comprehension(x, t):
+    return sum([v for v in x if v > t])
+
+
+def filtered_inside_a_generator(x, t):
+    return jnp.stack([sum(v * w for v in x if v > w) for w in (0.0, t)])
+
+
+@pytest.mark.parametrize("fn", [filtered_by_a_comprehension, filtered_inside_a_generator])
+def test_a_comprehension_filtered_on_a_traced_condition_is_refused_with_its_line(fn):
+    x, t = jnp.array([0.3, -1.2, 0.8]), jnp.float32(0.1)
+    line = fn.__code__.co_firstlineno + 1
+    shown = rf"comprehension's `if v > (t|w)` at .*:{line} \({fn.__name__}\).*jnp.where"
+    for mode in ("soft", "straight_through"):
+        with pytest.raises(ConversionError, match=shown):
+            sf.relax(fn, softness=TAU, mode=mode)(x, t)
+    # hard mode on concrete arguments is the Python function itself
+    np.testing.assert_array_equal(sf.relax(fn, mode="hard")(x, t), fn(x, t))
+
+
+def any_and_all(x, t):
+    some = 1.0 if any(v > t for v in x) else 0.0  # a generator
+    every = jnp.where(all([v > -t for v in x]), 2.0, -1.0)  # a list
+    static = any(k > 2 for k in range(4))  # Python's own
+    return some + every + static
+
+
+def test_any_and_all_of_traced_truth_values_are_their_soft_or_and_and(x64):
+    x, t = jnp.array([0.3, -1.2, 0.8]), jnp.float64(0.1)
+
+    def by_hand(x, t):
+        def gt(u, v):
+            return sf.greater(u, v, softness=TAU)
+
+        some = sf.soft_where(sf.any(jnp.stack([gt(v, t) for v in x])), 1.0, 0.0)
+        every = sf.soft_where(sf.all(jnp.stack([gt(v, -t) for v in x])), 2.0, -1.0)
+        return some + every + 1.0
+
+    np.testing.assert_allclose(sf.relax(any_and_all, softness=TAU)(x, t), by_hand(x, t), rtol=1e-14)
+    for point in ([0.3, -1.2, 0.8], [-0.3, -0.05, 0.02], [0.5, 0.2, 0.9]):
+        x = jnp.asarray(point)
+        assert sf.relax(any_and_all, mode="hard")(x, t) == any_and_all(x, t)
+        np.testing.assert_allclose(
+            sf.relax(any_and_all, softness=1e-6)(x, t), any_and_all(x, t), atol=1e-12
+        )
+
+
+def speed_by_gear(v, shifts):
+    gear = jnp.sum(v > shifts)  # a relaxed integer: 0, 1 or 2
+    match gear:
+        case 0:
+            a = 3.0 * (1.0 - v / 4.0)
+        case 1 | 5:
+            a = 2.0 * (1.0 - v / 8.0)
+        case g if v > 10.0:
+            a = 0.1 * g
+        case _:
+            a = 1.0 - v / 12.0
+    return a
+
+
+def speed_by_gear_with_ifs(v, shifts):
+    gear = jnp.sum(v > shifts)
+    if gear == 0:
+        a = 3.0 * (1.0 - v / 4.0)
+    elif (gear == 1) | (gear == 5):
+        a = 2.0 * (1.0 - v / 8.0)
+    elif v > 10.0:
+        a = 0.1 * gear
+    else:
+        a = 1.0 - v / 12.0
+    return a
+
+
+def matched_on_a_python_value(x, k):
+    match k:
+        case 0:
+            y = x * 2.0
+        case None:
+            y = x
+        case other:
+            y = x - other
+    return jnp.where(y > 0.5, y, 0.0)
+
+
+def matched_apart(x, pair):
+    match pair:
+        case (a, b):
+            return x * a + b
+    return x
+
+
+def test_a_match_statement_is_its_chain_of_ifs(x64):
+    shifts = jnp.array([3.0, 6.0])
+    for v in (1.0, 4.5, 7.0, 11.0, 2.9):
+        v = jnp.float64(v)
+        assert sf.relax(speed_by_gear, mode="hard")(v, shifts) == speed_by_gear(v, shifts)
+        soft = sf.relax(speed_by_gear, softness=TAU)(v, shifts)
+        np.testing.assert_allclose(
+            soft, sf.relax(speed_by_gear_with_ifs, softness=TAU)(v, shifts), rtol=1e-13
+        )
+        grads = [
+            jax.grad(sf.relax(f, softness=TAU))(v, shifts)
+            for f in (speed_by_gear, speed_by_gear_with_ifs)
+        ]
+        np.testing.assert_allclose(grads[0], grads[1], rtol=1e-12)
+    # each case's conditions are listed at the case's line
+    explained = sf.relax(speed_by_gear, softness=TAU).explain(jnp.float64(4.5), shifts)
+    first = speed_by_gear.__code__.co_firstlineno
+    lines = {
+        int(re.search(r":(\d+)", op.source)[1]) - first
+        for op in explained
+        if op.primitive == "cond"
+    }
+    assert lines == {3, 5, 7}
+    # on a Python value the match runs as Python runs it (unconverted: Python's own match)
+    for k in (0, None, 3):
+        np.testing.assert_array_equal(
+            sf.relax(matched_on_a_python_value, softness=TAU)(jnp.float64(0.3), k),
+            sf.relax(matched_on_a_python_value, softness=TAU, convert=False)(jnp.float64(0.3), k),
+        )
+    line = matched_apart.__code__.co_firstlineno + 1
+    with pytest.raises(
+        ConversionError, match=rf"pattern `\[a, b\]` of the match statement at .*:{line}"
+    ):
+        sf.relax(matched_apart, mode="hard")(jnp.float64(1.0), (1.0, 2.0))
 
 
 def fixed_length_lists(x, flag=True):
@@ -278,6 +439,37 @@ def test_lambda_with_a_conditional_expression_is_converted(x64):
         return leaky(x) + leaky(x - 1.0)
 
     np.testing.assert_allclose(sf.relax(with_lambda, softness=TAU)(x), by_hand(x), rtol=1e-14)
+
+
+def nested_conditional_expressions(x, a, b):
+    # Nested in each of the three places: malt itself converts the outermost one only.
+    low = 0.0 if x < a else (1.0 if x < b else 2.0)
+    high = (x if x > b else b) if (a if a > x else x) > 0.5 else -x
+    return low + high
+
+
+def test_nested_conditional_expressions_are_converted(x64):
+    x, a, b = jnp.float64(0.1), jnp.float64(-0.3), jnp.float64(0.6)
+
+    def by_hand(x, a, b):
+        def where(c, u, v):
+            return sf.soft_where(c, u, v)
+
+        def lt(u, v):
+            return sf.less(u, v, softness=TAU)
+
+        def gt(u, v):
+            return sf.greater(u, v, softness=TAU)
+
+        low = where(lt(x, a), 0.0, where(lt(x, b), 1.0, 2.0))
+        high = where(gt(where(gt(a, x), a, x), 0.5), where(gt(x, b), x, b), -x)
+        return low + high
+
+    relaxed = sf.relax(nested_conditional_expressions, softness=TAU)
+    np.testing.assert_allclose(relaxed(x, a, b), by_hand(x, a, b), rtol=1e-14)
+    hard = sf.relax(nested_conditional_expressions, mode="hard")
+    for point in [(0.1, -0.3, 0.6), (0.7, 0.2, 0.6), (-0.5, -0.3, 0.6), (0.9, 0.95, 0.3)]:
+        assert hard(*map(jnp.float64, point)) == nested_conditional_expressions(*point)
 
 
 def halve_until_small(x):

@@ -2,6 +2,7 @@
 
 import dataclasses
 import functools
+import inspect
 from collections.abc import Callable
 
 import jax
@@ -48,6 +49,14 @@ def _concrete(leaves) -> bool:
     return not isinstance(jax.lax.add(np.int32(0), np.int32(0)), Tracer)
 
 
+def _signature(fn: Callable) -> inspect.Signature | None:
+    """``fn``'s signature, or None where Python cannot tell it (some builtins)."""
+    try:
+        return inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
+
+
 def _as_array(value) -> jax.Array:
     """An output as an array: a Python number (``return x, 3``) or a jaxpr literal is one too."""
     return value if isinstance(value, jax.Array) else jnp.asarray(value)
@@ -65,7 +74,19 @@ class Relaxed:
         self._unrolled = functools.partial(call_converted_with, fn, True, False) if convert else fn
         self._fn = functools.partial(call_converted_with, fn, unroll, False) if convert else fn
         self._options = options
+        self._signature = _signature(fn)
+        self._name = getattr(fn, "__qualname__", type(fn).__name__)
         self._cache: dict = {}
+
+    def _check_call(self, args, kwargs) -> None:
+        """Arguments that do not fit the function's signature are refused in its name (the
+        converted function that would run is a wrapper with another name)."""
+        if self._signature is None:
+            return
+        try:
+            self._signature.bind(*args, **kwargs)
+        except TypeError as error:
+            raise TypeError(f"{self._name}() called through sf.relax: {error}") from None
 
     def _trace(self, args, kwargs):
         """The program's jaxpr for these arguments, its output tree and the arguments it takes.
@@ -127,6 +148,7 @@ class Relaxed:
         return [output(o) for o in interpreter.run(closed.jaxpr, consts, args)], interpreter
 
     def __call__(self, *args, **kwargs):
+        self._check_call(args, kwargs)
         options = self._options
         tau = None
         if options.mode == "hard":
@@ -210,6 +232,7 @@ class Relaxed:
         :class:`Explanation`, a tuple of ``RelaxedOp(primitive, source, rule)`` that prints as
         one line per operation. In ``"hard"`` mode it lists what the soft mode relaxes.
         """
+        self._check_call(args, kwargs)
         closed, _, leaves = self._trace(args, kwargs)
         options = dataclasses.replace(
             self._options, mode="soft" if self._options.mode == "hard" else self._options.mode

@@ -425,8 +425,8 @@ class SoftIntegerOps:
         Operands of different shapes (the pieces that ``jnp.roll`` concatenates) hold different
         elements: each keeps its own distribution, widened to a common number of candidates by
         candidates of probability 0. An exact operand among the moved ones (a concatenated
-        constant, a padding value) is a distribution with all its candidates equal, so any
-        probabilities do for it.
+        constant, a padding value) is a distribution with all its candidates equal, all its
+        probability on the first.
         """
         soft = [
             bernoulli(v) if isinstance(v, SoftBool) else v
@@ -442,6 +442,10 @@ class SoftIntegerOps:
         else:
             k = max(c.cands.shape[-1] for c in soft)
             pieces = [_widened(c, k) for c in soft]
+        # One dtype for the moved probabilities (a loop carries its integers' in the default
+        # float, which x64 makes wider than an argmax's of float32 values).
+        dtype = jnp.result_type(*(p for _, p in pieces))
+        pieces = [(c, p.astype(dtype)) for c, p in pieces]
         data = data_operands(eqn)
         pieces_iter = iter(pieces)
         cand_args, prob_args, in_axes = [], [], []
@@ -457,13 +461,13 @@ class SoftIntegerOps:
                 cand_args.append(_broadcast_candidates(x, shape))
                 # The joint probabilities where a relaxed operand has the same shape (the pieces
                 # of an index vector), so that each moved element keeps the outcome's
-                # probability; any other probabilities would do for an exact element.
+                # probability; else all on one candidate, so that its expectation is the exact
+                # element (probabilities 1/k sum to 1 only up to rounding).
                 same = joint and any(c.shape == shape for c, _ in pieces)
-                dtype = pieces[0][1].dtype
                 prob_args.append(
                     jnp.broadcast_to(probs, shape)
                     if same and probs is not None
-                    else jnp.full(shape, 1 / k, dtype)
+                    else jnp.broadcast_to((np.arange(k) == 0).astype(dtype), shape)
                 )
                 in_axes.append(-1)
             else:  # an index: the same for every candidate

@@ -30,7 +30,7 @@ import inspect
 import os
 import textwrap
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 import jax
@@ -38,11 +38,21 @@ import jax.numpy as jnp
 from malt import operators as _malt_operators
 from malt.core import converter as _converter
 from malt.impl import api as _api
+from malt.pyct import parser as _parser, templates as _templates
 
 from ._errors import ConversionError
 from ._source import register_converted_lines
-from ._syntax_branches import FunctionScope, and_, if_exp, if_stmt, not_, or_
+from ._syntax_branches import (
+    FunctionScope,
+    and_,
+    comprehension_condition,
+    if_exp,
+    if_stmt,
+    not_,
+    or_,
+)
 from ._syntax_loops import TracedRange, for_stmt, while_stmt
+from ._syntax_match import MatchAsIfs, check as check_match
 from ._syntax_state import (
     ACTIVE,
     BRANCHES,
@@ -52,6 +62,7 @@ from ._syntax_state import (
     UNROLL,
     caller_line,
     check_mutation,
+    condition_of,
     traced,
 )
 
@@ -92,6 +103,10 @@ def converted_call(f, args, kwargs, caller_fn_scope=None, options=None):
     check_mutation(f)
     if f is range and traced(args):
         return TracedRange(*args)
+    if (f is any or f is all) and len(args) == 1 and not kwargs:
+        return _any_or_all(f, list(args[0]))
+    if (f is max or f is min or f is sorted) and len(args) == 1 and isinstance(args[0], Iterator):
+        args = (list(args[0]),)  # a generator: its items, to see whether they are traced
     try:
         builtin = _BUILTINS.get(f)
     except TypeError:  # (an unhashable callable: an equinox Module holding arrays)
@@ -196,6 +211,19 @@ def _fold(choose: Callable) -> Callable:
     return fold
 
 
+def _sorted(f, args, kwargs):
+    """``sorted`` of traced numbers: ``jnp.sort`` of them (relaxed to a soft sort), as a list;
+    with ``reverse=True`` descending. A ``key`` is Python's own (an error on traced values)."""
+    reverse = kwargs.get("reverse", False)
+    if len(args) != 1 or set(kwargs) - {"reverse"} or not isinstance(reverse, bool):
+        return f(*args, **kwargs)
+    items = [jnp.asarray(item) for item in args[0]]
+    if not items or any(item.shape != () for item in items):
+        return f(*args, **kwargs)
+    ordered = jnp.sort(jnp.stack(items))
+    return list(ordered[::-1] if reverse else ordered)
+
+
 def _python_number(f, args, kwargs):
     raise ConversionError(
         f"sf.relax: {f.__name__}() of a traced value at {caller_line()}: a relaxed function is "
@@ -205,9 +233,20 @@ def _python_number(f, args, kwargs):
     )
 
 
+def _any_or_all(f, items: list):
+    """``any`` / ``all`` of the items (a generator is consumed once, here); of traced truth
+    values their logical or / and, which relax relaxes, with Python's truth of each item (a
+    number is true when it is not 0)."""
+    if not traced(items):
+        return f(items)
+    truths = [condition_of(item, f"{f.__name__}()") for item in items]
+    return (jnp.any if f is any else jnp.all)(jnp.stack(truths))
+
+
 _BUILTINS: dict[Any, Callable] = {
     max: _fold(lambda item, best: item > best),
     min: _fold(lambda item, best: item < best),
+    sorted: _sorted,
     int: _python_number,
     float: _python_number,
     bool: _python_number,
@@ -281,13 +320,54 @@ def _hoist_within(node: ast.AST) -> None:
             _hoist_within(value)
 
 
+class _InnerConditionalExpressions(ast.NodeTransformer):
+    """malt converts the outermost of nested conditional expressions only (it does not look
+    inside the one it converts): ``a if c else (b if d else e)`` kept its inner one, a Python
+    ``if`` on a traced value. This converts those left, innermost first, as malt does."""
+
+    def visit_IfExp(self, node: ast.IfExp) -> ast.AST:
+        node = cast(ast.IfExp, self.generic_visit(node))
+        return _templates.replace_as_expression(
+            "ag__.if_exp(test, lambda: true_expr, lambda: false_expr, expr_repr)",
+            test=node.test,
+            true_expr=node.body,
+            false_expr=node.orelse,
+            expr_repr=ast.Constant(
+                _parser.unparse(node.test, include_encoding_marker=False).strip()
+            ),
+        )
+
+
+class _ComprehensionConditions(ast.NodeTransformer):
+    """Each ``if`` of a comprehension checked by :func:`comprehension_condition`: on a traced
+    value it would select elements, which a relaxed program cannot (the result's length would
+    depend on it), and Python's own error names neither the line nor a way out."""
+
+    def visit_comprehension(self, node: ast.comprehension) -> ast.AST:
+        node = cast(ast.comprehension, self.generic_visit(node))
+        node.ifs = [
+            _templates.replace_as_expression(
+                "ag__.comprehension_condition(test, test_repr)",
+                test=test,
+                test_repr=ast.Constant(
+                    _parser.unparse(test, include_encoding_marker=False).strip()
+                ),
+            )
+            for test in node.ifs
+        ]
+        return node
+
+
 class _Transformer(_api.PyToPy):
     """malt's source transformer with softflow's operators in place of malt's, after
-    :func:`_hoisted`."""
+    :func:`_hoisted` and with comprehensions' conditions checked, and with every conditional
+    expression converted."""
 
     def transform_ast(self, node, ctx):
+        node = cast(ast.AST, MatchAsIfs().visit(node))
         _hoist_within(node)
-        return super().transform_ast(node, ctx)
+        node = super().transform_ast(_ComprehensionConditions().visit(node), ctx)
+        return _InnerConditionalExpressions().visit(cast(ast.AST, node))
 
     def get_extra_locals(self):
         if self._extra_locals is None:
@@ -304,6 +384,7 @@ class _Transformer(_api.PyToPy):
                 "while_stmt": while_stmt,
                 "for_stmt": for_stmt,
                 "if_exp": if_exp,
+                "comprehension_condition": comprehension_condition,
                 "and_": and_,
                 "or_": or_,
                 "not_": not_,
@@ -325,7 +406,7 @@ _OPTIONS = _converter.ConversionOptions(
 _CONVERTED: dict[Any, Callable] = {}
 
 
-_BRANCHING = (ast.If, ast.While, ast.For, ast.IfExp, ast.BoolOp)
+_BRANCHING = (ast.If, ast.While, ast.For, ast.IfExp, ast.BoolOp, ast.Match)
 
 
 def _check_supported(fn: Callable, code: types.CodeType) -> None:
@@ -344,6 +425,8 @@ def _check_supported(fn: Callable, code: types.CodeType) -> None:
                 "traced, and a traced value stored in a global escapes the trace (JAX's "
                 "UnexpectedTracerError later). Return the value instead."
             )
+        if isinstance(node, ast.Match):
+            check_match(node, f"{code.co_filename}:{code.co_firstlineno + node.lineno - 1}")
         if isinstance(node, ast.Try | ast.TryStar) and any(
             isinstance(inner, _BRANCHING) for part in node.body for inner in ast.walk(part)
         ):
