@@ -646,3 +646,37 @@ def test_a_cast_index_has_the_derivatives_of_its_distribution(cast, kind, x64):
     numeric_s = (loss(x, softness + h) - loss(x, softness - h)) / (2 * h)
     np.testing.assert_allclose(grad_x, numeric_x, rtol=1e-5, atol=1e-8)
     np.testing.assert_allclose(grad_s, numeric_s, rtol=1e-5, atol=1e-8)
+
+
+def saturation_flags(z, a, b):
+    c = jnp.clip(z, 0.0, 1.0)
+    return (
+        jnp.where(c >= 1.0, a, b)  # saturated above
+        + jnp.where(0.0 >= c, 2.0 * a, 0.0)  # noqa: SIM300  (the clip on the right)
+        + jnp.where(jnp.minimum(z, 0.5) < 0.7, 1.0, 0.0)  # true at both ends: always
+    )
+
+
+def test_a_clipped_value_compared_with_an_exact_one_is_exact_where_the_clip_decides(x64):
+    # Compared as it was, the clipped value sits on the threshold wherever the clip saturates
+    # there: 1/2 at every softness for every z beyond the bound.
+    z = jnp.array([-0.5, -3.0, 0.3, 0.99, 1.7, 40.0])
+    a, b = jnp.float64(3.0), jnp.float64(-1.0)
+    exact = saturation_flags(z, a, b)
+    tiny = sf.relax(saturation_flags, softness=1e-6)(z, a, b)
+    np.testing.assert_allclose(tiny, exact, atol=1e-12)
+    st = sf.relax(saturation_flags, softness=TAU, mode="straight_through")(z, a, b)
+    np.testing.assert_array_equal(st, exact)
+
+    # Soft: the comparison of the unclipped value (the same step), against sf.greater_equal.
+    def by_hand(z, a, b):
+        above = sf.greater_equal(z, 1.0, softness=TAU)
+        below = sf.less_equal(z, 0.0, softness=TAU)
+        return above * a + (1 - above) * b + below * 2.0 * a + 1.0
+
+    relaxed = sf.relax(saturation_flags, softness=TAU)
+    np.testing.assert_allclose(relaxed(z, a, b), by_hand(z, a, b), rtol=1e-13)
+    gradient = jax.grad(lambda z: jnp.sum(relaxed(z, a, b)))(z)
+    np.testing.assert_allclose(
+        gradient, jax.grad(lambda z: jnp.sum(by_hand(z, a, b)))(z), rtol=1e-12
+    )

@@ -55,6 +55,9 @@ def _compare_rule(soft_fn):
                 # Every element meets itself (x != x, x < x): the comparison does not change
                 # when the element does, so it is exact.
                 return [Live(_jaxpr.bind(eqn, [x, y])[0])]
+            clipped = _clipped_side(eqn, invals)
+            if clipped is not None:
+                return [_compare_clipped(self, eqn, invals, soft_fn, clipped)]
             p = soft_fn(x, y, **self.compare_options())
             if same is None and _order_statistic_pair(self, eqn):
                 # x >= max(x): where the two are equal, the maximum is that element itself.
@@ -116,6 +119,44 @@ def _order_statistic_pair(self: Interpreter, eqn: JaxprEqn) -> bool:
         ):
             return True
     return False
+
+
+_ORDERINGS = frozenset({"gt", "ge", "lt", "le"})
+
+
+def _clipped_side(eqn: JaxprEqn, invals: list) -> int | None:
+    """The position of the operand that is a value clipped by exact bounds (``jnp.clip``,
+    ``jnp.minimum``), compared by order with an exact value."""
+    if eqn.primitive.name not in _ORDERINGS:
+        return None
+    for at in (0, 1):
+        value, other = invals[at], invals[1 - at]
+        if isinstance(value, Live) and value.clamp is not None and not varies(other):
+            return at
+    return None
+
+
+def _compare_clipped(self: Interpreter, eqn: JaxprEqn, invals: list, soft_fn, at: int) -> SoftBool:
+    """An order comparison of ``clip(s, low, high)`` with an exact value: where it has the same
+    answer at both bounds, that answer (exact, whatever ``s``); elsewhere the comparison of
+    ``s`` itself, which it equals, since the comparison is a monotone step in the clipped value.
+    The comparison of the clipped value would be 1/2 wherever the clip saturates on the
+    threshold (``jnp.clip(z, 0, 1) >= 1`` for every ``z >= 1``), at every softness."""
+    clamp = invals[at].clamp
+    other = unwrap(invals[1 - at])
+    dtype = aval(eqn.invars[at]).dtype
+
+    def exact_at(bound, missing: float):
+        value = jnp.asarray(missing if bound is None else bound, dtype)
+        operands = [value, other] if at == 0 else [other, value]
+        return _jaxpr.bind(eqn, operands)[0]
+
+    at_low, at_high = exact_at(clamp.low, -np.inf), exact_at(clamp.high, np.inf)
+    operands = [clamp.source, other] if at == 0 else [other, clamp.source]
+    p = soft_fn(*operands, **self.compare_options())
+    p = jnp.where(at_low == at_high, at_low.astype(p.dtype), p)
+    self.record(eqn, f"sf.{soft_fn.__name__} of the unclipped value, exact where the clip decides")
+    return SoftBool(p, hard_thunk(eqn, invals)(0))
 
 
 def _one_mixture(a, b) -> int | None:
