@@ -148,3 +148,18 @@ def test_truth_values_outside_the_unit_interval_are_refused():
     with pytest.raises(ValueError, match="p must hold truth values"):
         sf.all(jnp.asarray([3.0, 2.0]))
     assert float(sf.logical_and(1.0, 0.0)) == 0.0  # the ends of the interval are truth values
+    # Integers too (logical_not(5) was -4.0, all([2, 3]) 6.0); 0 and 1 are truth values.
+    with pytest.raises(ValueError, match=r"p must hold truth values .* from 5.0 to 5.0"):
+        sf.logical_not(5)
+    with pytest.raises(ValueError, match=r"p must hold truth values .* from 0.0 to 7.0"):
+        sf.any(jnp.array([0, 7]))  # (the message names p's values, not 1 - p's)
+    assert float(sf.logical_and(jnp.int32(1), jnp.int32(1))) == 1.0
+
+
+def test_godel_and_lukasiewicz_any_are_their_formulas_exactly():
+    # Computed as 1 - all(1 - p), they lost what 1 - p rounds away: any([1e-10]) was 0.
+    p = jnp.array([1e-10, 0.1, 3e-8], jnp.float32)
+    assert sf.any(p, tnorm="godel") == jnp.max(p)
+    assert sf.any(p[:1], tnorm="godel") == p[0]
+    assert sf.any(p, tnorm="lukasiewicz") == jnp.minimum(1, jnp.sum(p))
+    assert sf.any(jnp.array([0.7, 0.6]), tnorm="lukasiewicz") == 1.0

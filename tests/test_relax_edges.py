@@ -447,3 +447,23 @@ def test_a_scanned_relaxed_integer_joins_one_of_float32_values_under_x64(x64):
     exact = viterbi_backtrack(jnp.asarray(last), jnp.asarray(scores))
     tiny = sf.relax(viterbi_backtrack, softness=1e-6)(jnp.asarray(last), jnp.asarray(scores))
     np.testing.assert_allclose(tiny, exact, atol=1e-9)
+
+
+def knapsack_step(a):
+    """A DP step: the previous entry if the (relaxed) index reaches one, else -inf."""
+    i = jnp.round(a[0] * 4).astype(jnp.int32)
+    previous = jnp.where(i >= 1, a[1], -jnp.inf)
+    return jnp.zeros(2, a.dtype).at[0].set(previous + a[2])
+
+
+def test_a_sentinel_chosen_by_a_relaxed_integer_keeps_the_values_dtype(x64):
+    # The integer's probabilities are float64 under x64; the sentinel's blend came out float64
+    # and the next float32 operation (an add, a scatter) raised a dtype error.
+    a = np.array([0.3, -0.2, 0.5])
+    narrow = sf.relax(knapsack_step, softness=TAU)(jnp.asarray(a, jnp.float32))
+    wide = sf.relax(knapsack_step, softness=TAU)(jnp.asarray(a))
+    assert narrow.dtype == jnp.float32
+    np.testing.assert_allclose(narrow, wide, rtol=1e-6)
+    # against the law of the rounded integer: P(i >= 1) = P(4 a0 >= 0.5)
+    q = sf.greater_equal(4 * a[0], 0.5, softness=TAU)
+    np.testing.assert_allclose(wide[0], a[1] + TAU * np.log(q) + a[2], rtol=1e-12)

@@ -193,12 +193,62 @@ def test_a_sentinel_written_at_a_relaxed_index_is_present_where_the_index_is_not
     assert sf.relax(second_best, mode="straight_through")(x) == second_best(x)
 
 
-def test_a_non_finite_constant_that_is_not_one_sentinel_is_refused():
+def test_a_nan_constant_chosen_by_a_relaxed_condition_is_refused():
     def program(x):
-        return jnp.where(x > 0, x, jnp.array([jnp.inf, -jnp.inf]))
+        return jnp.where(x > 0, x, jnp.array([jnp.nan, 1.0]))
 
     with pytest.raises(sf.RelaxError, match=r"select_n.*not finite"):
         sf.relax(program)(jnp.array([0.5, -0.5]))
+
+
+def relax_edge(distances, costs, source):
+    """One relaxation of Dijkstra's from a table that starts at inf: the node after the cheapest
+    cost (a relaxed integer) gets the source's distance plus that cost, written by `where`, by
+    `.at[].set` and by `.at[].min` (the last is a sentinel rule already)."""
+    node = jnp.minimum(jnp.argmin(costs) + 1, distances.size - 1)
+    value = distances[source] + jnp.min(costs)
+    by_where = jnp.where(jnp.arange(distances.size) == node, value, distances)
+    by_set = distances.at[node].set(value)
+    by_min = distances.at[node].min(value)
+    return by_where, by_set, by_min
+
+
+@pytest.mark.parametrize("in_loop", [False, True], ids=["concrete_table", "table_in_a_loop"])
+def test_infinite_elements_are_sentinels_element_by_element(in_loop, x64):
+    # A table holding inf among finite values, known at trace time or only at run time (a loop
+    # carry): each inf is a sentinel against the value written at a relaxed index. A blend was
+    # inf wherever the index was uncertain, with a NaN gradient (and at trace time a refusal).
+    table = jnp.array([0.0, jnp.inf, jnp.inf, 2.5, -jnp.inf])
+    costs = jnp.array([1.3, 0.7, 2.1, 0.9])
+
+    def program(costs):
+        if not in_loop:
+            return relax_edge(table, costs, 0)
+        return lax.fori_loop(0, 1, lambda _, t: t, relax_edge(table, costs, 0))
+
+    relaxed = sf.relax(program, softness=TAU)
+    landing = sf.argmin(costs, softness=TAU)  # P(node = 1 + k), k = 0..3
+    p = jnp.concatenate([jnp.zeros(1), landing])
+    value = table[0] + jnp.min(costs)  # (continuous: not relaxed)
+    expected = jnp.where(
+        jnp.isposinf(table),
+        value - TAU * jnp.log(p),  # present with probability p against inf
+        jnp.where(jnp.isneginf(table), value + TAU * jnp.log(p), p * value + (1 - p) * table),
+    )
+    by_where, by_set, by_min = relaxed(costs)
+    np.testing.assert_allclose(by_where, expected, rtol=1e-12)
+    np.testing.assert_allclose(by_set, expected, rtol=1e-12)
+    above = np.isposinf(table)  # where .min meets inf (it keeps -inf as it is)
+    np.testing.assert_allclose(by_min[above], expected[above], rtol=1e-12)
+    for mode in ("straight_through", "hard"):
+        out = sf.relax(program, softness=TAU, mode=mode)(costs)
+        for got, exact in zip(out, program(costs), strict=True):
+            np.testing.assert_array_equal(got, exact)
+    gradient = jax.grad(lambda c: jnp.sum(relaxed(c)[0][1:4]))(costs)
+    assert np.all(np.isfinite(gradient))
+    np.testing.assert_allclose(
+        gradient, _central_differences(lambda c: jnp.sum(relaxed(c)[0][1:4]), costs), rtol=1e-6
+    )
 
 
 def test_an_exact_counter_chosen_by_a_relaxed_condition_in_a_loop(x64):

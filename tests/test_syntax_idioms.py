@@ -61,7 +61,7 @@ def test_builtin_max_over_an_array_and_with_key():
     assert float(jax.jit(sf.relax(lambda v: max(v), mode="hard"))(x)) == 3.0
     soft = float(sf.relax(lambda v: max(v), softness=0.01)(x))
     assert abs(soft - 3.0) < 1e-6
-    with pytest.raises(jax.errors.TracerBoolConversionError):
+    with pytest.raises(ConversionError, match="traced value as a Python value"):
         sf.relax(lambda v: max(v, key=lambda t: -t))(x)  # key=: Python's own, not converted
 
 
@@ -281,6 +281,121 @@ def test_a_match_statement_is_its_chain_of_ifs(x64):
         ConversionError, match=rf"pattern `\[a, b\]` of the match statement at .*:{line}"
     ):
         sf.relax(matched_apart, mode="hard")(jnp.float64(1.0), (1.0, 2.0))
+
+
+def first_above_with_for_else(x, t):
+    for i in range(5):
+        if x[i] > t:
+            r = x[i]
+            break
+    else:
+        r = -1.0 * t
+    return r
+
+
+def first_above_with_a_flag(x, t):
+    """The same program as the advice of the refusal writes it."""
+    broke = False
+    r = 0.0
+    for i in range(5):
+        if x[i] > t:
+            r = x[i]
+            broke = True
+            break
+    if not broke:
+        r = -1.0 * t
+    return r
+
+
+def test_a_loop_with_an_else_clause_is_refused_at_its_line_with_a_way_out():
+    x = jnp.array([0.1, 0.7, -0.3, 1.2, 0.4])
+    line = first_above_with_for_else.__code__.co_firstlineno + 1
+    with pytest.raises(ConversionError, match=rf"`for ... else` at .*:{line} .*`if not broke:`"):
+        sf.relax(first_above_with_for_else, softness=TAU)(x, 0.5)
+    # the way out is the same program, and relaxes
+    for t in (0.5, 1.5):
+        exact = first_above_with_for_else(x, t)
+        assert sf.relax(first_above_with_a_flag, mode="hard")(x, t) == exact
+        np.testing.assert_allclose(sf.relax(first_above_with_a_flag, softness=1e-5)(x, t), exact)
+
+
+_TABLE = [0.5, 1.5, 3.0, 1.0, 2.0]
+
+
+def asserts_on_a_traced_value(x):
+    assert x[0] > -100.0, "x too small"
+    return x * 2.0
+
+
+def membership_of_a_relaxed_integer(x):
+    k = jnp.argmax(x)
+    if k in (0, 2):
+        return x[0]
+    return x[1]
+
+
+def python_list_at_a_relaxed_integer(x):
+    return _TABLE[jnp.argmax(x)] * x[0]
+
+
+@pytest.mark.parametrize(
+    ("fn", "offset"),
+    [
+        (asserts_on_a_traced_value, 1),
+        (membership_of_a_relaxed_integer, 2),
+        (python_list_at_a_relaxed_integer, 1),
+    ],
+)
+def test_a_traced_value_used_as_a_python_value_is_refused_at_its_line(fn, offset):
+    # JAX's own error named softflow's tracing function, not the user's line.
+    x = jnp.array([0.3, -0.5, 0.9, 0.05, -0.2])
+    line = fn.__code__.co_firstlineno + offset
+    with pytest.raises(ConversionError, match=rf"as a Python value at .*:{line} .*jnp\.isin"):
+        sf.relax(fn, softness=TAU)(x)
+    np.testing.assert_array_equal(sf.relax(fn, mode="hard")(x), fn(x))  # eager: Python's
+
+
+def counted_by_a_closure(x, t):
+    count = 0.0
+
+    def visit(v):
+        nonlocal count
+        if v > t:
+            count = count + 1.0
+
+    for v in x:  # five steps: a loop relax would roll
+        visit(v)
+    return count
+
+
+def counted_by_a_closure_in_a_soft_if(x):
+    count = 0.0
+
+    def increment():
+        nonlocal count
+        count = count + x
+
+    if x > 0:
+        increment()
+    return count
+
+
+def test_variables_assigned_by_closures_do_not_escape_a_traced_construct(x64):
+    # The closure's write happened inside the scan's trace: the relaxed function returned a
+    # leaked tracer. The loop is unrolled instead (as unroll=True runs it).
+    x, t = jnp.array([0.3, -0.5, 0.9, 0.05, -0.2]), jnp.float64(0.1)
+    relaxed = sf.relax(counted_by_a_closure, softness=TAU)(x, t)
+    assert isinstance(relaxed, jax.Array) and not isinstance(relaxed, jax.core.Tracer)
+    unrolled = sf.relax(counted_by_a_closure, softness=TAU, unroll=True)(x, t)
+    np.testing.assert_allclose(relaxed, unrolled, rtol=1e-14)
+    np.testing.assert_allclose(relaxed, jnp.sum(sf.greater(x, t, softness=TAU)), rtol=1e-14)
+    assert sf.relax(counted_by_a_closure, mode="hard")(x, t) == counted_by_a_closure(x, t)
+    # in a soft if both sides are traced: refused, naming the variable and the if's line
+    line = counted_by_a_closure_in_a_soft_if.__code__.co_firstlineno + 7
+    with pytest.raises(
+        ConversionError, match=rf"variable `count` .*\(nonlocal\).*if statement at .*:{line}"
+    ):
+        sf.relax(counted_by_a_closure_in_a_soft_if, softness=TAU)(jnp.float64(0.5))
 
 
 def fixed_length_lists(x, flag=True):

@@ -82,12 +82,13 @@ def check_truth_values(name: str, p: jax.Array, *, sums_to_one: bool = False) ->
     ``sums_to_one``, when its last axis does not sum to 1), beyond a few roundings. A traced
     ``p`` is not checked: that would cost a test in every call, and soft comparisons never
     leave [0, 1]."""
-    if not is_concrete(p) or not jnp.issubdtype(p.dtype, jnp.floating):
-        return p
+    floating = jnp.issubdtype(p.dtype, jnp.floating)
+    if not is_concrete(p) or not (floating or jnp.issubdtype(p.dtype, jnp.integer)):
+        return p  # (booleans are truth values)
     values = np.asarray(p, np.float64)
     if not values.size:
         return p
-    eps = float(jnp.finfo(p.dtype).eps)
+    eps = float(jnp.finfo(p.dtype).eps) if floating else 0.0
     low, high = np.nanmin(values), np.nanmax(values)
     if low < -8 * eps or high > 1 + 8 * eps:
         raise ValueError(

@@ -211,4 +211,10 @@ def any(
         >>> float(sf.any(jnp.array([0.0, 0.5, 0.5])))
         0.75
     """
-    return 1 - all(1 - _as_float("p", p), axis, keepdims=keepdims, tnorm=tnorm)
+    check_choice("tnorm", tnorm, TNORMS)
+    p = _as_float("p", p)
+    if tnorm == "godel":
+        return jnp.max(p, axis=axis, keepdims=keepdims, initial=0)
+    if tnorm == "lukasiewicz":
+        return jnp.minimum(1, jnp.sum(p, axis=axis, keepdims=keepdims))
+    return 1 - jnp.prod(1 - p, axis=axis, keepdims=keepdims)

@@ -3,6 +3,8 @@
 import dataclasses
 import functools
 import inspect
+import os
+import traceback
 from collections.abc import Callable
 
 import jax
@@ -19,9 +21,10 @@ from .._modes import MODES, Mode
 
 # The rule modules fill the interpreter's registry when they are imported.
 from . import _jaxpr, _rules_arrays, _rules_control, _rules_indexing, _rules_logic  # noqa: F401
-from ._errors import ExpectedIntegerError
+from ._errors import ConversionError, ExpectedIntegerError
 from ._explain import Explanation
 from ._interpreter import ON_UNRELAXABLE, Interpreter, OnUnrelaxable, Options, output
+from ._source import converted_location
 from ._syntax import call_converted_with
 from ._values import Live, default_float
 
@@ -47,6 +50,27 @@ def _concrete(leaves) -> bool:
     if any(isinstance(leaf, Tracer) for leaf in leaves):
         return False
     return not isinstance(jax.lax.add(np.int32(0), np.int32(0)), Tracer)
+
+
+# JAX's errors for a traced value used where Python needs a concrete one.
+_PYTHON_VALUE_ERRORS = (
+    jax.errors.TracerBoolConversionError,
+    jax.errors.TracerIntegerConversionError,
+    jax.errors.ConcretizationTypeError,
+)
+
+
+def _user_line(error: BaseException) -> str:
+    """The user's line where ``error`` was raised: the innermost line of converted code, else
+    the innermost line outside JAX, softflow and the libraries."""
+    converted, outside = None, None
+    for frame, line in traceback.walk_tb(error.__traceback__):
+        file_name = frame.f_code.co_filename
+        converted = converted_location(file_name, line) or converted
+        library = any(part in file_name for part in ("site-packages", f"{os.sep}softflow{os.sep}"))
+        if not library and not file_name.startswith("<"):
+            outside = f"{file_name}:{line} ({frame.f_code.co_name})"
+    return converted or outside or "a line of the function"
 
 
 def _signature(fn: Callable) -> inspect.Signature | None:
@@ -122,7 +146,18 @@ class Relaxed:
             return out_flat
 
         shapes = [jax.ShapeDtypeStruct(a.shape, a.dtype, weak_type=a.weak_type) for a in avals]
-        closed = jax.make_jaxpr(flat_fn)(*shapes)
+        try:
+            closed = jax.make_jaxpr(flat_fn)(*shapes)
+        except _PYTHON_VALUE_ERRORS as error:
+            raise ConversionError(
+                f"sf.relax: {self._name} uses a traced value as a Python value at "
+                f"{_user_line(error)}: the relaxed function is traced (as under jax.jit), so a "
+                "traced value cannot be a Python bool or index there, as in `assert x > 0`, "
+                "`k in (0, 2)` or a Python list indexed by a traced integer. Write it with "
+                "jax.numpy (jnp.where, jnp.isin(k, jnp.array([0, 2])), jnp.asarray(table)[k]), "
+                "or leave "
+                f"the check out of the relaxed function. ({type(error).__name__})"
+            ) from None
         if all(not isinstance(c, Tracer) for c in closed.consts):
             # A jaxpr that closes over traced values belongs to the trace that made it.
             self._cache[key] = (closed, out_tree[0])

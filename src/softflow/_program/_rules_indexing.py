@@ -18,7 +18,7 @@ from ._folds import fold_onto
 from ._generic import at_trace_time, hard_thunk
 from ._interpreter import Interpreter, rule
 from ._intervals import interval
-from ._rules_logic import present_or_sentinel, sentinel
+from ._rules_logic import blend_with_infinities, present_or_sentinel, sentinel
 from ._values import (
     Categorical,
     Expected,
@@ -286,7 +286,8 @@ def _scatter_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     if floating(out_aval):
         x = jnp.asarray(unwrap(operand))
         w = weights.astype(x.dtype)
-        return [Live(blend((1 - w, w), (x, written(unwrap(updates), x.dtype))))]
+        new = written(unwrap(updates), x.dtype)
+        return [Live(blend_with_infinities(w, new, x, self.options.softness))]
     w = weights
     hard = hard_thunk(eqn, invals)(0)
     if out_aval.dtype != jnp.bool_ and not is_soft(operand) and not is_soft(updates):
@@ -371,7 +372,8 @@ def _one_value_at_many(
             x = jnp.broadcast_to(x, out_aval.shape)
             return [Live(present_or_sentinel(x, missed, mask, self.options.softness))]
         self.record(eqn, "one value written at several relaxed indices: kept where none lands")
-        return [Live(blend((missed, 1 - missed), (x, jnp.full_like(x, value))))]
+        new = jnp.full_like(x, value)
+        return [Live(blend_with_infinities(1 - missed, new, x, self.options.softness))]
     self.record(eqn, "one value written at several relaxed indices: kept where none lands")
     if out_aval.dtype != jnp.bool_ and not is_soft(operand):
         x = jnp.broadcast_to(unwrap(operand), out_aval.shape)

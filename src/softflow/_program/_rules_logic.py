@@ -352,15 +352,16 @@ SENTINEL_MAGNITUDE = 1e8
 
 def sentinel(self: Interpreter, atom) -> float | None:
     """The sentinel when ``atom`` is one constant everywhere, ``inf``, ``-inf`` or finite of a
-    magnitude of at least :data:`SENTINEL_MAGNITUDE`; NaN when it is some other constant that is
-    not finite everywhere; None otherwise."""
+    magnitude of at least :data:`SENTINEL_MAGNITUDE`; NaN when it is some other constant that
+    holds NaN; None otherwise (infinite elements among finite ones are sentinels element by
+    element, as at run time: :func:`blend_with_infinities`)."""
     known = _constant_value(self, atom)
     if known is None or known.size == 0:
         return None
     first = known.reshape(-1)[0]
     if np.all(known == first) and abs(first) >= SENTINEL_MAGNITUDE:
         return float(first)
-    return None if np.all(np.isfinite(known)) else np.nan
+    return np.nan if np.any(np.isnan(known)) else None
 
 
 def _safe_log(q: jax.Array) -> jax.Array:
@@ -392,15 +393,40 @@ def _select_sentinel(self: Interpreter, eqn: JaxprEqn, p, cases, sentinels) -> j
     return present_or_sentinel(jnp.asarray(unwrap(other)), q, mark, self.options.softness)
 
 
+def blend_with_infinities(p, x1, x0, softness) -> jax.Array:
+    """``soft_where(p, x1, x0)``, where an element of one case that is inf or -inf at run time
+    (a table of distances that starts at inf, written at a relaxed index) is a sentinel, as a
+    constant one is (:func:`_select_sentinel`): the finite case is present with its probability,
+    ``x0 - τ log(1 - p)`` against inf. A blend would be infinite wherever the condition is
+    uncertain, with a NaN gradient. Two equal infinities are that infinity."""
+    dtype = jnp.result_type(x1, x0)
+    if not jnp.issubdtype(dtype, jnp.floating):  # (complex values: blended)
+        return soft_where(p, x1, x0)
+    x1, x0 = jnp.asarray(x1, dtype), jnp.asarray(x0, dtype)
+    p = jnp.asarray(p).astype(dtype)
+    inf1, inf0 = jnp.isinf(x1), jnp.isinf(x0)
+    # The blend of the finite elements, with the infinite ones out of its values and gradient.
+    blended = soft_where(p, jnp.where(inf1, 0, x1), jnp.where(inf0, 0, x0))
+    tau = jnp.asarray(softness, dtype)
+    only0 = jnp.where(inf0, 0, x0) - jnp.sign(x1) * tau * _safe_log(1 - p)  # x1 infinite
+    only1 = jnp.where(inf1, 0, x1) - jnp.sign(x0) * tau * _safe_log(p)  # x0 infinite
+    both = jnp.where(x1 == x0, x1, jnp.nan)
+    return jnp.where(inf1, jnp.where(inf0, both, only0), jnp.where(inf0, only1, blended))
+
+
 def present_or_sentinel(x, q, sentinel: float, softness) -> jax.Array:
     """``x`` where it is present (with probability ``q``), ``sentinel`` where it is not, relaxed
-    as in :func:`_select_sentinel`."""
-    tau = jnp.asarray(softness, q.dtype)
+    as in :func:`_select_sentinel`; in ``x``'s dtype (``q`` may be wider: a relaxed integer's
+    probabilities are in the default float, float64 under x64)."""
+    dtype = jnp.result_type(x)
+    dtype = dtype if jnp.issubdtype(dtype, jnp.floating) else q.dtype
+    q = q.astype(dtype)
+    tau = jnp.asarray(softness, dtype)
     sign = 1.0 if sentinel > 0 else -1.0  # a sentinel for minima (+) or maxima (-)
     if np.isinf(sentinel):
         return x - sign * tau * _safe_log(q)
     kept = -sign * x / tau + _safe_log(q)
-    absent = -sign * jnp.asarray(sentinel, x.dtype) / tau + _safe_log(1 - q)
+    absent = -sign * jnp.asarray(sentinel, dtype) / tau + _safe_log(1 - q)
     return -sign * tau * jnp.logaddexp(kept, absent)
 
 
@@ -458,7 +484,7 @@ def _select_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
                 return [Live(_select_sentinel(self, eqn, p, cases, sentinels))]
             self.record(eqn, "sf.soft_where")
             values = [unwrap(c) for c in cases]
-            blended = soft_where(p, values[1], values[0])
+            blended = blend_with_infinities(p, values[1], values[0], self.options.softness)
             taken = (
                 (pred.hard() if pred.hard is not None else p >= 0.5) if self.options.debug else None
             )
@@ -508,6 +534,17 @@ def _select_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
         if any(isinstance(c, Expected) for c in cases):
             # A case known only by its expected value: the expectation over the selector.
             return [_expected_selection(self, eqn, pred, cases, hard)]
+        if (
+            floating(out_aval)
+            and np.dtype(aval(eqn.invars[0]).dtype) == np.bool_
+            and not any(is_soft(c) or (isinstance(c, Live) and c.mixture) for c in cases)
+        ):
+            # Cases the same for every candidate (dist.at[i] written by `where`): the blend by
+            # the condition's probability, the expectation over the candidates, with an
+            # infinite element (a table of distances from inf) as a sentinel.
+            self.record(eqn, "sf.soft_where by the probability under the distribution")
+            x0, x1 = (unwrap(c) for c in cases)
+            return [Live(blend_with_infinities(mean(pred), x1, x0, self.options.softness))]
         if floating(out_aval):
             self.record(eqn, "select per candidate of a distribution (expectation)")
         return self.per_candidate(eqn, invals)

@@ -425,6 +425,16 @@ def _check_supported(fn: Callable, code: types.CodeType) -> None:
                 "traced, and a traced value stored in a global escapes the trace (JAX's "
                 "UnexpectedTracerError later). Return the value instead."
             )
+        if isinstance(node, ast.For | ast.While) and node.orelse:
+            loop = "for" if isinstance(node, ast.For) else "while"
+            line = code.co_firstlineno + node.lineno - 1
+            raise ConversionError(
+                f"sf.relax: the `{loop} ... else` at {code.co_filename}:{line} "
+                f"({getattr(fn, '__qualname__', fn)}) cannot be converted: the converter does not "
+                "support a loop's else clause. Mark the break instead: `broke = False` before "
+                "the loop, `broke = True` just before each break, and after the loop "
+                "`if not broke:` with the else clause's body."
+            )
         if isinstance(node, ast.Match):
             check_match(node, f"{code.co_filename}:{code.co_firstlineno + node.lineno - 1}")
         if isinstance(node, ast.Try | ast.TryStar) and any(

@@ -253,8 +253,14 @@ class SideEffects:
         self.what, self.where, self.mode, self.on_change = what, where, mode, on_change
         self.names: dict[int, str] = {}
         self.saved: dict[int, tuple[Any, Any, Any]] = {}
+        # The variables of enclosing functions that a function the blocks call may assign
+        # (``nonlocal``), but not the construct's own, which the blocks' closures hold.
+        self.cells: dict[int, tuple[Any, Any, str]] = {}
+        own = {id(cell) for block in blocks for cell in getattr(block, "__closure__", None) or ()}
         for block in blocks:
-            _reachable(block, self.names, self.saved, depth=0)
+            _reachable(block, self.names, self.saved, depth=0, cells=self.cells)
+        for key in own:
+            self.cells.pop(key, None)
 
     def __enter__(self):
         GUARDS.append(self)
@@ -267,8 +273,31 @@ class SideEffects:
             container, _, saved = self.saved[i]
             if self.mode != "refuse":
                 _restore(container, saved)
+        assigned = [  # (Python values assigned there are Python's business)
+            (cell, before, name)
+            for cell, before, name in self.cells.values()
+            if _contents(cell) is not before and traced(_contents(cell))
+        ]
+        for cell, before, _ in assigned:
+            cell.cell_contents = before  # (a traced value must not escape the construct)
+        if assigned and kind is None and self.mode != "undo":
+            self.assigned(assigned[0][2])
         if changed and kind is None and self.mode != "undo":
             self.changed(changed[0], "", self.where)
+
+    def assigned(self, name: str) -> None:
+        """A variable of an enclosing function assigned by a function the construct calls."""
+        if self.mode == "unroll":
+            assert self.on_change is not None
+            self.on_change(name, self.where)
+            return
+        raise ConversionError(
+            f"sf.relax: the variable `{name}` of an enclosing function is assigned (nonlocal) by "
+            f"a function called inside the {self.what} at {self.where}, which runs on a traced "
+            "condition: both sides of a soft branch (every step of a soft loop) are traced and "
+            "blended, and a value assigned there escapes them. Return the value from the "
+            f"function and assign `{name}` in the {self.what} itself."
+        )
 
     def changed(self, key: int, method: str, line: str) -> None:
         name = self.names[key]
@@ -287,9 +316,22 @@ class SideEffects:
         )
 
 
-def _reachable(value, names: dict, saved: dict, depth: int, name: str = "") -> None:
+_UNSET = object()
+
+
+def _contents(cell) -> Any:
+    try:
+        return cell.cell_contents
+    except ValueError:  # not assigned yet
+        return _UNSET
+
+
+def _reachable(
+    value, names: dict, saved: dict, depth: int, name: str = "", cells: dict | None = None
+) -> None:
     """Record the containers reachable from a block: its closure, the globals it names, and the
-    containers and closures inside those (a few levels deep)."""
+    containers and closures inside those (a few levels deep); in ``cells``, the closure cells of
+    the functions reached, with their contents."""
     if depth > 3:
         return
     if isinstance(value, _CONTAINERS):
@@ -300,21 +342,22 @@ def _reachable(value, names: dict, saved: dict, depth: int, name: str = "") -> N
         items = value.values() if isinstance(value, dict) else value
         if isinstance(value, list | dict | collections.deque):
             for k, item in enumerate(items):
-                _reachable(item, names, saved, depth + 1, f"{name}[{k}]")
+                _reachable(item, names, saved, depth + 1, f"{name}[{k}]", cells)
     elif isinstance(value, tuple):
         for k, item in enumerate(value):
-            _reachable(item, names, saved, depth + 1, f"{name}[{k}]")
+            _reachable(item, names, saved, depth + 1, f"{name}[{k}]", cells)
     elif isinstance(value, types.FunctionType):
         code = value.__code__
         for cell_name, cell in zip(code.co_freevars, value.__closure__ or (), strict=True):
-            try:
-                contents = cell.cell_contents
-            except ValueError:  # not assigned yet
-                continue
-            _reachable(contents, names, saved, depth + 1, cell_name)
+            contents = _contents(cell)
+            if cells is not None and id(cell) not in cells:
+                cells[id(cell)] = (cell, contents, cell_name)
+            if contents is not _UNSET:
+                _reachable(contents, names, saved, depth + 1, cell_name, cells)
         for global_name in _global_names(code):
             if global_name in value.__globals__:
-                _reachable(value.__globals__[global_name], names, saved, depth + 1, global_name)
+                found = value.__globals__[global_name]
+                _reachable(found, names, saved, depth + 1, global_name, cells)
 
 
 def _global_names(code: types.CodeType) -> set[str]:
