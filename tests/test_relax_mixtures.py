@@ -374,3 +374,38 @@ def test_an_infinite_element_that_no_candidate_reads_leaves_the_gradient_finite(
             atol=1e-9,
             err_msg=name,
         )
+
+
+def test_two_infinite_cases_are_the_one_an_exact_condition_takes(x64):
+    # At x = +inf the condition x < -1 is exactly false: the result is x * x = inf, not the
+    # NaN of 0 * (-inf) + 1 * inf; opposite infinities under an uncertain condition stay NaN.
+    def program(x):
+        return jnp.where(x < -1.0, -x, x * x)
+
+    x = jnp.array([jnp.inf, -jnp.inf, 0.3, -5.0])
+    for softness in (TAU, 1e-6):
+        np.testing.assert_array_equal(sf.relax(program, softness=softness)(x)[:2], program(x)[:2])
+    both = sf.relax(lambda x: jnp.where(x > 0, x * jnp.inf, -x * jnp.inf), softness=TAU)
+    assert np.isnan(both(jnp.float64(0.1)))
+
+
+def union_find(w, t):
+    """Kruskal's union-find with roots found by hops of parent[x]: every hop of a relaxed
+    parent is a distribution over the others, and their joint outcomes multiply."""
+    parent = jnp.arange(5)
+
+    def find(x):
+        for _ in range(4):
+            x = parent[x]
+        return x
+
+    for k, (a, b) in enumerate([(0, 1), (1, 2), (2, 3)]):
+        parent = jnp.where(w[k] < t, parent.at[find(a)].set(find(b)), parent)
+    return jnp.sum(jnp.stack([find(i) for i in range(5)]) == jnp.arange(5))
+
+
+def test_too_many_joint_outcomes_are_refused_with_the_line(x64):
+    # Under jit they raised numpy's "iterator is too large" (or an MLIR error) from the merge.
+    w, t = jnp.array([0.64, 0.27, 0.04]), jnp.float64(0.5)
+    with pytest.raises(sf.RelaxError, match=r"joint outcomes, more than .*sf\.exact"):
+        jax.jit(sf.relax(union_find, softness=TAU))(w, t)

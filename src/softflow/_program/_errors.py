@@ -39,3 +39,12 @@ class ConversionError(RelaxError):
         >>> issubclass(sf.ConversionError, sf.RelaxError)
         True
     """
+
+
+class TooManyOutcomes(Exception):
+    """Relaxed integers whose joint distribution would have more outcomes than relax weighs;
+    the interpreter turns it into a :class:`RelaxError` naming the operation."""
+
+    def __init__(self, outcomes: int, most: int):
+        super().__init__(outcomes, most)
+        self.outcomes, self.most = outcomes, most

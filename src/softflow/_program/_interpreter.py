@@ -24,7 +24,7 @@ from .._modes import Mode, straight_through
 from .._scope import SCOPE
 from . import _jaxpr, _source, _views
 from ._candidates import candidatewise
-from ._errors import RelaxError
+from ._errors import RelaxError, TooManyOutcomes
 from ._explain import RelaxedOp
 from ._generic import SoftIntegerOps, at_trace_time, hard_of
 from ._markers import EXACT_NAME
@@ -252,7 +252,17 @@ class Interpreter(SoftIntegerOps):
             if id(eqn) in exact_only:
                 outs = self.exactly(eqn, invals)
             else:
-                outs = self.equation(eqn, invals)
+                try:
+                    outs = self.equation(eqn, invals)
+                except TooManyOutcomes as error:
+                    raise self.unsupported(
+                        eqn,
+                        f"its relaxed integers together have {error.outcomes} joint outcomes, "
+                        f"more than the {error.most} relax weighs (each a distribution over "
+                        "values that depend on one another through the program)",
+                        "keep some of them exact with sf.exact (the condition or index they come "
+                        "from), or compute the values as floats",
+                    ) from None
             for var, value in zip(eqn.outvars, outs, strict=True):
                 if not isinstance(var, DropVar):
                     env[var] = value

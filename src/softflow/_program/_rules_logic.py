@@ -410,7 +410,8 @@ def blend_with_infinities(p, x1, x0, softness) -> jax.Array:
     tau = jnp.asarray(softness, dtype)
     only0 = jnp.where(inf0, 0, x0) - jnp.sign(x1) * tau * _safe_log(1 - p)  # x1 infinite
     only1 = jnp.where(inf1, 0, x1) - jnp.sign(x0) * tau * _safe_log(p)  # x0 infinite
-    both = jnp.where(x1 == x0, x1, jnp.nan)
+    # Two infinities: the one taken where the condition is exact or they are equal, else NaN.
+    both = jnp.where((p == 1) | (x1 == x0), x1, jnp.where(p == 0, x0, jnp.nan))
     return jnp.where(inf1, jnp.where(inf0, both, only0), jnp.where(inf0, only1, blended))
 
 

@@ -30,6 +30,7 @@ import numpy as np
 
 from .._checks import is_concrete
 from .._select import expectation as finite_expectation
+from ._errors import TooManyOutcomes
 from ._folds import fold_onto
 
 
@@ -460,6 +461,10 @@ def _refined(categoricals: Sequence[Categorical]) -> list[Categorical]:
     return entries
 
 
+#: The most joint outcomes of independent relaxed integers that one operation weighs.
+MOST_OUTCOMES = 1 << 20
+
+
 def merge(categoricals: Sequence[Categorical]) -> tuple[jax.Array, list, tuple[Factor, ...]]:
     """The joint probabilities, aligned candidates and factors of several categoricals.
 
@@ -502,6 +507,8 @@ def merge(categoricals: Sequence[Categorical]) -> tuple[jax.Array, list, tuple[F
                 slot[id(f.probs)] = len(union)
                 union.append(f)
     sizes = [f.probs.shape[-1] for f in union]
+    if math.prod(sizes) > MOST_OUTCOMES:
+        raise TooManyOutcomes(math.prod(sizes), MOST_OUTCOMES)
     aligned = [
         _spread(_known(c.cands), [slot[id(f.probs)] for f in factors_of(c)], sizes) for c in entries
     ]
