@@ -31,7 +31,8 @@ def tree_allclose(a, b, *, rtol=1e-6, atol=0.0) -> bool:
 def assert_exactly_equal(a, b) -> None:
     """Assert two pytrees are equal leaf by leaf with no tolerance: same dtype, shape, values.
 
-    NaNs in the same places count as equal (values compare with ``==`` otherwise).
+    NaNs in the same places count as equal (values compare with ``==`` otherwise); a zero must
+    have the same sign.
     """
     assert jax.tree_util.tree_structure(a) == jax.tree_util.tree_structure(b)
     for u, v in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True):
@@ -39,6 +40,9 @@ def assert_exactly_equal(a, b) -> None:
         assert u.dtype == v.dtype, (u.dtype, v.dtype)
         assert u.shape == v.shape, (u.shape, v.shape)
         np.testing.assert_array_equal(u, v, strict=True)
+        if np.issubdtype(u.dtype, np.floating):  # and the signs of zeros
+            zero = u == 0
+            np.testing.assert_array_equal(np.signbit(u[zero]), np.signbit(v[zero]))
 
 
 def central_differences(f, args, step=1e-6):

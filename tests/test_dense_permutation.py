@@ -176,6 +176,39 @@ def test_neuralsort_of_an_infinite_entry_is_nan_as_documented():
 
 
 @DENSE
+def test_extreme_finite_entries_and_softness_sort_as_the_limit(method):
+    # NeuralSort's scores overflowed: NaN for a small softness or entries near the float's
+    # largest value, where every other method sorts. Its scores are homogeneous in (x, softness),
+    # so scaling both by a power of two must change nothing but the scale of the values.
+    x = jnp.array([3.0, 1.0, 2.0, 2.0, -0.5], jnp.float32)
+    hard = sf.sort(x, mode="hard")
+    for softness in (1.2e-38, 1e-30):
+        assert_exactly_equal(sf.sort(x, method=method, softness=softness), hard)
+        gradient = jax.grad(lambda x, s=softness: sf.sort(x, method=method, softness=s) @ x)(x)
+        assert np.all(np.isfinite(gradient))
+    big = jnp.array([3e38, -3e38, 1.0, -2e38], jnp.float32)
+    assert_exactly_equal(sf.sort(big, method=method, softness=1.0), sf.sort(big, mode="hard"))
+    y = jnp.asarray(np.random.default_rng(7).normal(size=(4, 9)), jnp.float32)
+    for power in (2.0**-60, 2.0**100):
+        np.testing.assert_allclose(
+            sf.argsort(y * power, method=method, softness=0.4 * power),
+            sf.argsort(y, method=method, softness=0.4),
+            rtol=1e-6,
+            atol=1e-7,
+        )
+
+
+@DENSE
+def test_an_empty_axis_sorts_to_empty_results(method):
+    x = jnp.zeros((3, 0))
+    assert sf.sort(x, method=method, softness=0.1).shape == (3, 0)
+    assert sf.argsort(x, method=method, softness=0.1).shape == (3, 0, 0)
+    assert sf.rank(x, method=method, softness=0.1).shape == (3, 0)
+    values, weights = sf.top_k(x, 0, method=method, softness=0.1)
+    assert values.shape == (3, 0) and weights.shape == (3, 0, 0)
+
+
+@DENSE
 def test_dtypes_batches_and_vmap(method):
     x = np.random.default_rng(4).normal(size=(3, 5, 8)).astype(np.float32)
     tau = jnp.array([0.2, 0.5, 1.0])[:, None]

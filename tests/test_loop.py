@@ -175,6 +175,24 @@ def test_hard_conditions_equal_lax_while_loop(start, scale, shift, threshold, st
         assert np.asarray(result) == np.asarray(expected)  # bit for bit
 
 
+@pytest.mark.parametrize("semantics", ["halting", "blend"])
+def test_hard_conditions_keep_the_sign_of_a_zero_result(semantics):
+    # The mixture summed from +0.0 turned a -0.0 result into +0.0, where lax.while_loop keeps it.
+    def cond(x):
+        return sf.greater(x, 0.0, mode="hard")
+
+    for body, start in ((lambda x: -0.0 * x, 1.0), (lambda x: x + 1.0, -0.0)):
+        expected = jax.lax.while_loop(lambda x: x > 0.0, body, jnp.float32(start))
+        loop = functools.partial(sf.soft_while, cond, body, max_steps=5, semantics=semantics)
+        for run in (loop, jax.jit(loop)):
+            result = run(jnp.float32(start))
+            assert np.signbit(result) == np.signbit(expected) and result == expected
+    broken = sf.soft_fori_loop(
+        0, 3, lambda i, s: -0.0 * s, 1.0, break_fn=lambda i, s: sf.greater(s, 2.0, mode="hard")
+    )
+    assert np.signbit(broken) and broken == 0
+
+
 @jax.jit(static_argnums=4)
 def _hard_loop(start, scale, shift, threshold, compare):
     return sf.soft_while(

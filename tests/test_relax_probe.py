@@ -750,3 +750,25 @@ def test_complex_values_are_continuous_and_blended():
     relaxed = sf.relax(rotate, softness=0.1)(x)
     assert relaxed.dtype == rotate(x).dtype
     np.testing.assert_allclose(relaxed, p * (x * 1j) + (1 - p) * x, rtol=1e-6)
+
+
+def test_piecewise_picks_the_last_condition_that_holds(x64):
+    # jnp.piecewise's piece is argmax(cumsum(conditions)): the last condition that holds. It was
+    # the soft argmax of the expected counts, which leaves every other piece a weight of about
+    # exp(-1/softness) even where the conditions are certain (NaN beside an infinite piece).
+    def pw(x, y):
+        return jnp.piecewise(x, [x > 0, y > 0], [lambda v: 2 * v, jnp.abs, jnp.square])
+
+    x = jnp.asarray([0.1, -0.3, 5.0, -7.0, jnp.inf, -jnp.inf])
+    y = jnp.asarray([0.05, -0.2, -8.0, -9.0, -6.0, -9.0])
+    relaxed = sf.relax(pw, softness=TAU)
+    px, py = sf.greater(x, 0.0, softness=TAU), sf.greater(y, 0.0, softness=TAU)
+    pieces = [x**2, 2 * x, jnp.abs(x)]
+    weights = [(1 - px) * (1 - py), px * (1 - py), py]
+    expected = sum(jnp.where(w > 0, w * v, 0.0) for w, v in zip(weights, pieces, strict=True))
+    np.testing.assert_allclose(relaxed(x, y), expected, rtol=1e-12)
+    np.testing.assert_allclose(relaxed(x, y)[2:], pw(x, y)[2:], rtol=1e-9)  # inf at +-inf
+    grad = jax.jit(jax.grad(lambda x: jnp.sum(relaxed(x, y[:2]))))(x[:2])
+    np.testing.assert_allclose(
+        grad, _central_differences(lambda x: jnp.sum(relaxed(x, y[:2])), x[:2]), rtol=1e-6
+    )

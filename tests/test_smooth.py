@@ -374,6 +374,17 @@ def test_bad_options_are_named(options, error, match):
         sf.smooth(square, **{"scale": 0.1, "samples": 8, **options})
 
 
+def test_a_scale_that_adds_axes_to_the_argument_is_refused():
+    # fn was called on (2, 3) arrays for a (3,) argument.
+    smoothed = sf.smooth(square, scale=jnp.ones((2, 1)), samples=4)
+    with pytest.raises(
+        ValueError, match=r"scale of shape \(2, 1\) does not broadcast to .* \(3,\)"
+    ):
+        smoothed(jnp.zeros(3), key=jax.random.key(0))
+    per_coordinate = sf.smooth(square, scale=jnp.ones(3), samples=4)
+    assert per_coordinate(jnp.zeros(3), key=jax.random.key(0)).shape == ()
+
+
 def test_bad_calls_are_named():
     smoothed = sf.smooth(square, scale=0.1, samples=8)
     x = jnp.array([1.0, 2.0])

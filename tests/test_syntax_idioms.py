@@ -284,6 +284,7 @@ def test_a_match_statement_is_its_chain_of_ifs(x64):
 
 
 def first_above_with_for_else(x, t):
+    r = 0.0
     for i in range(5):
         if x[i] > t:
             r = x[i]
@@ -294,7 +295,7 @@ def first_above_with_for_else(x, t):
 
 
 def first_above_with_a_flag(x, t):
-    """The same program as the advice of the refusal writes it."""
+    """The same program with the else clause written out."""
     broke = False
     r = 0.0
     for i in range(5):
@@ -307,16 +308,45 @@ def first_above_with_a_flag(x, t):
     return r
 
 
-def test_a_loop_with_an_else_clause_is_refused_at_its_line_with_a_way_out():
+def halve_with_while_else(x):
+    n = 0.0
+    while x > 1.0:
+        x = x * 0.5
+        n = n + 1.0
+    else:
+        x = x + 0.1
+    return x, n
+
+
+def primes_below(n):
+    """Static loops: the inner loop's else belongs to it, the break in it to the inner loop."""
+    found = []
+    for k in range(2, n):
+        for d in range(2, k):
+            if k % d == 0:
+                break
+        else:
+            found.append(k)
+    return jnp.asarray(found)
+
+
+def test_a_loop_with_an_else_clause_runs_it_when_no_break_is_taken(x64):
     x = jnp.array([0.1, 0.7, -0.3, 1.2, 0.4])
-    line = first_above_with_for_else.__code__.co_firstlineno + 1
-    with pytest.raises(ConversionError, match=rf"`for ... else` at .*:{line} .*`if not broke:`"):
-        sf.relax(first_above_with_for_else, softness=TAU)(x, 0.5)
-    # the way out is the same program, and relaxes
     for t in (0.5, 1.5):
         exact = first_above_with_for_else(x, t)
-        assert sf.relax(first_above_with_a_flag, mode="hard")(x, t) == exact
-        np.testing.assert_allclose(sf.relax(first_above_with_a_flag, softness=1e-5)(x, t), exact)
+        assert sf.relax(first_above_with_for_else, mode="hard")(x, t) == exact
+        np.testing.assert_allclose(sf.relax(first_above_with_for_else, softness=1e-6)(x, t), exact)
+        # soft: the same program as the flag written by hand
+        np.testing.assert_array_equal(
+            sf.relax(first_above_with_for_else, softness=TAU)(x, t),
+            sf.relax(first_above_with_a_flag, softness=TAU)(x, t),
+        )
+    for x0 in (5.3, 0.6):
+        exact = halve_with_while_else(x0)
+        np.testing.assert_array_equal(sf.relax(halve_with_while_else, mode="hard")(x0), exact)
+        relaxed = sf.relax(halve_with_while_else, softness=1e-6, max_steps=8)(jnp.float64(x0))
+        np.testing.assert_allclose(relaxed, exact, atol=1e-9)
+    np.testing.assert_array_equal(sf.relax(primes_below, softness=TAU)(12), primes_below(12))
 
 
 _TABLE = [0.5, 1.5, 3.0, 1.0, 2.0]

@@ -154,7 +154,7 @@ def softness_array(
     if slices is not None and broadcast != tuple(shape):
         raise ValueError(
             f"{name} of shape {softness.shape} does not broadcast to the shape {tuple(shape)} of "
-            f"{slices}: give a scalar or one softness per slice, an array that broadcasts to "
+            f"{slices}: give a scalar or one {name} per slice, an array that broadcasts to "
             "that shape without adding axes."
         )
     if broadcast is None:

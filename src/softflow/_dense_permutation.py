@@ -44,11 +44,29 @@ def scores(x: jax.Array, softness: Softness, method: str, descending: bool, anch
         distance = jnp.where(a == b, jnp.zeros((), x.dtype), jnp.abs(a - b))
         return scaled(-distance, tau)
     # NeuralSort: every entry's total distance to the others; infinite entries make it inf - inf.
+    # The scores are homogeneous in (x, softness): divided by a power of two near the largest
+    # |x| (exactly) their sums of n distances stay below 4n instead of overflowing past the
+    # float's largest value. Shifted by their row's maximum, which softmax ignores, they stay
+    # finite as softness goes to 0: each row is then 0 at its largest score, -inf elsewhere.
+    scale = jax.lax.stop_gradient(_power_of_two_above(jnp.max(jnp.abs(x), axis=-1)))[..., None]
+    # (A softness below the smallest normal float times the scale sorts hard already; XLA flushes
+    # subnormal numbers to zero.)
+    x, tau = x / scale, jnp.maximum(tau / scale[..., None], jnp.finfo(x.dtype).tiny)
     total = _total_distance(x)
     position = np.arange(rows)
     coefficient = (n - 1 - 2 * position) if descending else (2 * position + 1 - n)
     coefficient = jnp.asarray(coefficient, x.dtype)[:, None]
-    return (coefficient * x[..., None, :] - total[..., None, :]) / tau
+    numerator = coefficient * x[..., None, :] - total[..., None, :]
+    shifted = numerator - jax.lax.stop_gradient(jnp.max(numerator, axis=-1, keepdims=True))
+    return shifted / tau
+
+
+def _power_of_two_above(m: jax.Array) -> jax.Array:
+    """The power of two in (m / 2, m] for a finite m > 0 (2 m may overflow); 1 for 0, inf or
+    NaN."""
+    mantissa, exponent = jnp.frexp(m)
+    power = jnp.ldexp(jnp.ones_like(m), exponent - 1)
+    return jnp.where(jnp.isfinite(mantissa) & (m > 0), power, 1)
 
 
 @jax.custom_jvp
@@ -71,6 +89,8 @@ def permutation(
 ) -> jax.Array:
     """The first ``rows`` rows (default all) of :math:`P`, ascending or descending."""
     rows = x.shape[-1] if rows is None else rows
+    if x.shape[-1] == 0:  # (an empty row has no largest score)
+        return jnp.zeros((*x.shape, 0), x.dtype)
     return _permutation(x, softness, method, descending, _anchors(x, descending, rows))
 
 
@@ -127,13 +147,15 @@ def _permutation(
     z = scores(
         x.astype(work), jnp.asarray(softness).astype(work), method, descending, anchors.astype(work)
     )
-    return jax.nn.softmax(z, axis=-1).astype(x.dtype)
+    return _softmax_of_nonpositive(z).astype(x.dtype)
 
 
 def sorted_rows(
     x: jax.Array, softness: Softness, method: str, descending: bool, rows: int | None = None
 ) -> tuple[jax.Array, jax.Array]:
     """The first ``rows`` soft sorted values and rows of :math:`P`: :math:`(P x, P)`."""
+    if x.shape[-1] == 0:  # (an empty row has no largest score)
+        return x, jnp.zeros((*x.shape, 0), x.dtype)
     anchors = _anchors(x, descending, x.shape[-1] if rows is None else rows)
     weights = _permutation(x, softness, method, descending, anchors)
     return expected_values(weights, x, anchors), weights

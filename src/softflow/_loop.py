@@ -198,6 +198,17 @@ def _add(a, b):
     return jax.tree_util.tree_map(jnp.add, a, b)
 
 
+def _no_mass(tree: Any) -> Any:
+    """The start of a weighted sum of states like ``tree``: -0.0, the identity of addition, so
+    that a state of weight 1 is returned bit for bit (-0.0 included), as by :func:`blend`."""
+
+    def leaf(x):
+        inexact = jnp.issubdtype(jnp.result_type(x), jnp.inexact)
+        return jnp.full_like(x, -0.0) if inexact else jnp.zeros_like(x)
+
+    return jax.tree_util.tree_map(leaf, tree)
+
+
 def _all_stopped(inner) -> jax.Array:
     """Whether every loop of the batch has stopped; unbatched under vmap, so conds stay conds."""
     return unvmap_all(inner[0].done)
@@ -229,7 +240,7 @@ def _run_chunked(step: Callable, carry: Any, total: Any, n_steps: int, chunk_siz
     """
     chunk_size = chunk_size or _default_chunk_size(n_steps)
     n_chunks = -(-n_steps // chunk_size)
-    no_increment = jax.tree_util.tree_map(jnp.zeros_like, total)
+    no_increment = _no_mass(total)
     step_and_sum = _summing(step)
 
     def guarded_step(inner, _):
@@ -342,7 +353,7 @@ def _soft_while(
         def advance_with_exits(t, state, running, stop):
             """The state after the body, the mass still running after its exits, and the sum of
             the exits' states, each weighted by the mass that leaves there."""
-            no_exit = jax.tree_util.tree_map(jnp.zeros_like, state)
+            no_exit = _no_mass(state)
 
             def run_body(args):
                 state, running = args
@@ -419,7 +430,7 @@ def _soft_while(
         start = dict(t=jnp.int32(0), state=init_val, done=jnp.bool_(False))
         if halting:
             carry = _HaltingCarry(**start, running=one, expected_steps=zero, remaining_mass=zero)
-            return halting_step, carry, jax.tree_util.tree_map(jnp.zeros_like, init_val)
+            return halting_step, carry, _no_mass(init_val)
         return blend_step, _BlendCarry(**start, condition=one), None
 
     @jax.custom_jvp

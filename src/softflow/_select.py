@@ -132,7 +132,13 @@ def _weighted_sum(weights: jax.Array, values: jax.Array) -> jax.Array:
     # the one-hot position.
     negative_zero = jnp.array(-0.0, values.dtype)
     terms = jnp.where(weights == 0, negative_zero, weights * values)
-    return jax.lax.reduce(terms, negative_zero, jax.lax.add, (terms.ndim - 1,))
+    return jax.lax.reduce(terms, negative_zero, _add, (terms.ndim - 1,))
+
+
+def _add(a: jax.Array, b: jax.Array) -> jax.Array:
+    # Not jax.lax.add itself: eager JAX reads lax.reduce(add) from a zero start as jnp.sum, which
+    # starts from +0.0 (under jit both are the same reduction from -0.0).
+    return a + b
 
 
 @jax.custom_jvp

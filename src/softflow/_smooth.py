@@ -270,7 +270,9 @@ def smooth(
         leaves = _smoothed_leaves(args, numbers)
         trees = [jax.tree_util.tree_structure(args[n]) for n in numbers]
         scales = [
-            softness_array(scale, leaf.dtype, leaf.shape, name="scale").astype(leaf.dtype)
+            softness_array(
+                scale, leaf.dtype, leaf.shape, slices="the smoothed argument", name="scale"
+            ).astype(leaf.dtype)
             for leaf in leaves
         ]
         draws = samples // 2 if estimator == "antithetic" else samples

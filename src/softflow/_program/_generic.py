@@ -10,6 +10,7 @@ clear error. :class:`SoftIntegerOps` holds these evaluations; the interpreter in
 import functools
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -156,6 +157,7 @@ class SoftIntegerOps:
     """The evaluation of equations on relaxed integers and truth values without a rule."""
 
     precise_loops: bool
+    running_counts: dict[int, tuple[Any, int, bool, Any]]
 
     def approximated(self, eqn: JaxprEqn, what: str) -> None:
         """Before an integer known only by its expected value is used where its expectation is
@@ -261,6 +263,7 @@ class SoftIntegerOps:
         if reverse:
             laws = laws[::-1]
         probs = jnp.moveaxis(laws, 0, axis)
+        self.running_counts[id(probs)] = (probs, axis, reverse, mean(value))
         self.record(eqn, "running sf.count_distribution (the exact law of each prefix count)")
         dtype = aval(eqn.outvars[0]).dtype
         cands = np.broadcast_to(np.arange(n + 1, dtype=dtype), probs.shape)

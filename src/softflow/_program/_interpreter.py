@@ -158,6 +158,8 @@ class Interpreter(SoftIntegerOps):
         # Inputs of a jaxpr known at trace time (a literal passed into a nested jit, as jnp.where
         # passes jnp.inf): what an equation's operand was made from, across calls.
         self.known_inputs: dict[Any, Any] = {}
+        # Running counts made by cumsum, by id of their probs: (probs, axis, reverse, P(one)).
+        self.running_counts: dict[int, tuple[Any, int, bool, Any]] = {}
 
     # -- bookkeeping -----------------------------------------------------------------------
 

@@ -282,6 +282,9 @@ def integer_distribution(self: Interpreter, eqn: JaxprEqn, value: Live) -> Categ
 def _argmax_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     if isinstance(invals[0], SoftBool):
         return _first_true(self, eqn, invals)
+    running = _running_count(self, eqn, invals[0])
+    if running is not None:
+        return _last_one(self, eqn, invals, running)
     # Counts (a vote by bincount, a running count): their expectation.
     expected = isinstance(invals[0], Expected | Categorical)
     if not (_live_float_operand(eqn, invals) or expected):
@@ -329,6 +332,36 @@ def _first_true(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     n = p.shape[-1]
     cands = np.broadcast_to(np.arange(n, dtype=_jaxpr.index_dtype(eqn)), probs.shape)
     self.record(eqn, "the first index where the condition holds (independent conditions)")
+    return [Categorical(cands, probs, hard_thunk(eqn, invals)(0))]
+
+
+def _running_count(self: Interpreter, eqn: JaxprEqn, value: Any) -> tuple | None:
+    """What made ``value`` when it is a running count along the axis that ``argmax`` reduces."""
+    if not isinstance(value, Categorical) or eqn.primitive.name != "argmax":
+        return None
+    running = self.running_counts.get(id(value.probs))
+    if running is None or running[0] is not value.probs or running[1] != _jaxpr.axes(eqn)[0]:
+        return None
+    return running
+
+
+def _last_one(self: Interpreter, eqn: JaxprEqn, invals: list, running: tuple) -> list:
+    r"""``argmax`` of a running count of independent relaxed 0/1 integers of probabilities
+    :math:`p_i` (``jnp.piecewise`` picks its piece so): the count reaches its maximum first at
+    the last one, :math:`P(\text{argmax} = i) = p_i \prod_{j>i} (1 - p_j)`, and index 0 also
+    takes :math:`\prod_j (1 - p_j)` (no one: the count is 0 everywhere); a count running in
+    reverse reaches it at index 0."""
+    _, axis, reverse, ones = running
+    p = jnp.moveaxis(ones, axis, -1)
+    n = p.shape[-1]
+    if reverse:
+        probs = jnp.zeros_like(p).at[..., 0].set(1)
+    else:
+        none_after = jnp.cumprod((1 - p)[..., ::-1], axis=-1)[..., ::-1]
+        after = jnp.concatenate([none_after[..., 1:], jnp.ones_like(p[..., :1])], axis=-1)
+        probs = (p * after).at[..., 0].add(none_after[..., 0])
+    cands = np.broadcast_to(np.arange(n, dtype=_jaxpr.index_dtype(eqn)), probs.shape)
+    self.record(eqn, "the index of the last one counted (independent conditions)")
     return [Categorical(cands, probs, hard_thunk(eqn, invals)(0))]
 
 

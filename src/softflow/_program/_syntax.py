@@ -51,6 +51,7 @@ from ._syntax_branches import (
     not_,
     or_,
 )
+from ._syntax_loop_else import LoopElseAsFlags
 from ._syntax_loops import TracedRange, for_stmt, while_stmt
 from ._syntax_match import MatchAsIfs, check as check_match
 from ._syntax_state import (
@@ -364,7 +365,7 @@ class _Transformer(_api.PyToPy):
     expression converted."""
 
     def transform_ast(self, node, ctx):
-        node = cast(ast.AST, MatchAsIfs().visit(node))
+        node = cast(ast.AST, LoopElseAsFlags().visit(MatchAsIfs().visit(node)))
         _hoist_within(node)
         node = super().transform_ast(_ComprehensionConditions().visit(node), ctx)
         return _InnerConditionalExpressions().visit(cast(ast.AST, node))
@@ -424,16 +425,6 @@ def _check_supported(fn: Callable, code: types.CodeType) -> None:
                 f"{', '.join(node.names)} at {code.co_filename}:{line}: a relaxed function is "
                 "traced, and a traced value stored in a global escapes the trace (JAX's "
                 "UnexpectedTracerError later). Return the value instead."
-            )
-        if isinstance(node, ast.For | ast.While) and node.orelse:
-            loop = "for" if isinstance(node, ast.For) else "while"
-            line = code.co_firstlineno + node.lineno - 1
-            raise ConversionError(
-                f"sf.relax: the `{loop} ... else` at {code.co_filename}:{line} "
-                f"({getattr(fn, '__qualname__', fn)}) cannot be converted: the converter does not "
-                "support a loop's else clause. Mark the break instead: `broke = False` before "
-                "the loop, `broke = True` just before each break, and after the loop "
-                "`if not broke:` with the else clause's body."
             )
         if isinstance(node, ast.Match):
             check_match(node, f"{code.co_filename}:{code.co_firstlineno + node.lineno - 1}")

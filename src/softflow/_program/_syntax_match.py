@@ -77,13 +77,13 @@ def _as_ifs(node: ast.Match) -> list[ast.stmt]:
         # An irrefutable case ends the chain: the cases after it never run.
         made = [*binds, *([] if test is None else [ast.If(test, case.body, chain)])]
         for statement in made:
-            _locate(statement, case.pattern)
+            locate(statement, case.pattern)
         chain = [*binds, *case.body] if test is None else made
-    first = _locate(ast.Assign([ast.Name(subject, ast.Store())], node.subject), node)
+    first = locate(ast.Assign([ast.Name(subject, ast.Store())], node.subject), node)
     return [first, *chain]
 
 
-def _locate(made: ast.stmt, origin: ast.AST) -> ast.stmt:
+def locate(made: ast.stmt, origin: ast.AST) -> ast.stmt:
     """``made`` and the nodes made with it placed at ``origin``'s line, for the converter's
     source map (the user's nodes inside keep their own)."""
     for child in ast.walk(made):
