@@ -109,6 +109,21 @@ def test_step_centre_slope_symmetry_monotone_onto(kind):
         assert np.all(np.asarray(step(-far)) <= 1 / far)
 
 
+@ALL_KINDS
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
+def test_half_precision_steps_are_the_float32_step_rounded(kind, dtype):
+    # Evaluated in bfloat16, smootherstep decreased between neighbouring inputs.
+    z = jnp.concatenate([jnp.linspace(-40.0, 40.0, 40_001), jnp.logspace(-6, 4, 501)])
+    z = jnp.sort(jnp.concatenate([z, -z]).astype(dtype))
+    s = jax.jit(lambda z: sf.sigmoid(z, kind=kind))(z)
+    assert s.dtype == dtype
+    assert np.all(np.diff(np.asarray(s, np.float32)) >= 0), "not monotone"
+    # the float32 step rounded, up to the last bit (XLA may round the float32 value differently)
+    reference = np.asarray(sf.sigmoid(z.astype(jnp.float32), kind=kind), np.float32)
+    ulp = np.spacing(np.abs(reference).astype(dtype)).astype(np.float32)
+    assert np.all(np.abs(np.asarray(s, np.float32) - reference) <= ulp)
+
+
 def test_sigmoid_integer_input_and_unknown_kind():
     assert sf.sigmoid(jnp.arange(3), kind="cauchy").dtype == jnp.float32
     with pytest.raises(ValueError, match="kind must be one of 'logistic', 'gaussian'"):

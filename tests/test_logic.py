@@ -139,6 +139,19 @@ def test_gradients_match_finite_differences(tnorm, x64):
         )
 
 
+def test_product_any_keeps_small_truth_values_and_the_product_derivative(x64):
+    # 1 - prod(1 - p) lost every truth value below epsilon: any([1e-10]) was 0 in float32.
+    tiny = jnp.array([1e-10, 3e-9, 0.0], jnp.float32)
+    np.testing.assert_allclose(sf.any(tiny), 3.1e-9, rtol=1e-6)
+    p = np.random.default_rng(0).uniform(size=(4, 6))
+    np.testing.assert_allclose(sf.any(p, axis=1), 1 - np.prod(1 - p, axis=1), rtol=1e-13)
+    assert float(sf.any(jnp.array([0.3, 1.0]))) == 1.0
+    assert float(sf.any(jnp.zeros(3))) == 0.0 and not np.signbit(sf.any(jnp.zeros(3)))
+    # Where one value is 1, the derivative in it is the product of the others' complements.
+    certain = jnp.array([0.2, 1.0, 0.5])
+    np.testing.assert_allclose(jax.grad(sf.any)(certain), [0.0, 0.4, 0.0], atol=1e-15)
+
+
 def test_truth_values_outside_the_unit_interval_are_refused():
     # They were used as they are: logical_and(2.0, 0.5) was 1.0, all([3, 2]) 6.0.
     with pytest.raises(ValueError, match=r"p must hold truth values .* in \[0, 1\]"):

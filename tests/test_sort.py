@@ -7,6 +7,7 @@ permutation (doubly stochastic, sorted = P x, ranks summing to n (n - 1) / 2).
 
 import functools
 import itertools
+import logging
 import math
 
 import jax
@@ -573,3 +574,23 @@ def test_neuralsort_in_half_precision_is_the_float32_sort_rounded(dtype):
             rtol=2 * float(jnp.finfo(dtype).eps),
             atol=1e-6,
         )
+
+
+def test_eager_calls_with_a_new_softness_do_not_compile_again(caplog):
+    # The networks' loops were traced anew at every eager call and compiled again (about 0.1 s
+    # each); a new softness is a new argument of the same compiled loops.
+    x = jnp.asarray(np.random.default_rng(8).normal(size=(2, 6)), jnp.float32)
+    calls = {
+        "sort": lambda s: sf.sort(x, softness=s, return_permutation=True),
+        "rank": lambda s: sf.rank(x, softness=s, method="bitonic"),
+        "top_k": lambda s: sf.top_k(x, 2, softness=s),
+        "quantile": lambda s: sf.quantile(x, 0.3, softness=s),
+    }
+    for name, call in calls.items():
+        call(0.5)
+        with jax.log_compiles(), caplog.at_level(logging.WARNING, logger="jax"):
+            caplog.clear()
+            for softness in (0.4, 0.3):
+                call(softness)
+        compiled = [r.getMessage() for r in caplog.records if "Compiling" in r.getMessage()]
+        assert not compiled, (name, compiled)

@@ -34,9 +34,6 @@ def _logistic(z):
 
 
 def _gaussian(z):
-    if jnp.finfo(z.dtype).bits < 32:
-        # ndtr supports only float32/float64: evaluate half precision in float32, return as given.
-        return _gaussian(z.astype(jnp.float32)).astype(z.dtype)
     return jax.scipy.special.ndtr(_GAUSSIAN_SCALE * z)
 
 
@@ -144,5 +141,11 @@ def sigmoid(z: ArrayLike, *, kind: Kind = "logistic") -> jax.Array:
 
 
 def step(z: jax.Array, kind: str) -> jax.Array:
-    """The soft step of ``kind`` at a floating array ``z``, unchecked (for internal callers)."""
+    """The soft step of ``kind`` at a floating array ``z``, unchecked (for internal callers).
+
+    Half precision is evaluated in float32 and rounded once: the polynomials and quotients of
+    the kinds evaluated in bfloat16 were not monotone, and in float16 their last bit differed
+    between JAX versions (and ``ndtr`` has no half-precision version)."""
+    if jnp.finfo(z.dtype).bits < 32:
+        return _STEPS[kind](z.astype(jnp.float32)).astype(z.dtype)
     return _STEPS[kind](z)

@@ -4,10 +4,12 @@ Each binary connective is a t-norm (AND) with its dual t-conorm (OR). All three 
 Boolean logic on {0, 1} and satisfy De Morgan's laws with ``logical_not(p) = 1 - p``.
 """
 
+import functools
 from typing import Literal, get_args
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
 
 from ._checks import as_real_array, check_choice, check_truth_values, float_dtype
@@ -217,4 +219,42 @@ def any(
         return jnp.max(p, axis=axis, keepdims=keepdims, initial=0)
     if tnorm == "lukasiewicz":
         return jnp.minimum(1, jnp.sum(p, axis=axis, keepdims=keepdims))
-    return 1 - jnp.prod(1 - p, axis=axis, keepdims=keepdims)
+    return _product_any(p, tuple(axis) if isinstance(axis, list) else axis, keepdims)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
+def _product_any(p: jax.Array, axis: Axis, keepdims: bool) -> jax.Array:
+    """:math:`1 - \\prod_i (1 - p_i)` as the fold of :math:`a \\vee b = a + b (1 - a)`: in
+    ``1 - p`` a truth value below the float's epsilon was lost (``any([1e-10])`` was 0 in
+    float32), and a logarithm (``log1p``, ``expm1``) rounds more than the product elsewhere."""
+    axes = _axes(axis, p.ndim)
+    work = jnp.promote_types(p.dtype, jnp.float32)  # (half precision: one rounding at the end)
+    start = jnp.zeros((), work)
+    folded = jax.lax.reduce(p.astype(work), start, _or, axes).astype(p.dtype)
+    return jnp.expand_dims(folded, axes) if keepdims else folded
+
+
+def _or(a: jax.Array, b: jax.Array) -> jax.Array:
+    return a + b * (1 - a)
+
+
+def _axes(axis: Axis, ndim: int) -> tuple[int, ...]:
+    """``axis`` as a tuple of non-negative axes of an array of ``ndim`` dimensions."""
+    axes = tuple(range(ndim)) if axis is None else axis if isinstance(axis, tuple) else (axis,)
+    for a in axes:
+        if not isinstance(a, int | np.integer) or not -ndim <= a < ndim:
+            raise ValueError(f"axis {a!r} is out of bounds for p with {ndim} dimension(s).")
+    normalised = tuple(sorted({int(a) % ndim for a in axes}))
+    if len(normalised) != len(axes):
+        raise ValueError(f"axis {axis!r} repeats an axis.")
+    return normalised
+
+
+@_product_any.defjvp
+def _product_any_jvp(axis, keepdims, primals, tangents):
+    # The product's own derivative, prod_{j != i} (1 - p_j), which the logarithm's is not where
+    # some p_j is 1.
+    (p,), (d_p,) = primals, tangents
+    product = functools.partial(jnp.prod, axis=axis, keepdims=keepdims)
+    _, d_product = jax.jvp(product, (1 - p,), (-d_p,))
+    return _product_any(p, axis, keepdims), -d_product

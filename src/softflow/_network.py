@@ -223,6 +223,9 @@ def _from_wires(values: jax.Array, shape: tuple[int, ...]) -> jax.Array:
 # ----------------------------------------------------------------------------------- the passes
 
 
+# Jitted, so that an eager call with a new softness runs the compiled loops again: a loop's body
+# is traced anew at every eager call, and its compilation is not reused.
+@functools.partial(jax.jit, static_argnames=("kind", "method", "with_permutation"))
 def sort(x: jax.Array, softness: Softness, kind: str, method: str, with_permutation: bool):
     """Run the relaxed network along the last axis of ``x``: ``(values, P or None)``.
 
@@ -248,6 +251,7 @@ def sort(x: jax.Array, softness: Softness, kind: str, method: str, with_permutat
     return values, _bitonic_permutation(weights, network(n, method), x.shape, x.dtype)
 
 
+@functools.partial(jax.jit, static_argnames=("kind", "method"))
 def sort_and_weights(x: jax.Array, softness: Softness, kind: str, method: str):
     """Run the relaxed network: ``(values, weights)``, with every layer's :math:`\\alpha` in
     ``weights`` for :func:`pull_back`."""
@@ -301,6 +305,7 @@ def _from_transposed(transposed: jax.Array, shape: tuple[int, ...]) -> jax.Array
     return jnp.transpose(transposed, (2, 1, 0)).reshape(*shape[:-1], n, n)
 
 
+@functools.partial(jax.jit, static_argnames=("shape", "method"))
 def pull_back(weights, vectors: jax.Array, shape: tuple[int, ...], method: str) -> jax.Array:
     """:math:`v^\\top P` for every row ``v`` of ``vectors`` (``(rows, n)``), from ``weights``,
     for the values of ``shape``: ``(*batch_shape, rows, n)``.
