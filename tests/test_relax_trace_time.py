@@ -178,3 +178,27 @@ def test_what_numpy_may_compute_otherwise_goes_to_jax(name):
 def test_exact_operations_are_evaluated_by_numpy(name):
     fn, args = CASES[name]
     assert _trace_time.evaluate(fn, args) is not None
+
+
+@pytest.mark.parametrize(
+    "targets",
+    [
+        np.arange(-2, 9),  # one run, clamped at both ends
+        np.repeat(np.arange(5), 2),  # two runs of stride 2 (a count plus a truth value)
+        _RNG.integers(-1, 7, 20_000),  # the joint outcomes of several integers: many runs
+    ],
+    ids=["shifted", "strided", "scattered"],
+)
+def test_folding_candidates_onto_outcomes_sums_their_probabilities(targets):
+    from softflow._program import _folds
+
+    probs = _RNG.uniform(size=(3, targets.size)).astype(np.float32)
+    expected = np.zeros((3, 6), np.float64)
+    kept = (targets >= 0) & (targets < 6)
+    np.add.at(expected.T, targets[kept], probs[:, kept].T)
+    folded = _folds.fold_onto(jnp.asarray(probs), targets, 6)
+    np.testing.assert_allclose(folded, expected, rtol=1e-5, atol=1e-6)
+    # The search for runs gives up past a few (it was a Python loop over every candidate:
+    # minutes of tracing for a Python quickselect whose indices are relaxed).
+    runs = _folds._runs(targets, 6)
+    assert runs is None if targets.size > 100 else len(runs) <= 2

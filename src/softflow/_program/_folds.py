@@ -11,11 +11,12 @@ import numpy as np
 _MOST_RUNS = 8
 
 
-def _runs(targets: np.ndarray, size: int) -> list[tuple[int, int, int]]:
+def _runs(targets: np.ndarray, size: int) -> list[tuple[int, int, int]] | None:
     """The candidates as runs ``(start, stride, length)`` whose targets follow each other (a
     strided slice of the candidates lands on consecutive outcomes), few and long: the sum of a
     count and a truth value, joined with the count's outcome varying slowest, is two runs of
-    stride 2."""
+    stride 2. None when they are more than ``_MOST_RUNS`` (the search stops there: it runs in
+    Python, and the joint outcomes of several relaxed integers are many)."""
     n = targets.size
     free = (targets >= 0) & (targets < size)
     order = np.argsort(targets, kind="stable")
@@ -40,6 +41,8 @@ def _runs(targets: np.ndarray, size: int) -> list[tuple[int, int, int]]:
         length, stride = best
         free[start : start + stride * length : stride] = False
         runs.append((start, stride, length))
+        if len(runs) > _MOST_RUNS:
+            return None
     return runs
 
 
@@ -53,7 +56,7 @@ def fold_onto(probs: jax.Array, targets: np.ndarray, size: int) -> jax.Array:
     ``candidates x outcomes`` comparison at run time."""
     targets = np.asarray(targets)
     runs = _runs(targets, size)
-    if len(runs) > _MOST_RUNS:
+    if runs is None:
         onto = (targets[:, None] == np.arange(size)).astype(probs.dtype)
         return probs @ onto
     lead = [(0, 0)] * (probs.ndim - 1)
