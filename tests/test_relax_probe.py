@@ -772,3 +772,160 @@ def test_piecewise_picks_the_last_condition_that_holds(x64):
     np.testing.assert_allclose(
         grad, _central_differences(lambda x: jnp.sum(relaxed(x, y[:2])), x[:2]), rtol=1e-6
     )
+
+
+def test_a_scan_over_no_elements_returns_its_carry(x64):
+    # It raised an IndexError from inside relax in the soft and straight-through modes.
+    def schmitt(x, lo, hi):
+        def step(state, xi):
+            state = jnp.where(xi > hi, True, jnp.where(xi < lo, False, state))
+            return state, state
+
+        last, states = lax.scan(step, False, x)
+        return jnp.sum(jnp.where(states, x, 0.0)), last
+
+    args = (jnp.zeros(0), jnp.float64(-0.3), jnp.float64(0.4))
+    for options in ({"softness": TAU}, {"mode": "straight_through", "softness": TAU}):
+        total, last = sf.relax(schmitt, **options)(*args)
+        assert float(total) == 0.0 and float(last) == 0.0
+
+
+def bounce_until(x, v, horizon):
+    """A ball between walls at 0 and 1, from one wall hit to the next, in `while True`."""
+    t = 0.0
+    while True:
+        dt = jnp.where(v > 0, (1.0 - x) / v, -x / v)
+        if t + dt > horizon:
+            x = x + v * (horizon - t)
+            break
+        x = x + v * dt
+        t = t + dt
+        v = -0.9 * v
+    return x
+
+
+def test_hard_mode_runs_a_loop_with_a_break_as_python_on_concrete_arguments(x64):
+    # The break looked soft when the body was traced abstractly, and the loop ran compiled:
+    # XLA's multiply-adds changed the last bits of the result.
+    args = (jnp.float64(0.3), jnp.float64(0.7), jnp.float64(2.5))
+    assert sf.relax(bounce_until, mode="hard")(*args).tolist() == bounce_until(*args).tolist()
+
+
+def test_a_count_of_comparisons_of_rounded_values_is_a_count_under_jit(x64):
+    # Run-length ids: under jit the outcomes of q[1:] != q[:-1] are not known at trace time,
+    # and their running count was an expected value, refused as an index (eagerly it ran).
+    def run_lengths(x, scale):
+        q = jnp.round(x * scale)
+        run_id = jnp.cumsum(q[1:] != q[:-1])
+        return jnp.zeros(x.shape[0]).at[run_id].add(1.0)
+
+    x = jnp.array([0.1, 0.12, 0.9, 0.93, 0.95, 0.2, 0.22, 0.6])
+    scale = jnp.float64(2.1)
+    relaxed = sf.relax(run_lengths, softness=TAU)
+    np.testing.assert_allclose(jax.jit(relaxed)(x, scale), relaxed(x, scale), rtol=1e-12)
+    np.testing.assert_allclose(jnp.sum(relaxed(x, scale)), x.size - 1, rtol=1e-12)  # each change
+    exact = run_lengths(x, scale)
+    straight = sf.relax(run_lengths, softness=TAU, mode="straight_through")
+    assert jax.jit(straight)(x, scale).tolist() == exact.tolist()
+
+    def first_run(x):
+        return relaxed(x, scale)[0]
+
+    np.testing.assert_allclose(
+        jax.jit(jax.grad(first_run))(x), _central_differences(first_run, x), rtol=1e-5, atol=1e-8
+    )
+
+
+def _kmeans_update(points, centroids, dtype):
+    d = jnp.sum((points[:, None, :] - centroids[None, :, :]) ** 2, -1)
+    assigned = jax.nn.one_hot(jnp.argmin(d, axis=1), centroids.shape[0], dtype=dtype)
+    counts = assigned.sum(0)
+    means = (assigned.T.astype(points.dtype) @ points) / jnp.maximum(counts, 1)[:, None]
+    return jnp.where(counts[:, None] > 0, means, centroids)
+
+
+def test_a_count_of_truth_values_as_floats_keeps_its_law(x64):
+    # k-means keeps the centroid of an empty cluster: counts > 0 on a float one-hot sum was a
+    # soft comparison of the expected count with 0, 1/2 at an empty cluster at every softness.
+    points = jnp.array([[0.1, 0.0], [0.2, 0.1], [1.1, 0.4], [0.9, 0.6]])
+    centroids = jnp.array([[0.0, 0.0], [1.0, 0.5], [9.0, 9.0]])
+    as_floats = functools.partial(_kmeans_update, dtype=jnp.float64)
+    exact = as_floats(points, centroids)
+    np.testing.assert_allclose(sf.relax(as_floats, softness=1e-6)(points, centroids), exact)
+
+    def occupied(points, dtype):
+        d = jnp.sum((points[:, None, :] - centroids[None, :, :]) ** 2, -1)
+        assigned = jax.nn.one_hot(jnp.argmin(d, axis=1), centroids.shape[0], dtype=dtype)
+        return (assigned.sum(0) > 0).astype(jnp.float64)
+
+    for softness in (TAU, 1.0):
+        # the probability that a cluster is occupied: as by a count of integers
+        np.testing.assert_allclose(
+            sf.relax(functools.partial(occupied, dtype=jnp.float64), softness=softness)(points),
+            sf.relax(functools.partial(occupied, dtype=jnp.int32), softness=softness)(points),
+            rtol=1e-12,
+        )
+        relaxed = sf.relax(as_floats, softness=softness)(points, centroids)
+        np.testing.assert_allclose(relaxed[2], centroids[2], rtol=1e-12)
+
+    def any_above(x, t):
+        return (jnp.sum((x > t).astype(jnp.float64)) > 0).astype(jnp.float64)
+
+    x, t = jnp.array([-0.3, 0.1, -0.05]), jnp.float64(0.2)
+    p = sf.greater(x, t, softness=TAU)
+    np.testing.assert_allclose(sf.relax(any_above, softness=TAU)(x, t), 1 - jnp.prod(1 - p))
+
+
+def test_a_truth_value_times_an_infinity_is_zero_where_it_is_false(x64):
+    # XLA multiplies by a converted truth value as it selects: False * -inf is 0 in the program
+    # (jnp's product with a bool, eager or jitted), and the relaxed product was NaN (0.0 * -inf)
+    # in the soft and straight-through modes.
+    def masked_sum(x, w):
+        return jnp.sum((x > 0) * x) + jnp.sum((x > 0.5) * w)
+
+    x = jnp.array([1.0, -jnp.inf, 0.3, -2.0])
+    w = jnp.array([2.0, jnp.inf, -1.0, jnp.nan])
+    exact = masked_sum(x, w)
+    assert float(exact) == pytest.approx(3.3)  # 1 + 0.3 + 2
+    straight = sf.relax(masked_sum, softness=TAU, mode="straight_through")
+    assert float(straight(x, w)) == float(exact)
+    finite = jnp.array([0, 2, 3])
+    p = sf.greater(x[finite], 0.0, softness=TAU)
+    q = sf.greater(x[finite], 0.5, softness=TAU)
+    # (at x = -inf both are 0; where w is NaN, x = -2 and q is exp(-12.5) > 0: the term is NaN)
+    expected = jnp.sum(p * x[finite]) + q[0] * w[0] + q[1] * w[2]
+    relaxed = sf.relax(lambda x, w: masked_sum(x, w.at[3].set(0.0)), softness=TAU)
+    np.testing.assert_allclose(relaxed(x, w), expected, rtol=1e-12)
+    assert np.all(np.isfinite(jax.grad(lambda x: relaxed(x, w))(x)[finite]))
+
+
+def traffic_light(sensor, t_green):
+    state, timer, waited = 0, 0.0, 0.0  # state 0 green, 1 yellow, 2 red
+    for k in range(20):
+        timer = timer + 1.0
+        if state == 0:
+            if timer > t_green and sensor[k] > 0.5:
+                state, timer = 1, 0.0
+        elif state == 1:
+            if timer >= 2.0:
+                state, timer = 2, 0.0
+        else:
+            waited = waited + sensor[k]
+            if timer > 3.0:
+                state, timer = 0, 0.0
+    return waited, state
+
+
+def test_straight_through_on_concrete_arguments_is_the_program_itself(x64):
+    # Its forward pass relaxed the Python loop unrolled, whose joint outcomes of the state grew
+    # at every step: a minute of tracing, then a refusal, for a value that is the exact one.
+    sensor = jnp.asarray(np.random.default_rng(0).uniform(size=20))
+    t_green = jnp.float64(4.5)
+    straight = sf.relax(traffic_light, softness=0.3, mode="straight_through")
+    waited, state = straight(sensor, t_green)
+    exact = traffic_light(sensor, t_green)
+    assert float(waited) == float(exact[0]) and int(state) == exact[1]
+    # its derivative is that of the relaxed loop along the exact path, as under jit
+    grad = jax.grad(lambda s: straight(s, t_green)[0])(sensor)
+    np.testing.assert_allclose(grad, jax.jit(jax.grad(lambda s: straight(s, t_green)[0]))(sensor))
+    assert np.any(grad != 0)

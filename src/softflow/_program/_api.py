@@ -17,10 +17,17 @@ from jax.typing import ArrayLike
 from .._checks import check_choice, check_int, check_traced_softness, softness_array
 from .._kinds import KINDS, Kind
 from .._logic import TNORMS, TNorm
-from .._modes import MODES, Mode
+from .._modes import MODES, Mode, straight_through
 
 # The rule modules fill the interpreter's registry when they are imported.
-from . import _jaxpr, _rules_arrays, _rules_control, _rules_indexing, _rules_logic  # noqa: F401
+from . import (  # noqa: F401
+    _jaxpr,
+    _rules_arrays,
+    _rules_control,
+    _rules_indexing,
+    _rules_logic,
+    _rules_masks,
+)
 from ._errors import ConversionError, ExpectedIntegerError
 from ._explain import Explanation
 from ._interpreter import ON_UNRELAXABLE, Interpreter, OnUnrelaxable, Options, output
@@ -93,9 +100,6 @@ class Relaxed:
         functools.update_wrapper(self, fn)
         # On concrete arguments, hard mode runs Python's control flow as Python (see __call__).
         self._eager = functools.partial(call_converted_with, fn, True, True) if convert else fn
-        # Straight-through on concrete arguments: loops unrolled, so that its forward value is
-        # computed operation by operation like the plain function's (a rolled loop is compiled).
-        self._unrolled = functools.partial(call_converted_with, fn, True, False) if convert else fn
         self._fn = functools.partial(call_converted_with, fn, unroll, False) if convert else fn
         self._options = options
         self._signature = _signature(fn)
@@ -125,8 +129,6 @@ class Relaxed:
         leaves = [jnp.asarray(leaf) for n, leaf in enumerate(given) if n not in static]
         avals = [jax.typeof(leaf) for leaf in leaves]
         fn = self._fn
-        if self._options.mode == "straight_through" and _concrete(leaves):
-            fn = self._unrolled
         key = (
             fn,
             in_tree,
@@ -200,7 +202,29 @@ class Relaxed:
             outs = self._compiled(options, closed)(*leaves)
         else:
             outs = [_as_array(o) for o in self._interpret(options, closed, leaves)[0]]
+            if options.mode == "straight_through" and self._concrete_call(options, closed, leaves):
+                outs = self._exact_forward(outs, args, kwargs)
         return jax.tree_util.tree_unflatten(out_tree, outs)
+
+    @staticmethod
+    def _concrete_call(options: Options, closed, leaves) -> bool:
+        """Whether nothing the program computes from is traced: concrete arguments, closed-over
+        values and softness (an eager call, not under ``jax.grad`` or ``jit``)."""
+        return (
+            _concrete(leaves)
+            and not any(isinstance(c, Tracer) for c in closed.consts)
+            and not isinstance(options.softness, Tracer)
+        )
+
+    def _exact_forward(self, outs: list, args, kwargs) -> list:
+        """The straight-through ``outs`` with the value of the function itself run as Python,
+        bit for bit the plain function's (the relaxed program runs its loops rolled, compiled,
+        where XLA may contract a multiply and an add), in the dtypes of ``outs``."""
+        tau = softness_array(
+            self._options.softness, default_float(), np.shape(self._options.softness)
+        )
+        exact = jax.tree_util.tree_leaves(self._hard_eager(tau, args, kwargs))
+        return [straight_through(e.astype(o.dtype), o) for e, o in zip(exact, outs, strict=True)]
 
     def _relaxes(self, options: Options, closed, leaves) -> bool:
         """Whether the program has a loop and relaxes an operation (found by an abstract trace,

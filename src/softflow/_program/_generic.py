@@ -205,7 +205,7 @@ class SoftIntegerOps:
         if (
             name == "reduce_sum"
             and isinstance(summed, Categorical)
-            and _countable(summed, _jaxpr.axes(eqn))
+            and countable(summed, _jaxpr.axes(eqn))
         ):
             return self.count(eqn, summed)
         if name == "cumsum" and isinstance(summed, Categorical) and _prefix_countable(eqn, summed):
@@ -554,13 +554,13 @@ def _prefix_countable(eqn: JaxprEqn, value: Categorical) -> bool:
     """Whether a running sum of ``value`` counts independent 0/1 integers, with laws small
     enough to keep at every position."""
     axis, _ = _jaxpr.cumulative(eqn)
-    if not _countable(value, (axis,)):
+    if not countable(value, (axis,)):
         return False
     n = value.cands.shape[axis]
     return math.prod(value.cands.shape[:-1]) * (n + 1) <= _MAX_COUNT_SIZE
 
 
-def _countable(value: Categorical, axes: tuple[int, ...]) -> bool:
+def countable(value: Categorical, axes: tuple[int, ...]) -> bool:
     """Whether a sum of ``value`` along ``axes`` counts independent 0/1 integers."""
     if not is_concrete(value.cands):
         return False

@@ -455,6 +455,8 @@ def _scan_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     consts, init, xs = invals[:nc], invals[nc : nc + ncarry], invals[nc + ncarry :]
     carry_avals = [aval(v) for v in eqn.outvars[:ncarry]]
     y_avals = [aval(v) for v in eqn.outvars[ncarry:]]
+    if layout.length == 0:  # no step: the carry as it came in, and no outputs
+        return [*init, *(jnp.zeros(a.shape, a.dtype) for a in y_avals)]
     x_avals = [aval(v) for v in layout.body.jaxpr.invars[nc + ncarry :]]
     x_kinds = [kind_of(v, a) for v, a in zip(xs, x_avals, strict=True)]
     # A relaxed integer of xs whose values have no static range (a rounded input) is scanned

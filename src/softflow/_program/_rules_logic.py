@@ -1,5 +1,7 @@
 """Rules for comparisons, logic, conversions and ``select_n`` (``jnp.where``)."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,7 +11,7 @@ from .. import _compare, _logic
 from .._branch import soft_where
 from .._checks import is_concrete
 from . import _jaxpr, _views
-from ._generic import hard_thunk
+from ._generic import countable, hard_thunk
 from ._interpreter import Interpreter, rule
 from ._intervals import half_interval
 from ._rules_arrays import integer_distribution
@@ -22,6 +24,7 @@ from ._values import (
     aval,
     bernoulli,
     case_weights,
+    exact_candidates,
     expectation,
     floating,
     is_live,
@@ -299,13 +302,24 @@ def _convert_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     if isinstance(value, SoftBool):
         if jnp.issubdtype(target, jnp.inexact):  # (floating or complex)
             self.record(eqn, "truth value as its probability")
-            return [Live(value.p.astype(target))]
+            p = value.p.astype(target)
+            if not jnp.issubdtype(target, jnp.floating):
+                return [Live(p)]
+            # 0 or 1 with these probabilities: a comparison or a count of it acts on each.
+            outcomes = np.broadcast_to(np.array([0, 1], target), (*p.shape, 2))
+            return [Live(p, mixture=Mixture(outcomes, jnp.stack([1 - p, p], -1), None, False))]
         if target == jnp.bool_:
             return [value]
         return self.per_candidate(eqn, invals)
+    source = aval(eqn.invars[0]).dtype
+    if isinstance(value, Categorical) and source == jnp.bool_ and not is_concrete(value.cands):
+        # A truth value whose joint outcomes are not known at trace time (a comparison of two
+        # rounded inputs under jit): as an integer, 0 or 1 with its probability, so that a count
+        # of them keeps its exact law (as on concrete values, where the outcomes are 0 and 1).
+        truth = SoftBool(mean(value), value.hard)
+        return self.per_candidate(eqn, [truth])
     if isinstance(value, Categorical | Expected):
         return self.generic(eqn, invals)
-    source = aval(eqn.invars[0]).dtype
     # (Only a float to an integer or a truth value is a staircase; to a complex, it is exact.)
     if not jnp.issubdtype(source, jnp.floating) or jnp.issubdtype(target, jnp.inexact):
         (out,) = _jaxpr.bind(eqn, [unwrap(value)])
@@ -323,6 +337,19 @@ def _convert_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
         p = _compare.not_equal(x, jnp.zeros((), x.dtype), **self.compare_options())
         return [SoftBool(p, hard_thunk(eqn, invals)(0))]
     return [integer_distribution(self, eqn, value)]
+
+
+@rule("reduce_sum")
+def _reduce_sum_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
+    """A sum of truth values used as floats (``jax.nn.one_hot(i, k).sum(0)``): the expected
+    count, as the program computes it, remembering the count's exact law for a comparison
+    (``counts > 0``), as a sum of them as integers has it."""
+    outs = self.default(eqn, invals)
+    truths = exact_candidates(invals[0])
+    if truths is None or not countable(truths, _jaxpr.axes(eqn)):
+        return outs
+    law = self.count(eqn, truths)[0]
+    return [dataclasses.replace(outs[0], mixture=Mixture(law.cands, law.probs, None, False))]
 
 
 def _constant_value(self: Interpreter, atom) -> np.ndarray | None:

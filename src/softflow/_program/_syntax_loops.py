@@ -47,7 +47,10 @@ def while_stmt(test, body, get_state, set_state, symbol_names, opts):
             break
         if not cond:
             return
-        if may_break and _breaks_softly(body, get_state, set_state):
+        # (Run as Python on concrete values, every condition in the body is concrete too; traced
+        # abstractly, its break would look soft, and the loop would run compiled.)
+        eager = EAGER[0] and not traced(tuple(get_state()))
+        if may_break and not eager and _breaks_softly(body, get_state, set_state):
             break  # a soft break under a static test: the loop goes on traced from here
         with Loop("while", get_state):
             body()
