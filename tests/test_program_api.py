@@ -253,6 +253,7 @@ def _big_count(x):
             "bitcast_convert_type",
             "sf.smooth",
         ),
+        (lambda x: jnp.signbit(x).astype(x.dtype), "bitcast_convert_type", "jnp.signbit: x < 0"),
     ],
     ids=[
         "nextafter",
@@ -264,6 +265,7 @@ def _big_count(x):
         "expected-branch-index",
         "expected-selector",
         "bits-of-a-float",
+        "signbit",
     ],
 )
 def test_unsupported_operations_name_primitive_line_and_advice(fn, primitive, advice):

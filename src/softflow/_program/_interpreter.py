@@ -93,8 +93,8 @@ def rule(*names: str) -> Callable[[Rule], Rule]:
 ADVICE = {
     "nextafter": "keep it outside the relaxed function",
     "reduce_precision": "keep it outside the relaxed function",
-    "bitcast_convert_type": "keep the bits outside the relaxed function, or smooth the exact "
-    "program with sf.smooth (it only evaluates it)",
+    "bitcast_convert_type": "keep the bits outside the relaxed function (jnp.signbit: x < 0), or "
+    "smooth the exact program with sf.smooth (it only evaluates it)",
 }
 
 _FOLD_SIZE = 1 << 12  # the most elements of an integer result computed at trace time

@@ -1,10 +1,10 @@
 """A truth value used as a 0/1 mask in a product: ``(x > 0) * y``, ``mask.astype(float) * y``.
 
 XLA multiplies by a truth value converted to a float as it selects (``select(c, y, 0)``), so
-``False * inf`` and ``False * nan`` are 0 in the program, not NaN. Relaxed, the mask is its
-probability, and the product is that of floats: where the probability is exactly 0, it is 0
-whatever the other factor, as in the program (also in the straight-through forward, which adds
-the relaxed product).
+``False * inf`` and ``False * nan`` are 0 in the compiled program (and in jnp's product with a
+bool), not NaN. Relaxed, the mask is its probability, and the product one of floats: where the
+mask is exactly 0 it is 0 whatever the other factor, as in the program; its derivative stays the
+product's (in straight-through mode the mask's derivative is the relaxed one where it is 0).
 """
 
 import dataclasses
