@@ -153,6 +153,10 @@ def hard_thunk(eqn: JaxprEqn, invals: Sequence) -> Callable[[int], Thunk]:
     return lambda i: lambda: outputs()[i]
 
 
+# Jitted: eagerly, its loop over the events was traced and compiled anew at every call.
+_law_of_count = jax.jit(functools.partial(count_distribution, axis=-1))
+
+
 class SoftIntegerOps:
     """The evaluation of equations on relaxed integers and truth values without a rule."""
 
@@ -237,7 +241,7 @@ class SoftIntegerOps:
         kept = [d for d in range(p.ndim) if d not in axes]
         p = jnp.transpose(p, (*kept, *axes))
         p = p.reshape((*p.shape[: len(kept)], -1))
-        probs = count_distribution(p, axis=-1)
+        probs = _law_of_count(p)
         self.record(eqn, "sf.count_distribution (the exact law of a count of truth values)")
         dtype = aval(eqn.outvars[0]).dtype
         cands = np.broadcast_to(np.arange(probs.shape[-1], dtype=dtype), probs.shape)
