@@ -135,7 +135,9 @@ def _capped(value, top: int):
     """An integer (exact or a distribution) with its values above ``top`` replaced by ``top``."""
     if isinstance(value, Categorical):
         xp = np if is_concrete(value.cands) else jnp
-        return dataclasses.replace(value, cands=xp.minimum(value.cands, top), components=None)
+        return dataclasses.replace(
+            value, cands=xp.minimum(value.cands, top), components=None, expected=None
+        )
     if isinstance(value, Live):
         return Live(jnp.minimum(unwrap(value), top))
     return np.minimum(value, top) if is_concrete(value) else jnp.minimum(value, top)

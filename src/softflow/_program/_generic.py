@@ -239,13 +239,12 @@ class SoftIntegerOps:
         axes = _jaxpr.axes(eqn)
         p = mean(value)  # the probability of a one, element by element
         kept = [d for d in range(p.ndim) if d not in axes]
-        p = jnp.transpose(p, (*kept, *axes))
-        p = p.reshape((*p.shape[: len(kept)], -1))
+        p = jnp.transpose(p, (*kept, *axes)).reshape((*(p.shape[d] for d in kept), -1))
         probs = _law_of_count(p)
         self.record(eqn, "sf.count_distribution (the exact law of a count of truth values)")
         dtype = aval(eqn.outvars[0]).dtype
         cands = np.broadcast_to(np.arange(probs.shape[-1], dtype=dtype), probs.shape)
-        return [Categorical(cands, probs, hard_thunk(eqn, [value])(0))]
+        return [Categorical(cands, probs, hard_thunk(eqn, [value])(0), expected=p.sum(-1))]
 
     def prefix_counts(self, eqn: JaxprEqn, value: Categorical) -> list:
         """The running sum of relaxed 0/1 integers (``cumsum``): at each position the exact law of
@@ -271,7 +270,8 @@ class SoftIntegerOps:
         self.record(eqn, "running sf.count_distribution (the exact law of each prefix count)")
         dtype = aval(eqn.outvars[0]).dtype
         cands = np.broadcast_to(np.arange(n + 1, dtype=dtype), probs.shape)
-        return [Categorical(cands, probs, hard_thunk(eqn, [value])(0))]
+        expected = jax.lax.cumsum(mean(value), axis, reverse=reverse)
+        return [Categorical(cands, probs, hard_thunk(eqn, [value])(0), expected=expected)]
 
     def on_probabilities(self, eqn: JaxprEqn, invals: list) -> list:
         """A structural equation on soft booleans: move their probabilities the same way."""

@@ -164,6 +164,9 @@ class Categorical:
     # ``probs``. Two views of the same elements are the same outcomes, not independent ones
     # (``grid[i[0], i[0]]`` reads the diagonal).
     origin: Origin | None = None
+    # The expected value when it costs less than the sum over ``probs`` (a count: the sum of
+    # its elements' probabilities), so that a program returning it leaves the law unused.
+    expected: jax.Array | None = None
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -271,6 +274,8 @@ def mean(value) -> jax.Array:
     if isinstance(value, SoftBool):
         return value.p
     if isinstance(value, Categorical):
+        if value.expected is not None:
+            return value.expected
         dtype = jnp.result_type(value.probs.dtype, default_float())
         return expectation(value.probs, jnp.asarray(value.cands, dtype))
     return jnp.asarray(unwrap(value)).astype(default_float())
