@@ -20,6 +20,7 @@ from jax.extend.core import JaxprEqn
 from .._checks import is_concrete
 from .._count import count_distribution, with_event
 from . import _jaxpr, _trace_time, _views
+from ._affine import affine_expected, moved_expected
 from ._boundaries import MAX_STATES
 from ._candidates import DENSE_READ, ELEMENTWISE, candidatewise, gathered_point, read_points
 from ._errors import ExpectedIntegerError, RelaxError
@@ -374,20 +375,18 @@ class SoftIntegerOps:
         live = any(isinstance(v, Live) for v in invals)
         bounds = None if is_concrete(outs) else _result_interval(name, invals)
         components = _views.index_components(eqn, invals, joint=True)
-        dense = None
+        known = affine_expected(eqn, invals)  # (then the law may go unused)
         if name == "gather" and not is_soft(invals[0]) and floating(aval(eqn.outvars[0])):
-            dense = self.dense_read(eqn, unwrap(invals[0]), invals[1])
+            known = self.dense_read(eqn, unwrap(invals[0]), invals[1])
         result = []
         for i, (value, atom) in enumerate(zip(outs, eqn.outvars, strict=True)):
-            if dense is not None:
-                result.append(Live(dense, mixture=Mixture(value, probs, factors, live)))
+            if known is not None and floating(aval(atom)):
+                result.append(Live(known, mixture=Mixture(value, probs, factors, live)))
             elif floating(aval(atom)):
                 result.append(mixed(probs, value, factors, live=live))
             else:
-                origin = _views.mapped_origin(soft, probs)
-                result.append(
-                    Categorical(value, probs, hard(i), factors, bounds, components, origin)
-                )
+                rest = (factors, bounds, components, _views.mapped_origin(soft, probs), known)
+                result.append(Categorical(value, probs, hard(i), *rest))
         return result
 
     def dense_read(self, eqn: JaxprEqn, source, indices) -> jax.Array | None:
@@ -395,8 +394,7 @@ class SoftIntegerOps:
         the index vector's components are independent and the table is small; else None."""
         if not isinstance(indices, Categorical) or indices.components is None:
             return None
-        value = gathered_point(eqn, source, indices.components)
-        if value is not None:
+        if (value := gathered_point(eqn, source, indices.components)) is not None:
             self.record(eqn, DENSE_READ)
         return value
 
@@ -496,8 +494,9 @@ class SoftIntegerOps:
             bounds = None
         components = _views.index_components(eqn, invals, joint=joint)
         origin = _views.categorical_view(eqn, soft, moved[0][0]) if len(invals) == 1 else None
+        known = moved_expected(eqn, invals, data) or [None] * len(moved)
         return [
-            Categorical(value, p, hard(i), bounds=bounds, components=components, origin=origin)
+            Categorical(value, p, hard(i), None, bounds, components, origin, known[i])
             for i, (value, p) in enumerate(moved)
         ]
 
