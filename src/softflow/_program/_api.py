@@ -27,6 +27,7 @@ from . import (  # noqa: F401
     _rules_indexing,
     _rules_logic,
     _rules_masks,
+    _rules_select,
 )
 from ._errors import ConversionError, ExpectedIntegerError
 from ._explain import Explanation

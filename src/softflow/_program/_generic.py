@@ -305,6 +305,7 @@ class SoftIntegerOps:
         if expected and all(i in indices for i in expected):
             raise self.expected_integer(eqn, "its index")
         if eqn.primitive.name not in LINEAR:
+            self.approximated(eqn, "its operand")  # (a loop's counter may be a distribution)
             raise self.unsupported(
                 eqn,
                 "its operand is an integer known only by its expected value (a count of soft "

@@ -28,6 +28,7 @@ from ._errors import RelaxError, TooManyOutcomes
 from ._explain import RelaxedOp
 from ._generic import SoftIntegerOps, at_trace_time, hard_of
 from ._markers import EXACT_NAME
+from ._own_bounds import with_bound
 from ._values import (
     Clamp,
     Live,
@@ -378,7 +379,7 @@ class Interpreter(SoftIntegerOps):
                 dataclasses.replace(o, discrete=True) if isinstance(o, Live) else o for o in outs
             ]
         outs = _with_mixture(eqn, invals, _with_staircase(eqn, invals, outs))
-        return _with_clamp(eqn, invals, outs)
+        return with_bound(eqn, invals, _with_clamp(eqn, invals, outs))
 
     def unrelaxable(self, eqn: JaxprEqn, why: str, advice: str) -> None:
         """A discontinuity without a soft rule: an error, or where the user accepted it

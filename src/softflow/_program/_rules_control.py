@@ -34,6 +34,7 @@ from ._errors import RelaxError
 from ._generic import hard_of
 from ._interpreter import CALL_RULES, Interpreter, rule
 from ._markers import EXACT_NAME, EXITS_NAME
+from ._rules_select import chosen_per_outcome
 from ._saturation import saturated_kinds
 from ._values import (
     Categorical,
@@ -131,7 +132,11 @@ def _cond_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
             branch_values = [unwrap(v) for v in values]
             blended = select_by_weights(weights, branch_values)
             taken = _taken_branch(categorical, weights, n) if self.options.debug else None
-            outs.append(Live(self.checked_blend(eqn, blended, branch_values, taken)))
+            blended = self.checked_blend(eqn, blended, branch_values, taken)
+            if isinstance(index, Categorical):  # (the branches of each outcome: an elif ladder)
+                outs.append(chosen_per_outcome(index, values, out_aval.shape, blended))
+            else:
+                outs.append(Live(blended))
         elif out_aval.dtype == jnp.bool_ and any(is_soft(v) for v in values):
             probs = [mean(v).astype(weights[0].dtype) for v in values]
             outs.append(SoftBool(select_by_weights(weights, probs), None))

@@ -18,7 +18,7 @@ from ._folds import fold_onto
 from ._generic import at_trace_time, hard_thunk
 from ._interpreter import Interpreter, rule
 from ._intervals import interval
-from ._rules_logic import blend_with_infinities, present_or_sentinel, sentinel
+from ._rules_select import blend_with_infinities, present_or_sentinel, sentinel
 from ._values import (
     Categorical,
     Expected,

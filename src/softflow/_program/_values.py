@@ -95,6 +95,8 @@ class Live:
     staircase: Staircase | None = None
     mixture: "Mixture | None" = None
     clamp: Clamp | None = None
+    bound: Any = None  # the operands of a min / max of two live values (_own_bounds.Bound)
+    choices: "Mixture | None" = None  # its case per outcome of what chose it (a where / cond)
     # Piecewise constant in the inputs: made by exact operations from integers or truth values
     # only (jnp.sum(~jnp.isnan(x)) - 1.0), so comparing or rounding it is exact, and staircases,
     # clips and mixtures pass through operations with it as with a constant (see ``varies``).

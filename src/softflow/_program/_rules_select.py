@@ -1,0 +1,316 @@
+"""The rule for ``select_n`` (``jnp.where``, ``jnp.select``, ``lax.select``): a blend by the
+probability of the condition, with infinite and sentinel cases kept apart, and a select by a
+relaxed integer's truth value per outcome of that integer."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.extend.core import JaxprEqn, Literal as JaxprLiteral
+
+from .._branch import soft_where
+from .._checks import is_concrete
+from . import _jaxpr
+from ._generic import hard_thunk
+from ._interpreter import Interpreter, rule
+from ._intervals import half_interval
+from ._values import (
+    Categorical,
+    Expected,
+    Live,
+    Mixture,
+    SoftBool,
+    aval,
+    bernoulli,
+    case_weights,
+    expectation,
+    factors_of,
+    floating,
+    is_live,
+    is_soft,
+    mean,
+    merge,
+    unwrap,
+)
+
+
+def _constant_value(self: Interpreter, atom) -> np.ndarray | None:
+    """The value of ``atom`` when it is a constant of the program (``jnp.inf`` converted,
+    broadcast or reshaped, whatever it is traced as), else None."""
+    while True:
+        known = getattr(atom, "val", None)
+        if known is None:
+            known = self.known_inputs.get(atom)
+        if known is not None:
+            return np.asarray(known)
+        producer = self.producers.get(atom)
+        if producer is None or producer.primitive.name not in (
+            "broadcast_in_dim",
+            "convert_element_type",
+            "reshape",
+        ):
+            return None
+        atom = producer.invars[0]
+
+
+#: The smallest magnitude of a finite constant taken for a sentinel (``-1e9`` for a masked logit,
+#: ``1e9`` for an unreached node): blended linearly, such a constant swamps the other value at
+#: any probability (``p * -1e9 + (1 - p) * x``), so it is treated like ``inf`` instead.
+SENTINEL_MAGNITUDE = 1e8
+
+
+def sentinel(self: Interpreter, atom) -> float | None:
+    """The sentinel when ``atom`` is one constant everywhere, ``inf``, ``-inf`` or finite of a
+    magnitude of at least :data:`SENTINEL_MAGNITUDE`; NaN when it is some other constant that
+    holds NaN; None otherwise (infinite elements among finite ones are sentinels element by
+    element, as at run time: :func:`blend_with_infinities`)."""
+    known = _constant_value(self, atom)
+    if known is None or known.size == 0:
+        return None
+    first = known.reshape(-1)[0]
+    if np.all(known == first) and abs(first) >= SENTINEL_MAGNITUDE:
+        return float(first)
+    return np.nan if np.any(np.isnan(known)) else None
+
+
+def _safe_log(q: jax.Array) -> jax.Array:
+    """``log q``, -inf at 0 with a zero (not NaN) derivative there."""
+    positive = q > 0
+    return jnp.where(positive, jnp.log(jnp.where(positive, q, 1)), -jnp.inf)
+
+
+def _select_sentinel(self: Interpreter, eqn: JaxprEqn, p, cases, sentinels) -> jax.Array:
+    r"""``jnp.where(c, x, inf)`` with a relaxed ``c``: the element is ``x`` with probability
+    ``q`` and absent (``inf``) otherwise. Its relaxed value is ``x - τ log q``: a soft minimum
+    at softness τ (``argmin``, ``sf.min``) weighs it by ``exp(-x / τ) q``, the expected weight
+    of the element, and it is ``x`` at ``q = 1`` and ``inf`` at ``q = 0``; with ``-inf``,
+    ``x + τ log q`` for a maximum or a softmax. A large finite sentinel ``M`` (``-1e9``) is
+    present with probability ``1 - q``: :math:`\mp τ \log(q e^{\mp x/τ} + (1 - q) e^{\mp M/τ})`.
+    """
+    at = 0 if sentinels[0] is not None else 1
+    mark, other = sentinels[at], cases[1 - at]
+    if (mark is None) == (sentinels[1 - at] is None) or np.isnan(mark):
+        raise self.unsupported(
+            eqn,
+            "a relaxed condition chooses a constant that is not finite (and not one sentinel, "
+            "inf or -inf, against finite values)",
+            "choose between a finite value and one sentinel, or keep the condition exact with "
+            "sf.exact",
+        )
+    q = p if at == 0 else 1 - p  # the probability of the finite case (case 1 when pred is True)
+    self.record(eqn, f"present with probability q: x {'-+'[mark < 0]} softness * log(q)")
+    return present_or_sentinel(jnp.asarray(unwrap(other)), q, mark, self.options.softness)
+
+
+def blend_with_infinities(p, x1, x0, softness) -> jax.Array:
+    """``soft_where(p, x1, x0)``, where an element of one case that is inf or -inf at run time
+    (a table of distances that starts at inf, written at a relaxed index) is a sentinel, as a
+    constant one is (:func:`_select_sentinel`): the finite case is present with its probability,
+    ``x0 - τ log(1 - p)`` against inf. A blend would be infinite wherever the condition is
+    uncertain, with a NaN gradient. Two equal infinities are that infinity."""
+    dtype = jnp.result_type(x1, x0)
+    if not jnp.issubdtype(dtype, jnp.floating):  # (complex values: blended)
+        return soft_where(p, x1, x0)
+    x1, x0 = jnp.asarray(x1, dtype), jnp.asarray(x0, dtype)
+    p = jnp.asarray(p).astype(dtype)
+    inf1, inf0 = jnp.isinf(x1), jnp.isinf(x0)
+    # The blend of the finite elements, with the infinite ones out of its values and gradient.
+    blended = soft_where(p, jnp.where(inf1, 0, x1), jnp.where(inf0, 0, x0))
+    tau = jnp.asarray(softness, dtype)
+    only0 = jnp.where(inf0, 0, x0) - jnp.sign(x1) * tau * _safe_log(1 - p)  # x1 infinite
+    only1 = jnp.where(inf1, 0, x1) - jnp.sign(x0) * tau * _safe_log(p)  # x0 infinite
+    # Two infinities: the one taken where the condition is exact or they are equal, else NaN.
+    both = jnp.where((p == 1) | (x1 == x0), x1, jnp.where(p == 0, x0, jnp.nan))
+    return jnp.where(inf1, jnp.where(inf0, both, only0), jnp.where(inf0, only1, blended))
+
+
+def present_or_sentinel(x, q, sentinel: float, softness) -> jax.Array:
+    """``x`` where it is present (with probability ``q``), ``sentinel`` where it is not, relaxed
+    as in :func:`_select_sentinel`; in ``x``'s dtype (``q`` may be wider: a relaxed integer's
+    probabilities are in the default float, float64 under x64)."""
+    dtype = jnp.result_type(x)
+    dtype = dtype if jnp.issubdtype(dtype, jnp.floating) else q.dtype
+    q = q.astype(dtype)
+    # Certainly absent: the sentinel, whatever x is (inf, which would meet -inf in a NaN).
+    x = jnp.where(q == 0, jnp.zeros((), dtype), x)
+    tau = jnp.asarray(softness, dtype)
+    sign = 1.0 if sentinel > 0 else -1.0  # a sentinel for minima (+) or maxima (-)
+    if np.isinf(sentinel):
+        return x - sign * tau * _safe_log(q)
+    kept = -sign * x / tau + _safe_log(q)
+    absent = -sign * jnp.asarray(sentinel, dtype) / tau + _safe_log(1 - q)
+    return -sign * tau * jnp.logaddexp(kept, absent)
+
+
+def _gradient_stopped_copy(self: Interpreter, eqn: JaxprEqn) -> int | None:
+    """The case of ``select_n(c, stop_gradient(x), x)`` (either order) that is ``x`` itself.
+
+    ``jax.vmap`` of a ``cond`` on a batched predicate writes this before each branch, so that a
+    branch not taken sends no gradient to ``x``. Relaxed, every branch is taken in part: both
+    cases are the same value, and the gradient must flow through it.
+    """
+    if len(eqn.invars) != 3 or any(isinstance(v, JaxprLiteral) for v in eqn.invars[1:]):
+        return None
+    first, second = eqn.invars[1:]
+    for plain, stopped in ((1, first), (0, second)):
+        producer = self.producers.get(stopped)
+        if (
+            producer is not None
+            and producer.primitive.name == "stop_gradient"
+            and producer.invars[0] is eqn.invars[1 + plain]
+        ):
+            return plain
+    return None
+
+
+def _expected_selection(self: Interpreter, eqn: JaxprEqn, pred, cases: list, hard) -> Expected:
+    """``select_n`` of integers, some known only by their expected values, by a relaxed
+    selector: the expected value of the selected case."""
+    selector = bernoulli(pred) if isinstance(pred, SoftBool) else pred
+    weights = case_weights(selector, len(cases))
+    dtype = jnp.result_type(selector.probs.dtype, *(mean(c).dtype for c in cases if is_soft(c)))
+    total = jnp.zeros((), dtype)
+    for weight, case in zip(weights, cases, strict=True):
+        total = total + weight.astype(dtype) * mean(case).astype(dtype)
+    self.record(eqn, "select on expected values (expectation over the selector)")
+    return Expected(total, hard)
+
+
+def joined_choices(index, case) -> Categorical | None:
+    """The choices of ``case`` as a distribution, when a relaxed integer that made them is also
+    behind ``index`` (choices by unrelated conditions are independent of it: their expectation
+    is the case's value)."""
+    if not (isinstance(case, Live) and case.choices):
+        return None
+    index = bernoulli(index) if isinstance(index, SoftBool) else index
+    choices = case.choices.categorical()
+    behind = {id(f.probs) for f in factors_of(index)}
+    return choices if any(id(f.probs) in behind for f in factors_of(choices)) else None
+
+
+def chosen_per_outcome(index, cases: list, shape: tuple, value=None) -> Live:
+    """A float that a relaxed integer chooses among ``cases`` (a branch index, or a truth value
+    choosing case 1 over case 0), with the case of each outcome of that integer: a choice of it
+    by another truth value of the same integer (an ``elif`` ladder, nested ``jnp.where``) is then
+    over their joint outcomes, not over independent events. Only selects and branches read these
+    choices (a comparison of the value is of the value), so that a loop does not multiply them.
+    ``value``: the expectation where no case has choices of its own (computed by the caller,
+    infinite cases apart); otherwise the expectation over the joint outcomes."""
+    index = bernoulli(index) if isinstance(index, SoftBool) else index
+    own = [joined_choices(index, c) for c in cases]
+    probs, cands, factors = merge([index, *(m for m in own if m is not None)])
+    on_outcomes = iter(cands[1:])
+    each_case = [
+        next(on_outcomes) if m is not None else jnp.asarray(unwrap(c))[..., None]
+        for c, m in zip(cases, own, strict=True)
+    ]
+    chosen = jnp.clip(jnp.asarray(cands[0]).astype(jnp.int32), 0, len(cases) - 1)
+    each = jnp.broadcast_to(each_case[-1], (*shape, probs.shape[-1]))
+    for n in reversed(range(len(cases) - 1)):
+        each = jnp.where(chosen == n, each_case[n], each)
+    if value is None or any(m is not None for m in own):
+        value = expectation(probs, each)
+    return Live(value, choices=Mixture(each, probs, factors, any(is_live(c) for c in cases)))
+
+
+@rule("select_n")
+def _select_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
+    pred, *cases = invals
+    out_aval = aval(eqn.outvars[0])
+    plain = _gradient_stopped_copy(self, eqn)
+    if plain is not None and is_soft(pred):
+        self.record(eqn, "the same value in both cases (one with its gradient stopped)")
+        return [cases[plain]]
+    if isinstance(pred, Expected):
+        raise self.expected_integer(eqn, "its selector")
+    hard = hard_thunk(eqn, invals)(0)
+    if isinstance(pred, SoftBool) and not any(isinstance(c, Categorical) for c in cases):
+        p = pred.p
+        if floating(out_aval):
+            sentinels = [sentinel(self, atom) for atom in eqn.invars[1:]]
+            two_finite = all(s is not None and np.isfinite(s) for s in sentinels)
+            if any(s is not None for s in sentinels) and not two_finite:
+                return [Live(_select_sentinel(self, eqn, p, cases, sentinels))]
+            self.record(eqn, "sf.soft_where")
+            values = [unwrap(c) for c in cases]
+            blended = blend_with_infinities(p, values[1], values[0], self.options.softness)
+            taken = (
+                (pred.hard() if pred.hard is not None else p >= 0.5) if self.options.debug else None
+            )
+            mixture = None
+            if not any(is_live(c) for c in cases):
+                # Exact cases (jnp.where(x > 0, 3.0, 1.0)): the value is one of them, so an
+                # integer conversion of it is over the two integers, not a staircase at 2.0.
+                outcome = bernoulli(pred)
+                shape = out_aval.shape
+                stacked = jnp.stack([jnp.broadcast_to(v, shape) for v in values], axis=-1)
+                mixture = Mixture(stacked, outcome.probs, outcome.factors, False)
+            return [Live(self.checked_blend(eqn, blended, values, taken), mixture=mixture)]
+        if out_aval.dtype == jnp.bool_:
+            q0, q1 = (mean(c).astype(p.dtype) for c in cases)
+            self.record(eqn, "sf.soft_where on probabilities")
+            return [SoftBool(soft_where(p, q1, q0), hard)]
+        if any(isinstance(c, Expected) for c in cases):
+            m0, m1 = (mean(c).astype(p.dtype) for c in cases)
+            self.record(eqn, "sf.soft_where on expected values")
+            return [Expected(soft_where(p, m1, m0), hard)]
+        self.record(eqn, "distribution over the two integers")
+        shape = jnp.broadcast_shapes(p.shape, *(np.shape(unwrap(c)) for c in cases))
+        # Integers known at trace time stay known (NumPy), so that a state carried by a loop
+        # has a static range.
+        xp = np if is_concrete([unwrap(c) for c in cases]) else jnp
+        c0, c1 = (xp.broadcast_to(unwrap(c), shape) for c in cases)
+        # The outcomes of the truth value itself, so that integers chosen by it stay joined
+        # (jnp.where(c, 2, 5) * jnp.where(c, 7, 3) is 14 or 15, never 6 or 35).
+        outcome = bernoulli(pred)
+        lows, highs = zip(*(half_interval(c) for c in cases), strict=True)
+        bounds = None if xp is np else (min(lows), max(highs))
+        stacked = xp.stack([c0, c1], axis=-1)
+        return [Categorical(stacked, outcome.probs, hard, outcome.factors, bounds)]
+    if isinstance(pred, SoftBool | Categorical):
+        sentinels = [sentinel(self, atom) for atom in eqn.invars[1:]]
+        if (
+            floating(out_aval)
+            and np.dtype(aval(eqn.invars[0]).dtype) == np.bool_
+            and not any(is_soft(c) for c in cases)
+            and any(s is not None for s in sentinels)
+            and not all(s is not None and np.isfinite(s) for s in sentinels)
+        ):
+            # A condition on a relaxed integer (i == jnp.argmax(x)) choosing a sentinel (-inf,
+            # -1e9): as for a soft truth value, with its probability; a blend of the candidates'
+            # values would be the sentinel wherever one candidate chooses it.
+            return [Live(_select_sentinel(self, eqn, mean(pred), cases, sentinels))]
+        if any(isinstance(c, Expected) for c in cases):
+            # A case known only by its expected value: the expectation over the selector.
+            return [_expected_selection(self, eqn, pred, cases, hard)]
+        if (
+            floating(out_aval)
+            and np.dtype(aval(eqn.invars[0]).dtype) == np.bool_
+            and not any(is_soft(c) or (isinstance(c, Live) and c.mixture) for c in cases)
+        ):
+            # Cases the same for every candidate (dist.at[i] written by `where`): the blend by
+            # the condition's probability, the expectation over the candidates, with an
+            # infinite element (a table of distances from inf) as a sentinel.
+            self.record(eqn, "sf.soft_where by the probability under the distribution")
+            x0, x1 = (unwrap(c) for c in cases)
+            value = blend_with_infinities(mean(pred), x1, x0, self.options.softness)
+            # And the case of each candidate: a select of it by another truth value of the same
+            # integer (an elif ladder on it) is then over their joint outcomes.
+            return [chosen_per_outcome(pred, cases, out_aval.shape, value)]
+        if floating(out_aval) and any(joined_choices(pred, c) for c in cases):
+            self.record(eqn, "select per joint outcome of the relaxed integers that choose")
+            return [chosen_per_outcome(pred, cases, out_aval.shape)]
+        if floating(out_aval):
+            self.record(eqn, "select per candidate of a distribution (expectation)")
+        return self.per_candidate(eqn, invals)
+    # An exact selector choosing among relaxed values.
+    if any(isinstance(c, Categorical) for c in cases):
+        return self.per_candidate(eqn, invals)
+    if any(isinstance(c, Expected | SoftBool) for c in cases):
+        means = [mean(c) for c in cases if is_soft(c)]
+        dtype = jnp.result_type(*means)
+        args = [mean(c).astype(dtype) for c in cases]
+        (value,) = _jaxpr.bind(eqn, [unwrap(pred), *args])
+        if out_aval.dtype == jnp.bool_:
+            return [SoftBool(value, hard)]
+        return [Expected(value, hard)]
+    return [Live(out) for out in _jaxpr.bind(eqn, [unwrap(v) for v in invals])]
