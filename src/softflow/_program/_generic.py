@@ -23,7 +23,7 @@ from . import _jaxpr, _trace_time, _views
 from ._affine import affine_expected, moved_expected
 from ._boundaries import MAX_STATES
 from ._candidates import DENSE_READ, ELEMENTWISE, candidatewise, gathered_point, read_points
-from ._errors import ExpectedIntegerError, RelaxError
+from ._errors import EXPECTED_ADVICE, EXPECTED_WHY, ExpectedIntegerError, RelaxError
 from ._intervals import half_interval
 from ._values import (
     Categorical,
@@ -97,20 +97,6 @@ LINEAR = STRUCTURAL | frozenset(
 _PRODUCTS = frozenset({"mul", "dot_general"})
 # Equations whose trailing operands are indices: the number of leading operands that are data.
 _DATA_COUNT = {"dynamic_slice": 1, "gather": 1, "dynamic_update_slice": 2}
-
-
-#: Why an integer is known only by its expected value, and how to keep it a distribution.
-EXPECTED_WHY = (
-    "an integer known only by its expected value (a sum or running sum of relaxed integers that "
-    "are not 0/1 truth values, a count of more than 4,096 truth values, or an integer carried "
-    "through a relaxed loop whose range is not known at trace time or has more than {} values)"
-)
-EXPECTED_ADVICE = (
-    "bound an integer carried by a loop where it is computed, jnp.clip(i, 0, K - 1) with "
-    "K <= {}, so that relax carries it as a distribution over K values (a clip after a sum does "
-    "not help: sum or cumsum truth values, x > t, whose counts keep their exact law); or keep it "
-    "exact with sf.exact on the condition it comes from (no gradient through it)"
-)
 
 
 def at_trace_time(fn: Callable, *args) -> list:

@@ -386,7 +386,12 @@ def _while_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
         last_state=True,
     )
     outs, extra = outs[:n], outs[n:]
-    outs = _check_stopped(self, eqn, outs, info.remaining_mass, max_steps)
+    # (The counters' values come from the last states: checked too, or jit drops the check.)
+    counted = [last[n + 1 + c] for c in range(len(counters))]
+    outs, extra = _check_stopped(self, eqn, [outs, extra], info.remaining_mass, max_steps)
+    if counted:
+        remaining = jax.lax.stop_gradient(info.remaining_mass)
+        counted = _check_stopped(self, eqn, counted, remaining, max_steps)
     outs = _check_finite(self, eqn, invals, outs)
     result = []
     for x, k, a in zip(outs, state_kinds, avals, strict=True):
@@ -399,7 +404,7 @@ def _while_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     if counters:
         weights = extra[0]
         for c, i in enumerate(counters):
-            cands = jax.lax.stop_gradient(last[n + 1 + c]).astype(avals[i].dtype)
+            cands = jax.lax.stop_gradient(counted[c]).astype(avals[i].dtype)
             result[i] = Categorical(cands, weights, None)
     return result
 

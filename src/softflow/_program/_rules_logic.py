@@ -22,9 +22,11 @@ from ._values import (
     aval,
     exact_candidates,
     expectation,
+    factors_of,
     floating,
     is_soft,
     mean,
+    merge,
     unwrap,
     varies,
 )
@@ -44,6 +46,8 @@ def _compare_rule(soft_fn):
             ):
                 # Both exact for each candidate (floor(x) >= floor(y)): over the joint outcomes.
                 return self.per_candidate(eqn, [v.mixture.categorical() for v in invals])
+            if (joined := _compare_joined(self, eqn, invals, soft_fn)) is not None:
+                return joined
             mixed = _one_mixture(a, b)
             if mixed is not None:
                 return _compare_per_candidate(self, eqn, invals, soft_fn, mixed)
@@ -165,6 +169,25 @@ def _one_mixture(a, b) -> int | None:
     return mixed.index(True) if sum(mixed) == 1 else None
 
 
+def _compare_joined(self: Interpreter, eqn: JaxprEqn, invals: list, soft_fn) -> list | None:
+    """Both sides known for each outcome of the same relaxed integer (a tree's step
+    ``x[feature[node]] <= threshold[node]``): the comparison of each outcome's values, weighed
+    by its probability (the comparison of the two expectations would mix the nodes' features
+    and thresholds, and be NaN where they hold inf and -inf); None for other comparisons."""
+    if not all(isinstance(v, Live) and v.mixture is not None for v in invals):
+        return None
+    sides = [v.mixture.categorical() for v in invals]
+    if not {id(f.probs) for f in factors_of(sides[0])} & {
+        id(f.probs) for f in factors_of(sides[1])
+    }:
+        return None
+    probs, (x, y), factors = merge(sides)
+    p = soft_fn(x, y, **self.compare_options())
+    self.record(eqn, f"sf.{soft_fn.__name__} per outcome of the relaxed integer both sides use")
+    given = Mixture(p, probs, factors, True)
+    return [SoftBool(expectation(probs, p), hard_thunk(eqn, invals)(0), given)]
+
+
 def _compare_per_candidate(self: Interpreter, eqn: JaxprEqn, invals: list, soft_fn, at: int):
     """A comparison with a float known for each candidate of a relaxed integer (``x > t[i]``):
     exact per candidate where both sides are exact, else the soft comparison per candidate; the
@@ -186,7 +209,8 @@ def _compare_per_candidate(self: Interpreter, eqn: JaxprEqn, invals: list, soft_
         if same.any():
             hard = _jaxpr.bind(eqn, list(jnp.broadcast_arrays(x, y)))[0]
             p = jnp.where(same, hard.astype(p.dtype), p)
-    return [SoftBool(expectation(mixture.probs, p), hard_thunk(eqn, invals)(0))]
+    given = Mixture(p, mixture.probs, mixture.factors, True)
+    return [SoftBool(expectation(mixture.probs, p), hard_thunk(eqn, invals)(0), given)]
 
 
 for _name, _fn in {

@@ -22,6 +22,7 @@ from ._values import (
     aval,
     bernoulli,
     case_weights,
+    distinct,
     expectation,
     factors_of,
     floating,
@@ -212,6 +213,56 @@ def chosen_per_outcome(index, cases: list, shape: tuple, value=None) -> Live:
     return Live(value, choices=Mixture(each, probs, factors, any(is_live(c) for c in cases)))
 
 
+def _linked(a: Categorical, b: Categorical) -> bool:
+    return bool({id(f.probs) for f in factors_of(a)} & {id(f.probs) for f in factors_of(b)})
+
+
+def _select_given(self: Interpreter, eqn: JaxprEqn, pred: SoftBool, cases: list, hard):
+    """A select by a truth value whose probability depends on the outcome of a relaxed integer
+    (``x[f[node]] <= t[node]``) among values of that integer's outcomes (``left[node]``,
+    ``right[node]``): per outcome, each case with its conditional probability. Integers come out
+    as a new distribution (a tree's next node: for each node, its left child with the
+    probability of going left there, its right child otherwise); floats as their expectation.
+    None where a case depends on other relaxed values."""
+    assert pred.given is not None
+    given = pred.given.categorical()
+    own = [
+        c
+        if isinstance(c, Categorical)
+        else c.mixture.categorical()
+        if isinstance(c, Live) and c.mixture
+        else None
+        for c in cases
+    ]
+    linked = [m for m in own if m is not None]
+    if (
+        not linked  # (then the blend by the expected probability is the same; see below)
+        or any(isinstance(c, SoftBool | Expected) for c in cases)
+        or not all(_linked(given, m) for m in linked)
+    ):
+        return None
+    probs, cands, _ = merge([given, *linked])
+    q, aligned = cands[0], iter(cands[1:])
+    x0, x1 = (
+        next(aligned) if m is not None else jnp.asarray(unwrap(c))[..., None]
+        for c, m in zip(cases, own, strict=True)
+    )
+    out = aval(eqn.outvars[0])
+    if floating(out):
+        self.record(eqn, "sf.soft_where per outcome of the relaxed integer its condition reads at")
+        each = blend_with_infinities(q, x1, x0, self.options.softness)
+        return Live(expectation(probs, each))
+    if out.dtype == jnp.bool_:
+        return None
+    self.record(eqn, "the case of each outcome of the relaxed integer its condition reads at")
+    q = q.astype(probs.dtype)
+    shape = (*out.shape, probs.shape[-1])
+    xp = np if is_concrete([x0, x1]) else jnp
+    both = xp.concatenate([xp.broadcast_to(x0, shape), xp.broadcast_to(x1, shape)], axis=-1)
+    weights = jnp.concatenate([probs * (1 - q), probs * q], axis=-1)
+    return distinct(Categorical(both.astype(out.dtype), weights, hard))
+
+
 @rule("select_n")
 def _select_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     pred, *cases = invals
@@ -223,6 +274,10 @@ def _select_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     if isinstance(pred, Expected):
         raise self.expected_integer(eqn, "its selector")
     hard = hard_thunk(eqn, invals)(0)
+    if isinstance(pred, SoftBool) and pred.given is not None:
+        given = _select_given(self, eqn, pred, cases, hard)
+        if given is not None:
+            return [given]
     if isinstance(pred, SoftBool) and not any(isinstance(c, Categorical) for c in cases):
         p = pred.p
         if floating(out_aval):

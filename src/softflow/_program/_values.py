@@ -132,6 +132,7 @@ class SoftBool:
 
     p: jax.Array
     hard: Thunk
+    given: "Mixture | None" = None  # p per outcome of a relaxed integer that both sides read at
 
 
 @dataclasses.dataclass(frozen=True)
