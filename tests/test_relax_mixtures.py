@@ -483,6 +483,7 @@ LADDERS = {
     "if elif else": _ladder_if,
     "match": _ladder_match,
     "where of a where": _ladder_two_levels,
+    "jnp.select": lambda k, a, b, c: jnp.select([k == 0, k == 1], [a, b], c),
 }
 INTEGERS = {
     "argmax": lambda x: (jnp.argmax(x), sf.argmax(x, softness=TAU)),

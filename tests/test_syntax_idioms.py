@@ -725,3 +725,46 @@ def test_objects_with_a_call_method_are_converted(make, x64):
     inside = sf.relax(lambda x: 2 * model(x), softness=TAU)
     np.testing.assert_allclose(inside(x), 2 * expected, rtol=1e-12)
     assert sf.relax(model, mode="hard")(x) == model(x)
+
+
+def _winner_loop(b):
+    for i in range(3):
+        if b[i] > 2.5:
+            return 1.0
+        if b[i] < -2.5:
+            return -1.0
+    return 0.0
+
+
+def _winner_unrolled(b):
+    if b[0] > 2.5:
+        return 1.0
+    if b[0] < -2.5:
+        return -1.0
+    if b[1] > 2.5:
+        return 1.0
+    if b[1] < -2.5:
+        return -1.0
+    if b[2] > 2.5:
+        return 1.0
+    if b[2] < -2.5:
+        return -1.0
+    return 0.0
+
+
+@pytest.mark.parametrize("b", [[0.0, 3.0, -3.0], [2.4, -2.6, 2.55], [0.0, 0.0, 0.0]])
+def test_two_returns_in_a_static_for_loop_are_exits_in_order(b, x64):
+    # A tic-tac-toe winner check: the second return follows the first in the loop body (the
+    # converter puts it in the side of the first if that goes on), which was refused.
+    b = jnp.asarray(b)
+    for softness in (0.3, 1e-9):
+        looped = sf.relax(_winner_loop, softness=softness)(b)
+        np.testing.assert_allclose(looped, sf.relax(_winner_unrolled, softness=softness)(b))
+    np.testing.assert_array_equal(sf.relax(_winner_loop, mode="hard")(b), _winner_loop(b))
+    # The exits in the order they are met, each where no earlier one was taken.
+    p = [sf.greater(v, 2.5, softness=0.3) for v in b], [sf.less(v, -2.5, softness=0.3) for v in b]
+    conditions = [(c, s) for i in range(3) for c, s in ((p[0][i], 1.0), (p[1][i], -1.0))]
+    expected, still = 0.0, 1.0
+    for c, value in conditions:
+        expected, still = expected + still * c * value, still * (1 - c)
+    np.testing.assert_allclose(sf.relax(_winner_loop, softness=0.3)(b), expected, rtol=1e-12)

@@ -34,6 +34,7 @@ from ._values import (
     Thunk,
     aval,
     bernoulli,
+    categorical_origin,
     distinct,
     expectation,
     floatify,
@@ -474,6 +475,8 @@ class SoftIntegerOps:
 
         hard = hard_thunk(eqn, invals)
         moved = list(zip(at_trace_time(move, *cand_args), move(*prob_args), strict=True))
+        if (scalar := _one_scalar_outcome(soft, invals[:data]) if joint else None) is not None:
+            moved = [(value, scalar) for value, _ in moved]  # (jnp.select's conditions on one)
         # The values are moved, not changed: those of every moved operand bound them.
         lows, highs = zip(*(half_interval(v) for v in invals[:data]), strict=True)
         bounds = (min(lows), max(highs))
@@ -564,6 +567,17 @@ def countable(value: Categorical, axes: tuple[int, ...]) -> bool:
         return False
     n = math.prod(shape[d] for d in axes)
     return n <= _MAX_COUNT and math.prod(shape) // max(n, 1) * (n + 1) <= _MAX_COUNT_SIZE
+
+
+def _one_scalar_outcome(soft: list, data: list) -> jax.Array | None:
+    """The distribution of the one scalar relaxed integer that every moved operand views (or,
+    exact, is the same at each of its outcomes), if any."""
+    origins = [categorical_origin(c) for c in soft]
+    if any(o is None for o in origins) or len({id(o.token) for o in origins}) != 1:
+        return None
+    token = origins[0].token
+    shapes = {np.shape(unwrap(v)) if not is_soft(v) else np.shape(v.cands)[:-1] for v in data}
+    return token if np.ndim(token) == 1 and len(shapes) == 1 else None
 
 
 def _broadcast_candidates(x, shape: tuple) -> jax.Array | np.ndarray:

@@ -282,6 +282,9 @@ def integer_distribution(self: Interpreter, eqn: JaxprEqn, value: Live) -> Categ
 def _argmax_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     if isinstance(invals[0], SoftBool):
         return _first_true(self, eqn, invals)
+    if isinstance(invals[0], Categorical) and np.ndim(invals[0].probs) == 1:
+        # Every element is a function of one outcome (jnp.select's conditions on one integer).
+        return self.per_candidate(eqn, invals)
     running = _running_count(self, eqn, invals[0])
     if running is not None:
         return _last_one(self, eqn, invals, running)

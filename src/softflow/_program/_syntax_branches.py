@@ -106,6 +106,11 @@ def _soft_exit(pred, body, orelse, get_state, set_state, symbol_names, init, whe
             continue
         statement = "return" if symbol_names[i] == "do_return" else "break"
         loop = LOOPS[-1] if LOOPS else None
+        if PROBING[0] and loop is not None and loop.branches == BRANCHES[0]:
+            # An exit in the side of an exit's if that goes on (the converter puts the rest of
+            # the body there): the probe of that if only asks whether that side exits for sure.
+            set_state(run_block(going_on, set_state, get_state, init))
+            return True
         if PROBING[0] or (loop is not None and loop.branches != BRANCHES[0]):
             raise ConversionError(
                 f"sf.relax: the {statement} at {where} depends on a traced condition inside "
