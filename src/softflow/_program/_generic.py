@@ -572,12 +572,12 @@ def countable(value: Categorical, axes: tuple[int, ...]) -> bool:
 def _one_scalar_outcome(soft: list, data: list) -> jax.Array | None:
     """The distribution of the one scalar relaxed integer that every moved operand views (or,
     exact, is the same at each of its outcomes), if any."""
-    origins = [categorical_origin(c) for c in soft]
-    if any(o is None for o in origins) or len({id(o.token) for o in origins}) != 1:
-        return None
-    token = origins[0].token
+    tokens = {id(o.token): o.token for o in map(categorical_origin, soft) if o is not None}
     shapes = {np.shape(unwrap(v)) if not is_soft(v) else np.shape(v.cands)[:-1] for v in data}
-    return token if np.ndim(token) == 1 and len(shapes) == 1 else None
+    if len(tokens) != 1 or len(shapes) != 1 or any(categorical_origin(c) is None for c in soft):
+        return None
+    (token,) = tokens.values()
+    return token if isinstance(token, jax.Array) and token.ndim == 1 else None
 
 
 def _broadcast_candidates(x, shape: tuple) -> jax.Array | np.ndarray:

@@ -282,8 +282,7 @@ def integer_distribution(self: Interpreter, eqn: JaxprEqn, value: Live) -> Categ
 def _argmax_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     if isinstance(invals[0], SoftBool):
         return _first_true(self, eqn, invals)
-    if isinstance(invals[0], Categorical) and np.ndim(invals[0].probs) == 1:
-        # Every element is a function of one outcome (jnp.select's conditions on one integer).
+    if _of_one_outcome(invals[0]):
         return self.per_candidate(eqn, invals)
     running = _running_count(self, eqn, invals[0])
     if running is not None:
@@ -318,6 +317,12 @@ def _argmax_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     # NumPy candidates: known at trace time, so later rules see that they are 0..n-1.
     cands = np.broadcast_to(np.arange(n, dtype=_jaxpr.index_dtype(eqn)), probs.shape)
     return [Categorical(cands, probs, hard_thunk(eqn, invals)(0))]
+
+
+def _of_one_outcome(value) -> bool:
+    """Whether every element is a function of one outcome (jnp.select's conditions on one
+    relaxed integer, stacked): then an argmax of them is per outcome."""
+    return isinstance(value, Categorical) and np.ndim(value.probs) == 1
 
 
 def _first_true(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:

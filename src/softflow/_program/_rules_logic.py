@@ -13,6 +13,7 @@ from ._generic import countable, hard_thunk
 from ._interpreter import Interpreter, rule
 from ._own_bounds import own_bound_comparison
 from ._rules_arrays import integer_distribution
+from ._rules_select import linked
 from ._values import (
     Categorical,
     Expected,
@@ -22,7 +23,6 @@ from ._values import (
     aval,
     exact_candidates,
     expectation,
-    factors_of,
     floating,
     is_soft,
     mean,
@@ -177,9 +177,7 @@ def _compare_joined(self: Interpreter, eqn: JaxprEqn, invals: list, soft_fn) -> 
     if not all(isinstance(v, Live) and v.mixture is not None for v in invals):
         return None
     sides = [v.mixture.categorical() for v in invals]
-    if not {id(f.probs) for f in factors_of(sides[0])} & {
-        id(f.probs) for f in factors_of(sides[1])
-    }:
+    if not linked(*sides):
         return None
     probs, (x, y), factors = merge(sides)
     p = soft_fn(x, y, **self.compare_options())

@@ -184,8 +184,12 @@ def joined_choices(index, case) -> Categorical | None:
         return None
     index = bernoulli(index) if isinstance(index, SoftBool) else index
     choices = case.choices.categorical()
-    behind = {id(f.probs) for f in factors_of(index)}
-    return choices if any(id(f.probs) in behind for f in factors_of(choices)) else None
+    return choices if linked(index, choices) else None
+
+
+def linked(a: Categorical, b: Categorical) -> bool:
+    """Whether two distributions share outcomes of a relaxed integer (a factor)."""
+    return bool({id(f.probs) for f in factors_of(a)} & {id(f.probs) for f in factors_of(b)})
 
 
 def chosen_per_outcome(index, cases: list, shape: tuple, value=None) -> Live:
@@ -213,10 +217,6 @@ def chosen_per_outcome(index, cases: list, shape: tuple, value=None) -> Live:
     return Live(value, choices=Mixture(each, probs, factors, any(is_live(c) for c in cases)))
 
 
-def _linked(a: Categorical, b: Categorical) -> bool:
-    return bool({id(f.probs) for f in factors_of(a)} & {id(f.probs) for f in factors_of(b)})
-
-
 def _select_given(self: Interpreter, eqn: JaxprEqn, pred: SoftBool, cases: list, hard):
     """A select by a truth value whose probability depends on the outcome of a relaxed integer
     (``x[f[node]] <= t[node]``) among values of that integer's outcomes (``left[node]``,
@@ -234,14 +234,14 @@ def _select_given(self: Interpreter, eqn: JaxprEqn, pred: SoftBool, cases: list,
         else None
         for c in cases
     ]
-    linked = [m for m in own if m is not None]
+    joined = [m for m in own if m is not None]
     if (
-        not linked  # (then the blend by the expected probability is the same; see below)
+        not joined  # (then the blend by the expected probability is the same; see below)
         or any(isinstance(c, SoftBool | Expected) for c in cases)
-        or not all(_linked(given, m) for m in linked)
+        or not all(linked(given, m) for m in joined)
     ):
         return None
-    probs, cands, _ = merge([given, *linked])
+    probs, cands, _ = merge([given, *joined])
     q, aligned = cands[0], iter(cands[1:])
     x0, x1 = (
         next(aligned) if m is not None else jnp.asarray(unwrap(c))[..., None]
