@@ -570,11 +570,11 @@ def countable(value: Categorical, axes: tuple[int, ...]) -> bool:
 
 
 def _one_scalar_outcome(soft: list, data: list) -> jax.Array | None:
-    """The distribution of the one scalar relaxed integer that every moved operand views (or,
-    exact, is the same at each of its outcomes), if any."""
-    tokens = {id(o.token): o.token for o in map(categorical_origin, soft) if o is not None}
+    """The distribution of the one scalar relaxed integer every relaxed operand views, if any."""
+    origins = [categorical_origin(c) for c in soft]
+    tokens = {id(o.token): o.token for o in origins if o is not None}
     shapes = {np.shape(unwrap(v)) if not is_soft(v) else np.shape(v.cands)[:-1] for v in data}
-    if len(tokens) != 1 or len(shapes) != 1 or any(categorical_origin(c) is None for c in soft):
+    if len(tokens) != 1 or len(shapes) != 1 or None in origins:
         return None
     (token,) = tokens.values()
     return token if isinstance(token, jax.Array) and token.ndim == 1 else None

@@ -33,11 +33,14 @@ _BOTH_FOR_MINIMUM = {"ge": True, "gt": True, "le": False, "lt": False}
 # min(s, b) == b is s >= b, and != is s < b; for max, s <= b and s > b.
 _EQUALITY = {(True, "eq"): "ge", (True, "ne"): "lt", (False, "eq"): "le", (False, "ne"): "gt"}
 _MIRRORED = {"gt": "lt", "lt": "gt", "ge": "le", "le": "ge", "eq": "eq", "ne": "ne"}
-_SOFT = {
+#: The soft comparison of each comparison primitive (the rules of ``_rules_logic`` too).
+SOFT_COMPARISONS = {
     "gt": _compare.greater,
     "ge": _compare.greater_equal,
     "lt": _compare.less,
     "le": _compare.less_equal,
+    "eq": _compare.equal,
+    "ne": _compare.not_equal,
 }
 
 
@@ -71,7 +74,7 @@ def _probability(self, value, c, name: str):
         return name in ("ge", "le")
     bound = value.bound if isinstance(value, Live) else None
     if bound is None or not _holds(value, c):
-        return _SOFT[name](unwrap(value), unwrap(c), **self.compare_options())
+        return SOFT_COMPARISONS[name](unwrap(value), unwrap(c), **self.compare_options())
     first, second = (_probability(self, v, c, name) for v in bound.operands)
     both = _BOTH_FOR_MINIMUM[name] == bound.minimum
     if isinstance(first, bool) or isinstance(second, bool):

@@ -11,7 +11,7 @@ from .._checks import is_concrete
 from . import _jaxpr, _views
 from ._generic import countable, hard_thunk
 from ._interpreter import Interpreter, rule
-from ._own_bounds import own_bound_comparison
+from ._own_bounds import SOFT_COMPARISONS, own_bound_comparison
 from ._rules_arrays import integer_distribution
 from ._rules_select import linked
 from ._values import (
@@ -211,14 +211,7 @@ def _compare_per_candidate(self: Interpreter, eqn: JaxprEqn, invals: list, soft_
     return [SoftBool(expectation(mixture.probs, p), hard_thunk(eqn, invals)(0), given)]
 
 
-for _name, _fn in {
-    "gt": _compare.greater,
-    "ge": _compare.greater_equal,
-    "lt": _compare.less,
-    "le": _compare.less_equal,
-    "eq": _compare.equal,
-    "ne": _compare.not_equal,
-}.items():
+for _name, _fn in SOFT_COMPARISONS.items():
     rule(_name)(_compare_rule(_fn))
 
 
