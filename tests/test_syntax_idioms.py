@@ -385,6 +385,46 @@ def test_a_traced_value_used_as_a_python_value_is_refused_at_its_line(fn, offset
     np.testing.assert_array_equal(sf.relax(fn, mode="hard")(x), fn(x))  # eager: Python's
 
 
+def sum_above_by_a_mask(x):
+    return jnp.sum(x[x > 0.1])
+
+
+def sum_above_in_numpy(x):
+    return np.asarray(x).sum() + x[0]
+
+
+@pytest.mark.parametrize(
+    ("fn", "said"),
+    [
+        (sum_above_by_a_mask, r"boolean mask .*jnp\.sum\(x, where=mask\)"),
+        (sum_above_in_numpy, r"NumPy array .*jax\.numpy"),
+    ],
+)
+def test_a_mask_index_or_numpy_conversion_is_refused_at_its_line(fn, said):
+    # JAX's own NonConcreteBooleanIndexError / TracerArrayConversionError named softflow's
+    # tracing function.
+    x = jnp.array([0.3, -0.5, 0.9, 0.05, -0.2])
+    line = fn.__code__.co_firstlineno + 1
+    with pytest.raises(ConversionError, match=rf"at .*:{line} \({fn.__name__}\): ") as refusal:
+        sf.relax(fn, softness=TAU)(x)
+    assert re.search(said, str(refusal.value))
+
+
+def test_the_shape_keeping_mask_is_relaxed(x64):
+    """What the refusal of x[mask] advises: the same sum, relaxed, exact in hard mode."""
+    x = jnp.array([0.3, -0.5, 0.9, 0.05, -0.2])
+
+    def summed(x):
+        return jnp.sum(x, where=x > 0.1)
+
+    np.testing.assert_array_equal(sf.relax(summed, mode="hard")(x), sum_above_by_a_mask(x))
+    soft = sf.relax(summed, softness=TAU)
+    direction = jnp.array([0.4, -0.1, 0.2, 0.7, -0.3])
+    h = 1e-6
+    difference = (soft(x + h * direction) - soft(x - h * direction)) / (2 * h)
+    np.testing.assert_allclose(jnp.dot(jax.grad(soft)(x), direction), difference, rtol=1e-7)
+
+
 def counted_by_a_closure(x, t):
     count = 0.0
 

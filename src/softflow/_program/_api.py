@@ -65,7 +65,39 @@ _PYTHON_VALUE_ERRORS = (
     jax.errors.TracerBoolConversionError,
     jax.errors.TracerIntegerConversionError,
     jax.errors.ConcretizationTypeError,
+    jax.errors.NonConcreteBooleanIndexError,
+    jax.errors.TracerArrayConversionError,
 )
+
+
+def _python_value_message(name: str, error: BaseException) -> str:
+    """What relax says when tracing ``name`` needed a concrete value: where, and how to write
+    it with a shape and control flow that do not depend on the values."""
+    at = (
+        f"sf.relax: {name} {{}} at {_user_line(error)}: the relaxed function is traced (as "
+        "under jax.jit), so"
+    )
+    if isinstance(error, jax.errors.NonConcreteBooleanIndexError):
+        return (
+            at.format("indexes an array by a traced boolean mask (x[mask])")
+            + " the number of elements selected, and so the result's shape, is not known. "
+            "Keep the shape: jnp.where(mask, x, 0), or reduce with where= "
+            "(jnp.sum(x, where=mask), jnp.mean(x, where=mask), jnp.max(x, where=mask, "
+            "initial=-jnp.inf)); relax then relaxes the mask."
+        )
+    if isinstance(error, jax.errors.TracerArrayConversionError):
+        return (
+            at.format("converts a traced value to a NumPy array")
+            + " it is not a NumPy array there. Use jax.numpy (jnp.asarray, jnp.sum, ...) in "
+            "place of numpy on traced values."
+        )
+    return (
+        at.format("uses a traced value as a Python value")
+        + " a traced value cannot be a Python bool or index there, as in `assert x > 0`, "
+        "`k in (0, 2)` or a Python list indexed by a traced integer. Write it with jax.numpy "
+        "(jnp.where, jnp.isin(k, jnp.array([0, 2])), jnp.asarray(table)[k]), or leave the "
+        f"check out of the relaxed function. ({type(error).__name__})"
+    )
 
 
 def _user_line(error: BaseException) -> str:
@@ -152,15 +184,7 @@ class Relaxed:
         try:
             closed = jax.make_jaxpr(flat_fn)(*shapes)
         except _PYTHON_VALUE_ERRORS as error:
-            raise ConversionError(
-                f"sf.relax: {self._name} uses a traced value as a Python value at "
-                f"{_user_line(error)}: the relaxed function is traced (as under jax.jit), so a "
-                "traced value cannot be a Python bool or index there, as in `assert x > 0`, "
-                "`k in (0, 2)` or a Python list indexed by a traced integer. Write it with "
-                "jax.numpy (jnp.where, jnp.isin(k, jnp.array([0, 2])), jnp.asarray(table)[k]), "
-                "or leave "
-                f"the check out of the relaxed function. ({type(error).__name__})"
-            ) from None
+            raise ConversionError(_python_value_message(self._name, error)) from None
         if all(not isinstance(c, Tracer) for c in closed.consts):
             # A jaxpr that closes over traced values belongs to the trace that made it.
             self._cache[key] = (closed, out_tree[0])
