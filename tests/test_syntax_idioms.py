@@ -349,6 +349,119 @@ def test_a_loop_with_an_else_clause_runs_it_when_no_break_is_taken(x64):
     np.testing.assert_array_equal(sf.relax(primes_below, softness=TAU)(12), primes_below(12))
 
 
+def first_above_set_at_the_break_or_in_else(x, t):
+    for i in range(5):
+        if x[i] > t:
+            found = x[i]
+            break
+    else:
+        found = -1.0 * t
+    return found
+
+
+def first_above_doubled_by_a_flag(x, t):
+    found = False
+    r = 0.0
+    for i in range(5):
+        if x[i] > t:
+            r = x[i]
+            found = True
+            break
+    if found:  # noqa: SIM108 (the if statement is what is tested)
+        r = 2.0 * r
+    else:
+        r = -1.0 * t
+    return r
+
+
+def first_above_doubled_by_a_conditional_expression(x, t):
+    found = False
+    r = 0.0
+    for i in range(5):
+        if x[i] > t:
+            r = x[i]
+            found = True
+            break
+    return 2.0 * r if found else -1.0 * t
+
+
+def first_above_doubled_by_two_ifs_on_a_flag(x, t):
+    found = False
+    r = 0.0
+    for i in range(5):
+        if x[i] > t:
+            r = x[i]
+            found = True
+            break
+    if not found:
+        r = -1.0 * t
+        factor = 1.0
+    else:
+        factor = 2.0
+    if found:
+        r = factor * r
+    return r
+
+
+def first_passage(x, t, scale):
+    """The mixture over the element at which the search stops (``scale`` times it), or ``-t``
+    where it finds none: the relaxed search written out by hand."""
+    p = sf.greater(x, t, softness=TAU)
+    none_yet = 1.0
+    total = 0.0
+    for i in range(x.shape[0]):
+        total = total + none_yet * p[i] * scale * x[i]
+        none_yet = none_yet * (1 - p[i])
+    return total - none_yet * t
+
+
+@pytest.mark.parametrize(
+    ("fn", "scale"),
+    [
+        (first_above_with_for_else, 1.0),
+        (first_above_with_a_flag, 1.0),
+        (first_above_set_at_the_break_or_in_else, 1.0),
+        (first_above_doubled_by_a_flag, 2.0),
+        (first_above_doubled_by_a_conditional_expression, 2.0),
+        (first_above_doubled_by_two_ifs_on_a_flag, 2.0),
+    ],
+)
+def test_an_if_after_a_soft_break_runs_in_the_worlds_where_it_is_taken(x64, fn, scale):
+    """The else clause, or an if on a flag set at the break, applies to the world where the loop
+    did not break only (blending by the flag's probability weighted it onto the breaks' states
+    too: 0.37 for 0.55)."""
+    x = jnp.array([0.1, 1.05, 0.95, 1.2, 0.4])
+    t = jnp.float64(1.0)
+    soft = sf.relax(fn, softness=TAU)
+    np.testing.assert_allclose(soft(x, t), first_passage(x, t, scale), rtol=1e-12)
+    grads = jax.grad(soft, argnums=(0, 1))(x, t)
+    expected = jax.grad(first_passage, argnums=(0, 1))(x, t, scale)
+    for g, e in zip(grads, expected, strict=True):
+        np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-12)
+    for t in (0.5, 1.0, 2.0):
+        assert sf.relax(fn, mode="hard")(x, t) == fn(x, t)
+        assert jax.jit(sf.relax(fn, mode="straight_through", softness=TAU))(x, t) == fn(x, t)
+
+
+def first_above_in_a_while_else(x, t):
+    i = 0
+    found = 0.0
+    while i < 5:
+        if x[i] > t:
+            found = x[i]
+            break
+        i += 1
+    else:
+        found = -1.0
+    return found
+
+
+def test_an_else_clause_after_a_compiled_soft_break_is_refused():
+    x = jnp.array([0.1, 1.05, 0.95, 1.2, 0.4])
+    with pytest.raises(ConversionError, match=r"breaks on a traced condition and has an else"):
+        sf.relax(first_above_in_a_while_else, softness=TAU, max_steps=6)(x, 1.0)
+
+
 _TABLE = [0.5, 1.5, 3.0, 1.0, 2.0]
 
 

@@ -51,7 +51,7 @@ from ._syntax_branches import (
     not_,
     or_,
 )
-from ._syntax_loop_else import LoopElseAsFlags
+from ._syntax_loop_else import LoopElseAsFlags, else_flag, loop_else
 from ._syntax_loops import TracedRange, for_stmt, while_stmt
 from ._syntax_match import MatchAsIfs, check as check_match
 from ._syntax_state import (
@@ -386,6 +386,8 @@ class _Transformer(_api.PyToPy):
                 "for_stmt": for_stmt,
                 "if_exp": if_exp,
                 "comprehension_condition": comprehension_condition,
+                "else_flag": else_flag,
+                "loop_else": loop_else,
                 "and_": and_,
                 "or_": or_,
                 "not_": not_,

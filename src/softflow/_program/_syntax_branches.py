@@ -14,6 +14,7 @@ import jax.numpy as jnp
 from malt.operators.function_wrappers import FunctionScope as _FunctionScopeBase
 
 from ._errors import ConversionError
+from ._syntax_loop_else import NoBreak, flag_of_worlds, negated
 from ._syntax_state import (
     BRANCHES,
     LOOPS,
@@ -39,6 +40,10 @@ def if_stmt(cond, body, orelse, get_state, set_state, symbol_names, nouts):
     """``if cond: body() else: orelse()``; on a traced ``cond`` a ``lax.cond`` over the state, or
     for a ``break`` or a ``return`` on one side only, an exit (see :func:`_soft_exit`)."""
     del nouts
+    if isinstance(cond, NoBreak):  # a loop's else clause, after breaks on traced conditions
+        return cond.worlds.run_if(cond.taken, body, orelse, get_state, set_state, symbol_names)
+    if (found := flag_of_worlds(cond)) is not None:  # a flag set at a loop's breaks
+        return found[0].run_if(found[1], body, orelse, get_state, set_state, symbol_names)
     if not traced(cond):
         return body() if cond else orelse()
     where = caller_line()
@@ -182,6 +187,8 @@ class FunctionScope(_FunctionScopeBase):
 def if_exp(cond, if_true, if_false, expr_repr):
     """``if_true() if cond else if_false()``; on a traced ``cond`` a ``jnp.where``."""
     del expr_repr
+    if (found := flag_of_worlds(cond)) is not None:  # a flag set at a loop's breaks
+        return found[0].choose(found[1], if_true, if_false)
     if not traced(cond):
         return if_true() if cond else if_false()
     return jnp.where(condition_of(cond, "conditional expression"), if_true(), if_false())
@@ -230,4 +237,6 @@ def not_(a):
     """``not a``; on a traced truth value its logical not."""
     if not traced(a):
         return not a
-    return jnp.logical_not(_truth(a, "not"))
+    result = jnp.logical_not(_truth(a, "not"))
+    negated(a, result)
+    return result

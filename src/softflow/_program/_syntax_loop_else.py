@@ -1,17 +1,40 @@
-"""Loops with an ``else`` clause for the converter, which (like malt) does not support them.
+"""Loops with an ``else`` clause for the converter, which (like malt) does not support them, and
+the tests of what such a loop's breaks set.
 
 ``for ...: body else: rest`` runs ``rest`` when the loop ends without a ``break``. It is the same
 program as a flag set just before each of the loop's breaks and ``if not flag: rest`` after the
 loop, and is rewritten as that before conversion: on static values Python runs it as it runs
-the loop; in a relaxed loop the flag is the probability that the loop broke.
+the loop.
+
+Where a Python ``for`` breaks on a traced condition, the state after it is a mixture of worlds:
+the one where it ran to its end and one per break. A flag that tells them apart (the else
+clause's, or one the program sets before its ``break``) is exact in each world, and an ``if`` on
+it runs each branch in the worlds where it is taken, before they are mixed: blending by the
+probability of having broken would apply the branch, weighted, to the states at the breaks too
+(a search that returns ``-1`` when nothing is found came out 0.37 for 0.55). The else clause's
+flag is named as the loop starts (:func:`else_flag`), and the loop leaves its worlds unmixed
+until its clause runs (:func:`defer`), so that a variable may be set at the breaks and in the
+clause only. A loop compiled as a ``lax`` loop mixes its worlds inside the loop: its ``else``
+after a soft break is refused (:func:`refuse_compiled`).
 """
 
 import ast
+import dataclasses
 import itertools
+from collections.abc import Callable
 
+import jax.numpy as jnp
+
+from ._errors import ConversionError
 from ._syntax_match import locate
+from ._syntax_state import Merge, traced
 
 _FLAGS = itertools.count()
+
+# The flag of the loop statement about to start (its first assignment runs just before it), and
+# the worlds of the loops that broke on traced conditions, by flag, until their else clause runs.
+_NEXT: list[str | None] = [None]
+_PENDING: dict[str, "Worlds"] = {}
 
 
 def _with_flag(block: list[ast.stmt], flag: str) -> list[ast.stmt]:
@@ -20,7 +43,7 @@ def _with_flag(block: list[ast.stmt], flag: str) -> list[ast.stmt]:
     out: list[ast.stmt] = []
     for statement in block:
         if isinstance(statement, ast.Break):
-            out += [locate(_assign(flag, True), statement), statement]
+            out += [locate(_assign(flag, ast.Constant(True)), statement), statement]
             continue
         if not isinstance(statement, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
             for field, value in ast.iter_fields(statement):
@@ -35,8 +58,13 @@ def _with_flag(block: list[ast.stmt], flag: str) -> list[ast.stmt]:
     return out
 
 
-def _assign(name: str, value: bool) -> ast.Assign:
-    return ast.Assign([ast.Name(name, ast.Store())], ast.Constant(value))
+def _assign(name: str, value: ast.expr) -> ast.Assign:
+    return ast.Assign([ast.Name(name, ast.Store())], value)
+
+
+def _operator(name: str, *args: ast.expr) -> ast.Call:
+    """A call of the converter's operator ``name`` (``ag__.name(*args)``)."""
+    return ast.Call(ast.Attribute(ast.Name("ag__", ast.Load()), name, ast.Load()), list(args), [])
 
 
 class LoopElseAsFlags(ast.NodeTransformer):
@@ -49,12 +77,182 @@ class LoopElseAsFlags(ast.NodeTransformer):
         flag = f"softflow_loop_broke_{next(_FLAGS)}"
         rest, node.orelse = node.orelse, []
         node.body = _with_flag(node.body, flag)
-        test = ast.UnaryOp(ast.Not(), ast.Name(flag, ast.Load()))
+        test = _operator("loop_else", ast.Name(flag, ast.Load()), ast.Constant(flag))
         return [
-            locate(_assign(flag, False), node),
+            locate(_assign(flag, _operator("else_flag", ast.Constant(flag))), node),
             node,
             locate(ast.If(test, rest, []), rest[0]),
         ]
 
     visit_For = _rewrite
     visit_While = _rewrite
+
+
+def else_flag(name: str) -> bool:
+    """The flag's first value (the loop has not broken), and the name of the flag of the loop
+    that starts next."""
+    _NEXT[0] = name
+    return False
+
+
+def take_flag() -> str | None:
+    """The flag of the loop that starts now, if it has an ``else`` clause (a loop calls this
+    first: loops nested in its body have their own)."""
+    name, _NEXT[0] = _NEXT[0], None
+    if name is not None:
+        _PENDING.pop(name, None)  # (left by a run of the loop that raised before its clause)
+    return name
+
+
+@dataclasses.dataclass
+class Worlds:
+    """A loop's states where it ran to its end (``final``) and at each exit (after the exit's
+    condition in the world where it still runs), and the state it set, where it mixed them."""
+
+    names: tuple
+    get_state: Callable
+    set_state: Callable
+    final: tuple
+    exits: list
+    where: str
+    mixed: tuple | None = None
+
+    def unchanged(self) -> bool:
+        """Whether the loop's variables still hold what the loop set (nothing assigned since)."""
+        now = tuple(self.get_state())
+        return self.mixed is not None and all(a is b for a, b in zip(now, self.mixed, strict=True))
+
+    def mix(self, states: list[tuple], names: tuple, where: str) -> tuple:
+        """The states of the worlds (``final``'s first, over ``names``) as the loop mixes them:
+        the state at the first exit taken, else the final one."""
+        merge = Merge(names, states, where, "for loop")
+        result = merge.to_arrays(states[0])
+        for (c, _), state in zip(reversed(self.exits), reversed(states[1:]), strict=True):
+            result = [
+                None if r is None else jnp.where(c, a, r)
+                for a, r in zip(merge.to_arrays(state), result, strict=True)
+            ]
+        return merge.from_arrays(result)
+
+    def set_mixed(self) -> None:
+        """Mix the worlds into the loop's variables, and remember the flags among them."""
+        states = [self.final, *(state for _, state in self.exits)]
+        self.mixed = self.mix(states, self.names, self.where)
+        self.set_state(self.mixed)
+        for i, value in enumerate(self.mixed):
+            per_world = tuple(state[i] for state in states)
+            if all(isinstance(v, bool) for v in per_world) and len(set(per_world)) > 1:
+                _remember(value, self, per_world)
+
+    def run_if(self, taken, body, orelse, get_state, set_state, names) -> None:
+        """An ``if`` whose condition is ``taken[w]`` in world ``w``: its branch run in each world,
+        then the worlds mixed (and kept apart for the next ``if`` on a flag of theirs). What only
+        the ``if`` sets has, before it, one value in all."""
+        before = tuple(get_state())
+        own = [i for i, name in enumerate(names) if name not in self.names]
+        states = []
+        for state, branch in zip([self.final, *(s for _, s in self.exits)], taken, strict=True):
+            self.set_state(state)
+            set_state(tuple(before[i] if i in own else v for i, v in enumerate(get_state())))
+            (body if branch else orelse)()
+            states.append((*self.get_state(), *(get_state()[i] for i in own)))
+        n, get_loop, set_loop = len(self.names), self.get_state, self.set_state
+
+        def get_every() -> tuple:
+            now = tuple(get_state())
+            return (*get_loop(), *(now[i] for i in own))
+
+        def set_every(state: tuple) -> None:
+            set_loop(state[:n])
+            now = list(get_state())
+            for k, i in enumerate(own):
+                now[i] = state[n + k]
+            set_state(tuple(now))
+
+        self.names = (*self.names, *(names[i] for i in own))
+        self.get_state, self.set_state = get_every, set_every
+        self.final = states[0]
+        self.exits = [(c, state) for (c, _), state in zip(self.exits, states[1:], strict=True)]
+        self.set_mixed()
+
+    def choose(self, taken, if_true: Callable, if_false: Callable):
+        """A conditional expression whose condition is ``taken[w]`` in world ``w``: the value of
+        its chosen side in each world, mixed as the worlds are."""
+        values = []
+        for state, branch in zip([self.final, *(s for _, s in self.exits)], taken, strict=True):
+            self.set_state(state)
+            values.append(jnp.asarray((if_true if branch else if_false)()))
+        self.set_state(self.mixed)
+        result = values[0]
+        for (c, _), value in zip(reversed(self.exits), reversed(values[1:]), strict=True):
+            result = jnp.where(c, value, result)
+        return result
+
+
+# Flags that tell a loop's worlds apart (by id, with the array, the worlds and the flag in each
+# world), the newest last; an if on one runs per world while the loop's variables are unchanged.
+_FLAGS_OF_WORLDS: dict[int, tuple] = {}
+_MOST_FLAGS = 64
+
+
+def _remember(value, worlds: Worlds, per_world: tuple) -> None:
+    _FLAGS_OF_WORLDS[id(value)] = (value, worlds, per_world)
+    while len(_FLAGS_OF_WORLDS) > _MOST_FLAGS:
+        del _FLAGS_OF_WORLDS[next(iter(_FLAGS_OF_WORLDS))]
+
+
+def flag_of_worlds(value) -> tuple["Worlds", tuple] | None:
+    """The worlds ``value`` tells apart and its value in each, while the loop's variables still
+    hold what it set; else None."""
+    entry = _FLAGS_OF_WORLDS.get(id(value))
+    if entry is None or entry[0] is not value or not entry[1].unchanged():
+        return None
+    return entry[1], entry[2]
+
+
+def negated(value, result) -> None:
+    """``result`` (``not value``) tells the same worlds apart, where ``value`` does."""
+    found = flag_of_worlds(value)
+    if found is not None:
+        _remember(result, found[0], tuple(not v for v in found[1]))
+
+
+def defer(flag: str | None, worlds: Worlds) -> None:
+    """The end of a Python loop that broke on traced conditions: its worlds mixed, or with an
+    else clause (``flag``), left unmixed until the clause runs, the state that of the world
+    where the loop ran to its end."""
+    if flag is None:
+        worlds.set_mixed()
+        return
+    _PENDING[flag] = worlds
+    worlds.set_state(worlds.final)
+
+
+def refuse_compiled(flag: str | None, where: str) -> None:
+    """A loop compiled as a ``lax`` loop with breaks on traced conditions, and an else clause."""
+    if flag is not None:
+        raise ConversionError(
+            f"sf.relax: the loop at {where} breaks on a traced condition and has an else clause; "
+            "it runs as a compiled loop, where the worlds that broke and the one that ran to "
+            "its end are mixed before the else clause could run in the latter alone. Give the "
+            "variables the else clause sets their value before the loop instead (found = -1.0, "
+            "then the loop without else), or loop over a static range."
+        )
+
+
+class NoBreak:
+    """The test of an else clause after a loop that broke on traced conditions: true in the
+    world where it ran to its end only (see :meth:`Worlds.run_if`)."""
+
+    def __init__(self, worlds: Worlds):
+        self.worlds = worlds
+        self.taken = (True, *(False for _ in worlds.exits))
+
+
+def loop_else(broke, flag: str):
+    """The test of a loop's else clause: ``not broke``, or where the loop left its worlds unmixed
+    (:func:`defer`), the :class:`NoBreak` that runs the clause in the right one."""
+    worlds = _PENDING.pop(flag, None)
+    if worlds is not None:
+        return NoBreak(worlds)
+    return jnp.logical_not(broke) if traced(broke) else not broke

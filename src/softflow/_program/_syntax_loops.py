@@ -16,6 +16,7 @@ import jax.numpy as jnp
 
 from ._errors import ConversionError
 from ._markers import loop_exits
+from ._syntax_loop_else import Worlds, defer, refuse_compiled, take_flag
 from ._syntax_rolling import rolled_for
 from ._syntax_state import (
     EAGER,
@@ -40,6 +41,7 @@ def while_stmt(test, body, get_state, set_state, symbol_names, opts):
     it into the mixture over the iteration *and* the exit at which the loop stops.
     """
     del opts
+    else_flag = take_flag()
     may_break = any(n.startswith("break_") for n in symbol_names)
     while True:
         cond = _probe(test)
@@ -56,10 +58,10 @@ def while_stmt(test, body, get_state, set_state, symbol_names, opts):
             body()
     where = caller_line()
     with SideEffects([test, body], "while loop", where):
-        _traced_while(test, body, get_state, set_state, symbol_names, where)
+        _traced_while(test, body, get_state, set_state, symbol_names, where, else_flag)
 
 
-def _traced_while(test, body, get_state, set_state, symbol_names, where) -> None:
+def _traced_while(test, body, get_state, set_state, symbol_names, where, else_flag) -> None:
     if any(n.startswith("do_return") for n in symbol_names):
         raise ConversionError(
             f"sf.relax: the while loop at {where} has a return on a traced condition; this is not "
@@ -98,6 +100,7 @@ def _traced_while(test, body, get_state, set_state, symbol_names, where) -> None
             outs = jax.lax.while_loop(cond_fn, body_fn, merge.to_arrays(init))
         set_state(merge.from_arrays(outs))
         return
+    refuse_compiled(else_flag, where)
 
     def cond_with_exits(carry):
         arrays, broke = carry
@@ -195,8 +198,9 @@ def for_stmt(iter_, extra_test, body, get_state, set_state, symbol_names, opts):
     ``where(c_1, s_1, where(c_2, s_2, ... s_end))``, which relax turns into that mixture.
     """
     del opts
+    else_flag = take_flag()
     if isinstance(iter_, TracedRange):
-        return _fori_loop(iter_, extra_test, body, get_state, set_state, symbol_names)
+        return _fori_loop(iter_, extra_test, body, get_state, set_state, symbol_names, else_flag)
     if rolled_for(iter_, extra_test, body, get_state, set_state, symbol_names):
         return
     with Loop("for", get_state) as loop:
@@ -206,18 +210,10 @@ def for_stmt(iter_, extra_test, body, get_state, set_state, symbol_names, opts):
             body(item)
     if not loop.exits:
         return
-    where = caller_line()
     running_world = _running_world(symbol_names)
     final = running_world(get_state())
     exits = [(c, running_world(state)) for c, state in loop.exits]
-    merge = Merge(symbol_names, [final, *(state for _, state in exits)], where, "for loop")
-    result = merge.to_arrays(final)
-    for c, state in reversed(exits):
-        arrays = merge.to_arrays(state)
-        result = [
-            None if r is None else jnp.where(c, a, r) for a, r in zip(arrays, result, strict=True)
-        ]
-    set_state(merge.from_arrays(result))
+    defer(else_flag, Worlds(tuple(symbol_names), get_state, set_state, final, exits, caller_line()))
 
 
 class TracedRange:
@@ -240,16 +236,20 @@ class TracedRange:
         )
 
 
-def _fori_loop(iter_: TracedRange, extra_test, body, get_state, set_state, symbol_names):
+def _fori_loop(iter_: TracedRange, extra_test, body, get_state, set_state, symbol_names, else_flag):
     """``for i in range(start, stop)`` with a traced bound: a ``lax.fori_loop`` over the state, or
     with a ``break``, a ``lax.while_loop`` over the index and the state whose body ends in
     :func:`._markers.loop_exits` (see :func:`while_stmt`)."""
     where = caller_line()
     with SideEffects([body], "for loop", where):
-        _traced_fori_loop(iter_, extra_test, body, get_state, set_state, symbol_names, where)
+        _traced_fori_loop(
+            iter_, extra_test, body, get_state, set_state, symbol_names, where, else_flag
+        )
 
 
-def _traced_fori_loop(iter_, extra_test, body, get_state, set_state, symbol_names, where):
+def _traced_fori_loop(
+    iter_, extra_test, body, get_state, set_state, symbol_names, where, else_flag
+):
     init = loop_state(
         get_state,
         symbol_names,
@@ -274,6 +274,7 @@ def _traced_fori_loop(iter_, extra_test, body, get_state, set_state, symbol_name
         outs = jax.lax.fori_loop(iter_.start, iter_.stop, body_fn, merge.to_arrays(init))
         set_state(merge.from_arrays(outs))
         return
+    refuse_compiled(else_flag, where)
 
     def cond_fn(carry):
         i, arrays, broke = carry
