@@ -177,6 +177,33 @@ def test_exact_cond_in_a_soft_loop_under_grad_of_vmap(x64):
     )
 
 
+def squares_above(x, t):
+    return jnp.where(x > t, x**2, 0.0).sum()
+
+
+def test_a_relaxed_function_inside_another_is_used_as_it_is(x64):
+    # It is a softflow function: its internal masks and selects were relaxed again (an error
+    # about a non-finite constant the user never wrote).
+    x = jnp.array([0.3, 0.9, 0.6])
+    t = jnp.float64(0.5)
+    inner = sf.relax(squares_above, softness=0.1)
+
+    def outer(x, t):
+        return inner(x, t) + jnp.where(x[0] > 0.2, 1.0, 0.0)
+
+    def by_hand(x, t):
+        inside = sf.soft_where(sf.greater(x, t, softness=0.1), x**2, 0.0).sum()
+        return inside + sf.soft_where(sf.greater(x[0], 0.2, softness=0.05), 1.0, 0.0)
+
+    relaxed = sf.relax(outer, softness=0.05)
+    np.testing.assert_allclose(relaxed(x, t), by_hand(x, t), rtol=1e-12)
+    grads = jax.grad(relaxed, argnums=(0, 1))(x, t)
+    for g, want in zip(grads, jax.grad(by_hand, argnums=(0, 1))(x, t), strict=True):
+        np.testing.assert_allclose(g, want, rtol=1e-12)
+    np.testing.assert_allclose(sf.relax(inner, softness=0.05)(x, t), inner(x, t), rtol=1e-12)
+    assert sf.relax(outer, mode="hard")(x, t) == inner(x, t) + 1.0
+
+
 def test_custom_rule_kept_when_nothing_soft_inside():
     @jax.custom_jvp
     def doubled_slope(x):

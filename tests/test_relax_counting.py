@@ -224,3 +224,105 @@ def test_a_running_count_along_an_axis_is_batched_over_the_others(x64):
         law = sf.count_distribution(p[: i + 1], axis=0)
         want = law[:, 2] if i >= 1 else jnp.zeros(3)
         np.testing.assert_allclose(got[i], want, rtol=1e-12, atol=1e-15)
+
+
+# -- counts held as floats ---------------------------------------------------------------------
+
+KERNEL = jnp.array([[1.0, 1.0, 1.0], [1.0, 0.0, 1.0], [1.0, 1.0, 1.0]])
+
+FLOAT_COUNTS = {
+    # (program of the 0/1 floats m, the count it compares, the comparison)
+    "rolled floats >= 2": (
+        lambda m: sum(jnp.roll(m, s) for s in (-1, 0, 1)) >= 2,
+        lambda m: sum(jnp.roll(m, s) for s in (-1, 0, 1)),
+        lambda n, s: sf.greater_equal(n, 1.5, softness=s),
+    ),
+    "convolve(m, ones) < 2": (
+        lambda m: jnp.convolve(m, jnp.ones(3), mode="same") < 2,
+        lambda m: jnp.convolve(m, jnp.ones(3), mode="same"),
+        lambda n, s: sf.less(n, 1.5, softness=s),
+    ),
+    "m @ ones > 3": (
+        lambda m: m @ jnp.ones(m.shape[0]) > 3,
+        lambda m: m @ jnp.ones(m.shape[0]),
+        lambda n, s: sf.greater(n, 3.5, softness=s),
+    ),
+    "2 * (m0 + m1 + m4) - 1 <= 3": (
+        lambda m: 2.0 * (m[0] + m[1] + m[4]) - 1.0 <= 3,
+        lambda m: 2.0 * (m[0] + m[1] + m[4]) - 1.0,
+        lambda n, s: sf.less_equal(n, 3.5, softness=s),
+    ),
+}
+
+
+@pytest.mark.parametrize("test, count, reference", FLOAT_COUNTS.values(), ids=FLOAT_COUNTS.keys())
+def test_a_count_held_as_floats_is_compared_between_its_outcomes(test, count, reference, x64):
+    # An integer in every outcome: its expectation, an integer itself in the hard limit, was
+    # compared with the bound at 1/2 (a Life neighbour count of exactly 4: crowded with 1/2).
+    x = jnp.array([0.1, 0.5, 0.3, 0.2, 0.8, 0.9, 0.4])
+
+    def program(x):
+        return jnp.where(test((x > 0.35).astype(x.dtype)), 1.0, 0.0)
+
+    for softness in (0.3, 1e-6):
+        p = sf.greater(x, 0.35, softness=softness)
+        want = reference(count(p), softness)
+        np.testing.assert_allclose(sf.relax(program, softness=softness)(x), want, rtol=1e-12)
+    np.testing.assert_array_equal(sf.relax(program, softness=1e-6)(x), program(x))
+    np.testing.assert_array_equal(sf.relax(program, mode="hard")(x), program(x))
+    grad = jax.grad(lambda x: jnp.sum(sf.relax(program, softness=0.3)(x)))(x)
+    want = jax.grad(lambda x: jnp.sum(reference(count(sf.greater(x, 0.35, softness=0.3)), 0.3)))
+    np.testing.assert_allclose(grad, want(x), rtol=1e-10)
+
+
+def test_a_life_step_by_convolution_decides_exactly_in_the_hard_limit():
+    board = jax.random.uniform(jax.random.key(3), (8, 8))
+
+    def crowded_or_lonely(board):
+        alive = (board > 0.5).astype(board.dtype)
+        n = jax.scipy.signal.convolve2d(alive, KERNEL, mode="same")
+        return (n >= 4) | (n < 2)
+
+    np.testing.assert_array_equal(
+        sf.relax(crowded_or_lonely, softness=1e-4)(board) > 0.5, crowded_or_lonely(board)
+    )
+    soft = sf.relax(crowded_or_lonely, softness=1e-4)(board)
+    np.testing.assert_allclose(soft, crowded_or_lonely(board), atol=1e-6)
+
+
+def test_a_count_that_wraps_in_its_dtype_is_its_wrapped_value():
+    # 285 truths summed as uint8 are 29 (mod 256); the expected count ignored the wrap.
+    def program(x, t):
+        return jnp.sum((x > t).astype(jnp.uint8), dtype=jnp.uint8)
+
+    x = jnp.linspace(0.0, 1.0, 300)
+    exact = program(x, 0.05)
+    assert exact == 29
+    assert sf.relax(program, softness=1e-6)(x, 0.05) == exact
+    straight = jax.jit(sf.relax(program, softness=0.1, mode="straight_through"))
+    assert straight(x, 0.05) == exact
+
+
+RUNNING = {
+    "cumprod(x > t)": (lambda x: jnp.cumprod(x > 0.2), lambda p: jnp.cumprod(p)),
+    "cummin as int": (
+        lambda x: lax.cummin((x > 0.2).astype(jnp.int32)),
+        lambda p: jnp.cumprod(p),
+    ),
+    "cummax reversed": (
+        lambda x: lax.cummax((x > 0.2).astype(jnp.int32), reverse=True),
+        lambda p: 1 - jnp.cumprod((1 - p)[::-1])[::-1],
+    ),
+}
+
+
+@pytest.mark.parametrize("program, reference", RUNNING.values(), ids=RUNNING.keys())
+def test_a_running_and_or_or_of_truth_values_is_their_probability(program, reference, x64):
+    # Whether every element so far holds (any, for the maximum): independent truth values.
+    x = jnp.array([0.3, 0.9, 0.6, 0.1, 0.5])
+    relaxed = sf.relax(program, softness=TAU)
+    np.testing.assert_allclose(relaxed(x), reference(sf.greater(x, 0.2, softness=TAU)), rtol=1e-12)
+    grad = jax.grad(lambda x: jnp.sum(relaxed(x)))(x)
+    want = jax.grad(lambda x: jnp.sum(reference(sf.greater(x, 0.2, softness=TAU))))(x)
+    np.testing.assert_allclose(grad, want, rtol=1e-10)
+    np.testing.assert_array_equal(sf.relax(program, mode="hard")(x), program(x))

@@ -481,3 +481,52 @@ def test_a_sentinel_chosen_by_a_relaxed_integer_keeps_the_values_dtype(x64):
     # against the law of the rounded integer: P(i >= 1) = P(4 a0 >= 0.5)
     q = sf.greater_equal(4 * a[0], 0.5, softness=TAU)
     np.testing.assert_allclose(wide[0], a[1] + TAU * np.log(q) + a[2], rtol=1e-12)
+
+
+# -- comparisons of NaN, remainders by infinity --------------------------------------------
+
+
+def close_to(x, y):
+    return jnp.where(jnp.isclose(x, y), 1.0, 0.0)
+
+
+def test_a_comparison_with_nan_is_exact_and_does_not_spread(x64):
+    # jnp.isclose(inf, inf) compares |inf - inf| = NaN with a tolerance and ands it with
+    # isfinite(y), which is False: the soft step of NaN made the whole truth value NaN.
+    x = jnp.array([0.3, jnp.inf, -jnp.inf, 1.0, jnp.nan])
+    y = jnp.array([0.3, jnp.inf, -jnp.inf, 1.2, 0.0])
+    for softness in (0.1, 1e-6):
+        got = sf.relax(close_to, softness=softness)(x, y)
+        np.testing.assert_array_equal(got[:3], close_to(x, y)[:3])
+        assert got[4] == 0.0  # NaN compares unequal, at every softness
+        assert 0.0 < got[3] < 1.0 or softness < 1e-3
+    grad = jax.grad(lambda x: jnp.sum(sf.relax(close_to, softness=0.1)(x, y)))(x)
+    assert np.isfinite(grad[3]) and grad[3] != 0.0
+    np.testing.assert_array_equal(np.asarray(grad)[[0, 1, 2, 4]], 0.0)
+    # a NaN operand of each comparison: the exact value (True for !=), gradient 0
+    for compare, unordered in [(jnp.less, 0.0), (jnp.greater_equal, 0.0), (jnp.not_equal, 1.0)]:
+
+        def program(a, compare=compare):
+            return jnp.where(compare(a, 0.5), 1.0, 0.0)
+
+        a = jnp.array([jnp.nan, 0.2])
+        got = sf.relax(program, softness=0.3)(a)
+        assert got[0] == unordered
+        assert jax.grad(lambda a: sf.relax(program, softness=0.3)(a)[0])(a)[0] == 0.0
+
+
+@pytest.mark.parametrize("remainder", [jnp.fmod, jnp.remainder], ids=["fmod", "remainder"])
+def test_a_remainder_by_infinity_is_the_exact_one(remainder, x64):
+    # x - y * quotient with y = inf and quotient 0 was inf * 0 = NaN (fmod) or inf (remainder).
+    x = jnp.array([0.3, 2.5, 7.25])
+    y = jnp.array([jnp.inf, jnp.inf, 2.0])
+    for softness in (0.1, 1e-6):
+        got = sf.relax(remainder, softness=softness)(x, y)
+        np.testing.assert_array_equal(got[:2], remainder(x, y)[:2])
+    np.testing.assert_allclose(sf.relax(remainder, softness=1e-6)(x, y)[2], 1.25)
+    grad = jax.grad(lambda x: jnp.sum(sf.relax(remainder, softness=0.1)(x, y)))(x)
+    np.testing.assert_array_equal(grad[:2], 1.0)  # the exact remainder's, as x there is
+    assert np.all(np.isfinite(grad))
+    straight = sf.relax(remainder, softness=0.1, mode="straight_through")
+    np.testing.assert_array_equal(straight(x, y), remainder(x, y))
+    np.testing.assert_array_equal(jax.grad(lambda x: straight(x, y)[0])(x)[0], 1.0)

@@ -565,3 +565,47 @@ def test_a_min_or_max_compared_with_its_own_traced_operand(program, reference, x
     want = jax.grad(lambda *a: jnp.sum(reference(*a, 0.5)), (0, 1, 2))(x, lo, hi)
     for g, w in zip(grads, want, strict=True):
         np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-300)
+
+
+@jax.custom_jvp
+def _clip_with_own_derivative(v):
+    return jnp.clip(v, 0.0, 1.0)
+
+
+_clip_with_own_derivative.defjvp(lambda p, t: jax.jvp(lambda v: jnp.clip(v, 0.0, 1.0), p, t))
+
+WRAPPED_CLIPS = {
+    # jax.nn.relu / relu6 are custom_jvp functions: their clip was lost at their boundary.
+    "relu(x - t) > 0": (lambda v: jax.nn.relu(v) > 0, lambda v, s: sf.greater(v, 0.0, softness=s)),
+    "relu6(x - t) >= 6": (
+        lambda v: jax.nn.relu6(v) >= 6,
+        lambda v, s: sf.greater_equal(v, 6.0, softness=s),
+    ),
+    "checkpoint(clip)(x - t) >= 1": (
+        lambda v: jax.checkpoint(lambda u: jnp.clip(u, 0.0, 1.0))(v) >= 1,
+        lambda v, s: sf.greater_equal(v, 1.0, softness=s),
+    ),
+    "custom_jvp clip(x - t) >= 1": (
+        lambda v: _clip_with_own_derivative(v) >= 1,
+        lambda v, s: sf.greater_equal(v, 1.0, softness=s),
+    ),
+}
+
+
+@pytest.mark.parametrize("test, reference", WRAPPED_CLIPS.values(), ids=WRAPPED_CLIPS.keys())
+def test_a_clip_inside_a_function_call_is_compared_as_a_clip(test, reference, x64):
+    # Where the clip saturates its result equals the bound: compared softly, 1/2 at every
+    # softness, with no gradient in t. It is the comparison of what was clipped.
+    x = jnp.array([-3.0, 0.3, 0.9, 7.5, 0.5])
+    t = jnp.array(0.4)
+
+    def program(x, t):
+        return jnp.where(test(x - t), 1.0, 0.0)
+
+    for softness in (0.5, 1e-9):
+        got = sf.relax(program, softness=softness)(x, t)
+        np.testing.assert_allclose(got, reference(x - t, softness), rtol=1e-12, atol=1e-300)
+    np.testing.assert_array_equal(sf.relax(program, mode="hard")(x, t), program(x, t))
+    grad = jax.grad(lambda t: jnp.sum(sf.relax(program, softness=0.5)(x, t)))(t)
+    want = jax.grad(lambda t: jnp.sum(reference(x - t, 0.5)))(t)
+    np.testing.assert_allclose(grad, want, rtol=1e-12)

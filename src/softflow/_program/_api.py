@@ -18,11 +18,13 @@ from .._checks import check_choice, check_int, check_traced_softness, softness_a
 from .._kinds import KINDS, Kind
 from .._logic import TNORMS, TNorm
 from .._modes import MODES, Mode, straight_through
+from .._scope import SCOPE
 
 # The rule modules fill the interpreter's registry when they are imported.
 from . import (  # noqa: F401
     _jaxpr,
     _rules_arrays,
+    _rules_calls,
     _rules_control,
     _rules_indexing,
     _rules_logic,
@@ -218,18 +220,21 @@ class Relaxed:
             if not isinstance(tau, Tracer):
                 return self._hard_eager(tau, args, kwargs)
         closed, out_tree, leaves = self._trace(args, kwargs)
+        # Inside another relaxed function, this one is already relaxed: a softflow operation.
+        with jax.named_scope(SCOPE):
+            outs = self._relaxed_outputs(options, tau, closed, leaves, args, kwargs)
+        return jax.tree_util.tree_unflatten(out_tree, outs)
+
+    def _relaxed_outputs(self, options: Options, tau, closed, leaves, args, kwargs) -> list:
         if tau is not None:
             outs = [_as_array(o) for o in jaxpr_as_fun(closed)(*leaves)]
-            outs = [check_traced_softness(o, tau) for o in outs]
-        elif (
-            options.mode == "soft" and not options.debug and self._relaxes(options, closed, leaves)
-        ):
-            outs = self._compiled(options, closed)(*leaves)
-        else:
-            outs = [_as_array(o) for o in self._interpret(options, closed, leaves)[0]]
-            if options.mode == "straight_through" and self._concrete_call(options, closed, leaves):
-                outs = self._exact_forward(outs, args, kwargs)
-        return jax.tree_util.tree_unflatten(out_tree, outs)
+            return [check_traced_softness(o, tau) for o in outs]
+        if options.mode == "soft" and not options.debug and self._relaxes(options, closed, leaves):
+            return self._compiled(options, closed)(*leaves)
+        outs = [_as_array(o) for o in self._interpret(options, closed, leaves)[0]]
+        if options.mode == "straight_through" and self._concrete_call(options, closed, leaves):
+            outs = self._exact_forward(outs, args, kwargs)
+        return outs
 
     @staticmethod
     def _concrete_call(options: Options, closed, leaves) -> bool:

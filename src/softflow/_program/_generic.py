@@ -20,7 +20,7 @@ from jax.extend.core import JaxprEqn
 from .._checks import is_concrete
 from .._count import count_distribution, with_event
 from . import _jaxpr, _trace_time, _views
-from ._affine import affine_expected, moved_expected
+from ._affine import affine_expected, moved_expected, unwrapped
 from ._boundaries import MAX_STATES
 from ._candidates import DENSE_READ, ELEMENTWISE, candidatewise, gathered_point, read_points
 from ._errors import EXPECTED_ADVICE, EXPECTED_WHY, ExpectedIntegerError, RelaxError
@@ -93,8 +93,7 @@ LINEAR = STRUCTURAL | frozenset(
 )
 # Operations of LINEAR that are linear in each operand alone: of two relaxed integers, the
 # product of the expectations is not the expected product. (max, min, abs and clamp are
-# continuous in the expectation, an approximation that the precise analysis of a loop's integers
-# does not make exact either: it carries each integer's own law, 50x the cost of a run length.)
+# continuous in the expectation: an approximation; carrying each integer's law costs 50x.)
 _PRODUCTS = frozenset({"mul", "dot_general"})
 # Equations whose trailing operands are indices: the number of leading operands that are data.
 _DATA_COUNT = {"dynamic_slice": 1, "gather": 1, "dynamic_update_slice": 2}
@@ -232,7 +231,8 @@ class SoftIntegerOps:
         self.record(eqn, "sf.count_distribution (the exact law of a count of truth values)")
         dtype = aval(eqn.outvars[0]).dtype
         cands = np.broadcast_to(np.arange(probs.shape[-1], dtype=dtype), probs.shape)
-        return [Categorical(cands, probs, hard_thunk(eqn, [value])(0), expected=p.sum(-1))]
+        expected = unwrapped(p.sum(-1), dtype, probs.shape[-1] - 1)
+        return [Categorical(cands, probs, hard_thunk(eqn, [value])(0), expected=expected)]
 
     def prefix_counts(self, eqn: JaxprEqn, value: Categorical) -> list:
         """The running sum of relaxed 0/1 integers (``cumsum``): at each position the exact law of
@@ -258,7 +258,7 @@ class SoftIntegerOps:
         self.record(eqn, "running sf.count_distribution (the exact law of each prefix count)")
         dtype = aval(eqn.outvars[0]).dtype
         cands = np.broadcast_to(np.arange(n + 1, dtype=dtype), probs.shape)
-        expected = jax.lax.cumsum(mean(value), axis, reverse=reverse)
+        expected = unwrapped(jax.lax.cumsum(mean(value), axis, reverse=reverse), dtype, n)
         return [Categorical(cands, probs, hard_thunk(eqn, [value])(0), expected=expected)]
 
     def on_probabilities(self, eqn: JaxprEqn, invals: list) -> list:
@@ -403,8 +403,7 @@ class SoftIntegerOps:
         dense = self.dense_read(eqn, source, indices)
         if dense is None:
             self.record(eqn, "read at each candidate index (expectation)")
-        # (Under jit, the values at each candidate are computed only where a later comparison
-        # or integer conversion looks at them.)
+        # (Under jit, each candidate's values are made only where a comparison reads them.)
         value = expectation(probs, values) if dense is None else dense
         if isinstance(operand, SoftBool):
             return [SoftBool(value, hard_thunk(eqn, invals)(0))]

@@ -23,6 +23,7 @@ from .._logic import TNorm
 from .._modes import Mode, straight_through
 from .._scope import SCOPE
 from . import _jaxpr, _source, _views
+from ._affine import with_integral
 from ._candidates import candidatewise
 from ._errors import RelaxError, TooManyOutcomes
 from ._explain import RelaxedOp
@@ -379,7 +380,7 @@ class Interpreter(SoftIntegerOps):
                 dataclasses.replace(o, discrete=True) if isinstance(o, Live) else o for o in outs
             ]
         outs = _with_mixture(eqn, invals, _with_staircase(eqn, invals, outs))
-        return with_bound(eqn, invals, _with_clamp(eqn, invals, outs))
+        return with_integral(eqn, invals, with_bound(eqn, invals, _with_clamp(eqn, invals, outs)))
 
     def unrelaxable(self, eqn: JaxprEqn, why: str, advice: str) -> None:
         """A discontinuity without a soft rule: an error, or where the user accepted it

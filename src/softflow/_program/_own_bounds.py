@@ -9,6 +9,7 @@ instead. (A bound known at trace time is a clip, see :class:`~._values.Clamp`.)
 """
 
 import dataclasses
+import functools
 
 import jax.numpy as jnp
 from jax.extend.core import JaxprEqn
@@ -33,14 +34,33 @@ _BOTH_FOR_MINIMUM = {"ge": True, "gt": True, "le": False, "lt": False}
 # min(s, b) == b is s >= b, and != is s < b; for max, s <= b and s > b.
 _EQUALITY = {(True, "eq"): "ge", (True, "ne"): "lt", (False, "eq"): "le", (False, "ne"): "gt"}
 _MIRRORED = {"gt": "lt", "lt": "gt", "ge": "le", "le": "ge", "eq": "eq", "ne": "ne"}
+
+
+def _unordered_exact(soft_comparison, unordered: bool):
+    """``soft_comparison`` where neither operand is NaN; where one is (``inf - inf`` compared
+    with a tolerance, as ``jnp.isclose`` does on infinities), the exact comparison's value,
+    ``unordered`` (False, and True for ``!=``), which no softness changes: the soft step of NaN
+    is NaN, and NaN in a truth value spreads through ``and`` / ``or`` even where the other
+    operand decides. The operands are made finite there first, so that the gradient is 0, not
+    NaN."""
+
+    @functools.wraps(soft_comparison)
+    def compare(x, y, **options):
+        nan = jnp.isnan(x) | jnp.isnan(y)
+        p = soft_comparison(jnp.where(nan, 0, x), jnp.where(nan, 0, y), **options)
+        return jnp.where(nan, jnp.asarray(unordered, p.dtype), p)
+
+    return compare
+
+
 #: The soft comparison of each comparison primitive (the rules of ``_rules_logic`` too).
 SOFT_COMPARISONS = {
-    "gt": _compare.greater,
-    "ge": _compare.greater_equal,
-    "lt": _compare.less,
-    "le": _compare.less_equal,
-    "eq": _compare.equal,
-    "ne": _compare.not_equal,
+    "gt": _unordered_exact(_compare.greater, False),
+    "ge": _unordered_exact(_compare.greater_equal, False),
+    "lt": _unordered_exact(_compare.less, False),
+    "le": _unordered_exact(_compare.less_equal, False),
+    "eq": _unordered_exact(_compare.equal, False),
+    "ne": _unordered_exact(_compare.not_equal, True),
 }
 
 

@@ -156,16 +156,19 @@ def _static_softness(softness, tau):
 
 def _remainder(self: Interpreter, eqn: JaxprEqn, invals: list, *, floored: bool) -> list:
     x, y = (jnp.asarray(unwrap(v)) for v in invals)
+    # By inf (fmod(x, inf) = x) or of a non-finite x: exact, the formula on 1s (inf * 0 is NaN).
+    exact = _jaxpr.bind(eqn, [x, y])[0]
+    unbounded = jnp.isinf(y) | ~jnp.isfinite(x)
+    x_, y_ = (jnp.where(unbounded, jnp.ones((), v.dtype), v) for v in (x, y))
     if floored:
-        quotient = _relaxed_quotient(self, x, y, 0.0, jnp.floor)
+        quotient = _relaxed_quotient(self, x_, y_, 0.0, jnp.floor)
         how = "x - y * sf.floor(x / y)"
     else:
-        quotient = _relaxed_quotient(self, x, y, _truncation_offset, jnp.trunc)
+        quotient = _relaxed_quotient(self, x_, y_, _truncation_offset, jnp.trunc)
         how = "x - y * (x / y rounded towards zero, relaxed)"
-    soft = x - y * quotient
-    exact = _jaxpr.bind(eqn, [x, y])[0]
+    soft = jnp.where(unbounded, exact, (x_ - y_ * quotient).astype(exact.dtype))
     self.record(eqn, how)
-    return [Live(self.with_mode(exact, soft.astype(exact.dtype)))]
+    return [Live(self.with_mode(exact, soft))]
 
 
 def _remainder_per_candidate(self: Interpreter, eqn: JaxprEqn, invals: list) -> list | None:

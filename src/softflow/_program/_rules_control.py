@@ -1,5 +1,5 @@
-"""Rules for control flow: ``cond`` / ``switch``, ``while_loop``, ``scan``, nested ``jit``,
-``checkpoint`` and functions with custom derivatives."""
+"""Rules for control flow: ``cond`` / ``switch``, ``while_loop``, ``scan`` (calls of inner
+jaxprs are in ``_rules_calls``)."""
 
 import functools
 
@@ -32,8 +32,8 @@ from ._boundaries import (
 )
 from ._errors import RelaxError
 from ._generic import hard_of
-from ._interpreter import CALL_RULES, Interpreter, rule
-from ._markers import EXACT_NAME, EXITS_NAME
+from ._interpreter import Interpreter, rule
+from ._markers import EXITS_NAME
 from ._rules_select import chosen_per_outcome
 from ._saturation import saturated_kinds
 from ._values import (
@@ -46,7 +46,6 @@ from ._values import (
     case_weights,
     default_float,
     floating,
-    is_live,
     is_soft,
     mean,
     merge,
@@ -530,66 +529,3 @@ def _scan_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
         unroll=layout.unroll,
     )
     return [*decode_all(carry, kinds, carry_avals), *decode_all(ys, y_kinds, y_avals)]
-
-
-@rule("jit", "pjit", "closed_call", "core_call")
-def _call_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
-    name = _jaxpr.call_name(eqn)
-    if name in CALL_RULES:
-        return CALL_RULES[name](self, eqn, invals)
-    if name == EXACT_NAME:
-        self.record(eqn, "kept exact (sf.exact)")
-        return [Live(hard_of(v, lambda: self.where(eqn))) if is_live(v) else v for v in invals]
-    return self.run_closed(_jaxpr.call_body(eqn), invals)
-
-
-@rule("remat2", "checkpoint")
-def _remat_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
-    """``jax.checkpoint``: the relaxed inside, checkpointed with the same policy."""
-    layout = _jaxpr.remat(eqn)
-    jaxpr = layout.body
-    if any(isinstance(v, Categorical) for v in invals):
-        # A distribution cannot cross the checkpoint's boundary without losing its candidates.
-        return self.run(jaxpr, [], invals)
-    in_avals = [aval(v) for v in jaxpr.invars]
-    out_avals = [aval(v) for v in jaxpr.outvars]
-    in_kinds = [kind_of(v, a) for v, a in zip(invals, in_avals, strict=True)]
-
-    def inside(*args):
-        return self.run(jaxpr, [], decode_all(args, in_kinds, in_avals))
-
-    args = encode_all(invals, in_kinds, in_avals)
-    out_kinds = kinds_after(functools.partial(inside, *args), out_avals)
-
-    def encoded(*args):
-        return encode_all(inside(*args), out_kinds, out_avals)
-
-    checkpointed = jax.checkpoint(encoded, prevent_cse=layout.prevent_cse, policy=layout.policy)
-    return decode_all(checkpointed(*args), out_kinds, out_avals)
-
-
-@rule("call_hi_primitive")
-def _hi_primitive_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
-    """A JAX >= 0.12 "hi" primitive (``jnp.nonzero``): relaxed as what it expands to."""
-    return self.run_closed(_jaxpr.hi_primitive_body(eqn), invals)
-
-
-# What a library function's conditions are made of (relu's max is not one).
-_DECISIONS = frozenset({"eq", "ne", "lt", "le", "gt", "ge", "select_n", "cond", "while"})
-
-
-@rule("custom_jvp_call", "custom_vjp_call", "custom_vjp_call_jaxpr")
-def _custom_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
-    if not any(is_soft(v) for v in invals) and _jaxpr.library_custom_function(eqn):
-        # A library function with its own derivative (xlogy, det): its conditions are
-        # numerical guards of a continuous function, not the program's decisions.
-        if _jaxpr.primitive_names(_jaxpr.custom_body(eqn).jaxpr) & _DECISIONS:
-            self.record(eqn, "a library function with its own derivative rule: kept exact")
-        return [Live(out) for out in _jaxpr.bind(eqn, [unwrap(v) for v in invals])]
-    before = len(self.records)
-    outs = self.run_closed(_jaxpr.custom_body(eqn), invals)
-    if len(self.records) == before and not any(is_soft(v) for v in invals):
-        # Nothing discontinuous inside: keep the function with its own derivative rule.
-        return [Live(out) for out in _jaxpr.bind(eqn, [unwrap(v) for v in invals])]
-    self.record(eqn, "relaxed inside (its own derivative rule is not used)")
-    return outs

@@ -2,6 +2,7 @@
 
 import dataclasses
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.extend.core import JaxprEqn, Literal as JaxprLiteral
@@ -9,6 +10,7 @@ from jax.extend.core import JaxprEqn, Literal as JaxprLiteral
 from .. import _compare, _logic
 from .._checks import is_concrete
 from . import _jaxpr, _views
+from ._affine import HALF_INTEGER, integral_shift
 from ._generic import countable, hard_thunk
 from ._interpreter import Interpreter, rule
 from ._own_bounds import SOFT_COMPARISONS, own_bound_comparison
@@ -30,9 +32,6 @@ from ._values import (
     unwrap,
     varies,
 )
-
-# Where an integer comparison decides: a > b means a > b + 1/2, a >= b means a > b - 1/2, ...
-_HALF_INTEGER = {"gt": 0.5, "ge": -0.5, "lt": -0.5, "le": 0.5}
 
 
 def _compare_rule(soft_fn):
@@ -62,7 +61,8 @@ def _compare_rule(soft_fn):
                 return [_compare_clipped(self, eqn, invals, soft_fn, clipped)]
             if (own := own_bound_comparison(self, eqn, invals)) is not None:
                 return [own]
-            p = soft_fn(x, y, **self.compare_options())
+            shift = integral_shift(eqn.primitive.name, invals)  # (counts held as floats)
+            p = soft_fn(x, y + shift if shift else y, **self.compare_options())
             if same is None and _order_statistic_pair(self, eqn):
                 # x >= max(x): where the two are equal, the maximum is that element itself.
                 same = x == y
@@ -80,7 +80,7 @@ def _compare_rule(soft_fn):
             # Between integers, a > b is a > b + 1/2: the soft comparison decides at the
             # half-integer, so an expected count that is exactly an integer compares exactly
             # (E[q] = 0 is not "q > 0" with probability 1/2).
-            shift = _HALF_INTEGER.get(eqn.primitive.name, 0.0)
+            shift = HALF_INTEGER.get(eqn.primitive.name, 0.0)
             if aval(eqn.invars[0]).dtype == jnp.bool_:
                 shift = 0.0
             p = soft_fn(mean(a), mean(b) + shift, **self.compare_options())
@@ -94,12 +94,16 @@ def _compare_rule(soft_fn):
 # Operations that keep elements as they are; and those whose result is one of their operand's
 # elements, chosen by the order of the values (equal to it exactly where it is that element).
 _VIEWS = _views.RESHAPES | _views.COPIES
-_ORDER_STATISTICS = frozenset({"reduce_max", "reduce_min", "cummax", "cummin"})
+_ORDER_STATISTICS = frozenset(
+    {"reduce_max", "reduce_min", "cummax", "cummin", "reduce_window_max", "reduce_window_min"}
+)
 
 
 def _order_statistic_pair(self: Interpreter, eqn: JaxprEqn) -> bool:
     """Whether one side of the comparison is an order statistic of the other (``x >= max(x)``,
-    ``x >= lax.cummax(x)``), up to broadcasts and reshapes."""
+    ``x >= lax.cummax(x)``, a peak test ``x >= reduce_window(x, -inf, max, ...)``), up to
+    broadcasts and reshapes, or of a stack of arrays among which is the other
+    (``jnp.max(jnp.stack([left, x, right]), axis=0)``)."""
 
     if any(isinstance(v, JaxprLiteral) for v in eqn.invars):
         return False
@@ -116,11 +120,12 @@ def _order_statistic_pair(self: Interpreter, eqn: JaxprEqn) -> bool:
         if isinstance(statistic, JaxprLiteral):
             continue
         producer = self.producers.get(statistic)
-        if (
-            producer is not None
-            and producer.primitive.name in _ORDER_STATISTICS
-            and root(producer.invars[0]) is source
-        ):
+        if producer is None or producer.primitive.name not in _ORDER_STATISTICS:
+            continue
+        operand = root(producer.invars[0])
+        stacked = self.producers.get(operand) if not isinstance(operand, JaxprLiteral) else None
+        pieces = stacked.invars if stacked and stacked.primitive.name == "concatenate" else []
+        if operand is source or any(root(piece) is source for piece in pieces):
             return True
     return False
 
@@ -319,7 +324,8 @@ def _convert_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
                 return [Live(p)]
             # 0 or 1 with these probabilities: a comparison or a count of it acts on each.
             outcomes = np.broadcast_to(np.array([0, 1], target), (*p.shape, 2))
-            return [Live(p, mixture=Mixture(outcomes, jnp.stack([1 - p, p], -1), None, False))]
+            mixture = Mixture(outcomes, jnp.stack([1 - p, p], -1), None, False)
+            return [Live(p, mixture=mixture, integral=True)]
         if target == jnp.bool_:
             return [value]
         return self.per_candidate(eqn, invals)
@@ -364,3 +370,21 @@ def _reduce_sum_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
         return outs
     law = self.count(eqn, truths)[0]
     return [dataclasses.replace(outs[0], mixture=Mixture(law.cands, law.probs, None, False))]
+
+
+@rule("cumprod", "cummin", "cummax")
+def _running_truth_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
+    """A running product or minimum of independent 0/1 integers (``jnp.cumprod(x > t)``: whether
+    every one so far is 1), or their running maximum (whether any is): at each position the
+    product of the probabilities (of the zeros, for the maximum), exact in the hard limit."""
+    (value,) = invals
+    axis, reverse = _jaxpr.cumulative(eqn)
+    if not (isinstance(value, Categorical) and countable(value, (axis,))):
+        return self.default(eqn, invals)
+    any_one = eqn.primitive.name == "cummax"
+    p = mean(value)  # the probability of a one, element by element
+    running = jax.lax.cumprod(1 - p if any_one else p, axis, reverse=reverse)
+    one = 1 - running if any_one else running
+    self.record(eqn, f"running {'or' if any_one else 'and'} of independent truth values")
+    cands = np.broadcast_to(np.array([0, 1], aval(eqn.outvars[0]).dtype), (*one.shape, 2))
+    return [Categorical(cands, jnp.stack([1 - one, one], -1), hard_thunk(eqn, invals)(0))]

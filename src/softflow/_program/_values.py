@@ -15,8 +15,7 @@ The interpreter tracks every value of the jaxpr in one of five forms:
   values or the counter of a soft ``while`` loop. Linear operations apply to the expectation.
 
 Every soft value keeps a thunk that recomputes the exact value from the exact inputs of the
-operation that made it, which is what :func:`softflow.exact` uses to keep chosen conditions exact.
-"""
+operation that made it: :func:`softflow.exact` uses it to keep chosen conditions exact."""
 
 import dataclasses
 import functools
@@ -101,6 +100,7 @@ class Live:
     # only (jnp.sum(~jnp.isnan(x)) - 1.0), so comparing or rounding it is exact, and staircases,
     # clips and mixtures pass through operations with it as with a constant (see ``varies``).
     discrete: bool = False
+    integral: bool = False  # an integer in every outcome: a float count of truth values
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
