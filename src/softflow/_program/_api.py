@@ -30,6 +30,7 @@ from . import (  # noqa: F401
     _rules_logic,
     _rules_masks,
     _rules_select,
+    _rules_sort,
 )
 from ._errors import ConversionError, ExpectedIntegerError
 from ._explain import Explanation

@@ -1,9 +1,9 @@
 """Rules for array operations: elementwise steps and remainders, ``argmax`` / ``argmin``,
-``searchsorted``, ``sort`` and ``top_k``."""
+``searchsorted``, slices of one operand and ``lu`` (sorting is in ``_rules_sort``)."""
 
 import itertools
 import math
-from typing import Any, cast
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -11,7 +11,7 @@ import numpy as np
 from jax.core import Tracer
 from jax.extend.core import JaxprEqn
 
-from .. import _compare, _select, _sort, _steps
+from .. import _compare, _select, _steps
 from .._checks import is_concrete, softness_array
 from .._modes import straight_through
 from . import _jaxpr, _views
@@ -24,12 +24,10 @@ from ._values import (
     Expected,
     Live,
     Mixture,
-    Origin,
     SoftBool,
     Staircase,
     aval,
     exact_candidates,
-    expectation,
     floating,
     is_live,
     is_soft,
@@ -39,7 +37,7 @@ from ._values import (
 )
 
 
-def _live_float_operand(eqn: JaxprEqn, invals: list) -> bool:
+def live_float_operand(eqn: JaxprEqn, invals: list) -> bool:
     """Whether the operand is a live float that varies (one that is piecewise constant is
     rounded exactly)."""
     return isinstance(invals[0], Live) and floating(aval(eqn.invars[0])) and varies(invals[0])
@@ -54,7 +52,7 @@ def _step_rule(soft_fn):
     value (so that ``lax.round``'s rounding method and every tie are those of the program)."""
 
     def step(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
-        if not _live_float_operand(eqn, invals):
+        if not live_float_operand(eqn, invals):
             return self.default(eqn, invals)
         known = exact_candidates(invals[0])
         if known is not None:
@@ -292,7 +290,7 @@ def _argmax_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
         return _last_one(self, eqn, invals, running)
     # Counts (a vote by bincount, a running count): their expectation.
     expected = isinstance(invals[0], Expected | Categorical)
-    if not (_live_float_operand(eqn, invals) or expected):
+    if not (live_float_operand(eqn, invals) or expected):
         return self.default(eqn, invals)
     x = mean(invals[0]) if expected else unwrap(invals[0])
     (axis,) = _jaxpr.axes(eqn)
@@ -407,144 +405,6 @@ def _searchsorted_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     cands = np.broadcast_to(np.arange(n + 1, dtype=out_dtype), at_least.shape)
     self.record(eqn, f"sf.{compare.__name__} with each boundary: a distribution over the bins")
     return [Categorical(cands, at_least - more, hard_thunk(eqn, invals)(0))]
-
-
-# How relax sorts: the values (jnp.sort, lax.top_k) by the bitonic network, which compiles to
-# fused straight-line layers; a permutation (jnp.argsort, values sorted along the keys) by
-# SoftSort, one dense softmax per row, much cheaper than a network's permutation.
-SORT_METHOD = "bitonic"
-PERMUTATION_METHOD = "softsort"
-
-
-def _counts_along(self: Interpreter, atom, axis: int) -> bool:
-    """Whether the jaxpr variable ``atom`` is an ``iota`` counting along ``axis`` (the positions
-    that ``jnp.argsort`` sorts along with its keys)."""
-    producer = self.producers.get(atom)
-    return (
-        producer is not None
-        and producer.primitive.name == "iota"
-        and _jaxpr.iota_dimension(producer) == axis
-    )
-
-
-def _follow(self: Interpreter, eqn: JaxprEqn, permutation, axis: int, invals, atoms) -> list:
-    """The operands sorted along with the keys, by the permutation ``P[..., j, i]`` (output
-    ``j`` is input ``i``): floats as expectations, integers as a distribution per element."""
-    outs: list[Any] = []
-    for value, atom in zip(invals, atoms, strict=True):
-        if _counts_along(self, atom, axis):
-            # The positions themselves (argsort): known at trace time, so that an argsort of
-            # this argsort can see it is a permutation.
-            n = permutation.shape[-1]
-            moved = np.broadcast_to(np.arange(n, dtype=aval(atom).dtype), permutation.shape)
-        else:
-            moved = jnp.moveaxis(jnp.asarray(unwrap(value)), axis, -1)[..., None, :]
-            moved = jnp.broadcast_to(moved, permutation.shape)
-        if floating(aval(atom)):
-            outs.append(Live(jnp.moveaxis(expectation(permutation, moved), -1, axis)))
-        else:
-            cands = (
-                np.moveaxis(moved, -2, axis)
-                if isinstance(moved, np.ndarray)
-                else jnp.moveaxis(moved, -2, axis)
-            )
-            outs.append(Categorical(cands, jnp.moveaxis(permutation, -2, axis), None))
-    return outs
-
-
-def _permutation_of(keys: Categorical, axis: int) -> jax.Array | None:
-    """``P[..., j, i]`` (key ``j`` along ``axis`` is ``i``) when the keys are a relaxed
-    permutation of 0..n-1 along ``axis`` (an argsort), else None."""
-    if not is_concrete(keys.cands):
-        return None
-    cands = np.moveaxis(np.asarray(keys.cands), axis, -2)
-    n = cands.shape[-2]
-    if cands.shape[-1] != n or not np.array_equal(
-        cands, np.broadcast_to(np.arange(n), cands.shape)
-    ):
-        return None
-    return jnp.moveaxis(jnp.broadcast_to(keys.probs, keys.cands.shape), axis, -2)
-
-
-@rule("sort")
-def _sort_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
-    layout = _jaxpr.sort(eqn)
-    axis = layout.dimension
-    keys = invals[0]
-    if isinstance(keys, Categorical) and layout.num_keys == 1:
-        permutation = _permutation_of(keys, axis)
-        if permutation is not None:
-            # Sorting a permutation of 0..n-1 (argsort of an argsort: ranks): the sorted keys are
-            # 0..n-1, and the inverse permutation is the transpose.
-            self.record(eqn, "the inverse of a relaxed permutation (ranks)")
-            n = permutation.shape[-1]
-            out = aval(eqn.outvars[0])
-            positions = np.arange(n, dtype=out.dtype).reshape(
-                [n if d == axis else 1 for d in range(len(out.shape))]
-            )
-            sorted_keys = np.broadcast_to(positions, out.shape)
-            # Rows of the inverse are the columns of P, normalised (SoftSort's columns need
-            # not sum to 1).
-            inverse = jnp.swapaxes(permutation, -1, -2)
-            inverse = inverse / jnp.sum(inverse, axis=-1, keepdims=True)
-            return [sorted_keys, *_follow(self, eqn, inverse, axis, invals[1:], eqn.invars[1:])]
-    if not _live_float_operand(eqn, invals):
-        return self.default(eqn, invals)
-    if layout.num_keys != 1 or any(is_soft(v) for v in invals):
-        raise self.unsupported(
-            eqn,
-            "it sorts by several keys, or sorts relaxed integers",
-            "sort by one float key with sf.sort (return_permutation=True gives the permutation)",
-        )
-    x = unwrap(invals[0])
-    # A NaN sorts last, as in jnp.sort: it is sorted as inf and the places it ends at are NaN,
-    # so that it never mixes with the other values.
-    nan = jnp.isnan(x)
-    ordered = jnp.where(nan, jnp.array(jnp.inf, x.dtype), x)
-    count = jnp.sum(nan, axis=axis, keepdims=True)
-    n = x.shape[axis]
-    place = np.arange(n).reshape([n if d == axis else 1 for d in range(x.ndim)])
-    at_nan = place >= n - count
-    options = self.compare_options()
-    if len(invals) == 1:
-        self.record(eqn, f"sf.sort (method={SORT_METHOD!r})")
-        values = cast(jax.Array, _sort.sort(ordered, axis, method=SORT_METHOD, **options))
-        return [Live(jnp.where(at_nan, jnp.array(jnp.nan, x.dtype), values))]
-    self.record(
-        eqn, f"sf.sort with its permutation (method={PERMUTATION_METHOD!r}; others follow it)"
-    )
-    values, permutation = _sort.sort(
-        ordered, axis, return_permutation=True, method=PERMUTATION_METHOD, **options
-    )
-    values = jnp.where(at_nan, jnp.array(jnp.nan, x.dtype), values)
-    return [Live(values), *_follow(self, eqn, permutation, axis, invals[1:], eqn.invars[1:])]
-
-
-@rule("top_k")
-def _top_k_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
-    """``lax.top_k``: :func:`softflow.top_k`, the indices a distribution over the positions."""
-    if not _live_float_operand(eqn, invals):
-        return self.default(eqn, invals)
-    layout = _jaxpr.top_k(eqn)
-    x = unwrap(invals[0])
-    values, index = _sort.top_k(
-        x, layout.k, layout.axis, method=SORT_METHOD, **self.compare_options()
-    )
-    n = x.shape[layout.axis]
-    probs = jnp.moveaxis(index, -2, layout.axis)
-    cands = np.broadcast_to(np.arange(n, dtype=aval(eqn.outvars[1]).dtype), probs.shape)
-    self.record(eqn, f"sf.top_k (method={SORT_METHOD!r}; indices: a distribution)")
-    # The k-th value is one of x's elements, with the probabilities of the index: a mixture
-    # whose candidates remember which element they are (logits < top_k(logits)[-1] is then
-    # exactly False for the element that is the k-th).
-    elements = jnp.expand_dims(jnp.moveaxis(x, layout.axis, -1), layout.axis)
-    source = _views.origin(invals[0])
-    origin = None
-    if source is not None:
-        index_of = np.expand_dims(np.moveaxis(source.index, layout.axis, -1), layout.axis)
-        origin = Origin(source.token, np.broadcast_to(index_of, probs.shape))
-    mixture = Mixture(jnp.broadcast_to(elements, probs.shape), probs, None, True, origin)
-    return [Live(values, mixture=mixture), Categorical(cands, probs, hard_thunk(eqn, invals)(1))]
 
 
 def _as_slices(self: Interpreter, eqn: JaxprEqn, invals: list, pieces) -> list:
