@@ -530,3 +530,30 @@ def test_a_remainder_by_infinity_is_the_exact_one(remainder, x64):
     straight = sf.relax(remainder, softness=0.1, mode="straight_through")
     np.testing.assert_array_equal(straight(x, y), remainder(x, y))
     np.testing.assert_array_equal(jax.grad(lambda x: straight(x, y)[0])(x)[0], 1.0)
+
+
+def departure_by_if(a):
+    departed = jnp.full(2, -jnp.inf)  # "not yet"
+    if a > 0.5:
+        departed = departed.at[0].set(a + 0.5)
+    return departed
+
+
+def departure_by_where(a):
+    departed = jnp.full(2, -jnp.inf)
+    return jnp.where(a > 0.5, departed.at[0].set(a + 0.5), departed)
+
+
+def test_an_if_writing_into_an_array_of_infinities_blends_as_where_does(x64):
+    # The if (a lax.cond) blended 1.5 with -inf into -inf, with a NaN gradient; jnp.where of
+    # the same arrays is present with its probability: 1.5 + softness * log(p).
+    a = jnp.float64(1.0)
+    relaxed = sf.relax(departure_by_if, softness=0.1)
+    np.testing.assert_allclose(relaxed(a), sf.relax(departure_by_where, softness=0.1)(a))
+    p = sf.greater(a, 0.5, softness=0.1)
+    np.testing.assert_allclose(relaxed(a)[0], 1.5 + 0.1 * jnp.log(p), rtol=1e-12)
+    assert relaxed(a)[1] == -jnp.inf
+    grad = jax.grad(lambda a: relaxed(a)[0])(a)
+    want = jax.grad(lambda a: a + 0.5 + 0.1 * jnp.log(sf.greater(a, 0.5, softness=0.1)))(a)
+    np.testing.assert_allclose(grad, want, rtol=1e-12)
+    np.testing.assert_array_equal(sf.relax(departure_by_if, mode="hard")(a), departure_by_if(a))

@@ -609,3 +609,31 @@ def test_a_clip_inside_a_function_call_is_compared_as_a_clip(test, reference, x6
     grad = jax.grad(lambda t: jnp.sum(sf.relax(program, softness=0.5)(x, t)))(t)
     want = jax.grad(lambda t: jnp.sum(reference(x - t, 0.5)))(t)
     np.testing.assert_allclose(grad, want, rtol=1e-12)
+
+
+def second_pick(d):
+    first = jnp.argmin(d)
+    masked = jnp.where(jnp.arange(d.shape[0]) == first, jnp.inf, d)
+    return jnp.argmin(masked) * 1.0
+
+
+def test_a_greedy_second_pick_is_per_outcome_of_the_first(x64):
+    # The masked element, present with the small probability that the first pick is elsewhere,
+    # tied with the element that then wins: 1/2 at gaps of 20 softness units (exact 0).
+    d = jnp.array([2.6, 2.5, 9.0, 3.1])
+    softness = 0.05
+    first = sf.argmin(d, softness=softness)
+    masked = jnp.where(jnp.eye(4, dtype=bool), jnp.inf, d)  # row j: j masked
+    second = jax.vmap(lambda row: sf.argmin(row, softness=softness))(masked)
+    want = jnp.sum(first[:, None] * second * jnp.arange(4.0))
+    relaxed = sf.relax(second_pick, softness=softness)
+    np.testing.assert_allclose(relaxed(d), want, rtol=1e-10)
+    grad = jax.grad(relaxed)(d)
+    h = 1e-6
+    direction = jnp.array([0.3, -0.2, 0.5, 0.1])
+    fd = (relaxed(d + h * direction) - relaxed(d - h * direction)) / (2 * h)
+    np.testing.assert_allclose(jnp.dot(grad, direction), fd, rtol=1e-5)
+    for gap in (0.5, 1.0):  # the second pick is index 0 but where the first one is
+        far = jnp.array([2.5 + gap, 2.5, 9.0])
+        assert sf.relax(second_pick, softness=softness)(far) < 1e-3
+    np.testing.assert_array_equal(sf.relax(second_pick, mode="hard")(d), second_pick(d))

@@ -285,6 +285,8 @@ def _argmax_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
         return _first_true(self, eqn, invals)
     if _of_one_outcome(invals[0]):
         return self.per_candidate(eqn, invals)
+    if (per_outcome := _argmax_per_outcome(self, eqn, invals[0])) is not None:
+        return per_outcome
     running = _running_count(self, eqn, invals[0])
     if running is not None:
         return _last_one(self, eqn, invals, running)
@@ -318,6 +320,24 @@ def _argmax_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     # NumPy candidates: known at trace time, so later rules see that they are 0..n-1.
     cands = np.broadcast_to(np.arange(n, dtype=_jaxpr.index_dtype(eqn)), probs.shape)
     return [Categorical(cands, probs, hard_thunk(eqn, invals)(0))]
+
+
+def _argmax_per_outcome(self: Interpreter, eqn: JaxprEqn, value) -> list | None:
+    """The argmax of values chosen by one relaxed scalar integer (``d2 = jnp.where(i == j, inf,
+    d)`` with ``j = argmin(d)``: the greedy's second pick): the soft argmax of each outcome's
+    values, weighed by the outcome's probability. The soft argmax of their expectation would
+    let the event that chose them compete with itself (the masked element, present with the
+    small probability that ``j`` is elsewhere, ties with the element that then wins)."""
+    if not (isinstance(value, Live) and value.choices and np.ndim(value.choices.probs) == 1):
+        return None
+    (axis,) = _jaxpr.axes(eqn)
+    fn = _select.argmax if eqn.primitive.name == "argmax" else _select.argmin
+    each = jnp.moveaxis(value.choices.values, -1, 0)  # [outcome, ...]
+    per = jax.vmap(lambda v: jnp.moveaxis(fn(v, axis, **self.compare_options()), axis, -1))(each)
+    probs = jnp.einsum("k,k...->...", value.choices.probs.astype(per.dtype), per)
+    self.record(eqn, f"sf.{fn.__name__} of each outcome of the relaxed integer that chose")
+    cands = np.broadcast_to(np.arange(probs.shape[-1], dtype=_jaxpr.index_dtype(eqn)), probs.shape)
+    return [Categorical(cands, probs, hard_thunk(eqn, [value])(0))]
 
 
 def _of_one_outcome(value) -> bool:

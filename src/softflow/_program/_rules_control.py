@@ -34,7 +34,7 @@ from ._errors import RelaxError
 from ._generic import hard_of
 from ._interpreter import Interpreter, rule
 from ._markers import EXITS_NAME
-from ._rules_select import chosen_per_outcome
+from ._rules_select import blend_with_infinities, chosen_per_outcome
 from ._saturation import saturated_kinds
 from ._values import (
     Categorical,
@@ -129,7 +129,11 @@ def _cond_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
         values = [r[position] for r in results]
         if floating(out_aval):
             branch_values = [unwrap(v) for v in values]
-            blended = select_by_weights(weights, branch_values)
+            if n == 2:  # (an array may hold inf or -inf where one branch has not written)
+                x0, x1 = branch_values
+                blended = blend_with_infinities(weights[1], x1, x0, self.options.softness)
+            else:
+                blended = select_by_weights(weights, branch_values)
             taken = _taken_branch(categorical, weights, n) if self.options.debug else None
             blended = self.checked_blend(eqn, blended, branch_values, taken)
             if isinstance(index, Categorical):  # (the branches of each outcome: an elif ladder)

@@ -332,8 +332,12 @@ def _select_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
         ):
             # A condition on a relaxed integer (i == jnp.argmax(x)) choosing a sentinel (-inf,
             # -1e9): as for a soft truth value, with its probability; a blend of the candidates'
-            # values would be the sentinel wherever one candidate chooses it.
-            return [Live(_select_sentinel(self, eqn, mean(pred), cases, sentinels))]
+            # values would be the sentinel wherever one candidate chooses it. With the case of
+            # each outcome of a scalar integer, for an argmax of the result (a greedy's next pick).
+            value = _select_sentinel(self, eqn, mean(pred), cases, sentinels)
+            if isinstance(pred, Categorical) and np.ndim(pred.probs) == 1:
+                return [chosen_per_outcome(pred, cases, out_aval.shape, value)]
+            return [Live(value)]
         if any(isinstance(c, Expected) for c in cases):
             # A case known only by its expected value: the expectation over the selector.
             return [_expected_selection(self, eqn, pred, cases, hard)]
