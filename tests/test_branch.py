@@ -179,6 +179,20 @@ def test_dtype_follows_the_branches(dtype):
         assert sf.soft_switch(jnp.array([0.5, 0.5]), [lambda: x, lambda: y]).dtype == jnp.float64
 
 
+@pytest.mark.parametrize("p_dtype", [jnp.float16, jnp.bfloat16, jnp.float32])
+@pytest.mark.parametrize("leaf_dtype", [jnp.float16, jnp.bfloat16, jnp.float32])
+def test_a_value_blended_with_itself_is_itself_whatever_the_precisions(p_dtype, leaf_dtype):
+    # 1 - p is taken at the leaf's precision: at p's (half) precision the two weights summed to
+    # 0.9999 for p = 0.1, so that a blend of two equal values changed them.
+    p = jnp.asarray([0.1, 0.3, 0.7, 0.01, 0.5], p_dtype)
+    for v in (1.0, 3.0, -7.5):
+        x = jnp.full(5, v, leaf_dtype)
+        blended = sf.soft_where(p, x, x)
+        assert blended.dtype == leaf_dtype
+        eps = float(jnp.finfo(leaf_dtype).eps)  # (two products rounded)
+        np.testing.assert_allclose(np.float32(blended), np.float32(x), rtol=2 * eps)
+
+
 def threshold_program(x, t, tau, mode):
     p = sf.greater(x, t, softness=tau, kind="cauchy", mode=mode)
     return sf.soft_if(p, lambda v: jnp.sin(v) * 3, lambda v: v * v, x)

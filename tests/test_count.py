@@ -409,8 +409,10 @@ def test_nan_makes_its_slice_nan_in_every_mode():
         law = np.asarray(sf.count_distribution(p, mode=mode))
         assert np.all(np.isnan(law[0])) and not np.any(np.isnan(law[1]))
         for function in COMPARISONS:
-            value = np.asarray(function(p, 1, mode=mode))
-            assert np.isnan(value[0]) and not np.isnan(value[1])
+            # (Also a k that decides the answer alone: below 0, at or above the count.)
+            for k in (1, -1, 3, 5):
+                value = np.asarray(function(p, k, mode=mode))
+                assert np.isnan(value[0]) and not np.isnan(value[1])
 
 
 # ---------------------------------------------------------------------------------- bad input

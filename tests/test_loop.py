@@ -531,6 +531,11 @@ def test_checkpointed_fori_loop_equals_lax_fori_loop(lower, upper, chunk_size):
     assert np.allclose(jax.grad(loss(ours))(init), jax.grad(loss(theirs))(init), rtol=1e-6)
     counts = sf.soft_fori_loop(0, 5, lambda i, c: c + i, 0, checkpoint=True)  # integer state
     assert int(counts) == 10
+    # The index is weakly typed, as lax.fori_loop's: i / 2 keeps a float16 state float16.
+    half = sf.soft_fori_loop(0, 4, lambda i, s: s + i / 2, jnp.float16(0), checkpoint=True)
+    assert half.dtype == jnp.float16 and half == jax.lax.fori_loop(
+        0, 4, lambda i, s: s + i / 2, jnp.float16(0)
+    )
 
 
 def test_checkpointed_fori_loop_gradient_memory_is_sublinear():

@@ -589,6 +589,32 @@ WRAPPED_CLIPS = {
         lambda v: _clip_with_own_derivative(v) >= 1,
         lambda v, s: sf.greater_equal(v, 1.0, softness=s),
     ),
+    # A clip mapped by constants afterwards: hard_sigmoid is relu6(x + 3) / 6.
+    "hard_sigmoid(x - t) >= 1": (
+        lambda v: jax.nn.hard_sigmoid(v) >= 1,
+        lambda v, s: sf.greater_equal((v + 3.0) / 6.0, 1.0, softness=s),
+    ),
+    "1 - clip(x - t) <= 0": (
+        lambda v: 1.0 - jnp.clip(v, 0.0, 1.0) <= 0,
+        lambda v, s: sf.less_equal(1.0 - v, 0.0, softness=s),
+    ),
+    "-2 relu(x - t) < 0": (
+        lambda v: -2.0 * jax.nn.relu(v) < 0,
+        lambda v, s: sf.less(-2.0 * v, 0.0, softness=s),
+    ),
+    # A clip written as a select by a comparison with the bound.
+    "where(x - t > 1, 1, x - t) >= 1": (
+        lambda v: jnp.where(v > 1.0, 1.0, v) >= 1,
+        lambda v, s: sf.greater_equal(v, 1.0, softness=s),
+    ),
+    "hard_tanh(x - t) <= -1": (
+        lambda v: jax.nn.hard_tanh(v) <= -1,
+        lambda v, s: sf.less_equal(v, -1.0, softness=s),
+    ),
+    "where(0 > x - t, 0, x - t) > 0": (
+        lambda v: jnp.where(0.0 > v, 0.0, v) > 0,  # noqa: SIM300 (the bound first)
+        lambda v, s: sf.greater(v, 0.0, softness=s),
+    ),
 }
 
 
@@ -608,6 +634,26 @@ def test_a_clip_inside_a_function_call_is_compared_as_a_clip(test, reference, x6
     np.testing.assert_array_equal(sf.relax(program, mode="hard")(x, t), program(x, t))
     grad = jax.grad(lambda t: jnp.sum(sf.relax(program, softness=0.5)(x, t)))(t)
     want = jax.grad(lambda t: jnp.sum(reference(x - t, 0.5)))(t)
+    np.testing.assert_allclose(grad, want, rtol=1e-12)
+
+
+def _saturated(u):
+    # A controller's saturation, as Python code writes it.
+    if u > 2.0:
+        u = 2.0
+    return jnp.where(u >= 2.0, 1.0, 0.0)
+
+
+def test_a_python_if_that_clips_is_compared_as_a_clip(x64):
+    # The relaxed `if` blends the limit and u; compared with the limit, the blend was 1/2 at
+    # every saturated u, at every softness.
+    for softness in (0.3, 1e-9):
+        relaxed = sf.relax(_saturated, softness=softness)
+        for u in (-1.0, 1.7, 2.4, 7.5):
+            want = sf.greater_equal(jnp.asarray(u), 2.0, softness=softness)
+            np.testing.assert_allclose(relaxed(jnp.asarray(u)), want, rtol=1e-12)
+    grad = jax.grad(sf.relax(_saturated, softness=0.3))(jnp.asarray(2.4))
+    want = jax.grad(lambda u: sf.greater_equal(u, 2.0, softness=0.3))(jnp.asarray(2.4))
     np.testing.assert_allclose(grad, want, rtol=1e-12)
 
 

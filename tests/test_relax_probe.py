@@ -86,6 +86,10 @@ def test_vmap_of_a_cond_differentiates_through_both_branches(x64):
     )
 
 
+def weighted(fn, x):
+    return fn(x).ravel() @ jnp.arange(1.0, 7.0)
+
+
 @pytest.mark.parametrize(
     "program",
     [
@@ -93,16 +97,53 @@ def test_vmap_of_a_cond_differentiates_through_both_branches(x64):
         lambda x: (x >= lax.cummax(x)).astype(x.dtype),
         lambda x: (jnp.min(x) < x).astype(x.dtype),
         lambda x: (x < lax.top_k(x, 3)[0][-1]).astype(x.dtype),
+        lambda x: (x >= jnp.sort(x)[-2]).astype(x.dtype),
+        lambda x: (jnp.sort(x)[0] < x).astype(x.dtype),
+        lambda x: (x > jnp.median(x[1:])).astype(x.dtype),
+        lambda x: (x <= jnp.quantile(x, 0.4)).astype(x.dtype),
+        lambda x: (x < jnp.percentile(x, 60.0, method="nearest")).astype(x.dtype),
+        lambda x: (x.reshape(2, 3) >= jnp.median(x.reshape(2, 3), axis=1, keepdims=True)).astype(
+            x.dtype
+        ),
     ],
-    ids=["max", "cummax", "min", "top_k"],
+    ids=[
+        "max",
+        "cummax",
+        "min",
+        "top_k",
+        "sort",
+        "sort_min",
+        "median",
+        "quantile",
+        "nearest",
+        "rows",
+    ],
 )
 def test_a_value_compared_with_an_order_statistic_of_itself(x64, program):
     # The maximum is one of the elements: comparing it with itself is exact, not 1/2.
-    x = jnp.asarray([0.3, -1.0, 0.8, 1.5, 0.1, 0.7])
-    np.testing.assert_allclose(sf.relax(program, softness=1e-6)(x), program(x), atol=1e-9)
-    assert sf.relax(program, mode="straight_through", softness=TAU)(x).tolist() == (
-        program(x).tolist()
-    )
+    for x in ([0.3, -1.0, 0.8, 1.5, 0.1, 0.7], [0.3, -np.inf, 0.8, np.inf, 0.1, 0.7]):
+        x = jnp.asarray(x)
+        np.testing.assert_allclose(sf.relax(program, softness=1e-6)(x), program(x), atol=1e-9)
+        assert sf.relax(program, mode="straight_through", softness=TAU)(x).tolist() == (
+            program(x).tolist()
+        )
+        grad = jax.grad(weighted, argnums=1)(sf.relax(program, softness=TAU), x)
+        assert np.all(np.isfinite(grad[np.isfinite(x)]))
+
+
+def test_a_mask_above_the_median_has_the_gradient_of_its_mixture(x64):
+    # The median is one of the elements, each with SoftSort's probability of being the middle
+    # one: the mask is the expectation over which one it is, its own element exact.
+    def above(x):
+        return jnp.sum(jnp.where(x > jnp.median(x), x, 0.0))
+
+    x = jnp.asarray([0.3, -1.0, 0.8, 1.5, 0.1])
+    relaxed = jax.jit(sf.relax(above, softness=TAU))
+    grad = jax.jit(jax.grad(relaxed))(x)
+    assert np.all(np.isfinite(grad)) and np.any(grad != 0)
+    np.testing.assert_allclose(grad, _central_differences(relaxed, x), rtol=1e-5, atol=1e-8)
+    batch = jnp.stack([x, -x, x[::-1]])
+    np.testing.assert_allclose(jax.vmap(relaxed)(batch), [relaxed(b) for b in batch], rtol=1e-12)
 
 
 def test_a_large_finite_sentinel_masks_with_the_probability_of_its_condition(x64):
@@ -929,3 +970,58 @@ def test_straight_through_on_concrete_arguments_is_the_program_itself(x64):
     grad = jax.grad(lambda s: straight(s, t_green)[0])(sensor)
     np.testing.assert_allclose(grad, jax.jit(jax.grad(lambda s: straight(s, t_green)[0]))(sensor))
     assert np.any(grad != 0)
+
+
+NAN_MASKED = {
+    "nansum": (
+        lambda x, t: jnp.nansum(jnp.where(x > t, x, jnp.nan)),
+        lambda x, q: jnp.sum(q * x),
+    ),
+    "nanmean": (
+        lambda x, t: jnp.nanmean(jnp.where(x > t, x**2, jnp.nan)),
+        lambda x, q: jnp.sum(q * x**2) / jnp.sum(q),
+    ),
+    "isnan count": (
+        lambda x, t: jnp.sum(jnp.isnan(jnp.where(t < x, jnp.nan, x))) * 1.0,
+        lambda x, q: jnp.sum(q),
+    ),
+    "nan_to_num": (
+        lambda x, t: jnp.sum(jnp.nan_to_num(jnp.where(x > t, 2 * x, jnp.nan), nan=-1.0)),
+        lambda x, q: jnp.sum(q * 2 * x - (1 - q)),
+    ),
+    # Each element present with its probability q, as a maximum relaxes a -inf sentinel.
+    "nanmax": (
+        lambda x, t: jnp.nanmax(jnp.where(x > t, x, jnp.nan)),
+        lambda x, q: jnp.max(x + TAU * jnp.log(q)),
+    ),
+}
+
+
+@pytest.mark.parametrize("program, reference", NAN_MASKED.values(), ids=NAN_MASKED.keys())
+def test_values_masked_with_nan_are_present_with_their_probability(x64, program, reference):
+    # jnp.where(c, x, nan) with a relaxed c was refused; a NaN-aware reduction of it weighs each
+    # element by the probability that it is kept.
+    x = jnp.asarray([0.3, 1.7, -0.4, 2.2, 0.9, 0.45])
+    t = jnp.asarray(0.5)
+    relaxed = jax.jit(sf.relax(program, softness=TAU))
+    want = reference(x, sf.greater(x, t, softness=TAU))
+    np.testing.assert_allclose(relaxed(x, t), want, rtol=1e-10)
+    np.testing.assert_allclose(sf.relax(program, softness=1e-6)(x, t), program(x, t), rtol=1e-9)
+    assert sf.relax(program, mode="hard")(x, t) == program(x, t)
+    h = 1e-6
+    grad = jax.grad(relaxed, argnums=1)(x, t)
+    assert grad != 0
+    np.testing.assert_allclose(grad, (relaxed(x, t + h) - relaxed(x, t - h)) / (2 * h), rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "program, called",
+    [
+        (lambda x: jnp.nonzero(x > 0.5, size=2)[0] * 1.0, "jnp.nonzero"),
+        (lambda x: jnp.extract(x > 0.5, x, size=2), "jnp.extract"),
+    ],
+)
+def test_a_refusal_inside_a_jax_numpy_function_names_the_function(program, called):
+    # The primitive that cannot be relaxed is one the user never wrote (a division, a sort).
+    with pytest.raises(sf.RelaxError, match=rf"test_relax_probe.py:\d+.*, inside {called}:"):
+        sf.relax(program)(jnp.asarray([0.3, 0.9, 0.7, 0.1]))

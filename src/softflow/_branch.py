@@ -47,9 +47,15 @@ def _check_broadcast(
 
 @primitive
 def _blend_trees(
-    name: str, weights: Sequence[jax.Array], names: Sequence[str], trees: Sequence[PyTree]
+    name: str,
+    weights: Sequence[jax.Array],
+    names: Sequence[str],
+    trees: Sequence[PyTree],
+    *,
+    complement: bool = False,
 ):
-    """Blend pytrees leaf by leaf, ``trees[k]`` by ``weights[k]``.
+    """Blend pytrees leaf by leaf, ``trees[k]`` by ``weights[k]``; with ``complement``, two
+    trees by ``p = weights[0]`` and ``1 - p``, computed at each leaf's dtype.
 
     The weights come as separate arrays, not as slices of one stacked array: under reverse mode
     XLA does not simplify the slices of a stack (their transposes are pads added together), and
@@ -67,19 +73,17 @@ def _blend_trees(
         for tree_name, weight, leaf in zip(names, weights, leaves, strict=True):
             _check_broadcast(name, weight, len(weights), tree_name, leaf)
         dtype = jnp.result_type(*leaves)
-        blended.append(
-            blend(
-                [weight.astype(dtype) for weight in weights],
-                [leaf.astype(dtype) for leaf in leaves],
-            )
-        )
+        cast = [weight.astype(dtype) for weight in weights]
+        if complement:  # (1 - p in the leaves' precision, so that the two weights sum to 1)
+            cast = [cast[0], 1 - cast[0]]
+        blended.append(blend(cast, [leaf.astype(dtype) for leaf in leaves]))
     return jax.tree_util.tree_unflatten(treedef, blended)
 
 
 def _blend_two(p: ArrayLike, name_x: str, x: PyTree, name_y: str, y: PyTree) -> PyTree:
     p = check_truth_values("p", _weights("p", p))
     p = p.astype(jnp.result_type(float)) if p.dtype == jnp.bool_ else p
-    return _blend_trees("p", (p, 1 - p), (name_x, name_y), (x, y))
+    return _blend_trees("p", (p, p), (name_x, name_y), (x, y), complement=True)
 
 
 def soft_where(p: ArrayLike, x: PyTree, y: PyTree) -> PyTree:

@@ -161,14 +161,18 @@ class _Events:
             ((x > 0.5).astype(jnp.int32) for x in self.values), jnp.zeros(self.batch, jnp.int32)
         )
 
+    def any_nan(self) -> jax.Array:
+        """Where (in the batch) the counted values hold a NaN."""
+        if not isinstance(self.values, list):
+            return jnp.isnan(self.values).any(axis=0)
+        has_nan = jnp.zeros(self.batch, bool)
+        for x in self.values:
+            has_nan = has_nan | jnp.isnan(x)
+        return has_nan
+
     def nan_to_result(self, result: jax.Array) -> jax.Array:
         """``result`` with NaN wherever the counted values hold a NaN (as the soft law has)."""
-        if not isinstance(self.values, list):
-            has_nan = jnp.isnan(self.values).any(axis=0)
-        else:
-            has_nan = jnp.zeros(self.batch, bool)
-            for x in self.values:
-                has_nan = has_nan | jnp.isnan(x)
+        has_nan = self.any_nan()
         if result.ndim > has_nan.ndim:  # a law: the counts are a last axis
             has_nan = has_nan[..., None]
         return jnp.where(has_nan, jnp.array(jnp.nan, result.dtype), result)
@@ -464,19 +468,24 @@ def _compare(
         return jnp.where(wanted < 0.5, wanted, 1 - other)
 
     def soft():
+        decided = largest < 0  # (whether k alone decides some answers, whatever p is)
         if largest < 0:  # no k needs the law: the answer does not depend on p
             value = jnp.zeros(shape, events.work)
         else:
             value = events.read_law(largest, read, false_ones=use_false, beyond=not exactly)
         if exactly:
             outside = (at < 0) | (at > n)
-            value = value if known and not outside.any() else jnp.where(outside, 0, value)
+            decided = decided or not (known and not outside.any())
+            value = jnp.where(outside, 0, value) if decided else value
             value = 1 - value if complement else value
         else:
             below, above = at < 0, at >= n
             if not (known and not (below.any() or above.any())):
                 # Below every count, C > at surely; at or above n, surely not.
+                decided = True
                 value = jnp.where(below, above_wanted, jnp.where(above, not above_wanted, value))
+        if decided:  # (a NaN in p makes its slice NaN there too, as in the hard count)
+            value = jnp.where(events.any_nan(), jnp.array(jnp.nan, value.dtype), value)
         if not known and largest < top:
             # Entries above max_count were not computed: a traced k must not ask for them.
             value = eqx.error_if(

@@ -613,7 +613,8 @@ def _checkpointed_fori_loop(
         return jax.checkpoint(lambda carry: jax.lax.scan(step, carry, None, length=length)[0])
 
     full_chunk = chunk_of(chunk_size)
-    carry = (jnp.int32(lower), init_val)
+    # (A weakly typed index, as lax.fori_loop's from Python bounds: i / 2 keeps a float16 state.)
+    carry = (jnp.asarray(lower), init_val)
     carry = jax.lax.scan(lambda c, _: (full_chunk(c), None), carry, None, length=n_chunks)[0]
     if rest:
         carry = chunk_of(rest)(carry)

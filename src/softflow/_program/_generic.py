@@ -164,13 +164,13 @@ class SoftIntegerOps:
     def unsupported(self, eqn: JaxprEqn, why: str, advice: str) -> RelaxError:
         raise NotImplementedError
 
-    def where(self, eqn: JaxprEqn) -> str:
+    def located(self, eqn: JaxprEqn) -> str:
         raise NotImplementedError
 
     def expected_integer(self, eqn: JaxprEqn, what: str) -> ExpectedIntegerError:
         """The error for an integer known only by its expected value used as ``what``."""
         return ExpectedIntegerError(
-            f"sf.relax cannot relax `{eqn.primitive.name}` at {self.where(eqn)}: {what} is "
+            f"sf.relax cannot relax `{eqn.primitive.name}` at {self.located(eqn)}: {what} is "
             f"{EXPECTED_WHY.format(MAX_STATES)}. Instead: {EXPECTED_ADVICE.format(MAX_STATES)}."
         )
 

@@ -24,16 +24,15 @@ from .._modes import Mode, straight_through
 from .._scope import SCOPE
 from . import _jaxpr, _source, _views
 from ._affine import with_integral
-from ._candidates import candidatewise
 from ._errors import RelaxError, TooManyOutcomes
 from ._explain import RelaxedOp
-from ._generic import SoftIntegerOps, at_trace_time, hard_of
+from ._generic import SoftIntegerOps, hard_of
 from ._markers import EXACT_NAME
+from ._mixtures import with_mixture
 from ._own_bounds import with_bound
 from ._values import (
     Clamp,
     Live,
-    Mixture,
     aval,
     floating,
     is_live,
@@ -187,8 +186,21 @@ class Interpreter(SoftIntegerOps):
         # (A library function called under jit, jnp.searchsorted, by its own name.)
         name = (_jaxpr.call_name(eqn) if _jaxpr.is_call(eqn) else None) or eqn.primitive.name
         return RelaxError(
-            f"sf.relax cannot relax `{name}` at {self.where(eqn)}: {why}. Instead: {advice}."
+            f"sf.relax cannot relax `{name}` at {self.located(eqn)}: {why}. Instead: {advice}."
         )
+
+    def located(self, eqn: JaxprEqn) -> str:
+        """The user's line, and the jax.numpy function called there when ``eqn`` is inside it
+        (``jnp.nonzero``'s division), for messages."""
+        calls = [
+            e
+            for e in self.enclosing
+            if _jaxpr.is_call(e) or e.primitive.name == "call_hi_primitive"  # (jnp.nonzero)
+        ]
+        called = _jaxpr.called_function((calls or [eqn])[0])
+        name = (_jaxpr.call_name(eqn) if _jaxpr.is_call(eqn) else None) or eqn.primitive.name
+        inside = called and not called.endswith(f".{name}")
+        return f"{self.where(eqn)}, inside {called}" if inside else self.where(eqn)
 
     def with_mode(self, hard: jax.Array, soft: jax.Array) -> jax.Array:
         """The soft value, or in straight-through mode the exact one with the soft gradient."""
@@ -379,7 +391,7 @@ class Interpreter(SoftIntegerOps):
             outs = [
                 dataclasses.replace(o, discrete=True) if isinstance(o, Live) else o for o in outs
             ]
-        outs = _with_mixture(eqn, invals, _with_staircase(eqn, invals, outs))
+        outs = with_mixture(self.events, eqn, invals, _with_staircase(eqn, invals, outs))
         return with_integral(eqn, invals, with_bound(eqn, invals, _with_clamp(eqn, invals, outs)))
 
     def unrelaxable(self, eqn: JaxprEqn, why: str, advice: str) -> None:
@@ -429,7 +441,7 @@ def _with_clamp(eqn: JaxprEqn, invals: list, outs: list) -> list:
     """``outs`` with how ``max`` / ``min`` / ``clamp`` by exact bounds clipped the one live
     operand (see :class:`Clamp`), composed with how it was clipped before."""
     name = eqn.primitive.name
-    if name not in ("max", "min", "clamp") or len(outs) != 1 or not floating(aval(eqn.outvars[0])):
+    if len(outs) != 1 or not floating(aval(eqn.outvars[0])):
         return outs
     live = [i for i, v in enumerate(invals) if varies(v)]
     if len(live) != 1 or (name == "clamp" and live != [1]):
@@ -440,6 +452,10 @@ def _with_clamp(eqn: JaxprEqn, invals: list, outs: list) -> list:
         return outs
     shape = aval(eqn.outvars[0]).shape
     if np.shape(value.value) != shape:
+        return outs
+    if name in _MONOTONE_MAPS and value.clamp is not None:
+        return [_mapped_clamp(eqn, invals, position, outs[0])]
+    if name not in ("max", "min", "clamp"):
         return outs
     clamp = value.clamp or Clamp(value.value)
     low, high = clamp.low, clamp.high
@@ -454,6 +470,34 @@ def _with_clamp(eqn: JaxprEqn, invals: list, outs: list) -> list:
         low = None if low is None else jnp.minimum(low, c)
         high = c if high is None else jnp.minimum(high, c)
     return [dataclasses.replace(outs[0], clamp=Clamp(clamp.source, low, high))]
+
+
+# Maps by exact constants that are monotone in the live operand (at the position's sign).
+_MONOTONE_MAPS = {"add": (1, 1), "sub": (1, -1), "mul": (0, 0), "div": (0, None), "neg": (-1,)}
+
+
+def _mapped_clamp(eqn: JaxprEqn, invals: list, position: int, out: Live) -> Live:
+    """A clipped value mapped by constants monotonically (``relu6(x + 3) / 6``, hard_sigmoid):
+    the clip of the mapped source by the mapped bounds, swapped where the map decreases. The
+    two are equal bit for bit, since rounding is monotone too; sign 0: a factor of one sign."""
+    sign = _MONOTONE_MAPS[eqn.primitive.name][position]
+    constants = [unwrap(v) for i, v in enumerate(invals) if i != position]
+    if not is_concrete(constants) or not np.all(np.isfinite(constants)):
+        return dataclasses.replace(out, clamp=None)
+    if sign == 0:
+        factor = np.asarray(constants[0])
+        sign = 1 if np.all(factor > 0) else -1 if np.all(factor < 0) else None
+    if sign is None:
+        return dataclasses.replace(out, clamp=None)
+    clamp = invals[position].clamp
+
+    def mapped(v) -> jax.Array:
+        operands = [v if i == position else unwrap(u) for i, u in enumerate(invals)]
+        return _jaxpr.bind(eqn, operands)[0]
+
+    low, high = (None if b is None else mapped(b) for b in (clamp.low, clamp.high))
+    low, high = (low, high) if sign > 0 else (high, low)
+    return dataclasses.replace(out, clamp=Clamp(mapped(clamp.source), low, high))
 
 
 def _mapped_bounds(name: str, operands: list, position: int, bounds) -> tuple[float, float]:
@@ -494,91 +538,6 @@ def _mapped_bounds(name: str, operands: list, position: int, bounds) -> tuple[fl
             return unbounded
         return (min(products), max(products))
     return unbounded
-
-
-# Exact maps of a float that a mixture over a relaxed integer's candidates is pushed through
-# (``up[mode] * 2``, ``table[i].astype(int)`` after a squeeze), so that a later comparison or
-# integer conversion still acts candidate by candidate.
-_MIXTURE_MAPS = frozenset(
-    {
-        "add",
-        "sub",
-        "mul",
-        "div",
-        "neg",
-        "abs",
-        "max",
-        "min",
-        "pow",
-        "integer_pow",
-        "square",
-        "sqrt",
-        "exp",
-        "log",
-        "clamp",
-        "convert_element_type",
-        "copy",
-        "copy_p",
-    }
-)
-
-
-def _with_mixture(eqn: JaxprEqn, invals: list, outs: list) -> list:
-    """``outs`` with the mixture of the one operand that has one pushed through ``eqn``, when
-    every other operand is exact (a constant, not a value that depends on the inputs)."""
-    name = eqn.primitive.name
-    if len(outs) != 1 or not floating(aval(eqn.outvars[0])):
-        return outs
-    mixed = [i for i, v in enumerate(invals) if isinstance(v, Live) and v.mixture is not None]
-    if name == "concatenate" and len(mixed) == len(invals) > 1:
-        return _concatenated_mixtures(eqn, invals, outs)
-    if len(mixed) != 1 or any(varies(v) for i, v in enumerate(invals) if i != mixed[0]):
-        return outs
-    mixture = invals[mixed[0]].mixture
-    assert mixture is not None
-    same_shape = aval(eqn.outvars[0]).shape == np.shape(invals[mixed[0]].value)
-    scalar_index = np.ndim(mixture.probs) == 1
-    # Distributions of their own for each element move with the elements.
-    per_element = np.shape(mixture.probs) == np.shape(mixture.values)
-    # (A gather at exact indices, jnp.take or x[[1, 0]], only moves elements too.)
-    view = (name in _views.MOVES or name == "gather") and (scalar_index or per_element)
-    if not (name in _MIXTURE_MAPS and (same_shape or scalar_index)) and not view:
-        return outs
-    batched = [i == mixed[0] for i in range(len(invals))]
-
-    def each_candidate(operand):
-        args = [operand if i == mixed[0] else unwrap(v) for i, v in enumerate(invals)]
-        return at_trace_time(lambda *a: candidatewise(eqn, a, batched), *args)[0]
-
-    changes = {"values": each_candidate(mixture.values)}
-    if view and per_element and not scalar_index:
-        changes["probs"] = each_candidate(mixture.probs)
-    if mixture.origin is not None:
-        keeps = view or name in ("convert_element_type", "copy", "copy_p")
-        origin = mixture.origin
-        changes["origin"] = (
-            dataclasses.replace(origin, index=each_candidate(origin.index)) if keeps else None
-        )
-    return [dataclasses.replace(outs[0], mixture=dataclasses.replace(mixture, **changes))]
-
-
-def _concatenated_mixtures(eqn: JaxprEqn, invals: list, outs: list) -> list:
-    """Pieces of floats that each keep their values per candidate of their own elements'
-    distributions (the two slices ``jnp.roll`` joins after a relaxed ``floor``), concatenated
-    alike."""
-    mixtures = [v.mixture for v in invals]
-    if (
-        any(m.factors is not None or np.shape(m.probs) != np.shape(m.values) for m in mixtures)
-        or len({np.shape(m.values)[-1] for m in mixtures}) != 1
-    ):
-        return outs
-
-    def joined(parts):
-        return at_trace_time(lambda *a: candidatewise(eqn, a, [True] * len(a)), *parts)[0]
-
-    values, probs = joined([m.values for m in mixtures]), joined([m.probs for m in mixtures])
-    mixture = Mixture(values, probs, None, any(m.live for m in mixtures))
-    return [dataclasses.replace(outs[0], mixture=mixture)]
 
 
 def output(value) -> jax.Array:

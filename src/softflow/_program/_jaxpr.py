@@ -18,6 +18,7 @@ the JAX version and the range softflow is tested on, never a ``KeyError`` from i
 
 import contextlib
 import functools
+import itertools
 import os
 import pathlib
 from collections.abc import Iterable, Sequence
@@ -420,6 +421,29 @@ def user_frames(eqn: JaxprEqn) -> Iterable:
     return _source_info.user_frames(eqn.source_info.traceback)
 
 
+def signature(eqn: JaxprEqn) -> tuple[str, str]:
+    """What an equation does, apart from its operands: its primitive and parameters."""
+    return eqn.primitive.name, repr(sorted((k, repr(v)) for k, v in eqn.params.items()))
+
+
+def called_function(eqn: JaxprEqn) -> str | None:
+    """The public jax.numpy / jax.nn function the user's code called to make ``eqn`` (the frame
+    just inside the user's, ``jnp.extract`` for the ``sort`` of its ``argsort``), if any."""
+    traceback = eqn.source_info.traceback
+    if traceback is None:
+        return None
+    frames = list(traceback.frames)
+    # (Converted Python syntax calls it through softflow's frames.)
+    for inner, outer in itertools.pairwise(frames):
+        if _in_library(inner.file_name, _JAX) and not _in_library(outer.file_name, _JAX):
+            name = inner.function_name
+            for prefix, module in (("jnp", jax.numpy), ("jax.nn", jax.nn)):
+                if getattr(module, name, None) is not None:
+                    return f"{prefix}.{name}"
+            return None
+    return None
+
+
 def in_name_scope(eqn: JaxprEqn, scope: str) -> bool:
     """Whether ``eqn`` was traced inside ``jax.named_scope(scope)``."""
     return scope in str(eqn.source_info.name_stack)
@@ -436,9 +460,12 @@ _LIBRARIES = tuple(
 )
 
 
+_JAX = (str(pathlib.Path(jax.__file__).parent.resolve()) + os.sep,)
+
+
 @functools.cache
-def _in_library(file_name: str) -> bool:
-    return str(pathlib.Path(file_name).resolve()).startswith(_LIBRARIES)
+def _in_library(file_name: str, libraries: tuple[str, ...] = _LIBRARIES) -> bool:
+    return str(pathlib.Path(file_name).resolve()).startswith(libraries)
 
 
 def library_custom_function(eqn: JaxprEqn) -> bool:

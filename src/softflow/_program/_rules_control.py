@@ -1,6 +1,7 @@
 """Rules for control flow: ``cond`` / ``switch``, ``while_loop``, ``scan`` (calls of inner
 jaxprs are in ``_rules_calls``)."""
 
+import dataclasses
 import functools
 
 import equinox as eqx
@@ -34,7 +35,7 @@ from ._errors import RelaxError
 from ._generic import hard_of
 from ._interpreter import Interpreter, rule
 from ._markers import EXITS_NAME
-from ._rules_select import blend_with_infinities, chosen_per_outcome
+from ._rules_select import blend_with_infinities, chosen_per_outcome, select_clamp
 from ._saturation import saturated_kinds
 from ._values import (
     Categorical,
@@ -137,9 +138,13 @@ def _cond_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
             taken = _taken_branch(categorical, weights, n) if self.options.debug else None
             blended = self.checked_blend(eqn, blended, branch_values, taken)
             if isinstance(index, Categorical):  # (the branches of each outcome: an elif ladder)
-                outs.append(chosen_per_outcome(index, values, out_aval.shape, blended))
+                out = chosen_per_outcome(index, values, out_aval.shape, blended)
             else:
-                outs.append(Live(blended))
+                out = Live(blended)
+            if n == 2 and "_compared" in index.__dict__:  # (if u > c: u = c, a clip)
+                atoms = [b.jaxpr.outvars[position] for b in branches]
+                out = dataclasses.replace(out, clamp=select_clamp(self, index, values, atoms))
+            outs.append(out)
         elif out_aval.dtype == jnp.bool_ and any(is_soft(v) for v in values):
             probs = [mean(v).astype(weights[0].dtype) for v in values]
             outs.append(SoftBool(select_by_weights(weights, probs), None))

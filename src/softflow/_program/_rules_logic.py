@@ -40,6 +40,14 @@ def _compare_rule(soft_fn):
         if floating(aval(eqn.invars[0])) and not any(varies(v) for v in invals):
             return self.default(eqn, invals)  # (piecewise constant: exact)
         if floating(aval(eqn.invars[0])):
+            same = _views.same_elements(a, b)
+            if same is not None and same.all():
+                # Every element meets itself (x != x, x < x): the comparison does not change
+                # when the element does, so it is exact; for each outcome of a mixture whose
+                # outcomes are not the elements themselves (jnp.isnan of x masked with NaN).
+                if a is b and a.mixture is not None and a.mixture.origin is None:
+                    return [_itself_per_candidate(eqn, invals)]
+                return [Live(_jaxpr.bind(eqn, [unwrap(a), unwrap(b)])[0])]
             if all(
                 isinstance(v, Live) and v.mixture is not None and not v.mixture.live for v in invals
             ):
@@ -51,11 +59,6 @@ def _compare_rule(soft_fn):
             if mixed is not None:
                 return _compare_per_candidate(self, eqn, invals, soft_fn, mixed)
             x, y = unwrap(a), unwrap(b)
-            same = _views.same_elements(a, b)
-            if same is not None and same.all():
-                # Every element meets itself (x != x, x < x): the comparison does not change
-                # when the element does, so it is exact.
-                return [Live(_jaxpr.bind(eqn, [x, y])[0])]
             clipped = _clipped_side(eqn, invals)
             if clipped is not None:
                 return [_compare_clipped(self, eqn, invals, soft_fn, clipped)]
@@ -72,7 +75,10 @@ def _compare_rule(soft_fn):
                 self.record(eqn, f"sf.{soft_fn.__name__}, exact where an element meets itself")
             else:
                 self.record(eqn, f"sf.{soft_fn.__name__}")
-            return [SoftBool(p, hard_thunk(eqn, invals)(0))]
+            truth = SoftBool(p, hard_thunk(eqn, invals)(0))
+            # What it compares, for a select of one of the two by it (a clip: see _select_clamp).
+            object.__setattr__(truth, "_compared", (eqn.primitive.name, a, b, eqn.invars))
+            return [truth]
         if _truth_values(eqn, invals) and eqn.primitive.name in ("eq", "ne"):
             return _truth_value_equality(self, eqn, invals)
         if any(isinstance(v, Expected) for v in invals):
@@ -191,6 +197,14 @@ def _compare_joined(self: Interpreter, eqn: JaxprEqn, invals: list, soft_fn) -> 
     return [SoftBool(expectation(probs, p), hard_thunk(eqn, invals)(0), given)]
 
 
+def _itself_per_candidate(eqn: JaxprEqn, invals: list) -> SoftBool:
+    """A value with a mixture compared with itself: exact for each outcome."""
+    mixture = invals[0].mixture
+    p = _jaxpr.bind(eqn, [mixture.values, mixture.values])[0].astype(mixture.probs.dtype)
+    given = Mixture(p, mixture.probs, mixture.factors, True)
+    return SoftBool(expectation(mixture.probs, p), hard_thunk(eqn, invals)(0), given)
+
+
 def _compare_per_candidate(self: Interpreter, eqn: JaxprEqn, invals: list, soft_fn, at: int):
     """A comparison with a float known for each candidate of a relaxed integer (``x > t[i]``):
     exact per candidate where both sides are exact, else the soft comparison per candidate; the
@@ -207,11 +221,12 @@ def _compare_per_candidate(self: Interpreter, eqn: JaxprEqn, invals: list, soft_
     self.record(eqn, f"sf.{soft_fn.__name__} for each candidate of a relaxed integer")
     source = _views.origin(other) if isinstance(other, Live) else None
     if mixture.origin is not None and source is not None and source.token is mixture.origin.token:
-        # A candidate that is the compared element itself: exact (x < x is False).
+        # A candidate that is the compared element itself, its value unchanged (the order
+        # statistic that jnp.quantile blends with weights 1 and 0): exact (x < x is False).
         same = np.expand_dims(source.index, -1) == mixture.origin.index
         if same.any():
             hard = _jaxpr.bind(eqn, list(jnp.broadcast_arrays(x, y)))[0]
-            p = jnp.where(same, hard.astype(p.dtype), p)
+            p = jnp.where(same & (x == y), hard.astype(p.dtype), p)
     given = Mixture(p, mixture.probs, mixture.factors, True)
     return [SoftBool(expectation(mixture.probs, p), hard_thunk(eqn, invals)(0), given)]
 
@@ -328,7 +343,10 @@ def _convert_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
             return [Live(p, mixture=mixture, integral=True)]
         if target == jnp.bool_:
             return [value]
-        return self.per_candidate(eqn, invals)
+        outs = self.per_candidate(eqn, invals)
+        if "_compared" in value.__dict__:  # (the index of a lax.cond: see select_clamp)
+            object.__setattr__(outs[0], "_compared", value.__dict__["_compared"])
+        return outs
     source = aval(eqn.invars[0]).dtype
     if isinstance(value, Categorical) and source == jnp.bool_ and not is_concrete(value.cands):
         # A truth value whose joint outcomes are not known at trace time (a comparison of two

@@ -9,12 +9,13 @@ from jax.extend.core import JaxprEqn, Literal as JaxprLiteral
 
 from .._branch import soft_where
 from .._checks import is_concrete
-from . import _jaxpr
+from . import _jaxpr, _views
 from ._generic import hard_thunk
 from ._interpreter import Interpreter, rule
 from ._intervals import half_interval
 from ._values import (
     Categorical,
+    Clamp,
     Expected,
     Live,
     Mixture,
@@ -31,6 +32,7 @@ from ._values import (
     mean,
     merge,
     unwrap,
+    varies,
 )
 
 
@@ -73,6 +75,12 @@ def sentinel(self: Interpreter, atom) -> float | None:
     return np.nan if np.any(np.isnan(known)) else None
 
 
+def _all_nan(self: Interpreter, atom) -> bool:
+    """Whether ``atom`` is a constant that is NaN everywhere (a mask's fill)."""
+    known = _constant_value(self, atom)
+    return known is not None and known.size > 0 and bool(np.isnan(known).all())
+
+
 def _safe_log(q: jax.Array) -> jax.Array:
     """``log q``, -inf at 0 with a zero (not NaN) derivative there."""
     positive = q > 0
@@ -102,6 +110,103 @@ def _select_sentinel(self: Interpreter, eqn: JaxprEqn, p, cases, sentinels) -> j
     return present_or_sentinel(jnp.asarray(unwrap(other)), q, mark, self.options.softness)
 
 
+_FLIPPED = {"gt": "lt", "ge": "le", "lt": "gt", "le": "ge"}
+
+
+def select_clamp(self: Interpreter, pred, cases: list, atoms: list) -> Clamp | None:
+    """``jnp.where(u > c, c, u)`` (Python's ``if u > c: u = c``) is ``min(u, c)``, and
+    ``jnp.where(u < c, c, u)`` is ``max(u, c)``: a clip of ``u`` by the exact bound ``c`` (see
+    :class:`Clamp`), so that comparing the result with ``c`` is exact where it saturates, as
+    it is for ``jnp.minimum(u, c)``; also of a value clipped before (``jax.nn.hard_tanh``).
+    ``pred``: the truth value (or its integer) choosing between ``cases`` (False first), made
+    by the comparison it remembers; ``atoms``: the cases' variables."""
+    compared = pred.__dict__.get("_compared")
+    if compared is None:
+        return None
+    name, u, c, (u_atom, c_atom) = compared
+    if varies(c):
+        name, u, c, c_atom = _FLIPPED[name], c, u, u_atom
+    bound = _known(self, c, c_atom)
+    if not isinstance(u, Live) or bound is None:
+        return None
+    above = name in ("gt", "ge")  # (true above c)
+    lowers = (1, 0) if above else (0, 1)  # (positions of: the bound, what is clipped)
+    for (at_bound, clipped), is_min in ((lowers, True), (lowers[::-1], False)):
+        known = _known(self, cases[at_bound], atoms[at_bound])
+        if known is None or not np.all(np.equal(known, bound)):
+            continue
+        inner = cases[clipped]
+        same = _views.same_elements(inner, u)  # (u itself, or a copy: a weak type made strong)
+        if not isinstance(inner, Live):
+            return None
+        if same is not None and same.all() and np.shape(inner.value) == np.shape(u.value):
+            low, high = (inner.clamp.low, inner.clamp.high) if inner.clamp else (None, None)
+        elif inner.clamp and inner.clamp.source is u.value:
+            # (hard_tanh: where(x > 1, 1, where(x < -1, -1, x)): x > 1 is y > 1 for the inner
+            # y = max(x, -1), as 1 >= -1.)
+            low, high = inner.clamp.low, inner.clamp.high
+            if not _within(bound, low, high):
+                return None
+        else:
+            return None
+        if is_min:
+            low = None if low is None else jnp.minimum(low, bound)
+            high = bound if high is None else jnp.minimum(high, bound)
+        else:
+            low = bound if low is None else jnp.maximum(low, bound)
+            high = None if high is None else jnp.maximum(high, bound)
+        return Clamp(inner.value if inner.clamp is None else inner.clamp.source, low, high)
+    return None
+
+
+def _known(self: Interpreter, value, atom) -> np.ndarray | None:
+    """The value of an operand when it is a constant known at trace time."""
+    if varies(value):
+        return None
+    if is_concrete(unwrap(value)):
+        return np.asarray(unwrap(value))
+    return _constant_value(self, atom)
+
+
+def _within(bound, low, high) -> bool:
+    """Whether the exact ``bound`` lies within the exact bounds ``low`` and ``high``."""
+    return all(
+        b is None or (is_concrete(b) and bool(np.all(compare(bound, np.asarray(b)))))
+        for b, compare in ((low, np.greater_equal), (high, np.less_equal))
+    )
+
+
+def _masked_with_nan(self: Interpreter, eqn: JaxprEqn, pred: SoftBool, cases, hard) -> Live:
+    """``jnp.where(c, x, jnp.nan)`` with a relaxed ``c``: ``x`` or NaN (absent), with their
+    probabilities, as a mixture of the two, so that a NaN-aware use (``jnp.nansum``,
+    ``jnp.isnan``, ``jnp.nanmax``) acts on each outcome: ``jnp.nansum`` is the sum of ``x``
+    weighted by its probability. The value itself is the exact program's (a NaN is no number
+    to blend), which what reads it as a number gets."""
+    out = aval(eqn.outvars[0])
+    values = [jnp.broadcast_to(jnp.asarray(unwrap(c), out.dtype), out.shape) for c in cases]
+    outcome = bernoulli(pred)
+    self.record(eqn, "x or NaN, each with its probability (a mixture)")
+    mixture = Mixture(jnp.stack(values, axis=-1), outcome.probs, outcome.factors, True)
+    return Live(hard(), mixture=mixture)
+
+
+def _expectation_with_sentinels(probs, each, softness) -> jax.Array:
+    """The expectation over the outcomes, where some outcomes are an infinite sentinel (an
+    element masked with NaN, then given ``-inf`` by ``jnp.nanmax``): the element is present with
+    the probability ``q`` of the finite outcomes, relaxed as :func:`_select_sentinel` relaxes
+    it, the expectation of the finite outcomes ``- sign * softness * log q``."""
+    probs = probs.astype(each.dtype)
+    infinite = jnp.isinf(each) & (probs > 0)
+    q = jnp.sum(jnp.where(infinite, 0, probs), axis=-1)
+    kept = jnp.where(infinite, 0, each)
+    finite = jnp.sum(jnp.where(infinite, 0, probs) * kept, axis=-1) / jnp.where(q > 0, q, 1)
+    above = jnp.any(infinite & (each > 0), axis=-1)
+    below = jnp.any(infinite & (each < 0), axis=-1)
+    sign = jnp.where(above & below, jnp.nan, jnp.where(above, 1, -1)).astype(each.dtype)
+    present = finite - sign * jnp.asarray(softness, each.dtype) * _safe_log(q)
+    return jnp.where(jnp.any(infinite, axis=-1), present, expectation(probs, kept))
+
+
 def blend_with_infinities(p, x1, x0, softness) -> jax.Array:
     """``soft_where(p, x1, x0)``, where an element of one case that is inf or -inf at run time
     (a table of distances that starts at inf, written at a relaxed index) is a sentinel, as a
@@ -113,6 +218,10 @@ def blend_with_infinities(p, x1, x0, softness) -> jax.Array:
         return soft_where(p, x1, x0)
     x1, x0 = jnp.asarray(x1, dtype), jnp.asarray(x0, dtype)
     p = jnp.asarray(p).astype(dtype)
+    # A NaN case of probability 0 (a value masked with NaN, at an outcome that keeps it) is not
+    # taken: out of the blend (0 * NaN) and of its gradient.
+    nan1, nan0 = jnp.isnan(x1) & (p == 0), jnp.isnan(x0) & (p == 1)
+    x1, x0 = jnp.where(nan1, 0, x1), jnp.where(nan0, 0, x0)
     inf1, inf0 = jnp.isinf(x1), jnp.isinf(x0)
     # The blend of the finite elements, with the infinite ones out of its values and gradient.
     blended = soft_where(p, jnp.where(inf1, 0, x1), jnp.where(inf0, 0, x0))
@@ -121,7 +230,8 @@ def blend_with_infinities(p, x1, x0, softness) -> jax.Array:
     only1 = jnp.where(inf1, 0, x1) - jnp.sign(x0) * tau * _safe_log(p)  # x0 infinite
     # Two infinities: the one taken where the condition is exact or they are equal, else NaN.
     both = jnp.where((p == 1) | (x1 == x0), x1, jnp.where(p == 0, x0, jnp.nan))
-    return jnp.where(inf1, jnp.where(inf0, both, only0), jnp.where(inf0, only1, blended))
+    out = jnp.where(inf1, jnp.where(inf0, both, only0), jnp.where(inf0, only1, blended))
+    return jnp.where(nan1, x0, jnp.where(nan0, x1, out))
 
 
 def present_or_sentinel(x, q, sentinel: float, softness) -> jax.Array:
@@ -251,7 +361,7 @@ def _select_given(self: Interpreter, eqn: JaxprEqn, pred: SoftBool, cases: list,
     if floating(out):
         self.record(eqn, "sf.soft_where per outcome of the relaxed integer its condition reads at")
         each = blend_with_infinities(q, x1, x0, self.options.softness)
-        return Live(expectation(probs, each))
+        return Live(_expectation_with_sentinels(probs, each, self.options.softness))
     if out.dtype == jnp.bool_:
         return None
     self.record(eqn, "the case of each outcome of the relaxed integer its condition reads at")
@@ -283,6 +393,9 @@ def _select_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
         if floating(out_aval):
             sentinels = [sentinel(self, atom) for atom in eqn.invars[1:]]
             two_finite = all(s is not None and np.isfinite(s) for s in sentinels)
+            masked = [_all_nan(self, atom) for atom in eqn.invars[1:]]
+            if sum(masked) == 1 and not isinstance(cases[masked.index(False)], SoftBool):
+                return [_masked_with_nan(self, eqn, pred, cases, hard)]
             if any(s is not None for s in sentinels) and not two_finite:
                 return [Live(_select_sentinel(self, eqn, p, cases, sentinels))]
             self.record(eqn, "sf.soft_where")
@@ -299,7 +412,9 @@ def _select_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
                 shape = out_aval.shape
                 stacked = jnp.stack([jnp.broadcast_to(v, shape) for v in values], axis=-1)
                 mixture = Mixture(stacked, outcome.probs, outcome.factors, False)
-            return [Live(self.checked_blend(eqn, blended, values, taken), mixture=mixture)]
+            value = self.checked_blend(eqn, blended, values, taken)
+            clamp = select_clamp(self, pred, cases, eqn.invars[1:])
+            return [Live(value, mixture=mixture, clamp=clamp)]
         if out_aval.dtype == jnp.bool_:
             q0, q1 = (mean(c).astype(p.dtype) for c in cases)
             self.record(eqn, "sf.soft_where on probabilities")
@@ -372,4 +487,5 @@ def _select_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
         if out_aval.dtype == jnp.bool_:
             return [SoftBool(value, hard)]
         return [Expected(value, hard)]
-    return [Live(out) for out in _jaxpr.bind(eqn, [unwrap(v) for v in invals])]
+    # (As exact maps are: what relax knows of the cases' elements goes on.)
+    return self.default(eqn, invals)

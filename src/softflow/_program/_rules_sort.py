@@ -126,7 +126,8 @@ def _sort_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     if len(invals) == 1:
         self.record(eqn, f"sf.sort (method={SORT_METHOD!r})")
         values = cast(jax.Array, _sort.sort(ordered, axis, method=SORT_METHOD, **options))
-        return [Live(jnp.where(at_nan, jnp.array(jnp.nan, x.dtype), values))]
+        values = jnp.where(at_nan, jnp.array(jnp.nan, x.dtype), values)
+        return [Live(values, mixture=_places(self, invals[0], ordered, axis))]
     self.record(
         eqn, f"sf.sort with its permutation (method={PERMUTATION_METHOD!r}; others follow it)"
     )
@@ -135,6 +136,38 @@ def _sort_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     )
     values = jnp.where(at_nan, jnp.array(jnp.nan, x.dtype), values)
     return [Live(values), *_follow(self, eqn, permutation, axis, invals[1:], eqn.invars[1:])]
+
+
+# The most elements of the distributions over the elements at each place of a sorted array
+# (n per element): made where a comparison might use them, dropped by XLA where none does.
+_MOST_PLACES = 1 << 22
+
+
+def _places(self: Interpreter, value: Live, ordered, axis: int) -> Mixture | None:
+    """What element each place of ``jnp.sort(value)`` holds, as a mixture over the elements with
+    SoftSort's probabilities, remembering which element each candidate is: ``x >= jnp.sort(x)[-k]``
+    or ``x > jnp.median(x)`` is then exact for the element that is the order statistic."""
+    n = ordered.shape[axis]
+    if ordered.size * n > _MOST_PLACES:
+        return None
+    # SoftSort is not defined where infinities meet (inf - inf): such rows take the exact
+    # permutation, and SoftSort runs on finite stand-ins there (no NaN in its gradient).
+    infinite = jnp.any(jnp.isinf(ordered), axis=axis, keepdims=True)
+    finite = jnp.where(infinite, jnp.zeros((), ordered.dtype), ordered)
+    _, permutation = _sort.sort(
+        finite, axis, return_permutation=True, method=PERMUTATION_METHOD, **self.compare_options()
+    )
+    order = jnp.moveaxis(jnp.argsort(ordered, axis=axis, stable=True), axis, -1)
+    exact = jax.nn.one_hot(order, n, dtype=permutation.dtype)
+    infinite = jnp.expand_dims(jnp.moveaxis(infinite, axis, -1), -1)
+    probs = jnp.moveaxis(jnp.where(infinite, exact, permutation), -2, axis)
+    elements = jnp.expand_dims(jnp.moveaxis(unwrap(value), axis, -1), axis)
+    source = _views.origin(value)
+    origin = None
+    if source is not None:
+        index_of = np.expand_dims(np.moveaxis(source.index, axis, -1), axis)
+        origin = Origin(source.token, np.broadcast_to(index_of, probs.shape))
+    return Mixture(jnp.broadcast_to(elements, probs.shape), probs, None, True, origin)
 
 
 @rule("top_k")

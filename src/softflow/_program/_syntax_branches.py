@@ -24,6 +24,7 @@ from ._syntax_state import (
     Loop,
     Merge,
     SideEffects,
+    _reachable,
     abstract_state,
     caller_line,
     condition_of,
@@ -61,6 +62,10 @@ def _traced_if(pred, body, orelse, get_state, set_state, symbol_names, where) ->
     )
     if exits and _soft_exit(pred, body, orelse, get_state, set_state, symbol_names, init, where):
         return
+    slots = _written_slots((body, orelse), set_state, init)
+    if slots:  # (elements of Python lists written in place: part of the state too)
+        get_state, set_state, symbol_names = _with_slots(slots, get_state, set_state, symbol_names)
+        init = tuple(get_state())
     with InBranch():
         sides = [
             abstract_state(functools.partial(run_block, b, set_state, get_state, init))
@@ -77,6 +82,54 @@ def _traced_if(pred, body, orelse, get_state, set_state, symbol_names, where) ->
 
     outs = jax.lax.cond(pred, branch(body), branch(orelse))
     set_state(merge.from_arrays(outs))
+
+
+def _written_slots(blocks, set_state, init) -> list[tuple[list, int, str]]:
+    """The elements of Python lists that the blocks write in place where the converter does not
+    track them as variables (``a[j + 1] = t``, or the swap ``a[j], a[j + 1] = a[j + 1], a[j]``,
+    of which it tracks ``a[j]`` only): (list, position, name), found by running the blocks
+    abstractly and undone. Unseen, the write of the last side traced would stand for both."""
+    names: dict = {}
+    saved: dict = {}
+    for block in blocks:
+        _reachable(block, names, saved, depth=0)
+    lists = [(c, copy, names[key]) for key, (c, _, copy) in saved.items() if type(c) is list]
+    if not lists:
+        return []
+    found: dict[tuple[int, int], tuple[list, int, str]] = {}
+
+    def run(block):
+        run_block(block, set_state, lambda: (), init)
+        for container, before, name in lists:
+            for k, (now, was) in enumerate(zip(container, before, strict=False)):
+                if now is not was:
+                    found.setdefault((id(container), k), (container, k, f"{name}[{k}]"))
+        return 0
+
+    with InBranch():
+        for block in blocks:
+            try:
+                jax.eval_shape(functools.partial(run, block))
+            finally:
+                for container, before, _ in lists:
+                    container[:] = before
+    return list(found.values())
+
+
+def _with_slots(slots, get_state, set_state, symbol_names):
+    """The state of an ``if`` with list elements written in place (see :func:`_written_slots`)
+    added to it."""
+    n = len(symbol_names)
+
+    def get_all():
+        return (*get_state(), *(container[k] for container, k, _ in slots))
+
+    def set_all(state):
+        set_state(tuple(state[:n]))
+        for (container, k, _), value in zip(slots, state[n:], strict=True):
+            container[k] = value
+
+    return get_all, set_all, (*symbol_names, *(name for _, _, name in slots))
 
 
 def _soft_exit(pred, body, orelse, get_state, set_state, symbol_names, init, where) -> bool:

@@ -9,7 +9,7 @@ exit at which the loop stops.
 """
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -81,8 +81,7 @@ def _traced_while(test, body, get_state, set_state, symbol_names, where, else_fl
             final = run_block(body, set_state, get_state, state)
         return running_world(final), [(c, running_world(s)) for c, s in loop.exits]
 
-    sides = _sides(functools.partial(body_state, init), len(symbol_names))
-    merge = Merge(symbol_names, [init, *sides], where, "while loop")
+    sides, merge = _sides(body_state, init, symbol_names, where, "while loop")
 
     def condition():
         return condition_of(test(), "while loop")
@@ -140,15 +139,38 @@ def _running_world(symbol_names) -> Callable[[tuple], tuple]:
     return lambda state: tuple(False if f else v for v, f in zip(state, flags, strict=True))
 
 
-def _sides(body_state: Callable[[], tuple[tuple, list]], n: int) -> list[tuple]:
-    """The abstract states at the end of a loop body and at each of its exits."""
+def _sides(
+    body_state: Callable[[tuple], tuple[tuple, list]],
+    init: tuple,
+    symbol_names: Sequence[str],
+    where: str,
+    what: str,
+) -> tuple[list[tuple], "Merge"]:
+    """The abstract states at the end of a loop body and at each of its exits, and how the loop
+    carries its state (a :class:`Merge` of them all)."""
+    n = len(symbol_names)
 
-    def all_states():
-        final, exits = body_state()
+    def all_states(state):
+        final, exits = body_state(state)
         return tuple(v for state in (final, *(s for _, s in exits)) for v in state)
 
-    after = abstract_state(all_states)
-    return [after[i : i + n] for i in range(0, len(after), n)]
+    def of(state, *args):
+        after = abstract_state(lambda *a: all_states(state(*a)), *args)
+        sides = [after[i : i + n] for i in range(0, len(after), n)]
+        return sides, Merge(symbol_names, [init, *sides], where, what)
+
+    _, merge = of(lambda: init)
+    # Again with the state as the loop carries it: a number the body changes is an array there,
+    # while the pass above saw the Python number it starts as (a counter `steps = 0`, whose
+    # `if steps >= 3: break` was static there, so that the break was lost).
+    arrays = [a for a in merge.to_arrays(init) if a is not None]
+    layout = [a is not None for a in merge.to_arrays(init)]
+
+    def carried(*values):
+        it = iter(values)
+        return merge.from_arrays([next(it) if present else None for present in layout])
+
+    return of(carried, *arrays)
 
 
 def _body_exits(merge: "Merge", final: tuple, exits: list, counters: tuple = ()) -> tuple:
@@ -264,8 +286,9 @@ def _traced_fori_loop(
         return running_world(final), [(c, running_world(s)) for c, s in loop.exits]
 
     index = jnp.asarray(iter_.start)
-    sides = _sides(functools.partial(body_state, index, init), len(symbol_names))
-    merge = Merge(symbol_names, [init, *sides], where, "for loop")
+    sides, merge = _sides(
+        functools.partial(body_state, index), init, symbol_names, where, "for loop"
+    )
     if len(sides) == 1 and extra_test is None:
 
         def body_fn(i, arrays):

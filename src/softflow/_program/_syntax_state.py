@@ -94,55 +94,84 @@ class Merge:
     """How the states of two branches (or a loop's state before and after its body) are joined.
 
     Each symbol is either static (the same Python value on both sides, kept as it is) or an array
-    of a common dtype, which goes through the JAX control-flow primitive.
+    of a common dtype, which goes through the JAX control-flow primitive; a tuple of the
+    same structure on every side (``return label, score``) is joined element by element. The
+    arrays are a flat list, one entry per element of such a symbol.
     """
 
     def __init__(self, names: Sequence[str], sides: Sequence[tuple], where: str, what: str):
         self.static: list[Any] = []
         self.dtypes: list[Any] = []
+        self.trees: list[Any] = []
         for i, name in enumerate(names):
             values = [side[i] for side in sides]
-            undefined = [is_undefined(v) for v in values]
-            if all(undefined):
-                self.static.append(values[0])
-                self.dtypes.append(None)
+            tree = _common_tree(values)
+            self.trees.append(tree)
+            if tree is None:
+                self._join(name, values, where, what)
                 continue
-            if any(undefined):
-                shown = "the return value" if name == "retval_" else f"variable {name!r}"
-                raise ConversionError(
-                    f"sf.relax: {shown} is defined on only one side of the {what} at {where}; "
-                    "with a traced condition both sides run and are blended, so it must be "
-                    f"defined on both (assign it before the {what} or in every branch)."
-                )
-            same = all(is_static(v) for v in values) and all(
-                same_value(values[0], v) for v in values
+            leaves = [tree.flatten_up_to(v) for v in values]
+            for k in range(tree.num_leaves):
+                self._join(f"{name}[{k}]", [side[k] for side in leaves], where, what)
+
+    def _join(self, name: str, values: list, where: str, what: str) -> None:
+        undefined = [is_undefined(v) for v in values]
+        if all(undefined):
+            self.static.append(values[0])
+            self.dtypes.append(None)
+            return
+        if any(undefined) and not name.startswith("retval_"):
+            raise ConversionError(
+                f"sf.relax: variable {name!r} is defined on only one side of the {what} at "
+                f"{where}; with a traced condition both sides run and are blended, so it must be "
+                f"defined on both (assign it before the {what} or in every branch)."
             )
-            if name == "do_return" and not same:
-                raise ConversionError(
-                    f"sf.relax: the {what} at {where} (on a traced condition, inside another if "
-                    "on a traced condition) returns on some of its paths only: the code after it "
-                    "would run in a world conditioned on not having returned, which is not a "
-                    "blend. Move the code that follows into an else, so that every path of the "
-                    "statement returns or none does, or combine the conditions with `and`."
-                )
-            if same:
-                self.static.append(values[0])
-                self.dtypes.append(None)
-                continue
-            self.static.append(None)
-            self.dtypes.append(jnp.result_type(*values))
+        same = all(is_static(v) for v in values) and all(same_value(values[0], v) for v in values)
+        # (A return value set on one side only: malt's retval_, retval__1 in a nested function.)
+        if (name == "do_return" and not same) or any(undefined):
+            raise ConversionError(
+                f"sf.relax: the {what} at {where} (on a traced condition, inside another if "
+                "on a traced condition) returns on some of its paths only: the code after it "
+                "would run in a world conditioned on not having returned, which is not a "
+                "blend. Move the code that follows into an else, so that every path of the "
+                "statement returns or none does, or combine the conditions with `and`."
+            )
+        if same:
+            self.static.append(values[0])
+            self.dtypes.append(None)
+            return
+        self.static.append(None)
+        self.dtypes.append(jnp.result_type(*values))
 
     def to_arrays(self, state: tuple) -> list:
+        flat = [
+            v
+            for value, tree in zip(state, self.trees, strict=True)
+            for v in ([value] if tree is None else tree.flatten_up_to(value))
+        ]
         return [
             None if dtype is None else jnp.asarray(v, dtype)
-            for v, dtype in zip(state, self.dtypes, strict=True)
+            for v, dtype in zip(flat, self.dtypes, strict=True)
         ]
 
     def from_arrays(self, arrays: Sequence) -> tuple:
-        return tuple(
+        values = iter(
             s if dtype is None else a
             for s, a, dtype in zip(self.static, arrays, self.dtypes, strict=True)
         )
+        return tuple(
+            next(values) if tree is None else tree.unflatten([next(values) for _ in range(n)])
+            for tree, n in ((t, t and t.num_leaves) for t in self.trees)
+        )
+
+
+def _common_tree(values: list):
+    """The structure of tuples that every value has (a return of several values), or None for a
+    single value. (A Python list is a container the construct must not grow: SideEffects.)"""
+    if not all(type(v) is tuple for v in values):
+        return None
+    trees = {jax.tree_util.tree_structure(v, is_leaf=lambda x: x is None) for v in values}
+    return trees.pop() if len(trees) == 1 else None
 
 
 def same_value(a, b) -> bool:
@@ -152,16 +181,17 @@ def same_value(a, b) -> bool:
         return a is b
 
 
-def abstract_state(block: Callable) -> tuple:
-    """Run ``block`` abstractly: the types of its array results, its static results as they are."""
+def abstract_state(block: Callable, *args) -> tuple:
+    """Run ``block(*args)`` abstractly: the types of its array results, its static results as
+    they are."""
     static: list = []
 
-    def arrays():
-        state = block()
+    def arrays(*args):
+        state = block(*args)
         static.extend(v if is_static(v) or is_undefined(v) else None for v in state)
         return [None if is_static(v) or is_undefined(v) else v for v in state]
 
-    shapes = jax.eval_shape(arrays)
+    shapes = jax.eval_shape(arrays, *args)
     return tuple(s if a is None else a for s, a in zip(static, shapes, strict=True))
 
 

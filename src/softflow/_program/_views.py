@@ -72,9 +72,24 @@ def moved(eqn: JaxprEqn, invals: list, outs: list) -> list[Live]:
             found = Origin(source.token, moved_index(eqn, source.index))
     elif name in ("concatenate", "stack") and len(outs) == 1:
         found = _concatenated(eqn, invals)
+    elif name == "select_n" and _nan_filled(invals):
+        found = origin(next(v for v in invals[1:] if isinstance(v, Live)))
     if found is not None and found.index.shape != np.shape(outs[0]):
         found = None
     return [Live(out, found) for out in outs]
+
+
+def _nan_filled(invals: list) -> bool:
+    """Whether a select at an exact predicate takes each element from one live value or from
+    NaNs (``jnp.where(jnp.isnan(x).any(), jnp.nan, x)``, as ``jnp.quantile`` propagates a NaN):
+    its elements are then that value's, or NaNs, which are equal to nothing."""
+    cases = invals[1:]
+    live = [v for v in cases if isinstance(v, Live)]
+    return len(live) == 1 and all(
+        is_concrete(v) and bool(np.isnan(np.asarray(v)).all())
+        for v in cases
+        if not isinstance(v, Live)
+    )
 
 
 def _concatenated(eqn: JaxprEqn, invals: list) -> Origin | None:
