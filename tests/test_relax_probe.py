@@ -131,6 +131,19 @@ def test_a_value_compared_with_an_order_statistic_of_itself(x64, program):
         assert np.all(np.isfinite(grad[np.isfinite(x)]))
 
 
+def test_an_order_statistic_read_at_an_index_known_only_under_jit():
+    # Under jit the quantile's position is traced: the place it reads is then not known at
+    # trace time, and the comparison with it crashed (a traced truth value in Python's `if`).
+    def below(x):
+        return (x <= jnp.quantile(x, 0.5, method="lower")).astype(x.dtype)
+
+    x = jnp.asarray([0.3, -1.0, 0.8, 1.5, 0.1, 0.7, -0.2])
+    for mode in ("hard", "straight_through"):
+        relaxed = jax.jit(sf.relax(below, softness=TAU, mode=mode))
+        assert relaxed(x).tolist() == below(x).tolist()
+    assert np.all(np.isfinite(jax.jit(sf.relax(below, softness=TAU))(x)))
+
+
 def test_a_mask_above_the_median_has_the_gradient_of_its_mixture(x64):
     # The median is one of the elements, each with SoftSort's probability of being the middle
     # one: the mask is the expectation over which one it is, its own element exact.

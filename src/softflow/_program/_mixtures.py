@@ -78,13 +78,10 @@ def with_mixture(scope: dict, eqn: JaxprEqn, invals: list, outs: list) -> list:
         # A comparison with the element itself is exact where the candidate's value still equals
         # the element (the comparison checks it), so that maps of the same shape keep it.
         origin = mixture.origin
-        changes["origin"] = (
-            dataclasses.replace(origin, index=each_candidate(origin.index))
-            if view
-            else origin
-            if same_shape
-            else None
-        )
+        if view:  # (moved at trace time, or lost where the move is known only at run time)
+            index = each_candidate(origin.index)
+            origin = dataclasses.replace(origin, index=index) if is_concrete(index) else None
+        changes["origin"] = origin if view or same_shape else None
     return [dataclasses.replace(outs[0], mixture=dataclasses.replace(mixture, **changes))]
 
 
