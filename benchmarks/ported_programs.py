@@ -582,6 +582,28 @@ def ray_trace_spheres(centers, radii):
     return jnp.where(jnp.isfinite(t_hit), shade, 0.1).reshape(6, 6)
 
 
+def _march_args(r):
+    return np.array(r.uniform(-0.3, 0.3, 2)), np.array(r.uniform(0.8, 1.2))
+
+
+@program("geometry", _march_args, (0, 1), softness=0.05, python_syntax=True)
+def sphere_march(direction, radius, steps=24):
+    """Sphere tracing as shader tutorials write it: march along a ray by the distance to the
+    nearest surface of a signed distance field (a sphere above a floor) until it is within a
+    tolerance (a Python ``break``), then shade the depth with fog."""
+    ray = jnp.array([direction[0], direction[1], 1.0])
+    ray = ray / jnp.linalg.norm(ray)
+    center = jnp.array([0.0, 0.0, 4.0])
+    t = 0.0
+    for _ in range(steps):
+        point = t * ray
+        distance = jnp.minimum(jnp.linalg.norm(point - center) - radius, point[1] + 1.5)
+        if distance < 1e-3:
+            break
+        t = t + distance
+    return jnp.exp(-0.1 * t)
+
+
 def _ball_args(r):
     return np.array(r.uniform(1.0, 2.0)), np.array(r.uniform(-0.5, 0.5)), np.array(0.8)
 

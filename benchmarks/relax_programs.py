@@ -465,43 +465,53 @@ def measure(settings: harness.Settings, names=None, batch: int | None = None) ->
     return sec
 
 
-def compile_loop_seconds(steps: int) -> float:
-    """Seconds to trace and compile ``jit(grad(relax(pid_python_loop)))`` at ``steps`` steps."""
-    p = PROGRAMS_BY_NAME["pid_python_loop"]
+#: Python-syntax loops whose compile time is measured against their trip count: a controller
+#: with soft branches (a scan) and a sphere tracer with a soft break (a while loop with an exit).
+LOOP_PROGRAMS = ("pid_python_loop", "sphere_march")
+
+
+def compile_loop_seconds(steps: int, name: str = LOOP_PROGRAMS[0]) -> float:
+    """Seconds to trace and compile ``jit(grad(relax(program)))`` at ``steps`` steps."""
+    p = PROGRAMS_BY_NAME[name]
     fn = sf.relax(functools.partial(p.fn, steps=steps), softness=p.softness)
-    gains = arguments(p, jnp.float32)[0]
+    args = arguments(p, jnp.float32)
     tick = time.perf_counter()
-    jax.jit(jax.grad(fn)).lower(gains).compile()
+    jax.jit(jax.grad(fn, argnums=p.diff)).lower(*args).compile()
     return time.perf_counter() - tick
 
 
 def loop_compile(settings: harness.Settings, steps=(10, 30), timeout: float = 300) -> dict:
-    """Compile time of the Python-syntax PID controller's gradient against its trip count, each
-    in a fresh process (so that no cache helps), cut at ``timeout`` seconds."""
+    """Compile time of the Python-syntax loops' gradients against their trip counts, each in a
+    fresh process (so that no cache helps), cut at ``timeout`` seconds."""
     sec = harness.section(
         "sf.relax: compile time of a Python loop against its trip count",
-        "`jax.jit(jax.grad(sf.relax(pid_python_loop)))` of ported_programs.py (a Python `for` "
-        "over the steps with `if / elif / else` saturation), traced and compiled in a fresh "
-        f"process, at each trip count; cut at {timeout:g} s.",
-        ["steps", "compile s", "note"],
+        "`jax.jit(jax.grad(sf.relax(program)))` of ported_programs.py, traced and compiled in a "
+        "fresh process, at each trip count: pid_python_loop (a Python `for` over the steps with "
+        "`if / elif / else` saturation) and sphere_march (a Python `for` with a `break` when the "
+        f"ray is close to a surface); cut at {timeout:g} s.",
+        ["program", "steps", "compile s", "note"],
     )
-    seconds = {}
-    for n in steps[:1] if settings.tiny else steps:
-        command = [sys.executable, __file__, "compile-loop", str(n)]
-        try:
-            done = subprocess.run(
-                command, capture_output=True, text=True, timeout=timeout, check=True
+    for name in LOOP_PROGRAMS[:1] if settings.tiny else LOOP_PROGRAMS:
+        seconds = {}
+        for n in steps[:1] if settings.tiny else steps:
+            command = [sys.executable, __file__, "compile-loop", str(n), "--only", name]
+            try:
+                done = subprocess.run(
+                    command, capture_output=True, text=True, timeout=timeout, check=True
+                )
+                seconds[n] = float(done.stdout.strip().splitlines()[-1])
+                sec["rows"].append([name, n, seconds[n], ""])
+            except subprocess.TimeoutExpired:
+                sec["rows"].append([name, n, None, f"did not finish in {timeout:g} s"])
+        if len(seconds) == len(steps) == 2:
+            short, long = steps
+            harness.goal(sec, f"{name}: compile at {long} steps (s)", seconds[long], 10.0)
+            harness.goal(
+                sec,
+                f"{name}: compile at {long} / at {short} steps",
+                seconds[long] / seconds[short],
+                2.0,
             )
-            seconds[n] = float(done.stdout.strip().splitlines()[-1])
-            sec["rows"].append([n, seconds[n], ""])
-        except subprocess.TimeoutExpired:
-            sec["rows"].append([n, None, f"did not finish in {timeout:g} s"])
-    if len(seconds) == len(steps) == 2:
-        short, long = steps
-        harness.goal(sec, f"compile at {long} steps (s)", seconds[long], 10.0)
-        harness.goal(
-            sec, f"compile at {long} / at {short} steps", seconds[long] / seconds[short], 2.0
-        )
     return sec
 
 
@@ -516,7 +526,7 @@ def main() -> None:
     parser.add_argument("--no-loop", action="store_true", help="skip the loop compile section")
     args = parser.parse_args()
     if args.what == "compile-loop":
-        print(compile_loop_seconds(args.steps))
+        print(compile_loop_seconds(args.steps, *(args.only or [])))
     elif args.what == "table":
         outcomes = []
         for p in PROGRAMS:

@@ -37,14 +37,13 @@ KNOWN_WRONG: dict[str, str] = {}
 #: Programs whose full check compiles for more than ~4 s on jax 0.10.2 (2 CPU cores): traced
 #: only here; the table script checks them fully.
 SLOW = {
-    "interp_curve",
     "bilinear_sample",
     "trilinear_voxels",
-    "map_coordinates_linear",
     "pid_python_loop",
     "cgp_program",
     "odd_even_network",
     "longest_run_above",
+    "sphere_march",
 }
 
 #: Programs whose tracing alone takes ~9 s (the loop analysis makes one abstract pass over the

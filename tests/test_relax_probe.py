@@ -1038,3 +1038,72 @@ def test_a_refusal_inside_a_jax_numpy_function_names_the_function(program, calle
     # The primitive that cannot be relaxed is one the user never wrote (a division, a sort).
     with pytest.raises(sf.RelaxError, match=rf"test_relax_probe.py:\d+.*, inside {called}:"):
         sf.relax(program)(jnp.asarray([0.3, 0.9, 0.7, 0.1]))
+
+
+def test_a_grid_read_at_a_position_chosen_twice_under_x64(x64):
+    # With x64 the position is int64; reading the relaxed position's table entry crashed in
+    # lax.concatenate (int32 slice starts next to int64 ones).
+    def walk(theta, goal):
+        moves = jnp.array([[0, 1], [1, 0]])
+        pos = jnp.array([0, 0])
+        for _ in range(2):
+            cand = jnp.clip(pos[None, :] + moves, 0, 4)
+            pos = cand[jnp.argmax(-jnp.sum((cand - goal) ** 2, axis=1))]
+        return theta[pos[0], pos[1]]
+
+    theta = jnp.arange(25.0).reshape(5, 5) ** 1.5
+    goal = jnp.array([1.2, 0.7])
+    assert float(sf.relax(walk, softness=1e-6)(theta, goal)) == float(walk(theta, goal))
+    relaxed = jax.jit(sf.relax(lambda g: walk(theta, g), softness=0.3))
+    grad = jax.grad(relaxed)(goal)
+    assert np.all(np.isfinite(grad)) and np.any(grad != 0)
+    np.testing.assert_allclose(grad, _central_differences(relaxed, goal), rtol=1e-6, atol=1e-9)
+
+
+def test_a_linear_interpolation_is_kept_exact(x64):
+    # jnp.interp and map_coordinates of order 1 are continuous: relaxing their index blurred
+    # the knots (half a step off at a knot at every softness) and read every candidate.
+    knots = jnp.linspace(0.0, 1.0, 9)
+    x = jnp.concatenate([knots, jnp.asarray([0.33, -0.2, 1.3])])
+    fp = jnp.asarray(np.random.default_rng(1).normal(size=9))
+
+    def curve(x, fp):
+        return jnp.interp(x, knots, fp)
+
+    relaxed = sf.relax(curve, softness=0.5)
+    assert relaxed(x, fp).tolist() == curve(x, fp).tolist()
+    for argnum in (0, 1):
+        grad = jax.grad(lambda *a: relaxed(*a) @ jnp.arange(12.0), argnums=argnum)(x, fp)
+        exact = jax.grad(lambda *a: curve(*a) @ jnp.arange(12.0), argnums=argnum)(x, fp)
+        np.testing.assert_array_equal(grad, exact)
+    assert "kept exact" in str(relaxed.explain(x, fp))
+
+    image = jnp.arange(20.0).reshape(4, 5) ** 1.3
+    at = jnp.asarray([[0.0, 1.0, 2.7, 3.0], [3.0, 1.0, 0.1, 4.0]])  # pixel centres, and not
+
+    def warp(at):
+        return jax.scipy.ndimage.map_coordinates(image, [at[0], at[1]], order=1, mode="nearest")
+
+    assert sf.relax(warp, softness=0.5)(at).tolist() == warp(at).tolist()
+    np.testing.assert_array_equal(
+        jax.jacobian(sf.relax(warp, softness=0.5))(at), jax.jacobian(warp)(at)
+    )
+
+
+def test_an_interpolation_with_a_jump_is_still_relaxed():
+    # left= makes jnp.interp jump at the first knot, and order 0 rounds: both are relaxed.
+    knots = jnp.linspace(0.0, 1.0, 5)
+
+    def with_floor(x):
+        return jnp.interp(x, knots, knots + 1.0, left=0.0)
+
+    x = jnp.asarray([-0.01, 0.3])
+    text = str(sf.relax(with_floor, softness=0.1).explain(x))
+    assert "kept exact" not in text and "searchsorted" in text
+    grad = jax.grad(lambda x: sf.relax(with_floor, softness=0.1)(x).sum())(x)
+    assert grad[0] > 1.0  # the jump at the first knot, relaxed
+
+    def nearest(at):
+        return jax.scipy.ndimage.map_coordinates(jnp.arange(5.0) ** 2, [at], order=0)
+
+    assert "kept exact" not in str(sf.relax(nearest, softness=0.1).explain(x + 1.5))

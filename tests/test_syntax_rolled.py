@@ -80,9 +80,10 @@ def bisection_cube_root(a):
     return 0.5 * (lo + hi)
 
 
-@ported(lambda rng: (rng.uniform(1.0, 9.0),), rolled=False)
+@ported(lambda rng: (rng.uniform(1.0, 9.0),), rolled=True)
 def newton_sqrt_with_break(a):
-    """Newton's iteration for sqrt(a), stopped when the step is small (a break: unrolled)."""
+    """Newton's iteration for sqrt(a), stopped when the step is small (a soft break: a while
+    loop over the steps whose body ends in its exit)."""
     x = a
     for _ in range(8):
         step = 0.5 * (x - a / x)
@@ -90,6 +91,19 @@ def newton_sqrt_with_break(a):
         if abs(step) < 1e-2:
             break
     return x
+
+
+@ported(lambda rng: (rng.uniform(2.0, 4.0), rng.uniform(0.3, 0.7)), rolled=True)
+def sphere_trace(distance, radius):
+    """Sphere tracing along a ray towards a sphere: step by the distance to its surface until
+    close enough (a break), then shade by the distance travelled."""
+    t = 0.0
+    for _ in range(24):
+        d = jnp.sqrt((t - distance) ** 2 + 0.01) - radius
+        if d < 0.05:
+            break
+        t = t + 0.9 * d
+    return t + 0.1 * t * t
 
 
 @ported(lambda rng: (rng.uniform(0.2, 0.4), rng.uniform(0.05, 0.15)), rolled=True)
@@ -156,7 +170,8 @@ def test_ported_program(name, x64):
     unrolled = sf.relax(prog.fn, **options, unroll=True)
     st = sf.relax(prog.fn, **options, mode="straight_through")
     hard = sf.relax(prog.fn, **options, mode="hard")
-    assert ("scan[" in _jaxpr_text(prog.fn, args)) == prog.rolled
+    text = _jaxpr_text(prog.fn, args)
+    assert ("scan[" in text or "while[" in text) == prog.rolled
     plain = prog.fn(*args)
     # hard mode and the straight-through forward value are the function, bit for bit
     np.testing.assert_array_equal(hard(*args), plain)
@@ -247,6 +262,83 @@ def test_rolled_program_size_does_not_grow_with_the_trip_count():
     grad(*args)
     grad(args[0] * 2, args[1] + 1)
     assert len(traces) == 1
+
+
+def test_a_loop_with_a_soft_break_is_rolled():
+    """A Python for over a static range with a break on a traced condition is one while loop
+    (its body ending in the exit), so that the relaxed gradient's program does not grow with the
+    trip count (unrolled, compiling the gradient of a 30-step sphere tracer took 31 s)."""
+
+    def tracer(steps):
+        def run(distance, radius):
+            t = 0.0
+            for _ in range(steps):
+                d = jnp.sqrt((t - distance) ** 2 + 0.01) - radius
+                if d < 0.05:
+                    break
+                t = t + 0.9 * d
+            return t
+
+        return run
+
+    args = (jnp.float32(3.0), jnp.float32(0.5))
+
+    def size(steps, unroll):
+        grad = jax.grad(sf.relax(tracer(steps), softness=0.1, unroll=unroll))
+        return len(jax.make_jaxpr(grad)(*args).eqns)
+
+    assert size(10, None) == size(30, None)
+    assert size(30, True) > 2 * size(10, True)
+    # the trip count is the range's: no max_steps needed, and a loop that runs out of steps
+    # before it breaks gives what the unrolled one does
+    for steps in (3, 10):
+        rolled, unrolled = (sf.relax(tracer(steps), softness=0.1, unroll=u) for u in (None, True))
+        np.testing.assert_allclose(rolled(*args), unrolled(*args), rtol=1e-6)
+
+
+def test_a_loop_over_rows_with_a_soft_break_is_rolled():
+    def until_full(rows, capacity):
+        load = 0.0
+        for row in rows:
+            if load > capacity:
+                break
+            load = load + row[0] * row[1]
+        return load
+
+    rows = jnp.asarray(np.random.default_rng(0).uniform(0.0, 1.0, (12, 2)), jnp.float32)
+    capacity = jnp.float32(1.0)
+    assert "while[" in _jaxpr_text(until_full, (rows, capacity))
+    rolled = sf.relax(until_full, softness=0.1)
+    unrolled = sf.relax(until_full, softness=0.1, unroll=True)
+    np.testing.assert_allclose(rolled(rows, capacity), unrolled(rows, capacity), rtol=1e-6)
+    for argnums in (0, 1):
+        np.testing.assert_allclose(
+            jax.grad(rolled, argnums)(rows, capacity),
+            jax.grad(unrolled, argnums)(rows, capacity),
+            rtol=1e-5,
+            atol=1e-7,
+        )
+    hard = jax.jit(sf.relax(until_full, mode="hard"))
+    assert float(hard(rows, capacity)) == float(until_full(rows, capacity))
+
+
+def test_a_list_appended_to_after_a_soft_break_is_refused():
+    # Unrolled, every iteration after a soft break appended, so that the list's length was the
+    # trip count's whatever the break (len(trace) gave 10 where the program gives 5).
+    def first_steps(x, limit):
+        s = 0.0 * limit
+        trace = []
+        for i in range(10):
+            s = s + jnp.abs(x[i])
+            trace.append(s)
+            if s > limit:
+                break
+        return s + len(trace)
+
+    x, limit = jnp.linspace(0.5, 1.4, 10), jnp.float32(3.0)
+    assert float(sf.relax(first_steps, mode="hard")(x, limit)) == float(first_steps(x, limit))
+    with pytest.raises(sf.ConversionError, match=r"`trace.append\(...\)` at .*after a soft break"):
+        sf.relax(first_steps, softness=0.1)(x, limit)
 
 
 def _uses_index_as_float(x):

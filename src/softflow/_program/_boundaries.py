@@ -25,9 +25,11 @@ import numpy as np
 from jax.extend.core import Jaxpr, Literal
 
 from .._checks import is_concrete
+from . import _jaxpr
 from ._errors import RelaxError
 from ._folds import fold_onto
 from ._intervals import interval
+from ._markers import EXITS_NAME
 from ._values import (
     Categorical,
     Expected,
@@ -438,6 +440,10 @@ def counted_steps(cond: Jaxpr, body: Jaxpr, cond_consts: list, body_nconsts: int
         if not (is_concrete(start) and np.ndim(start) == 0):
             return None
         e = next((e for e in body.eqns if body.outvars[k] in e.outvars), None)
+        if e is not None and _jaxpr.is_call(e) and _jaxpr.call_name(e) == EXITS_NAME:
+            # A counter of a loop with exits is the same at every exit: its value at the end.
+            final = e.invars[len(e.invars) - len(e.outvars) + 1 + k]
+            e = next((e for e in body.eqns if final in e.outvars), None)
         counter = body.invars[body_nconsts + k]
         if e is None or e.primitive.name != "add" or counter not in e.invars:
             return None

@@ -5,8 +5,10 @@ import dataclasses
 import functools
 
 import jax
+import numpy as np
 from jax.extend.core import JaxprEqn
 
+from .._checks import is_concrete
 from . import _jaxpr
 from ._boundaries import decode_all, encode_all, kind_of, kinds_after
 from ._generic import hard_of
@@ -23,7 +25,33 @@ def _call_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     if name == EXACT_NAME:
         self.record(eqn, "kept exact (sf.exact)")
         return [Live(hard_of(v, lambda: self.where(eqn))) if is_live(v) else v for v in invals]
+    if not any(is_soft(v) for v in invals) and _linear_interpolation(eqn, invals):
+        # Relaxing its index would blur the knots (the value at a knot off by half a step at
+        # every softness) and cost a read per candidate; its exact gradient is the slope.
+        self.record(eqn, "a linear interpolation, continuous in its inputs: kept exact")
+        return self.exactly(eqn, invals)
     return self.run_closed(_jaxpr.call_body(eqn), invals)
+
+
+def _linear_interpolation(eqn: JaxprEqn, invals: list) -> bool:
+    """Whether ``eqn`` is a linear interpolation that is continuous in every operand:
+    ``jnp.interp(x, xp, fp)`` (no ``left`` / ``right`` / ``period``, which add operands) at
+    knots that depend on no input and, known at trace time, increase strictly (jnp.interp asks
+    for increasing ones; computed under jit, as ``jnp.linspace`` is, they are taken to), or
+    ``jax.scipy.ndimage.map_coordinates`` of order 1 (order 0 rounds), in every mode. Its index
+    is a discontinuity that the weights cancel."""
+    name = _jaxpr.call_name(eqn)
+    if name == "_interp" and len(invals) == 3:
+        knots = invals[1]
+        if is_live(knots):
+            return False
+        if not is_concrete(knots):
+            return True
+        knots = np.asarray(knots)
+        return knots.ndim == 1 and knots.size > 0 and bool(np.all(np.diff(knots) > 0))
+    if name == "_map_coordinates":
+        return "round" not in _jaxpr.primitive_names(_jaxpr.call_body(eqn).jaxpr)
+    return False
 
 
 @rule("remat2", "checkpoint")

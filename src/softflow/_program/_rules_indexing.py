@@ -135,6 +135,17 @@ def _summed_point_read(self: Interpreter, eqn: JaxprEqn, invals: list) -> list |
     return [dataclasses.replace(read, value=jnp.reshape(value, out.shape).astype(out.dtype))]
 
 
+def _as_int32(index) -> jax.Array:
+    """A slice's start as int32, as ``vmap`` of ``dynamic_slice`` needs (it joins the starts
+    with its own int32 positions; x64 makes int64 ones): clipped first, so that a start beyond
+    the int32 range is clamped to the array's end as before."""
+    index = jnp.asarray(index)
+    if index.dtype == jnp.int32:
+        return index
+    bounds = np.iinfo(np.int32)
+    return jnp.clip(index, bounds.min, bounds.max).astype(jnp.int32)
+
+
 def _relaxed_read(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     """``x[i, j]`` where ``x`` is relaxed too (a board of truth values written at relaxed
     positions, as an ant or a head on a tape writes): for each joint outcome of the indices the
@@ -152,7 +163,7 @@ def _relaxed_read(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     probs, cands, _ = merge(soft)
     chosen = iter(cands)
     starts = [
-        jnp.asarray(next(chosen)) if is_soft(i) else jnp.broadcast_to(unwrap(i), probs.shape)
+        _as_int32(next(chosen) if is_soft(i) else jnp.broadcast_to(unwrap(i), probs.shape))
         for i in indices
     ]
     sizes = _jaxpr.slice_sizes(eqn)
@@ -161,7 +172,7 @@ def _relaxed_read(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
         """The slices of ``x`` (with trailing axes of sizes ``extra``), outcomes last."""
 
         def one(*at):
-            return jax.lax.dynamic_slice(x, [*at, *(0 for _ in extra)], [*sizes, *extra])
+            return jax.lax.dynamic_slice(x, [*at, *(np.int32(0) for _ in extra)], [*sizes, *extra])
 
         return jax.vmap(one, out_axes=-1)(*starts)
 

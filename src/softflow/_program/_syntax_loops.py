@@ -13,13 +13,15 @@ from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ._errors import ConversionError
 from ._markers import loop_exits
 from ._syntax_loop_else import Worlds, defer, refuse_compiled, take_flag
-from ._syntax_rolling import rolled_for
+from ._syntax_rolling import SHORT_LOOP, index_used_exactly, rolled_for
 from ._syntax_state import (
     EAGER,
+    UNROLL,
     Loop,
     Merge,
     SideEffects,
@@ -219,23 +221,115 @@ def for_stmt(iter_, extra_test, body, get_state, set_state, symbol_names, opts):
     :math:`s_k` is the state at the break. It is built as nested selects,
     ``where(c_1, s_1, where(c_2, s_2, ... s_end))``, which relax turns into that mixture.
     """
-    del opts
     else_flag = take_flag()
     if isinstance(iter_, TracedRange):
         return _fori_loop(iter_, extra_test, body, get_state, set_state, symbol_names, else_flag)
     if rolled_for(iter_, extra_test, body, get_state, set_state, symbol_names):
         return
+    item = _item_at(iter_)
+    # (Python's loop variable read after the loop is the last item: unrolled.)
+    loop_variables = {n.strip() for n in str(opts.get("iterate_names", "")).split(",")}
+    if (
+        else_flag is None
+        and item is not None
+        and not loop_variables & set(symbol_names)
+        and _rolls_with_exits(iter_, item, body, get_state, set_state, symbol_names)
+    ):
+        steps = TracedRange(0, len(iter_))
+        return _fori_loop(steps, extra_test, body, get_state, set_state, symbol_names, None, item)
+    where = caller_line()
     with Loop("for", get_state) as loop:
         for item in iter_:
             if extra_test is not None and not extra_test():
                 break
-            body(item)
+            if not loop.exits:
+                body(item)
+                continue
+            # After a soft break the loop runs on a traced condition: a Python container changed
+            # there would hold what every later iteration adds, taken or not.
+            with SideEffects([body], "for loop (after a soft break)", where):
+                body(item)
     if not loop.exits:
         return
     running_world = _running_world(symbol_names)
     final = running_world(get_state())
     exits = [(c, running_world(state)) for c, state in loop.exits]
-    defer(else_flag, Worlds(tuple(symbol_names), get_state, set_state, final, exits, caller_line()))
+    defer(else_flag, Worlds(tuple(symbol_names), get_state, set_state, final, exits, where))
+
+
+def _item_at(iter_) -> Callable | None:
+    """The item of a static range or of an array's leading axis at a traced position."""
+    if isinstance(iter_, range):
+        bounds = np.iinfo(np.int32)
+        if all(bounds.min <= v <= bounds.max for v in iter_[:: max(len(iter_) - 1, 1)]):
+            return functools.partial(_range_item, iter_.start, iter_.step)
+    if isinstance(iter_, jax.Array) and iter_.ndim >= 1:
+        return functools.partial(_row, iter_)
+    return None
+
+
+def _range_item(start: int, step: int, k):
+    return start + k * step
+
+
+def _row(rows: jax.Array, k):
+    return rows[k]
+
+
+def _rolls_with_exits(iter_, item, body: Callable, get_state, set_state, symbol_names) -> bool:
+    """Whether a ``for`` over a static range or an array with a soft ``break`` runs as the loop
+    over a traced range does (a ``lax.while_loop`` whose body ends in its exits, on ``item(k)``):
+    compiled once, where unrolled its reverse-mode program grows faster than the trip count. So
+    it does where it is long (see ``_syntax_rolling``), unrolling is not asked for, there is no
+    ``return`` in it, and one pass of the body on a traced position meets a soft break, changes
+    no Python container and uses the position as Python's ``int`` would be used."""
+    policy = UNROLL[0]
+    if policy is True or EAGER[0] or "do_return" in symbol_names:
+        return False
+    if len(iter_) <= (1 if policy is False else SHORT_LOOP):
+        return False
+    if not any(n.startswith("break_") for n in symbol_names):
+        return False
+    init = tuple(get_state())
+    worlds: list[tuple[tuple, list[tuple]]] = []  # the state at the end, and at each exit
+
+    def one_pass(index):
+        set_state(init)
+        with Loop("fori", get_state) as loop:
+            body(item(index))
+        worlds.append((tuple(get_state()), [state for _, state in loop.exits]))
+        values = [*get_state(), *(v for c, state in loop.exits for v in (c, *state))]
+        return [index, *(v for v in values if traced(v))]  # (the position first, as rolling's)
+
+    def changed(name: str, where: str):
+        raise _Unrolled(f"the container {name} is changed at {where}")
+
+    try:
+        with SideEffects([body], "for loop", caller_line(), mode="unroll", on_change=changed):
+            closed = jax.make_jaxpr(one_pass)(jax.ShapeDtypeStruct((), jnp.int32))
+    except Exception:  # what a traced index cannot do (a Python list's item): unrolled
+        return False
+    finally:
+        set_state(init)
+    final, exits = worlds[0]
+    if not exits or _tells_worlds_apart(final, exits, symbol_names):
+        return False
+    return index_used_exactly(closed.jaxpr, allowed_outputs=())
+
+
+def _tells_worlds_apart(final: tuple, exits: list[tuple], symbol_names) -> bool:
+    """Whether a Python truth value is set differently at a break (``found = True``): unrolled,
+    an ``if`` on it after the loop runs in each world apart (see ``_syntax_loop_else``)."""
+    for i, name in enumerate(symbol_names):
+        per_world = [final[i], *(state[i] for state in exits)]
+        flag = all(isinstance(v, bool) for v in per_world) and len(set(per_world)) > 1
+        if flag and not name.startswith("break_"):
+            return True
+    return False
+
+
+class _Unrolled(Exception):
+    """A loop changes a Python container: it stays unrolled."""
 
 
 class TracedRange:
@@ -258,19 +352,28 @@ class TracedRange:
         )
 
 
-def _fori_loop(iter_: TracedRange, extra_test, body, get_state, set_state, symbol_names, else_flag):
+def _fori_loop(
+    iter_: TracedRange,
+    extra_test,
+    body,
+    get_state,
+    set_state,
+    symbol_names,
+    else_flag,
+    item: Callable = lambda i: i,
+):
     """``for i in range(start, stop)`` with a traced bound: a ``lax.fori_loop`` over the state, or
     with a ``break``, a ``lax.while_loop`` over the index and the state whose body ends in
-    :func:`._markers.loop_exits` (see :func:`while_stmt`)."""
+    :func:`._markers.loop_exits` (see :func:`while_stmt`). The body runs on ``item(i)``."""
     where = caller_line()
     with SideEffects([body], "for loop", where):
         _traced_fori_loop(
-            iter_, extra_test, body, get_state, set_state, symbol_names, where, else_flag
+            iter_, extra_test, body, get_state, set_state, symbol_names, where, else_flag, item
         )
 
 
 def _traced_fori_loop(
-    iter_, extra_test, body, get_state, set_state, symbol_names, where, else_flag
+    iter_, extra_test, body, get_state, set_state, symbol_names, where, else_flag, item
 ):
     init = loop_state(
         get_state,
@@ -282,7 +385,7 @@ def _traced_fori_loop(
 
     def body_state(i, state) -> tuple[tuple, list]:
         with Loop("fori", get_state) as loop:
-            final = run_block(functools.partial(body, i), set_state, get_state, state)
+            final = run_block(functools.partial(body, item(i)), set_state, get_state, state)
         return running_world(final), [(c, running_world(s)) for c, s in loop.exits]
 
     index = jnp.asarray(iter_.start)
@@ -303,7 +406,8 @@ def _traced_fori_loop(
         i, arrays, broke = carry
         set_state(merge.from_arrays(arrays))
         going_on = True if extra_test is None else extra_test()
-        return jnp.where(broke, False, jnp.logical_and(i < iter_.stop, going_on))
+        # (The counter's bound as a conjunct of its own: relax reads the trip count there.)
+        return jnp.logical_and(i < iter_.stop, jnp.where(broke, False, going_on))
 
     def body_fn_with_exits(carry):
         i, arrays, _ = carry

@@ -184,7 +184,7 @@ def _probe(xs, is_index: bool, body: Callable, get_state, set_state, init: tuple
         carried.append(k)
         carry_init.append(_carry_init(before, avals[k]))
     allowed = [1 + outputs.index(k) for k in iterate]
-    if is_index and not _index_used_exactly(closed.jaxpr, allowed):
+    if is_index and not index_used_exactly(closed.jaxpr, allowed):
         raise _Unroll("the index is used as a float, or carried out of the body")
     return carried, carry_init, iterate
 
@@ -221,7 +221,7 @@ _INDEXING = (
 )
 
 
-def _index_used_exactly(jaxpr: Jaxpr, allowed_outputs) -> bool:
+def index_used_exactly(jaxpr: Jaxpr, allowed_outputs) -> bool:
     """Whether the jaxpr's first input, the loop index, computes the same numbers as a Python
     ``int`` would: it flows through integer and boolean operations and indexing, and is turned
     into a float only to meet a float array at once. Only ``allowed_outputs`` (the loop variable
@@ -265,12 +265,16 @@ def _walk(jaxpr: Jaxpr, tainted: set, converted: set) -> bool:
             tainted.update(out for out in eqn.outvars if not _floating(out))
         for inner, operands in inners:
             inner_tainted = {
-                iv for iv, ov in zip(inner.invars, operands, strict=True) if ov in tainted
+                iv
+                for iv, ov in zip(inner.invars, operands, strict=True)
+                if not isinstance(ov, Literal) and ov in tainted
             }
             inner_converted: set = set()
             if not _walk(inner, inner_tainted, inner_converted):
                 return False
             for inner_out, out in zip(inner.outvars, eqn.outvars, strict=True):
+                if isinstance(inner_out, Literal):
+                    continue
                 if inner_out in inner_converted:
                     return False
                 if inner_out in inner_tainted:
