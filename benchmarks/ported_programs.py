@@ -604,6 +604,26 @@ def sphere_march(direction, radius, steps=24):
     return jnp.exp(-0.1 * t)
 
 
+def _throw_args(r):
+    return np.array(r.uniform(4.0, 6.0)), np.array(r.uniform(0.6, 1.0))
+
+
+@program("physics", _throw_args, (0, 1), softness=0.05, python_syntax=True)
+def projectile_landing(speed, angle, steps=24):
+    """Where a thrown ball lands on a hilly terrain, as game code steps it: explicit Euler until
+    the ball is below the ground, then ``return`` its position from inside the loop (and its
+    position plus a penalty where it is still flying at the end)."""
+    x, y = 0.0, 0.0
+    vx, vy = speed * jnp.cos(angle), speed * jnp.sin(angle)
+    for _ in range(steps):
+        x = x + 0.1 * vx
+        vy = vy - 0.981
+        y = y + 0.1 * vy
+        if y < 0.3 * jnp.sin(2.0 * x):
+            return x
+    return x + 10.0
+
+
 def _ball_args(r):
     return np.array(r.uniform(1.0, 2.0)), np.array(r.uniform(-0.5, 0.5)), np.array(0.8)
 

@@ -466,8 +466,9 @@ def measure(settings: harness.Settings, names=None, batch: int | None = None) ->
 
 
 #: Python-syntax loops whose compile time is measured against their trip count: a controller
-#: with soft branches (a scan) and a sphere tracer with a soft break (a while loop with an exit).
-LOOP_PROGRAMS = ("pid_python_loop", "sphere_march")
+#: with soft branches (a scan), a sphere tracer with a soft break (a while loop with an exit)
+#: and a projectile with a soft return (a scan that stacks the returns).
+LOOP_PROGRAMS = ("pid_python_loop", "sphere_march", "projectile_landing")
 
 
 def compile_loop_seconds(steps: int, name: str = LOOP_PROGRAMS[0]) -> float:
@@ -487,8 +488,9 @@ def loop_compile(settings: harness.Settings, steps=(10, 30), timeout: float = 30
         "sf.relax: compile time of a Python loop against its trip count",
         "`jax.jit(jax.grad(sf.relax(program)))` of ported_programs.py, traced and compiled in a "
         "fresh process, at each trip count: pid_python_loop (a Python `for` over the steps with "
-        "`if / elif / else` saturation) and sphere_march (a Python `for` with a `break` when the "
-        f"ray is close to a surface); cut at {timeout:g} s.",
+        "`if / elif / else` saturation), sphere_march (a Python `for` with a `break` when the "
+        "ray is close to a surface) and projectile_landing (a Python `for` that returns where "
+        f"the ball is below the ground); cut at {timeout:g} s.",
         ["program", "steps", "compile s", "note"],
     )
     for name in LOOP_PROGRAMS[:1] if settings.tiny else LOOP_PROGRAMS:

@@ -20,6 +20,7 @@ from ._syntax_state import (
     LOOPS,
     PROBING,
     RETURNS,
+    SCOPE_BRANCHES,
     InBranch,
     Loop,
     Merge,
@@ -66,17 +67,35 @@ def _traced_if(pred, body, orelse, get_state, set_state, symbol_names, where) ->
     if slots:  # (elements of Python lists written in place: part of the state too)
         get_state, set_state, symbol_names = _with_slots(slots, get_state, set_state, symbol_names)
         init = tuple(get_state())
+
+    def side(block) -> tuple:
+        """The state at the end of a side, where every path returns, with the value returned
+        by the soft returns made inside its loops (which must not leave the side's trace)."""
+        made = len(RETURNS[-1]) if RETURNS else 0
+        state = run_block(block, set_state, get_state, init)
+        if not RETURNS or len(RETURNS[-1]) == made:
+            return state
+        inside = RETURNS[-1][made:]
+        del RETURNS[-1][made:]
+        names = list(symbol_names)
+        if "retval_" not in names or state[names.index("do_return")] is not True:
+            raise ConversionError(
+                f"sf.relax: the return at {inside[0][2]} depends on a traced condition inside a "
+                f"loop inside the if statement at {where}, on a traced condition, that does not "
+                "return on every path; set a variable and break out of the loop instead, and "
+                "return after the if statement."
+            )
+        i = names.index("retval_")
+        return (*state[:i], fold_returns(inside, state[i]), *state[i + 1 :])
+
     with InBranch():
-        sides = [
-            abstract_state(functools.partial(run_block, b, set_state, get_state, init))
-            for b in (body, orelse)
-        ]
+        sides = [abstract_state(functools.partial(side, b)) for b in (body, orelse)]
     merge = Merge(symbol_names, sides, where, "if statement")
 
     def branch(block):
         def run():
             with InBranch():
-                return merge.to_arrays(run_block(block, set_state, get_state, init))
+                return merge.to_arrays(side(block))
 
         return run
 
@@ -191,7 +210,12 @@ def _soft_exit(pred, body, orelse, get_state, set_state, symbol_names, init, whe
 
 def _soft_return(condition, value, where: str) -> None:
     """Record a ``return`` on one side of a soft ``if`` as an exit of the function (see
-    :class:`FunctionScope`)."""
+    :class:`FunctionScope`), or of a rolled loop that collects its returns."""
+    if LOOPS and LOOPS[-1].returns is not None:
+        LOOPS[-1].returns.append((condition, value, where))
+        return
+    if any(loop.returns is not None for loop in LOOPS):  # (probed: that loop is unrolled)
+        raise ConversionError(f"sf.relax: the return at {where} is in a nested loop.")
     if not RETURNS or any(loop.kind != "for" for loop in LOOPS):
         raise ConversionError(
             f"sf.relax: the return at {where} depends on a traced condition inside a loop that "
@@ -204,37 +228,64 @@ def _soft_return(condition, value, where: str) -> None:
             "break of an enclosing loop; the code after that loop would run on a mixture "
             "conditioned on not returning. Return after the loop instead."
         )
-    RETURNS[-1].append((condition, value, where))
+    RETURNS[-1].append((condition, value, where, False))
 
 
 class FunctionScope(_FunctionScopeBase):
     """malt's function scope, whose result is also the mixture of the soft returns made inside
     loops: ``where(c_1, v_1, where(c_2, v_2, ... value))`` over the returns in the order they
-    were met, which relax turns into the mixture over the iteration at which it returned."""
+    were met, which relax turns into the mixture over the iteration at which it returned; a
+    rolled loop's returns, stacked, are one step of that chain (see :func:`first_returned`)."""
 
     def __enter__(self):
         RETURNS.append([])
+        SCOPE_BRANCHES.append(BRANCHES[0])
         return super().__enter__()
 
     def __exit__(self, *exc):
         RETURNS.pop()
+        SCOPE_BRANCHES.pop()
         return super().__exit__(*exc)
 
     def ret(self, value, did_return):
-        value = super().ret(value, did_return)
-        for condition, returned, where in reversed(RETURNS[-1]):
-            try:
+        return fold_returns(RETURNS[-1], super().ret(value, did_return))
+
+
+def fold_returns(returns: list, value):
+    """``value`` (returned at the end) mixed with the soft ``returns`` made before it, the first
+    met outermost."""
+    for condition, returned, where, stacked in reversed(returns):
+        try:
+            if stacked:
+                value = first_returned(condition, returned, value)
+            else:
                 value = jax.tree_util.tree_map(
                     lambda a, b, c=condition: jnp.where(c, a, b), returned, value
                 )
-            except (ValueError, TypeError) as error:
-                raise ConversionError(
-                    f"sf.relax: the return at {where} (on a traced condition) and the function's "
-                    f"other paths give values of different structures ({error}); with a soft "
-                    "condition the returned values are mixed, so every path must return the same "
-                    "structure (a path without return gives None)."
-                ) from None
-        return value
+        except (ValueError, TypeError) as error:
+            raise ConversionError(
+                f"sf.relax: the return at {where} (on a traced condition) and the function's "
+                f"other paths give values of different structures ({error}); with a soft "
+                "condition the returned values are mixed, so every path must return the same "
+                "structure (a path without return gives None)."
+            ) from None
+    return value
+
+
+def first_returned(conditions, stacked, value):
+    r"""The value of the first return whose condition holds, of returns stacked along axis 0, or
+    ``value`` where none does: read at ``argmax`` of the conditions followed by True, which relax
+    turns into the first true index of independent truth values, the mixture
+    :math:`\sum_k q_k \prod_{j<k}(1 - q_j)\, v_k + \prod_j (1 - q_j)\, v` of the nested
+    ``where``."""
+    first = jnp.argmax(jnp.concatenate([conditions, jnp.ones(1, bool)]))
+
+    def leaf(returned, otherwise):
+        shape = jnp.broadcast_shapes(returned.shape[1:], jnp.shape(otherwise))
+        returned = jnp.broadcast_to(returned, (returned.shape[0], *shape))
+        return jnp.concatenate([returned, jnp.broadcast_to(otherwise, (1, *shape))])[first]
+
+    return jax.tree_util.tree_map(leaf, stacked, value)
 
 
 def if_exp(cond, if_true, if_false, expr_repr):

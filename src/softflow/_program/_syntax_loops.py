@@ -20,7 +20,12 @@ from ._markers import loop_exits
 from ._syntax_loop_else import Worlds, defer, refuse_compiled, take_flag
 from ._syntax_rolling import SHORT_LOOP, index_used_exactly, rolled_for
 from ._syntax_state import (
+    BRANCHES,
     EAGER,
+    LOOPS,
+    PROBING,
+    RETURNS,
+    SCOPE_BRANCHES,
     UNROLL,
     Loop,
     Merge,
@@ -28,6 +33,7 @@ from ._syntax_state import (
     abstract_state,
     caller_line,
     condition_of,
+    is_undefined,
     loop_state,
     run_block,
     traced,
@@ -229,14 +235,14 @@ def for_stmt(iter_, extra_test, body, get_state, set_state, symbol_names, opts):
     item = _item_at(iter_)
     # (Python's loop variable read after the loop is the last item: unrolled.)
     loop_variables = {n.strip() for n in str(opts.get("iterate_names", "")).split(",")}
-    if (
-        else_flag is None
-        and item is not None
-        and not loop_variables & set(symbol_names)
-        and _rolls_with_exits(iter_, item, body, get_state, set_state, symbol_names)
-    ):
-        steps = TracedRange(0, len(iter_))
-        return _fori_loop(steps, extra_test, body, get_state, set_state, symbol_names, None, item)
+    if else_flag is None and item is not None and not loop_variables & set(symbol_names):
+        if _rolls_with_returns(iter_, item, body, get_state, set_state, symbol_names):
+            return _rolled_returns(len(iter_), item, body, get_state, set_state, symbol_names)
+        if _rolls_with_exits(iter_, item, body, get_state, set_state, symbol_names):
+            steps = TracedRange(0, len(iter_))
+            return _fori_loop(
+                steps, extra_test, body, get_state, set_state, symbol_names, None, item
+            )
     where = caller_line()
     with Loop("for", get_state) as loop:
         for item in iter_:
@@ -292,29 +298,49 @@ def _rolls_with_exits(iter_, item, body: Callable, get_state, set_state, symbol_
         return False
     init = tuple(get_state())
     worlds: list[tuple[tuple, list[tuple]]] = []  # the state at the end, and at each exit
+    conditions: list[int] = []  # the positions of the exits' conditions among the outputs
 
     def one_pass(index):
         set_state(init)
         with Loop("fori", get_state) as loop:
             body(item(index))
         worlds.append((tuple(get_state()), [state for _, state in loop.exits]))
-        values = [*get_state(), *(v for c, state in loop.exits for v in (c, *state))]
-        return [index, *(v for v in values if traced(v))]  # (the position first, as rolling's)
+        # (the position first, as rolling's; then the states, which may hold it, and the
+        # exits' conditions, which may not: Python's would be static)
+        outputs = [index, *(v for v in get_state() if traced(v))]
+        for c, state in loop.exits:
+            outputs += [v for v in state if traced(v)]
+            conditions.append(len(outputs))
+            outputs.append(c)
+        return outputs
+
+    closed = _one_pass_jaxpr(one_pass, body, set_state, init)
+    if closed is None:
+        return False
+    final, exits = worlds[0]
+    if not exits or _tells_worlds_apart(final, exits, symbol_names):
+        return False
+    # A state may hold the position (`found = i` at the break): the worlds are mixed after the
+    # loop, so that it is a traced integer there unrolled too.
+    allowed = set(range(len(closed.jaxpr.outvars))) - set(conditions)
+    return index_used_exactly(closed.jaxpr, allowed_outputs=allowed)
+
+
+def _one_pass_jaxpr(one_pass: Callable, body: Callable, set_state, init: tuple):
+    """The jaxpr of ``one_pass(position)`` (a pass of a loop's body) on a traced position, or
+    None where the body cannot run on one (a Python list's item) or changes a Python container:
+    such a loop is unrolled. The loop's state is ``init`` again after it."""
 
     def changed(name: str, where: str):
         raise _Unrolled(f"the container {name} is changed at {where}")
 
     try:
         with SideEffects([body], "for loop", caller_line(), mode="unroll", on_change=changed):
-            closed = jax.make_jaxpr(one_pass)(jax.ShapeDtypeStruct((), jnp.int32))
-    except Exception:  # what a traced index cannot do (a Python list's item): unrolled
-        return False
+            return jax.make_jaxpr(one_pass)(jax.ShapeDtypeStruct((), jnp.int32))
+    except Exception:
+        return None
     finally:
         set_state(init)
-    final, exits = worlds[0]
-    if not exits or _tells_worlds_apart(final, exits, symbol_names):
-        return False
-    return index_used_exactly(closed.jaxpr, allowed_outputs=())
 
 
 def _tells_worlds_apart(final: tuple, exits: list[tuple], symbol_names) -> bool:
@@ -326,6 +352,110 @@ def _tells_worlds_apart(final: tuple, exits: list[tuple], symbol_names) -> bool:
         if flag and not name.startswith("break_"):
             return True
     return False
+
+
+def _rolls_with_returns(iter_, item, body: Callable, get_state, set_state, symbol_names) -> bool:
+    """Whether a ``for`` over a static range or an array with a ``return`` on a traced condition
+    (and no ``break``) runs as one ``lax.scan`` (see :func:`_rolled_returns`): where it is long,
+    not asked to unroll, at the top of a converted function (not inside another loop or a soft
+    ``if``), and one pass of its body on a traced position returns arrays of one structure and
+    shapes, changes no Python container and uses the position as Python's ``int`` would be used
+    (also in the values it returns)."""
+    policy = UNROLL[0]
+    names = list(symbol_names)
+    if policy is True or EAGER[0] or PROBING[0] or not RETURNS or LOOPS:
+        return False
+    if BRANCHES[0] != SCOPE_BRANCHES[-1]:
+        return False
+    if "do_return" not in names or "retval_" not in names:
+        return False
+    if len(iter_) <= (1 if policy is False else SHORT_LOOP):
+        return False
+    if any(n.startswith("break_") for n in names):
+        return False
+    init = tuple(get_state())
+    if init[names.index("do_return")] is not False:
+        return False
+    if any(is_undefined(v) != (n == "retval_") for n, v in zip(names, init, strict=True)):
+        return False  # (a variable first assigned in the loop: Python's, unrolled)
+    found: list = []
+    returned_at: list[int] = []  # the positions of the returned values among the outputs
+
+    def one_pass(index):
+        set_state(init)
+        with Loop("fori", get_state) as loop:
+            loop.returns = []
+            body(item(index))
+        state = tuple(get_state())
+        found.append((state, loop.exits, loop.returns))
+        outputs = [index, *(v for v in state if traced(v))]
+        for c, value, _ in loop.returns:
+            outputs.append(c)
+            for leaf in jax.tree_util.tree_leaves(value):
+                returned_at.append(len(outputs))
+                outputs.append(jnp.asarray(leaf))
+        return outputs
+
+    closed = _one_pass_jaxpr(one_pass, body, set_state, init)
+    if closed is None:
+        return False
+    state, exits, returns = found[0]
+    if exits or not returns or state[names.index("do_return")] is not False:
+        return False
+    if not _one_structure([v for _, v, _ in returns]):
+        return False
+    return index_used_exactly(closed.jaxpr, allowed_outputs=set(returned_at))
+
+
+def _one_structure(values: list) -> bool:
+    """Whether the values have one tree structure of numbers or arrays, of one shape per leaf."""
+    if len({jax.tree_util.tree_structure(v) for v in values}) != 1:
+        return False
+    columns = zip(*(jax.tree_util.tree_leaves(v) for v in values), strict=True)
+    try:
+        return all(len({jnp.shape(jnp.asarray(x)) for x in column}) == 1 for column in columns)
+    except TypeError:  # (not an array: a string, an object)
+        return False
+
+
+def _rolled_returns(n_steps: int, item, body, get_state, set_state, symbol_names) -> None:
+    """``for k in range(n_steps): body(item(k))`` with returns on traced conditions, as one
+    ``lax.scan`` over the state of the world where the function has not returned, that stacks
+    each return's condition and value there: the function returns at the first condition that
+    holds, a return recorded with :class:`FunctionScope`, which relax turns into the mixture of
+    the unrolled loop (see ``first_returned``)."""
+    where = caller_line()
+    trees: list = []
+    with SideEffects([body], "for loop", where):
+        init = tuple(get_state())
+
+        def body_state(k, state) -> tuple[tuple, list]:
+            with Loop("fori", get_state) as loop:
+                loop.returns = []
+                final = run_block(functools.partial(body, item(k)), set_state, get_state, state)
+            return final, loop.returns
+
+        def running_world(state):
+            return body_state(jnp.int32(0), state)[0], []
+
+        _, merge = _sides(running_world, init, symbol_names, where, "for loop")
+
+        def step(arrays, k):
+            final, returns = body_state(k, merge.from_arrays(arrays))
+            values = [value for _, value, _ in returns]
+            trees.append(jax.tree_util.tree_structure(values[0]))
+            columns = zip(*(jax.tree_util.tree_leaves(v) for v in values), strict=True)
+            stacked = [jnp.stack(jnp.broadcast_arrays(*column)) for column in columns]
+            return merge.to_arrays(final), (jnp.stack([c for c, _, _ in returns]), stacked)
+
+        with jax.named_scope(f"for_at_{where}"):
+            outs, (conditions, stacked) = jax.lax.scan(
+                step, merge.to_arrays(init), jnp.arange(n_steps, dtype=jnp.int32)
+            )
+    set_state(merge.from_arrays(outs))
+    # (in the order the returns are met: iteration by iteration, each in the order of the body)
+    values = [leaf.reshape(-1, *leaf.shape[2:]) for leaf in stacked]
+    RETURNS[-1].append((conditions.reshape(-1), trees[0].unflatten(values), where, True))
 
 
 class _Unrolled(Exception):

@@ -209,6 +209,8 @@ class Loop:
         self.get_state = get_state
         self.branches = BRANCHES[0]
         self.exits: list[tuple[Any, tuple]] = []
+        # A rolled loop with returns in it: (condition, value, where) of each, in the running world
+        self.returns: list[tuple[Any, Any, str]] | None = None
 
     def __enter__(self):
         LOOPS.append(self)
@@ -422,5 +424,8 @@ EAGER = [False]
 LOOPS: list[Loop] = []
 BRANCHES = [0]
 PROBING = [0]  # > 0 while _soft_exit traces the sides of an if to find which one exits
-# The soft returns met inside loops, (condition, value), per converted function being run.
-RETURNS: list[list[tuple[Any, Any, str]]] = []
+# The soft returns met inside loops, (condition, value, where, stacked), per converted function
+# being run; stacked: the conditions and values of a rolled loop's returns, along axis 0.
+RETURNS: list[list[tuple[Any, Any, str, bool]]] = []
+# BRANCHES[0] where each converted function being run was called (a soft if's branch may call one)
+SCOPE_BRANCHES: list[int] = []
