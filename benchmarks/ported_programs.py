@@ -624,6 +624,27 @@ def projectile_landing(speed, angle, steps=24):
     return x + 10.0
 
 
+def _payback_args(r):
+    return r.uniform(0.2, 1.0, 40), np.array(r.uniform(4.0, 8.0))
+
+
+@program("search", _payback_args, (0, 1), softness=0.05, python_syntax=True)
+def payback_period(flows, investment, steps=12):
+    """The fractional year in which cumulative cash flows pay an investment back, as finance
+    tutorials write it: a Python ``for`` over the years that breaks once it is paid back, and an
+    ``else:`` for an investment never paid back."""
+    balance = -investment
+    for year in range(steps):
+        before = balance
+        balance = balance + flows[year]
+        if balance >= 0.0:
+            paid = year - before / flows[year]
+            break
+    else:
+        paid = 2.0 * steps - balance
+    return paid
+
+
 def _ball_args(r):
     return np.array(r.uniform(1.0, 2.0)), np.array(r.uniform(-0.5, 0.5)), np.array(0.8)
 

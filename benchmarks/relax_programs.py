@@ -466,9 +466,10 @@ def measure(settings: harness.Settings, names=None, batch: int | None = None) ->
 
 
 #: Python-syntax loops whose compile time is measured against their trip count: a controller
-#: with soft branches (a scan), a sphere tracer with a soft break (a while loop with an exit)
-#: and a projectile with a soft return (a scan that stacks the returns).
-LOOP_PROGRAMS = ("pid_python_loop", "sphere_march", "projectile_landing")
+#: with soft branches (a scan), a sphere tracer with a soft break (a while loop with an exit),
+#: a projectile with a soft return (a scan that stacks the returns) and a payback period with a
+#: soft break and an else clause (a scan that stacks the worlds at the break).
+LOOP_PROGRAMS = ("pid_python_loop", "sphere_march", "projectile_landing", "payback_period")
 
 
 def compile_loop_seconds(steps: int, name: str = LOOP_PROGRAMS[0]) -> float:
@@ -489,8 +490,9 @@ def loop_compile(settings: harness.Settings, steps=(10, 30), timeout: float = 30
         "`jax.jit(jax.grad(sf.relax(program)))` of ported_programs.py, traced and compiled in a "
         "fresh process, at each trip count: pid_python_loop (a Python `for` over the steps with "
         "`if / elif / else` saturation), sphere_march (a Python `for` with a `break` when the "
-        "ray is close to a surface) and projectile_landing (a Python `for` that returns where "
-        f"the ball is below the ground); cut at {timeout:g} s.",
+        "ray is close to a surface), projectile_landing (a Python `for` that returns where "
+        "the ball is below the ground) and payback_period (a Python `for` over the years with a "
+        f"`break` once paid back and an `else:` clause); cut at {timeout:g} s.",
         ["program", "steps", "compile s", "note"],
     )
     for name in LOOP_PROGRAMS[:1] if settings.tiny else LOOP_PROGRAMS:

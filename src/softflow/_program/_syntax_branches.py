@@ -29,6 +29,7 @@ from ._syntax_state import (
     abstract_state,
     caller_line,
     condition_of,
+    first_returned,
     run_block,
     traced,
 )
@@ -270,22 +271,6 @@ def fold_returns(returns: list, value):
                 "structure (a path without return gives None)."
             ) from None
     return value
-
-
-def first_returned(conditions, stacked, value):
-    r"""The value of the first return whose condition holds, of returns stacked along axis 0, or
-    ``value`` where none does: read at ``argmax`` of the conditions followed by True, which relax
-    turns into the first true index of independent truth values, the mixture
-    :math:`\sum_k q_k \prod_{j<k}(1 - q_j)\, v_k + \prod_j (1 - q_j)\, v` of the nested
-    ``where``."""
-    first = jnp.argmax(jnp.concatenate([conditions, jnp.ones(1, bool)]))
-
-    def leaf(returned, otherwise):
-        shape = jnp.broadcast_shapes(returned.shape[1:], jnp.shape(otherwise))
-        returned = jnp.broadcast_to(returned, (returned.shape[0], *shape))
-        return jnp.concatenate([returned, jnp.broadcast_to(otherwise, (1, *shape))])[first]
-
-    return jax.tree_util.tree_map(leaf, stacked, value)
 
 
 def if_exp(cond, if_true, if_false, expr_repr):

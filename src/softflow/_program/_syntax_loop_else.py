@@ -20,14 +20,27 @@ after a soft break is refused (:func:`refuse_compiled`).
 
 import ast
 import dataclasses
+import functools
 import itertools
 from collections.abc import Callable
 
+import jax
 import jax.numpy as jnp
+from malt.operators.variables import Undefined
 
 from ._errors import ConversionError
 from ._syntax_match import locate
-from ._syntax_state import Merge, traced
+from ._syntax_state import (
+    BRANCHES,
+    LOOPS,
+    PROBING,
+    RETURNS,
+    Merge,
+    caller_line,
+    first_returned,
+    is_undefined,
+    traced,
+)
 
 _FLAGS = itertools.count()
 
@@ -116,6 +129,8 @@ class Worlds:
     exits: list
     where: str
     mixed: tuple | None = None
+    # Whether each exit is a stack of exits, one per iteration (a rolled loop's), conditions too
+    stacked: bool = False
 
     def unchanged(self) -> bool:
         """Whether the loop's variables still hold what the loop set (nothing assigned since)."""
@@ -125,18 +140,80 @@ class Worlds:
     def mix(self, states: list[tuple], names: tuple, where: str) -> tuple:
         """The states of the worlds (``final``'s first, over ``names``) as the loop mixes them:
         the state at the first exit taken, else the final one."""
+        for i, name in enumerate(names):
+            undefined = [is_undefined(state[i]) for state in states]
+            if any(undefined) and not all(undefined) and not name.startswith("retval_"):
+                unset = SetInSomeWorlds(name, self.where)
+                states = [(*state[:i], unset, *state[i + 1 :]) for state in states]
         merge = Merge(names, states, where, "for loop")
-        result = merge.to_arrays(states[0])
-        for (c, _), state in zip(reversed(self.exits), reversed(states[1:]), strict=True):
-            result = [
-                None if r is None else jnp.where(c, a, r)
-                for a, r in zip(merge.to_arrays(state), result, strict=True)
-            ]
-        return merge.from_arrays(result)
+        arrays = [self._arrays(merge, state, w > 0) for w, state in enumerate(states)]
+        columns = zip(*arrays, strict=True)
+        return merge.from_arrays([None if c[0] is None else self._first(*c) for c in columns])
+
+    def _arrays(self, merge: Merge, state: tuple, at_exit: bool) -> list:
+        """``state``'s arrays; at a stacked exit with the iterations on axis 0 (also those that
+        are the same in every iteration: a flag set at the break)."""
+        arrays = merge.to_arrays(state)
+        if not (self.stacked and at_exit):
+            return arrays
+        steps = self.exits[0][0].shape[0]
+        return [
+            a if a is None or traced(v) else jnp.broadcast_to(a, (steps, *a.shape))
+            for a, v in zip(arrays, merge.flat(state), strict=True)
+        ]
+
+    def _first(self, final, *at_exits):
+        """The value at the first exit taken, else ``final``."""
+        if self.stacked:  # (iteration by iteration, each in the order of the body's exits)
+            shape = jnp.broadcast_shapes(*(a.shape[1:] for a in at_exits))
+            stacked = jnp.stack([jnp.broadcast_to(a, (a.shape[0], *shape)) for a in at_exits], 1)
+            conditions = jnp.stack([c for c, _ in self.exits], axis=1)
+            return first_returned(
+                conditions.reshape(-1), stacked.reshape(-1, *shape), jnp.asarray(final)
+            )
+        result = final
+        for (c, _), value in zip(reversed(self.exits), reversed(at_exits), strict=True):
+            result = jnp.where(c, value, result)
+        return result
+
+    def _in_worlds(self, run: Callable, taken) -> list:
+        """``run(taken[w], state)`` in each world ``w``: at a stacked exit on each iteration's
+        state (a ``vmap``), the results stacked again."""
+        states = self._states()
+        return [
+            self._in_world(functools.partial(run, branch), state, w > 0)
+            for w, (state, branch) in enumerate(zip(states, taken, strict=True))
+        ]
+
+    def _in_world(self, run: Callable, state: tuple, at_exit: bool):
+        if not (self.stacked and at_exit):
+            return run(state)
+        leaves, tree = jax.tree_util.tree_flatten(state, is_leaf=_not_tuple)
+        stacked = [i for i, v in enumerate(leaves) if traced(v)]
+        outputs = []
+
+        def row(*values):
+            for i, v in zip(stacked, values, strict=True):
+                leaves[i] = v
+            depth = len(RETURNS[-1]) if RETURNS else 0
+            out = jax.tree_util.tree_flatten(run(tree.unflatten(leaves)), is_leaf=_not_tuple)
+            if RETURNS and len(RETURNS[-1]) != depth:
+                raise ConversionError(
+                    f"sf.relax: a return on a traced condition after the loop at {self.where}, "
+                    "in the worlds where it broke, is not converted yet; set a result variable "
+                    "there and return it at the end."
+                )
+            outputs.append(out)
+            return [jnp.asarray(v) for v in out[0] if traced(v)]
+
+        steps = self.exits[0][0].shape[0]
+        values = iter(jax.vmap(row, axis_size=steps)(*(leaves[i] for i in stacked)))
+        out, out_tree = outputs[0]
+        return out_tree.unflatten([next(values) if traced(v) else v for v in out])
 
     def set_mixed(self) -> None:
         """Mix the worlds into the loop's variables, and remember the flags among them."""
-        states = [self.final, *(state for _, state in self.exits)]
+        states = self._states()
         self.mixed = self.mix(states, self.names, self.where)
         self.set_state(self.mixed)
         for i, value in enumerate(self.mixed):
@@ -150,12 +227,14 @@ class Worlds:
         the ``if`` sets has, before it, one value in all."""
         before = tuple(get_state())
         own = [i for i, name in enumerate(names) if name not in self.names]
-        states = []
-        for state, branch in zip([self.final, *(s for _, s in self.exits)], taken, strict=True):
+
+        def run(branch, state):
             self.set_state(state)
             set_state(tuple(before[i] if i in own else v for i, v in enumerate(get_state())))
             (body if branch else orelse)()
-            states.append((*self.get_state(), *(get_state()[i] for i in own)))
+            return (*self.get_state(), *(get_state()[i] for i in own))
+
+        states = self._in_worlds(run, taken)
         n, get_loop, set_loop = len(self.names), self.get_state, self.set_state
 
         def get_every() -> tuple:
@@ -173,20 +252,82 @@ class Worlds:
         self.get_state, self.set_state = get_every, set_every
         self.final = states[0]
         self.exits = [(c, state) for (c, _), state in zip(self.exits, states[1:], strict=True)]
-        self.set_mixed()
+        if not self._breaks_out():
+            self.set_mixed()
+
+    def _breaks_out(self) -> bool:
+        """Whether the ``if`` just run breaks out of the loop around this one in the worlds where
+        this one broke, and in them only (``if found: break`` on a flag set at its breaks): their
+        states are then exits of that loop, in the order they are met, and it goes on in the
+        world where this one ran to its end."""
+        states = self._states()
+        for i, name in enumerate(self.names):
+            per_world = [state[i] for state in states]
+            if not name.startswith("break_") or all(v is False for v in per_world):
+                continue
+            outer = LOOPS[-1] if LOOPS else None
+            at_exits = per_world[0] is False and all(v is True for v in per_world[1:])
+            if not at_exits or outer is None or outer.branches != BRANCHES[0] or PROBING[0]:
+                raise ConversionError(
+                    f"sf.relax: the break at {caller_line()} leaves the loop around the loop at "
+                    f"{self.where} in some of the worlds of the latter, where it broke on traced "
+                    "conditions; it is converted where it leaves in every world where that loop "
+                    "broke and in no other (a flag set at each of its breaks, then "
+                    "`if found: break` in the outer loop's body), not inside an if on a traced "
+                    "condition. Or loop over the pairs in one loop with one break: "
+                    "for k in range(n * m): i, j = divmod(k, m)."
+                )
+            for condition, state in self.exits:  # (a loop nested in another is not stacked)
+                self.set_state(state)
+                outer.exits.append((condition, tuple(outer.get_state())))
+            self.set_state(self.final)
+            self.exits, self.mixed = [], None
+            return True
+        return False
 
     def choose(self, taken, if_true: Callable, if_false: Callable):
         """A conditional expression whose condition is ``taken[w]`` in world ``w``: the value of
         its chosen side in each world, mixed as the worlds are."""
-        values = []
-        for state, branch in zip([self.final, *(s for _, s in self.exits)], taken, strict=True):
+
+        def value(branch, state):
             self.set_state(state)
-            values.append(jnp.asarray((if_true if branch else if_false)()))
+            return jnp.asarray((if_true if branch else if_false)())
+
+        values = self._in_worlds(value, taken)
         self.set_state(self.mixed)
-        result = values[0]
-        for (c, _), value in zip(reversed(self.exits), reversed(values[1:]), strict=True):
-            result = jnp.where(c, value, result)
-        return result
+        if self.stacked:  # (a value the same in every iteration)
+            steps = self.exits[0][0].shape[0]
+            values[1:] = [
+                v if traced(v) else jnp.broadcast_to(v, (steps, *v.shape)) for v in values[1:]
+            ]
+        return self._first(*values)
+
+    def _states(self) -> list[tuple]:
+        return [self.final, *(state for _, state in self.exits)]
+
+
+class SetInSomeWorlds(Undefined):
+    """A variable after a loop that sets it in some of its worlds only (at a soft break, not
+    before the loop): it may be read where those worlds are told apart, as under ``if found:``
+    on a flag set at the break, and nowhere else."""
+
+    __slots__ = ("where",)
+
+    def __init__(self, name: str, where: str):
+        super().__init__(name)
+        self.where = where
+
+    def read(self):
+        raise ConversionError(
+            f"sf.relax: {self.symbol_name!r} is set by the loop at {self.where} in some of its "
+            "worlds only (at a break on a traced condition, not before the loop), so after the "
+            "loop it has no value where the loop did not set it. Read it under an if on a flag "
+            "set at the break (found = True; break ... if found:), or assign it before the loop."
+        )
+
+
+def _not_tuple(value) -> bool:
+    return type(value) is not tuple
 
 
 # Flags that tell a loop's worlds apart (by id, with the array, the worlds and the flag in each

@@ -9,7 +9,7 @@ exit at which the loop stops.
 """
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -19,18 +19,21 @@ from ._errors import ConversionError
 from ._markers import loop_exits
 from ._syntax_loop_else import Worlds, defer, refuse_compiled, take_flag
 from ._syntax_rolling import SHORT_LOOP, index_used_exactly, rolled_for
+from ._syntax_stacked import (
+    loop_sides,
+    one_pass_jaxpr,
+    rolled_returns,
+    rolled_worlds,
+    rolls_with_returns,
+    running_world_of,
+)
 from ._syntax_state import (
-    BRANCHES,
     EAGER,
     LOOPS,
-    PROBING,
-    RETURNS,
-    SCOPE_BRANCHES,
     UNROLL,
     Loop,
     Merge,
     SideEffects,
-    abstract_state,
     caller_line,
     condition_of,
     is_undefined,
@@ -81,7 +84,7 @@ def _traced_while(test, body, get_state, set_state, symbol_names, where, else_fl
         f"the while loop at {where}",
         "; a loop on a traced condition carries its variables, so assign it before the loop.",
     )
-    running_world = _running_world(symbol_names)
+    running_world = running_world_of(symbol_names)
 
     def body_state(state) -> tuple[tuple, list]:
         """The state at the end of the body (where no break was taken) and the exits taken."""
@@ -89,7 +92,7 @@ def _traced_while(test, body, get_state, set_state, symbol_names, where, else_fl
             final = run_block(body, set_state, get_state, state)
         return running_world(final), [(c, running_world(s)) for c, s in loop.exits]
 
-    sides, merge = _sides(body_state, init, symbol_names, where, "while loop")
+    sides, merge = loop_sides(body_state, init, symbol_names, where, "while loop")
 
     def condition():
         return condition_of(test(), "while loop")
@@ -138,47 +141,6 @@ def _breaks_softly(body: Callable, get_state: Callable, set_state: Callable) -> 
         jax.eval_shape(run)
     set_state(before)
     return found[0]
-
-
-def _running_world(symbol_names) -> Callable[[tuple], tuple]:
-    """A loop state with malt's break flags set to False: the flag is True in an exit's state,
-    and a converted loop carries its own "has broken" flag instead."""
-    flags = [n.startswith("break_") for n in symbol_names]
-    return lambda state: tuple(False if f else v for v, f in zip(state, flags, strict=True))
-
-
-def _sides(
-    body_state: Callable[[tuple], tuple[tuple, list]],
-    init: tuple,
-    symbol_names: Sequence[str],
-    where: str,
-    what: str,
-) -> tuple[list[tuple], "Merge"]:
-    """The abstract states at the end of a loop body and at each of its exits, and how the loop
-    carries its state (a :class:`Merge` of them all)."""
-    n = len(symbol_names)
-
-    def all_states(state):
-        final, exits = body_state(state)
-        return tuple(v for state in (final, *(s for _, s in exits)) for v in state)
-
-    def of(state, *args):
-        after = abstract_state(lambda *a: all_states(state(*a)), *args)
-        sides = [after[i : i + n] for i in range(0, len(after), n)]
-        return sides, Merge(symbol_names, [init, *sides], where, what)
-
-    _, merge = of(lambda: init)
-    # Again with the state as the loop carries it: a number the body changes is an array there,
-    # while the pass above saw the Python number it starts as (a counter `steps = 0`, whose
-    # `if steps >= 3: break` was static there, so that the break was lost).
-    arrays = [a for a in merge.to_arrays(init) if a is not None]
-    layout = [a is not None for a in merge.to_arrays(init)]
-
-    def carried(*values):
-        it = iter(values)
-        return merge.from_arrays([next(it) if present else None for present in layout])
-
-    return of(carried, *arrays)
 
 
 def _body_exits(merge: "Merge", final: tuple, exits: list, counters: tuple = ()) -> tuple:
@@ -235,14 +197,16 @@ def for_stmt(iter_, extra_test, body, get_state, set_state, symbol_names, opts):
     item = _item_at(iter_)
     # (Python's loop variable read after the loop is the last item: unrolled.)
     loop_variables = {n.strip() for n in str(opts.get("iterate_names", "")).split(",")}
-    if else_flag is None and item is not None and not loop_variables & set(symbol_names):
-        if _rolls_with_returns(iter_, item, body, get_state, set_state, symbol_names):
-            return _rolled_returns(len(iter_), item, body, get_state, set_state, symbol_names)
-        if _rolls_with_exits(iter_, item, body, get_state, set_state, symbol_names):
+    if item is not None and not loop_variables & set(symbol_names):
+        state = get_state, set_state, symbol_names
+        if else_flag is None and rolls_with_returns(iter_, item, body, *state):
+            return rolled_returns(len(iter_), item, body, *state)
+        rolls = _rolls_with_exits(iter_, item, body, *state)
+        if rolls == "worlds" or (rolls and else_flag is not None):
+            return rolled_worlds(len(iter_), item, body, *state, else_flag)
+        if rolls:
             steps = TracedRange(0, len(iter_))
-            return _fori_loop(
-                steps, extra_test, body, get_state, set_state, symbol_names, None, item
-            )
+            return _fori_loop(steps, extra_test, body, *state, None, item)
     where = caller_line()
     with Loop("for", get_state) as loop:
         for item in iter_:
@@ -257,7 +221,7 @@ def for_stmt(iter_, extra_test, body, get_state, set_state, symbol_names, opts):
                 body(item)
     if not loop.exits:
         return
-    running_world = _running_world(symbol_names)
+    running_world = running_world_of(symbol_names)
     final = running_world(get_state())
     exits = [(c, running_world(state)) for c, state in loop.exits]
     defer(else_flag, Worlds(tuple(symbol_names), get_state, set_state, final, exits, where))
@@ -282,20 +246,22 @@ def _row(rows: jax.Array, k):
     return rows[k]
 
 
-def _rolls_with_exits(iter_, item, body: Callable, get_state, set_state, symbol_names) -> bool:
-    """Whether a ``for`` over a static range or an array with a soft ``break`` runs as the loop
-    over a traced range does (a ``lax.while_loop`` whose body ends in its exits, on ``item(k)``):
-    compiled once, where unrolled its reverse-mode program grows faster than the trip count. So
-    it does where it is long (see ``_syntax_rolling``), unrolling is not asked for, there is no
-    ``return`` in it, and one pass of the body on a traced position meets a soft break, changes
-    no Python container and uses the position as Python's ``int`` would be used."""
+def _rolls_with_exits(iter_, item, body: Callable, get_state, set_state, symbol_names) -> str:
+    """Whether a ``for`` over a static range or an array with a soft ``break`` is compiled once,
+    where unrolled its reverse-mode program grows faster than the trip count: as the loop over a
+    traced range is (``"exits"``: a ``lax.while_loop`` whose body ends in its exits, on
+    ``item(k)``), or where a Python value set at a break tells the worlds apart, as a scan that
+    stacks them (``"worlds"``, see :func:`rolled_worlds`). It is where the loop is long (see
+    ``_syntax_rolling``), unrolling is not asked for, there is no ``return`` in it, and one pass
+    of the body on a traced position meets a soft break, changes no Python container and uses
+    the position as Python's ``int`` would be used; else ``""``."""
     policy = UNROLL[0]
     if policy is True or EAGER[0] or "do_return" in symbol_names:
-        return False
+        return ""
     if len(iter_) <= (1 if policy is False else SHORT_LOOP):
-        return False
+        return ""
     if not any(n.startswith("break_") for n in symbol_names):
-        return False
+        return ""
     init = tuple(get_state())
     worlds: list[tuple[tuple, list[tuple]]] = []  # the state at the end, and at each exit
     conditions: list[int] = []  # the positions of the exits' conditions among the outputs
@@ -314,33 +280,28 @@ def _rolls_with_exits(iter_, item, body: Callable, get_state, set_state, symbol_
             outputs.append(c)
         return outputs
 
-    closed = _one_pass_jaxpr(one_pass, body, set_state, init)
+    closed = one_pass_jaxpr(one_pass, body, set_state, init)
     if closed is None:
-        return False
+        return ""
     final, exits = worlds[0]
-    if not exits or _tells_worlds_apart(final, exits, symbol_names):
-        return False
+    if not exits or not all(map(_stackable, jax.tree_util.tree_leaves([final, exits]))):
+        return ""
     # A state may hold the position (`found = i` at the break): the worlds are mixed after the
     # loop, so that it is a traced integer there unrolled too.
     allowed = set(range(len(closed.jaxpr.outvars))) - set(conditions)
-    return index_used_exactly(closed.jaxpr, allowed_outputs=allowed)
+    if not index_used_exactly(closed.jaxpr, allowed_outputs=allowed):
+        return ""
+    # (a variable first set at a break: mixed as the worlds are, where it is set in some only)
+    apart = _tells_worlds_apart(final, exits, symbol_names) or any(map(is_undefined, init))
+    if apart and LOOPS:  # (its exits may be those of the loop around it: `if found: break`)
+        return ""
+    return "worlds" if apart else "exits"
 
 
-def _one_pass_jaxpr(one_pass: Callable, body: Callable, set_state, init: tuple):
-    """The jaxpr of ``one_pass(position)`` (a pass of a loop's body) on a traced position, or
-    None where the body cannot run on one (a Python list's item) or changes a Python container:
-    such a loop is unrolled. The loop's state is ``init`` again after it."""
-
-    def changed(name: str, where: str):
-        raise _Unrolled(f"the container {name} is changed at {where}")
-
-    try:
-        with SideEffects([body], "for loop", caller_line(), mode="unroll", on_change=changed):
-            return jax.make_jaxpr(one_pass)(jax.ShapeDtypeStruct((), jnp.int32))
-    except Exception:
-        return None
-    finally:
-        set_state(init)
+def _stackable(value) -> bool:
+    """Whether a value in a loop's state can be stacked over its iterations, or is a constant."""
+    constants = bool | int | float | str | np.ndarray | np.generic | jax.Array
+    return traced(value) or is_undefined(value) or isinstance(value, constants)
 
 
 def _tells_worlds_apart(final: tuple, exits: list[tuple], symbol_names) -> bool:
@@ -352,114 +313,6 @@ def _tells_worlds_apart(final: tuple, exits: list[tuple], symbol_names) -> bool:
         if flag and not name.startswith("break_"):
             return True
     return False
-
-
-def _rolls_with_returns(iter_, item, body: Callable, get_state, set_state, symbol_names) -> bool:
-    """Whether a ``for`` over a static range or an array with a ``return`` on a traced condition
-    (and no ``break``) runs as one ``lax.scan`` (see :func:`_rolled_returns`): where it is long,
-    not asked to unroll, at the top of a converted function (not inside another loop or a soft
-    ``if``), and one pass of its body on a traced position returns arrays of one structure and
-    shapes, changes no Python container and uses the position as Python's ``int`` would be used
-    (also in the values it returns)."""
-    policy = UNROLL[0]
-    names = list(symbol_names)
-    if policy is True or EAGER[0] or PROBING[0] or not RETURNS or LOOPS:
-        return False
-    if BRANCHES[0] != SCOPE_BRANCHES[-1]:
-        return False
-    if "do_return" not in names or "retval_" not in names:
-        return False
-    if len(iter_) <= (1 if policy is False else SHORT_LOOP):
-        return False
-    if any(n.startswith("break_") for n in names):
-        return False
-    init = tuple(get_state())
-    if init[names.index("do_return")] is not False:
-        return False
-    if any(is_undefined(v) != (n == "retval_") for n, v in zip(names, init, strict=True)):
-        return False  # (a variable first assigned in the loop: Python's, unrolled)
-    found: list = []
-    returned_at: list[int] = []  # the positions of the returned values among the outputs
-
-    def one_pass(index):
-        set_state(init)
-        with Loop("fori", get_state) as loop:
-            loop.returns = []
-            body(item(index))
-        state = tuple(get_state())
-        found.append((state, loop.exits, loop.returns))
-        outputs = [index, *(v for v in state if traced(v))]
-        for c, value, _ in loop.returns:
-            outputs.append(c)
-            for leaf in jax.tree_util.tree_leaves(value):
-                returned_at.append(len(outputs))
-                outputs.append(jnp.asarray(leaf))
-        return outputs
-
-    closed = _one_pass_jaxpr(one_pass, body, set_state, init)
-    if closed is None:
-        return False
-    state, exits, returns = found[0]
-    if exits or not returns or state[names.index("do_return")] is not False:
-        return False
-    if not _one_structure([v for _, v, _ in returns]):
-        return False
-    return index_used_exactly(closed.jaxpr, allowed_outputs=set(returned_at))
-
-
-def _one_structure(values: list) -> bool:
-    """Whether the values have one tree structure of numbers or arrays, of one shape per leaf."""
-    if len({jax.tree_util.tree_structure(v) for v in values}) != 1:
-        return False
-    columns = zip(*(jax.tree_util.tree_leaves(v) for v in values), strict=True)
-    try:
-        return all(len({jnp.shape(jnp.asarray(x)) for x in column}) == 1 for column in columns)
-    except TypeError:  # (not an array: a string, an object)
-        return False
-
-
-def _rolled_returns(n_steps: int, item, body, get_state, set_state, symbol_names) -> None:
-    """``for k in range(n_steps): body(item(k))`` with returns on traced conditions, as one
-    ``lax.scan`` over the state of the world where the function has not returned, that stacks
-    each return's condition and value there: the function returns at the first condition that
-    holds, a return recorded with :class:`FunctionScope`, which relax turns into the mixture of
-    the unrolled loop (see ``first_returned``)."""
-    where = caller_line()
-    trees: list = []
-    with SideEffects([body], "for loop", where):
-        init = tuple(get_state())
-
-        def body_state(k, state) -> tuple[tuple, list]:
-            with Loop("fori", get_state) as loop:
-                loop.returns = []
-                final = run_block(functools.partial(body, item(k)), set_state, get_state, state)
-            return final, loop.returns
-
-        def running_world(state):
-            return body_state(jnp.int32(0), state)[0], []
-
-        _, merge = _sides(running_world, init, symbol_names, where, "for loop")
-
-        def step(arrays, k):
-            final, returns = body_state(k, merge.from_arrays(arrays))
-            values = [value for _, value, _ in returns]
-            trees.append(jax.tree_util.tree_structure(values[0]))
-            columns = zip(*(jax.tree_util.tree_leaves(v) for v in values), strict=True)
-            stacked = [jnp.stack(jnp.broadcast_arrays(*column)) for column in columns]
-            return merge.to_arrays(final), (jnp.stack([c for c, _, _ in returns]), stacked)
-
-        with jax.named_scope(f"for_at_{where}"):
-            outs, (conditions, stacked) = jax.lax.scan(
-                step, merge.to_arrays(init), jnp.arange(n_steps, dtype=jnp.int32)
-            )
-    set_state(merge.from_arrays(outs))
-    # (in the order the returns are met: iteration by iteration, each in the order of the body)
-    values = [leaf.reshape(-1, *leaf.shape[2:]) for leaf in stacked]
-    RETURNS[-1].append((conditions.reshape(-1), trees[0].unflatten(values), where, True))
-
-
-class _Unrolled(Exception):
-    """A loop changes a Python container: it stays unrolled."""
 
 
 class TracedRange:
@@ -511,7 +364,7 @@ def _traced_fori_loop(
         f"the for loop at {where} (over a range with a traced bound)",
         "; assign it before the loop.",
     )
-    running_world = _running_world(symbol_names)
+    running_world = running_world_of(symbol_names)
 
     def body_state(i, state) -> tuple[tuple, list]:
         with Loop("fori", get_state) as loop:
@@ -519,7 +372,7 @@ def _traced_fori_loop(
         return running_world(final), [(c, running_world(s)) for c, s in loop.exits]
 
     index = jnp.asarray(iter_.start)
-    sides, merge = _sides(
+    sides, merge = loop_sides(
         functools.partial(body_state, index), init, symbol_names, where, "for loop"
     )
     if len(sides) == 1 and extra_test is None:

@@ -84,6 +84,22 @@ def is_static(value) -> bool:
     return not isinstance(value, arrays) and not traced(value)
 
 
+def first_returned(conditions, stacked, value):
+    r"""The value of the first return whose condition holds, of returns stacked along axis 0, or
+    ``value`` where none does: read at ``argmax`` of the conditions followed by True, which relax
+    turns into the first true index of independent truth values, the mixture
+    :math:`\sum_k q_k \prod_{j<k}(1 - q_j)\, v_k + \prod_j (1 - q_j)\, v` of the nested
+    ``where``."""
+    first = jnp.argmax(jnp.concatenate([conditions, jnp.ones(1, bool)]))
+
+    def leaf(returned, otherwise):
+        shape = jnp.broadcast_shapes(returned.shape[1:], jnp.shape(otherwise))
+        returned = jnp.broadcast_to(returned, (returned.shape[0], *shape))
+        return jnp.concatenate([returned, jnp.broadcast_to(otherwise, (1, *shape))])[first]
+
+    return jax.tree_util.tree_map(leaf, stacked, value)
+
+
 def run_block(block: Callable, set_state: Callable, get_state: Callable, init: tuple) -> tuple:
     set_state(init)
     block()
@@ -143,12 +159,16 @@ class Merge:
         self.static.append(None)
         self.dtypes.append(jnp.result_type(*values))
 
-    def to_arrays(self, state: tuple) -> list:
-        flat = [
+    def flat(self, state: tuple) -> list:
+        """The values of ``state``, one per array of :meth:`to_arrays`."""
+        return [
             v
             for value, tree in zip(state, self.trees, strict=True)
             for v in ([value] if tree is None else tree.flatten_up_to(value))
         ]
+
+    def to_arrays(self, state: tuple) -> list:
+        flat = self.flat(state)
         return [
             None if dtype is None else jnp.asarray(v, dtype)
             for v, dtype in zip(flat, self.dtypes, strict=True)
