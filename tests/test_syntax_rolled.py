@@ -6,6 +6,7 @@ function, the straight-through forward value = the function, soft gradients = fl
 differences, rolled = unrolled, under jit and vmap."""
 
 import functools
+import itertools
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -689,6 +690,18 @@ def test_a_break_out_of_two_loops_is_the_search_over_the_pairs(x64):
                 break
         return hit
 
+    def nested_else(points, centres, radius):  # (the idiom without a flag)
+        hit = 0.0
+        for i in range(points.shape[0]):
+            for j in range(centres.shape[0]):
+                if jnp.sum((points[i] - centres[j]) ** 2) < radius:
+                    hit = points[i, 0] * centres[j, 1]
+                    break
+            else:
+                continue
+            break
+        return hit
+
     def pairs(points, centres, radius):
         hit = 0.0
         for k in range(points.shape[0] * centres.shape[0]):
@@ -701,8 +714,8 @@ def test_a_break_out_of_two_loops_is_the_search_over_the_pairs(x64):
     rng = np.random.default_rng(5)
     points, centres = (jnp.asarray(rng.uniform(0.0, 1.0, (n, 2))) for n in (7, 3))
     radius = jnp.asarray(0.05)
-    for u in (None, True):
-        nested_soft, pairs_soft = (sf.relax(f, softness=0.1, unroll=u) for f in (nested, pairs))
+    for u, program in itertools.product((None, True), (nested, nested_else)):
+        nested_soft, pairs_soft = (sf.relax(f, softness=0.1, unroll=u) for f in (program, pairs))
         np.testing.assert_allclose(
             nested_soft(points, centres, radius), pairs_soft(points, centres, radius), rtol=1e-12
         )
@@ -712,9 +725,9 @@ def test_a_break_out_of_two_loops_is_the_search_over_the_pairs(x64):
             strict=True,
         ):
             np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-14)
-    for r in (0.0, 0.05, 1.0):
+    for r, program in itertools.product((0.0, 0.05, 1.0), (nested, nested_else)):
         args = (points, centres, jnp.asarray(r))
-        assert float(jax.jit(sf.relax(nested, mode="hard"))(*args)) == float(nested(*args))
+        assert float(jax.jit(sf.relax(program, mode="hard"))(*args)) == float(program(*args))
 
     def leaves_where_not_found(points, centres, radius):
         found = False
