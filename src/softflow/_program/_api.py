@@ -103,6 +103,18 @@ def _python_value_message(name: str, error: BaseException) -> str:
     )
 
 
+def _traced_slice_message(name: str, error: BaseException) -> str:
+    """What relax says when ``name`` slices an array at a traced position (``x[:i]``)."""
+    return (
+        f"sf.relax: {name} slices an array at a traced position at {_user_line(error)} (such as "
+        "x[:i] with i set in a loop that breaks on a traced condition): the slice's length, and "
+        "so the result's shape, is not known. Keep the shape: mask by position, "
+        "jnp.where(jnp.arange(x.shape[0]) < i, x, 0.0) or jnp.sum(x, where=jnp.arange("
+        "x.shape[0]) < i), or read a window of fixed size, jax.lax.dynamic_slice_in_dim(x, i, "
+        f"size); relax then relaxes the position. ({error})"
+    )
+
+
 def _user_line(error: BaseException) -> str:
     """The user's line where ``error`` was raised: the innermost line of converted code, else
     the innermost line outside JAX, softflow and the libraries."""
@@ -188,6 +200,10 @@ class Relaxed:
             closed = jax.make_jaxpr(flat_fn)(*shapes)
         except _PYTHON_VALUE_ERRORS as error:
             raise ConversionError(_python_value_message(self._name, error)) from None
+        except IndexError as error:
+            if "must be static" not in str(error) and "must have static" not in str(error):
+                raise
+            raise ConversionError(_traced_slice_message(self._name, error)) from None
         if all(not isinstance(c, Tracer) for c in closed.consts):
             # A jaxpr that closes over traced values belongs to the trace that made it.
             self._cache[key] = (closed, out_tree[0])

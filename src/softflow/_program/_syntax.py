@@ -54,6 +54,7 @@ from ._syntax_branches import (
 from ._syntax_loop_else import LoopElseAsFlags, else_flag, loop_else
 from ._syntax_loops import TracedRange, for_stmt, while_stmt
 from ._syntax_match import MatchAsIfs, check as check_match
+from ._syntax_rolling import Rows
 from ._syntax_state import (
     ACTIVE,
     BRANCHES,
@@ -104,6 +105,10 @@ def converted_call(f, args, kwargs, caller_fn_scope=None, options=None):
     check_mutation(f)
     if f is range and traced(args):
         return TracedRange(*args)
+    if (f is enumerate and not kwargs) or (f is zip and set(kwargs) <= {"strict"}):
+        rows = _rows(f, args, kwargs.get("strict", False))
+        if rows is not None:  # (a loop over it may be rolled, as one over an array's rows)
+            return rows
     if (f is any or f is all) and len(args) == 1 and not kwargs:
         return _any_or_all(f, list(args[0]))
     if (f is max or f is min or f is sorted) and len(args) == 1 and isinstance(args[0], Iterator):
@@ -253,6 +258,19 @@ _BUILTINS: dict[Any, Callable] = {
     bool: _python_number,
     round: _python_number,
 }
+
+
+def _rows(f, args: tuple, strict: bool) -> Rows | None:
+    """``enumerate(array[, start])`` or ``zip(*arrays)`` as :class:`Rows`, or None (also where
+    ``zip(..., strict=True)`` would raise: Python's zip then raises)."""
+    if f is zip:
+        rows = Rows.of(args)
+        return rows if rows is None or not strict or len({len(a) for a in args}) == 1 else None
+    if len(args) in (1, 2) and isinstance(args[0], jax.Array | Rows):
+        start = args[1] if len(args) == 2 else 0
+        if type(start) is int:
+            return Rows.of((range(start, start + len(args[0])), args[0]))
+    return None
 
 
 def _called_object(obj) -> bool:

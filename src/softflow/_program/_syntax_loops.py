@@ -18,7 +18,7 @@ import numpy as np
 from ._errors import ConversionError
 from ._markers import loop_exits
 from ._syntax_loop_else import Worlds, defer, refuse_compiled, take_flag
-from ._syntax_rolling import SHORT_LOOP, index_used_exactly, rolled_for
+from ._syntax_rolling import SHORT_LOOP, Rows, index_used_exactly, rolled_for
 from ._syntax_stacked import (
     loop_sides,
     one_pass_jaxpr,
@@ -194,10 +194,9 @@ def for_stmt(iter_, extra_test, body, get_state, set_state, symbol_names, opts):
         return _fori_loop(iter_, extra_test, body, get_state, set_state, symbol_names, else_flag)
     if rolled_for(iter_, extra_test, body, get_state, set_state, symbol_names):
         return
+    del opts
     item = _item_at(iter_)
-    # (Python's loop variable read after the loop is the last item: unrolled.)
-    loop_variables = {n.strip() for n in str(opts.get("iterate_names", "")).split(",")}
-    if item is not None and not loop_variables & set(symbol_names):
+    if item is not None:
         state = get_state, set_state, symbol_names
         if else_flag is None and rolls_with_returns(iter_, item, body, *state):
             return rolled_returns(len(iter_), item, body, *state)
@@ -228,7 +227,10 @@ def for_stmt(iter_, extra_test, body, get_state, set_state, symbol_names, opts):
 
 
 def _item_at(iter_) -> Callable | None:
-    """The item of a static range or of an array's leading axis at a traced position."""
+    """The item of a static range, of an array's leading axis, or of ``enumerate`` / ``zip`` of
+    them (:class:`Rows`) at a traced position."""
+    if isinstance(iter_, Rows):
+        return iter_.at
     if isinstance(iter_, range):
         bounds = np.iinfo(np.int32)
         if all(bounds.min <= v <= bounds.max for v in iter_[:: max(len(iter_) - 1, 1)]):
@@ -264,20 +266,17 @@ def _rolls_with_exits(iter_, item, body: Callable, get_state, set_state, symbol_
         return ""
     init = tuple(get_state())
     worlds: list[tuple[tuple, list[tuple]]] = []  # the state at the end, and at each exit
-    conditions: list[int] = []  # the positions of the exits' conditions among the outputs
 
     def one_pass(index):
         set_state(init)
         with Loop("fori", get_state) as loop:
             body(item(index))
         worlds.append((tuple(get_state()), [state for _, state in loop.exits]))
-        # (the position first, as rolling's; then the states, which may hold it, and the
-        # exits' conditions, which may not: Python's would be static)
+        # (the position first, as rolling's; then the states and the exits' conditions, which
+        # may hold it: `found = i`, Python's loop variable, `if i >= k and x[i] > t: break`)
         outputs = [index, *(v for v in get_state() if traced(v))]
         for c, state in loop.exits:
-            outputs += [v for v in state if traced(v)]
-            conditions.append(len(outputs))
-            outputs.append(c)
+            outputs += [*(v for v in state if traced(v)), c]
         return outputs
 
     closed = one_pass_jaxpr(one_pass, body, set_state, init)
@@ -286,9 +285,9 @@ def _rolls_with_exits(iter_, item, body: Callable, get_state, set_state, symbol_
     final, exits = worlds[0]
     if not exits or not all(map(_stackable, jax.tree_util.tree_leaves([final, exits]))):
         return ""
-    # A state may hold the position (`found = i` at the break): the worlds are mixed after the
-    # loop, so that it is a traced integer there unrolled too.
-    allowed = set(range(len(closed.jaxpr.outvars))) - set(conditions)
+    # The worlds are mixed after the loop, so that the position is a traced integer there
+    # unrolled too; a condition on it alone is exact, as Python's static one.
+    allowed = set(range(len(closed.jaxpr.outvars)))
     if not index_used_exactly(closed.jaxpr, allowed_outputs=allowed):
         return ""
     # (a variable first set at a break: mixed as the worlds are, where it is set in some only)

@@ -64,6 +64,67 @@ class _Settling(_Unroll):
 _PEELED = 2
 
 
+class Rows:
+    """``enumerate(array)`` or ``zip(*arrays)`` over arrays' leading axes (and ranges) of one
+    length, as a sequence of tuples: Python iterates it as it iterates ``enumerate`` / ``zip``,
+    and a ``for`` loop over it can be rolled as one over an array's rows, at a traced position
+    (:meth:`at`). A range is the first of its columns, if any: the rolled loop's index."""
+
+    def __init__(self, columns: tuple):
+        self.columns = columns
+
+    @classmethod
+    def of(cls, columns: tuple) -> "Rows | None":
+        """The rows of ``columns`` (zip's arguments, up to the shortest), or None where they are
+        not all arrays, ranges and rows, or a range is not the first of their leaves."""
+        if not columns or not all(_column(c) for c in columns):
+            return None
+        n = min(len(c) for c in columns)
+        rows = cls(tuple(c[:n] for c in columns))
+        ranges = [isinstance(c, range) for c in rows.leaves()]
+        return rows if not any(ranges[1:]) else None
+
+    def leaves(self) -> list:
+        return [leaf for c in self.columns for leaf in (c.leaves() if isinstance(c, Rows) else [c])]
+
+    def __len__(self) -> int:
+        return len(self.columns[0])
+
+    def __getitem__(self, k):
+        if isinstance(k, slice):
+            return Rows(tuple(c[k] for c in self.columns))
+        return tuple(c[k] for c in self.columns)
+
+    def __iter__(self):
+        return zip(*self.columns, strict=True)
+
+    def at(self, k) -> tuple:
+        """The item at a traced position."""
+        return tuple(_item(c, k) for c in self.columns)
+
+    def scanned(self) -> tuple:
+        """What ``lax.scan`` runs over: each column's items along axis 0."""
+        return tuple(_items(c) for c in self.columns)
+
+
+def _item(column, k):
+    if isinstance(column, range):
+        return column.start + k * column.step
+    return column.at(k) if isinstance(column, Rows) else column[k]
+
+
+def _items(column):
+    if isinstance(column, range):
+        return np.asarray(column, np.int32)
+    return column.scanned() if isinstance(column, Rows) else column
+
+
+def _column(value) -> bool:
+    if isinstance(value, range):
+        return all(_INT32.min <= v <= _INT32.max for v in value[:: max(len(value) - 1, 1)])
+    return isinstance(value, Rows) or (isinstance(value, jax.Array) and value.ndim >= 1)
+
+
 def _unroll(name: str, where: str) -> None:
     raise _Unroll(f"the container {name} is changed at {where}")
 
@@ -81,7 +142,7 @@ def rolled_for(iter_, extra_test, body: Callable, get_state, set_state, symbol_n
     if isinstance(iter_, range):
         if len(iter_) and not all(_INT32.min <= v <= _INT32.max for v in (iter_[0], iter_[-1])):
             return False
-    elif not (isinstance(iter_, jax.Array) and iter_.ndim >= 1):
+    elif not (isinstance(iter_, Rows) or (isinstance(iter_, jax.Array) and iter_.ndim >= 1)):
         return False
     # A short loop inside an unrolled one repeats with it: unrolled, the nest's program grows
     # with the product of their trip counts (a 2 x 4 scheduler with soft ifs compiled its
@@ -115,12 +176,15 @@ def rolled_for(iter_, extra_test, body: Callable, get_state, set_state, symbol_n
 def _roll(iter_, body: Callable, get_state, set_state, where: str) -> None:
     """The loop as one ``lax.scan``; _Unroll (the state as before) where it cannot be."""
     xs = np.asarray(iter_, np.int32) if isinstance(iter_, range) else iter_
+    if isinstance(iter_, Rows):
+        xs = iter_.scanned()
+    is_index = isinstance(iter_, range) or (
+        isinstance(iter_, Rows) and isinstance(iter_.leaves()[0], range)
+    )
     init = tuple(get_state())
     try:
         with SideEffects([body], "for loop", where, mode="unroll", on_change=_unroll):
-            carried, carry_init, iterate = _probe(
-                xs, isinstance(iter_, range), body, get_state, set_state, init
-            )
+            carried, carry_init, iterate = _probe(xs, is_index, body, get_state, set_state, init)
 
             def step(carry, item):
                 state = list(init)
@@ -164,14 +228,15 @@ def _probe(xs, is_index: bool, body: Callable, get_state, set_state, init: tuple
         after[:] = get_state()
         iterate[:] = [k for k, v in enumerate(after) if v is item]
         outputs[:] = [k for k, v in enumerate(after) if not (is_static(v) or is_undefined(v))]
-        return [item, *(after[k] for k in outputs)]
+        return [*jax.tree_util.tree_leaves(item), *(after[k] for k in outputs)]
 
-    item_type = jax.ShapeDtypeStruct(xs.shape[1:], xs.dtype)
+    item_type = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), xs)
     try:
         closed = jax.make_jaxpr(one_pass)(item_type, *(init[k] for k in arrays_at))
     finally:
         set_state(init)
-    avals = dict(zip(outputs, closed.out_avals[1:], strict=True))
+    n_item = len(jax.tree_util.tree_leaves(item_type))
+    avals = dict(zip(outputs, closed.out_avals[n_item:], strict=True))
     carried, carry_init = [], []
     for k, (before, now) in enumerate(zip(init, after, strict=True)):
         if k in iterate:
@@ -188,7 +253,7 @@ def _probe(xs, is_index: bool, body: Callable, get_state, set_state, init: tuple
             raise _Settling("a variable is a constant before the loop")
         carried.append(k)
         carry_init.append(_carry_init(before, avals[k]))
-    allowed = [1 + outputs.index(k) for k in iterate]
+    allowed = [n_item + outputs.index(k) for k in iterate]
     if is_index and not index_used_exactly(closed.jaxpr, allowed):
         raise _Unroll("the index is used as a float, or carried out of the body")
     return carried, carry_init, iterate
