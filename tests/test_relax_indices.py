@@ -515,6 +515,61 @@ def test_a_mode_carried_through_a_loop_is_a_distribution_over_its_values(x64):
     )
 
 
+def longest_run_scan(x, threshold):
+    """The longest run of values above a threshold: two integers carried through a scan, the
+    current run and the longest so far, which depend on each other (compared, so carried as
+    distributions: ``jnp.maximum`` of expected values would be the mean-field approximation)."""
+
+    def step(carry, value):
+        run, longest = carry
+        run = jnp.where(value > threshold, run + 1, 0)
+        return (run, jnp.where(run > longest, run, longest)), None
+
+    return lax.scan(step, (0, 0), x)[0][1]
+
+
+def longest_run_while(x, threshold):
+    """The same, as a while loop over an exact counter."""
+
+    def body(carry):
+        i, run, longest = carry
+        run = jnp.where(x[i] > threshold, run + 1, 0)
+        return i + 1, run, jnp.where(run > longest, run, longest)
+
+    return lax.while_loop(lambda c: c[0] < x.shape[0], body, (0, 0, 0))[2]
+
+
+def longest_run_by_enumeration(x, threshold):
+    """The expected longest run over every outcome of the relaxed comparisons (independent
+    events of probability sf.greater(x_i, threshold)), written without relax."""
+    n = x.shape[0]
+    bits = (np.arange(2**n)[:, None] >> np.arange(n)) & 1
+    longest = np.zeros(2**n)
+    for row, b in enumerate(bits):
+        run = 0
+        for above in b:
+            run = run + 1 if above else 0
+            longest[row] = max(longest[row], run)
+    p = sf.greater(x, threshold, softness=TAU)
+    weights = jnp.prod(jnp.where(bits == 1, p, 1 - p), axis=1)
+    return weights @ longest
+
+
+@pytest.mark.parametrize("program", [longest_run_scan, longest_run_while], ids=["scan", "while"])
+def test_integers_carried_together_through_a_loop_keep_their_joint_law(program, x64):
+    x = jnp.asarray(np.random.default_rng(3).normal(size=8))
+    threshold = jnp.float64(-0.2)
+    relaxed = sf.relax(program, softness=TAU)
+    np.testing.assert_allclose(
+        relaxed(x, threshold), longest_run_by_enumeration(x, threshold), rtol=1e-12
+    )
+    gradients = jax.jit(jax.grad(relaxed, argnums=(0, 1)))(x, threshold)
+    expected = jax.grad(longest_run_by_enumeration, argnums=(0, 1))(x, threshold)
+    for gradient, reference in zip(gradients, expected, strict=True):
+        np.testing.assert_allclose(gradient, reference, rtol=1e-10, atol=1e-14)
+    assert_exactly_equal(sf.relax(program, mode="hard")(x, threshold), program(x, threshold))
+
+
 def counted_until(x, limit):
     """A counter that the loop increments on a relaxed condition, used as an index."""
 

@@ -124,6 +124,11 @@ def test_a_value_compared_with_an_order_statistic_of_itself(x64, program):
     for x in ([0.3, -1.0, 0.8, 1.5, 0.1, 0.7], [0.3, -np.inf, 0.8, np.inf, 0.1, 0.7]):
         x = jnp.asarray(x)
         np.testing.assert_allclose(sf.relax(program, softness=1e-6)(x), program(x), atol=1e-9)
+        # Under jit too: the position a quantile reads is computed from constants (q (n - 1),
+        # its floor), which were traced there, so the element read was not known (1/2).
+        np.testing.assert_allclose(
+            jax.jit(sf.relax(program, softness=1e-6))(x), program(x), atol=1e-9
+        )
         assert sf.relax(program, mode="straight_through", softness=TAU)(x).tolist() == (
             program(x).tolist()
         )
@@ -132,16 +137,36 @@ def test_a_value_compared_with_an_order_statistic_of_itself(x64, program):
 
 
 def test_an_order_statistic_read_at_an_index_known_only_under_jit():
-    # Under jit the quantile's position is traced: the place it reads is then not known at
-    # trace time, and the comparison with it crashed (a traced truth value in Python's `if`).
-    def below(x):
-        return (x <= jnp.quantile(x, 0.5, method="lower")).astype(x.dtype)
+    # A quantile at a traced q reads at a position not known at trace time, and the comparison
+    # with it crashed (a traced truth value in Python's `if`).
+    def below(x, q):
+        return (x <= jnp.quantile(x, q, method="lower")).astype(x.dtype)
 
-    x = jnp.asarray([0.3, -1.0, 0.8, 1.5, 0.1, 0.7, -0.2])
+    x, q = jnp.asarray([0.3, -1.0, 0.8, 1.5, 0.1, 0.7, -0.2]), jnp.float32(0.5)
     for mode in ("hard", "straight_through"):
         relaxed = jax.jit(sf.relax(below, softness=TAU, mode=mode))
-        assert relaxed(x).tolist() == below(x).tolist()
-    assert np.all(np.isfinite(jax.jit(sf.relax(below, softness=TAU))(x)))
+        assert relaxed(x, q).tolist() == below(x, q).tolist()
+    assert np.all(np.isfinite(jax.jit(sf.relax(below, softness=TAU))(x, q)))
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_an_argmax_of_values_masked_with_nan_has_the_gradient_of_the_inf_mask(dtype):
+    # jnp.nanargmax gives a NaN the value -inf: an outcome of probability 0 (the value kept
+    # for certain) was still in the product 0 * -inf of an unused branch, and its gradient was
+    # NaN once the softness was small enough for the probability to underflow.
+    def best_valid(x):
+        return x[jnp.nanargmax(jnp.where(x > 0.5, jnp.nan, x))]
+
+    def best_valid_inf(x):
+        return x[jnp.argmax(jnp.where(x > 0.5, -jnp.inf, x))]
+
+    with jax.enable_x64(dtype == jnp.float64):
+        x = jnp.asarray([1.76, 0.40, 0.98, 2.24, 1.87, -0.98], dtype)
+        for softness in (1e-2, 1e-3, 1e-4):
+            grad = jax.grad(sf.relax(best_valid, softness=softness))(x)
+            reference = jax.grad(sf.relax(best_valid_inf, softness=softness))(x)
+            assert np.all(np.isfinite(grad))
+            np.testing.assert_allclose(grad, reference, rtol=1e-6, atol=1e-30)
 
 
 def test_a_mask_above_the_median_has_the_gradient_of_its_mixture(x64):

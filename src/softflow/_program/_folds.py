@@ -1,10 +1,13 @@
 """Summing the probabilities of a relaxed integer's candidates into fewer outcomes (candidates
-of equal value, positions clamped into range), with the mapping known at trace time: as slices
-where the targets of candidates follow each other, else as one product with a 0/1 matrix."""
+of equal value, positions clamped into range, the cases of a switch), with the mapping known at
+trace time: as slices where the targets of candidates follow each other, else as one product
+with a 0/1 matrix."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from .._checks import is_concrete
 
 # The most runs of consecutive targets that fold_onto adds slice by slice; beyond, one product
 # with a 0/1 matrix.
@@ -66,3 +69,30 @@ def fold_onto(probs: jax.Array, targets: np.ndarray, size: int) -> jax.Array:
         part = probs[..., start : start + stride * (length - 1) + 1 : stride]
         out = out + jnp.pad(part, [*lead, (at, size - at - length)])
     return out
+
+
+def shared_row(cands: np.ndarray) -> np.ndarray | None:
+    """The candidates of every position when they are the same at each, else None."""
+    row = cands.reshape(-1, cands.shape[-1])[0] if cands.size else None
+    return row if row is not None and np.all(cands == row) else None
+
+
+def case_weights(index, n: int) -> list[jax.Array]:
+    """The probability of each case ``0..n-1`` chosen by a relaxed index (a ``Categorical``)
+    clipped to that range (the branches of ``lax.switch``, the cases of ``select_n``): sums of
+    slices of its probabilities when its candidates are known at trace time, kept as separate
+    arrays (one elementwise pass each, no stacked copy to slice)."""
+    probs = jnp.broadcast_to(index.probs, np.shape(index.cands))
+    row = shared_row(np.asarray(index.cands)) if is_concrete(index.cands) else None
+    if row is None:
+        cands = jnp.clip(jnp.asarray(index.cands).astype(jnp.int32), 0, n - 1)
+        return [jnp.sum(jnp.where(cands == j, probs, 0), axis=-1) for j in range(n)]
+    chosen = np.clip(row.astype(np.int64), 0, n - 1)
+    weights = []
+    for j in range(n):
+        (at,) = np.nonzero(chosen == j)
+        if at.size and at[-1] - at[0] + 1 == at.size:
+            weights.append(jnp.sum(probs[..., at[0] : at[-1] + 1], axis=-1))
+        else:
+            weights.append(jnp.sum(jnp.where(chosen == j, probs, 0), axis=-1))
+    return weights

@@ -118,15 +118,21 @@ _EXACT_MOVES = frozenset(
 )
 
 
+# Elementwise operations that IEEE arithmetic rounds exactly, as XLA's constant folding computes
+# them: their small float results from values known at trace time are the program's, bit for bit
+# (a quantile's position, q * (n - 1) and its floor, from which the element read is known).
+_EXACT_ARITHMETIC = frozenset(
+    {"add", "sub", "mul", "div", "neg", "abs", "floor", "ceil", "max", "min", "clamp", "sign"}
+)
+
+
 def _foldable(eqn: JaxprEqn, invals: list) -> bool:
-    """Whether ``eqn`` computes small integers or booleans, or reads small float entries, from
-    values known at trace time."""
-    moves = eqn.primitive.name in _EXACT_MOVES
+    """Whether ``eqn`` computes small integers or booleans, or reads or computes exactly small
+    float entries, from values known at trace time."""
+    exact = eqn.primitive.name in _EXACT_MOVES or eqn.primitive.name in _EXACT_ARITHMETIC
 
     def small_result(v) -> bool:
-        # (A weakly typed float would lose its weak type as a NumPy array.)
-        kind_ok = not floating(aval(v)) or (moves and not aval(v).weak_type)
-        return kind_ok and np.prod(aval(v).shape, dtype=int) <= _FOLD_SIZE
+        return (exact or not floating(aval(v))) and np.prod(aval(v).shape, dtype=int) <= _FOLD_SIZE
 
     return (
         not eqn.effects
@@ -334,7 +340,13 @@ class Interpreter(SoftIntegerOps):
                 # Small integers known at trace time stay known (a loop's mode, n + 1 of a
                 # counter), so that relaxed integers made from them keep a static range.
                 with jax.ensure_compile_time_eval():
-                    return [np.asarray(out) for out in _jaxpr.bind(eqn, invals)]
+                    outs = _jaxpr.bind(eqn, invals)
+                # (A weakly typed float stays a JAX array: as a NumPy one it would lose its
+                # weak type.)
+                return [
+                    out if aval(v).weak_type and floating(aval(v)) else np.asarray(out)
+                    for out, v in zip(outs, eqn.outvars, strict=True)
+                ]
             if _jaxpr.is_call(eqn) and is_concrete(invals):
                 # A nested jit of values known at trace time (jnp.where, jnp.clip): run its body,
                 # so that its small integer results stay known too (bound, it would be traced).

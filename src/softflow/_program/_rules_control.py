@@ -24,7 +24,6 @@ from ._boundaries import (
     counted_steps,
     decode,
     decode_all,
-    encode,
     encode_all,
     exit_loop_kinds,
     joined,
@@ -32,6 +31,7 @@ from ._boundaries import (
     kinds_after,
 )
 from ._errors import RelaxError
+from ._folds import case_weights
 from ._generic import hard_of
 from ._interpreter import Interpreter, rule
 from ._markers import EXITS_NAME
@@ -44,7 +44,6 @@ from ._values import (
     SoftBool,
     aval,
     bernoulli,
-    case_weights,
     default_float,
     floating,
     is_soft,
@@ -222,7 +221,8 @@ def _while_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     cond_consts, body_consts, init = invals[:cn], invals[cn : cn + bn], invals[cn + bn :]
     avals = [aval(v) for v in eqn.outvars]
     max_steps = self.options.max_steps
-    if max_steps is None:  # a counter with a bound in the condition bounds the loop
+    bound_by_counter = max_steps is None
+    if bound_by_counter:  # a counter with a bound in the condition bounds the loop
         max_steps = counted_steps(
             layout.cond.jaxpr,
             layout.body.jaxpr,
@@ -276,10 +276,11 @@ def _while_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
 
     def analyse():
         # A relaxed loop runs at most max_steps times, which bounds the range of its integers;
-        # a loop that turns out exact may run any number of times.
+        # a loop that turns out exact may run any number of times, unless its condition caps a
+        # counter.
         steps = max_steps
         kinds, soft = analyse_with(steps)
-        if self.precise_loops and steps is not None and not soft:
+        if self.precise_loops and steps is not None and not soft and not bound_by_counter:
             kinds, soft = analyse_with(None)
         return kinds, soft
 
@@ -287,13 +288,24 @@ def _while_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     if not soft:
         # An exact condition (a loop counter): an exact loop whose body is relaxed.
         def exact_cond(x):
-            return unwrap(cond(decode_all(x, kinds, avals)))
+            return unwrap(cond(decode_all(x, kinds, avals, joint=True)))
 
         def exact_body(x):
-            return encode_all(body(decode_all(x, kinds, avals)), kinds, avals)
+            state = decode_all(x, kinds, avals, joint=True)
+            return encode_all(body(state), kinds, avals, joint=True)
 
-        outs = jax.lax.while_loop(exact_cond, exact_body, encode_all(init, kinds, avals))
-        return decode_all(outs, kinds, avals)
+        init_state = encode_all(init, kinds, avals, joint=True)
+        if bound_by_counter and max_steps is not None:
+            # At most max_steps passes: a scan of them, each run while the condition holds,
+            # which reverse mode differentiates (the while loop it is, not).
+            def step(x, _):
+                return jax.lax.cond(exact_cond(x), exact_body, lambda x: x, x), None
+
+            init_state = [jnp.asarray(x) for x in init_state]
+            outs, _ = jax.lax.scan(step, init_state, None, length=max_steps)
+        else:
+            outs = jax.lax.while_loop(exact_cond, exact_body, init_state)
+        return decode_all(outs, kinds, avals, joint=True)
     if aval(layout.cond.jaxpr.outvars[0]).shape != ():
         raise self.unsupported(
             eqn,
@@ -312,17 +324,20 @@ def _while_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     # In each run of the loop the exact integers are exact; they are carried as floats so that the
     # result can be the expectation over the exit step.
     state_kinds = [k if floating(a) or k.soft else PATH for k, a in zip(kinds, avals, strict=True)]
+    plain_kinds = [DEAD if k == PATH else k for k in state_kinds]
 
     def to_state(values):
+        encoded = encode_all(values, plain_kinds, avals, joint=True)
         return [
-            encode(v, DEAD, a).astype(default_float()) if k == PATH else encode(v, k, a)
-            for v, k, a in zip(values, state_kinds, avals, strict=True)
+            x.astype(default_float()) if k == PATH else x
+            for x, k in zip(encoded, state_kinds, strict=True)
         ]
 
     def from_state(x):
+        decoded = decode_all(x, plain_kinds, avals, joint=True)
         return [
-            Live(v.astype(a.dtype)) if k == PATH else decode(v, k, a)
-            for v, k, a in zip(x, state_kinds, avals, strict=True)
+            Live(v.astype(a.dtype)) if k == PATH else d
+            for v, d, k, a in zip(x, decoded, state_kinds, avals, strict=True)
         ]
 
     n = len(avals)
@@ -402,9 +417,11 @@ def _while_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
         counted = _check_stopped(self, eqn, counted, remaining, max_steps)
     outs = _check_finite(self, eqn, invals, outs)
     result = []
-    for x, k, a in zip(outs, state_kinds, avals, strict=True):
+    out_kinds = [DEAD if k == PATH else LIVE if k.name == "dead" else k for k in state_kinds]
+    decoded = decode_all(outs, out_kinds, avals, joint=True)
+    for x, d, k, a in zip(outs, decoded, state_kinds, avals, strict=True):
         if k != PATH:
-            result.append(decode(x, LIVE if k.name == "dead" else k, a))
+            result.append(d)
         elif a.dtype == jnp.bool_:
             result.append(SoftBool(x, None))
         else:
@@ -525,16 +542,17 @@ def _scan_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     kinds, y_kinds = self.analysed(eqn, invals, analyse)
 
     def body(c, x):
-        outs = step(decode_all(c, kinds, carry_avals), decode_xs(x))
-        new_c = encode_all(outs[:ncarry], kinds, carry_avals)
+        outs = step(decode_all(c, kinds, carry_avals, joint=True), decode_xs(x))
+        new_c = encode_all(outs[:ncarry], kinds, carry_avals, joint=True)
         return new_c, encode_all(outs[ncarry:], y_kinds, y_avals)
 
     carry, ys = jax.lax.scan(
         body,
-        encode_all(init, kinds, carry_avals),
+        encode_all(init, kinds, carry_avals, joint=True),
         xs_x,
         length=layout.length,
         reverse=layout.reverse,
         unroll=layout.unroll,
     )
-    return [*decode_all(carry, kinds, carry_avals), *decode_all(ys, y_kinds, y_avals)]
+    carry = decode_all(carry, kinds, carry_avals, joint=True)
+    return [*carry, *decode_all(ys, y_kinds, y_avals)]

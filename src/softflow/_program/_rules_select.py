@@ -10,6 +10,7 @@ from jax.extend.core import JaxprEqn, Literal as JaxprLiteral
 from .._branch import soft_where
 from .._checks import is_concrete
 from . import _jaxpr, _views
+from ._folds import case_weights
 from ._generic import hard_thunk
 from ._interpreter import Interpreter, rule
 from ._intervals import half_interval
@@ -22,7 +23,6 @@ from ._values import (
     SoftBool,
     aval,
     bernoulli,
-    case_weights,
     distinct,
     expectation,
     factors_of,
@@ -199,7 +199,13 @@ def _expectation_with_sentinels(probs, each, softness) -> jax.Array:
     infinite = jnp.isinf(each) & (probs > 0)
     q = jnp.sum(jnp.where(infinite, 0, probs), axis=-1)
     kept = jnp.where(infinite, 0, each)
-    finite = jnp.sum(jnp.where(infinite, 0, probs) * kept, axis=-1) / jnp.where(q > 0, q, 1)
+    # (An infinite outcome of probability 0 is out of the finite mean too: its 0 * inf would
+    # be a NaN in the gradient, also where the mean is not used.)
+    infinite_outcome = jnp.isinf(each)
+    finite = jnp.sum(
+        jnp.where(infinite_outcome, 0, probs) * jnp.where(infinite_outcome, 0, each), axis=-1
+    )
+    finite = finite / jnp.where(q > 0, q, 1)
     above = jnp.any(infinite & (each > 0), axis=-1)
     below = jnp.any(infinite & (each < 0), axis=-1)
     sign = jnp.where(above & below, jnp.nan, jnp.where(above, 1, -1)).astype(each.dtype)

@@ -28,6 +28,7 @@ from ._syntax_state import (
     _reachable,
     abstract_state,
     caller_line,
+    canonical_names,
     condition_of,
     first_returned,
     run_block,
@@ -43,6 +44,7 @@ def if_stmt(cond, body, orelse, get_state, set_state, symbol_names, nouts):
     """``if cond: body() else: orelse()``; on a traced ``cond`` a ``lax.cond`` over the state, or
     for a ``break`` or a ``return`` on one side only, an exit (see :func:`_soft_exit`)."""
     del nouts
+    symbol_names = canonical_names(symbol_names)
     if isinstance(cond, NoBreak):  # a loop's else clause, after breaks on traced conditions
         return cond.worlds.run_if(cond.taken, body, orelse, get_state, set_state, symbol_names)
     if (found := flag_of_worlds(cond)) is not None:  # a flag set at a loop's breaks

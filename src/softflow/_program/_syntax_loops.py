@@ -35,6 +35,7 @@ from ._syntax_state import (
     Merge,
     SideEffects,
     caller_line,
+    canonical_names,
     condition_of,
     is_undefined,
     loop_state,
@@ -52,6 +53,7 @@ def while_stmt(test, body, get_state, set_state, symbol_names, opts):
     it into the mixture over the iteration *and* the exit at which the loop stops.
     """
     del opts
+    symbol_names = canonical_names(symbol_names)
     else_flag = take_flag()
     may_break = any(n.startswith("break_") for n in symbol_names)
     while True:
@@ -189,6 +191,7 @@ def for_stmt(iter_, extra_test, body, get_state, set_state, symbol_names, opts):
     :math:`s_k` is the state at the break. It is built as nested selects,
     ``where(c_1, s_1, where(c_2, s_2, ... s_end))``, which relax turns into that mixture.
     """
+    symbol_names = canonical_names(symbol_names)
     else_flag = take_flag()
     if isinstance(iter_, TracedRange):
         return _fori_loop(iter_, extra_test, body, get_state, set_state, symbol_names, else_flag)

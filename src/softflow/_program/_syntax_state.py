@@ -79,6 +79,17 @@ def loop_state(get_state, symbol_names, loop: str, advice: str) -> tuple:
     return init
 
 
+# malt names a nested function's return flag and value do_return_1, retval__1 (and so on, one
+# number per level): the same roles as the outermost function's.
+_NESTED_RETURN = re.compile(r"^(do_return|retval_)_\d+$")
+
+
+def canonical_names(symbol_names: Sequence[str]) -> tuple[str, ...]:
+    """The names of a statement's variables with a nested function's return flag and value
+    named as the outermost function's (a statement reads and writes one function's only)."""
+    return tuple(_NESTED_RETURN.sub(r"\1", name) for name in symbol_names)
+
+
 def is_static(value) -> bool:
     arrays = jax.Array | np.ndarray | np.generic | jax.ShapeDtypeStruct
     return not isinstance(value, arrays) and not traced(value)
@@ -186,9 +197,11 @@ class Merge:
 
 
 def _common_tree(values: list):
-    """The structure of tuples that every value has (a return of several values), or None for a
-    single value. (A Python list is a container the construct must not grow: SideEffects.)"""
-    if not all(type(v) is tuple for v in values):
+    """The structure of tuples (or named tuples) that every value has (a return of several
+    values, a state record), or None for a single value. (A Python list is a container the
+    construct must not grow: SideEffects.)"""
+    kinds = {type(v) for v in values}
+    if len(kinds) != 1 or not issubclass(kinds.pop(), tuple):
         return None
     trees = {jax.tree_util.tree_structure(v, is_leaf=lambda x: x is None) for v in values}
     return trees.pop() if len(trees) == 1 else None
@@ -203,16 +216,27 @@ def same_value(a, b) -> bool:
 
 def abstract_state(block: Callable, *args) -> tuple:
     """Run ``block(*args)`` abstractly: the types of its array results, its static results as
-    they are."""
+    they are, also inside tuples (a named tuple's Python int field stays an int)."""
     static: list = []
+    trees: list = []
 
     def arrays(*args):
-        state = block(*args)
-        static.extend(v if is_static(v) or is_undefined(v) else None for v in state)
-        return [None if is_static(v) or is_undefined(v) else v for v in state]
+        out = []
+        for value in block(*args):
+            leaves, tree = jax.tree_util.tree_flatten(
+                value, is_leaf=lambda x: not isinstance(x, tuple)
+            )
+            known = [is_static(v) or is_undefined(v) for v in leaves]
+            trees.append(tree)
+            static.append([v if k else None for v, k in zip(leaves, known, strict=True)])
+            out.append([None if k else v for v, k in zip(leaves, known, strict=True)])
+        return out
 
     shapes = jax.eval_shape(arrays, *args)
-    return tuple(s if a is None else a for s, a in zip(static, shapes, strict=True))
+    return tuple(
+        tree.unflatten([s if a is None else a for s, a in zip(known, found, strict=True)])
+        for tree, known, found in zip(trees, static, shapes, strict=True)
+    )
 
 
 # ----------------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ import numpy as np
 from .._checks import is_concrete
 from .._select import expectation as finite_expectation
 from ._errors import TooManyOutcomes
-from ._folds import fold_onto
+from ._folds import fold_onto, shared_row
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -280,8 +280,32 @@ def mean(value) -> jax.Array:
         if value.expected is not None:
             return value.expected
         dtype = jnp.result_type(value.probs.dtype, default_float())
+        if is_concrete(value.cands) and np.shape(value.cands)[-1] <= _FEW_CANDIDATES:
+            return _expectation_by_candidate(value.probs, np.asarray(value.cands, dtype))
         return expectation(value.probs, jnp.asarray(value.cands, dtype))
     return jnp.asarray(unwrap(value)).astype(default_float())
+
+
+# Known candidates up to this many are summed one by one (see _expectation_by_candidate).
+_FEW_CANDIDATES = 4
+
+
+def _expectation_by_candidate(probs: jax.Array, cands: np.ndarray) -> jax.Array:
+    """The expectation over a few candidates known at trace time, one slice of ``probs`` per
+    nonzero candidate: XLA then reads a truth value's probability of True where it was stacked
+    with its complement (a concatenation fused into every consumer costs XLA:CPU about 20 ns an
+    element: ``jnp.sum(a != b)`` of relaxed booleans ran 4x slower than its gradient)."""
+    total = None
+    for k in range(cands.shape[-1]):
+        candidate = cands[..., k]
+        if not np.any(candidate):
+            continue
+        term = probs[..., k].astype(cands.dtype)
+        term = term if np.all(candidate == 1) else term * candidate
+        total = term if total is None else total + term
+    if total is None:
+        return jnp.zeros(jnp.broadcast_shapes(probs.shape[:-1], cands.shape[:-1]), cands.dtype)
+    return jnp.broadcast_to(total, jnp.broadcast_shapes(probs.shape[:-1], cands.shape[:-1]))
 
 
 def probability(condition) -> jax.Array:
@@ -536,33 +560,6 @@ def _spread(cands, slots: list[int], sizes: list[int]):
         shape[s] = sizes[s]
     own = own.reshape((*lead, *shape))
     return xp.broadcast_to(own, (*lead, *sizes)).reshape((*lead, math.prod(sizes)))
-
-
-def shared_row(cands: np.ndarray) -> np.ndarray | None:
-    """The candidates of every position when they are the same at each, else None."""
-    row = cands.reshape(-1, cands.shape[-1])[0] if cands.size else None
-    return row if row is not None and np.all(cands == row) else None
-
-
-def case_weights(index: Categorical, n: int) -> list[jax.Array]:
-    """The probability of each case ``0..n-1`` chosen by a relaxed index clipped to that range
-    (the branches of ``lax.switch``, the cases of ``select_n``): sums of slices of its
-    probabilities when its candidates are known at trace time, kept as separate arrays (one
-    elementwise pass each, no stacked copy to slice)."""
-    probs = jnp.broadcast_to(index.probs, np.shape(index.cands))
-    row = shared_row(np.asarray(index.cands)) if is_concrete(index.cands) else None
-    if row is None:
-        cands = jnp.clip(jnp.asarray(index.cands).astype(jnp.int32), 0, n - 1)
-        return [jnp.sum(jnp.where(cands == j, probs, 0), axis=-1) for j in range(n)]
-    chosen = np.clip(row.astype(np.int64), 0, n - 1)
-    weights = []
-    for j in range(n):
-        (at,) = np.nonzero(chosen == j)
-        if at.size and at[-1] - at[0] + 1 == at.size:
-            weights.append(jnp.sum(probs[..., at[0] : at[-1] + 1], axis=-1))
-        else:
-            weights.append(jnp.sum(jnp.where(chosen == j, probs, 0), axis=-1))
-    return weights
 
 
 def exact_candidates(value) -> Categorical | None:
