@@ -499,6 +499,13 @@ def exit_loop_kinds(
     return _escalated(one_round, init, avals, steps, precise)
 
 
+def only_compared(cond: Jaxpr) -> bool:
+    """Whether a ``while_loop``'s condition is one comparison (``i < n``, no other conjunct):
+    with a counter there, the loop runs exactly :func:`counted_steps` times."""
+    e = next((e for e in cond.eqns if cond.outvars[0] in e.outvars), None)
+    return e is not None and e.primitive.name in ("lt", "le", "gt", "ge")
+
+
 def counted_steps(cond: Jaxpr, body: Jaxpr, cond_consts: list, body_nconsts: int, init: list):
     """The most iterations of a ``while_loop`` whose condition requires a counter below a bound
     known at trace time (``(i < max_iter) & (error > tol)``) and whose body adds 1 to it:

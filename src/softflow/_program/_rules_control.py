@@ -29,6 +29,7 @@ from ._boundaries import (
     joined,
     kind_of,
     kinds_after,
+    only_compared,
 )
 from ._errors import RelaxError
 from ._folds import case_weights
@@ -295,9 +296,10 @@ def _while_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
             return encode_all(body(state), kinds, avals, joint=True)
 
         init_state = encode_all(init, kinds, avals, joint=True)
-        if bound_by_counter and max_steps is not None:
-            # At most max_steps passes: a scan of them, each run while the condition holds,
-            # which reverse mode differentiates (the while loop it is, not).
+        if bound_by_counter and max_steps is not None and only_compared(layout.cond.jaxpr):
+            # Exactly max_steps passes (the condition is the counter's alone): a scan of them,
+            # which reverse mode differentiates (the while loop it is, not). (With another
+            # conjunct, an early stop would leave the rest of the passes to run idle.)
             def step(x, _):
                 return jax.lax.cond(exact_cond(x), exact_body, lambda x: x, x), None
 
