@@ -460,8 +460,8 @@ def test_a_loop_over_rows_with_a_soft_break_is_rolled():
 
 
 def test_a_loop_with_a_soft_return_is_rolled():
-    """A Python for over a static range with returns on traced conditions is one loop carrying the
-    value returned; unrolled, compiling the gradient of a 40-step search took 290 s."""
+    """A Python for over a static range with returns on traced conditions is one scan stacking the
+    values returned; unrolled, compiling the gradient of a 40-step search took 290 s."""
 
     def search(steps):
         def run(x, t):
