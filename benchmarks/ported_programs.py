@@ -645,6 +645,48 @@ def payback_period(flows, investment, steps=12):
     return paid
 
 
+def _ruin_args(r):
+    return np.array(r.uniform(0.4, 0.5)), np.array(r.uniform(2.0, 4.0)), r.uniform(size=40)
+
+
+@program("search", _ruin_args, (0, 1), softness=0.1, python_syntax=True)
+def gamblers_ruin(p_win, stake, draws, steps=12):
+    """A gambler's wealth less a fee per round played, as simulation tutorials write it: a
+    Python ``for`` over the draws that stops once less than the least bet is left, the wealth
+    starting as a Python number (so that the stop is static in the first round) and the rounds
+    a Python counter. (Not ``wealth <= 0.0``: a gambler who bets all that is left has exactly
+    0.0, a tie, which a soft comparison weighs 1/2 at every softness.)"""
+    wealth = 10.0
+    rounds = 0
+    for u in draws[:steps]:
+        if wealth < 1.0:
+            break
+        bet = min(stake, wealth)
+        wealth = wealth + bet if u < p_win else wealth - bet
+        rounds += 1
+    return wealth - 0.5 * rounds
+
+
+def _trajectory_args(r):
+    return np.array(r.uniform(1.0, 2.0)), np.array(r.uniform(-0.5, 0.5))
+
+
+@program("physics", _trajectory_args, (0, 1), softness=0.05, python_syntax=True)
+def bounce_trajectory(height, velocity, steps=20):
+    """The heights of a bouncing ball as plotting scripts record them: a Python ``for`` that
+    appends each step's height to a list, stacked after the loop."""
+    y, v = height, velocity
+    heights = []
+    for _ in range(steps):
+        v = v - 0.5
+        y = y + 0.1 * v
+        if y < 0.0:
+            y = -y
+            v = -0.8 * v
+        heights.append(y)
+    return jnp.stack(heights)
+
+
 def _ball_args(r):
     return np.array(r.uniform(1.0, 2.0)), np.array(r.uniform(-0.5, 0.5)), np.array(0.8)
 

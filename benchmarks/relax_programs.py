@@ -467,9 +467,18 @@ def measure(settings: harness.Settings, names=None, batch: int | None = None) ->
 
 #: Python-syntax loops whose compile time is measured against their trip count: a controller
 #: with soft branches (a scan), a sphere tracer with a soft break (a while loop with an exit),
-#: a projectile with a soft return (a scan that stacks the returns) and a payback period with a
-#: soft break and an else clause (a scan that stacks the worlds at the break).
-LOOP_PROGRAMS = ("pid_python_loop", "sphere_march", "projectile_landing", "payback_period")
+#: a projectile with a soft return (a scan that stacks the returns), a payback period with a
+#: soft break and an else clause (a scan that stacks the worlds at the break), a gambler's ruin
+#: with a soft break on a state that starts as Python numbers (its first pass run as Python) and
+#: a trajectory appended to a list (a scan that stacks the appended heights).
+LOOP_PROGRAMS = (
+    "pid_python_loop",
+    "sphere_march",
+    "projectile_landing",
+    "payback_period",
+    "gamblers_ruin",
+    "bounce_trajectory",
+)
 
 
 def compile_loop_seconds(steps: int, name: str = LOOP_PROGRAMS[0]) -> float:
@@ -477,8 +486,12 @@ def compile_loop_seconds(steps: int, name: str = LOOP_PROGRAMS[0]) -> float:
     p = PROGRAMS_BY_NAME[name]
     fn = sf.relax(functools.partial(p.fn, steps=steps), softness=p.softness)
     args = arguments(p, jnp.float32)
+
+    def total(*a):  # (a trajectory's heights: their sum)
+        return sum(jnp.sum(leaf) for leaf in jax.tree_util.tree_leaves(fn(*a)))
+
     tick = time.perf_counter()
-    jax.jit(jax.grad(fn, argnums=p.diff)).lower(*args).compile()
+    jax.jit(jax.grad(total, argnums=p.diff)).lower(*args).compile()
     return time.perf_counter() - tick
 
 
@@ -491,8 +504,11 @@ def loop_compile(settings: harness.Settings, steps=(10, 30), timeout: float = 30
         "fresh process, at each trip count: pid_python_loop (a Python `for` over the steps with "
         "`if / elif / else` saturation), sphere_march (a Python `for` with a `break` when the "
         "ray is close to a surface), projectile_landing (a Python `for` that returns where "
-        "the ball is below the ground) and payback_period (a Python `for` over the years with a "
-        f"`break` once paid back and an `else:` clause); cut at {timeout:g} s.",
+        "the ball is below the ground), payback_period (a Python `for` over the years with a "
+        "`break` once paid back and an `else:` clause), gamblers_ruin (a Python `for` over the "
+        "draws with a `break` once broke, the wealth starting as a Python number) and "
+        "bounce_trajectory (a Python `for` that appends each height to a list); cut at "
+        f"{timeout:g} s.",
         ["program", "steps", "compile s", "note"],
     )
     for name in LOOP_PROGRAMS[:1] if settings.tiny else LOOP_PROGRAMS:

@@ -905,6 +905,56 @@ def _appends(x):
     return jnp.stack(out)
 
 
+def _reads_the_list_it_appends_to(x):
+    out = [x]
+    for _ in range(6):
+        if x > out[-1] - 0.5:  # the last item appended: rolled, this would be the first
+            x = x - 1.0
+        out.append(x + 0.25)
+    return jnp.stack(out)
+
+
+def _reads_its_list_in_an_inner_loop(x):
+    out = [x]
+    for _ in range(6):
+        for j in range(5):
+            if x > out[0] * 0.1 * j:
+                x = x - 0.3
+        out.append(x)
+    return jnp.stack(out)
+
+
+def _stops_after_its_first_passes(x):
+    s = 0.0
+    k = 0
+    for v in jnp.linspace(0.0, 1.0, 12):
+        if k >= 2:  # static: a Python break in the third pass
+            break
+        if v > x - 0.5:
+            s = s + v
+        k = k + 1
+    return s * k
+
+
+def _appends_python_numbers(x):
+    out = []
+    for _ in range(6):
+        if x > 1.0:
+            x = x - 1.0
+        out.append(1.0)
+    return x * jnp.stack(out)
+
+
+def _appends_to_an_alias_it_reads(x):
+    out = []
+    seen = out
+    for _ in range(6):
+        if x > 0.5 * len(seen):
+            x = x - 1.0
+        out.append(x)
+    return jnp.stack(out)
+
+
 def _grows(x):
     s = jnp.zeros(0)
     for i in range(6):
@@ -927,6 +977,106 @@ def _over_rows(x):
     return s
 
 
+def _records_a_trajectory(x):
+    out = [x]  # what the list held before the loop stays first
+    pairs = []
+    for i in range(8):
+        if x > 1.0:  # (an if statement, the subject of these tests)  # noqa: SIM108
+            x = x * 0.5
+        else:
+            x = x + 0.75
+        out.append(x)
+        pairs.append((x, x * i))
+    return jnp.stack(out), pairs
+
+
+def _appends_in_nested_loops(x):
+    out = []
+    for i in range(6):
+        for j in range(5):  # rolled too: each of its passes appends to the outer loop's list
+            if x > j:
+                x = x - 0.5
+            out.append(x * (i + 1))
+        out.extend([x, 2.0 * x])
+    return jnp.stack(out)
+
+
+def _appends_in_a_short_inner_loop(x):
+    weights = [0.5, 1.0, 2.0]  # read in the loop, not appended to: carried as it is
+    out = []
+    for _ in range(7):
+        for w in weights:
+            if x > w:
+                x = x - w
+            out.append(x)
+    return jnp.stack(out)
+
+
+def _appends_rows(rows):
+    out = []
+    for row in rows:
+        if row[0] > row[1]:
+            row = row[::-1]
+        out.append(row)
+    return jnp.stack(out)
+
+
+@pytest.mark.parametrize(
+    ("fn", "arg"),
+    [
+        (_records_a_trajectory, 1.7),
+        (_appends_in_nested_loops, 6.2),
+        (_appends_in_a_short_inner_loop, 5.3),
+        (_appends_rows, np.arange(12.0).reshape(6, 2) % 5),
+    ],
+)
+def test_a_loop_that_appends_to_a_list_is_rolled(fn, arg):
+    """The scan stacks what each pass appends and the list gets its rows after the loop: the
+    same list of arrays as unrolled (hard: the program; soft: values and gradients of the
+    unrolled relaxation), from one compiled body."""
+    arg = jnp.asarray(arg, jnp.float32)
+    assert _jaxpr_text(fn, (arg,)).count("scan[") >= 1
+    assert "scan[" not in _jaxpr_text(fn, (arg,), unroll=True)
+    plain = fn(arg)
+    for mode in ("hard", "straight_through"):
+        relaxed = jax.jit(sf.relax(fn, mode=mode))(arg)
+        assert jax.tree_util.tree_structure(relaxed) == jax.tree_util.tree_structure(plain)
+        jax.tree_util.tree_map(np.testing.assert_array_equal, relaxed, plain)
+
+    def total(fn, unroll):
+        soft = sf.relax(fn, softness=0.2, unroll=unroll)
+        return lambda a: sum(jnp.sum(leaf) for leaf in jax.tree_util.tree_leaves(soft(a)))
+
+    for unroll in (None, True):
+        assert jax.tree_util.tree_structure(sf.relax(fn, unroll=unroll)(arg)) == (
+            jax.tree_util.tree_structure(plain)
+        )
+    rolled, unrolled = (
+        jax.jit(jax.value_and_grad(total(fn, None))),
+        jax.value_and_grad(total(fn, True)),
+    )
+    jax.tree_util.tree_map(
+        functools.partial(np.testing.assert_allclose, rtol=2e-6, atol=1e-6),
+        rolled(arg),
+        unrolled(arg),
+    )
+
+
+def test_a_list_appended_to_in_a_soft_branch_of_a_rolled_loop_is_refused():
+    def keeps_large(x):
+        out = []
+        for i in range(6):
+            if x > i:
+                out.append(x)
+            x = x + 1.0
+        return jnp.stack(out)
+
+    x = jnp.float32(2.5)
+    assert len(sf.relax(keeps_large, mode="hard")(x)) == len(keeps_large(x))
+    with pytest.raises(sf.ConversionError, match=r"`out.append\(...\)` at .*if statement"):
+        sf.relax(keeps_large, softness=0.1)(x)
+
+
 @pytest.mark.parametrize(
     ("fn", "arg", "rolled"),
     [
@@ -934,7 +1084,12 @@ def _over_rows(x):
         (_indexes_a_python_list, 1.3, False),
         (_power_of_index, 1.3, False),
         (_python_counter, 2.5, False),
-        (_appends, 3.5, False),
+        (_appends, 3.5, True),
+        (_reads_the_list_it_appends_to, 2.5, False),
+        (_appends_python_numbers, 2.5, False),
+        (_stops_after_its_first_passes, 0.3, False),
+        (_reads_its_list_in_an_inner_loop, 4.0, True),  # (the inner loops)
+        (_appends_to_an_alias_it_reads, 2.5, False),
         (_grows, 1.3, False),
         (_index_after_the_loop, np.linspace(-1, 1, 6), True),
         (_over_rows, np.arange(12.0).reshape(6, 2) % 5, True),
@@ -963,3 +1118,46 @@ def test_unroll_option():
     assert float(sf.relax(f, unroll=False, mode="straight_through")(x)) == float(f(x))
     with pytest.raises(TypeError, match="unroll must be None, True or False"):
         sf.relax(f, unroll=1)  # type: ignore[arg-type]
+
+
+def _gamble(p_win, stake, draws):
+    wealth = 10.0  # a Python number: the break's test is static in the first pass only
+    rounds = 0
+    for u in draws:
+        if wealth <= 0.0:
+            break
+        bet = min(stake, wealth)
+        wealth = wealth + bet if u < p_win else wealth - bet
+        rounds += 1
+    return wealth, rounds
+
+
+def test_a_soft_break_on_a_variable_that_starts_as_a_python_number_is_rolled():
+    """The first pass runs as Python (its break is static there) and the rest is one loop: the
+    program does not grow with the draws, and it is the unrolled relaxation."""
+    p_win, stake = jnp.float32(0.45), jnp.float32(3.0)
+    draws = jnp.asarray(np.random.default_rng(7).uniform(size=24), jnp.float32)
+
+    def size(n, unroll):
+        soft = sf.relax(_gamble, softness=0.1, unroll=unroll)
+        return len(jax.make_jaxpr(soft)(p_win, stake, draws[:n]).eqns)
+
+    assert size(12, None) == size(24, None)
+    assert size(24, True) > 1.5 * size(12, True)
+    for n in (12, 24):
+        args = (p_win, stake, draws[:n])
+        wealth, rounds = _gamble(*args)
+        hard = jax.jit(sf.relax(_gamble, mode="hard"))(*args)
+        assert (float(hard[0]), int(hard[1])) == (float(wealth), rounds)
+
+        def loss(p, s, unroll, n=n):
+            w, r = sf.relax(_gamble, softness=0.1, unroll=unroll)(p, s, draws[:n])
+            return w + 0.5 * r
+
+        rolled = jax.jit(jax.value_and_grad(functools.partial(loss, unroll=None), (0, 1)))
+        unrolled = jax.value_and_grad(functools.partial(loss, unroll=True), (0, 1))
+        jax.tree_util.tree_map(
+            functools.partial(np.testing.assert_allclose, rtol=2e-5, atol=1e-5),
+            rolled(p_win, stake),
+            unrolled(p_win, stake),
+        )

@@ -18,7 +18,7 @@ import numpy as np
 from ._errors import ConversionError
 from ._markers import loop_exits
 from ._syntax_loop_else import Worlds, defer, refuse_compiled, take_flag
-from ._syntax_rolling import SHORT_LOOP, Rows, index_used_exactly, rolled_for
+from ._syntax_rolling import PEELED, SHORT_LOOP, Rows, index_used_exactly, rolled_for
 from ._syntax_stacked import (
     loop_sides,
     one_pass_jaxpr,
@@ -37,9 +37,11 @@ from ._syntax_state import (
     caller_line,
     canonical_names,
     condition_of,
+    is_static,
     is_undefined,
     loop_state,
     run_block,
+    same_value,
     traced,
 )
 
@@ -199,16 +201,28 @@ def for_stmt(iter_, extra_test, body, get_state, set_state, symbol_names, opts):
         return
     del opts
     item = _item_at(iter_)
-    if item is not None:
-        state = get_state, set_state, symbol_names
-        if else_flag is None and rolls_with_returns(iter_, item, body, *state):
-            return rolled_returns(len(iter_), item, body, *state)
-        rolls = _rolls_with_exits(iter_, item, body, *state)
-        if rolls == "worlds" or (rolls and else_flag is not None):
-            return rolled_worlds(len(iter_), item, body, *state, else_flag)
-        if rolls:
-            steps = TracedRange(0, len(iter_))
-            return _fori_loop(steps, extra_test, body, *state, None, item)
+    state = get_state, set_state, symbol_names
+    if item is not None and else_flag is None and rolls_with_returns(iter_, item, body, *state):
+        return rolled_returns(len(iter_), item, body, *state)
+    rolls = ""
+    for peeled in range(PEELED + 1):
+        if peeled and extra_test is not None and not extra_test():
+            return  # (a static break in the pass run as Python)
+        rolls = "" if item is None else _rolls_with_exits(iter_, item, body, *state)
+        if rolls != "settling" or peeled == PEELED:
+            break
+        # The pass meets no soft break while the state starts as Python numbers (a
+        # `wealth = 10.0` that the break tests): run it as Python, then roll the rest.
+        with Loop("for", get_state) as loop:
+            body(iter_[0])
+        assert not loop.exits  # (the pass traced on a traced position met none)
+        iter_ = iter_[1:]
+        item = _item_at(iter_)
+    if item is not None and (rolls == "worlds" or (rolls == "exits" and else_flag is not None)):
+        return rolled_worlds(len(iter_), item, body, *state, else_flag)
+    if item is not None and rolls == "exits":
+        steps = TracedRange(0, len(iter_))
+        return _fori_loop(steps, extra_test, body, *state, None, item)
     where = caller_line()
     with Loop("for", get_state) as loop:
         for item in iter_:
@@ -259,7 +273,9 @@ def _rolls_with_exits(iter_, item, body: Callable, get_state, set_state, symbol_
     stacks them (``"worlds"``, see :func:`rolled_worlds`). It is where the loop is long (see
     ``_syntax_rolling``), unrolling is not asked for, there is no ``return`` in it, and one pass
     of the body on a traced position meets a soft break, changes no Python container and uses
-    the position as Python's ``int`` would be used; else ``""``."""
+    the position as Python's ``int`` would be used; ``"settling"`` where that pass meets no soft
+    break but changes a Python value of the state (the loop's first pass, while the state
+    starts as Python numbers: run it as Python and ask again); else ``""``."""
     policy = UNROLL[0]
     if policy is True or EAGER[0] or "do_return" in symbol_names:
         return ""
@@ -286,7 +302,13 @@ def _rolls_with_exits(iter_, item, body: Callable, get_state, set_state, symbol_
     if closed is None:
         return ""
     final, exits = worlds[0]
-    if not exits or not all(map(_stackable, jax.tree_util.tree_leaves([final, exits]))):
+    if not exits:
+        settles = any(
+            is_static(a) and not (is_static(b) and same_value(a, b))
+            for a, b in zip(init, final, strict=True)
+        )
+        return "settling" if settles else ""
+    if not all(map(_stackable, jax.tree_util.tree_leaves([final, exits]))):
         return ""
     # The worlds are mixed after the loop, so that the position is a traced integer there
     # unrolled too; a condition on it alone is exact, as Python's static one.

@@ -12,16 +12,21 @@ only when the rolled program computes what the unrolled one does, bit for bit in
   of one shape and dtype, none of them a constant (relax computes with constants exactly, and a
   carried value is relaxed from the first iteration on). Up to two first iterations run as
   Python while this settles (``s = 0.0`` before the loop is a Python float, an array computed
-  from the inputs after one iteration); a Python counter that changes in every iteration, or a
-  list appended to, needs unrolling. (A constant made by JAX operations before the loop, such as
-  ``jnp.zeros(3)``, is a traced value here and is carried: a condition on it alone in the first
-  iteration is then relaxed where unrolled it would be exact. ``unroll=True`` keeps it exact.);
+  from the inputs after one iteration); a Python counter that changes in every iteration needs
+  unrolling. (A constant made by JAX operations before the loop, such as ``jnp.zeros(3)``, is a
+  traced value here and is carried: a condition on it alone in the first iteration is then
+  relaxed where unrolled it would be exact. ``unroll=True`` keeps it exact.);
+* a Python list of an enclosing scope that the body appends arrays to (``out.append(x)``, the
+  same number in every pass, outside any branch on a traced condition) is not read in the loop:
+  the scan stacks what each pass appends, and the list gets the rows after the loop, as unrolled
+  it gets the items one by one;
 * the index (a Python ``int`` unrolled, a traced ``int32`` rolled) is used as an integer only:
   indexing, integer arithmetic, comparisons, and turned into a float only where it meets a float
-  array (``x * (i + 1)``, as Python's ``int`` would). ``i * 0.1`` is float64 arithmetic in Python
-  but float32 arithmetic traced, ``x ** i`` repeated multiplication unrolled but ``pow`` rolled:
-  such a body is unrolled. So is one that cannot run on a traced index at all (``weights[i]`` on a
-  Python list, ``range(i)``, ``float(i)``): it fails while it is probed.
+  array (``x * (i + 1)``, ``x > i``, as Python's ``int`` would). ``i * 0.1`` is float64
+  arithmetic in Python but float32 arithmetic traced, ``x ** i`` repeated multiplication
+  unrolled but ``pow`` rolled: such a body is unrolled. So is one that cannot run on a traced
+  index at all (``weights[i]`` on a Python list, ``range(i)``, ``float(i)``): it fails while it
+  is probed.
 """
 
 from collections.abc import Callable
@@ -34,6 +39,7 @@ from jax.extend.core import Jaxpr, Literal
 
 from . import _jaxpr
 from ._syntax_state import (
+    GUARDS,
     LOOPS,
     UNROLL,
     Loop,
@@ -61,7 +67,7 @@ class _Settling(_Unroll):
 
 
 #: How many first iterations may run as Python until the types of the state settle.
-_PEELED = 2
+PEELED = 2
 
 
 class Rows:
@@ -151,7 +157,7 @@ def rolled_for(iter_, extra_test, body: Callable, get_state, set_state, symbol_n
     shortest = 1 if policy is False or nested else SHORT_LOOP
     where = caller_line()
     done = 0
-    for done in range(_PEELED + 1):
+    for done in range(PEELED + 1):
         rest = iter_[done:]
         if len(rest) <= shortest:
             break
@@ -159,7 +165,7 @@ def rolled_for(iter_, extra_test, body: Callable, get_state, set_state, symbol_n
             _roll(rest, body, get_state, set_state, where)
             return True
         except _Settling:
-            if done == _PEELED:
+            if done == PEELED:
                 break
         except Exception:  # what a traced index cannot do: unroll (which raises the real errors)
             break
@@ -174,7 +180,48 @@ def rolled_for(iter_, extra_test, body: Callable, get_state, set_state, symbol_n
 
 
 def _roll(iter_, body: Callable, get_state, set_state, where: str) -> None:
-    """The loop as one ``lax.scan``; _Unroll (the state as before) where it cannot be."""
+    """The loop as one ``lax.scan``; _Unroll (the state as before) where it cannot be. A Python
+    list of an enclosing function that the body appends to stands in the body's closure as an
+    :class:`Appended` while the loop is traced: the scan stacks what each pass appends, and the
+    list is extended with its rows after the loop. A list the body reads is left as it is (a
+    body that also appends to it is unrolled)."""
+    read: set[str] = set()
+    while True:
+        cells = _appended_cells(body, tuple(get_state()), read)
+        try:
+            return _roll_with(iter_, body, get_state, set_state, where, cells)
+        except _ListRead as error:
+            if error.name not in cells:  # an enclosing rolled loop's list
+                raise
+            read.add(error.name)
+
+
+def _appended_cells(body: Callable, state: tuple, read: set[str]) -> dict:
+    """The closure cells of ``body`` that hold a list it may append to (not one of the loop's
+    variables, not one of ``read``), by name."""
+    if not {"append", "extend"} & _attribute_names(body.__code__):
+        return {}
+    found = {}
+    for name, cell in zip(body.__code__.co_freevars, body.__closure__ or (), strict=True):
+        try:
+            contents = cell.cell_contents
+        except ValueError:  # not assigned yet
+            continue
+        appendable = type(contents) in (list, Appended) and name not in read
+        if appendable and not any(contents is value for value in state):
+            found[name] = cell
+    return found
+
+
+def _attribute_names(code) -> set[str]:
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, type(code)):
+            names |= _attribute_names(const)
+    return names
+
+
+def _roll_with(iter_, body: Callable, get_state, set_state, where: str, cells: dict) -> None:
     xs = np.asarray(iter_, np.int32) if isinstance(iter_, range) else iter_
     if isinstance(iter_, Rows):
         xs = iter_.scanned()
@@ -182,9 +229,18 @@ def _roll(iter_, body: Callable, get_state, set_state, where: str) -> None:
         isinstance(iter_, Rows) and isinstance(iter_.leaves()[0], range)
     )
     init = tuple(get_state())
+    lists = {name: cell.cell_contents for name, cell in cells.items()}
+    appended = {name: Appended(name) for name in cells}
+    for name, cell in cells.items():
+        cell.cell_contents = appended[name]
     try:
-        with SideEffects([body], "for loop", where, mode="unroll", on_change=_unroll):
+        with SideEffects([body], "for loop", where, mode="unroll", on_change=_unroll) as guard:
+            if any(id(v) in guard.saved for v in lists.values()):
+                raise _Unroll("a list the loop appends to is also reached another way")
+            for recorder in appended.values():
+                recorder.guard = guard
             carried, carry_init, iterate = _probe(xs, is_index, body, get_state, set_state, init)
+            structures = [_structures(recorder.taken()) for recorder in appended.values()]
 
             def step(carry, item):
                 state = list(init)
@@ -194,19 +250,83 @@ def _roll(iter_, body: Callable, get_state, set_state, where: str) -> None:
                 with Loop("rolled", get_state):
                     body(item)
                 after = tuple(get_state())
-                return [after[k] for k in carried], None
+                rows = [recorder.taken() for recorder in appended.values()]
+                if [_structures(r) for r in rows] != structures:
+                    raise _Unroll("the passes of the loop append differently")
+                return [after[k] for k in carried], rows
 
             with jax.named_scope(f"for_at_{where}"):
-                carry, _ = jax.lax.scan(step, carry_init, xs)
+                carry, stacked = jax.lax.scan(step, carry_init, xs)
     except Exception:
         set_state(init)
         raise
+    finally:
+        for name, cell in cells.items():
+            cell.cell_contents = lists[name]
     final = list(init)
     for k, value in zip(carried, carry, strict=True):
         final[k] = value
     for k in iterate:  # Python's loop variable keeps the last item
         final[k] = iter_[-1]
+    for target, rows in zip(lists.values(), stacked, strict=True):
+        for t in range(len(iter_)):
+            for row in rows:
+                target.append(jax.tree_util.tree_map(lambda leaf, t=t: leaf[t], row))
     set_state(tuple(final))
+
+
+class _ListRead(_Unroll):
+    """A list that :func:`_roll` stood in for is read in the loop: roll it again without."""
+
+    def __init__(self, name: str):
+        super().__init__(f"the list {name} is read in the loop")
+        self.name = name
+
+
+class Appended:
+    """A Python list that a loop being rolled appends to, in the body's closure: it records what
+    one pass appends (``append``, ``extend``); any other use of the list (its length, an item,
+    the list itself) raises :class:`_ListRead`, since in a rolled pass it would not hold what
+    the iterations before appended. An append inside a branch on a traced condition raises
+    _Unroll (the loop is unrolled, and the branch refuses it with its own message)."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.guard: SideEffects | None = None
+        self.items: list = []
+
+    def append(self, value) -> None:
+        if not GUARDS or GUARDS[-1] is not self.guard:
+            raise _Unroll(f"{self.name} is appended to inside a construct of the loop")
+        if not all(isinstance(leaf, jax.Array) for leaf in jax.tree_util.tree_leaves(value)):
+            raise _Unroll(f"a value that is not an array is appended to {self.name}")
+        self.items.append(value)
+
+    def extend(self, values) -> None:
+        for value in values:
+            self.append(value)
+
+    def taken(self) -> list:
+        """What was appended since the last call."""
+        items, self.items = self.items, []
+        return items
+
+    def _read(self, *args, **kwargs):
+        raise _ListRead(self.name)
+
+    def __eq__(self, other) -> bool:
+        return self is other if isinstance(other, Appended) else self._read()
+
+    __hash__ = object.__hash__
+    __len__ = __iter__ = __getitem__ = __contains__ = __bool__ = __reversed__ = _read
+    __add__ = __radd__ = __mul__ = __rmul__ = __iadd__ = __copy__ = __deepcopy__ = _read
+
+    def __getattr__(self, name: str):
+        return self._read()
+
+
+def _structures(items: list) -> list:
+    return [jax.tree_util.tree_structure(item) for item in items]
 
 
 def _probe(xs, is_index: bool, body: Callable, get_state, set_state, init: tuple):
@@ -279,7 +399,7 @@ def _carry_init(value, aval) -> jax.Array:
 # ----------------------------------------------------------------------------------------------
 # Is the index used as a Python int would be?
 
-_MEETS_ARRAY = ("mul", "add", "sub", "div", "max", "min")
+_MEETS_ARRAY = ("mul", "add", "sub", "div", "max", "min", "lt", "le", "gt", "ge", "eq", "ne")
 # Operations whose float results an integer index only selects: the same numbers either way.
 _INDEXING = (
     "dynamic_slice",
@@ -325,8 +445,12 @@ def _walk(jaxpr: Jaxpr, tainted: set, converted: set) -> bool:
                 return False  # i * 0.1: float64 arithmetic in Python
             converted.add(eqn.outvars[0])
             continue
+        if eqn.primitive.name == "scan":  # an inner rolled loop
+            if not _walk_scan(eqn, tainted):
+                return False
+            continue
         inners = _inner(eqn)
-        if inners is None:  # also loops: their float results are refused, integers followed
+        if inners is None:  # also while loops: their float results are refused, integers followed
             if any(_floating(out) for out in eqn.outvars) and eqn.primitive.name not in _INDEXING:
                 return False  # pow(x, i): x ** 3 unrolled is a product, not pow
             tainted.update(out for out in eqn.outvars if not _floating(out))
@@ -352,14 +476,45 @@ def _walk(jaxpr: Jaxpr, tainted: set, converted: set) -> bool:
     return True
 
 
+def _walk_scan(eqn, tainted: set) -> bool:
+    """:func:`_walk` through a ``scan``: its body sees the index in its constants, and in the
+    carries it feeds back, until those are known."""
+    scan = _jaxpr.scan(eqn)
+    body, consts, carries = scan.body.jaxpr, scan.num_consts, scan.num_carry
+    seen = {
+        iv
+        for iv, ov in zip(body.invars, eqn.invars, strict=True)
+        if not isinstance(ov, Literal) and ov in tainted
+    }
+    while True:
+        inner_tainted, inner_converted = set(seen), set()
+        if not _walk(body, inner_tainted, inner_converted):
+            return False
+        outs = [v for v in body.outvars if not isinstance(v, Literal)]
+        if any(v in inner_converted for v in outs):
+            return False
+        fed = {
+            body.invars[consts + k]
+            for k, v in enumerate(body.outvars[:carries])
+            if not isinstance(v, Literal) and v in inner_tainted
+        }
+        if fed <= seen:
+            break
+        seen |= fed
+    for inner_out, out in zip(body.outvars, eqn.outvars, strict=True):
+        if not isinstance(inner_out, Literal) and inner_out in inner_tainted:
+            tainted.add(out)
+    return True
+
+
 def _floating(var) -> bool:
     return jnp.issubdtype(var.aval.dtype, jnp.inexact)
 
 
 def _meets_array(eqn, tainted: set, converted: set) -> bool:
-    """A converted index meets, in one arithmetic operation, a float array that is neither a
-    literal nor weakly typed nor derived from the index: Python's int would be converted the
-    same way there."""
+    """A converted index meets, in one arithmetic operation or comparison, a float array that is
+    neither a literal nor weakly typed nor derived from the index: Python's int would be
+    converted the same way there."""
     if eqn.primitive.name not in _MEETS_ARRAY or len(eqn.invars) != 2:
         return False
     others = [v for v in eqn.invars if isinstance(v, Literal) or v not in converted]
