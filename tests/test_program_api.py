@@ -21,19 +21,23 @@ def threshold(x, t):
 
 def test_jit_vmap_grad_and_traced_softness():
     x = jnp.linspace(-1.0, 1.0, 5)
+    traces = []
 
     @jax.jit
     def loss(t, softness):
+        traces.append(None)  # runs once per trace
         return jnp.sum(sf.relax(threshold, softness=softness)(x, t))
 
     by_hand = jax.grad(lambda t: jnp.sum(sf.soft_where(sf.greater(x, t, softness=0.3), 2 * x, -x)))(
         0.1
     )
     np.testing.assert_allclose(jax.grad(loss)(0.1, 0.3), by_hand, rtol=1e-6)
-    # one compilation serves every softness (it is traced)
+    # one compilation serves every softness (it is traced): one trace, which grad shares.
+    # (The cache's size, 1 run alone, was 0 at the end of a whole suite run: an eviction that
+    # the trace count does not depend on.)
     loss(0.1, 0.3)
     loss(0.1, 0.05)
-    assert loss._cache_size() == 1
+    assert len(traces) == 1 and loss._cache_size() <= 1
     batched = jax.vmap(sf.relax(threshold, softness=0.3), in_axes=(0, None))(x[:, None], 0.1)
     np.testing.assert_allclose(batched[:, 0], sf.relax(threshold, softness=0.3)(x, 0.1), rtol=1e-6)
 

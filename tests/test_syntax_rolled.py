@@ -936,6 +936,15 @@ def _stops_after_its_first_passes(x):
     return s * k
 
 
+def _appends_its_index(x):
+    out = []
+    for i in range(6):
+        if x > 1.0:
+            x = x - 0.5
+        out.append(i)  # a Python int unrolled: rolled, an int32 array would leave the loop
+    return x * jnp.stack(out)
+
+
 def _appends_python_numbers(x):
     out = []
     for _ in range(6):
@@ -1087,6 +1096,7 @@ def test_a_list_appended_to_in_a_soft_branch_of_a_rolled_loop_is_refused():
         (_appends, 3.5, True),
         (_reads_the_list_it_appends_to, 2.5, False),
         (_appends_python_numbers, 2.5, False),
+        (_appends_its_index, 2.5, False),
         (_stops_after_its_first_passes, 0.3, False),
         (_reads_its_list_in_an_inner_loop, 4.0, True),  # (the inner loops)
         (_appends_to_an_alias_it_reads, 2.5, False),

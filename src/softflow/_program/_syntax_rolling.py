@@ -239,8 +239,10 @@ def _roll_with(iter_, body: Callable, get_state, set_state, where: str, cells: d
                 raise _Unroll("a list the loop appends to is also reached another way")
             for recorder in appended.values():
                 recorder.guard = guard
-            carried, carry_init, iterate = _probe(xs, is_index, body, get_state, set_state, init)
-            structures = [_structures(recorder.taken()) for recorder in appended.values()]
+            recorders = list(appended.values())
+            carried, carry_init, iterate, structures = _probe(
+                xs, is_index, body, get_state, set_state, init, recorders
+            )
 
             def step(carry, item):
                 state = list(init)
@@ -329,14 +331,16 @@ def _structures(items: list) -> list:
     return [jax.tree_util.tree_structure(item) for item in items]
 
 
-def _probe(xs, is_index: bool, body: Callable, get_state, set_state, init: tuple):
+def _probe(xs, is_index: bool, body: Callable, get_state, set_state, init: tuple, appended):
     """Trace one pass of the body on a traced item. Returns the positions of the variables the
-    scan carries, their initial arrays, and the positions that hold the item itself (Python's
-    loop variable, live after the loop)."""
+    scan carries, their initial arrays, the positions that hold the item itself (Python's loop
+    variable, live after the loop) and the structures of what the pass appends to each list of
+    ``appended``."""
     arrays_at = [k for k, v in enumerate(init) if not (is_static(v) or is_undefined(v))]
     after: list = []
     iterate: list[int] = []
     outputs: list[int] = []  # the state positions of the probe's outputs after the item
+    structures: list[list] = []
 
     def one_pass(item, *arrays):
         state = list(init)
@@ -348,7 +352,11 @@ def _probe(xs, is_index: bool, body: Callable, get_state, set_state, init: tuple
         after[:] = get_state()
         iterate[:] = [k for k, v in enumerate(after) if v is item]
         outputs[:] = [k for k, v in enumerate(after) if not (is_static(v) or is_undefined(v))]
-        return [*jax.tree_util.tree_leaves(item), *(after[k] for k in outputs)]
+        rows = [recorder.taken() for recorder in appended]
+        structures[:] = [_structures(r) for r in rows]
+        # (what is appended leaves the pass as the carried values do: not the index itself)
+        leaves = jax.tree_util.tree_leaves
+        return [*leaves(item), *(after[k] for k in outputs), *leaves(rows)]
 
     item_type = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), xs)
     try:
@@ -356,7 +364,7 @@ def _probe(xs, is_index: bool, body: Callable, get_state, set_state, init: tuple
     finally:
         set_state(init)
     n_item = len(jax.tree_util.tree_leaves(item_type))
-    avals = dict(zip(outputs, closed.out_avals[n_item:], strict=True))
+    avals = dict(zip(outputs, closed.out_avals[n_item : n_item + len(outputs)], strict=True))
     carried, carry_init = [], []
     for k, (before, now) in enumerate(zip(init, after, strict=True)):
         if k in iterate:
@@ -376,7 +384,7 @@ def _probe(xs, is_index: bool, body: Callable, get_state, set_state, init: tuple
     allowed = [n_item + outputs.index(k) for k in iterate]
     if is_index and not index_used_exactly(closed.jaxpr, allowed):
         raise _Unroll("the index is used as a float, or carried out of the body")
-    return carried, carry_init, iterate
+    return carried, carry_init, iterate, structures
 
 
 def _carry_init(value, aval) -> jax.Array:
