@@ -945,6 +945,18 @@ def _appends_its_index(x):
     return x * jnp.stack(out)
 
 
+def _stops_in_a_pass_run_as_python(x):
+    s = 0.0
+    k = 0
+    for v in jnp.linspace(0.0, 1.0, 12):
+        if k >= 1:  # static: a Python break in the second pass, which runs as Python
+            break
+        if v > x - 0.5:
+            s = s + v
+        k = k + 1
+    return s * k
+
+
 def _appends_python_numbers(x):
     out = []
     for _ in range(6):
@@ -1098,6 +1110,7 @@ def test_a_list_appended_to_in_a_soft_branch_of_a_rolled_loop_is_refused():
         (_appends_python_numbers, 2.5, False),
         (_appends_its_index, 2.5, False),
         (_stops_after_its_first_passes, 0.3, False),
+        (_stops_in_a_pass_run_as_python, 0.3, False),
         (_reads_its_list_in_an_inner_loop, 4.0, True),  # (the inner loops)
         (_appends_to_an_alias_it_reads, 2.5, False),
         (_grows, 1.3, False),
