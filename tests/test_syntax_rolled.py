@@ -924,16 +924,23 @@ def _reads_its_list_in_an_inner_loop(x):
     return jnp.stack(out)
 
 
-def _stops_after_its_first_passes(x):
-    s = 0.0
-    k = 0
-    for v in jnp.linspace(0.0, 1.0, 12):
-        if k >= 2:  # static: a Python break in the third pass
-            break
-        if v > x - 0.5:
-            s = s + v
-        k = k + 1
-    return s * k
+def _stops_after(passes: int):
+    """A loop with a soft ``if`` and a static break after ``passes`` passes: the first passes run
+    as Python while the state settles (up to two), the rest unrolled."""
+
+    def stops(x):
+        s = 0.0
+        k = 0
+        for v in jnp.linspace(0.0, 1.0, 12):
+            if k >= passes:  # static: a Python break
+                break
+            if v > x - 0.5:
+                s = s + v
+            k = k + 1
+        return s * k
+
+    stops.__name__ = f"_stops_after_{passes}_passes"
+    return stops
 
 
 def _appends_its_index(x):
@@ -943,18 +950,6 @@ def _appends_its_index(x):
             x = x - 0.5
         out.append(i)  # a Python int unrolled: rolled, an int32 array would leave the loop
     return x * jnp.stack(out)
-
-
-def _stops_in_a_pass_run_as_python(x):
-    s = 0.0
-    k = 0
-    for v in jnp.linspace(0.0, 1.0, 12):
-        if k >= 1:  # static: a Python break in the second pass, which runs as Python
-            break
-        if v > x - 0.5:
-            s = s + v
-        k = k + 1
-    return s * k
 
 
 def _appends_python_numbers(x):
@@ -1109,8 +1104,8 @@ def test_a_list_appended_to_in_a_soft_branch_of_a_rolled_loop_is_refused():
         (_reads_the_list_it_appends_to, 2.5, False),
         (_appends_python_numbers, 2.5, False),
         (_appends_its_index, 2.5, False),
-        (_stops_after_its_first_passes, 0.3, False),
-        (_stops_in_a_pass_run_as_python, 0.3, False),
+        (_stops_after(2), 0.3, False),  # in the third pass, unrolled
+        (_stops_after(1), 0.3, False),  # in the second pass, which runs as Python
         (_reads_its_list_in_an_inner_loop, 4.0, True),  # (the inner loops)
         (_appends_to_an_alias_it_reads, 2.5, False),
         (_grows, 1.3, False),
