@@ -216,6 +216,43 @@ def test_a_running_count_used_as_an_index_against_enumeration(reverse, x64):
     np.testing.assert_allclose(grad, numeric, rtol=1e-7)
 
 
+@pytest.mark.parametrize(
+    ("of_count", "exact"),
+    [
+        (lambda c: c >= 2, True),  # the first index where the count reaches 2
+        (lambda c: c > 0, True),  # the first one counted
+        (lambda c: 3 * c, True),  # the last one counted
+        (lambda c: c % 2, False),  # neither: by expectations (exact in the hard limit only)
+    ],
+    ids=["reached", "first", "scaled", "parity"],
+)
+@pytest.mark.parametrize("reverse", [False, True])
+def test_argmax_of_a_function_of_a_running_count(of_count, exact, reverse, x64):
+    # argmax(cumsum(m) >= 2), the first time a count reaches a level (first-passage code), was
+    # taken for the argmax of the count itself (the last one counted: index 22 for 1).
+    def program(x, t):
+        running = lax.cumsum((x > t).astype(jnp.int32), reverse=reverse)
+        return jnp.argmax(of_count(running))
+
+    x = jnp.array([0.3, -0.2, 0.8, 0.1, 0.5, -1.0, 0.7], jnp.float64)
+    t = jnp.float64(0.25)
+    p = jax.nn.sigmoid((x - t) / TAU)
+
+    def reference(bits):
+        running = np.cumsum(bits[::-1])[::-1] if reverse else np.cumsum(bits)
+        return np.argmax(of_count(running))
+
+    relaxed = sf.relax(program, softness=TAU)
+    if exact:
+        np.testing.assert_allclose(relaxed(x, t), enumerated(reference, p), rtol=1e-12)
+    # The hard limit, at inputs whose outcomes are all near-certain, and hard mode.
+    for y in (x, jnp.where(x > t, 2.0, -2.0), jnp.zeros_like(x)):
+        assert float(sf.relax(program, softness=1e-3)(y, t)) == pytest.approx(
+            float(program(y, t)), abs=1e-6
+        )
+        np.testing.assert_array_equal(sf.relax(program, mode="hard")(y, t), program(y, t))
+
+
 def test_a_running_count_along_an_axis_is_batched_over_the_others(x64):
     x = jax.random.normal(jax.random.key(5), (4, 3), jnp.float64)
     got = sf.relax(lambda x: jnp.cumsum(x > 0, axis=0) == 2, softness=TAU)(x)

@@ -623,6 +623,83 @@ def test_while_without_max_steps_names_the_line():
         sf.relax(newton_sqrt)(2.0)
 
 
+def _first_above_by_while(x, t):
+    i = 0
+    found = -1.0
+    while i < 6:
+        if x[i] > t:
+            found = x[i] * i
+            break
+        i += 1
+    return found
+
+
+def _first_above_by_for(x, t):
+    found = -1.0
+    for i in range(6):
+        if x[i] > t:
+            found = x[i] * i
+            break
+    return found
+
+
+def test_a_while_loop_with_a_counter_bound_and_a_soft_break_needs_no_max_steps(x64):
+    # `while i < 6:` with `i += 1` and a break on a traced condition: the loop's test is
+    # `jnp.where(broke, False, i < 6)`, whose counter bounds it as `(i < 6) & ...` does.
+    x = jnp.asarray(np.random.default_rng(3).normal(size=6))
+    t = jnp.float64(0.4)
+    relaxed = sf.relax(_first_above_by_while, softness=TAU)
+    assert "max_steps=6" in str(relaxed.explain(x, t))
+    bounded = sf.relax(_first_above_by_while, softness=TAU, max_steps=6)
+    by_for = sf.relax(_first_above_by_for, softness=TAU)
+    np.testing.assert_allclose(relaxed(x, t), bounded(x, t), rtol=1e-12)
+    np.testing.assert_allclose(relaxed(x, t), by_for(x, t), rtol=1e-12)
+    grads = [jax.grad(f, argnums=(0, 1))(x, t) for f in (relaxed, by_for)]
+    for g, g_for in zip(*grads, strict=True):
+        np.testing.assert_allclose(g, g_for, rtol=1e-10)
+    for y in (x, -jnp.abs(x)):  # a break taken, and none
+        hard = sf.relax(_first_above_by_while, mode="hard")(y, t)
+        assert float(hard) == _first_above_by_while(np.asarray(y), float(t))
+
+
+def _newton_until(x, tol, count_first, bound, strict):
+    n = 0
+    passes = 0
+    while True:
+        if count_first:
+            n += 1
+        x = 0.5 * (x + 2.0 / x)
+        passes = passes + 1
+        if abs(x * x - 2.0) < tol or (n > bound if strict else n >= bound):
+            break
+        if not count_first:
+            n += 1
+    return x, passes
+
+
+@pytest.mark.parametrize(
+    ("count_first", "bound", "strict"), [(True, 5, False), (True, 5, True), (False, 4, False)]
+)
+def test_a_break_once_a_counter_reaches_a_bound_bounds_the_loop(count_first, bound, strict, x64):
+    # `while True:` that breaks on convergence `or n >= bound`: the loop runs at most as many
+    # passes as it takes the counter to reach the bound (it asked for max_steps).
+    def fn(x, tol):
+        return _newton_until(x, tol, count_first, bound, strict)
+
+    x, tol = jnp.float64(3.0), jnp.float64(1e-3)
+    most = int(_newton_until(3.0, -1.0, count_first, bound, strict)[1])  # never converges
+    relaxed = sf.relax(fn, softness=TAU)
+    assert f"max_steps={most})" in str(relaxed.explain(x, tol))
+    bounded = sf.relax(fn, softness=TAU, max_steps=most)
+    for a, b in zip(relaxed(x, tol), bounded(x, tol), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+    g, g_bounded = (jax.grad(lambda x, f=f: f(x, tol)[0])(x) for f in (relaxed, bounded))
+    np.testing.assert_allclose(g, g_bounded, rtol=1e-12)
+    hard = sf.relax(fn, mode="hard")
+    for t in (tol, jnp.float64(-1.0)):  # converges, and stops at the counter's bound
+        assert [float(v) for v in hard(x, t)] == [float(v) for v in fn(x, t)]
+
+
 def _break_in_the_middle(x, w):
     s = w
     for i in range(5):

@@ -22,20 +22,16 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.extend.core import Jaxpr, Literal
 
 from .._checks import is_concrete
-from . import _jaxpr
 from ._errors import RelaxError, TooManyOutcomes
 from ._folds import fold_onto, shared_row
 from ._intervals import interval
-from ._markers import EXITS_NAME
 from ._values import (
     Categorical,
     Expected,
     Live,
     SoftBool,
-    aval,
     bernoulli,
     default_float,
     is_soft,
@@ -497,78 +493,3 @@ def exit_loop_kinds(
         return found[0], found[1], found[2]
 
     return _escalated(one_round, init, avals, steps, precise)
-
-
-def only_compared(cond: Jaxpr) -> bool:
-    """Whether a ``while_loop``'s condition is one comparison (``i < n``, no other conjunct):
-    with a counter there, the loop runs exactly :func:`counted_steps` times."""
-    e = next((e for e in cond.eqns if cond.outvars[0] in e.outvars), None)
-    return e is not None and e.primitive.name in ("lt", "le", "gt", "ge")
-
-
-def counted_steps(cond: Jaxpr, body: Jaxpr, cond_consts: list, body_nconsts: int, init: list):
-    """The most iterations of a ``while_loop`` whose condition requires a counter below a bound
-    known at trace time (``(i < max_iter) & (error > tol)``) and whose body adds 1 to it:
-    ``bound - start``, the least over such counters; None when there is none."""
-    producers = {v: e for e in cond.eqns for v in e.outvars}
-    carried = cond.invars[len(cond_consts) :]
-
-    def known(atom):
-        if isinstance(atom, Literal):
-            return atom.val
-        if atom in cond.invars[: len(cond_consts)]:
-            value = cond_consts[cond.invars.index(atom)]
-            return value if value is not None and is_concrete(value) else None
-        return None
-
-    def below(atom):  # (carry position, bound) of each conjunct counter < bound
-        e = producers.get(atom)
-        if e is None:
-            return
-        name = e.primitive.name
-        if name == "and" or (
-            name == "convert_element_type"
-            and aval(e.invars[0]).dtype == aval(e.outvars[0]).dtype == np.bool_
-        ):
-            for v in e.invars:
-                yield from below(v)
-        elif name in ("lt", "le", "gt", "ge"):
-            a, b = e.invars if name in ("lt", "le") else e.invars[::-1]
-            if isinstance(a, Literal):
-                return
-            # (A counter converted to the bound's type, as dtype promotion does, counts alike.)
-            while (
-                a in producers
-                and producers[a].primitive.name == "convert_element_type"
-                and all(
-                    np.issubdtype(aval(v).dtype, np.integer) for v in (a, producers[a].invars[0])
-                )
-            ):
-                a = producers[a].invars[0]
-            bound = known(b)
-            if a in carried and bound is not None and np.ndim(bound) == 0:
-                yield carried.index(a), float(bound), name in ("le", "ge")
-
-    def steps(k: int, bound: float, inclusive: bool) -> int | None:
-        start = init[k]
-        if not (is_concrete(start) and np.ndim(start) == 0):
-            return None
-        e = next((e for e in body.eqns if body.outvars[k] in e.outvars), None)
-        if e is not None and _jaxpr.is_call(e) and _jaxpr.call_name(e) == EXITS_NAME:
-            # A counter of a loop with exits is the same at every exit: its value at the end.
-            final = e.invars[len(e.invars) - len(e.outvars) + 1 + k]
-            e = next((e for e in body.eqns if final in e.outvars), None)
-        counter = body.invars[body_nconsts + k]
-        if e is None or e.primitive.name != "add" or counter not in e.invars:
-            return None
-        (step,) = [v for v in e.invars if v is not counter] or [None]
-        if not (isinstance(step, Literal) and np.ndim(step.val) == 0 and step.val == 1):
-            return None
-        span = bound - float(start)
-        if not math.isfinite(span):
-            return None
-        # The counter takes the values start, start + 1, ... while below (or at) the bound.
-        return max(math.floor(span) + 1 if inclusive else math.ceil(span), 0)
-
-    found = [s for k, n, le in below(cond.outvars[0]) if (s := steps(k, n, le)) is not None]
-    return min(found) if found else None

@@ -289,7 +289,10 @@ def _argmax_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
         return per_outcome
     running = _running_count(self, eqn, invals[0])
     if running is not None:
-        return _last_one(self, eqn, invals, running)
+        order, running = running
+        if order == "increasing":
+            return _last_one(self, eqn, invals, running)
+        return _first_reached(self, eqn, invals, running)
     # Counts (a vote by bincount, a running count): their expectation.
     expected = isinstance(invals[0], Expected | Categorical)
     if not (live_float_operand(eqn, invals) or expected):
@@ -365,13 +368,49 @@ def _first_true(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
 
 
 def _running_count(self: Interpreter, eqn: JaxprEqn, value: Any) -> tuple | None:
-    """What made ``value`` when it is a running count along the axis that ``argmax`` reduces."""
+    """How ``value`` follows a running count along the axis that ``argmax`` reduces, and what
+    made that count: ``"increasing"`` where it is the count or a strictly increasing function of
+    it (``argmax`` then finds the last one counted), ``"reached"`` where it is whether the count
+    has reached a level (``cumsum(m) >= 2``); None otherwise (then by expectations)."""
     if not isinstance(value, Categorical) or eqn.primitive.name != "argmax":
         return None
     running = self.running_counts.get(id(value.probs))
     if running is None or running[0] is not value.probs or running[1] != _jaxpr.axes(eqn)[0]:
         return None
-    return running
+    if not is_concrete(value.cands):
+        return None
+    # Candidate k is the count k for every element; the value is one function of it.
+    cands = np.asarray(value.cands)
+    row = cands.reshape(-1, cands.shape[-1])[0]
+    if not np.array_equal(np.broadcast_to(row, cands.shape), cands):
+        return None
+    steps = np.diff(row.astype(np.float64))
+    if np.all(steps > 0):
+        return "increasing", running
+    if set(np.unique(row).tolist()) <= {0, 1} and np.all(steps >= 0):
+        return "reached", running
+    return None
+
+
+def _first_reached(self: Interpreter, eqn: JaxprEqn, invals: list, running: tuple) -> list:
+    r"""``argmax`` of whether a running count of relaxed 0/1 integers has reached a level
+    (``jnp.argmax(jnp.cumsum(m) >= 2)``), the first index where it has: the events are nested
+    (a count never decreases), so with :math:`q_i` the probability that it has at index
+    :math:`i`, :math:`P(\text{argmax} = i) = q_i - q_{i-1}`, and index 0 also takes
+    :math:`1 - q_{n-1}` (never: false everywhere). Exact, where the probabilities of the events
+    one by one would treat them as independent. A count running in reverse never increases:
+    the first index is 0 then."""
+    _, axis, reverse, _ = running
+    q = jnp.moveaxis(mean(invals[0]), axis, -1)
+    if reverse:
+        probs = jnp.zeros_like(q).at[..., 0].set(1)
+    else:
+        before = jnp.concatenate([jnp.zeros_like(q[..., :1]), q[..., :-1]], axis=-1)
+        probs = (q - before).at[..., 0].add(1 - q[..., -1])
+    n = q.shape[-1]
+    cands = np.broadcast_to(np.arange(n, dtype=_jaxpr.index_dtype(eqn)), probs.shape)
+    self.record(eqn, "the first index where the running count has reached the level")
+    return [Categorical(cands, probs, hard_thunk(eqn, invals)(0))]
 
 
 def _last_one(self: Interpreter, eqn: JaxprEqn, invals: list, running: tuple) -> list:

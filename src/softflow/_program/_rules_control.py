@@ -21,7 +21,6 @@ from ._boundaries import (
     LIVE,
     Kind,
     carry_kinds,
-    counted_steps,
     decode,
     decode_all,
     encode_all,
@@ -29,7 +28,6 @@ from ._boundaries import (
     joined,
     kind_of,
     kinds_after,
-    only_compared,
 )
 from ._errors import RelaxError
 from ._folds import case_weights
@@ -38,6 +36,7 @@ from ._interpreter import Interpreter, rule
 from ._markers import EXITS_NAME
 from ._rules_select import blend_with_infinities, chosen_per_outcome, select_clamp
 from ._saturation import saturated_kinds
+from ._trip_counts import counted_steps, only_compared
 from ._values import (
     Categorical,
     Expected,
