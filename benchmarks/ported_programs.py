@@ -485,6 +485,29 @@ def fsm_detector(signal):
     return jnp.sum(accepting)
 
 
+def _viterbi_args(r):
+    return r.normal(size=(8, 3)), np.log(r.dirichlet(np.ones(3), 3))
+
+
+@program("hybrid", _viterbi_args, (0, 1), softness=0.3)
+def viterbi_decode(log_emission, log_transition):
+    """Viterbi decoding of a hidden Markov model (speech and bioinformatics code): a forward
+    ``scan`` of max-plus scores that records the best predecessor of each state, then a reverse
+    ``scan`` that follows the back-pointers from the best last state; the mean decoded state."""
+
+    def forward(score, emission):
+        candidates = score[:, None] + log_transition
+        return jnp.max(candidates, axis=0) + emission, jnp.argmax(candidates, axis=0)
+
+    score, back = lax.scan(forward, log_emission[0], log_emission[1:])
+
+    def backward(state, pointers):
+        return pointers[state], state
+
+    first, path = lax.scan(backward, jnp.argmax(score), back, reverse=True)
+    return jnp.mean(jnp.concatenate([first[None], path]))
+
+
 # -------------------------------------------------------------------------------- samplers
 
 
@@ -767,6 +790,27 @@ def newton_sqrt(a):
     return lax.while_loop(cond, body, (a, 0))[0]
 
 
+@program(
+    "root finding",
+    lambda r: (np.array(r.uniform(2.0, 5.0)), np.array(1e-3)),
+    (0, 1),
+    softness=0.01,
+    python_syntax=True,
+)
+def newton_until_converged(a, tol):
+    """Newton's method for sqrt(a) as scripts write it: ``while True:`` with a ``break`` once the
+    residual is below a tolerance or the iteration count reaches a cap (which bounds the relaxed
+    loop: no ``max_steps``)."""
+    x = a
+    iterations = 0
+    while True:
+        x = 0.5 * (x + a / x)
+        iterations += 1
+        if abs(x * x - a) < tol or iterations >= 12:
+            break
+    return x + 0.01 * iterations
+
+
 # ---------------------------------------------------------------------------- interpreters
 
 
@@ -987,6 +1031,32 @@ def first_passage(x, threshold):
     code in finance and survival analysis writes it."""
     path = jnp.cumsum(x)
     return jnp.argmax(path > threshold + 1.0)
+
+
+@program("counting", _signal_args, (0, 1), softness=0.1)
+def third_exceedance(x, threshold):
+    """The time of the third exceedance of a level (reliability and hydrology code): ``argmax``
+    of the running count of exceedances reaching 3."""
+    return jnp.argmax(jnp.cumsum(x > threshold) >= 3)
+
+
+def _neuron_args(r):
+    return r.uniform(1.2, 2.4, size=24), np.array(0.8)
+
+
+@program("counting", _neuron_args, (0, 1), softness=0.05, python_syntax=True)
+def integrate_and_fire(current, threshold):
+    """A leaky integrate-and-fire neuron as computational-neuroscience tutorials write it: a
+    Python ``for`` over the input current, the membrane reset and a Python spike counter under
+    an ``if`` on the threshold."""
+    v = 0.0
+    spikes = 0
+    for i in range(current.shape[0]):
+        v = v + 0.1 * (current[i] - v)
+        if v > threshold:
+            v = 0.0
+            spikes += 1
+    return v + spikes
 
 
 PROGRAMS_BY_NAME = {p.name: p for p in PROGRAMS}

@@ -145,6 +145,27 @@ def test_the_jumps_left_out_at_a_known_softness_are_below_rounding(dtype):
                 assert bool(jnp.all(jnp.diff(a) >= 0))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, jnp.bfloat16, np.float64])
+def test_values_near_zero_are_their_distance_from_the_jump_at_zero(dtype):
+    # x - floor(x) rounded to 1 for -1 < x < 0 small against 1 (and x - ceil(x) to -1 for
+    # 0 < x < 1): x sat on the jump at 0, floor(-1e-9) at softness 1e-10 was -1/2 and its slope
+    # that of the jump's middle. The reference: the one jump that matters, in float64.
+    with jax.enable_x64(dtype == np.float64):
+        eps = float(jnp.finfo(dtype).eps)
+        for x, tau in ((-1e-9, 1e-10), (-1e-30, 3e-31), (-2e-3, 1e-3), (3e-8, 1e-8)):
+            xs = jnp.asarray(x, dtype)
+            step = 1 / (1 + np.exp(-float(xs) / tau))  # s(x / tau), logistic, x in the dtype
+            slope = step * (1 - step) / tau
+            for fn, below in ((sf.floor, -1.0), (sf.ceil, 0.0)):
+                got = float(fn(xs, softness=tau))
+                np.testing.assert_allclose(got, below + step, rtol=0, atol=2 * eps)
+                slope_got = float(jax.grad(lambda v, fn=fn, tau=tau: fn(v, softness=tau))(xs))
+                np.testing.assert_allclose(slope_got, slope, rtol=8 * eps)
+            # ceil is floor + 1 away from the integers
+            ceil, floor = (float(fn(xs, softness=tau)) for fn in (sf.ceil, sf.floor))
+            np.testing.assert_allclose(ceil, floor + 1, rtol=0, atol=2 * eps)
+
+
 def test_errors_name_the_argument():
     with pytest.raises(TypeError, match="x must be a floating array"):
         sf.floor(jnp.arange(3))

@@ -564,6 +564,51 @@ def counted_by_a_closure_in_a_soft_if(x):
     return count
 
 
+def summed_by_a_helper_into_a_list(x, t):
+    hits = [0.0]
+
+    def visit(v):  # an element of the enclosing function's list, not a variable (no nonlocal)
+        if v > t:
+            hits[0] = hits[0] + v
+
+    for v in x:
+        visit(v)
+    return hits[0]
+
+
+def summed_by_a_helper_in_a_soft_if(x, t):
+    totals = {"kept": 0.0}
+
+    def keep(v):
+        totals["kept"] = totals["kept"] + v
+
+    if x[0] > t:
+        keep(x[1])
+    return totals["kept"]
+
+
+def test_elements_set_by_helpers_do_not_escape_a_traced_construct(x64):
+    # The helper's write happened in the probe of the rolled loop, and the scan that followed
+    # read the leaked tracer (an UnexpectedTracerError). The loop is unrolled instead.
+    x, t = jnp.array([0.3, -0.5, 0.9, 0.05, -0.2]), jnp.float64(0.1)
+    relaxed = sf.relax(summed_by_a_helper_into_a_list, softness=TAU)
+    by_hand = jnp.sum(x * sf.greater(x, t, softness=TAU))
+    np.testing.assert_allclose(relaxed(x, t), by_hand, rtol=1e-14)
+    np.testing.assert_allclose(jax.jit(relaxed)(x, t), by_hand, rtol=1e-14)
+    grad = jax.grad(relaxed, argnums=(0, 1))(x, t)
+    grad_by_hand = jax.grad(lambda x, t: jnp.sum(x * sf.greater(x, t, softness=TAU)), (0, 1))
+    for g, want in zip(grad, grad_by_hand(x, t), strict=True):
+        np.testing.assert_allclose(g, want, rtol=1e-12)
+    hard = sf.relax(summed_by_a_helper_into_a_list, mode="hard")
+    assert float(hard(x, t)) == float(summed_by_a_helper_into_a_list(x, t))
+    # in a soft if both sides are traced: refused, naming the dict and the if's line
+    line = summed_by_a_helper_in_a_soft_if.__code__.co_firstlineno + 6
+    with pytest.raises(
+        ConversionError, match=rf"element of the Python dict `totals` .*if statement at .*:{line}"
+    ):
+        sf.relax(summed_by_a_helper_in_a_soft_if, softness=TAU)(x, t)
+
+
 def test_variables_assigned_by_closures_do_not_escape_a_traced_construct(x64):
     # The closure's write happened inside the scan's trace: the relaxed function returned a
     # leaked tracer. The loop is unrolled instead (as unroll=True runs it).
@@ -1109,3 +1154,70 @@ def test_a_return_in_a_loop_of_a_nested_helper_is_an_exit_of_the_helper(x64):
     nested = jax.jit(sf.relax(_first_above_with_a_nested_helper, softness=TAU))
     module = jax.jit(sf.relax(_first_above_with_a_module_helper, softness=TAU))
     np.testing.assert_allclose(nested(signal, threshold), module(signal, threshold), rtol=1e-12)
+
+
+def returns_a_dict(x, t):
+    if x > t:
+        return {"y": x * 2.0, "pair": [x, t]}
+    return {"y": x - t, "pair": [t, x]}
+
+
+def assigns_a_dict_in_a_loop(x, t):
+    state = {"x": x, "v": 1.0}
+    for _ in range(4):
+        if state["x"] > t:
+            state = {"x": state["x"] - state["v"], "v": -state["v"]}
+        else:
+            state = {"x": state["x"] + 0.5, "v": state["v"]}
+    return state
+
+
+def test_dicts_and_lists_on_both_sides_of_a_soft_if_are_blended_element_by_element(x64):
+    # They were taken for one static value (their abstract shapes compared equal), and the
+    # program returned ShapeDtypeStructs (a TypeError in jnp.asarray).
+    x, t = jnp.float64(0.7), jnp.float64(0.3)
+    p = sf.greater(x, t, softness=TAU)
+    got = sf.relax(returns_a_dict, softness=TAU)(x, t)
+    assert set(got) == {"y", "pair"} and isinstance(got["pair"], list)
+    np.testing.assert_allclose(got["y"], p * 2 * x + (1 - p) * (x - t), rtol=1e-14)
+    np.testing.assert_allclose(got["pair"][0], p * x + (1 - p) * t, rtol=1e-14)
+    np.testing.assert_allclose(got["pair"][1], p * t + (1 - p) * x, rtol=1e-14)
+    hard = sf.relax(returns_a_dict, mode="hard")(x, t)
+    assert jax.tree_util.tree_structure(hard) == jax.tree_util.tree_structure(returns_a_dict(x, t))
+    # a dict reassigned in a rolled loop: the same as the loop unrolled, and hard the program
+    relaxed = sf.relax(assigns_a_dict_in_a_loop, softness=TAU)
+    unrolled = sf.relax(assigns_a_dict_in_a_loop, softness=TAU, unroll=True)
+    for a, b in zip(jax.tree.leaves(relaxed(x, t)), jax.tree.leaves(unrolled(x, t)), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+    hard = sf.relax(assigns_a_dict_in_a_loop, mode="hard")(x, t)
+    want = assigns_a_dict_in_a_loop(x, t)
+    assert {k: float(v) for k, v in hard.items()} == {k: float(v) for k, v in want.items()}
+
+
+def returns_dicts_with_other_keys(x, t):
+    if x > t:
+        return {"y": x}
+    return {"z": x}
+
+
+def labels_by_a_soft_if(x, t):
+    if x > t:  # noqa: SIM108 (the statement form is the idiom under test)
+        label = "above"
+    else:
+        label = "below"
+    return x, label
+
+
+@pytest.mark.parametrize(
+    ("fn", "shown"),
+    [
+        (returns_dicts_with_other_keys, r"the value returned differs .* \(dict .*, dict .*\)"),
+        (labels_by_a_soft_if, r"variable 'label' differs .* \('above', 'below'\)"),
+    ],
+)
+def test_values_that_cannot_be_blended_are_refused_clearly(fn, shown):
+    # (A different structure, or Python values: an obscure TypeError of jnp.result_type.)
+    line = fn.__code__.co_firstlineno + 1
+    with pytest.raises(ConversionError, match=shown) as caught:
+        sf.relax(fn, softness=TAU)(jnp.float32(0.7), jnp.float32(0.3))
+    assert re.search(rf"if statement at .*:{line} ", str(caught.value))

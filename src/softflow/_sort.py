@@ -56,7 +56,13 @@ def _soft_ranks(a: AlongAxis, kind: str, method: str, descending: bool) -> jax.A
         return _network.pull_back(weights, vector, x.shape, method)[..., 0, :]
     permutation = _dense_permutation.permutation(x, a.softness, method, descending)
     weighted = jnp.einsum("j,...ji->...i", jnp.arange(n, dtype=x.dtype), permutation)
-    return weighted / jnp.sum(permutation, axis=-2)
+    total = jnp.sum(permutation, axis=-2)
+    # Rounding can leave an element in no row at all (NeuralSort's sums of distances lose the
+    # gap between two small values beside a large one): such an element has its exact rank,
+    # where the ratio would be 0 / 0.
+    exact = jnp.argsort(jnp.argsort(x, axis=-1, stable=True, descending=descending), axis=-1)
+    placed = total > 0
+    return jnp.where(placed, weighted / jnp.where(placed, total, 1), exact.astype(x.dtype))
 
 
 def _soft_top_k(a: AlongAxis, kind: str, method: str, k: int) -> tuple[jax.Array, jax.Array]:
@@ -266,7 +272,8 @@ def rank(
     being symmetric, in :math:`O(n)` per layer. For ``"softsort"`` and ``"neuralsort"``, whose
     columns need not sum to 1, each column is read as a distribution over the positions:
     :math:`\mathrm{rank}(x)_i = \sum_j j P_{j i} / \sum_j P_{j i}` (in :math:`[0, n - 1]`; the
-    sum over a slice is then :math:`n (n - 1) / 2` only in the limits).
+    sum over a slice is then :math:`n (n - 1) / 2` only in the limits); an element whose column
+    rounding leaves empty has its exact rank.
 
     Arguments:
         x: real array.

@@ -51,14 +51,13 @@ def _staircase(x: jax.Array, exact: jax.Array, offset: float, tau: jax.Array, ki
     Each correction is written as a lower tail of the step, s(-distance / tau), so nothing is
     computed as 1 minus a number close to 1. The jumps form a trailing axis, summed at the end.
     """
-    # x - exact is exact in floating point; at x = ±inf it is set to 0 so the result stays inf.
-    fraction = jnp.where(jnp.isfinite(x), x - exact, jnp.zeros((), x.dtype))[..., None]
+    fraction, shift = _anchored(x, exact)
     # A softness known at trace time leaves out the jumps whose tails are below rounding at every
     # x: those left out are at least ``reach`` from x (most of them for a small softness).
     reach = min(candidate_reach(tau, kind, x.dtype), _REACH)
     j = np.arange(-reach + 1, reach + 1)
     passed = j <= 0
-    jumps = (j + offset).astype(x.dtype)  # positions of the jumps relative to ``exact``
+    jumps = (j + offset).astype(x.dtype) + shift  # the jumps' positions relative to the anchor
     distance = jnp.where(passed, fraction - jumps, jumps - fraction)
     # Passed jumps contribute s((x - a) / tau) - 1 = -s((a - x) / tau); the others s((x - a) / tau).
     tails = step(-distance / tau[..., None], kind)  # (every distance is finite)
@@ -66,6 +65,18 @@ def _staircase(x: jax.Array, exact: jax.Array, offset: float, tau: jax.Array, ki
         tails = _window(distance) * tails
     sign = np.where(passed, -1, 1).astype(x.dtype)
     return exact + jnp.sum(sign * tails, axis=-1)
+
+
+def _anchored(x: jax.Array, exact: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``x`` and ``exact`` relative to the integer nearest ``x``, both exact in floating point,
+    on a trailing axis: a jump at ``exact + a`` is at ``a + shift`` from it. (``x - exact`` is
+    not exact: at ``x = -1e-9``, ``x - floor(x)`` rounds to 1, which puts ``x`` on the jump at
+    0.) At ``x = ±inf`` both are 0, so that the result stays infinite."""
+    finite = jnp.isfinite(x)
+    anchor = jnp.where(finite, jnp.round(x), exact)
+    fraction = jnp.where(finite, x - anchor, jnp.zeros((), x.dtype))
+    shift = jnp.where(finite, exact - anchor, jnp.zeros((), x.dtype))
+    return fraction[..., None], shift[..., None]
 
 
 def candidate_reach(tau: ArrayLike, kind: str, dtype) -> int:
@@ -107,13 +118,13 @@ def staircase_distribution(x, exact, offset, tau, kind: str, reach: int):
         ``(candidates, probabilities)``, both of shape ``x.shape + (2 * reach + 1,)``, the
         candidates as floats of ``x``'s dtype, the probabilities summing to 1 on the last axis.
     """
-    fraction = jnp.where(jnp.isfinite(x), x - exact, jnp.zeros((), x.dtype))[..., None]
+    fraction, shift = _anchored(x, exact)
     m = np.arange(-reach, reach + 1)
     candidates = exact[..., None] + m.astype(x.dtype)
 
-    def jumps_into(j):  # the positions of the jumps into exact + j, relative to exact
+    def jumps_into(j):  # the positions of the jumps into exact + j, relative to the anchor
         j = j.astype(x.dtype)
-        return j + (offset(exact[..., None] + j) if callable(offset) else offset)
+        return j + (offset(exact[..., None] + j) if callable(offset) else offset) + shift
 
     tau = jnp.asarray(tau, x.dtype)[..., None]
     jumps = (jumps_into(m), jumps_into(m + 1), jumps_into(np.arange(-reach + 1, reach + 1)))

@@ -17,6 +17,7 @@ from ._errors import ConversionError
 from ._syntax_loop_else import NoBreak, flag_of_worlds, negated
 from ._syntax_state import (
     BRANCHES,
+    GUARDS,
     LOOPS,
     PROBING,
     RETURNS,
@@ -93,6 +94,7 @@ def _traced_if(pred, body, orelse, get_state, set_state, symbol_names, where) ->
 
     with InBranch():
         sides = [abstract_state(functools.partial(side, b)) for b in (body, orelse)]
+    GUARDS[-1].check_grown()
     merge = Merge(symbol_names, sides, where, "if statement")
 
     def branch(block):

@@ -243,6 +243,7 @@ def _roll_with(iter_, body: Callable, get_state, set_state, where: str, cells: d
             carried, carry_init, iterate, structures = _probe(
                 xs, is_index, body, get_state, set_state, init, recorders
             )
+            guard.check_replaced()
 
             def step(carry, item):
                 state = list(init)

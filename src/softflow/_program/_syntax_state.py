@@ -167,6 +167,15 @@ class Merge:
             self.static.append(values[0])
             self.dtypes.append(None)
             return
+        if not all(_blendable(v) for v in values):
+            shown = ", ".join(_shown(v) for v in values)
+            raise ConversionError(
+                f"sf.relax: {_variable(name)} differs between the sides of the {what} at "
+                f"{where} in a way that cannot be blended ({shown}); with a traced condition "
+                "both sides run and their values are blended element by element, so give it "
+                "the same structure (the same keys, the same length) and numbers or arrays on "
+                f"every side, or choose a static value outside the {what}."
+            )
         self.static.append(None)
         self.dtypes.append(jnp.result_type(*values))
 
@@ -196,15 +205,44 @@ class Merge:
         )
 
 
+def _variable(name: str) -> str:
+    """A state symbol as the user knows it (malt names a function's return value retval_)."""
+    if name.startswith("retval_"):
+        _, bracket, rest = name.partition("[")
+        return "the value returned" + (f" (element [{rest})" if bracket else "")
+    return f"variable {name!r}"
+
+
+def _blendable(value) -> bool:
+    """Whether a value is one number or array (a leaf that JAX can blend)."""
+    numbers = bool | int | float | complex | np.number | np.bool_
+    return isinstance(value, numbers | jax.Array | np.ndarray | jax.ShapeDtypeStruct)
+
+
+def _shown(value) -> str:
+    if isinstance(value, jax.ShapeDtypeStruct):
+        return f"an array {value.dtype}{list(value.shape)}"
+    tree = jax.tree_util.tree_structure(value, is_leaf=lambda x: x is None)
+    if jax.tree_util.treedef_is_leaf(tree):
+        return repr(value) if is_static(value) else type(value).__name__
+    return f"{type(value).__name__} {jax.tree_util.tree_map(lambda _: '*', value)}"
+
+
 def _common_tree(values: list):
-    """The structure of tuples (or named tuples) that every value has (a return of several
-    values, a state record), or None for a single value. (A Python list is a container the
-    construct must not grow: SideEffects.)"""
+    """The structure of containers that every value has (a return of several values, a state
+    record: a tuple, a named tuple, a dict, a list, any other pytree), joined element by
+    element; None for a single value. (A Python list is a container the construct must not
+    grow, see SideEffects; a new list of the same length on every side is a value.)"""
     kinds = {type(v) for v in values}
-    if len(kinds) != 1 or not issubclass(kinds.pop(), tuple):
+    if len(kinds) != 1:
         return None
+    if all(v is values[0] for v in values) and isinstance(values[0], _CONTAINERS):
+        return None  # (the same list on every side: one value, which SideEffects watches)
     trees = {jax.tree_util.tree_structure(v, is_leaf=lambda x: x is None) for v in values}
-    return trees.pop() if len(trees) == 1 else None
+    if len(trees) != 1:
+        return None
+    tree = trees.pop()
+    return None if jax.tree_util.treedef_is_leaf(tree) else tree
 
 
 def same_value(a, b) -> bool:
@@ -332,11 +370,17 @@ class SideEffects:
         # The variables of enclosing functions that a function the blocks call may assign
         # (``nonlocal``), but not the construct's own, which the blocks' closures hold.
         self.cells: dict[int, tuple[Any, Any, str]] = {}
+        # The containers reached only through a function the blocks call: an element replaced
+        # there (``hits[0] = ...`` in a helper) is not a variable of the construct.
+        self.foreign: set[int] = set()
         own = {id(cell) for block in blocks for cell in getattr(block, "__closure__", None) or ()}
         for block in blocks:
-            _reachable(block, self.names, self.saved, depth=0, cells=self.cells)
+            _reachable(block, self.names, self.saved, 0, cells=self.cells, foreign=self.foreign)
         for key in own:
             self.cells.pop(key, None)
+        for block in blocks:  # (a container the blocks name themselves is theirs)
+            for cell in getattr(block, "__closure__", None) or ():
+                self.foreign.discard(id(_contents(cell)))
 
     def __enter__(self):
         GUARDS.append(self)
@@ -345,7 +389,8 @@ class SideEffects:
     def __exit__(self, kind, *exc):
         GUARDS.pop()
         changed = [i for i, (c, s, _) in self.saved.items() if _structure(c) != s]
-        for i in changed:
+        replaced = [i for i in self._replaced() if i not in changed]
+        for i in changed + replaced:
             container, _, saved = self.saved[i]
             if self.mode != "refuse":
                 _restore(container, saved)
@@ -360,19 +405,60 @@ class SideEffects:
             self.assigned(assigned[0][2])
         if changed and kind is None and self.mode != "undo":
             self.changed(changed[0], "", self.where)
+        if replaced and kind is None and self.mode != "undo":
+            self.replaced(replaced[0])
 
-    def assigned(self, name: str) -> None:
-        """A variable of an enclosing function assigned by a function the construct calls."""
+    def _escaped(self, name: str, message: str) -> None:
+        """A traced value set outside the construct by a function it calls: the loop being
+        probed is unrolled (``"unroll"``), else refused with ``message``."""
         if self.mode == "unroll":
             assert self.on_change is not None
             self.on_change(name, self.where)
             return
-        raise ConversionError(
+        raise ConversionError(message)
+
+    def assigned(self, name: str) -> None:
+        """A variable of an enclosing function assigned by a function the construct calls."""
+        self._escaped(
+            name,
             f"sf.relax: the variable `{name}` of an enclosing function is assigned (nonlocal) by "
             f"a function called inside the {self.what} at {self.where}, which runs on a traced "
             "condition: both sides of a soft branch (every step of a soft loop) are traced and "
             "blended, and a value assigned there escapes them. Return the value from the "
-            f"function and assign `{name}` in the {self.what} itself."
+            f"function and assign `{name}` in the {self.what} itself.",
+        )
+
+    def _replaced(self) -> list[int]:
+        return [i for i in self.foreign if _replaced_by_traced(self.saved[i][0], self.saved[i][2])]
+
+    def check_grown(self) -> None:
+        """Refuse a container grown by the blocks now, before a join of the blocks' states
+        reads it with another length (``out += [y]`` on one side of a soft if)."""
+        grown = [i for i, (c, s, _) in self.saved.items() if _structure(c) != s]
+        if grown and self.mode == "refuse":
+            self.changed(grown[0], "", self.where)
+
+    def check_replaced(self) -> None:
+        """Report an element replaced by a traced value now, before a later trace reads it (a
+        rolled loop's scan after its probe)."""
+        replaced = self._replaced()
+        for i in replaced:
+            _restore(self.saved[i][0], self.saved[i][2])
+        if replaced:
+            self.replaced(replaced[0])
+
+    def replaced(self, key: int) -> None:
+        """An element of a container replaced by a traced value in a function the construct
+        calls."""
+        name = self.names[key]
+        self._escaped(
+            name,
+            f"sf.relax: an element of the Python {type(self.saved[key][0]).__name__} `{name}` is "
+            f"set to a traced value by a function called inside the {self.what} at "
+            f"{self.where}, which runs on a traced condition: both sides of a soft branch (every "
+            "step of a soft loop) are traced and blended, and a value set there escapes them. "
+            f"Return the value from the function and set `{name}[...]` in the {self.what} "
+            "itself.",
         )
 
     def changed(self, key: int, method: str, line: str) -> None:
@@ -403,11 +489,19 @@ def _contents(cell) -> Any:
 
 
 def _reachable(
-    value, names: dict, saved: dict, depth: int, name: str = "", cells: dict | None = None
+    value,
+    names: dict,
+    saved: dict,
+    depth: int,
+    name: str = "",
+    cells: dict | None = None,
+    foreign: set | None = None,
+    called: bool = False,
 ) -> None:
     """Record the containers reachable from a block: its closure, the globals it names, and the
     containers and closures inside those (a few levels deep); in ``cells``, the closure cells of
-    the functions reached, with their contents."""
+    the functions reached, with their contents; in ``foreign``, the containers first reached
+    through a function the block calls (``called``), not through the block's own variables."""
     if depth > 3:
         return
     if isinstance(value, _CONTAINERS):
@@ -415,25 +509,39 @@ def _reachable(
             return
         names[id(value)] = name
         saved[id(value)] = (value, _structure(value), copy.copy(value))
+        if called and foreign is not None:
+            foreign.add(id(value))
         items = value.values() if isinstance(value, dict) else value
         if isinstance(value, list | dict | collections.deque):
             for k, item in enumerate(items):
-                _reachable(item, names, saved, depth + 1, f"{name}[{k}]", cells)
+                _reachable(item, names, saved, depth + 1, f"{name}[{k}]", cells, foreign, called)
     elif isinstance(value, tuple):
         for k, item in enumerate(value):
-            _reachable(item, names, saved, depth + 1, f"{name}[{k}]", cells)
+            _reachable(item, names, saved, depth + 1, f"{name}[{k}]", cells, foreign, called)
     elif isinstance(value, types.FunctionType):
         code = value.__code__
+        inner = called or depth > 0
         for cell_name, cell in zip(code.co_freevars, value.__closure__ or (), strict=True):
             contents = _contents(cell)
             if cells is not None and id(cell) not in cells:
                 cells[id(cell)] = (cell, contents, cell_name)
             if contents is not _UNSET:
-                _reachable(contents, names, saved, depth + 1, cell_name, cells)
+                _reachable(contents, names, saved, depth + 1, cell_name, cells, foreign, inner)
         for global_name in _global_names(code):
             if global_name in value.__globals__:
                 found = value.__globals__[global_name]
-                _reachable(found, names, saved, depth + 1, global_name, cells)
+                _reachable(found, names, saved, depth + 1, global_name, cells, foreign, inner)
+
+
+def _replaced_by_traced(container, before) -> bool:
+    """Whether an element of a list or dict is now a traced value it was not before."""
+    if isinstance(container, list | collections.deque):
+        pairs = zip(container, before, strict=False)
+    elif isinstance(container, dict):
+        pairs = ((v, before.get(k)) for k, v in container.items())
+    else:
+        return False
+    return any(new is not old and traced(new) for new, old in pairs)
 
 
 def _global_names(code: types.CodeType) -> set[str]:
