@@ -388,7 +388,7 @@ class SideEffects:
 
     def __exit__(self, kind, *exc):
         GUARDS.pop()
-        changed = [i for i, (c, s, _) in self.saved.items() if _structure(c) != s]
+        changed = self._grown()
         replaced = [i for i in self._replaced() if i not in changed]
         for i in changed + replaced:
             container, _, saved = self.saved[i]
@@ -428,13 +428,16 @@ class SideEffects:
             f"function and assign `{name}` in the {self.what} itself.",
         )
 
+    def _grown(self) -> list[int]:
+        return [i for i, (c, s, _) in self.saved.items() if _structure(c) != s]
+
     def _replaced(self) -> list[int]:
         return [i for i in self.foreign if _replaced_by_traced(self.saved[i][0], self.saved[i][2])]
 
     def check_grown(self) -> None:
         """Refuse a container grown by the blocks now, before a join of the blocks' states
         reads it with another length (``out += [y]`` on one side of a soft if)."""
-        grown = [i for i, (c, s, _) in self.saved.items() if _structure(c) != s]
+        grown = self._grown()
         if grown and self.mode == "refuse":
             self.changed(grown[0], "", self.where)
 
