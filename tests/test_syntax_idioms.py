@@ -157,11 +157,11 @@ def test_lists_grown_under_a_soft_condition_are_refused(fn, shown):
 
 
 def filtered_by_a_comprehension(x, t):
-    return sum([v for v in x if v > t])
+    return max([v for v in x if v > t])
 
 
 def filtered_inside_a_generator(x, t):
-    return jnp.stack([sum(v * w for v in x if v > w) for w in (0.0, t)])
+    return jnp.stack([max(v * w for v in x if v > w) for w in (0.0, t)])
 
 
 @pytest.mark.parametrize("fn", [filtered_by_a_comprehension, filtered_inside_a_generator])
@@ -174,6 +174,64 @@ def test_a_comprehension_filtered_on_a_traced_condition_is_refused_with_its_line
             sf.relax(fn, softness=TAU, mode=mode)(x, t)
     # hard mode on concrete arguments is the Python function itself
     np.testing.assert_array_equal(sf.relax(fn, mode="hard")(x, t), fn(x, t))
+
+
+def reduced_comprehensions(x, t):
+    rows = list(x)
+    total = sum(v * v for v in x if v > t)  # a generator
+    started = sum([v for v in x if v > -t], 1.0)  # a list, with a start
+    count = len([v for v in x if v > t])
+    # a static filter first: rows[3] would raise, and is not evaluated
+    evens = sum(rows[i] for i in range(5) if i < 3 and i % 2 == 0 if rows[i] < t)
+    some = any(v > 0.5 for v in x if v > t)
+    every = all(v < 0.7 for v in x if v > t)
+    static = sum(([k] for k in range(4) if k > 1), [])  # noqa: RUF017 (Python's own filter)
+    rest = any(v > t for k, v in enumerate(x) if k > 0)  # a static filter of traced truths
+    return total, started, count, evens, some, every, jnp.asarray(static), rest
+
+
+def reduced_by_hand(x, t, greater):
+    kept = [greater(v, t) for v in x]
+    total = sum(sf.soft_where(p, v * v, 0.0) for p, v in zip(kept, x, strict=True))
+    started = 1.0 + sum(sf.soft_where(greater(v, -t), v, 0.0) for v in x)
+    count = sum(kept)
+    evens = sum(sf.soft_where(greater(t, x[i]), x[i], 0.0) for i in (0, 2))
+    some = sf.any(jnp.stack([p * greater(v, 0.5) for p, v in zip(kept, x, strict=True)]))
+    every = sf.all(jnp.stack([1 - p * (1 - greater(0.7, v)) for p, v in zip(kept, x, strict=True)]))
+    rest = sf.any(jnp.stack([greater(v, t) for v in x[1:]]))
+    return total, started, count, evens, some, every, jnp.asarray([2, 3]), rest
+
+
+def test_sum_len_any_and_all_of_a_filtered_comprehension_weigh_its_elements(x64):
+    """Each is the filtered program where the conditions are hard: the elements weighed by
+    their conditions, and Python's own filter where a condition is static."""
+    t = jnp.float64(0.1)
+    soft = sf.relax(reduced_comprehensions, softness=TAU)
+    gt = functools.partial(sf.greater, softness=TAU)
+    for point in ([0.3, -1.2, 0.8, 0.05], [-0.3, 0.12, 0.6, 0.9]):
+        x = jnp.asarray(point)
+        got, want = soft(x, t), reduced_by_hand(x, t, gt)
+        for a, b in zip(got, want, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-13)
+        assert jnp.all(jax.grad(lambda x: sum(jnp.sum(v) for v in soft(x, t)[:4]))(x) != 0)
+        hard = sf.relax(reduced_comprehensions, mode="hard")(x, t)
+        for a, b in zip(hard, reduced_comprehensions(x, t), strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_a_rebound_reduction_gets_python_s_filter():
+    def total(x, t, sum=lambda values: jnp.stack(values).sum()):
+        return sum([v for k, v in enumerate(x) if k > 0]) + sum([v for v in x if v > t])
+
+    def static(x, sum=lambda values: jnp.stack(values).sum()):
+        return sum([v for k, v in enumerate(x) if k > 0])
+
+    x = jnp.array([0.3, 1.2, 0.8])
+    np.testing.assert_array_equal(sf.relax(total, mode="hard")(x, 1.0), total(x, 1.0))
+    with pytest.raises(ConversionError, match=r"comprehension's `if v > t` at .*:\d+ \(total\)"):
+        sf.relax(total, softness=TAU)(x, 1.0)
+    # static conditions only: Python's filter, the rebound function's own sum
+    np.testing.assert_array_equal(sf.relax(static, softness=TAU)(x), static(x))
 
 
 def any_and_all(x, t):

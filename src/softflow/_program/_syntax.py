@@ -45,11 +45,17 @@ from ._source import register_converted_lines
 from ._syntax_branches import (
     FunctionScope,
     and_,
-    comprehension_condition,
     if_exp,
     if_stmt,
     not_,
     or_,
+)
+from ._syntax_filters import (
+    ComprehensionConditions,
+    Filtered,
+    comprehension_condition,
+    kept,
+    reduce_filtered,
 )
 from ._syntax_loop_else import LoopElseAsFlags, else_flag, loop_else
 from ._syntax_loops import TracedRange, for_stmt, while_stmt
@@ -103,6 +109,8 @@ def converted_call(f, args, kwargs, caller_fn_scope=None, options=None):
     del caller_fn_scope, options
     kwargs = kwargs or {}
     check_mutation(f)
+    if args and isinstance(args[0], Filtered):  # (a comprehension filtered by its if)
+        return reduce_filtered(f, args[0], args[1:], kwargs, converted_call)
     if f is range and traced(args):
         return TracedRange(*args)
     if (f is enumerate and not kwargs) or (f is zip and set(kwargs) <= {"strict"}):
@@ -357,26 +365,6 @@ class _InnerConditionalExpressions(ast.NodeTransformer):
         )
 
 
-class _ComprehensionConditions(ast.NodeTransformer):
-    """Each ``if`` of a comprehension checked by :func:`comprehension_condition`: on a traced
-    value it would select elements, which a relaxed program cannot (the result's length would
-    depend on it), and Python's own error names neither the line nor a way out."""
-
-    def visit_comprehension(self, node: ast.comprehension) -> ast.AST:
-        node = cast(ast.comprehension, self.generic_visit(node))
-        node.ifs = [
-            _templates.replace_as_expression(
-                "ag__.comprehension_condition(test, test_repr)",
-                test=test,
-                test_repr=ast.Constant(
-                    _parser.unparse(test, include_encoding_marker=False).strip()
-                ),
-            )
-            for test in node.ifs
-        ]
-        return node
-
-
 class _Transformer(_api.PyToPy):
     """malt's source transformer with softflow's operators in place of malt's, after
     :func:`_hoisted` and with comprehensions' conditions checked, and with every conditional
@@ -385,7 +373,7 @@ class _Transformer(_api.PyToPy):
     def transform_ast(self, node, ctx):
         node = cast(ast.AST, LoopElseAsFlags().visit(MatchAsIfs().visit(node)))
         _hoist_within(node)
-        node = super().transform_ast(_ComprehensionConditions().visit(node), ctx)
+        node = super().transform_ast(ComprehensionConditions().visit(node), ctx)
         return _InnerConditionalExpressions().visit(cast(ast.AST, node))
 
     def get_extra_locals(self):
@@ -404,6 +392,8 @@ class _Transformer(_api.PyToPy):
                 "for_stmt": for_stmt,
                 "if_exp": if_exp,
                 "comprehension_condition": comprehension_condition,
+                "kept": kept,
+                "Filtered": Filtered,
                 "else_flag": else_flag,
                 "loop_else": loop_else,
                 "and_": and_,

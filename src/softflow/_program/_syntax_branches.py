@@ -287,18 +287,6 @@ def if_exp(cond, if_true, if_false, expr_repr):
     return jnp.where(condition_of(cond, "conditional expression"), if_true(), if_false())
 
 
-def comprehension_condition(condition, condition_repr: str):
-    """The ``if`` of a comprehension: Python's on a static value; refused on a traced one."""
-    if not traced(condition):
-        return condition
-    raise ConversionError(
-        f"sf.relax: the comprehension's `if {condition_repr}` at {caller_line()} is on a traced "
-        "value: it selects elements, and the result's length would depend on a relaxed "
-        "condition. Weigh the elements instead: sum(jnp.where(v > t, v, 0.0) for v in x), or "
-        "on arrays jnp.sum(jnp.where(x > t, x, 0.0))."
-    )
-
-
 def _truth(value, what: str):
     value = jnp.asarray(value)
     if value.dtype != jnp.bool_:
