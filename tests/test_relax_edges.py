@@ -157,6 +157,33 @@ def test_searchsorted_is_a_distribution_over_the_bins(side, x64):
     assert any("distribution over the bins" in r for r in rules)
 
 
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_searchsorted_with_a_sorter_searches_the_boundaries_it_orders(side, x64):
+    """``sorter=`` passes a third operand: the search is that of ``a[sorter]``."""
+    table = jnp.array([2.5, 0.5, 1.5])
+    depth = jnp.array([0.0, 0.7, 1.4, 2.9, 2.4])
+
+    def by_sorter(depth, table, order):
+        return jnp.searchsorted(table, depth, side=side, sorter=order)
+
+    def by_argsort(depth, table):
+        return jnp.searchsorted(table, depth, side=side, sorter=jnp.argsort(table))
+
+    def in_order(depth, boundaries):
+        return jnp.searchsorted(boundaries, depth, side=side)
+
+    order = jnp.argsort(table)
+    constant = sf.relax(by_sorter, softness=TAU)(depth, table, order)
+    np.testing.assert_array_equal(constant, sf.relax(in_order, softness=TAU)(depth, table[order]))
+    soft = sf.relax(by_argsort, softness=1e-6)
+    np.testing.assert_allclose(soft(depth, table), by_argsort(depth, table), atol=1e-9)
+    assert_exactly_equal(sf.relax(by_argsort, mode="hard")(depth, table), by_argsort(depth, table))
+    straight_through = sf.relax(by_argsort, mode="straight_through")(depth, table)
+    np.testing.assert_array_equal(straight_through, by_argsort(depth, table))
+    grad = jax.grad(lambda t: sf.relax(by_argsort, softness=TAU)(depth, t).sum())(table)
+    assert np.all(np.isfinite(grad)) and np.all(grad < 0)  # a higher boundary: fewer below
+
+
 def test_digitize_relaxes_through_searchsorted():
     fn = lambda x: jnp.digitize(x, EDGES).astype(jnp.float32)  # noqa: E731
     x = jnp.array([0.2, 1.0, 3.0, 1.7])

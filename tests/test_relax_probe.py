@@ -1052,6 +1052,30 @@ def test_values_masked_with_nan_are_present_with_their_probability(x64, program,
     np.testing.assert_allclose(grad, (relaxed(x, t + h) - relaxed(x, t - h)) / (2 * h), rtol=1e-5)
 
 
+def test_a_quantile_of_values_masked_with_nan_is_refused_clearly(x64):
+    # jnp.nanmedian sorts the masked values and reads at a position counted from the mask: it
+    # was NaN in soft mode (the places of absent values read with their probability), silently.
+    def inlier_median(x, t):
+        return jnp.nanmedian(jnp.where(jnp.abs(x) < t, x, jnp.nan))
+
+    def exact_mask(x, t):
+        return jnp.nanmedian(jnp.where(sf.exact(jnp.abs(x) < t), x, jnp.nan))
+
+    def masked_again(x, t):  # (what jnp.nanquantile does first) keeps each outcome
+        y = jnp.where(jnp.abs(x) < t, x, jnp.nan)
+        return jnp.nanmean(jnp.where(jnp.isnan(y), jnp.nan, y))
+
+    x, t = jnp.asarray([7.0, 0.3, -5.0, -0.4, 1.2, 0.9]), jnp.asarray(3.0)
+    with pytest.raises(sf.RelaxError, match=r"sorts values masked with NaN.*sf\.exact\(c\)"):
+        sf.relax(inlier_median, softness=TAU)(x, t)
+    assert sf.relax(inlier_median, mode="hard")(x, t) == inlier_median(x, t)
+    grad = jax.grad(sf.relax(exact_mask, softness=TAU))(x, t)
+    assert np.all(np.isfinite(grad)) and np.all(grad[jnp.abs(x) >= t] == 0)
+    kept = sf.greater(t, jnp.abs(x), softness=TAU)
+    relaxed = sf.relax(masked_again, softness=TAU)
+    np.testing.assert_allclose(relaxed(x, t), jnp.sum(kept * x) / jnp.sum(kept), rtol=1e-10)
+
+
 @pytest.mark.parametrize(
     "program, called",
     [

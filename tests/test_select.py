@@ -212,6 +212,10 @@ def test_slices_of_equal_infinities_and_huge_values(kind):
     huge = jnp.array([3e36, 1e36, -3e38])
     np.testing.assert_array_equal(sf.argmax(huge, softness=1e-3, kind=kind), [1, 0, 0])
     np.testing.assert_array_equal(sf.argmin(-huge, softness=1e-3, kind=kind), [1, 0, 0])
+    # x_i - x_j overflows here, and the softmax's backward pass would meet 0 * inf.
+    extremes = jnp.array([3e38, -3e38, 1.0])
+    np.testing.assert_array_equal(jax.grad(lambda x: sf.max(x, kind=kind))(extremes), [1, 0, 0])
+    np.testing.assert_array_equal(jax.grad(lambda x: sf.min(x, kind=kind))(extremes), [0, 1, 0])
 
     # A row of padding masked out of the loss leaves every gradient finite.
     @jax.jit

@@ -391,6 +391,26 @@ def test_infinities_sort_with_the_gradient_of_the_limit(method):
     np.testing.assert_allclose(gradient(x), gradient(huge), rtol=1e-6)
 
 
+@NETWORKS
+@pytest.mark.parametrize("kind", sf.KINDS)
+def test_values_near_the_float32_maximum_sort_with_the_gradient_of_the_limit(method, kind):
+    """Gaps between them overflow (3e38 - (-3e38)), and so would the cotangents that meet the
+    saturated comparisons; the gradient stays finite, and where the step's tails are light it
+    is that of huge values whose gaps do not overflow. (A heavy tail mixes 1e-39 of 3e38 into
+    its neighbours, which float32 cannot hold.)"""
+    x = jnp.array([3e38, 1.0, -3e38, 2.0, 2e38, 0.5], jnp.float32)
+    weights = jnp.arange(6.0) / 6
+
+    def loss(x):
+        return jnp.sum(weights * sf.sort(x, method=method, softness=0.3, kind=kind))
+
+    gradient = jax.jit(jax.grad(loss))
+    assert np.all(np.isfinite(gradient(x)))
+    if kind in ("logistic", "gaussian", "smoothstep", "smootherstep"):  # (light tails)
+        huge = jnp.where(jnp.abs(x) > 1e37, x * 1e-8, x)
+        np.testing.assert_allclose(gradient(x), gradient(huge), rtol=1e-6)
+
+
 def quantile_reference(x, q):
     """jnp.quantile's "linear" rule in NumPy, in the dtype of ``q`` as jnp computes it, except that
     an order statistic of weight exactly 0 does not count (jnp multiplies it by 0: inf gives NaN).

@@ -5,6 +5,7 @@ function, so that switching kinds keeps the effective softness. Each is written 
 and its derivative stay finite for any finite z, including |z| ~ 1e12 in float32.
 """
 
+import functools
 import math
 from typing import Literal, get_args
 
@@ -12,7 +13,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from ._checks import as_real_array, check_choice, float_dtype
+from ._checks import as_real_array, check_choice, float_dtype, is_concrete
 from ._scope import primitive
 
 Kind = Literal[
@@ -146,6 +147,27 @@ def step(z: jax.Array, kind: str) -> jax.Array:
     Half precision is evaluated in float32 and rounded once: the polynomials and quotients of
     the kinds evaluated in bfloat16 were not monotone, and in float16 their last bit differed
     between JAX versions (and ``ndtr`` has no half-precision version)."""
+    # (a value known now is not differentiated, and a custom_jvp would bind it to the trace
+    # around it, where ensure_compile_time_eval asks for the number)
+    fn = _STEPS[kind] if is_concrete(z) else functools.partial(_flat_where_flat, kind=kind)
     if jnp.finfo(z.dtype).bits < 32:
-        return _STEPS[kind](z.astype(jnp.float32)).astype(z.dtype)
+        return fn(z.astype(jnp.float32)).astype(z.dtype)
+    return fn(z)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
+def _flat_where_flat(z: jax.Array, kind: str) -> jax.Array:
+    """The step, whose tangent is exactly 0 where its slope is 0, whatever multiplies it.
+
+    Reverse mode through the kinds' own formulas multiplies the cotangent by their parts one at
+    a time: a cotangent of 3e38 (a sorting network's gap between 1 and 3e38) became
+    3e38 * (3 - 2t) = inf before meeting smoothstep's t = 0, and inf * 0 = NaN. Here the slope is
+    computed first (a tangent of 1) and the cotangent meets it once."""
     return _STEPS[kind](z)
+
+
+@_flat_where_flat.defjvp
+def _flat_where_flat_jvp(kind, primals, tangents):
+    (z,), (dz,) = primals, tangents
+    value, slope = jax.jvp(_STEPS[kind], (z,), (jnp.ones_like(z),))
+    return value, jnp.where(slope == 0, jnp.zeros((), slope.dtype), slope * dz)

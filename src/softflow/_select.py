@@ -183,6 +183,15 @@ def _expectation_jvp(primals, tangents):
     return out, jnp.sum(weight_tangent * finite + value_part, axis=-1)
 
 
+def _soft_extreme(weights: jax.Array, values: jax.Array) -> jax.Array:
+    """The soft max (min) of ``values`` by their soft argmax (argmin) ``weights``.
+
+    A weight of a softmax that is exactly 0 is at its least, so its tangent is 0 too: such a
+    value is left out of the weights' tangent term, where a value far from the others would
+    otherwise meet the softmax's backward pass as 0 * (-3e38 - 3e38) = NaN."""
+    return expectation(weights, jnp.where(weights == 0, jnp.zeros((), values.dtype), values))
+
+
 def _log_step(z: jax.Array, kind: str) -> jax.Array:
     """``log s(z)``: -inf where the step is exactly 0, with a zero (not NaN) derivative there."""
     s = step(z, kind)
@@ -362,7 +371,7 @@ def max(
     return by_mode(
         mode,
         lambda: jnp.max(a.values, axis=-1),
-        lambda: expectation(soft_argmax(a.values, a.softness, kind), a.values),
+        lambda: _soft_extreme(soft_argmax(a.values, a.softness, kind), a.values),
         a.softness,
     )
 
@@ -400,6 +409,6 @@ def min(
     return by_mode(
         mode,
         lambda: jnp.min(a.values, axis=-1),
-        lambda: expectation(soft_argmax(-a.values, a.softness, kind), a.values),
+        lambda: _soft_extreme(soft_argmax(-a.values, a.softness, kind), a.values),
         a.softness,
     )

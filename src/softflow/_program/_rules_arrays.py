@@ -441,10 +441,13 @@ def _searchsorted_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     ``"right"``: :math:`a_i \le v`). With sorted boundaries the soft comparisons decrease along
     ``a``, so :math:`P(\text{index} \ge k) = s((v - a_{k-1})/\tau)` is a staircase in ``k`` and
     :math:`P(\text{index} = k)` its steps, exact in the hard limit. ``a`` must be sorted, as
-    jnp requires.
+    jnp requires; with ``sorter=``, the boundaries ``a[sorter]``.
     """
-    boundaries, queries = invals
-    if any(is_soft(v) for v in invals):
+    boundaries, queries, *sorter = invals
+    if sorter:  # a[sorter], through the gather's rule (a soft argsort gives soft-sorted values)
+        closed = jax.make_jaxpr(lambda a, order: a[order])(aval(eqn.invars[0]), aval(eqn.invars[2]))
+        boundaries = self.run(closed.jaxpr, list(closed.consts), [boundaries, sorter[0]])[0]
+    if is_soft(boundaries) or is_soft(queries):
         raise self.unsupported(
             eqn,
             "it searches relaxed integers or truth values",
@@ -454,7 +457,9 @@ def _searchsorted_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     n = a.shape[0]
     body = _jaxpr.call_body(eqn)
     with jax.ensure_compile_time_eval():  # which side: where a query equal to a boundary goes
-        probe = _jaxpr.evaluate(body, jnp.zeros(a.shape, a.dtype), jnp.zeros(v.shape, v.dtype))[0]
+        order = [jnp.arange(n, dtype=aval(eqn.invars[2]).dtype)] if sorter else []
+        zeros = jnp.zeros(a.shape, a.dtype), jnp.zeros(v.shape, v.dtype)
+        probe = _jaxpr.evaluate(body, *zeros, *order)[0]
     right = n > 0 and bool(np.all(np.asarray(probe) == n))
     compare = _compare.less_equal if right else _compare.less
     below = compare(a, v[..., None], **self.compare_options())  # P(a_i below v), (..., n)

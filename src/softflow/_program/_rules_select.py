@@ -186,7 +186,7 @@ def _masked_with_nan(self: Interpreter, eqn: JaxprEqn, pred: SoftBool, cases, ha
     values = [jnp.broadcast_to(jnp.asarray(unwrap(c), out.dtype), out.shape) for c in cases]
     outcome = bernoulli(pred)
     self.record(eqn, "x or NaN, each with its probability (a mixture)")
-    mixture = Mixture(jnp.stack(values, axis=-1), outcome.probs, outcome.factors, True)
+    mixture = Mixture(jnp.stack(values, axis=-1), outcome.probs, outcome.factors, True, absent=True)
     return Live(hard(), mixture=mixture)
 
 
@@ -364,6 +364,14 @@ def _select_given(self: Interpreter, eqn: JaxprEqn, pred: SoftBool, cases: list,
         for c, m in zip(cases, own, strict=True)
     )
     out = aval(eqn.outvars[0])
+    shape = (*out.shape, probs.shape[-1])
+    if floating(out) and any(_all_nan(self, atom) for atom in eqn.invars[1:]):
+        # (jnp.nanquantile masks again what is NaN) x or NaN per outcome, as _masked_with_nan
+        self.record(eqn, "x or NaN per outcome of the relaxed integer its condition reads at")
+        each = [jnp.broadcast_to(jnp.asarray(c, out.dtype), shape) for c in (x0, x1)]
+        weights = jnp.concatenate([probs * (1 - q), probs * q], axis=-1)
+        mixture = Mixture(jnp.concatenate(each, axis=-1), weights, None, True, absent=True)
+        return Live(hard(), mixture=mixture)
     if floating(out):
         self.record(eqn, "sf.soft_where per outcome of the relaxed integer its condition reads at")
         each = blend_with_infinities(q, x1, x0, self.options.softness)
@@ -372,7 +380,6 @@ def _select_given(self: Interpreter, eqn: JaxprEqn, pred: SoftBool, cases: list,
         return None
     self.record(eqn, "the case of each outcome of the relaxed integer its condition reads at")
     q = q.astype(probs.dtype)
-    shape = (*out.shape, probs.shape[-1])
     xp = np if is_concrete([x0, x1]) else jnp
     both = xp.concatenate([xp.broadcast_to(x0, shape), xp.broadcast_to(x1, shape)], axis=-1)
     weights = jnp.concatenate([probs * (1 - q), probs * q], axis=-1)

@@ -113,6 +113,15 @@ def _sort_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
             "it sorts by several keys, or sorts relaxed integers",
             "sort by one float key with sf.sort (return_permutation=True gives the permutation)",
         )
+    if any(isinstance(v, Live) and v.mixture is not None and v.mixture.absent for v in invals):
+        raise self.unsupported(
+            eqn,
+            "it sorts values masked with NaN by a relaxed condition (jnp.nanmedian or "
+            "jnp.nanquantile of jnp.where(c, x, jnp.nan)): which values are present, and so "
+            "the place each sorts to, would be relaxed",
+            "keep the mask exact, jnp.where(sf.exact(c), x, jnp.nan), or weigh the values "
+            "instead of masking them (jnp.nanmean, jnp.nanmax and jnp.nansum of them are relaxed)",
+        )
     x = unwrap(invals[0])
     # A NaN sorts last, as in jnp.sort: it is sorted as inf and the places it ends at are NaN,
     # so that it never mixes with the other values.

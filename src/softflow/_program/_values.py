@@ -118,6 +118,9 @@ class Mixture:
     # ``lax.top_k`` is one of ``x``'s elements): comparing ``x`` with it is then exact where a
     # candidate is the element itself.
     origin: "Origin | None" = None
+    # Some outcome is NaN: the element is absent there (jnp.where(c, x, jnp.nan) for a NaN-aware
+    # reduction), and the value is the exact program's, not a blend.
+    absent: bool = False
 
     def categorical(self) -> "Categorical":
         return Categorical(self.values, self.probs, None, self.factors)
