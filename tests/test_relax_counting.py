@@ -312,6 +312,27 @@ def test_a_count_held_as_floats_is_compared_between_its_outcomes(test, count, re
     np.testing.assert_allclose(grad, want(x), rtol=1e-10)
 
 
+@pytest.mark.parametrize(
+    "counted",
+    [
+        lambda a: jax.ops.segment_sum(jnp.ones(a.shape[0]), a, num_segments=3),
+        lambda a: jnp.zeros(3).at[a].add(1.0),
+    ],
+    ids=["segment_sum", "at_add"],
+)
+def test_integers_added_at_relaxed_indices_are_a_count_compared_between_its_outcomes(counted):
+    # k-means keeps an empty cluster's centre where its count is 0; the count of relaxed
+    # assignments was compared with 0 at 0 itself, 1/2 at every softness (the centre halved).
+    def occupied(x, c):
+        a = jnp.argmin(jnp.abs(x[:, None] - c[None]), axis=1)
+        return (counted(a) > 0).astype(x.dtype), (counted(a) >= 2).astype(x.dtype)
+
+    x, c = jnp.array([1.0, 1.2, -1.0, -0.8, 0.9]), jnp.array([1.0, -1.0, 10.0])
+    for relaxed in (sf.relax(occupied, softness=1e-6), jax.jit(sf.relax(occupied, softness=1e-6))):
+        for got, want in zip(relaxed(x, c), occupied(x, c), strict=True):
+            np.testing.assert_allclose(got, want, atol=1e-9)
+
+
 def test_a_life_step_by_convolution_decides_exactly_in_the_hard_limit():
     board = jax.random.uniform(jax.random.key(3), (8, 8))
 

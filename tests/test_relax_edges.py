@@ -184,6 +184,28 @@ def test_searchsorted_with_a_sorter_searches_the_boundaries_it_orders(side, x64)
     assert np.all(np.isfinite(grad)) and np.all(grad < 0)  # a higher boundary: fewer below
 
 
+def test_a_histogram_over_the_range_of_its_data_counts_its_extremes_in_full(x64):
+    # jnp.histogram(x, bins=k) puts its first edge at min(x): the smallest element, compared
+    # with itself, was half out of the first bin at every softness.
+    def counts(x):
+        return jnp.histogram(x, bins=3)[0]
+
+    def density(x):
+        return jnp.histogram(x, bins=3, density=True)[0]
+
+    x = jnp.array([0.0, 1.0, 1.5, 4.0, 2.2])
+    for program in (counts, density):
+        for softness in (1e-3, 1e-6):
+            relaxed = sf.relax(program, softness=softness)
+            np.testing.assert_allclose(relaxed(x), program(x), rtol=1e-9, atol=1e-9)
+            np.testing.assert_allclose(jax.jit(relaxed)(x), program(x), rtol=1e-9, atol=1e-9)
+        grad = jax.grad(lambda x, p=program: sf.relax(p, softness=TAU)(x) @ jnp.arange(3.0))(x)
+        assert np.all(np.isfinite(grad)) and np.any(grad != 0)
+    # a fixed range is the ordinary search: the element on the first edge is half in
+    fixed = lambda x: jnp.histogram(x, bins=2, range=(0.0, 4.0))[0]  # noqa: E731
+    np.testing.assert_allclose(sf.relax(fixed, softness=1e-6)(x)[0], 2.5)
+
+
 def test_digitize_relaxes_through_searchsorted():
     fn = lambda x: jnp.digitize(x, EDGES).astype(jnp.float32)  # noqa: E731
     x = jnp.array([0.2, 1.0, 3.0, 1.7])

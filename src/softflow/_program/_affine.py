@@ -98,7 +98,7 @@ _INTEGRAL_MAPS = frozenset(
 HALF_INTEGER = {"gt": 0.5, "ge": -0.5, "lt": -0.5, "le": 0.5}
 
 
-def _integral(value) -> bool:
+def always_integral(value) -> bool:
     """Whether ``value`` is an integer in every outcome: a Live marked so, an integer or a
     truth value, or a float known at trace time whose values are integers."""
     if isinstance(value, Live):
@@ -118,7 +118,7 @@ def with_integral(eqn: JaxprEqn, invals: list, outs: list) -> list:
         isinstance(v, Live) and v.integral for v in invals
     ):
         return outs
-    if not all(_integral(v) for v in invals):
+    if not all(always_integral(v) for v in invals):
         return outs
     return [dataclasses.replace(o, integral=True) if isinstance(o, Live) else o for o in outs]
 
@@ -127,6 +127,6 @@ def integral_shift(name: str, invals: list) -> float:
     """The shift of the right side of an order comparison of two floats that are integers in
     every outcome, one of them relaxed (see the module); 0 for any other comparison."""
     relaxed = any(isinstance(v, Live) and v.integral for v in invals)
-    if not relaxed or not all(_integral(v) for v in invals):
+    if not relaxed or not all(always_integral(v) for v in invals):
         return 0.0
     return HALF_INTEGER.get(name, 0.0)

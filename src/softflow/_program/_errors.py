@@ -7,13 +7,14 @@ EXPECTED_WHY = (
     "through a relaxed loop whose range is not known at trace time or has more than {} values)"
 )
 EXPECTED_ADVICE = (
-    "bound an integer carried by a loop where it is computed, jnp.clip(i, 0, K - 1) with "
-    "K <= {}, so that relax carries it as a distribution over K values (a clip after a sum does "
-    "not help: sum or cumsum truth values, x > t, whose counts keep their exact law); a loop "
-    "integer that starts from an array argument (every argument is one under jax.jit) has no "
-    "range known at trace time however it is clipped: pass its start as a Python int "
-    "(static_argnums under jax.jit), or unroll a Python for loop (sf.relax(..., unroll=True)); "
-    "or keep it exact with sf.exact on the condition it comes from (no gradient through it)"
+    "in a Python for loop, unroll it (sf.relax(..., unroll=True)), where each pass keeps the "
+    "laws of its integers; or bound every integer the loop carries where it is computed, "
+    "jnp.clip(i, 0, K - 1) with K <= {}, so that relax carries it as a distribution over K "
+    "values (a clip after a sum does not help: sum or cumsum truth values, x > t, whose counts "
+    "keep their exact law); a loop integer that starts from an array argument (every argument "
+    "is one under jax.jit) has no range known at trace time however it is clipped: pass its "
+    "start as a Python int (static_argnums under jax.jit); or keep it exact with sf.exact on "
+    "the condition it comes from (no gradient through it)"
 )
 
 

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.core import Tracer
-from jax.extend.core import JaxprEqn
+from jax.extend.core import JaxprEqn, Literal as JaxprLiteral
 
 from .. import _compare, _select, _steps
 from .._checks import is_concrete, softness_array
@@ -463,12 +463,35 @@ def _searchsorted_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     right = n > 0 and bool(np.all(np.asarray(probe) == n))
     compare = _compare.less_equal if right else _compare.less
     below = compare(a, v[..., None], **self.compare_options())  # P(a_i below v), (..., n)
+    if _computed_from(self, eqn.invars[0], eqn.invars[1]):
+        # Boundaries computed from the queries (jnp.histogram's range, linspace(min(v), max(v))):
+        # one equal to the smallest or largest query is that query, by construction, and
+        # compares as in the program (at 1/2, whatever the softness, the minimum was half out).
+        extreme = (a == jnp.min(v)) | (a == jnp.max(v))
+        exact = (a <= v[..., None]) if right else (a < v[..., None])
+        below = jnp.where(extreme & (a == v[..., None]), exact.astype(below.dtype), below)
     at_least = jnp.concatenate([jnp.ones_like(below[..., :1]), below], axis=-1)
     more = jnp.concatenate([below, jnp.zeros_like(below[..., :1])], axis=-1)
     out_dtype = aval(eqn.outvars[0]).dtype
     cands = np.broadcast_to(np.arange(n + 1, dtype=out_dtype), at_least.shape)
     self.record(eqn, f"sf.{compare.__name__} with each boundary: a distribution over the bins")
     return [Categorical(cands, at_least - more, hard_thunk(eqn, invals)(0))]
+
+
+def _computed_from(self: Interpreter, value, source, most: int = 256) -> bool:
+    """Whether the program computed ``value`` from ``source`` (jaxpr variables), looking back
+    through at most ``most`` of their producers."""
+    stack, seen = [value], set()
+    while stack and len(seen) < most:
+        atom = stack.pop()
+        if atom is source:
+            return True
+        if isinstance(atom, JaxprLiteral) or id(atom) in seen:
+            continue
+        seen.add(id(atom))
+        if (producer := self.producers.get(atom)) is not None:
+            stack.extend(producer.invars)
+    return False
 
 
 def _as_slices(self: Interpreter, eqn: JaxprEqn, invals: list, pieces) -> list:

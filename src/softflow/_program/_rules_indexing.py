@@ -13,6 +13,7 @@ from .._blend import blend
 from .._checks import is_concrete
 from .._select import weighted_sum
 from . import _jaxpr
+from ._affine import always_integral
 from ._candidates import DENSE_READ, expected_point
 from ._folds import fold_onto
 from ._generic import at_trace_time, hard_thunk
@@ -561,5 +562,7 @@ def _scatter_add_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
         total = base + jnp.sum(jax.vmap(candidate, in_axes=(-1, -1))(cands, probs), axis=0)
     self.record(eqn, "expected sums over the candidate indices (soft counts)")
     if floating(out_aval):
-        return [Live(total)]
+        # integers added at relaxed positions: an integer count in every outcome, compared with
+        # an integer at the half-integer (an empty cluster's count > 0 is 0, not 1/2)
+        return [Live(total, integral=always_integral(operand) and always_integral(updates))]
     return [Expected(total, hard_thunk(eqn, invals)(0))]
