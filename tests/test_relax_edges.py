@@ -213,6 +213,30 @@ def test_digitize_relaxes_through_searchsorted():
     assert np.all(jax.grad(lambda v: sf.relax(fn, softness=0.3)(v).sum())(x) > 0)
 
 
+@pytest.mark.parametrize("right", [False, True])
+def test_digitize_keeps_the_direction_of_learned_bins_exact(right, x64):
+    # jnp.digitize reads its bins forwards or backwards by bins[-1] >= bins[0]; relaxed, that
+    # test mixed both readings of bins 0.1 apart (points far from every edge half misplaced).
+    def fn(x, bins):
+        return jnp.digitize(x, bins, right=right)
+
+    side = "right" if right else "left"
+
+    def up(x, bins):
+        return jnp.searchsorted(bins, x, side=side)
+
+    def down(x, bins):
+        return 3 - jnp.searchsorted(bins[::-1], x, side=side)
+
+    x = jnp.array([-1.0, 0.07, 1.0, 0.3])
+    for bins in (jnp.array([0.0, 0.1, 0.5]), jnp.array([0.5, 0.1, 0.0])):
+        want = sf.relax(up if bins[0] < bins[-1] else down, softness=0.05)(x, bins)
+        np.testing.assert_allclose(sf.relax(fn, softness=0.05)(x, bins), want, rtol=1e-12)
+        assert_exactly_equal(sf.relax(fn, mode="hard")(x, bins), fn(x, bins))
+        grad = jax.grad(lambda b: sf.relax(fn, softness=0.05)(x, b).astype(b.dtype).sum())(bins)
+        assert np.all(np.isfinite(grad)) and np.any(grad != 0)
+
+
 # -- elements compared with themselves -------------------------------------------------------
 
 

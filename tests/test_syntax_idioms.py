@@ -219,6 +219,43 @@ def test_sum_len_any_and_all_of_a_filtered_comprehension_weigh_its_elements(x64)
             np.testing.assert_array_equal(a, b)
 
 
+def run_statistics(x, t):
+    in_run, runs, current, longest = False, 0, 0, 0
+    for v in x:
+        if v > t:
+            current = current + 1
+            if not in_run:
+                runs = runs + 1
+            in_run = True
+        else:
+            in_run, current = False, 0
+        longest = max(longest, current)
+    return runs, longest
+
+
+def longest_run(x, t):
+    current, longest = 0, 0
+    for v in x:
+        if v > t:  # noqa: SIM108 (an if statement, as written in public code)
+            current = current + 1
+        else:
+            current = 0
+        longest = max(longest, current)
+    return longest
+
+
+def test_a_rolled_loop_that_carries_its_integers_one_by_one_says_so():
+    # Four relaxed integers of a rolled loop have too many joint values to carry as one law:
+    # each is carried on its own, an approximation that explain must show.
+    x, t = jnp.array([0.7, 0.6, 1.2, -0.4, 1.6, 0.2, 0.5, -0.8]), jnp.float32(0.2)
+    rules = [op.rule for op in sf.relax(run_statistics, softness=0.1).explain(x, t)]
+    assert any("carried one by one" in rule and "unroll=True" in rule for rule in rules)
+    rolled = sf.relax(longest_run, softness=0.1)
+    assert not any("carried one by one" in op.rule for op in rolled.explain(x, t))
+    unrolled = sf.relax(longest_run, softness=0.1, unroll=True)
+    np.testing.assert_allclose(rolled(x, t), unrolled(x, t), rtol=1e-5)
+
+
 def test_a_rebound_reduction_gets_python_s_filter():
     def total(x, t, sum=lambda values: jnp.stack(values).sum()):
         return sum([v for k, v in enumerate(x) if k > 0]) + sum([v for v in x if v > t])

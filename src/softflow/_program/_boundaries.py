@@ -215,16 +215,33 @@ def joint_group(kinds, avals) -> tuple[int, ...]:
     their joint values are at most :data:`MAX_JOINT_STATES`. Carried one by one, they would
     come back independent at each step: the length of the current run and of the longest run
     so far are not, nor a trigger's state and its count of switches."""
+    group = _small_integers(kinds, avals)
+    return group if _joint_states(kinds, group) <= MAX_JOINT_STATES else ()
+
+
+def carried_apart(kinds, avals) -> int | None:
+    """The number of joint values of a loop's small relaxed integers and truth values, where
+    there are too many (more than :data:`MAX_JOINT_STATES`) to carry them as one distribution:
+    each is then carried on its own, independent of the others at every step; else None."""
+    states = _joint_states(kinds, _small_integers(kinds, avals))
+    return states if states > MAX_JOINT_STATES else None
+
+
+def _small_integers(kinds, avals) -> tuple[int, ...]:
+    """The scalar relaxed integers of small range and truth values, where there are two or more
+    and one is an integer."""
     group = tuple(
         i
         for i, (k, a) in enumerate(zip(kinds, avals, strict=True))
         if k.name in ("cat", "bool") and a.shape == ()
     )
-    if not any(kinds[i].name == "cat" for i in group):
-        return ()
-    if len(group) < 2 or math.prod(_states(kinds[i]) for i in group) > MAX_JOINT_STATES:
+    if len(group) < 2 or not any(kinds[i].name == "cat" for i in group):
         return ()
     return group
+
+
+def _joint_states(kinds, group: tuple[int, ...]) -> int:
+    return math.prod(_states(kinds[i]) for i in group) if group else 0
 
 
 def _encode_joint(members: list) -> jax.Array:

@@ -478,6 +478,35 @@ def _searchsorted_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     return [Categorical(cands, at_least - more, hard_thunk(eqn, invals)(0))]
 
 
+@call_rule("digitize")
+def _digitize_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
+    """``jnp.digitize(x, bins)``: the search in ``bins`` or in their reverse, as jnp chooses by
+    ``bins[-1] >= bins[0]``. That test is kept exact: it tells which way monotone bins run, a
+    property of the bins rather than a decision, and relaxed it mixed both readings of learned
+    bins close together (points 20 softness units from every edge counted half in the wrong
+    bin)."""
+    x, bins = invals
+    n = aval(eqn.invars[1]).shape[0]
+    body = _jaxpr.call_body(eqn)
+    with jax.ensure_compile_time_eval():  # which side: where a value equal to a bin goes
+        zeros = (jnp.zeros(aval(v).shape, aval(v).dtype) for v in eqn.invars)
+        right = n > 0 and bool(np.all(np.asarray(_jaxpr.evaluate(body, *zeros)[0]) == n))
+    side = "right" if right else "left"
+
+    def searched(x, bins, increasing):
+        up = jnp.searchsorted(bins, x, side=side)
+        down = n - jnp.searchsorted(bins[::-1], x, side=side)
+        return jnp.where(increasing, up, down).astype(aval(eqn.outvars[0]).dtype)
+
+    exact_bins = jnp.asarray(unwrap(bins)) if not is_soft(bins) else None
+    if exact_bins is None or n == 0:
+        return self.default(eqn, invals)
+    increasing = exact_bins[-1] >= exact_bins[0]
+    self.record(eqn, "jnp.digitize: the direction of the bins kept exact")
+    closed = jax.make_jaxpr(searched)(aval(eqn.invars[0]), aval(eqn.invars[1]), increasing)
+    return self.run(closed.jaxpr, list(closed.consts), [x, bins, increasing])
+
+
 def _computed_from(self: Interpreter, value, source, most: int = 256) -> bool:
     """Whether the program computed ``value`` from ``source`` (jaxpr variables), looking back
     through at most ``most`` of their producers."""

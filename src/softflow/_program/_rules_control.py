@@ -19,7 +19,9 @@ from ._boundaries import (
     DEAD,
     INT,
     LIVE,
+    MAX_JOINT_STATES,
     Kind,
+    carried_apart,
     carry_kinds,
     decode,
     decode_all,
@@ -214,6 +216,18 @@ PATH = Kind("path")
 _MAX_SLOTS = 1024
 
 
+def _record_carried_apart(self: Interpreter, eqn: JaxprEqn, kinds, avals) -> None:
+    """Say in ``explain`` where a loop carries its relaxed integers one by one: the result is
+    then an approximation (mean field) that an unrolled loop does not make."""
+    if (states := carried_apart(kinds, avals)) is not None:
+        self.record(
+            eqn,
+            f"relaxed integers carried one by one ({states} joint values, more than "
+            f"{MAX_JOINT_STATES}): independent of one another after each pass (unroll=True "
+            "keeps their joint law in a Python loop)",
+        )
+
+
 @rule("while")
 def _while_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     layout = _jaxpr.while_loop(eqn)
@@ -285,6 +299,7 @@ def _while_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
         return kinds, soft
 
     kinds, soft = self.analysed(eqn, invals, analyse)
+    _record_carried_apart(self, eqn, kinds, avals)
     if not soft:
         # An exact condition (a loop counter): an exact loop whose body is relaxed.
         def exact_cond(x):
@@ -541,6 +556,7 @@ def _scan_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
         return found, y_kinds
 
     kinds, y_kinds = self.analysed(eqn, invals, analyse)
+    _record_carried_apart(self, eqn, kinds, carry_avals)
 
     def body(c, x):
         outs = step(decode_all(c, kinds, carry_avals, joint=True), decode_xs(x))
