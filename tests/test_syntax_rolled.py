@@ -325,8 +325,9 @@ def test_ported_program(name, x64):
     r = run(*args)
     # rolled = unrolled, values and gradients, to float64 rounding (unrolled, run operation by
     # operation: compiling its reverse mode is what rolling avoids)
-    np.testing.assert_allclose(r["soft"], unrolled(*args), rtol=1e-12)
-    for g, gu in zip(r["grad"], jax.grad(unrolled, argnums)(*args), strict=True):
+    value_unrolled, grads_unrolled = _outputs_and_gradients(unrolled, args, argnums, compiled=False)
+    np.testing.assert_allclose(r["soft"], value_unrolled, rtol=1e-12)
+    for g, gu in zip(r["grad"], grads_unrolled, strict=True):
         np.testing.assert_allclose(g, gu, rtol=1e-10, atol=1e-12)
     # compiled: the same program, up to the multiply-adds XLA may fuse (float64 here)
     np.testing.assert_allclose(r["hard"], plain, rtol=1e-13)
@@ -429,18 +430,29 @@ def _equations(closed) -> int:
     return str(closed).count(" = ")
 
 
+def _outputs_and_gradients(fn, args, argnums, *, compiled):
+    """fn's outputs and the gradients of their sum, in one pass: compiled, or run operation by
+    operation (for an unrolled program, whose reverse mode is what rolling avoids compiling)."""
+
+    def summed(*a):
+        outputs = fn(*a)
+        return sum(jax.tree.leaves(outputs)), outputs
+
+    run = jax.value_and_grad(summed, argnums, has_aux=True)
+    (_, outputs), grads = (jax.jit(run) if compiled else run)(*args)
+    return outputs, grads
+
+
 def _assert_rolled_is_unrolled(fn, args, softness, atol):
     """The relaxed program rolled = unrolled (values and gradients, float32), and hard mode
     under jit = the program."""
     rolled, unrolled = (sf.relax(fn, softness=softness, unroll=u) for u in (None, True))
-    np.testing.assert_allclose(rolled(*args), unrolled(*args), rtol=1e-6)
-    for argnums in range(len(args)):
-        np.testing.assert_allclose(
-            jax.grad(rolled, argnums)(*args),
-            jax.grad(unrolled, argnums)(*args),
-            rtol=1e-5,
-            atol=atol,
-        )
+    argnums = tuple(range(len(args)))
+    value, grads = _outputs_and_gradients(rolled, args, argnums, compiled=True)
+    value_unrolled, grads_unrolled = _outputs_and_gradients(unrolled, args, argnums, compiled=False)
+    np.testing.assert_allclose(value, value_unrolled, rtol=1e-6)
+    for grad, grad_unrolled in zip(grads, grads_unrolled, strict=True):
+        np.testing.assert_allclose(grad, grad_unrolled, rtol=1e-5, atol=atol)
     assert float(jax.jit(sf.relax(fn, mode="hard"))(*args)) == float(fn(*args))
 
 
@@ -487,11 +499,15 @@ def test_a_loop_with_a_soft_return_is_rolled():
     assert size(30, None) < 1.2 * size(10, None)
     assert size(30, True) > 2 * size(10, True)
     for steps in (10, 30):
-        rolled, unrolled = (sf.relax(search(steps), softness=0.2, unroll=u) for u in (None, True))
-        for a, b in zip(rolled(x, t), unrolled(x, t), strict=True):
+        (values, grads), (values_unrolled, grads_unrolled) = (
+            _outputs_and_gradients(
+                sf.relax(search(steps), softness=0.2, unroll=u), (x, t), (0, 1), compiled=u is None
+            )
+            for u in (None, True)
+        )
+        for a, b in zip(values, values_unrolled, strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-5)
-        grads = [jax.grad(lambda *a, f=f: sum(f(*a)), (0, 1))(x, t) for f in (rolled, unrolled)]
-        for a, b in zip(*grads, strict=True):
+        for a, b in zip(grads, grads_unrolled, strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
         hard = jax.jit(sf.relax(search(steps), mode="hard"))(x, t)
         for a, b in zip(hard, search(steps)(x, t), strict=True):
@@ -715,15 +731,17 @@ def test_a_break_out_of_two_loops_is_the_search_over_the_pairs(x64):
     points, centres = (jnp.asarray(rng.uniform(0.0, 1.0, (n, 2))) for n in (7, 3))
     radius = jnp.asarray(0.05)
     for u, program in itertools.product((None, True), (nested, nested_else)):
-        nested_soft, pairs_soft = (sf.relax(f, softness=0.1, unroll=u) for f in (program, pairs))
-        np.testing.assert_allclose(
-            nested_soft(points, centres, radius), pairs_soft(points, centres, radius), rtol=1e-12
+        (nested_value, nested_grads), (pairs_value, pairs_grads) = (
+            _outputs_and_gradients(
+                sf.relax(f, softness=0.1, unroll=u),
+                (points, centres, radius),
+                (0, 1, 2),
+                compiled=u is None,
+            )
+            for f in (program, pairs)
         )
-        for a, b in zip(
-            jax.grad(nested_soft, (0, 1, 2))(points, centres, radius),
-            jax.grad(pairs_soft, (0, 1, 2))(points, centres, radius),
-            strict=True,
-        ):
+        np.testing.assert_allclose(nested_value, pairs_value, rtol=1e-12)
+        for a, b in zip(nested_grads, pairs_grads, strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-14)
     for r, program in itertools.product((0.0, 0.05, 1.0), (nested, nested_else)):
         args = (points, centres, jnp.asarray(r))
@@ -787,11 +805,14 @@ def test_loops_over_enumerate_and_zip_of_arrays_are_rolled(program, x64):
     t = jnp.asarray(1.0)
     text = _jaxpr_text(program, (x, y, t))
     assert "scan[" in text or "while[" in text
-    rolled, unrolled = (sf.relax(program, softness=0.3, unroll=u) for u in (None, True))
-    np.testing.assert_allclose(rolled(x, y, t), unrolled(x, y, t), rtol=1e-12)
-    for a, b in zip(
-        jax.grad(rolled, (0, 1, 2))(x, y, t), jax.grad(unrolled, (0, 1, 2))(x, y, t), strict=True
-    ):
+    (value, grads), (value_unrolled, grads_unrolled) = (
+        _outputs_and_gradients(
+            sf.relax(program, softness=0.3, unroll=u), (x, y, t), (0, 1, 2), compiled=u is None
+        )
+        for u in (None, True)
+    )
+    np.testing.assert_allclose(value, value_unrolled, rtol=1e-12)
+    for a, b in zip(grads, grads_unrolled, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-14)
     for threshold in (-5.0, 1.0, 5.0):
         args = (x, y, jnp.asarray(threshold))
@@ -832,11 +853,14 @@ def test_a_loop_that_breaks_on_its_index_or_is_read_after_it_is_rolled(program, 
     assert "while[" in text or "scan[" in text
     for threshold in (-9.0, 0.5, 9.0):
         args = (x, jnp.asarray(threshold))
-        rolled, unrolled = (sf.relax(program, softness=0.3, unroll=u) for u in (None, True))
-        np.testing.assert_allclose(rolled(*args), unrolled(*args), rtol=1e-12, atol=1e-12)
-        for a, b in zip(
-            jax.grad(rolled, (0, 1))(*args), jax.grad(unrolled, (0, 1))(*args), strict=True
-        ):
+        (value, grads), (value_unrolled, grads_unrolled) = (
+            _outputs_and_gradients(
+                sf.relax(program, softness=0.3, unroll=u), args, (0, 1), compiled=u is None
+            )
+            for u in (None, True)
+        )
+        np.testing.assert_allclose(value, value_unrolled, rtol=1e-12, atol=1e-12)
+        for a, b in zip(grads, grads_unrolled, strict=True):
             # (the rolled loop stops once the mass still running is below 1e-6)
             np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
         assert float(sf.relax(program, mode="hard")(*args)) == float(program(*args))
