@@ -558,6 +558,77 @@ def test_an_else_clause_after_a_compiled_soft_break_is_refused():
         sf.relax(first_above_in_a_while_else, softness=TAU, max_steps=6)(x, 1.0)
 
 
+def first_above_in_a_while_with_a_flag(x, t):
+    i = 0
+    found = False
+    value = 0.0
+    while i < 5:
+        if x[i] > t:
+            found = True
+            value = x[i]
+            break
+        i += 1
+    if found:
+        return value
+    return -t
+
+
+def first_above_in_a_while_with_a_negated_flag(x, t):
+    i, found, value = 0, False, 0.0
+    while i < 5:
+        if x[i] > t:
+            value, found = x[i], True
+            break
+        i += 1
+    if not found:
+        value = -t
+    return value
+
+
+def first_above_in_a_while_with_a_conditional_expression(x, t):
+    i, found, value = 0, False, 0.0
+    while i < 5:
+        if x[i] > t:
+            value, found = x[i], True
+            break
+        i += 1
+    return value if found else -t
+
+
+def first_above_in_a_while_set_at_the_break(x, t):
+    i, value = 0, -t
+    while i < 5:
+        if x[i] > t:
+            value = x[i]
+            break
+        i += 1
+    return value
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        first_above_in_a_while_with_a_flag,
+        first_above_in_a_while_with_a_negated_flag,
+        first_above_in_a_while_with_a_conditional_expression,
+    ],
+)
+def test_an_if_on_a_flag_set_at_a_compiled_soft_break_is_refused(fn):
+    """A while loop mixes its worlds inside the compiled loop: an if on a flag set at its break
+    blended the branches by the flag's probability (0.44 for 0.50 on a search); hard mode is
+    the program, and the way out the message gives is the mixture over the breaks."""
+    x = jnp.array([0.1, 1.05, 0.95, 1.2, 0.4])
+    for t in (0.5, 1.0, 2.0):
+        assert float(jax.jit(sf.relax(fn, mode="hard"))(x, t)) == float(fn(x, t))
+    with pytest.raises(
+        ConversionError,
+        match=r"tests 'found', a flag set at the breaks of the loop at .*:\d+ .*compiled loop",
+    ):
+        sf.relax(fn, softness=TAU, max_steps=6)(x, 1.0)
+    way_out = sf.relax(first_above_in_a_while_set_at_the_break, softness=TAU, max_steps=6)
+    np.testing.assert_allclose(way_out(x, 1.0), first_passage(x, 1.0, 1.0), rtol=1e-5)
+
+
 _TABLE = [0.5, 1.5, 3.0, 1.0, 2.0]
 
 

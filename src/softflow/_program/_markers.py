@@ -1,12 +1,15 @@
 """Marks that a program leaves in its jaxpr for :func:`softflow.relax` to find.
 
 Each mark is a jitted function whose *name* identifies it in the jaxpr: ``softflow_exact`` (the
-values :func:`exact` keeps exact) and ``softflow_loop_exits`` (a loop body with exits in its
-middle, made by the Python-syntax converter from ``break``). Outside a relaxed program they are
-ordinary JAX: the identity, and the selection of the state at the first exit taken.
+values :func:`exact` keeps exact), ``softflow_loop_exits`` (a loop body with exits in its
+middle, made by the Python-syntax converter from ``break``) and ``softflow_mixed_flag_<k>`` (a
+flag set at a compiled loop's breaks, tested by an ``if``: refused where it is relaxed).
+Outside a relaxed program they are ordinary JAX: the identity, and the selection of the state at
+the first exit taken.
 """
 
 import functools
+import itertools
 from typing import Any
 
 import jax
@@ -31,6 +34,27 @@ def softflow_loop_exits(
 #: :func:`softflow_loop_exits` as one equation of the jaxpr.
 loop_exits = jax.jit(softflow_loop_exits)
 assert softflow_loop_exits.__name__ == EXITS_NAME
+
+
+#: The prefix of :func:`mixed_flag`'s marks, and the refusal each stands for, by name.
+MIXED_FLAG_PREFIX = "softflow_mixed_flag_"
+MIXED_FLAG_REFUSALS: dict[str, str] = {}
+_MIXED_FLAGS = itertools.count()
+
+
+def mixed_flag(flag, refusal: str):
+    """``flag``, marked as a truth value that a compiled loop's worlds tell apart and mix (set at
+    its breaks): an ``if`` on it runs in each world only where it is exact (not relaxed), so
+    relax refuses it with ``refusal`` where it is relaxed; as written (and in hard mode) the
+    identity."""
+    name = f"{MIXED_FLAG_PREFIX}{next(_MIXED_FLAGS)}"
+    MIXED_FLAG_REFUSALS[name] = refusal
+
+    def identity(value):
+        return value
+
+    identity.__name__ = identity.__qualname__ = name
+    return jax.jit(identity)(flag)
 
 
 def softflow_exact(tree):

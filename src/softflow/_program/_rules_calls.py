@@ -11,9 +11,10 @@ from jax.extend.core import JaxprEqn
 from .._checks import is_concrete
 from . import _jaxpr
 from ._boundaries import decode_all, encode_all, kind_of, kinds_after
+from ._errors import ConversionError
 from ._generic import hard_of
 from ._interpreter import CALL_RULES, Interpreter, rule
-from ._markers import EXACT_NAME
+from ._markers import EXACT_NAME, MIXED_FLAG_PREFIX, MIXED_FLAG_REFUSALS
 from ._values import Categorical, Live, aval, is_live, is_soft, unwrap
 
 
@@ -22,6 +23,10 @@ def _call_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     name = _jaxpr.call_name(eqn)
     if name in CALL_RULES:
         return CALL_RULES[name](self, eqn, invals)
+    if name is not None and name.startswith(MIXED_FLAG_PREFIX):
+        if is_soft(invals[0]):
+            raise ConversionError(MIXED_FLAG_REFUSALS[name])
+        return invals
     if name == EXACT_NAME:
         self.record(eqn, "kept exact (sf.exact)")
         return [Live(hard_of(v, lambda: self.where(eqn))) if is_live(v) else v for v in invals]

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from malt.operators.function_wrappers import FunctionScope as _FunctionScopeBase
 
 from ._errors import ConversionError
-from ._syntax_loop_else import NoBreak, flag_of_worlds, negated
+from ._syntax_loop_else import MixedWorlds, NoBreak, flag_of_worlds, negated
 from ._syntax_state import (
     BRANCHES,
     GUARDS,
@@ -49,7 +49,9 @@ def if_stmt(cond, body, orelse, get_state, set_state, symbol_names, nouts):
     if isinstance(cond, NoBreak):  # a loop's else clause, after breaks on traced conditions
         return cond.worlds.run_if(cond.taken, body, orelse, get_state, set_state, symbol_names)
     if (found := flag_of_worlds(cond)) is not None:  # a flag set at a loop's breaks
-        return found[0].run_if(found[1], body, orelse, get_state, set_state, symbol_names)
+        if not isinstance(found[0], MixedWorlds):
+            return found[0].run_if(found[1], body, orelse, get_state, set_state, symbol_names)
+        cond = found[0].marked(cond, "the if statement")
     if not traced(cond):
         return body() if cond else orelse()
     where = caller_line()
@@ -224,8 +226,9 @@ def _soft_return(condition, value, where: str) -> None:
     if not RETURNS or any(loop.kind != "for" for loop in LOOPS):
         raise ConversionError(
             f"sf.relax: the return at {where} depends on a traced condition inside a loop that "
-            "is not unrolled (a while loop, or a for loop over a traced range); break out of the "
-            "loop and return after it."
+            "is not unrolled (a while loop, or a for loop over a traced range); set the value it "
+            "returns at a break instead (result = value; break, with the value of the world that "
+            "does not break assigned to result before the loop) and return result after the loop."
         )
     if any(loop.exits for loop in LOOPS):
         raise ConversionError(
@@ -281,7 +284,9 @@ def if_exp(cond, if_true, if_false, expr_repr):
     """``if_true() if cond else if_false()``; on a traced ``cond`` a ``jnp.where``."""
     del expr_repr
     if (found := flag_of_worlds(cond)) is not None:  # a flag set at a loop's breaks
-        return found[0].choose(found[1], if_true, if_false)
+        if not isinstance(found[0], MixedWorlds):
+            return found[0].choose(found[1], if_true, if_false)
+        cond = found[0].marked(cond, "the conditional expression")
     if not traced(cond):
         return if_true() if cond else if_false()
     return jnp.where(condition_of(cond, "conditional expression"), if_true(), if_false())

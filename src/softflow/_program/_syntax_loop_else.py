@@ -29,6 +29,7 @@ import jax.numpy as jnp
 from malt.operators.variables import Undefined
 
 from ._errors import ConversionError
+from ._markers import mixed_flag
 from ._syntax_match import locate
 from ._syntax_state import (
     BRANCHES,
@@ -336,13 +337,13 @@ _FLAGS_OF_WORLDS: dict[int, tuple] = {}
 _MOST_FLAGS = 64
 
 
-def _remember(value, worlds: Worlds, per_world: tuple) -> None:
+def _remember(value, worlds: "Worlds | MixedWorlds", per_world: tuple) -> None:
     _FLAGS_OF_WORLDS[id(value)] = (value, worlds, per_world)
     while len(_FLAGS_OF_WORLDS) > _MOST_FLAGS:
         del _FLAGS_OF_WORLDS[next(iter(_FLAGS_OF_WORLDS))]
 
 
-def flag_of_worlds(value) -> tuple["Worlds", tuple] | None:
+def flag_of_worlds(value) -> tuple["Worlds | MixedWorlds", tuple] | None:
     """The worlds ``value`` tells apart and its value in each, while the loop's variables still
     hold what it set; else None."""
     entry = _FLAGS_OF_WORLDS.get(id(value))
@@ -367,6 +368,50 @@ def defer(flag: str | None, worlds: Worlds) -> None:
         return
     _PENDING[flag] = worlds
     worlds.set_state(worlds.final)
+
+
+@dataclasses.dataclass
+class MixedWorlds:
+    """The worlds of a loop compiled as a ``lax`` loop with breaks on traced conditions (a
+    ``while``, or a ``for`` over a range with a traced bound): they are mixed inside the loop, so
+    that an ``if`` on a flag set at its breaks cannot run in each world apart. Blending by the
+    flag's mixed value would apply the branch to the states at the breaks weighted by the
+    probability of having broken once more (a search that returns -1 when nothing is found came
+    out 0.44 for 0.50): where the flag is relaxed, relax refuses it (:meth:`marked`); in hard
+    mode it is exact, and the if is the program's."""
+
+    name: str
+    where: str
+
+    def unchanged(self) -> bool:
+        return True  # (the flag is known by identity: the loop's output itself)
+
+    def marked(self, flag, what: str):
+        """``flag``, marked for relax to refuse ``what`` (the if testing it) where it is
+        relaxed."""
+        return mixed_flag(
+            flag,
+            f"sf.relax: {what} at {caller_line()} tests {self.name!r}, a flag set at the breaks "
+            f"of the loop at {self.where}, which runs as a compiled loop (a while loop, or a for "
+            "loop over a range with a traced bound): there the worlds that broke and the one "
+            "that ran to its end are mixed inside the loop, so the branches cannot run in each "
+            "world apart. Set what the branch computes at the break instead (result = x[i]; "
+            "break, with result = -1.0 before the loop for the world that does not break), or "
+            "loop over a static range (for i in range(n)), whose worlds are kept apart.",
+        )
+
+
+def mark_mixed_flags(names: tuple, per_world: list[tuple], state: tuple, where: str) -> None:
+    """After a compiled loop with breaks on traced conditions: its Python truth values that its
+    worlds tell apart (``per_world``: the state where it runs on, then at each break, as Python
+    sees them), such as ``found = True`` before a break, are marked in ``state`` (the loop's
+    result): an ``if`` on one is refused where it is relaxed (see :class:`MixedWorlds`)."""
+    for i, name in enumerate(names):
+        values = tuple(world[i] for world in per_world)
+        if name.startswith("break_") or not all(isinstance(v, bool) for v in values):
+            continue
+        if len(set(values)) > 1 and traced(state[i]):
+            _remember(state[i], MixedWorlds(name, where), values)
 
 
 def refuse_compiled(flag: str | None, where: str) -> None:

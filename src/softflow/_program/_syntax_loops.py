@@ -17,7 +17,7 @@ import numpy as np
 
 from ._errors import ConversionError
 from ._markers import loop_exits
-from ._syntax_loop_else import Worlds, defer, refuse_compiled, take_flag
+from ._syntax_loop_else import Worlds, defer, mark_mixed_flags, refuse_compiled, take_flag
 from ._syntax_rolling import PEELED, SHORT_LOOP, Rows, index_used_exactly, rolled_for
 from ._syntax_stacked import (
     loop_sides,
@@ -80,7 +80,9 @@ def _traced_while(test, body, get_state, set_state, symbol_names, where, else_fl
     if any(n.startswith("do_return") for n in symbol_names):
         raise ConversionError(
             f"sf.relax: the while loop at {where} has a return on a traced condition; this is not "
-            "converted from Python syntax yet. Break out of the loop and return after it."
+            "converted from Python syntax yet. Set the value it returns at a break instead "
+            "(result = value; break, with the value of the world that does not break assigned to "
+            "result before the loop) and return result after the loop."
         )
     init = loop_state(
         get_state,
@@ -89,11 +91,13 @@ def _traced_while(test, body, get_state, set_state, symbol_names, where, else_fl
         "; a loop on a traced condition carries its variables, so assign it before the loop.",
     )
     running_world = running_world_of(symbol_names)
+    worlds: list[tuple] = []  # (the first pass's, on the state as Python sees it before the loop)
 
     def body_state(state) -> tuple[tuple, list]:
         """The state at the end of the body (where no break was taken) and the exits taken."""
         with Loop("while", get_state) as loop:
             final = run_block(body, set_state, get_state, state)
+        worlds.append((running_world(final), *(running_world(s) for _, s in loop.exits)))
         return running_world(final), [(c, running_world(s)) for c, s in loop.exits]
 
     sides, merge = loop_sides(body_state, init, symbol_names, where, "while loop")
@@ -128,6 +132,7 @@ def _traced_while(test, body, get_state, set_state, symbol_names, where, else_fl
         init_carry = (merge.to_arrays(init), jnp.bool_(False))
         outs, _ = jax.lax.while_loop(cond_with_exits, body_with_exits, init_carry)
     set_state(merge.from_arrays(outs))
+    mark_mixed_flags(symbol_names, list(worlds[0]), tuple(get_state()), where)
 
 
 def _breaks_softly(body: Callable, get_state: Callable, set_state: Callable) -> bool:
@@ -389,10 +394,12 @@ def _traced_fori_loop(
         "; assign it before the loop.",
     )
     running_world = running_world_of(symbol_names)
+    worlds: list[tuple] = []  # (the first pass's, on the state as Python sees it before the loop)
 
     def body_state(i, state) -> tuple[tuple, list]:
         with Loop("fori", get_state) as loop:
             final = run_block(functools.partial(body, item(i)), set_state, get_state, state)
+        worlds.append((running_world(final), *(running_world(s) for _, s in loop.exits)))
         return running_world(final), [(c, running_world(s)) for c, s in loop.exits]
 
     index = jnp.asarray(iter_.start)
@@ -424,3 +431,4 @@ def _traced_fori_loop(
     with jax.named_scope(f"for_at_{where}"):
         _, outs, _ = jax.lax.while_loop(cond_fn, body_fn_with_exits, init_carry)
     set_state(merge.from_arrays(outs))
+    mark_mixed_flags(symbol_names, list(worlds[0]), tuple(get_state()), where)
