@@ -735,3 +735,57 @@ def test_a_clipped_value_compared_with_an_exact_one_is_exact_where_the_clip_deci
     np.testing.assert_allclose(
         gradient, jax.grad(lambda z: jnp.sum(by_hand(z, a, b)))(z), rtol=1e-12
     )
+
+
+def _beam_search(log_start, transitions):
+    """Beam search of width 2, as decoders write it: top_k over the flattened candidates, the
+    beam each came from by ``//`` and its token by ``%``, back-pointers gathered."""
+    k = transitions.shape[-1]
+    scores, tokens = lax.top_k(log_start, 2)
+    paths = tokens[:, None]
+    for t in range(transitions.shape[0]):
+        candidates = (scores[:, None] + transitions[t][paths[:, -1]]).reshape(-1)
+        scores, flat = lax.top_k(candidates, 2)
+        paths = jnp.concatenate([paths[flat // k], (flat % k)[:, None]], axis=1)
+    return scores[0], paths[0]
+
+
+def test_relaxed_integers_read_at_relaxed_indices_mix_the_laws_they_read(x64):
+    # `p[p]` of an argsort, or back-pointers `paths[beam]` of a beam search: the crash
+    # "indices must have an integer type" (the index's probabilities were used as indices).
+    rng = np.random.default_rng(4)
+    x, y = (jnp.asarray(rng.normal(size=5)) for _ in range(2))
+
+    def composed(x, y):
+        return jnp.argsort(y)[jnp.argsort(x)]
+
+    # By the law of the index (independent of the array read): E[p[q]] = P(q = k) E[p_k].
+    soft = jax.jit(sf.relax(composed, softness=TAU))
+    laws = sf.relax(lambda x: jax.nn.one_hot(jnp.argsort(x), 5), softness=TAU)(x)
+    expected = sf.relax(lambda y: 1.0 * jnp.argsort(y), softness=TAU)(y)
+    np.testing.assert_allclose(soft(x, y), laws @ expected, rtol=1e-12)
+    weights = jnp.asarray(rng.normal(size=5))
+    step = 1e-6
+
+    @jax.jit
+    def gradients(x):
+        def loss(x):
+            return jnp.sum(weights * soft(x, y))
+
+        numeric = jax.vmap(lambda e: (loss(x + step * e) - loss(x - step * e)) / (2 * step))
+        return jax.grad(loss)(x), numeric(jnp.eye(5))
+
+    np.testing.assert_allclose(*gradients(x), rtol=1e-6, atol=1e-9)
+    np.testing.assert_array_equal(jax.jit(sf.relax(composed, mode="hard"))(x, y), composed(x, y))
+    np.testing.assert_allclose(sf.relax(composed, softness=1e-6)(x, y), composed(x, y), atol=1e-9)
+    log_start, transitions = (
+        jnp.asarray(rng.normal(size=4)),
+        jnp.asarray(rng.normal(size=(3, 4, 4))),
+    )
+    best, path = _beam_search(log_start, transitions)
+    hard = jax.jit(sf.relax(_beam_search, mode="hard"))(log_start, transitions)
+    assert float(hard[0]) == float(best) and np.array_equal(hard[1], path)
+    tiny = jax.jit(sf.relax(_beam_search, softness=1e-6))(log_start, transitions)
+    np.testing.assert_allclose(tiny[1], path, atol=1e-9)
+    relaxed = jax.jit(jax.grad(lambda t: sf.relax(_beam_search, softness=TAU)(log_start, t)[0]))
+    assert np.all(np.isfinite(relaxed(transitions)))

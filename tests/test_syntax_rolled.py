@@ -350,6 +350,57 @@ def test_at_least_five_ported_programs():
 # ----------------------------------------------------------------- when a loop is rolled
 
 
+def _edges(y):
+    j = y.shape[0] - 1  # the previous vertex, cyclic
+    out = []
+    for i in range(y.shape[0]):
+        out.append(y[i] - y[j])
+        j = i
+    return jnp.stack(out), j
+
+
+def _inside_polygon(point, polygon):
+    """Ray casting with crossing parity, as geometry code writes it."""
+    inside = False
+    j = polygon.shape[0] - 1
+    for i in range(polygon.shape[0]):
+        xi, yi = polygon[i, 0], polygon[i, 1]
+        xj, yj = polygon[j, 0], polygon[j, 1]
+        if (yi > point[1]) != (yj > point[1]):  # noqa: SIM102 (as such code is written)
+            if point[0] < (xj - xi) * (point[1] - yi) / (yj - yi) + xi:
+                inside = not inside
+        j = i
+    return inside
+
+
+def test_a_variable_set_to_the_loop_index_keeps_it_for_the_next_pass(x64):
+    # `j = i` at the end of the body (a polygon's previous vertex): the rolled loop took j for
+    # Python's loop variable, so that every pass read its value before the loop, in hard mode too.
+    y = jnp.arange(6.0) ** 2
+    for relaxed in (sf.relax(_edges, mode="hard"), sf.relax(_edges, softness=TAU)):
+        for got, expected in zip(jax.jit(relaxed)(y), _edges(y), strict=True):
+            np.testing.assert_array_equal(got, expected)
+    angles = np.arange(6) * np.pi / 3 + np.random.default_rng(0).uniform(0.0, 0.5, 6)
+    polygon = jnp.asarray(np.stack([np.cos(angles), np.sin(angles)], 1))
+    hard = jax.jit(sf.relax(_inside_polygon, mode="hard"))
+    for point in ([0.1, 0.2], [0.95, 0.1], [-0.2, -0.99], [1.5, 0.0]):
+        point = jnp.asarray(point)
+        assert bool(hard(point, polygon)) == bool(_inside_polygon(point, polygon))
+    point = jnp.asarray([0.8, 0.3])
+    (value, grads), (value_unrolled, grads_unrolled) = (
+        _outputs_and_gradients(
+            lambda *a, u=u: 1.0 * sf.relax(_inside_polygon, softness=0.1, unroll=u)(*a),
+            (point, polygon),
+            (0, 1),
+            compiled=u is None,
+        )
+        for u in (None, True)
+    )
+    np.testing.assert_allclose(value, value_unrolled, rtol=1e-12)
+    for a, b in zip(grads, grads_unrolled, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
 def test_rolled_program_size_does_not_grow_with_the_trip_count():
     """The gradient of the relaxed 30-step controller is the same program as the 10-step one
     (one scan body); unrolled, it grows with the steps."""

@@ -7,9 +7,9 @@ The package reads from the outside in; imports only run inward, and there is no 
 * ``_syntax`` (with ``_syntax_branches``, ``_syntax_loops``, ``_syntax_state``): the converter of
   Python ``if`` / ``while`` / ``for`` to JAX (diastatic-malt); it needs only the markers;
 * ``_rules_logic``, ``_rules_select``, ``_rules_control``, ``_rules_arrays``, ``_rules_indexing``,
-  ``_rules_masks``: the soft rules, one file per family, each registering its rules in the
-  interpreter's table (``_own_bounds``, ``_affine``: what the rules of comparisons and of
-  relaxed integers use);
+  ``_rules_relaxed_reads``, ``_rules_masks``: the soft rules, one file per family, each
+  registering its rules in the interpreter's table (``_own_bounds``, ``_affine``: what the rules
+  of comparisons and of relaxed integers use);
 * ``_interpreter``: walks a jaxpr and applies the rule of each equation;
 * ``_boundaries``: soft values crossing loop carries and branch outputs as arrays;
 * ``_values``: the forms a value takes (exact, live, soft bool, categorical, expected);

@@ -29,6 +29,7 @@ from . import (  # noqa: F401
     _rules_indexing,
     _rules_logic,
     _rules_masks,
+    _rules_relaxed_reads,
     _rules_select,
     _rules_sort,
 )

@@ -18,7 +18,7 @@ from ._candidates import DENSE_READ, expected_point
 from ._folds import fold_onto
 from ._generic import at_trace_time, hard_thunk
 from ._interpreter import Interpreter, rule
-from ._intervals import interval
+from ._rules_relaxed_reads import relaxed_read
 from ._rules_select import blend_with_infinities, present_or_sentinel, sentinel
 from ._values import (
     Categorical,
@@ -59,7 +59,7 @@ def _dynamic_slice_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     soft_axes = [d for d, i in enumerate(indices) if is_soft(i)]
     sizes = _jaxpr.slice_sizes(eqn)
     if is_soft(operand) and soft_axes:
-        return _relaxed_read(self, eqn, invals)
+        return relaxed_read(self, eqn, invals)
     if len(soft_axes) > 1 and not is_soft(operand) and floating(aval(eqn.outvars[0])):
         summed = _summed_point_read(self, eqn, invals)
         if summed is not None:
@@ -134,65 +134,6 @@ def _summed_point_read(self: Interpreter, eqn: JaxprEqn, invals: list) -> list |
     self.record(eqn, DENSE_READ)
     out = aval(eqn.outvars[0])
     return [dataclasses.replace(read, value=jnp.reshape(value, out.shape).astype(out.dtype))]
-
-
-def _as_int32(index) -> jax.Array:
-    """A slice's start as int32, as ``vmap`` of ``dynamic_slice`` needs (it joins the starts
-    with its own int32 positions; x64 makes int64 ones): clipped first, so that a start beyond
-    the int32 range is clamped to the array's end as before."""
-    index = jnp.asarray(index)
-    if index.dtype == jnp.int32:
-        return index
-    bounds = np.iinfo(np.int32)
-    return jnp.clip(index, bounds.min, bounds.max).astype(jnp.int32)
-
-
-def _relaxed_read(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
-    """``x[i, j]`` where ``x`` is relaxed too (a board of truth values written at relaxed
-    positions, as an ant or a head on a tape writes): for each joint outcome of the indices the
-    slice of ``x``'s law there, weighted by the outcome's probability. ``x`` is taken as
-    independent of the indices (its law at each position is its marginal)."""
-    operand, *indices = invals
-    soft = [i for i in indices if is_soft(i)]
-    if not all(isinstance(i, Categorical) and i.probs.ndim == 1 for i in soft):
-        raise self.unsupported(
-            eqn,
-            "it reads a relaxed array at an index known only by its expected value, or at an "
-            "index with a distribution per element",
-            "keep the index exact with sf.exact, or read an exact array",
-        )
-    probs, cands, _ = merge(soft)
-    chosen = iter(cands)
-    starts = [
-        _as_int32(next(chosen) if is_soft(i) else jnp.broadcast_to(unwrap(i), probs.shape))
-        for i in indices
-    ]
-    sizes = _jaxpr.slice_sizes(eqn)
-
-    def read(x, *extra):
-        """The slices of ``x`` (with trailing axes of sizes ``extra``), outcomes last."""
-
-        def one(*at):
-            return jax.lax.dynamic_slice(x, [*at, *(np.int32(0) for _ in extra)], [*sizes, *extra])
-
-        return jax.vmap(one, out_axes=-1)(*starts)
-
-    hard = hard_thunk(eqn, invals)(0)
-    self.record(eqn, "read a relaxed array at a distribution over indices (expectation)")
-    if isinstance(operand, SoftBool):
-        return [SoftBool(expectation(probs, read(operand.p)), hard)]
-    if isinstance(operand, Expected):
-        return [Expected(expectation(probs, read(mean(operand))), hard)]
-    assert isinstance(operand, Categorical)
-    m = operand.cands.shape[-1]
-    law = jnp.broadcast_to(operand.probs, operand.cands.shape)
-    values = read(jnp.asarray(operand.cands), m)  # [..., m, outcome]
-    weights = read(law, m) * probs
-    shape = (*values.shape[:-2], m * probs.shape[-1])
-    # What is read is among the array's candidates: a loop can carry it over their range
-    # (following back-pointers).
-    bounds = interval(operand)
-    return [Categorical(values.reshape(shape), weights.reshape(shape), hard, bounds=bounds)]
 
 
 def _one_joint_position(indices, d: int):

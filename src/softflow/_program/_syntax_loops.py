@@ -202,9 +202,9 @@ def for_stmt(iter_, extra_test, body, get_state, set_state, symbol_names, opts):
     else_flag = take_flag()
     if isinstance(iter_, TracedRange):
         return _fori_loop(iter_, extra_test, body, get_state, set_state, symbol_names, else_flag)
-    if rolled_for(iter_, extra_test, body, get_state, set_state, symbol_names):
+    targets = opts.get("iterate_names", "")
+    if rolled_for(iter_, extra_test, body, get_state, set_state, symbol_names, targets):
         return
-    del opts
     item = _item_at(iter_)
     state = get_state, set_state, symbol_names
     if item is not None and else_flag is None and rolls_with_returns(iter_, item, body, *state):

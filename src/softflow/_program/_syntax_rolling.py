@@ -29,6 +29,7 @@ only when the rolled program computes what the unrolled one does, bit for bit in
   is probed.
 """
 
+import ast
 from collections.abc import Callable
 
 import jax
@@ -135,11 +136,13 @@ def _unroll(name: str, where: str) -> None:
     raise _Unroll(f"the container {name} is changed at {where}")
 
 
-def rolled_for(iter_, extra_test, body: Callable, get_state, set_state, symbol_names) -> bool:
+def rolled_for(
+    iter_, extra_test, body: Callable, get_state, set_state, symbol_names, targets: str
+) -> bool:
     """Run ``for item in iter_: body(item)``, its loop rolled into one ``lax.scan`` where that
     is the same program (after up to two first iterations run as Python, while the state's
     types settle), and return True; return False, having changed nothing, when the whole loop
-    must be unrolled."""
+    must be unrolled. ``targets``: the loop's target as written (``i``, ``k, (a, b)``)."""
     policy = UNROLL[0]
     if policy is True or extra_test is not None:
         return False
@@ -162,7 +165,7 @@ def rolled_for(iter_, extra_test, body: Callable, get_state, set_state, symbol_n
         if len(rest) <= shortest:
             break
         try:
-            _roll(rest, body, get_state, set_state, where)
+            _roll(rest, body, get_state, set_state, where, _positions(symbol_names, targets))
             return True
         except _Settling:
             if done == PEELED:
@@ -179,7 +182,15 @@ def rolled_for(iter_, extra_test, body: Callable, get_state, set_state, symbol_n
     return True
 
 
-def _roll(iter_, body: Callable, get_state, set_state, where: str) -> None:
+def _positions(symbol_names, targets: str) -> frozenset[int]:
+    """The positions in the loop's state of the names its target binds."""
+    names = {
+        n.id for n in ast.walk(ast.parse(targets or "_", mode="eval")) if isinstance(n, ast.Name)
+    }
+    return frozenset(k for k, name in enumerate(symbol_names) if name in names)
+
+
+def _roll(iter_, body: Callable, get_state, set_state, where: str, targets: frozenset) -> None:
     """The loop as one ``lax.scan``; _Unroll (the state as before) where it cannot be. A Python
     list of an enclosing function that the body appends to stands in the body's closure as an
     :class:`Appended` while the loop is traced: the scan stacks what each pass appends, and the
@@ -189,7 +200,7 @@ def _roll(iter_, body: Callable, get_state, set_state, where: str) -> None:
     while True:
         cells = _appended_cells(body, tuple(get_state()), read)
         try:
-            return _roll_with(iter_, body, get_state, set_state, where, cells)
+            return _roll_with(iter_, body, get_state, set_state, where, cells, targets)
         except _ListRead as error:
             if error.name not in cells:  # an enclosing rolled loop's list
                 raise
@@ -221,7 +232,9 @@ def _attribute_names(code) -> set[str]:
     return names
 
 
-def _roll_with(iter_, body: Callable, get_state, set_state, where: str, cells: dict) -> None:
+def _roll_with(
+    iter_, body: Callable, get_state, set_state, where: str, cells: dict, targets: frozenset
+) -> None:
     xs = np.asarray(iter_, np.int32) if isinstance(iter_, range) else iter_
     if isinstance(iter_, Rows):
         xs = iter_.scanned()
@@ -241,7 +254,7 @@ def _roll_with(iter_, body: Callable, get_state, set_state, where: str, cells: d
                 recorder.guard = guard
             recorders = list(appended.values())
             carried, carry_init, iterate, structures = _probe(
-                xs, is_index, body, get_state, set_state, init, recorders
+                xs, is_index, body, get_state, set_state, init, recorders, targets
             )
             guard.check_replaced()
 
@@ -332,10 +345,13 @@ def _structures(items: list) -> list:
     return [jax.tree_util.tree_structure(item) for item in items]
 
 
-def _probe(xs, is_index: bool, body: Callable, get_state, set_state, init: tuple, appended):
+def _probe(
+    xs, is_index: bool, body: Callable, get_state, set_state, init: tuple, appended, targets
+):
     """Trace one pass of the body on a traced item. Returns the positions of the variables the
     scan carries, their initial arrays, the positions that hold the item itself (Python's loop
-    variable, live after the loop) and the structures of what the pass appends to each list of
+    variable, live after the loop: one of ``targets``, not a variable set to it, ``j = i``,
+    which the next pass reads) and the structures of what the pass appends to each list of
     ``appended``."""
     arrays_at = [k for k, v in enumerate(init) if not (is_static(v) or is_undefined(v))]
     after: list = []
@@ -351,7 +367,7 @@ def _probe(xs, is_index: bool, body: Callable, get_state, set_state, init: tuple
         with Loop("rolled", get_state):
             body(item)
         after[:] = get_state()
-        iterate[:] = [k for k, v in enumerate(after) if v is item]
+        iterate[:] = [k for k, v in enumerate(after) if v is item and k in targets]
         outputs[:] = [k for k, v in enumerate(after) if not (is_static(v) or is_undefined(v))]
         rows = [recorder.taken() for recorder in appended]
         structures[:] = [_structures(r) for r in rows]
