@@ -8,7 +8,8 @@
 * A counter of soft events carried through a ``lax.scan`` of N steps has the range 0..N: its law
   is the Poisson-binomial law of ``sf.count_distribution``.
 * ``jnp.where(c, x, inf)`` with a relaxed ``c`` is ``x - tau log q`` (``q``: the probability of
-  ``x``), so that a soft argmin weighs the element by its probability of being present.
+  ``x``); an argmin over it weighs each element by its probability of being present and of
+  beating each other present element.
 """
 
 import jax
@@ -153,6 +154,21 @@ def test_an_infinite_element_written_over_with_its_sentinel(x64):
     assert np.all(np.isfinite(grad[1:])), grad
 
 
+def _argmin_of_present(x, q, tau):
+    """The law of the argmin when element j is present with probability q[j], written out: i
+    wins if present and every other j is absent or loses to it, index 0 where none is."""
+    n = len(x)
+    beats = 1 / (1 + np.exp((x[:, None] - x[None, :]) / tau))  # [i, j]: i below j
+    w = np.array(
+        [
+            q[i] * np.prod([1 - q[j] + q[j] * beats[i, j] for j in range(n) if j != i])
+            for i in range(n)
+        ]
+    )
+    w[0] += np.prod(1 - q)
+    return w / w.sum()
+
+
 def test_an_infinite_sentinel_is_present_with_the_probability_of_its_condition(x64):
     def nearest(d, r):
         masked = jnp.where(d > r, d, jnp.inf)
@@ -162,11 +178,11 @@ def test_an_infinite_sentinel_is_present_with_the_probability_of_its_condition(x
     r = jnp.float64(1.0)
     relaxed = jax.jit(sf.relax(nearest, softness=TAU))
     q = jax.nn.sigmoid((d - r) / TAU)
-    # The soft argmin weighs each element by exp(-d / tau) times its probability of being there;
-    # the (exact) minimum is that of d - tau log q.
-    weights = q * jnp.exp(-d / TAU) / jnp.sum(q * jnp.exp(-d / TAU))
+    # The soft argmin weighs each element by its probability of being there and of beating
+    # each other element that is there; the (exact) minimum is that of d - tau log q.
+    weights = _argmin_of_present(np.asarray(d), np.asarray(q), TAU)
     index, minimum = relaxed(d, r)
-    np.testing.assert_allclose(index, weights @ jnp.arange(4.0), rtol=1e-12)
+    np.testing.assert_allclose(index, weights @ np.arange(4.0), rtol=1e-12)
     np.testing.assert_allclose(minimum, jnp.min(d - TAU * jnp.log(q)), rtol=1e-12)
     for output in range(2):
 
@@ -181,6 +197,61 @@ def test_an_infinite_sentinel_is_present_with_the_probability_of_its_condition(x
     assert np.all(np.isfinite(grad))
 
 
+def test_the_argmin_of_two_masked_elements_is_the_law_over_the_masks(x64):
+    # Two elements, each there with its probability: the soft argmin of each of the four
+    # masks, weighed by its probability (index 0 when both are masked, as jnp.argmin of inf).
+    def program(d, keep):
+        return jnp.argmin(jnp.where(keep > 0, d, jnp.inf)).astype(d.dtype)
+
+    d, keep = jnp.array([0.4, 0.1]), jnp.array([0.2, -0.1])
+    q = jax.nn.sigmoid(keep / TAU)
+    worlds = {(1, 1): sf.argmin(d, softness=TAU)[1], (1, 0): 0.0, (0, 1): 1.0, (0, 0): 0.0}
+    want = sum(
+        (q[0] if a else 1 - q[0]) * (q[1] if b else 1 - q[1]) * index
+        for (a, b), index in worlds.items()
+    )
+    np.testing.assert_allclose(sf.relax(program, softness=TAU)(d, keep), want, rtol=1e-12)
+
+
+def _earliest_deadline_first(deadlines, durations):
+    done = jnp.zeros(deadlines.shape, bool)
+    t = late = 0.0
+    order = []
+    for _ in range(deadlines.shape[0]):
+        j = jnp.argmin(jnp.where(done, jnp.inf, deadlines))
+        t = t + durations[j]
+        late = late + jnp.maximum(t - deadlines[j], 0.0)
+        done = done.at[j].set(True)
+        order.append(j)
+    return late, jnp.stack(order)
+
+
+def test_a_greedy_pick_among_those_not_taken_is_exact_in_the_hard_limit(x64):
+    # An element taken at a pick with a margin g stays present with probability exp(-g / tau):
+    # weighed by that probability times exp(-d / tau), it tied with the element g above it at
+    # every softness (picks of 1.5 for 0 and 3; a lateness of 4.92 for 2.59).
+    rng = np.random.default_rng(0)
+    deadlines, durations = jnp.asarray(rng.uniform(1, 8, 6)), jnp.asarray(rng.uniform(0.5, 2, 6))
+    late, order = _earliest_deadline_first(deadlines, durations)
+    # Margins of 25 and 30 softness units at least: exp(-25) = 1e-11 is what is left of a taken
+    # element, which 1 - P(taken) resolves in float64 (at 40 units it rounds to 0).
+    gap = np.min(np.diff(np.sort(deadlines)))
+    for softness in (gap / 25, gap / 30):
+        soft_late, soft_order = sf.relax(_earliest_deadline_first, softness=softness)(
+            deadlines, durations
+        )
+        np.testing.assert_allclose(soft_order, order, atol=1e-8)
+        np.testing.assert_allclose(soft_late, late, rtol=1e-8)
+    relaxed = jax.jit(sf.relax(_earliest_deadline_first, softness=0.3))
+
+    def total(deadlines):
+        return relaxed(deadlines, durations)[0]
+
+    np.testing.assert_allclose(
+        jax.grad(total)(deadlines), _central_differences(total, deadlines), rtol=1e-6, atol=1e-8
+    )
+
+
 def test_a_negative_infinite_sentinel_before_an_argmax(x64):
     def masked_argmax(x, keep):
         return jnp.argmax(jnp.where(keep > 0, x, -jnp.inf)).astype(x.dtype)
@@ -189,8 +260,8 @@ def test_a_negative_infinite_sentinel_before_an_argmax(x64):
     keep = jnp.array([0.5, -0.2, 0.1])
     relaxed = sf.relax(masked_argmax, softness=TAU)
     q = jax.nn.sigmoid(keep / TAU)
-    weights = q * jnp.exp(x / TAU) / jnp.sum(q * jnp.exp(x / TAU))
-    np.testing.assert_allclose(relaxed(x, keep), weights @ jnp.arange(3.0), rtol=1e-12)
+    weights = _argmin_of_present(-np.asarray(x), np.asarray(q), TAU)
+    np.testing.assert_allclose(relaxed(x, keep), weights @ np.arange(3.0), rtol=1e-12)
     st = sf.relax(masked_argmax, softness=TAU, mode="straight_through")
     assert st(x, keep) == masked_argmax(x, keep)
     assert np.all(np.isfinite(jnp.concatenate(jax.grad(st, argnums=(0, 1))(x, keep))))

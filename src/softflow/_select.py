@@ -4,6 +4,7 @@ Also the plumbing that every operation along an axis shares (validation of the a
 the softness per slice, dispatch by mode), used by the sorting module as well.
 """
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -214,6 +215,62 @@ def soft_argmax(x: jax.Array, softness: Softness, kind: str) -> jax.Array:
     differences = difference(x[..., :, None], x[..., None, :])
     scores = jnp.sum(_log_step(scaled(differences, softness[..., None]), kind), axis=-1)
     return jax.nn.softmax(scores, axis=-1)
+
+
+def safe_log(q: jax.Array) -> jax.Array:
+    """``log q``, -inf at 0 with a zero (not NaN) derivative there."""
+    positive = q > 0
+    return jnp.where(positive, jnp.log(jnp.where(positive, q, 1)), -jnp.inf)
+
+
+#: The most entries along the axis for which :func:`argmax_of_present` weighs every pair
+#: (``n * n`` comparisons per slice); above it, each entry is weighed by its probability alone.
+PAIRWISE_PRESENCE_LIMIT = 2048
+
+
+def argmax_of_present(
+    x: jax.Array, present: jax.Array, axis: int, *, softness, kind: str, mode: str
+) -> jax.Array:
+    r"""The soft index of the largest entry of ``x`` along ``axis`` among those present, entry
+    :math:`j` present with probability :math:`q_j` (``present``, independently), and index 0
+    where none is (as ``jnp.argmax`` of a slice masked throughout by a sentinel; an entry that
+    is ``-inf`` is as absent, since it ties with the sentinel). Entry
+    :math:`i` wins where it is present and every other entry is absent or loses to it:
+
+    .. math:: w_i \propto q_i \prod_{j \ne i} \bigl(1 - q_j + q_j\, s((x_i - x_j)/τ)\bigr).
+
+    As τ → 0 it is :math:`q_i \prod_{j: x_j > x_i} (1 - q_j)` at any probabilities. Weighing
+    entry :math:`i` by :math:`q_i e^{x_i/τ}` instead (a softmax of :math:`x + τ \log q`) lets
+    an entry that is almost surely absent, :math:`q = e^{-g/τ}` after a soft argmax took it by
+    a margin :math:`g`, tie with the entry :math:`g` below it at every softness. Costs
+    :math:`O(n^2)` per slice up to :data:`PAIRWISE_PRESENCE_LIMIT` entries, that softmax above.
+    """
+    a = along_axis(x, axis, softness, kind, mode, integers=False, nonempty=True)
+    q = jnp.moveaxis(jnp.broadcast_to(present, x.shape), axis, -1).astype(a.dtype)
+
+    def hard():
+        masked = jnp.where(q == 1, a.values, -jnp.inf)
+        return jax.nn.one_hot(jnp.argmax(masked, axis=-1), a.size, dtype=a.dtype)
+
+    def soft():
+        return _soft_argmax_of_present(a.floats(), q, jnp.asarray(a.softness, a.dtype), kind)
+
+    return a.restore(by_mode(mode, hard, soft, a.softness))
+
+
+@functools.partial(jax.checkpoint, static_argnums=(3,))  # (n * n comparisons: recomputed)
+def _soft_argmax_of_present(x: jax.Array, q: jax.Array, tau: jax.Array, kind: str) -> jax.Array:
+    q = jnp.where(x == -jnp.inf, jnp.zeros((), q.dtype), q)  # ties with the sentinel: absent
+    x, n = jnp.where(q == 0, jnp.zeros((), x.dtype), x), x.shape[-1]
+    if n > PAIRWISE_PRESENCE_LIMIT:
+        return soft_argmax(x + tau * safe_log(q), tau, kind)
+    beats = step(scaled(difference(x[..., :, None], x[..., None, :]), tau[..., None]), kind)
+    q_other = q[..., None, :]
+    survives = jnp.where(np.eye(n, dtype=bool), 1, 1 - q_other + q_other * beats)
+    scores = safe_log(q) + jnp.sum(safe_log(survives), axis=-1)
+    nothing = jnp.sum(safe_log(1 - q), axis=-1, keepdims=True)  # every entry absent: index 0
+    weights = jax.nn.softmax(jnp.concatenate([scores, nothing], axis=-1), axis=-1)
+    return weights[..., :n].at[..., 0].add(weights[..., n])
 
 
 def _hard_argmax(prepared: AlongAxis, pick: Callable) -> jax.Array:

@@ -167,6 +167,8 @@ class Interpreter(SoftIntegerOps):
         self.known_inputs: dict[Any, Any] = {}
         # Running counts made by cumsum, by id of their probs: (probs, axis, reverse, P(one)).
         self.running_counts: dict[int, tuple[Any, int, bool, Any]] = {}
+        # Values masked by a sentinel with a relaxed probability, by id: (value, x, q, sentinel).
+        self.presences: dict[int, tuple[Any, Any, Any, float]] = {}
 
     # -- bookkeeping -----------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from ._folds import fold_onto
 from ._generic import at_trace_time, hard_thunk
 from ._interpreter import Interpreter, rule
 from ._rules_relaxed_reads import relaxed_read
-from ._rules_select import blend_with_infinities, present_or_sentinel, sentinel
+from ._rules_select import blend_with_infinities, masked, sentinel
 from ._values import (
     Categorical,
     Expected,
@@ -227,9 +227,8 @@ def _scatter_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     if mask is not None and not np.isnan(mask):
         # x.at[jnp.argmax(x)].set(-jnp.inf): each element present where the write misses.
         self.record(eqn, "a sentinel written at a relaxed index: present where it misses")
-        x = jnp.broadcast_to(jnp.asarray(unwrap(operand)), out_aval.shape)
-        q = 1 - weights.astype(x.dtype)
-        return [Live(present_or_sentinel(x, q, mask, self.options.softness))]
+        q = 1 - weights.astype(jnp.asarray(unwrap(operand)).dtype)
+        return [Live(masked(self, operand, q, mask, out_aval.shape))]
     self.record(eqn, "sf.put (write at a distribution over indices)")
 
     def written(value, dtype):
@@ -322,8 +321,7 @@ def _one_value_at_many(
         mask = sentinel(self, eqn.invars[2])
         if mask is not None and not np.isnan(mask):  # (as in _scatter_rule)
             self.record(eqn, "a sentinel written at relaxed indices: present where none lands")
-            x = jnp.broadcast_to(x, out_aval.shape)
-            return [Live(present_or_sentinel(x, missed, mask, self.options.softness))]
+            return [Live(masked(self, x, missed, mask, out_aval.shape))]
         self.record(eqn, "one value written at several relaxed indices: kept where none lands")
         new = jnp.full_like(x, value)
         return [Live(blend_with_infinities(1 - missed, new, x, self.options.softness))]

@@ -9,6 +9,7 @@ from jax.extend.core import JaxprEqn, Literal as JaxprLiteral
 
 from .._branch import soft_where
 from .._checks import is_concrete
+from .._select import safe_log as _safe_log
 from . import _jaxpr, _views
 from ._folds import case_weights
 from ._generic import hard_thunk
@@ -81,12 +82,6 @@ def _all_nan(self: Interpreter, atom) -> bool:
     return known is not None and known.size > 0 and bool(np.isnan(known).all())
 
 
-def _safe_log(q: jax.Array) -> jax.Array:
-    """``log q``, -inf at 0 with a zero (not NaN) derivative there."""
-    positive = q > 0
-    return jnp.where(positive, jnp.log(jnp.where(positive, q, 1)), -jnp.inf)
-
-
 def _select_sentinel(self: Interpreter, eqn: JaxprEqn, p, cases, sentinels) -> jax.Array:
     r"""``jnp.where(c, x, inf)`` with a relaxed ``c``: the element is ``x`` with probability
     ``q`` and absent (``inf``) otherwise. Its relaxed value is ``x - τ log q``: a soft minimum
@@ -107,7 +102,7 @@ def _select_sentinel(self: Interpreter, eqn: JaxprEqn, p, cases, sentinels) -> j
         )
     q = p if at == 0 else 1 - p  # the probability of the finite case (case 1 when pred is True)
     self.record(eqn, f"present with probability q: x {'-+'[mark < 0]} softness * log(q)")
-    return present_or_sentinel(jnp.asarray(unwrap(other)), q, mark, self.options.softness)
+    return masked(self, other, q, mark)
 
 
 _FLIPPED = {"gt": "lt", "ge": "le", "lt": "gt", "le": "ge"}
@@ -190,11 +185,13 @@ def _masked_with_nan(self: Interpreter, eqn: JaxprEqn, pred: SoftBool, cases, ha
     return Live(hard(), mixture=mixture)
 
 
-def _expectation_with_sentinels(probs, each, softness) -> jax.Array:
+def _expectation_with_sentinels(self: Interpreter, probs, each, mark) -> jax.Array:
     """The expectation over the outcomes, where some outcomes are an infinite sentinel (an
-    element masked with NaN, then given ``-inf`` by ``jnp.nanmax``): the element is present with
-    the probability ``q`` of the finite outcomes, relaxed as :func:`_select_sentinel` relaxes
-    it, the expectation of the finite outcomes ``- sign * softness * log q``."""
+    element masked with NaN, then given ``-inf`` by ``jnp.nanargmax``): the element is present
+    with the probability ``q`` of the finite outcomes, relaxed as :func:`_select_sentinel`
+    relaxes it, the expectation of the finite outcomes ``- sign * softness * log q``; remembered
+    as :func:`masked` remembers it where the sentinel ``mark`` is known."""
+    softness = self.options.softness
     probs = probs.astype(each.dtype)
     infinite = jnp.isinf(each) & (probs > 0)
     q = jnp.sum(jnp.where(infinite, 0, probs), axis=-1)
@@ -210,7 +207,10 @@ def _expectation_with_sentinels(probs, each, softness) -> jax.Array:
     below = jnp.any(infinite & (each < 0), axis=-1)
     sign = jnp.where(above & below, jnp.nan, jnp.where(above, 1, -1)).astype(each.dtype)
     present = finite - sign * jnp.asarray(softness, each.dtype) * _safe_log(q)
-    return jnp.where(jnp.any(infinite, axis=-1), present, expectation(probs, kept))
+    value = jnp.where(jnp.any(infinite, axis=-1), present, expectation(probs, kept))
+    if mark is not None:
+        self.presences[id(value)] = (value, finite, q, mark)
+    return value
 
 
 def blend_with_infinities(p, x1, x0, softness) -> jax.Array:
@@ -238,6 +238,24 @@ def blend_with_infinities(p, x1, x0, softness) -> jax.Array:
     both = jnp.where((p == 1) | (x1 == x0), x1, jnp.where(p == 0, x0, jnp.nan))
     out = jnp.where(inf1, jnp.where(inf0, both, only0), jnp.where(inf0, only1, blended))
     return jnp.where(nan1, x0, jnp.where(nan0, x1, out))
+
+
+def masked(self: Interpreter, x, q, mark: float, shape=None) -> jax.Array:
+    """:func:`present_or_sentinel` of ``x``, remembered with ``x`` and ``q`` for an argmax or
+    argmin over it (``jnp.argmin(jnp.where(done, jnp.inf, d))``: the greedy's next pick), which
+    weighs each element by its presence and not by its shifted value alone. A value masked
+    before is present where both masks keep it (taken as independent); ``shape``: the one
+    ``x`` is broadcast to."""
+    x = jnp.asarray(unwrap(x))
+    before = self.presences.get(id(x))
+    if before is not None and before[0] is x and np.sign(before[3]) == np.sign(mark):
+        x, q = before[1], before[2] * q
+    if shape is not None:
+        x = jnp.broadcast_to(x, shape)
+    value = present_or_sentinel(x, q, mark, self.options.softness)
+    whole = (jnp.broadcast_to(x, value.shape), jnp.broadcast_to(q, value.shape))
+    self.presences[id(value)] = (value, *whole, mark)
+    return value
 
 
 def present_or_sentinel(x, q, sentinel: float, softness) -> jax.Array:
@@ -375,7 +393,9 @@ def _select_given(self: Interpreter, eqn: JaxprEqn, pred: SoftBool, cases: list,
     if floating(out):
         self.record(eqn, "sf.soft_where per outcome of the relaxed integer its condition reads at")
         each = blend_with_infinities(q, x1, x0, self.options.softness)
-        return Live(_expectation_with_sentinels(probs, each, self.options.softness))
+        marks = [m for m in (sentinel(self, atom) for atom in eqn.invars[1:]) if m is not None]
+        mark = marks[0] if len(marks) == 1 and np.isinf(marks[0]) else None
+        return Live(_expectation_with_sentinels(self, probs, each, mark))
     if out.dtype == jnp.bool_:
         return None
     self.record(eqn, "the case of each outcome of the relaxed integer its condition reads at")
