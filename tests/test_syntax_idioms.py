@@ -1387,3 +1387,33 @@ def test_values_that_cannot_be_blended_are_refused_clearly(fn, shown):
     with pytest.raises(ConversionError, match=shown) as caught:
         sf.relax(fn, softness=TAU)(jnp.float32(0.7), jnp.float32(0.3))
     assert re.search(rf"if statement at .*:{line} ", str(caught.value))
+
+
+def _early_stopping(losses, min_delta, *, nested):
+    best, wait, stopped = jnp.inf, 0, losses.shape[0]
+    for epoch in range(losses.shape[0]):
+        if losses[epoch] < best - min_delta:
+            best, wait = losses[epoch], 0
+        else:
+            wait += 1
+            if nested and wait >= 3:
+                stopped = epoch
+                break
+        if not nested and wait >= 3:
+            stopped = epoch
+            break
+    return best, stopped
+
+
+def test_early_stopping_with_its_patience_check_nested_is_refused_with_the_form_that_runs():
+    # The patience check inside the `else` is a break in a soft if inside another one: refused,
+    # with the way out that fits it (wait >= 3 cannot hold where the improving side resets it).
+    losses = jnp.asarray([1.0, 0.7, 0.65, 0.66, 0.64, 0.67, 0.7, 0.71, 0.5, 0.4])
+    nested = functools.partial(_early_stopping, nested=True)
+    with pytest.raises(ConversionError, match="move that if after the outer one"):
+        sf.relax(nested)(losses, 0.02)
+    flat = functools.partial(_early_stopping, nested=False)
+    assert jax.tree.map(float, flat(losses, 0.02)) == jax.tree.map(float, nested(losses, 0.02))
+    hard = sf.relax(flat, mode="hard")(losses, 0.02)
+    assert jax.tree.map(float, hard) == jax.tree.map(float, flat(losses, 0.02))
+    np.testing.assert_allclose(sf.relax(flat, softness=1e-4)(losses, 0.02), flat(losses, 0.02))

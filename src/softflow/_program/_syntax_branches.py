@@ -199,7 +199,9 @@ def _soft_exit(pred, body, orelse, get_state, set_state, symbol_names, init, whe
             raise ConversionError(
                 f"sf.relax: the {statement} at {where} depends on a traced condition inside "
                 "another if statement on a traced condition; combine the conditions with `and` "
-                f"in a single `if ...: {statement}`. A `continue` before it makes the rest of the "
+                f"in a single `if ...: {statement}`, or, where its condition cannot hold on the "
+                "other side (a patience counter that the other side resets), move that if after "
+                f"the outer one. A `continue` before it makes the rest of the "
                 "loop body such an if statement: guard only the statements it skips with "
                 f"`if not ...:` and put the {statement} after that if. (After such a {statement}, "
                 "the branch that goes on has a probability conditioned on not having exited, "
