@@ -77,3 +77,22 @@ def assert_grad_matches_finite_differences(f, args, *, rtol=1e-6, atol=1e-8, gra
     expected = jax.jit(lambda *a: central_differences(f, a))(*args)
     for i, (grad, reference) in enumerate(zip(grads, expected, strict=True)):
         np.testing.assert_allclose(grad, reference, rtol=rtol, atol=atol, err_msg=f"argument {i}")
+
+
+def present_winners(x, q, tau):
+    """For elements present with probabilities ``q`` (independently), the probability that each
+    is the present minimum, written out with the logistic step: present, and every other element
+    absent or above it; and the probability that none is present. (The law of
+    ``jnp.argmin(jnp.where(keep, x, jnp.inf))`` with ``keep`` relaxed.)"""
+    x, q = np.asarray(x, np.float64), np.asarray(q, np.float64)
+    n = len(x)
+    below = 1 / (1 + np.exp((x[:, None] - x[None, :]) / tau))  # [i, j]: i below j
+    w = np.array(
+        [
+            q[i] * np.prod([1 - q[j] + q[j] * below[i, j] for j in range(n) if j != i])
+            for i in range(n)
+        ]
+    )
+    nothing = np.prod(1 - q)
+    total = w.sum() + nothing
+    return w / total, nothing / total

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import present_winners
 from jax import lax
 
 import softflow as sf
@@ -155,18 +156,9 @@ def test_an_infinite_element_written_over_with_its_sentinel(x64):
 
 
 def _argmin_of_present(x, q, tau):
-    """The law of the argmin when element j is present with probability q[j], written out: i
-    wins if present and every other j is absent or loses to it, index 0 where none is."""
-    n = len(x)
-    beats = 1 / (1 + np.exp((x[:, None] - x[None, :]) / tau))  # [i, j]: i below j
-    w = np.array(
-        [
-            q[i] * np.prod([1 - q[j] + q[j] * beats[i, j] for j in range(n) if j != i])
-            for i in range(n)
-        ]
-    )
-    w[0] += np.prod(1 - q)
-    return w / w.sum()
+    winners, nothing = present_winners(x, q, tau)
+    winners[0] += nothing  # (jnp.argmin of inf throughout: index 0)
+    return winners
 
 
 def test_an_infinite_sentinel_is_present_with_the_probability_of_its_condition(x64):
@@ -177,13 +169,17 @@ def test_an_infinite_sentinel_is_present_with_the_probability_of_its_condition(x
     d = jnp.array([0.5, 1.2, 2.0, 0.9])
     r = jnp.float64(1.0)
     relaxed = jax.jit(sf.relax(nearest, softness=TAU))
-    q = jax.nn.sigmoid((d - r) / TAU)
+    q = np.asarray(jax.nn.sigmoid((d - r) / TAU))
     # The soft argmin weighs each element by its probability of being there and of beating
-    # each other element that is there; the (exact) minimum is that of d - tau log q.
-    weights = _argmin_of_present(np.asarray(d), np.asarray(q), TAU)
+    # each other element that is there; the minimum is their expected value, present with the
+    # probability that any element is (minus tau log of it, as a masked element is).
+    winners, nothing = present_winners(np.asarray(d), q, TAU)
     index, minimum = relaxed(d, r)
-    np.testing.assert_allclose(index, weights @ np.arange(4.0), rtol=1e-12)
-    np.testing.assert_allclose(minimum, jnp.min(d - TAU * jnp.log(q)), rtol=1e-12)
+    np.testing.assert_allclose(
+        index, _argmin_of_present(np.asarray(d), q, TAU) @ np.arange(4.0), rtol=1e-12
+    )
+    want = winners @ np.asarray(d) / winners.sum() - TAU * np.log(1 - nothing)
+    np.testing.assert_allclose(minimum, want, rtol=1e-12)
     for output in range(2):
 
         def f(d, output=output):
@@ -195,6 +191,25 @@ def test_an_infinite_sentinel_is_present_with_the_probability_of_its_condition(x
     assert relaxed(d, jnp.float64(500.0))[1] == jnp.inf
     grad = jax.grad(lambda d: relaxed(d, jnp.float64(500.0))[0])(d)
     assert np.all(np.isfinite(grad))
+
+
+def test_the_least_value_above_a_threshold_tends_to_the_exact_one(x64):
+    # Masked at d > r, an element below r by h is present with probability exp(-h / tau): the
+    # least of d - tau log q was then the threshold itself, r, for 0.5 and 0.9 below r = 1, at
+    # every softness where float64 resolves exp(-h / tau) (1.0 for 1.2 at 1e-3).
+    def least_above(d, r):
+        return jnp.min(jnp.where(d > r, d, jnp.inf)), jnp.max(jnp.where(d < r, d, -jnp.inf))
+
+    d, r = jnp.array([0.5, 1.2, 2.0, 0.9]), jnp.float64(1.0)
+    for softness in (2e-3, 1e-3):  # margins of 50 and 100 softness units at least
+        np.testing.assert_allclose(
+            sf.relax(least_above, softness=softness)(d, r), least_above(d, r), rtol=1e-12
+        )
+    straight = sf.relax(least_above, softness=0.1, mode="straight_through")
+    assert straight(d, r) == least_above(d, r)
+    for output, winner in ((0, 1), (1, 3)):  # (1.2 is the least above, 0.9 the most below)
+        grad = jax.grad(lambda d, output=output: straight(d, r)[output])(d)
+        assert np.all(np.isfinite(grad)) and grad[winner] > 0
 
 
 def test_the_argmin_of_two_masked_elements_is_the_law_over_the_masks(x64):

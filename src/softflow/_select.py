@@ -253,24 +253,29 @@ def argmax_of_present(
         return jax.nn.one_hot(jnp.argmax(masked, axis=-1), a.size, dtype=a.dtype)
 
     def soft():
-        return _soft_argmax_of_present(a.floats(), q, jnp.asarray(a.softness, a.dtype), kind)
+        tau = jnp.asarray(a.softness, a.dtype)
+        winners, nothing = present_winners(a.floats(), q, tau, kind)
+        return winners.at[..., 0].add(nothing)
 
     return a.restore(by_mode(mode, hard, soft, a.softness))
 
 
 @functools.partial(jax.checkpoint, static_argnums=(3,))  # (n * n comparisons: recomputed)
-def _soft_argmax_of_present(x: jax.Array, q: jax.Array, tau: jax.Array, kind: str) -> jax.Array:
+def present_winners(x: jax.Array, q: jax.Array, tau: jax.Array, kind: str) -> tuple:
+    """For each entry along the last axis, the probability that it is present and the largest
+    present one (see :func:`argmax_of_present`), and the probability that none is present."""
     q = jnp.where(x == -jnp.inf, jnp.zeros((), q.dtype), q)  # ties with the sentinel: absent
     x, n = jnp.where(q == 0, jnp.zeros((), x.dtype), x), x.shape[-1]
     if n > PAIRWISE_PRESENCE_LIMIT:
-        return soft_argmax(x + tau * safe_log(q), tau, kind)
+        nothing = jnp.exp(jnp.sum(safe_log(1 - q), axis=-1))
+        return soft_argmax(x + tau * safe_log(q), tau, kind) * (1 - nothing[..., None]), nothing
     beats = step(scaled(difference(x[..., :, None], x[..., None, :]), tau[..., None]), kind)
     q_other = q[..., None, :]
     survives = jnp.where(np.eye(n, dtype=bool), 1, 1 - q_other + q_other * beats)
     scores = safe_log(q) + jnp.sum(safe_log(survives), axis=-1)
-    nothing = jnp.sum(safe_log(1 - q), axis=-1, keepdims=True)  # every entry absent: index 0
+    nothing = jnp.sum(safe_log(1 - q), axis=-1, keepdims=True)
     weights = jax.nn.softmax(jnp.concatenate([scores, nothing], axis=-1), axis=-1)
-    return weights[..., :n].at[..., 0].add(weights[..., n])
+    return weights[..., :n], weights[..., n]
 
 
 def _hard_argmax(prepared: AlongAxis, pick: Callable) -> jax.Array:

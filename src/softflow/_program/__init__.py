@@ -9,7 +9,8 @@ The package reads from the outside in; imports only run inward, and there is no 
 * ``_rules_logic``, ``_rules_select``, ``_rules_control``, ``_rules_arrays``, ``_rules_indexing``,
   ``_rules_relaxed_reads``, ``_rules_masks``: the soft rules, one file per family, each
   registering its rules in the interpreter's table (``_own_bounds``, ``_affine``: what the rules
-  of comparisons and of relaxed integers use);
+  of comparisons and of relaxed integers use; ``_rules_present``: what the reductions do with
+  values masked by a sentinel with a relaxed probability);
 * ``_interpreter``: walks a jaxpr and applies the rule of each equation;
 * ``_boundaries``: soft values crossing loop carries and branch outputs as arrays;
 * ``_values``: the forms a value takes (exact, live, soft bool, categorical, expected);

@@ -18,6 +18,7 @@ from . import _jaxpr, _views
 from ._candidates import candidatewise
 from ._generic import hard_thunk
 from ._interpreter import Interpreter, call_rule, rule
+from ._rules_present import argmax_of_present
 from ._values import (
     Categorical,
     Clamp,
@@ -287,7 +288,7 @@ def _argmax_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
         return self.per_candidate(eqn, invals)
     if (per_outcome := _argmax_per_outcome(self, eqn, invals[0])) is not None:
         return per_outcome
-    if (present := _argmax_of_present(self, eqn, invals[0])) is not None:
+    if (present := argmax_of_present(self, eqn, invals[0])) is not None:
         return present
     running = _running_count(self, eqn, invals[0])
     if running is not None:
@@ -341,24 +342,6 @@ def _argmax_per_outcome(self: Interpreter, eqn: JaxprEqn, value) -> list | None:
     per = jax.vmap(lambda v: jnp.moveaxis(fn(v, axis, **self.compare_options()), axis, -1))(each)
     probs = jnp.einsum("k,k...->...", value.choices.probs.astype(per.dtype), per)
     self.record(eqn, f"sf.{fn.__name__} of each outcome of the relaxed integer that chose")
-    cands = np.broadcast_to(np.arange(probs.shape[-1], dtype=_jaxpr.index_dtype(eqn)), probs.shape)
-    return [Categorical(cands, probs, hard_thunk(eqn, [value])(0))]
-
-
-def _argmax_of_present(self: Interpreter, eqn: JaxprEqn, value) -> list | None:
-    """The argmax (argmin) of values masked by ``-inf`` (``inf``) with a relaxed probability
-    (``jnp.where(done, jnp.inf, d)``): each element wins where it is present and beats every
-    other present one (see :func:`softflow._select.argmax_of_present`)."""
-    raw = unwrap(value)
-    present = self.presences.get(id(raw))
-    argmin = eqn.primitive.name == "argmin"
-    if present is None or present[0] is not raw or (present[3] > 0) != argmin:
-        return None
-    _, x, q, _ = present
-    (axis,) = _jaxpr.axes(eqn)
-    self.record(eqn, "each element weighed by its presence and by the present ones it beats")
-    weights = _select.argmax_of_present(-x if argmin else x, q, axis, **self.compare_options())
-    probs = jnp.moveaxis(weights, axis, -1)
     cands = np.broadcast_to(np.arange(probs.shape[-1], dtype=_jaxpr.index_dtype(eqn)), probs.shape)
     return [Categorical(cands, probs, hard_thunk(eqn, [value])(0))]
 

@@ -15,6 +15,7 @@ from ._generic import countable, hard_thunk
 from ._interpreter import Interpreter, rule
 from ._own_bounds import SOFT_COMPARISONS, own_bound_comparison
 from ._rules_arrays import integer_distribution
+from ._rules_present import extreme_of_present
 from ._rules_select import linked
 from ._values import (
     Categorical,
@@ -305,6 +306,8 @@ def _reduce_logic_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
     """``any`` / ``all`` of truth values; ``max`` / ``min`` of truth values are the same (the
     largest probability is not the probability that one is true)."""
     (value,) = invals
+    if (present := extreme_of_present(self, eqn, value)) is not None:
+        return present
     boolean = aval(eqn.invars[0]).dtype == jnp.bool_
     if boolean and isinstance(value, Categorical) and jnp.ndim(value.probs) > 1:
         # Truth values with a law per element (comparisons of relaxed integers, g >= 4 on a
