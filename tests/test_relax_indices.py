@@ -2,6 +2,8 @@
 indices (lookups, grids, histograms), discrete modes through loops, top_k, ranks and float
 modulo. Each against an independent reference written from soft steps by hand."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -518,7 +520,7 @@ def test_a_mode_carried_through_a_loop_is_a_distribution_over_its_values(x64):
 def longest_run_scan(x, threshold):
     """The longest run of values above a threshold: two integers carried through a scan, the
     current run and the longest so far, which depend on each other (compared, so carried as
-    distributions: ``jnp.maximum`` of expected values would be the mean-field approximation)."""
+    distributions)."""
 
     def step(carry, value):
         run, longest = carry
@@ -539,6 +541,18 @@ def longest_run_while(x, threshold):
     return lax.while_loop(lambda c: c[0] < x.shape[0], body, (0, 0, 0))[2]
 
 
+def longest_run_maximum(x, threshold):
+    """The same with ``jnp.maximum``: of the two integers' joint law, not of their expected
+    values (the mean-field approximation, 0.97 for 2.15 on six values near the threshold)."""
+
+    def step(carry, value):
+        run, longest = carry
+        run = jnp.where(value > threshold, run + 1, 0)
+        return (run, jnp.maximum(longest, run)), None
+
+    return lax.scan(step, (0, 0), x)[0][1]
+
+
 def longest_run_by_enumeration(x, threshold):
     """The expected longest run over every outcome of the relaxed comparisons (independent
     events of probability sf.greater(x_i, threshold)), written without relax."""
@@ -555,7 +569,11 @@ def longest_run_by_enumeration(x, threshold):
     return weights @ longest
 
 
-@pytest.mark.parametrize("program", [longest_run_scan, longest_run_while], ids=["scan", "while"])
+@pytest.mark.parametrize(
+    "program",
+    [longest_run_scan, longest_run_while, longest_run_maximum],
+    ids=["scan", "while", "maximum"],
+)
 def test_integers_carried_together_through_a_loop_keep_their_joint_law(program, x64):
     x = jnp.asarray(np.random.default_rng(3).normal(size=8))
     threshold = jnp.float64(-0.2)
@@ -789,3 +807,31 @@ def test_relaxed_integers_read_at_relaxed_indices_mix_the_laws_they_read(x64):
     np.testing.assert_allclose(tiny[1], path, atol=1e-9)
     relaxed = jax.jit(jax.grad(lambda t: sf.relax(_beam_search, softness=TAU)(log_start, t)[0]))
     assert np.all(np.isfinite(relaxed(transitions)))
+
+
+def _run_of_equal_levels(z, *, by_cond):
+    """The run of equal rounded levels up to the end: each step compares a level with the one
+    before, so consecutive conditions share a level and are not independent."""
+    levels = jnp.round(z)
+    run = jnp.int32(1)
+    for t in range(1, z.shape[0]):
+        same = levels[t] == levels[t - 1]
+        if by_cond:
+            run = lax.cond(same, lambda r: r + 1, lambda r: jnp.int32(1), run)
+        else:
+            run = jnp.where(same, run + 1, 1)
+    return jnp.stack([run == k for k in range(1, z.shape[0] + 1)]).astype(z.dtype)
+
+
+def test_a_branch_index_on_joined_truth_values_stays_joined_under_jit(x64):
+    # Under jit the outcomes of `levels[t] == levels[t - 1]` are not known at trace time; made a
+    # branch index, the truth value became False or True on its own, independent of the run it
+    # extends: P(run = 3) was P(e1) P(e2) (0.16 for 0.12).
+    z = jnp.asarray([1.08, 1.321, 1.908, 3.252])
+    by_cond = functools.partial(_run_of_equal_levels, by_cond=True)
+    by_where = functools.partial(_run_of_equal_levels, by_cond=False)
+    want = sf.relax(by_where, softness=TAU)(z)
+    np.testing.assert_allclose(jax.jit(sf.relax(by_where, softness=TAU))(z), want, rtol=1e-12)
+    np.testing.assert_allclose(sf.relax(by_cond, softness=TAU)(z), want, rtol=1e-12)
+    np.testing.assert_allclose(jax.jit(sf.relax(by_cond, softness=TAU))(z), want, rtol=1e-12)
+    assert_exactly_equal(sf.relax(by_cond, mode="hard")(z), by_cond(z))

@@ -43,6 +43,8 @@ from ._values import (
 )
 
 OnUnrelaxable = Literal["error", "stop_gradient"]
+# Operations that move each element of their one operand to one place of the result.
+_REARRANGEMENTS = frozenset({"reshape", "transpose", "squeeze", "expand_dims"})
 ON_UNRELAXABLE = ("error", "stop_gradient")
 
 
@@ -287,11 +289,21 @@ class Interpreter(SoftIntegerOps):
                         "keep some of them exact with sf.exact (the condition or index they come "
                         "from), or compute the values as floats",
                     ) from None
+            if eqn.primitive.name in _REARRANGEMENTS and outs and isinstance(outs[0], Live):
+                self._rearranged_presence(eqn, invals[0], outs[0])
             for var, value in zip(eqn.outvars, outs, strict=True):
                 if not isinstance(var, DropVar):
                     env[var] = value
                     self.producers[var] = eqn
         return [read(atom) for atom in jaxpr.outvars]
+
+    def _rearranged_presence(self, eqn: JaxprEqn, before, after: Live) -> None:
+        """A masked value (see ``presences``) reshaped or transposed is still masked, element
+        by element (``jnp.argmax`` of a matrix reads it flattened)."""
+        present = self.presences.get(id(raw := unwrap(before)))
+        if present is not None and present[0] is raw:
+            x, q = (_jaxpr.bind(eqn, [v])[0] for v in present[1:3])
+            self.presences[id(after.value)] = (after.value, x, q, present[3])
 
     def unread(self, var) -> bool:
         """Whether nothing reads ``var``, a result of an equation being evaluated (jax >= 0.12

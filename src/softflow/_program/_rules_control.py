@@ -117,6 +117,12 @@ def _cond_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
         return decode_all(outs, kinds, avals)
     categorical = bernoulli(index) if isinstance(index, SoftBool) else index
     assert isinstance(categorical, Categorical)
+    if (joint := categorical.__dict__.get("_joint")) is not None:
+        # A truth value of joint outcomes not known at trace time, made an integer (`if q[t] ==
+        # q[t - 1]` under jit): over those outcomes, so that the results stay joined with
+        # what else they decide (the run counted so far), not over False and True.
+        cands = jnp.asarray(joint.cands).astype(aval(eqn.invars[0]).dtype)
+        categorical = Categorical(cands, joint.probs, joint.hard, joint.factors)
     if categorical.probs.ndim != 1:
         raise self.unsupported(
             eqn, "its index holds a batch of distributions", "vmap the relaxed function"

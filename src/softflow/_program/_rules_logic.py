@@ -356,7 +356,9 @@ def _convert_rule(self: Interpreter, eqn: JaxprEqn, invals: list) -> list:
         # rounded inputs under jit): as an integer, 0 or 1 with its probability, so that a count
         # of them keeps its exact law (as on concrete values, where the outcomes are 0 and 1).
         truth = SoftBool(mean(value), value.hard)
-        return self.per_candidate(eqn, [truth])
+        outs = self.per_candidate(eqn, [truth])
+        object.__setattr__(outs[0], "_joint", value)  # (for a branch index: see _cond_rule)
+        return outs
     if isinstance(value, Categorical | Expected):
         return self.generic(eqn, invals)
     # (Only a float to an integer or a truth value is a staircase; to a complex, it is exact.)

@@ -57,10 +57,10 @@ def extreme_of_present(self: Interpreter, eqn: JaxprEqn, value) -> list | None:
     )
     self.record(eqn, "the expected extreme of the present elements, present where any is")
     tau = jnp.asarray(options["softness"], x.dtype)[..., None]
-    winners, nothing = _select.present_winners(
+    winners, _ = _select.present_winners(
         -x if smallest else x, q.astype(x.dtype), tau, options["kind"]
     )
-    some = 1 - nothing
+    some = jnp.sum(winners, axis=-1)  # (not 1 - nothing: that loses a small one to rounding)
     extreme = _select.expectation(winners / jnp.where(some > 0, some, 1)[..., None], x)
     soft = present_or_sentinel(extreme, some, mark, options["softness"])
     if options["mode"] == "straight_through":
