@@ -434,6 +434,10 @@ def measure(settings: harness.Settings, names=None, batch: int | None = None) ->
             else ""
         )
         worst_why = (
+            "the longest run above a threshold, jnp.maximum(best, run) in a scan over 16 "
+            "samples, carries both integers as distributions over 0..16 and takes the maximum "
+            "outcome by outcome (it took the maximum of their expected values, at 4x, which was "
+            "wrong at every finite softness: 0.97 for 2.15 on six samples); "
             "a stack machine carries its program counter and stack pointer as distributions "
             "through every step, and each step runs every opcode's handler on every candidate "
             "state; a lookup at relaxed float-to-integer indices weighs five integers per "

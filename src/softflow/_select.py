@@ -4,7 +4,6 @@ Also the plumbing that every operation along an axis shares (validation of the a
 the softness per slice, dispatch by mode), used by the sorting module as well.
 """
 
-import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -260,10 +259,15 @@ def argmax_of_present(
     return a.restore(by_mode(mode, hard, soft, a.softness))
 
 
-@functools.partial(jax.checkpoint, static_argnums=(3,))  # (n * n comparisons: recomputed)
 def present_winners(x: jax.Array, q: jax.Array, tau: jax.Array, kind: str) -> tuple:
     """For each entry along the last axis, the probability that it is present and the largest
     present one (see :func:`argmax_of_present`), and the probability that none is present."""
+    if x.shape[-1] > 64:  # (its n * n comparisons recomputed for the gradient, not kept)
+        return _checkpointed_winners(x, q, tau, kind)
+    return _present_winners(x, q, tau, kind)
+
+
+def _present_winners(x: jax.Array, q: jax.Array, tau: jax.Array, kind: str) -> tuple:
     q = jnp.where(x == -jnp.inf, jnp.zeros((), q.dtype), q)  # ties with the sentinel: absent
     x, n = jnp.where(q == 0, jnp.zeros((), x.dtype), x), x.shape[-1]
     if n > PAIRWISE_PRESENCE_LIMIT:
@@ -276,6 +280,9 @@ def present_winners(x: jax.Array, q: jax.Array, tau: jax.Array, kind: str) -> tu
     nothing = jnp.sum(safe_log(1 - q), axis=-1, keepdims=True)
     weights = jax.nn.softmax(jnp.concatenate([scores, nothing], axis=-1), axis=-1)
     return weights[..., :n], weights[..., n]
+
+
+_checkpointed_winners = jax.checkpoint(_present_winners, static_argnums=(3,))
 
 
 def _hard_argmax(prepared: AlongAxis, pick: Callable) -> jax.Array:
